@@ -1,0 +1,8 @@
+import type { Migration } from 'kysely';
+import * as m0001 from './0001_initial.js';
+
+// Static imports instead of FileMigrationProvider so the same code runs under
+// vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
+export const migrations: Record<string, Migration> = {
+  '0001_initial': m0001,
+};

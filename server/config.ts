@@ -1,0 +1,197 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
+
+/** Which halves of Chatwire this process runs (ARCHITECTURE.md, "Roles"). */
+export type Role = "api" | "worker";
+
+export type Profile = "embedded" | "production";
+
+export interface TwilioConfig {
+  accountSid: string;
+  authToken: string;
+  verifyServiceSid: string;
+}
+
+export interface Config {
+  nodeEnv: string;
+  /** embedded: PGlite + in-process queue and bus; production: PostgreSQL (+ NATS). */
+  profile: Profile;
+  port: number;
+  host: string;
+  databaseUrl: string | undefined;
+  natsUrl: string | undefined;
+  dataDir: string;
+  /** Undefined outside NODE_ENV=production: a dev secret is kept under dataDir. */
+  jwtSecret: string | undefined;
+  /** Accept the fixed dev OTP code 123456 instead of sending SMS. */
+  authDevMode: boolean;
+  twilio: TwilioConfig | undefined;
+  /** Allowed browser origins; ["*"] allows any. Empty: no CORS headers. */
+  corsOrigins: string[];
+  logLevel: string;
+  roles: ReadonlySet<Role>;
+  tls: { certFile: string; keyFile: string } | undefined;
+  /** Largest request or response message, bytes. */
+  maxMessageBytes: number;
+  /** Deadline for unary RPCs whose client sets none, and the largest one a client may ask for. */
+  requestTimeoutMs: number;
+  maxRequestTimeoutMs: number;
+  /** How long a graceful stop waits for open requests before closing connections. */
+  shutdownTimeoutMs: number;
+}
+
+/** A bad or missing environment variable; the message names it. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+const DEV_JWT_MIN = 32;
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * The only reader of process.env. Validates every variable and fills defaults,
+ * throwing a ConfigError naming the first bad one.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const get = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    return v === undefined || v === "" ? undefined : v;
+  };
+  const nodeEnv = get("NODE_ENV") ?? "development";
+  const isProduction = nodeEnv === "production";
+
+  const databaseUrl = get("DATABASE_URL");
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError("DATABASE_URL", "must be a postgres:// or postgresql:// URL");
+  }
+  const natsUrl = get("NATS_URL");
+  if (natsUrl !== undefined) {
+    for (const server of natsUrl.split(",")) {
+      if (!/^(nats|tls|ws|wss):\/\/[^\s]+$|^[\w.-]+:\d+$/.test(server.trim())) {
+        throw new ConfigError("NATS_URL", `"${server}" is not a NATS server URL such as nats://127.0.0.1:4222`);
+      }
+    }
+  }
+  const profile: Profile = databaseUrl ? "production" : "embedded";
+
+  const port = intVar(get, "PORT", 8080, 0, 65535);
+  const host = get("HOST") ?? (profile === "embedded" ? "127.0.0.1" : "0.0.0.0");
+  const dataDir = path.resolve(get("CHATWIRE_DATA_DIR") ?? "./.chatwire");
+
+  const jwtSecret = get("JWT_SECRET");
+  if (jwtSecret !== undefined && jwtSecret.length < DEV_JWT_MIN) {
+    throw new ConfigError("JWT_SECRET", `must be at least ${DEV_JWT_MIN} characters`);
+  }
+
+  const twilioVars = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_VERIFY_SERVICE_SID"] as const;
+  const twilioSet = twilioVars.filter((v) => get(v) !== undefined);
+  let twilio: TwilioConfig | undefined;
+  if (twilioSet.length > 0 && twilioSet.length < twilioVars.length) {
+    const missing = twilioVars.find((v) => get(v) === undefined)!;
+    throw new ConfigError(missing, `is required when ${twilioSet.join(", ")} is set (Twilio Verify needs all three)`);
+  }
+  if (twilioSet.length === twilioVars.length) {
+    twilio = {
+      accountSid: get("TWILIO_ACCOUNT_SID")!,
+      authToken: get("TWILIO_AUTH_TOKEN")!,
+      verifyServiceSid: get("TWILIO_VERIFY_SERVICE_SID")!,
+    };
+  }
+  const authDevMode = boolVar(get, "AUTH_DEV_MODE", twilio === undefined && !isProduction);
+
+  const corsRaw = get("CORS_ORIGINS");
+  const corsOrigins = corsRaw === undefined ? (isProduction ? [] : ["*"]) : corsRaw.split(",").map((o) => o.trim()).filter(Boolean);
+  for (const origin of corsOrigins) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError("CORS_ORIGINS", `"${origin}" is not an origin such as https://app.example.com (no path, no trailing slash) or *`);
+    }
+  }
+
+  const logLevel = get("LOG_LEVEL") ?? "info";
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError("LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+
+  const rolesRaw = (get("CHATWIRE_ROLES") ?? "api,worker").split(",").map((r) => r.trim()).filter(Boolean);
+  if (rolesRaw.length === 0 || rolesRaw.some((r) => r !== "api" && r !== "worker")) {
+    throw new ConfigError("CHATWIRE_ROLES", `must be "api", "worker" or "api,worker", got "${get("CHATWIRE_ROLES")}"`);
+  }
+  const roles = new Set(rolesRaw as Role[]);
+
+  const certFile = get("TLS_CERT_FILE");
+  const keyFile = get("TLS_KEY_FILE");
+  let tls: Config["tls"];
+  if (certFile !== undefined || keyFile !== undefined) {
+    if (certFile === undefined) throw new ConfigError("TLS_CERT_FILE", "is required when TLS_KEY_FILE is set");
+    if (keyFile === undefined) throw new ConfigError("TLS_KEY_FILE", "is required when TLS_CERT_FILE is set");
+    if (!existsSync(certFile)) throw new ConfigError("TLS_CERT_FILE", `file not found: ${certFile}`);
+    if (!existsSync(keyFile)) throw new ConfigError("TLS_KEY_FILE", `file not found: ${keyFile}`);
+    tls = { certFile, keyFile };
+  }
+
+  const maxMessageBytes = intVar(get, "MAX_MESSAGE_BYTES", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024);
+  const requestTimeoutMs = intVar(get, "REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000);
+  const maxRequestTimeoutMs = intVar(get, "MAX_REQUEST_TIMEOUT_MS", 300_000, 100, 86_400_000);
+  const shutdownTimeoutMs = intVar(get, "SHUTDOWN_TIMEOUT_MS", 8_000, 0, 60_000);
+
+  if (isProduction) {
+    if (databaseUrl === undefined) {
+      throw new ConfigError("DATABASE_URL", "is required when NODE_ENV=production (the embedded database is for development only)");
+    }
+    if (jwtSecret === undefined) {
+      throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production");
+    }
+    if (authDevMode) {
+      throw new ConfigError("AUTH_DEV_MODE", "the dev OTP code is refused when NODE_ENV=production; configure TWILIO_* instead");
+    }
+    if (twilio === undefined) {
+      throw new ConfigError("TWILIO_ACCOUNT_SID", "Twilio Verify (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_VERIFY_SERVICE_SID) is required when NODE_ENV=production");
+    }
+  }
+
+  return {
+    nodeEnv,
+    profile,
+    port,
+    host,
+    databaseUrl,
+    natsUrl,
+    dataDir,
+    jwtSecret,
+    authDevMode,
+    twilio,
+    corsOrigins,
+    logLevel,
+    roles,
+    tls,
+    maxMessageBytes,
+    requestTimeoutMs,
+    maxRequestTimeoutMs,
+    shutdownTimeoutMs,
+  };
+}
+
+function intVar(get: (n: string) => string | undefined, name: string, def: number, min: number, max: number): number {
+  const raw = get(name);
+  if (raw === undefined) return def;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function boolVar(get: (n: string) => string | undefined, name: string, def: boolean): boolean {
+  const raw = get(name)?.toLowerCase();
+  if (raw === undefined) return def;
+  if (["1", "true", "yes", "on"].includes(raw)) return true;
+  if (["0", "false", "no", "off"].includes(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}

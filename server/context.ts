@@ -1,0 +1,30 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import type { Config } from "./config.js";
+import type { DatabaseHandle } from "./db/database.js";
+import type { HealthState } from "./health.js";
+import type { Metrics } from "./metrics.js";
+
+/** Wall clock, injected so tests can move time (OTP expiry, stories). */
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+/**
+ * Everything a handler needs, built once per server by ChatwireServer.create.
+ * Nothing here is module-level, so two servers can live in one process.
+ */
+export interface AppContext {
+  config: Config;
+  logger: Logger;
+  database: DatabaseHandle;
+  /** Present when NATS_URL is configured (production profile). */
+  nats: NatsConnection | undefined;
+  metrics: Metrics;
+  health: HealthState;
+  clock: Clock;
+  /** Aborted (with a ConnectError Unavailable) when the server starts stopping. */
+  shutdownSignal: AbortSignal;
+}

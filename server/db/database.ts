@@ -1,0 +1,99 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { PGliteDialect } from './pglite-dialect.js';
+import type { Database } from './schema.js';
+
+export type DatabaseKind = 'postgres' | 'pglite';
+
+export interface OpenDatabaseOptions {
+  /** PostgreSQL connection string; when absent an embedded PGlite is used. */
+  databaseUrl?: string;
+  /** PGlite data lives in `${dataDir}/pgdata`; `memory://` keeps it in memory. */
+  dataDir: string;
+  logger: Logger;
+  poolMax?: number;
+}
+
+export interface DatabaseHandle {
+  db: Kysely<Database>;
+  kind: DatabaseKind;
+  ping(): Promise<void>;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
+export const IN_MEMORY_DATA_DIR = 'memory://';
+
+const DEFAULT_POOL_MAX = 10;
+
+// Value mapping, identical on both backends:
+// - timestamptz -> JS Date (pg default; PGlite default).
+// - int8/bigint (including count(*)) -> string. pg returns strings by default
+//   and this is lossless; PGlite defaults to number, which silently loses
+//   precision above 2^53, so it is overridden below.
+// - numeric -> string (both defaults).
+
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseHandle> {
+  return opts.databaseUrl ? openPostgres(opts.databaseUrl, opts) : openPGlite(opts);
+}
+
+function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): DatabaseHandle {
+  const logger = opts.logger.child({ component: 'db', kind: 'postgres' });
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: opts.poolMax ?? DEFAULT_POOL_MAX,
+    // Per-pool parsers so nobody's global pg.types.setTypeParser changes our mapping.
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === pg.types.builtins.INT8 && format !== 'binary'
+          ? (value: string) => value
+          : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client can error (server restart, network drop); without a
+  // listener the pool re-emits it as an uncaught 'error' and kills the process.
+  pool.on('error', (err) => {
+    logger.error({ err }, 'idle postgres client error');
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return makeHandle(db, 'postgres', async () => {});
+}
+
+async function openPGlite(opts: OpenDatabaseOptions): Promise<DatabaseHandle> {
+  const logger = opts.logger.child({ component: 'db', kind: 'pglite' });
+  let dataDir: string;
+  if (opts.dataDir === IN_MEMORY_DATA_DIR) {
+    dataDir = IN_MEMORY_DATA_DIR;
+  } else {
+    dataDir = path.resolve(opts.dataDir, 'pgdata');
+    await mkdir(dataDir, { recursive: true });
+  }
+  const pglite = await PGlite.create(dataDir, {
+    parsers: { [pgliteTypes.INT8]: (value: string) => value },
+  });
+  logger.info({ dataDir }, 'pglite database opened');
+  const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
+  // Kysely skips driver.destroy() if no query ever ran, so close PGlite here too.
+  return makeHandle(db, 'pglite', async () => {
+    if (!pglite.closed) await pglite.close();
+  });
+}
+
+function makeHandle(db: Kysely<Database>, kind: DatabaseKind, afterDestroy: () => Promise<void>): DatabaseHandle {
+  let closing: Promise<void> | undefined;
+  return {
+    db,
+    kind,
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
+    close() {
+      closing ??= db.destroy().then(afterDestroy);
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,200 @@
+import type { PGlite } from '@electric-sql/pglite';
+import {
+  CompiledQuery,
+  IdentifierNode,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  RawNode,
+  createQueryId,
+  type DatabaseConnection,
+  type DatabaseIntrospector,
+  type Dialect,
+  type DialectAdapter,
+  type Driver,
+  type Kysely,
+  type QueryCompiler,
+  type QueryResult,
+  type TransactionSettings,
+} from 'kysely';
+
+export interface PGliteDialectConfig {
+  /** Ownership passes to the dialect: destroying the Kysely instance closes it. */
+  pglite: PGlite;
+}
+
+/**
+ * Kysely dialect for an in-process PGlite. PGlite is a single Postgres backend,
+ * so the driver hands out one connection guarded by a FIFO mutex: a Kysely
+ * transaction holds it from BEGIN to COMMIT/ROLLBACK and other queries wait.
+ *
+ * Caveat: inside `db.transaction().execute(trx => ...)`, querying through `db`
+ * instead of `trx` waits for the transaction's own connection and deadlocks.
+ * With pg it would silently run outside the transaction, which is also a bug.
+ */
+export class PGliteDialect implements Dialect {
+  readonly #config: PGliteDialectConfig;
+
+  constructor(config: PGliteDialectConfig) {
+    this.#config = { ...config };
+  }
+
+  createAdapter(): DialectAdapter {
+    return new PostgresAdapter();
+  }
+
+  createDriver(): Driver {
+    return new PGliteDriver(this.#config.pglite);
+  }
+
+  createQueryCompiler(): QueryCompiler {
+    return new PostgresQueryCompiler();
+  }
+
+  createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new PostgresIntrospector(db);
+  }
+}
+
+class Mutex {
+  #tail: Promise<void> = Promise.resolve();
+
+  /** Resolves, in call order, once every earlier holder has released. */
+  async lock(): Promise<() => void> {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const previous = this.#tail;
+    this.#tail = previous.then(() => released);
+    await previous;
+    return release;
+  }
+}
+
+class PGliteDriver implements Driver {
+  readonly #pglite: PGlite;
+  readonly #connection: PGliteConnection;
+  readonly #mutex = new Mutex();
+  #release: (() => void) | undefined;
+  #destroyed = false;
+
+  constructor(pglite: PGlite) {
+    this.#pglite = pglite;
+    this.#connection = new PGliteConnection(pglite);
+  }
+
+  async init(): Promise<void> {
+    await this.#pglite.waitReady;
+  }
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const release = await this.#mutex.lock();
+    if (this.#destroyed || this.#pglite.closed) {
+      release();
+      throw new Error('PGlite database is closed');
+    }
+    this.#release = release;
+    return this.#connection;
+  }
+
+  async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    let statement = 'begin';
+    if (settings.isolationLevel || settings.accessMode) {
+      statement = 'start transaction';
+      if (settings.isolationLevel) statement += ` isolation level ${settings.isolationLevel}`;
+      if (settings.accessMode) statement += ` ${settings.accessMode}`;
+    }
+    await connection.executeQuery(CompiledQuery.raw(statement));
+  }
+
+  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('commit'));
+  }
+
+  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('rollback'));
+  }
+
+  async savepoint(
+    connection: DatabaseConnection,
+    savepointName: string,
+    compileQuery: QueryCompiler['compileQuery'],
+  ): Promise<void> {
+    await connection.executeQuery(compileQuery(savepointCommand('savepoint', savepointName), createQueryId()));
+  }
+
+  async rollbackToSavepoint(
+    connection: DatabaseConnection,
+    savepointName: string,
+    compileQuery: QueryCompiler['compileQuery'],
+  ): Promise<void> {
+    await connection.executeQuery(compileQuery(savepointCommand('rollback to', savepointName), createQueryId()));
+  }
+
+  async releaseSavepoint(
+    connection: DatabaseConnection,
+    savepointName: string,
+    compileQuery: QueryCompiler['compileQuery'],
+  ): Promise<void> {
+    await connection.executeQuery(compileQuery(savepointCommand('release', savepointName), createQueryId()));
+  }
+
+  async releaseConnection(): Promise<void> {
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
+  }
+
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    // Queries queued before destroy() still run; later ones fail fast.
+    const release = await this.#mutex.lock();
+    try {
+      this.#destroyed = true;
+      if (!this.#pglite.closed) await this.#pglite.close();
+    } finally {
+      release();
+    }
+  }
+}
+
+function savepointCommand(command: string, savepointName: string): RawNode {
+  // IdentifierNode makes the compiler quote the name, as Kysely's own drivers do.
+  return RawNode.createWithChildren([RawNode.createWithSql(`${command} `), IdentifierNode.create(savepointName)]);
+}
+
+const WRITE_COMMANDS = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE']);
+
+class PGliteConnection implements DatabaseConnection {
+  readonly #pglite: PGlite;
+
+  constructor(pglite: PGlite) {
+    this.#pglite = pglite;
+  }
+
+  async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
+    const result = await this.#pglite.query<R>(compiledQuery.sql, [...compiledQuery.parameters]);
+    const command = result.command?.toUpperCase();
+    return {
+      rows: result.rows ?? [],
+      // rowCount is per statement; affectedRows is cumulative and only a fallback.
+      numAffectedRows:
+        command !== undefined && WRITE_COMMANDS.has(command)
+          ? BigInt(result.rowCount ?? result.affectedRows ?? 0)
+          : undefined,
+    };
+  }
+
+  async *streamQuery<R>(compiledQuery: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
+    if (!Number.isInteger(chunkSize) || chunkSize <= 0) {
+      throw new Error('chunkSize must be a positive integer');
+    }
+    // PGlite has no cursor API: the whole result is buffered, then yielded in
+    // chunks. Acceptable because PGlite only backs dev and test databases.
+    const { rows } = await this.executeQuery<R>(compiledQuery);
+    for (let i = 0; i < rows.length; i += chunkSize) {
+      yield { rows: rows.slice(i, i + chunkSize) };
+    }
+  }
+}

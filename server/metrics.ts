@@ -1,0 +1,32 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** Prometheus metrics of one server instance (its own registry: no globals). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly rpcTotal: Counter<"method" | "code" | "protocol">;
+  readonly rpcDuration: Histogram<"method" | "code">;
+  readonly openStreams: Gauge<"method">;
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "chatwire_process_" });
+    this.rpcTotal = new Counter({
+      name: "chatwire_rpc_requests_total",
+      help: "RPCs handled, by method, final code and protocol",
+      labelNames: ["method", "code", "protocol"],
+      registers: [this.registry],
+    });
+    this.rpcDuration = new Histogram({
+      name: "chatwire_rpc_duration_seconds",
+      help: "RPC duration from request to final status (streams: until they end)",
+      labelNames: ["method", "code"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 600],
+      registers: [this.registry],
+    });
+    this.openStreams = new Gauge({
+      name: "chatwire_open_streams",
+      help: "Server-streaming and bidi RPCs currently open, by method",
+      labelNames: ["method"],
+      registers: [this.registry],
+    });
+  }
+}

@@ -1,0 +1,31 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { DescFile, DescService } from "@bufbuild/protobuf";
+import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { Health, file_health_v1_health } from "../gen/health/v1/health_pb.js";
+import type { AppContext } from "./context.js";
+import { createHealthService } from "./services/health-service.js";
+import { registerReflection } from "./services/reflection-service.js";
+
+/**
+ * Every service registered in one place. Returns the names of the services
+ * served, which are also what health and reflection report.
+ */
+export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[] {
+  const files: DescFile[] = [file_health_v1_health, file_grpc_reflection_v1_reflection, file_grpc_reflection_v1alpha_reflection];
+  const services: DescService[] = [Health];
+
+  router.service(Health, createHealthService(ctx.health));
+
+  if (ctx.config.roles.has("api")) {
+    // Application services register here as they land (auth, chat, realtime, status, user).
+  }
+
+  const names = [
+    ...services.map((s) => s.typeName),
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+  ];
+  registerReflection(router, files, () => names);
+  return names;
+}
