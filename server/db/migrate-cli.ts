@@ -1,22 +1,23 @@
-import { pino } from 'pino';
+import { ConfigError, loadConfig } from '../config.js';
+import { createLogger } from '../logger.js';
 import { openDatabase } from './database.js';
 import { MigrationError, migrateToLatest } from './migrate.js';
 
-// The only place this entry reads configuration; to be replaced by server/config.ts.
-function readMigrateConfig(env: NodeJS.ProcessEnv = process.env): { databaseUrl?: string; dataDir: string } {
-  const databaseUrl = env['DATABASE_URL']?.trim();
-  return {
-    ...(databaseUrl ? { databaseUrl } : {}),
-    dataDir: env['CHATWIRE_DATA_DIR']?.trim() || './.chatwire',
-  };
-}
-
+// `npm run migrate`: the same migrations the server applies at start, on demand.
 async function main(): Promise<void> {
-  const logger = pino({ name: 'chatwire-migrate' });
-  const config = readMigrateConfig();
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`chatwire migrate: configuration error: ${err.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const logger = createLogger(config.logLevel, { name: 'chatwire-migrate' });
   let handle: Awaited<ReturnType<typeof openDatabase>> | undefined;
   try {
-    handle = await openDatabase({ ...config, logger });
+    handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
     const { applied } = await migrateToLatest(handle.db, logger);
     logger.info(
       { kind: handle.kind, applied },
