@@ -38,6 +38,24 @@ export interface Config {
   maxRequestTimeoutMs: number;
   /** How long a graceful stop waits for open requests before closing connections. */
   shutdownTimeoutMs: number;
+  auth: AuthConfig;
+}
+
+export interface AuthConfig {
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  /** A replaced refresh token still yields the current pair this long after rotation (lost responses). */
+  refreshReuseGraceSeconds: number;
+  otpTtlSeconds: number;
+  otpMaxAttempts: number;
+  /** SendOTP per phone number: one per `otpResendSeconds`, `otpSendsPerWindow` per `otpSendWindowSeconds`. */
+  otpResendSeconds: number;
+  otpSendsPerWindow: number;
+  otpSendWindowSeconds: number;
+  /** SendOTP per client IP across numbers, per hour. */
+  otpSendsPerIpPerHour: number;
+  /** How long an instance trusts that a session is live before asking the database again. */
+  sessionCacheSeconds: number;
 }
 
 /** A bad or missing environment variable; the message names it. */
@@ -141,6 +159,18 @@ export function loadConfig(env: Env = process.env): Config {
   const requestTimeoutMs = intVar(get, "REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000);
   const maxRequestTimeoutMs = intVar(get, "MAX_REQUEST_TIMEOUT_MS", 300_000, 100, 86_400_000);
   const shutdownTimeoutMs = intVar(get, "SHUTDOWN_TIMEOUT_MS", 8_000, 0, 60_000);
+  const auth: AuthConfig = {
+    accessTokenTtlSeconds: intVar(get, "ACCESS_TOKEN_TTL_SECONDS", 15 * 60, 10, 24 * 3600),
+    refreshTokenTtlSeconds: intVar(get, "REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 3600, 60, 365 * 24 * 3600),
+    refreshReuseGraceSeconds: intVar(get, "REFRESH_REUSE_GRACE_SECONDS", 5, 0, 5),
+    otpTtlSeconds: 10 * 60,
+    otpMaxAttempts: 5,
+    otpResendSeconds: 30,
+    otpSendsPerWindow: 5,
+    otpSendWindowSeconds: 10 * 60,
+    otpSendsPerIpPerHour: intVar(get, "OTP_SENDS_PER_IP_PER_HOUR", 30, 1, 1_000_000),
+    sessionCacheSeconds: intVar(get, "SESSION_CACHE_SECONDS", 30, 0, 3600),
+  };
 
   if (isProduction) {
     if (databaseUrl === undefined) {
@@ -176,6 +206,7 @@ export function loadConfig(env: Env = process.env): Config {
     requestTimeoutMs,
     maxRequestTimeoutMs,
     shutdownTimeoutMs,
+    auth,
   };
 }
 

@@ -1,8 +1,12 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import type { OtpProvider } from "./auth/otp-provider.js";
+import type { SessionGuard } from "./auth/session-guard.js";
+import type { TokenService } from "./auth/tokens.js";
 import type { Config } from "./config.js";
 import type { DatabaseHandle } from "./db/database.js";
 import type { HealthState } from "./health.js";
+import type { EventBus } from "./messaging/bus.js";
 import type { Metrics } from "./metrics.js";
 
 /** Wall clock, injected so tests can move time (OTP expiry, stories). */
@@ -22,6 +26,13 @@ export interface AppContext {
   database: DatabaseHandle;
   /** Present when NATS_URL is configured (production profile). */
   nats: NatsConnection | undefined;
+  /** Notices between instances: NATS subjects, or in-process when embedded. */
+  bus: EventBus;
+  auth: {
+    tokens: TokenService;
+    guard: SessionGuard;
+    otp: OtpProvider;
+  };
   metrics: Metrics;
   health: HealthState;
   clock: Clock;

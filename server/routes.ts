@@ -2,8 +2,10 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { AuthService, file_auth_auth } from "../gen/auth/auth_pb.js";
 import { Health, file_health_v1_health } from "../gen/health/v1/health_pb.js";
 import type { AppContext } from "./context.js";
+import { createAuthService } from "./services/auth-service.js";
 import { createHealthService } from "./services/health-service.js";
 import { registerReflection } from "./services/reflection-service.js";
 
@@ -18,7 +20,9 @@ export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[]
   router.service(Health, createHealthService(ctx.health));
 
   if (ctx.config.roles.has("api")) {
-    // Application services register here as they land (auth, chat, realtime, status, user).
+    router.service(AuthService, createAuthService(ctx));
+    services.push(AuthService);
+    files.push(file_auth_auth);
   }
 
   const names = [

@@ -15,10 +15,27 @@ import { createLogger } from "./logger.js";
 import { connectNats, natsConnected } from "./messaging/nats.js";
 import { Metrics } from "./metrics.js";
 import { registerRoutes } from "./routes.js";
+import { peerKey } from "./auth/auth-context.js";
+import { DevOtpProvider } from "./auth/dev-otp-provider.js";
+import { resolveJwtSecret } from "./auth/jwt-secret.js";
+import type { OtpProvider } from "./auth/otp-provider.js";
+import { SessionGuard } from "./auth/session-guard.js";
+import { TokenService } from "./auth/tokens.js";
+import { TwilioOtpProvider } from "./auth/twilio-otp-provider.js";
+import { pruneAuthRows } from "./db/auth-store.js";
+import { authInterceptor } from "./interceptors/auth.js";
+import { InProcessBus, NatsBus, type EventBus } from "./messaging/bus.js";
+import { createContextValues } from "@connectrpc/connect";
 
 export interface CreateOptions {
   logger?: Logger;
   clock?: Clock;
+  /** Share a database with another instance in this process (the caller closes it). */
+  database?: DatabaseHandle;
+  /** Share a bus with another instance in this process (embedded profile tests). */
+  bus?: EventBus;
+  /** Replace the OTP provider (tests reach Twilio's edge only through a fake). */
+  otp?: OtpProvider;
 }
 
 /**
@@ -29,46 +46,69 @@ export class ChatwireServer {
   private listener: Listener | undefined;
   private boundPort: number | undefined;
   private stopping: Promise<void> | undefined;
+  private pruneTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly ctx: AppContext,
     private readonly shutdown: AbortController,
+    private readonly ownsDatabase: boolean,
   ) {}
 
   static async create(config: Config, opts: CreateOptions = {}): Promise<ChatwireServer> {
     const logger = opts.logger ?? createLogger(config.logLevel);
     const started = Date.now();
-    const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+    const database = opts.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger }));
     let nats: NatsConnection | undefined;
+    let jwtSecret: string;
     try {
       await migrateToLatest(database.db, logger);
       if (config.natsUrl) nats = await connectNats(config.natsUrl, `chatwire-${process.pid}`, logger);
+      jwtSecret = await resolveJwtSecret(config, logger);
     } catch (err) {
-      await database.close();
+      await nats?.close();
+      if (!opts.database) await database.close();
       throw err;
     }
+    const clock = opts.clock ?? systemClock;
+    const bus = opts.bus ?? (nats ? new NatsBus(nats, logger) : new InProcessBus());
+    const otp = opts.otp ?? createOtpProvider(config, logger);
     const shutdown = new AbortController();
     const ctx: AppContext = {
       config,
       logger,
       database,
       nats,
+      bus,
+      auth: {
+        tokens: new TokenService(
+          jwtSecret,
+          { accessTtlSeconds: config.auth.accessTokenTtlSeconds, refreshTtlSeconds: config.auth.refreshTokenTtlSeconds },
+          clock,
+        ),
+        guard: new SessionGuard(database.db, bus, config.auth.sessionCacheSeconds * 1000, clock, logger),
+        otp,
+      },
       metrics: new Metrics(),
       health: new HealthState(),
-      clock: opts.clock ?? systemClock,
+      clock,
       shutdownSignal: shutdown.signal,
     };
     logger.info(
       { profile: config.profile, database: database.kind, nats: Boolean(nats), roles: [...config.roles], ms: Date.now() - started },
       "chatwire initialised",
     );
-    return new ChatwireServer(ctx, shutdown);
+    return new ChatwireServer(ctx, shutdown, !opts.database);
   }
 
   /** Listens on config.port (0 picks a free port) and resolves with the bound port. */
   async start(): Promise<number> {
     const { config, logger, metrics, health } = this.ctx;
     let serviceNames: string[] = [];
+    this.ctx.auth.guard.start();
+    this.pruneTimer = setInterval(() => {
+      pruneAuthRows(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "pruning auth rows failed"));
+    }, 10 * 60_000);
+    this.pruneTimer.unref();
     const rpc = connectNodeAdapter({
       routes: (router) => {
         serviceNames = registerRoutes(router, this.ctx);
@@ -77,7 +117,13 @@ export class ChatwireServer {
       writeMaxBytes: config.maxMessageBytes,
       maxTimeoutMs: config.maxRequestTimeoutMs,
       shutdownSignal: this.shutdown.signal,
-      interceptors: [observabilityInterceptor(logger, metrics), deadlineInterceptor(config.requestTimeoutMs)],
+      interceptors: [
+        observabilityInterceptor(logger, metrics),
+        deadlineInterceptor(config.requestTimeoutMs),
+        authInterceptor(this.ctx.auth.tokens, this.ctx.auth.guard),
+      ],
+      // The socket's address, for per-IP limits (a proxy's X-Forwarded-For is not trusted).
+      contextValues: (req) => createContextValues().set(peerKey, req.socket?.remoteAddress ?? "unknown"),
     });
     const handler = createHttpRoutes({
       corsOrigins: config.corsOrigins,
@@ -143,13 +189,23 @@ export class ChatwireServer {
     const started = Date.now();
     health.setAll("NOT_SERVING");
     this.shutdown.abort(new ConnectError("server is shutting down; reconnect to another instance", Code.Unavailable));
+    clearInterval(this.pruneTimer);
     await this.listener?.close(config.shutdownTimeoutMs);
+    this.ctx.auth.guard.stop();
     if (this.ctx.nats && !this.ctx.nats.isClosed()) {
       await this.ctx.nats.drain().catch((err: unknown) => logger.warn({ err }, "NATS drain failed"));
     }
-    await this.ctx.database.close();
+    if (this.ownsDatabase) await this.ctx.database.close();
     logger.info({ ms: Date.now() - started }, "chatwire stopped");
   }
+}
+
+function createOtpProvider(config: Config, logger: Logger): OtpProvider {
+  if (config.authDevMode || !config.twilio) {
+    logger.warn("AUTH DEV MODE: every phone number logs in with the code 123456; no SMS is sent. Never use this in production.");
+    return new DevOtpProvider(logger);
+  }
+  return new TwilioOtpProvider({ ...config.twilio, logger });
 }
 
 export type { DatabaseHandle };

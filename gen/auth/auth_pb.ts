@@ -10,17 +10,17 @@
 // @generated from file auth/auth.proto (package auth, syntax proto3)
 /* eslint-disable */
 
-// buf:lint:ignore PACKAGE_DIRECTORY_MATCH
-
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file auth/auth.proto.
  */
 export const file_auth_auth: GenFile = /*@__PURE__*/
-  fileDesc("Cg9hdXRoL2F1dGgucHJvdG8SBGF1dGgirQEKBFVzZXISCgoCaWQYASABKAkSFAoMcGhvbmVfbnVtYmVyGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIbChNwcm9maWxlX3BpY3R1cmVfdXJsGAQgASgJEhIKCmFib3V0X3RleHQYBSABKAkSFAoMbGFzdF9zZWVuX2F0GAYgASgJEhIKCmNyZWF0ZWRfYXQYByABKAkSEgoKdXBkYXRlZF9hdBgIIAEoCSImCg5TZW5kT1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkiIgoPU2VuZE9UUFJlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkiTQoQVmVyaWZ5T1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkSEAoIb3RwX2NvZGUYAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJIloKEVZlcmlmeU9UUFJlc3BvbnNlEhgKBHVzZXIYASABKAsyCi5hdXRoLlVzZXISFAoMYWNjZXNzX3Rva2VuGAIgASgJEhUKDXJlZnJlc2hfdG9rZW4YAyABKAkiLAoUVmFsaWRhdGVUb2tlblJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIjoKFVZhbGlkYXRlVG9rZW5SZXNwb25zZRIQCghpc192YWxpZBgBIAEoCBIPCgd1c2VyX2lkGAIgASgJIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSJDChRSZWZyZXNoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCSIzChpSZXZva2VDdXJyZW50RGV2aWNlUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJIi8KF0xvZ291dEFsbERldmljZXNSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSIhCg5SZXZva2VSZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIMqwDCgtBdXRoU2VydmljZRI2CgdTZW5kT1RQEhQuYXV0aC5TZW5kT1RQUmVxdWVzdBoVLmF1dGguU2VuZE9UUFJlc3BvbnNlEjwKCVZlcmlmeU9UUBIWLmF1dGguVmVyaWZ5T1RQUmVxdWVzdBoXLmF1dGguVmVyaWZ5T1RQUmVzcG9uc2USSAoNVmFsaWRhdGVUb2tlbhIaLmF1dGguVmFsaWRhdGVUb2tlblJlcXVlc3QaGy5hdXRoLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJFCgxSZWZyZXNoVG9rZW4SGS5hdXRoLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5hdXRoLlJlZnJlc2hUb2tlblJlc3BvbnNlEk0KE1Jldm9rZUN1cnJlbnREZXZpY2USIC5hdXRoLlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0GhQuYXV0aC5SZXZva2VSZXNwb25zZRJHChBMb2dvdXRBbGxEZXZpY2VzEh0uYXV0aC5Mb2dvdXRBbGxEZXZpY2VzUmVxdWVzdBoULmF1dGguUmV2b2tlUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Cg9hdXRoL2F1dGgucHJvdG8SBGF1dGgirQEKBFVzZXISCgoCaWQYASABKAkSFAoMcGhvbmVfbnVtYmVyGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIbChNwcm9maWxlX3BpY3R1cmVfdXJsGAQgASgJEhIKCmFib3V0X3RleHQYBSABKAkSFAoMbGFzdF9zZWVuX2F0GAYgASgJEhIKCmNyZWF0ZWRfYXQYByABKAkSEgoKdXBkYXRlZF9hdBgIIAEoCSImCg5TZW5kT1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkicgoPU2VuZE9UUFJlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkSGwoTcmV0cnlfYWZ0ZXJfc2Vjb25kcxgCIAEoBRIaChJleHBpcmVzX2luX3NlY29uZHMYAyABKAUSFQoNYXR0ZW1wdHNfbGVmdBgEIAEoBSKLAQoQVmVyaWZ5T1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkSEAoIb3RwX2NvZGUYAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJEhMKC2RldmljZV9uYW1lGAQgASgJEhMKC2RldmljZV90eXBlGAUgASgJEhIKCnB1c2hfdG9rZW4YBiABKAki/gEKEVZlcmlmeU9UUFJlc3BvbnNlEhgKBHVzZXIYASABKAsyCi5hdXRoLlVzZXISFAoMYWNjZXNzX3Rva2VuGAIgASgJEhUKDXJlZnJlc2hfdG9rZW4YAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCRITCgtpc19uZXdfdXNlchgFIAEoCBI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoYcmVmcmVzaF90b2tlbl9leHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIsChRWYWxpZGF0ZVRva2VuUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiOgoVVmFsaWRhdGVUb2tlblJlc3BvbnNlEhAKCGlzX3ZhbGlkGAEgASgIEg8KB3VzZXJfaWQYAiABKAkiLAoTUmVmcmVzaFRva2VuUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJItIBChRSZWZyZXNoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI8ChhyZWZyZXNoX3Rva2VuX2V4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKGlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiLwoXTG9nb3V0QWxsRGV2aWNlc1JlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIiEKDlJldm9rZVJlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgiFQoTTGlzdFNlc3Npb25zUmVxdWVzdCI3ChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIfCghzZXNzaW9ucxgBIAMoCzINLmF1dGguU2Vzc2lvbiLPAQoHU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRITCgtkZXZpY2VfbmFtZRgDIAEoCRITCgtkZXZpY2VfdHlwZRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2FjdGl2ZV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgHIAEoCCIqChRSZXZva2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIigKFVJldm9rZVNlc3Npb25SZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIMr0ECgtBdXRoU2VydmljZRI2CgdTZW5kT1RQEhQuYXV0aC5TZW5kT1RQUmVxdWVzdBoVLmF1dGguU2VuZE9UUFJlc3BvbnNlEjwKCVZlcmlmeU9UUBIWLmF1dGguVmVyaWZ5T1RQUmVxdWVzdBoXLmF1dGguVmVyaWZ5T1RQUmVzcG9uc2USSAoNVmFsaWRhdGVUb2tlbhIaLmF1dGguVmFsaWRhdGVUb2tlblJlcXVlc3QaGy5hdXRoLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJFCgxSZWZyZXNoVG9rZW4SGS5hdXRoLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5hdXRoLlJlZnJlc2hUb2tlblJlc3BvbnNlEk0KE1Jldm9rZUN1cnJlbnREZXZpY2USIC5hdXRoLlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0GhQuYXV0aC5SZXZva2VSZXNwb25zZRJHChBMb2dvdXRBbGxEZXZpY2VzEh0uYXV0aC5Mb2dvdXRBbGxEZXZpY2VzUmVxdWVzdBoULmF1dGguUmV2b2tlUmVzcG9uc2USRQoMTGlzdFNlc3Npb25zEhkuYXV0aC5MaXN0U2Vzc2lvbnNSZXF1ZXN0GhouYXV0aC5MaXN0U2Vzc2lvbnNSZXNwb25zZRJICg1SZXZva2VTZXNzaW9uEhouYXV0aC5SZXZva2VTZXNzaW9uUmVxdWVzdBobLmF1dGguUmV2b2tlU2Vzc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * A Chatwire user as others see them.
@@ -125,6 +125,27 @@ export type SendOTPResponse = Message<"auth.SendOTPResponse"> & {
    * @generated from field: string message = 1;
    */
   message: string;
+
+  /**
+   * Seconds before another SendOTP for this number is accepted.
+   *
+   * @generated from field: int32 retry_after_seconds = 2;
+   */
+  retryAfterSeconds: number;
+
+  /**
+   * Seconds the code stays valid (600).
+   *
+   * @generated from field: int32 expires_in_seconds = 3;
+   */
+  expiresInSeconds: number;
+
+  /**
+   * Verification attempts the new code allows (5).
+   *
+   * @generated from field: int32 attempts_left = 4;
+   */
+  attemptsLeft: number;
 };
 
 /**
@@ -155,11 +176,32 @@ export type VerifyOTPRequest = Message<"auth.VerifyOTPRequest"> & {
   otpCode: string;
 
   /**
-   * Client-chosen stable id of the device.
+   * Client-chosen stable id of the device, at most 128 characters.
    *
    * @generated from field: string device_id = 3;
    */
   deviceId: string;
+
+  /**
+   * Human name of the device, e.g. "Ayşe's iPhone"; at most 64 characters.
+   *
+   * @generated from field: string device_name = 4;
+   */
+  deviceName: string;
+
+  /**
+   * Kind of client, e.g. "ios", "android", "web", "desktop"; at most 32 characters.
+   *
+   * @generated from field: string device_type = 5;
+   */
+  deviceType: string;
+
+  /**
+   * Push notification token (APNs/FCM) of the device, at most 4096 characters.
+   *
+   * @generated from field: string push_token = 6;
+   */
+  pushToken: string;
 };
 
 /**
@@ -195,6 +237,34 @@ export type VerifyOTPResponse = Message<"auth.VerifyOTPResponse"> & {
    * @generated from field: string refresh_token = 3;
    */
   refreshToken: string;
+
+  /**
+   * The new session's id (also the `sid` claim of both tokens).
+   *
+   * @generated from field: string session_id = 4;
+   */
+  sessionId: string;
+
+  /**
+   * True when this login created the user.
+   *
+   * @generated from field: bool is_new_user = 5;
+   */
+  isNewUser: boolean;
+
+  /**
+   * When access_token expires.
+   *
+   * @generated from field: google.protobuf.Timestamp access_token_expires_at = 6;
+   */
+  accessTokenExpiresAt?: Timestamp | undefined;
+
+  /**
+   * When refresh_token expires.
+   *
+   * @generated from field: google.protobuf.Timestamp refresh_token_expires_at = 7;
+   */
+  refreshTokenExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -293,6 +363,27 @@ export type RefreshTokenResponse = Message<"auth.RefreshTokenResponse"> & {
    * @generated from field: string refresh_token = 2;
    */
   refreshToken: string;
+
+  /**
+   * The session both tokens belong to.
+   *
+   * @generated from field: string session_id = 3;
+   */
+  sessionId: string;
+
+  /**
+   * When access_token expires.
+   *
+   * @generated from field: google.protobuf.Timestamp access_token_expires_at = 4;
+   */
+  accessTokenExpiresAt?: Timestamp | undefined;
+
+  /**
+   * When refresh_token expires.
+   *
+   * @generated from field: google.protobuf.Timestamp refresh_token_expires_at = 5;
+   */
+  refreshTokenExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -366,15 +457,164 @@ export const RevokeResponseSchema: GenMessage<RevokeResponse> = /*@__PURE__*/
   messageDesc(file_auth_auth, 11);
 
 /**
- * AuthService issues and manages sessions. All of its RPCs are public (they
- * need no bearer token); the tokens travel in the request bodies, as in the
- * original service.
+ * Lists the caller's sessions; the caller is the bearer token's user.
+ *
+ * @generated from message auth.ListSessionsRequest
+ */
+export type ListSessionsRequest = Message<"auth.ListSessionsRequest"> & {
+};
+
+/**
+ * Describes the message auth.ListSessionsRequest.
+ * Use `create(ListSessionsRequestSchema)` to create a new message.
+ */
+export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_auth_auth, 12);
+
+/**
+ * The caller's open sessions.
+ *
+ * @generated from message auth.ListSessionsResponse
+ */
+export type ListSessionsResponse = Message<"auth.ListSessionsResponse"> & {
+  /**
+   * Open (not revoked, not expired) sessions, most recently active first.
+   *
+   * @generated from field: repeated auth.Session sessions = 1;
+   */
+  sessions: Session[];
+};
+
+/**
+ * Describes the message auth.ListSessionsResponse.
+ * Use `create(ListSessionsResponseSchema)` to create a new message.
+ */
+export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_auth_auth, 13);
+
+/**
+ * One logged-in device.
+ *
+ * @generated from message auth.Session
+ */
+export type Session = Message<"auth.Session"> & {
+  /**
+   * Session id (the tokens' `sid` claim).
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * Client-chosen device id given at login.
+   *
+   * @generated from field: string device_id = 2;
+   */
+  deviceId: string;
+
+  /**
+   * Device name given at login.
+   *
+   * @generated from field: string device_name = 3;
+   */
+  deviceName: string;
+
+  /**
+   * Device type given at login.
+   *
+   * @generated from field: string device_type = 4;
+   */
+  deviceType: string;
+
+  /**
+   * When the session was opened (login).
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Last login or token refresh of this session.
+   *
+   * @generated from field: google.protobuf.Timestamp last_active_at = 6;
+   */
+  lastActiveAt?: Timestamp | undefined;
+
+  /**
+   * True for the session making this call.
+   *
+   * @generated from field: bool current = 7;
+   */
+  current: boolean;
+};
+
+/**
+ * Describes the message auth.Session.
+ * Use `create(SessionSchema)` to create a new message.
+ */
+export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
+  messageDesc(file_auth_auth, 14);
+
+/**
+ * Ends one of the caller's sessions.
+ *
+ * @generated from message auth.RevokeSessionRequest
+ */
+export type RevokeSessionRequest = Message<"auth.RevokeSessionRequest"> & {
+  /**
+   * Id of the session to end (from ListSessions).
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message auth.RevokeSessionRequest.
+ * Use `create(RevokeSessionRequestSchema)` to create a new message.
+ */
+export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
+  messageDesc(file_auth_auth, 15);
+
+/**
+ * Result of RevokeSession.
+ *
+ * @generated from message auth.RevokeSessionResponse
+ */
+export type RevokeSessionResponse = Message<"auth.RevokeSessionResponse"> & {
+  /**
+   * True when the session is revoked (also if it already was).
+   *
+   * @generated from field: bool success = 1;
+   */
+  success: boolean;
+};
+
+/**
+ * Describes the message auth.RevokeSessionResponse.
+ * Use `create(RevokeSessionResponseSchema)` to create a new message.
+ */
+export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
+  messageDesc(file_auth_auth, 16);
+
+/**
+ * AuthService issues and manages sessions. The six original RPCs are public
+ * (they need no bearer token; tokens travel in the request bodies, as in the
+ * original service). ListSessions and RevokeSession act for the caller and
+ * need `Authorization: Bearer <access token>`.
+ *
+ * Errors: InvalidArgument (a malformed field, named in the message),
+ * Unauthenticated (a wrong, expired or used code or token), ResourceExhausted
+ * (a limit; the seconds to wait are in the message and in the `retry-after`
+ * response header/trailer), NotFound (RevokeSession of an unknown session).
  *
  * @generated from service auth.AuthService
  */
 export const AuthService: GenService<{
   /**
-   * SendOTP sends a one-time code by SMS to the phone number.
+   * SendOTP sends a one-time code by SMS to the phone number. The code is
+   * valid for 10 minutes. Limits: one send per number per 30 s, five per
+   * number per 10 minutes, and a budget per client IP across numbers.
    *
    * @generated from rpc auth.AuthService.SendOTP
    */
@@ -384,7 +624,8 @@ export const AuthService: GenService<{
     output: typeof SendOTPResponseSchema;
   },
   /**
-   * VerifyOTP checks the code and opens a session for the device.
+   * VerifyOTP checks the code and opens a session for the device, creating
+   * the user on first login. Five attempts per code; then the code is dead.
    *
    * @generated from rpc auth.AuthService.VerifyOTP
    */
@@ -406,7 +647,9 @@ export const AuthService: GenService<{
   },
   /**
    * RefreshToken exchanges a refresh token for a new token pair; the old
-   * refresh token is dead afterwards (rotation).
+   * refresh token is dead afterwards (rotation). A retry with the replaced
+   * token within a few seconds (a lost response) gets the same new pair;
+   * presenting a replaced token later revokes the whole session (theft).
    *
    * @generated from rpc auth.AuthService.RefreshToken
    */
@@ -416,7 +659,8 @@ export const AuthService: GenService<{
     output: typeof RefreshTokenResponseSchema;
   },
   /**
-   * RevokeCurrentDevice ends the session the refresh token belongs to.
+   * RevokeCurrentDevice ends the session the refresh token belongs to; its
+   * access token stops working at once.
    *
    * @generated from rpc auth.AuthService.RevokeCurrentDevice
    */
@@ -434,6 +678,28 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof LogoutAllDevicesRequestSchema;
     output: typeof RevokeResponseSchema;
+  },
+  /**
+   * ListSessions lists the caller's open sessions (one per logged-in device),
+   * most recently active first. Needs a bearer token.
+   *
+   * @generated from rpc auth.AuthService.ListSessions
+   */
+  listSessions: {
+    methodKind: "unary";
+    input: typeof ListSessionsRequestSchema;
+    output: typeof ListSessionsResponseSchema;
+  },
+  /**
+   * RevokeSession ends one of the caller's sessions, e.g. a lost phone.
+   * Needs a bearer token. NotFound if the session is not the caller's.
+   *
+   * @generated from rpc auth.AuthService.RevokeSession
+   */
+  revokeSession: {
+    methodKind: "unary";
+    input: typeof RevokeSessionRequestSchema;
+    output: typeof RevokeSessionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_auth_auth, 0);

@@ -5,6 +5,7 @@ import { createTestDatabase, type TestDatabase } from '../tests/helpers/test-dat
 import { IN_MEMORY_DATA_DIR, openDatabase, type DatabaseHandle } from './database.js';
 import { MigrationError, migrateToLatest, pendingMigrations } from './migrate.js';
 import type { Database, UserDevicesTable, UsersTable } from './schema.js';
+import { migrations } from '../../migrations/index.js';
 
 const logger = pino({ level: 'silent' });
 // Both backends are always tested, whatever the environment says.
@@ -20,8 +21,10 @@ const USERS_COLUMNS = Object.keys({
 const USER_DEVICES_COLUMNS = Object.keys({
   id: 1, user_id: 1, device_id: 1, device_name: 1, device_type: 1, push_notification_token: 1,
   refresh_token_hash: 1, refresh_expires_at: 1, created_at: 1, last_login_at: 1, last_active_at: 1,
-  revoked_at: 1,
+  revoked_at: 1, refresh_token_jti: 1, refresh_issued_at: 1, previous_refresh_token_hash: 1,
+  refresh_rotated_at: 1, revoked_reason: 1,
 } satisfies Record<keyof UserDevicesTable, 1>);
+const ALL_MIGRATIONS = Object.keys(migrations).sort();
 
 async function schemaSnapshot(db: Kysely<Database>) {
   const columns = await sql<{ table_name: string; column_name: string; data_type: string; is_nullable: string; column_default: string | null }>`
@@ -45,15 +48,15 @@ async function userPhones(db: Kysely<Database>, phones: string[]): Promise<strin
 
 /** Behaviour both backends must share; registered inside a describe that provides the handle. */
 function sharedSchemaTests(getHandle: () => DatabaseHandle): void {
-  it('lists 0001_initial as pending on an empty database', async () => {
+  it('lists every migration as pending on an empty database', async () => {
     const { db } = getHandle();
-    expect(await pendingMigrations(db)).toEqual(['0001_initial']);
+    expect(await pendingMigrations(db)).toEqual(ALL_MIGRATIONS);
     expect((await schemaSnapshot(db)).columns).toEqual([]);
   });
 
-  it('applies 0001_initial and creates users and user_devices as schema.ts describes', async () => {
+  it('applies every migration and creates users and user_devices as schema.ts describes', async () => {
     const { db } = getHandle();
-    expect(await migrateToLatest(db, logger)).toEqual({ applied: ['0001_initial'] });
+    expect(await migrateToLatest(db, logger)).toEqual({ applied: ALL_MIGRATIONS });
     expect(await pendingMigrations(db)).toEqual([]);
 
     const snapshot = await schemaSnapshot(db);
@@ -77,8 +80,8 @@ function sharedSchemaTests(getHandle: () => DatabaseHandle): void {
     const before = await schemaSnapshot(db);
     expect(await migrateToLatest(db, logger)).toEqual({ applied: [] });
     expect(await schemaSnapshot(db)).toEqual(before);
-    const executed = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
-    expect(executed.rows).toEqual([{ name: '0001_initial' }]);
+    const executed = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db);
+    expect(executed.rows.map((r) => r.name)).toEqual(ALL_MIGRATIONS);
   });
 
   it('fills defaults and returns timestamptz as Date and int8 as string', async () => {
@@ -264,7 +267,7 @@ describe('pglite (memory://)', () => {
   it('opens an independent in-memory database', { timeout: SLOW }, async () => {
     const handle = await openDatabase({ dataDir: IN_MEMORY_DATA_DIR, logger });
     try {
-      expect(await migrateToLatest(handle.db, logger)).toEqual({ applied: ['0001_initial'] });
+      expect(await migrateToLatest(handle.db, logger)).toEqual({ applied: ALL_MIGRATIONS });
       expect(await handle.db.selectFrom('users').selectAll().execute()).toEqual([]);
     } finally {
       await handle.close();

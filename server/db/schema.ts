@@ -32,11 +32,38 @@ export interface UserDevicesTable {
   last_login_at: Generated<Date>;
   last_active_at: Generated<Date>;
   revoked_at: Date | null;
+  /** jti and iat of the current refresh token (0002). */
+  refresh_token_jti: string | null;
+  refresh_issued_at: Date | null;
+  /** Hash of the token the last rotation replaced, and when: retry grace and reuse detection. */
+  previous_refresh_token_hash: string | null;
+  refresh_rotated_at: Date | null;
+  /** Why the session ended: logout, logout_all, revoked, refresh_token_reuse. */
+  revoked_reason: string | null;
+}
+
+/** The pending one-time code of a phone number (the code itself lives at Twilio, or is the dev code). */
+export interface OtpCodesTable {
+  phone_number: string;
+  attempts: Generated<number>;
+  max_attempts: number;
+  expires_at: Date;
+  created_at: Generated<Date>;
+}
+
+/** Fixed-window counters for abuse limits, shared by every instance. */
+export interface RateLimitsTable {
+  key: string;
+  window_started_at: Date;
+  window_seconds: number;
+  count: number;
 }
 
 export interface Database {
   users: UsersTable;
   user_devices: UserDevicesTable;
+  otp_codes: OtpCodesTable;
+  rate_limits: RateLimitsTable;
 }
 
 export type User = Selectable<UsersTable>;

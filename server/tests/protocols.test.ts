@@ -24,6 +24,7 @@ afterAll(async () => {
 });
 
 const EXPECTED_SERVICES = [
+  "auth.AuthService",
   "grpc.health.v1.Health",
   "grpc.reflection.v1.ServerReflection",
   "grpc.reflection.v1alpha.ServerReflection",

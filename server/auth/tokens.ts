@@ -1,0 +1,124 @@
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
+import type { Clock } from "../context.js";
+
+export type TokenKind = "access" | "refresh";
+
+/** Why a token was refused; the auth edge turns it into an Unauthenticated message. */
+export type TokenErrorReason = "malformed" | "bad_signature" | "expired" | "wrong_type" | "invalid_claims";
+
+export class TokenError extends Error {
+  constructor(
+    readonly reason: TokenErrorReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = "TokenError";
+  }
+}
+
+export interface TokenClaims {
+  userId: string;
+  sessionId: string;
+  jti: string;
+  issuedAt: Date;
+  expiresAt: Date;
+}
+
+export interface TokenSettings {
+  accessTtlSeconds: number;
+  refreshTtlSeconds: number;
+}
+
+const ISSUER = "chatwire";
+// Different audiences and `typ` headers: an access token is never a refresh token, nor the reverse.
+const AUDIENCE: Record<TokenKind, string> = { access: "chatwire-api", refresh: "chatwire-refresh" };
+const TYP: Record<TokenKind, string> = { access: "at+jwt", refresh: "rt+jwt" };
+
+/** SHA-256 hex: what is stored of a refresh token. */
+export function hashToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+/** JWTs signed HS256 with the server secret; the algorithm is pinned on verify. */
+export class TokenService {
+  private readonly key: Uint8Array;
+
+  constructor(
+    secret: string,
+    readonly settings: TokenSettings,
+    private readonly clock: Clock,
+  ) {
+    this.key = new TextEncoder().encode(secret);
+  }
+
+  /** Claims of a fresh token of `kind` for the session, starting now. */
+  claimsFor(kind: TokenKind, userId: string, sessionId: string): TokenClaims {
+    // Whole seconds: JWT times are NumericDate seconds, and stored claims must rebuild the same token.
+    const issuedAt = new Date(Math.floor(this.clock.now().getTime() / 1000) * 1000);
+    const ttl = kind === "access" ? this.settings.accessTtlSeconds : this.settings.refreshTtlSeconds;
+    const jti = kind === "access" ? randomUUID() : randomBytes(16).toString("base64url");
+    return { userId, sessionId, jti, issuedAt, expiresAt: new Date(issuedAt.getTime() + ttl * 1000) };
+  }
+
+  /**
+   * Signs a token. Deterministic for the same claims (HS256, fixed claim
+   * order), which lets a retried refresh return the very token it lost.
+   */
+  sign(kind: TokenKind, c: TokenClaims): Promise<string> {
+    return new SignJWT({ sid: c.sessionId })
+      .setProtectedHeader({ alg: "HS256", typ: TYP[kind] })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE[kind])
+      .setSubject(c.userId)
+      .setJti(c.jti)
+      .setIssuedAt(Math.floor(c.issuedAt.getTime() / 1000))
+      .setExpirationTime(Math.floor(c.expiresAt.getTime() / 1000))
+      .sign(this.key);
+  }
+
+  async verify(kind: TokenKind, token: string): Promise<TokenClaims> {
+    if (typeof token !== "string" || token.length === 0) throw new TokenError("malformed", `no ${kind} token given`);
+    if (token.length > 4096 || token.split(".").length !== 3) throw new TokenError("malformed", `the ${kind} token is not a JWT`);
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.key, {
+        algorithms: ["HS256"],
+        issuer: ISSUER,
+        audience: AUDIENCE[kind],
+        typ: TYP[kind],
+        currentDate: this.clock.now(),
+        requiredClaims: ["sub", "jti", "iat", "exp"],
+      }));
+    } catch (err) {
+      throw toTokenError(kind, err);
+    }
+    const sid = payload.sid;
+    if (typeof sid !== "string" || sid === "" || typeof payload.sub !== "string") {
+      throw new TokenError("invalid_claims", `the ${kind} token lacks a session`);
+    }
+    return {
+      userId: payload.sub,
+      sessionId: sid,
+      jti: String(payload.jti),
+      issuedAt: new Date((payload.iat ?? 0) * 1000),
+      expiresAt: new Date((payload.exp ?? 0) * 1000),
+    };
+  }
+}
+
+function toTokenError(kind: TokenKind, err: unknown): TokenError {
+  if (err instanceof joseErrors.JWTExpired) return new TokenError("expired", `the ${kind} token has expired`);
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return new TokenError("bad_signature", `the ${kind} token's signature is not valid`);
+  }
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    // A refresh token where an access token belongs (or the reverse) fails on typ/aud.
+    if (err.claim === "aud" || err.claim === "typ") return new TokenError("wrong_type", `this is not an ${kind} token`);
+    return new TokenError("invalid_claims", `the ${kind} token's "${err.claim}" claim is not valid`);
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed || err instanceof joseErrors.JOSENotSupported) {
+    return new TokenError("bad_signature", `the ${kind} token is not signed with HS256`);
+  }
+  return new TokenError("malformed", `the ${kind} token is malformed`);
+}

@@ -1,0 +1,64 @@
+import { EventEmitter } from "node:events";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+
+/**
+ * Fire-and-forget notices between server instances (revocations, live
+ * events). Production: core NATS subjects, so any instance reaches any other.
+ * Embedded: an in-process emitter.
+ */
+export interface EventBus {
+  publish(subject: string, payload: Uint8Array): void;
+  /** Calls `handler` for each notice on `subject` until the returned function is called. */
+  subscribe(subject: string, handler: (payload: Uint8Array) => void): () => void;
+}
+
+export class InProcessBus implements EventBus {
+  private readonly emitter = new EventEmitter();
+
+  constructor() {
+    this.emitter.setMaxListeners(0);
+  }
+
+  publish(subject: string, payload: Uint8Array): void {
+    // Asynchronous like NATS, so publishers never run subscribers inside their own transaction.
+    queueMicrotask(() => this.emitter.emit(subject, payload));
+  }
+
+  subscribe(subject: string, handler: (payload: Uint8Array) => void): () => void {
+    this.emitter.on(subject, handler);
+    return () => this.emitter.off(subject, handler);
+  }
+}
+
+export class NatsBus implements EventBus {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly logger: Logger,
+  ) {}
+
+  publish(subject: string, payload: Uint8Array): void {
+    try {
+      this.nc.publish(subject, payload);
+    } catch (err) {
+      this.logger.warn({ err, subject }, "bus publish failed");
+    }
+  }
+
+  subscribe(subject: string, handler: (payload: Uint8Array) => void): () => void {
+    const sub: Subscription = this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) {
+          this.logger.warn({ err, subject }, "bus subscription error");
+          return;
+        }
+        try {
+          handler(msg.data);
+        } catch (e) {
+          this.logger.error({ err: e, subject }, "bus handler failed");
+        }
+      },
+    });
+    return () => sub.unsubscribe();
+  }
+}

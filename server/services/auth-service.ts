@@ -1,0 +1,288 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  AuthService,
+  SessionSchema,
+  UserSchema,
+  type User as UserMessage,
+} from "../../gen/auth/auth_pb.js";
+import { callerKey, peerKey, type Caller } from "../auth/auth-context.js";
+import { RateLimitedError, enforceLimit } from "../auth/limits.js";
+import { OtpProviderError, maskPhone } from "../auth/otp-provider.js";
+import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js";
+import { TokenError, hashToken, type TokenClaims } from "../auth/tokens.js";
+import type { AppContext } from "../context.js";
+import * as store from "../db/auth-store.js";
+import type { User, UserDevice } from "../db/schema.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** auth.AuthService: the original six RPCs, wire-compatible, plus ListSessions and RevokeSession. */
+export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthService> {
+  const { database, clock, logger, auth } = ctx;
+  const { tokens, guard, otp } = auth;
+  const cfg = ctx.config.auth;
+  const db = database.db;
+
+  const phoneOf = (raw: string, field = "phone_number"): string => {
+    try {
+      return normalizePhoneNumber(raw);
+    } catch (err) {
+      if (err instanceof InvalidPhoneNumberError) throw new ConnectError(`${field}: ${err.message}`, Code.InvalidArgument);
+      throw err;
+    }
+  };
+
+  /** Issues an access token and returns the pair with expiries. */
+  async function pair(userId: string, sessionId: string, refresh: TokenClaims) {
+    const access = tokens.claimsFor("access", userId, sessionId);
+    return {
+      accessToken: await tokens.sign("access", access),
+      refreshToken: await tokens.sign("refresh", refresh),
+      sessionId,
+      accessTokenExpiresAt: timestampFromDate(access.expiresAt),
+      refreshTokenExpiresAt: timestampFromDate(refresh.expiresAt),
+    };
+  }
+
+  async function verifyOrUnauthenticated(kind: "access" | "refresh", token: string): Promise<TokenClaims> {
+    try {
+      return await tokens.verify(kind, token);
+    } catch (err) {
+      if (err instanceof TokenError) throw new ConnectError(`${kind}_token: ${err.message}`, Code.Unauthenticated);
+      throw err;
+    }
+  }
+
+  const callerOf = (hc: HandlerContext): Caller => {
+    const caller = hc.values.get(callerKey);
+    if (!caller) throw new ConnectError("this call needs `Authorization: Bearer <access token>`", Code.Unauthenticated);
+    return caller;
+  };
+
+  return {
+    async sendOTP(req, hc) {
+      const phone = phoneOf(req.phoneNumber);
+      const now = clock.now();
+      await limited(async () => {
+        await enforceLimit(db, `otp:ip:${hc.values.get(peerKey)}`, cfg.otpSendsPerIpPerHour, 3600, now, "too many codes requested from this address");
+        await enforceLimit(db, `otp:resend:${phone}`, 1, cfg.otpResendSeconds, now, "a code was just sent to this number");
+        await enforceLimit(db, `otp:window:${phone}`, cfg.otpSendsPerWindow, cfg.otpSendWindowSeconds, now, "too many codes requested for this number");
+      });
+      await providerCall(() => otp.send(phone));
+      await store.issueOtp(db, phone, new Date(now.getTime() + cfg.otpTtlSeconds * 1000), cfg.otpMaxAttempts, now);
+      logger.info({ phone: maskPhone(phone), provider: otp.name }, "otp sent");
+      return {
+        message: "OTP sent successfully",
+        retryAfterSeconds: cfg.otpResendSeconds,
+        expiresInSeconds: cfg.otpTtlSeconds,
+        attemptsLeft: cfg.otpMaxAttempts,
+      };
+    },
+
+    async verifyOTP(req, hc) {
+      const phone = phoneOf(req.phoneNumber);
+      const code = req.otpCode.trim();
+      if (!/^\d{4,10}$/.test(code)) throw new ConnectError("otp_code: must be the digits of the code received by SMS", Code.InvalidArgument);
+      checkLength("device_id", req.deviceId, 128);
+      checkLength("device_name", req.deviceName, 64);
+      checkLength("device_type", req.deviceType, 32);
+      checkLength("push_token", req.pushToken, 4096);
+      const now = clock.now();
+
+      const attempt = await store.claimOtpAttempt(db, phone, now);
+      if (!attempt) {
+        const pending = await store.getOtp(db, phone);
+        if (pending && pending.expires_at > now) {
+          throw new ConnectError("too many wrong codes: this code is dead; request a new one with SendOTP", Code.ResourceExhausted);
+        }
+        throw new ConnectError(
+          pending ? "the code has expired; request a new one with SendOTP" : "no code is pending for this number; call SendOTP first",
+          Code.FailedPrecondition,
+        );
+      }
+      const attemptsLeft = attempt.max_attempts - attempt.attempts;
+      const ok = await providerCall(() => otp.check(phone, code));
+      if (!ok) {
+        hc.responseHeader.set("attempts-left", String(attemptsLeft));
+        throw new ConnectError(
+          attemptsLeft > 0 ? `wrong code; ${attemptsLeft} attempt(s) left` : "wrong code; no attempts left, request a new code with SendOTP",
+          Code.Unauthenticated,
+          { "attempts-left": String(attemptsLeft) },
+        );
+      }
+
+      const { user, created, session, refresh } = await db.transaction().execute(async (trx) => {
+        await store.deleteOtp(trx, phone);
+        const { user, created } = await store.findOrCreateUser(trx, phone);
+        const session = await store.createSession(trx, {
+          userId: user.id,
+          deviceId: req.deviceId.trim(),
+          deviceName: req.deviceName.trim(),
+          deviceType: req.deviceType.trim().toLowerCase(),
+          pushToken: req.pushToken.trim(),
+          now,
+        });
+        const refresh = tokens.claimsFor("refresh", user.id, session.id);
+        const token = await tokens.sign("refresh", refresh);
+        await store.setRefreshToken(trx, session.id, { hash: hashToken(token), jti: refresh.jti, issuedAt: refresh.issuedAt, expiresAt: refresh.expiresAt });
+        return { user, created, session, refresh };
+      });
+      logger.info({ userId: user.id, sessionId: session.id, newUser: created }, "login");
+      return { user: userMessage(user), isNewUser: created, ...(await pair(user.id, session.id, refresh)) };
+    },
+
+    async validateToken(req) {
+      // Never an error for a bad token: that is what is_valid=false says.
+      try {
+        const claims = await tokens.verify("access", req.accessToken);
+        if (await guard.isLive(claims.sessionId, claims.userId)) return { isValid: true, userId: claims.userId };
+      } catch (err) {
+        if (!(err instanceof TokenError)) throw err;
+      }
+      return { isValid: false, userId: "" };
+    },
+
+    async refreshToken(req) {
+      const claims = await verifyOrUnauthenticated("refresh", req.refreshToken);
+      const presented = hashToken(req.refreshToken);
+      const now = clock.now();
+      const next = tokens.claimsFor("refresh", claims.userId, claims.sessionId);
+      const nextToken = await tokens.sign("refresh", next);
+      const rotated = await store.rotateRefreshToken(
+        db,
+        claims.sessionId,
+        presented,
+        { hash: hashToken(nextToken), jti: next.jti, issuedAt: next.issuedAt, expiresAt: next.expiresAt },
+        now,
+      );
+      if (rotated) return pair(claims.userId, claims.sessionId, next);
+
+      const session = await store.getSession(db, claims.sessionId);
+      if (!session || session.user_id !== claims.userId) throw new ConnectError("refresh_token: unknown session", Code.Unauthenticated);
+      if (session.revoked_at) throw new ConnectError("refresh_token: the session has been revoked; log in again", Code.Unauthenticated);
+      const inGrace =
+        session.previous_refresh_token_hash === presented &&
+        session.refresh_rotated_at !== null &&
+        now.getTime() - session.refresh_rotated_at.getTime() <= cfg.refreshReuseGraceSeconds * 1000;
+      if (inGrace && session.refresh_token_jti && session.refresh_issued_at && session.refresh_expires_at) {
+        // A retry after a lost response: hand back the pair the rotation made, unchanged.
+        return pair(claims.userId, claims.sessionId, {
+          userId: session.user_id,
+          sessionId: session.id,
+          jti: session.refresh_token_jti,
+          issuedAt: session.refresh_issued_at,
+          expiresAt: session.refresh_expires_at,
+        });
+      }
+      // A replaced token presented again after the grace: someone else holds a copy.
+      if (await store.revokeSession(db, session.id, "refresh_token_reuse", now)) guard.revoked([session.id]);
+      logger.warn({ userId: session.user_id, sessionId: session.id }, "refresh token reuse detected; session revoked");
+      throw new ConnectError("refresh_token: this refresh token was already used; the session has been revoked, log in again", Code.Unauthenticated);
+    },
+
+    async revokeCurrentDevice(req) {
+      const claims = await verifyOrUnauthenticated("refresh", req.refreshToken);
+      const session = await store.getSession(db, claims.sessionId);
+      const presented = hashToken(req.refreshToken);
+      if (!session || session.user_id !== claims.userId) throw new ConnectError("refresh_token: unknown session", Code.Unauthenticated);
+      if (session.revoked_at === null && session.refresh_token_hash !== presented && session.previous_refresh_token_hash !== presented) {
+        throw new ConnectError("refresh_token: this refresh token is no longer current", Code.Unauthenticated);
+      }
+      if (await store.revokeSession(db, session.id, "logout", clock.now())) guard.revoked([session.id]);
+      return { success: true };
+    },
+
+    async logoutAllDevices(req) {
+      const claims = await verifyOrUnauthenticated("access", req.accessToken);
+      if (!(await guard.isLive(claims.sessionId, claims.userId))) {
+        throw new ConnectError("access_token: the session has been revoked", Code.Unauthenticated);
+      }
+      const ids = await store.revokeUserSessions(db, claims.userId, "logout_all", clock.now());
+      guard.revoked(ids);
+      return { success: true };
+    },
+
+    async listSessions(_req, hc) {
+      const caller = callerOf(hc);
+      const rows = await store.listLiveSessions(db, caller.userId, clock.now());
+      return { sessions: rows.map((r) => sessionMessage(r, caller.sessionId)) };
+    },
+
+    async revokeSession(req, hc) {
+      const caller = callerOf(hc);
+      const id = req.sessionId.trim();
+      if (!UUID.test(id)) throw new ConnectError("session_id: must be a session id from ListSessions", Code.InvalidArgument);
+      if (await store.revokeSession(db, id, "revoked", clock.now(), caller.userId)) {
+        guard.revoked([id]);
+        return { success: true };
+      }
+      const existing = await store.getSession(db, id);
+      if (!existing || existing.user_id !== caller.userId) throw new ConnectError(`session_id: no session ${id} of yours`, Code.NotFound);
+      return { success: true };
+    },
+  };
+}
+
+function checkLength(field: string, value: string, max: number): void {
+  if (value.length > max) throw new ConnectError(`${field}: at most ${max} characters`, Code.InvalidArgument);
+}
+
+async function limited(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    if (err instanceof RateLimitedError) {
+      throw new ConnectError(err.message, Code.ResourceExhausted, { "retry-after": String(err.retryAfterSeconds) });
+    }
+    throw err;
+  }
+}
+
+async function providerCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof OtpProviderError)) throw err;
+    switch (err.kind) {
+      case "invalid_number":
+        throw new ConnectError("phone_number: the SMS provider rejected this number", Code.InvalidArgument);
+      case "rate_limited": {
+        const wait = err.retryAfterSeconds ?? 60;
+        throw new ConnectError(`the SMS provider is limiting this number; try again in ${wait} s`, Code.ResourceExhausted, { "retry-after": String(wait) });
+      }
+      case "expired":
+        throw new ConnectError("the code has expired; request a new one with SendOTP", Code.FailedPrecondition);
+      case "unavailable":
+        throw new ConnectError("the SMS provider is unavailable; try again shortly", Code.Unavailable, undefined, undefined, err);
+    }
+  }
+}
+
+const iso = (d: Date | null): string => (d ? d.toISOString() : "");
+
+function userMessage(u: User): UserMessage {
+  return create(UserSchema, {
+    id: u.id,
+    phoneNumber: u.phone_number,
+    displayName: u.display_name,
+    profilePictureUrl: u.profile_picture_url,
+    aboutText: u.about_text,
+    lastSeenAt: iso(u.last_seen_at),
+    createdAt: iso(u.created_at),
+    updatedAt: iso(u.updated_at),
+  });
+}
+
+function sessionMessage(r: UserDevice, currentSessionId: string) {
+  return create(SessionSchema, {
+    sessionId: r.id,
+    deviceId: r.device_id,
+    deviceName: r.device_name,
+    deviceType: r.device_type,
+    createdAt: timestampFromDate(r.created_at),
+    lastActiveAt: timestampFromDate(r.last_active_at),
+    current: r.id === currentSessionId,
+  });
+}
