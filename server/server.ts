@@ -116,6 +116,10 @@ export class ChatwireServer {
       readMaxBytes: config.maxMessageBytes,
       writeMaxBytes: config.maxMessageBytes,
       maxTimeoutMs: config.maxRequestTimeoutMs,
+      // JSON as the original API named it (phone_number, access_token) and with every field
+      // present (is_valid: false), as Postman shows it; parsing accepts both spellings, and
+      // unknown fields from newer clients are ignored.
+      jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true },
       shutdownSignal: this.shutdown.signal,
       interceptors: [
         observabilityInterceptor(logger, metrics),
