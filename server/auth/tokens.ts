@@ -31,6 +31,7 @@ export interface TokenSettings {
 }
 
 const ISSUER = "chatwire";
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // Different audiences and `typ` headers: an access token is never a refresh token, nor the reverse.
 const AUDIENCE: Record<TokenKind, string> = { access: "chatwire-api", refresh: "chatwire-refresh" };
 const TYP: Record<TokenKind, string> = { access: "at+jwt", refresh: "rt+jwt" };
@@ -94,7 +95,8 @@ export class TokenService {
       throw toTokenError(kind, err);
     }
     const sid = payload.sid;
-    if (typeof sid !== "string" || sid === "" || typeof payload.sub !== "string") {
+    // Ids go to the database as uuids: anything else is refused here, not there.
+    if (typeof sid !== "string" || !UUID.test(sid) || typeof payload.sub !== "string" || !UUID.test(payload.sub)) {
       throw new TokenError("invalid_claims", `the ${kind} token lacks a session`);
     }
     return {
@@ -114,7 +116,7 @@ function toTokenError(kind: TokenKind, err: unknown): TokenError {
   }
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     // A refresh token where an access token belongs (or the reverse) fails on typ/aud.
-    if (err.claim === "aud" || err.claim === "typ") return new TokenError("wrong_type", `this is not an ${kind} token`);
+    if (err.claim === "aud" || err.claim === "typ") return new TokenError("wrong_type", `this is not ${kind === "access" ? "an" : "a"} ${kind} token`);
     return new TokenError("invalid_claims", `the ${kind} token's "${err.claim}" claim is not valid`);
   }
   if (err instanceof joseErrors.JOSEAlgNotAllowed || err instanceof joseErrors.JOSENotSupported) {

@@ -8,7 +8,7 @@ import {
   type User as UserMessage,
 } from "../../gen/auth/auth_pb.js";
 import { callerKey, peerKey, type Caller } from "../auth/auth-context.js";
-import { RateLimitedError, enforceLimit } from "../auth/limits.js";
+import { RateLimitedError, enforceLimits } from "../auth/limits.js";
 import { OtpProviderError, maskPhone } from "../auth/otp-provider.js";
 import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js";
 import { TokenError, hashToken, type TokenClaims } from "../auth/tokens.js";
@@ -65,12 +65,24 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
     async sendOTP(req, hc) {
       const phone = phoneOf(req.phoneNumber);
       const now = clock.now();
-      await limited(async () => {
-        await enforceLimit(db, `otp:ip:${hc.values.get(peerKey)}`, cfg.otpSendsPerIpPerHour, 3600, now, "too many codes requested from this address");
-        await enforceLimit(db, `otp:resend:${phone}`, 1, cfg.otpResendSeconds, now, "a code was just sent to this number");
-        await enforceLimit(db, `otp:window:${phone}`, cfg.otpSendsPerWindow, cfg.otpSendWindowSeconds, now, "too many codes requested for this number");
-      });
-      await providerCall(() => otp.send(phone));
+      const giveBack = await limited(() =>
+        enforceLimits(
+          db,
+          [
+            { key: `otp:resend:${phone}`, limit: 1, windowSeconds: cfg.otpResendSeconds, what: "a code was just sent to this number" },
+            { key: `otp:window:${phone}`, limit: cfg.otpSendsPerWindow, windowSeconds: cfg.otpSendWindowSeconds, what: "too many codes requested for this number" },
+            { key: `otp:ip:${hc.values.get(peerKey)}`, limit: cfg.otpSendsPerIpPerHour, windowSeconds: 3600, what: "too many codes requested from this address" },
+          ],
+          now,
+        ),
+      );
+      try {
+        await providerCall(() => otp.send(phone));
+      } catch (err) {
+        // No SMS went out: the client may try again at once.
+        await giveBack();
+        throw err;
+      }
       await store.issueOtp(db, phone, new Date(now.getTime() + cfg.otpTtlSeconds * 1000), cfg.otpMaxAttempts, now);
       logger.info({ phone: maskPhone(phone), provider: otp.name }, "otp sent");
       return {
@@ -229,9 +241,9 @@ function checkLength(field: string, value: string, max: number): void {
   if (value.length > max) throw new ConnectError(`${field}: at most ${max} characters`, Code.InvalidArgument);
 }
 
-async function limited(fn: () => Promise<void>): Promise<void> {
+async function limited<T>(fn: () => Promise<T>): Promise<T> {
   try {
-    await fn();
+    return await fn();
   } catch (err) {
     if (err instanceof RateLimitedError) {
       throw new ConnectError(err.message, Code.ResourceExhausted, { "retry-after": String(err.retryAfterSeconds) });
