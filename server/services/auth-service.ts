@@ -199,10 +199,17 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
       const session = await store.getSession(db, claims.sessionId);
       const presented = hashToken(req.refreshToken);
       if (!session || session.user_id !== claims.userId) throw new ConnectError("refresh_token: unknown session", Code.Unauthenticated);
-      if (session.revoked_at === null && session.refresh_token_hash !== presented && session.previous_refresh_token_hash !== presented) {
-        throw new ConnectError("refresh_token: this refresh token is no longer current", Code.Unauthenticated);
+      // The current token, or the one just replaced within the retry grace; older tokens are dead.
+      const now = clock.now();
+      const current =
+        session.refresh_token_hash === presented ||
+        (session.previous_refresh_token_hash === presented &&
+          session.refresh_rotated_at !== null &&
+          now.getTime() - session.refresh_rotated_at.getTime() <= cfg.refreshReuseGraceSeconds * 1000);
+      if (session.revoked_at === null && !current) {
+        throw new ConnectError("refresh_token: this refresh token was replaced by a newer one; use the newest", Code.Unauthenticated);
       }
-      if (await store.revokeSession(db, session.id, "logout", clock.now())) guard.revoked([session.id]);
+      if (await store.revokeSession(db, session.id, "logout", now)) guard.revoked([session.id]);
       return { success: true };
     },
 

@@ -212,6 +212,18 @@ describe("revocation", () => {
     expect((await auth.refreshToken({ refreshToken: other.refreshToken })).sessionId).toBe(other.sessionId);
   });
 
+  test("RevokeCurrentDevice refuses a refresh token replaced longer ago than the grace; the newest works", async () => {
+    const mine = await login(freshNumber());
+    const rotated = await auth.refreshToken({ refreshToken: mine.refreshToken });
+    clock.advance(6_000);
+    const stale = await rejection(auth.revokeCurrentDevice({ refreshToken: mine.refreshToken }));
+    expect(stale.code).toBe(Code.Unauthenticated);
+    expect(stale.rawMessage).toMatch(/newer/);
+    expect((await auth.listSessions({}, bearer(rotated.accessToken))).sessions).toHaveLength(1);
+    expect((await auth.revokeCurrentDevice({ refreshToken: rotated.refreshToken })).success).toBe(true);
+    expect((await rejection(auth.listSessions({}, bearer(rotated.accessToken)))).code).toBe(Code.Unauthenticated);
+  });
+
   test("LogoutAllDevices ends every session of that user and no one else's", async () => {
     const phone = freshNumber();
     const a1 = await login(phone);
