@@ -36,7 +36,7 @@ export interface Config {
   /** Deadline for unary RPCs whose client sets none, and the largest one a client may ask for. */
   requestTimeoutMs: number;
   maxRequestTimeoutMs: number;
-  /** How long a graceful stop waits for open requests before closing connections. */
+  /** How long a graceful stop waits for open requests before closing connections (≤ 9 s: the process exits within 10 s). */
   shutdownTimeoutMs: number;
   auth: AuthConfig;
 }
@@ -158,7 +158,7 @@ export function loadConfig(env: Env = process.env): Config {
   const maxMessageBytes = intVar(get, "MAX_MESSAGE_BYTES", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024);
   const requestTimeoutMs = intVar(get, "REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000);
   const maxRequestTimeoutMs = intVar(get, "MAX_REQUEST_TIMEOUT_MS", 300_000, 100, 86_400_000);
-  const shutdownTimeoutMs = intVar(get, "SHUTDOWN_TIMEOUT_MS", 8_000, 0, 60_000);
+  const shutdownTimeoutMs = intVar(get, "SHUTDOWN_TIMEOUT_MS", 8_000, 0, 9_000);
   const auth: AuthConfig = {
     accessTokenTtlSeconds: intVar(get, "ACCESS_TOKEN_TTL_SECONDS", 15 * 60, 10, 24 * 3600),
     refreshTokenTtlSeconds: intVar(get, "REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 3600, 60, 365 * 24 * 3600),

@@ -59,6 +59,8 @@ export class Listener {
       this.h1.headersTimeout = 30_000;
       this.h1.keepAliveTimeout = 65_000;
       this.h1.on("clientError", (err, socket) => this.onClientError(err, socket));
+      // h1 never listens itself, so start the connection tracking Node only starts on "listening": without it closeIdleConnections() and the headersTimeout check do nothing.
+      this.h1.emit("listening");
       this.tcp = net.createServer((socket) => this.sniff(socket));
     }
     this.h2.on("session", (session: http2.Http2Session) => {
@@ -136,7 +138,7 @@ export class Listener {
     const server = this.tcp ?? this.h2;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const session of this.sessions) session.close();
-    this.h1?.closeIdleConnections();
+    this.h1?.close(); // closes idle connections and stops the connection checker started in the constructor
     const timer = setTimeout(() => {
       for (const s of this.sessions) s.destroy();
       for (const s of this.sockets) s.destroy();

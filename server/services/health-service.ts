@@ -47,6 +47,9 @@ export function createHealthService(health: HealthState): ServiceImpl<typeof Hea
             yield create(HealthCheckResponseSchema, { status: next });
           }
         }
+        // A change that raced the end (NOT_SERVING at shutdown) is still told before the stream ends.
+        const final = pending.at(-1);
+        if (final !== undefined && final !== last) yield create(HealthCheckResponseSchema, { status: final });
         // The shutdown signal's reason (Unavailable) ends the stream for the client.
         throw ctx.signal.reason ?? new ConnectError("stream closed", Code.Canceled);
       } finally {

@@ -125,6 +125,8 @@ describe("graceful stop", () => {
     for (const o of await Promise.all(outcomes)) {
       expect(o.code).toBe(Code.Unavailable);
       expect(o.seen[0]).toBe(Status.SERVING);
+      // The shutdown itself is told before the stream ends.
+      expect(o.seen.at(-1)).toBe(Status.NOT_SERVING);
     }
     expect(stoppedMs).toBeLessThan(10_000);
     await expect(fetch(`${s.url}/healthz`)).rejects.toThrow();
