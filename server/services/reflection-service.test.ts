@@ -288,7 +288,7 @@ describe.each<Version>(["v1", "v1alpha"])("grpc.reflection.%s over @grpc/grpc-js
 
   it("file_by_filename returns the file first, each file once", async () => {
     const files = decodeFiles(await ask(version, { fileByFilename: "auth/auth.proto" }));
-    expect(files.map((f) => f.name)).toEqual(["auth/auth.proto"]);
+    expect(files.map((f) => f.name)).toEqual(["auth/auth.proto", "google/protobuf/timestamp.proto"]);
     expect(files[0]!.package).toBe("auth");
     expect(files[0]!.service[0]!.method.map((m) => m.name)).toContain("SendOTP");
   });
