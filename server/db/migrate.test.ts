@@ -9,7 +9,7 @@ import { migrations } from '../../migrations/index.js';
 
 const logger = pino({ level: 'silent' });
 // Both backends are always tested, whatever the environment says.
-const ADMIN_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const ADMIN_URL = process.env['DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres';
 // PGlite start-up takes seconds on slow machines.
 const SLOW = 60_000;
 
