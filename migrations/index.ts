@@ -1,10 +1,12 @@
 import type { Migration } from 'kysely';
 import * as m0001 from './0001_initial.js';
 import * as m0002 from './0002_auth.js';
+import * as m0003 from './0003_chat.js';
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
   '0002_auth': m0002,
+  '0003_chat': m0003,
 };

@@ -20,6 +20,12 @@ export interface Config {
   host: string;
   databaseUrl: string | undefined;
   natsUrl: string | undefined;
+  /**
+   * Prefix of every NATS name this deployment owns: subjects `<prefix>.msg.>` and
+   * `<prefix>.user.<id>`, stream `<PREFIX>_MESSAGES`, consumer `<prefix>-message-worker`.
+   * Lets deployments (and test runs) share one NATS without seeing each other.
+   */
+  natsSubjectPrefix: string;
   dataDir: string;
   /** Undefined outside NODE_ENV=production: a dev secret is kept under dataDir. */
   jwtSecret: string | undefined;
@@ -39,6 +45,15 @@ export interface Config {
   /** How long a graceful stop waits for open requests before closing connections (≤ 9 s: the process exits within 10 s). */
   shutdownTimeoutMs: number;
   auth: AuthConfig;
+  worker: WorkerConfig;
+}
+
+/** The message worker (JetStream consumer). */
+export interface WorkerConfig {
+  /** Messages pulled and stored per transaction, at most. */
+  batchSize: number;
+  /** JetStream redelivers a message not acked this long after delivery (a crashed worker's). */
+  ackWaitSeconds: number;
 }
 
 export interface AuthConfig {
@@ -97,6 +112,10 @@ export function loadConfig(env: Env = process.env): Config {
         throw new ConfigError("NATS_URL", `"${server}" is not a NATS server URL such as nats://127.0.0.1:4222`);
       }
     }
+  }
+  const natsSubjectPrefix = get("NATS_SUBJECT_PREFIX") ?? "chatwire";
+  if (!/^[a-z0-9_-]{1,32}$/.test(natsSubjectPrefix)) {
+    throw new ConfigError("NATS_SUBJECT_PREFIX", `must be 1 to 32 of a-z, 0-9, _ and -, got "${natsSubjectPrefix}"`);
   }
   const profile: Profile = databaseUrl ? "production" : "embedded";
 
@@ -172,6 +191,11 @@ export function loadConfig(env: Env = process.env): Config {
     sessionCacheSeconds: intVar(get, "SESSION_CACHE_SECONDS", 30, 0, 3600),
   };
 
+  const worker: WorkerConfig = {
+    batchSize: intVar(get, "WORKER_BATCH_SIZE", 100, 1, 1000),
+    ackWaitSeconds: intVar(get, "WORKER_ACK_WAIT_SECONDS", 30, 1, 3600),
+  };
+
   if (isProduction) {
     if (databaseUrl === undefined) {
       throw new ConfigError("DATABASE_URL", "is required when NODE_ENV=production (the embedded database is for development only)");
@@ -194,6 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
     host,
     databaseUrl,
     natsUrl,
+    natsSubjectPrefix,
     dataDir,
     jwtSecret,
     authDevMode,
@@ -207,6 +232,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestTimeoutMs,
     shutdownTimeoutMs,
     auth,
+    worker,
   };
 }
 

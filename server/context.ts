@@ -7,6 +7,7 @@ import type { Config } from "./config.js";
 import type { DatabaseHandle } from "./db/database.js";
 import type { HealthState } from "./health.js";
 import type { EventBus } from "./messaging/bus.js";
+import type { MessageQueue } from "./messaging/message-queue.js";
 import type { Metrics } from "./metrics.js";
 
 /** Wall clock, injected so tests can move time (OTP expiry, stories). */
@@ -28,6 +29,8 @@ export interface AppContext {
   nats: NatsConnection | undefined;
   /** Notices between instances: NATS subjects, or in-process when embedded. */
   bus: EventBus;
+  /** Where SendMessage hands messages: JetStream with NATS, else stored inline. */
+  messages: MessageQueue;
   auth: {
     tokens: TokenService;
     guard: SessionGuard;

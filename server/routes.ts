@@ -3,9 +3,11 @@ import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { AuthService, file_auth_auth } from "../gen/auth/auth_pb.js";
+import { ChatService, file_chat_chat } from "../gen/chat/chat_pb.js";
 import { Health, file_health_v1_health } from "../gen/health/v1/health_pb.js";
 import type { AppContext } from "./context.js";
 import { createAuthService } from "./services/auth-service.js";
+import { createChatService } from "./services/chat-service.js";
 import { createHealthService } from "./services/health-service.js";
 import { registerReflection } from "./services/reflection-service.js";
 
@@ -21,8 +23,9 @@ export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[]
 
   if (ctx.config.roles.has("api")) {
     router.service(AuthService, createAuthService(ctx));
-    services.push(AuthService);
-    files.push(file_auth_auth);
+    router.service(ChatService, createChatService(ctx));
+    services.push(AuthService, ChatService);
+    files.push(file_auth_auth, file_chat_chat);
   }
 
   const names = [

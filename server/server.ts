@@ -26,6 +26,10 @@ import { pruneAuthRows } from "./db/auth-store.js";
 import { authInterceptor } from "./interceptors/auth.js";
 import { InProcessBus, NatsBus, type EventBus } from "./messaging/bus.js";
 import { createContextValues } from "@connectrpc/connect";
+import { InlineQueue } from "./messaging/inline-queue.js";
+import { JetStreamQueue } from "./messaging/jetstream-queue.js";
+import type { MessageQueue } from "./messaging/message-queue.js";
+import { MessageWorker, type WorkerHooks } from "./messaging/message-worker.js";
 
 export interface CreateOptions {
   logger?: Logger;
@@ -36,6 +40,8 @@ export interface CreateOptions {
   bus?: EventBus;
   /** Replace the OTP provider (tests reach Twilio's edge only through a fake). */
   otp?: OtpProvider;
+  /** Tests only: hooks into the message worker. */
+  workerHooks?: WorkerHooks;
 }
 
 /**
@@ -47,11 +53,14 @@ export class ChatwireServer {
   private boundPort: number | undefined;
   private stopping: Promise<void> | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
+  /** Consumes the JetStream queue; only with NATS and the "worker" role. */
+  private worker: MessageWorker | undefined;
 
   private constructor(
     readonly ctx: AppContext,
     private readonly shutdown: AbortController,
     private readonly ownsDatabase: boolean,
+    private readonly workerHooks: WorkerHooks | undefined,
   ) {}
 
   static async create(config: Config, opts: CreateOptions = {}): Promise<ChatwireServer> {
@@ -59,10 +68,20 @@ export class ChatwireServer {
     const started = Date.now();
     const database = opts.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger }));
     let nats: NatsConnection | undefined;
+    let jetStreamQueue: JetStreamQueue | undefined;
     let jwtSecret: string;
     try {
       await migrateToLatest(database.db, logger);
-      if (config.natsUrl) nats = await connectNats(config.natsUrl, `chatwire-${process.pid}`, logger);
+      if (config.natsUrl) {
+        nats = await connectNats(config.natsUrl, `chatwire-${process.pid}`, logger);
+        jetStreamQueue = new JetStreamQueue({
+          nc: nats,
+          subjectPrefix: config.natsSubjectPrefix,
+          logger,
+          ackWaitMs: config.worker.ackWaitSeconds * 1000,
+        });
+        await jetStreamQueue.provision();
+      }
       jwtSecret = await resolveJwtSecret(config, logger);
     } catch (err) {
       await nats?.close();
@@ -73,12 +92,15 @@ export class ChatwireServer {
     const bus = opts.bus ?? (nats ? new NatsBus(nats, logger) : new InProcessBus());
     const otp = opts.otp ?? createOtpProvider(config, logger);
     const shutdown = new AbortController();
+    const messages: MessageQueue =
+      jetStreamQueue ?? new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger });
     const ctx: AppContext = {
       config,
       logger,
       database,
       nats,
       bus,
+      messages,
       auth: {
         tokens: new TokenService(
           jwtSecret,
@@ -94,10 +116,10 @@ export class ChatwireServer {
       shutdownSignal: shutdown.signal,
     };
     logger.info(
-      { profile: config.profile, database: database.kind, nats: Boolean(nats), roles: [...config.roles], ms: Date.now() - started },
+      { profile: config.profile, database: database.kind, nats: Boolean(nats), queue: messages.kind, roles: [...config.roles], ms: Date.now() - started },
       "chatwire initialised",
     );
-    return new ChatwireServer(ctx, shutdown, !opts.database);
+    return new ChatwireServer(ctx, shutdown, !opts.database, opts.workerHooks);
   }
 
   /** Listens on config.port (0 picks a free port) and resolves with the bound port. */
@@ -109,6 +131,21 @@ export class ChatwireServer {
       pruneAuthRows(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "pruning auth rows failed"));
     }, 10 * 60_000);
     this.pruneTimer.unref();
+    const queue = this.ctx.messages;
+    if (queue instanceof JetStreamQueue && config.roles.has("worker")) {
+      this.worker = new MessageWorker({
+        queue,
+        db: this.ctx.database.db,
+        bus: this.ctx.bus,
+        logger,
+        clock: this.ctx.clock,
+        batchSize: config.worker.batchSize,
+        ackWaitMs: config.worker.ackWaitSeconds * 1000,
+        registry: metrics.registry,
+        hooks: this.workerHooks,
+      });
+      this.worker.start();
+    }
     const rpc = connectNodeAdapter({
       routes: (router) => {
         serviceNames = registerRoutes(router, this.ctx);
@@ -157,7 +194,7 @@ export class ChatwireServer {
     return `${this.ctx.config.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
   }
 
-  /** Database reachable and migrated; NATS connected when configured. */
+  /** Database reachable and migrated; NATS connected and the message queue provisioned when configured. */
   async readiness(): Promise<Readiness> {
     const checks: Record<string, string> = {};
     let ready = !this.shutdown.signal.aborted;
@@ -176,6 +213,10 @@ export class ChatwireServer {
       checks.nats = ok ? "ok" : "disconnected";
       ready &&= ok;
     }
+    const queueReady = this.ctx.messages.ready();
+    checks.queue = `${this.ctx.messages.kind}: ${queueReady ? "ok" : "unavailable"}`;
+    ready &&= queueReady;
+    if (this.worker) checks.worker = this.worker.running ? "running" : "stopped";
     return { ready, checks };
   }
 
@@ -195,6 +236,9 @@ export class ChatwireServer {
     this.shutdown.abort(new ConnectError("server is shutting down; reconnect to another instance", Code.Unavailable));
     clearInterval(this.pruneTimer);
     await this.listener?.close(config.shutdownTimeoutMs);
+    // After the API (its last SendMessage calls have published) and before
+    // NATS drains (the worker still acks what it stored).
+    await this.worker?.stop().catch((err: unknown) => logger.warn({ err }, "stopping the message worker failed"));
     this.ctx.auth.guard.stop();
     if (this.ctx.nats && !this.ctx.nats.isClosed()) {
       await this.ctx.nats.drain().catch((err: unknown) => logger.warn({ err }, "NATS drain failed"));

@@ -1,8 +1,21 @@
-import type { Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
 
-// Mirrors migrations/0001_initial.ts. Columns with a database default are
-// Generated<> so inserts may omit them; timestamptz columns are JS Dates on
-// both backends (see database.ts).
+// Mirrors migrations/0001_initial.ts .. 0003_chat.ts. Columns with a database
+// default are Generated<> so inserts may omit them; timestamptz columns are JS
+// Dates on both backends (see database.ts).
+//
+// bigint (int8) columns read back as decimal strings on both backends
+// (lossless above 2^53); writes accept a string or a number.
+// jsonb columns read back parsed (both drivers parse jsonb), but are WRITTEN as
+// JSON text (JSON.stringify): pg would send a JS array as a Postgres array
+// literal, which is not valid jsonb.
+
+/** int8 NOT NULL without a default. */
+export type Int8 = ColumnType<string, string | number, string | number>;
+/** int8 NOT NULL with a default. */
+export type GeneratedInt8 = ColumnType<string, string | number | undefined, string | number>;
+/** A jsonb column with a default, read as T, written as JSON text. */
+export type JsonbWithDefault<T> = ColumnType<T, string | undefined, string>;
 
 export interface UsersTable {
   id: Generated<string>;
@@ -59,11 +72,131 @@ export interface RateLimitsTable {
   count: number;
 }
 
+// ---- 0003_chat -----------------------------------------------------------------
+
+export interface ConversationsTable {
+  id: Generated<string>;
+  is_group: boolean;
+  group_name: Generated<string>;
+  group_description: Generated<string>;
+  group_avatar_url: Generated<string>;
+  /** "<smaller user id>:<larger user id>" for direct conversations; null for groups. */
+  direct_key: string | null;
+  created_by: string | null;
+  client_request_id: string | null;
+  /** Seq of the newest message; the next one gets last_seq + 1 under this row's lock. */
+  last_seq: GeneratedInt8;
+  created_at: Generated<Date>;
+  last_activity_at: Generated<Date>;
+}
+
+export interface ConversationParticipantsTable {
+  conversation_id: string;
+  user_id: string;
+  /** owner, admin or member. */
+  role: Generated<string>;
+  joined_at: Generated<Date>;
+  /** History is visible after joined_seq (exclusive) up to left_seq (inclusive) once left. */
+  joined_seq: GeneratedInt8;
+  /** Null while a current participant. */
+  left_at: Date | null;
+  left_seq: ColumnType<string | null, string | number | null | undefined, string | number | null>;
+  last_delivered_seq: GeneratedInt8;
+  last_read_seq: GeneratedInt8;
+  muted_until: Date | null;
+  archived: Generated<boolean>;
+}
+
+/** One row per watermark advance: kind is 'delivered' or 'read'. */
+export interface ReceiptMarksTable {
+  conversation_id: string;
+  user_id: string;
+  kind: string;
+  up_to_seq: Int8;
+  at: Date;
+}
+
+export interface MessagesTable {
+  /** Deterministic from (sender_id, client_message_id) for user messages: messageIdFor(). */
+  id: string;
+  conversation_id: string;
+  /** Gapless per conversation, from 1. */
+  seq: Int8;
+  /** 'user' or 'system'. */
+  kind: Generated<string>;
+  /** Null for system messages and once the sender's account is deleted. */
+  sender_id: string | null;
+  client_message_id: string | null;
+  content: Generated<string>;
+  media_url: Generated<string>;
+  media_type: Generated<string>;
+  reply_to_message_id: string | null;
+  /** User ids (uuid strings). */
+  mention_user_ids: JsonbWithDefault<string[]>;
+  system_event: Generated<string>;
+  system_user_ids: JsonbWithDefault<string[]>;
+  created_at: Generated<Date>;
+  edited_at: Date | null;
+  deleted_at: Date | null;
+}
+
+export interface MessageReactionsTable {
+  message_id: string;
+  user_id: string;
+  emoji: string;
+  created_at: Generated<Date>;
+}
+
+export interface HiddenMessagesTable {
+  user_id: string;
+  message_id: string;
+  hidden_at: Generated<Date>;
+}
+
+/** The per-user counter inbox positions are drawn from (under this row's lock). */
+export interface InboxPositionsTable {
+  user_id: string;
+  last_position: GeneratedInt8;
+}
+
+/** Per-user ordered events that a device's Subscribe(since) replays. */
+export interface InboxTable {
+  user_id: string;
+  /** 1, 2, 3 ... per user, no gaps. */
+  position: Int8;
+  /** e.g. 'message_created'. */
+  event_type: string;
+  conversation_id: string | null;
+  message_id: string | null;
+  /** Event details, e.g. { seq, sender_id } for message_created. */
+  payload: JsonbWithDefault<Record<string, unknown>>;
+  created_at: Generated<Date>;
+}
+
+/** Queue messages that can never be stored, kept for inspection. */
+export interface DeadLettersTable {
+  id: Generated<string>;
+  subject: string;
+  /** The message body as received (UTF-8 text). */
+  payload: string;
+  error: string;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
   users: UsersTable;
   user_devices: UserDevicesTable;
   otp_codes: OtpCodesTable;
   rate_limits: RateLimitsTable;
+  conversations: ConversationsTable;
+  conversation_participants: ConversationParticipantsTable;
+  receipt_marks: ReceiptMarksTable;
+  messages: MessagesTable;
+  message_reactions: MessageReactionsTable;
+  hidden_messages: HiddenMessagesTable;
+  inbox_positions: InboxPositionsTable;
+  inbox: InboxTable;
+  dead_letters: DeadLettersTable;
 }
 
 export type User = Selectable<UsersTable>;
@@ -73,3 +206,10 @@ export type UserUpdate = Updateable<UsersTable>;
 export type UserDevice = Selectable<UserDevicesTable>;
 export type NewUserDevice = Insertable<UserDevicesTable>;
 export type UserDeviceUpdate = Updateable<UserDevicesTable>;
+
+export type Conversation = Selectable<ConversationsTable>;
+export type ConversationParticipant = Selectable<ConversationParticipantsTable>;
+export type Message = Selectable<MessagesTable>;
+export type NewMessage = Insertable<MessagesTable>;
+export type InboxEvent = Selectable<InboxTable>;
+export type DeadLetter = Selectable<DeadLettersTable>;

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { existsSync } from "node:fs";
 import http from "node:http";
@@ -9,6 +10,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/health/v1/health_pb.js";
+import { deleteQueueStream } from "./helpers/test-server.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/test-database.js";
 
 /**
@@ -23,7 +25,7 @@ const CONFIG_VARS = [
   "NODE_ENV", "PORT", "HOST", "DATABASE_URL", "NATS_URL", "CHATWIRE_DATA_DIR", "JWT_SECRET", "LOG_LEVEL",
   "AUTH_DEV_MODE", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_VERIFY_SERVICE_SID", "CORS_ORIGINS",
   "CHATWIRE_ROLES", "TLS_CERT_FILE", "TLS_KEY_FILE", "MAX_MESSAGE_BYTES", "REQUEST_TIMEOUT_MS",
-  "MAX_REQUEST_TIMEOUT_MS", "SHUTDOWN_TIMEOUT_MS",
+  "MAX_REQUEST_TIMEOUT_MS", "SHUTDOWN_TIMEOUT_MS", "NATS_SUBJECT_PREFIX",
 ];
 
 function childEnv(vars: Record<string, string | undefined>): NodeJS.ProcessEnv {
@@ -51,6 +53,8 @@ interface ChatwireProcess {
 
 const running = new Set<ChatwireProcess>();
 const databases: TestDatabase[] = [];
+// Each process gets its own stream names, so parallel runs never share a JetStream stream.
+const prefixes: string[] = [];
 
 function spawnChatwire(vars: Record<string, string | undefined>): ChatwireProcess {
   if (!existsSync(MAIN)) {
@@ -99,6 +103,7 @@ async function startChatwire(extra: Record<string, string> = {}): Promise<Chatwi
     LOG_LEVEL: "info",
     DATABASE_URL: db.databaseUrl,
     NATS_URL: process.env.NATS_URL,
+    NATS_SUBJECT_PREFIX: newPrefix(),
     ...extra,
   });
   const { port } = await proc.listening;
@@ -117,7 +122,14 @@ afterEach(async () => {
     await proc.exited;
   }
   for (const db of databases.splice(0)) await db.drop();
+  for (const prefix of prefixes.splice(0)) await deleteQueueStream({ natsUrl: process.env.NATS_URL || undefined, natsSubjectPrefix: prefix });
 });
+
+function newPrefix(): string {
+  const prefix = `p${randomBytes(5).toString("hex")}`;
+  prefixes.push(prefix);
+  return prefix;
+}
 
 describe("node dist/server/main.js", () => {
   test("logs where it listens, serves /healthz, and on SIGTERM ends open streams with Unavailable and exits 0 within 10 s", async () => {

@@ -25,6 +25,7 @@ afterAll(async () => {
 
 const EXPECTED_SERVICES = [
   "auth.AuthService",
+  "chat.ChatService",
   "grpc.health.v1.Health",
   "grpc.reflection.v1.ServerReflection",
   "grpc.reflection.v1alpha.ServerReflection",

@@ -1,6 +1,10 @@
+import { randomBytes } from "node:crypto";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { loadConfig, type Config } from "../../config.js";
 import type { Clock } from "../../context.js";
 import { createLogger } from "../../logger.js";
+import { queueNames } from "../../messaging/jetstream-queue.js";
 import { ChatwireServer, type CreateOptions } from "../../server.js";
 import { createTestDatabase, type TestDatabase } from "./test-database.js";
 
@@ -48,6 +52,8 @@ export async function startTestServer(env: Record<string, string | undefined> = 
     HOST: "127.0.0.1",
     DATABASE_URL: shareWith ? shareWith.config.databaseUrl : database!.databaseUrl,
     NATS_URL: process.env.NATS_URL,
+    // Own subjects and stream per deployment, so test files and runs sharing one NATS never meet.
+    NATS_SUBJECT_PREFIX: shareWith ? shareWith.config.natsSubjectPrefix : `t${randomBytes(6).toString("hex")}`,
     CHATWIRE_DATA_DIR: shareWith ? shareWith.config.dataDir : database!.dataDir,
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
@@ -68,6 +74,7 @@ export async function startTestServer(env: Record<string, string | undefined> = 
     await server.start();
   } catch (err) {
     await database?.drop();
+    if (!shareWith) await deleteQueueStream(config);
     throw err;
   }
   return {
@@ -78,6 +85,20 @@ export async function startTestServer(env: Record<string, string | undefined> = 
     async stop() {
       await server.stop();
       await database?.drop();
+      if (!shareWith) await deleteQueueStream(config);
     },
   };
+}
+
+/** Removes the deployment's JetStream stream (and so its consumer), if there is one. */
+export async function deleteQueueStream(config: Pick<Config, "natsUrl" | "natsSubjectPrefix">): Promise<void> {
+  if (!config.natsUrl) return;
+  const nc = await connect({ servers: config.natsUrl.split(","), reconnect: false }).catch(() => undefined);
+  if (!nc) return;
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(queueNames(config.natsSubjectPrefix).stream).catch(() => undefined);
+  } finally {
+    await nc.close();
+  }
 }

@@ -1,0 +1,279 @@
+import { sql, type Kysely, type Transaction } from "kysely";
+import type { Database } from "./schema.js";
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+export type Role = "owner" | "admin" | "member";
+
+export interface ConversationRow {
+  id: string;
+  is_group: boolean;
+  group_name: string;
+  group_description: string;
+  group_avatar_url: string;
+  last_seq: string;
+  created_at: Date;
+  last_activity_at: Date;
+}
+
+export interface ParticipantRow {
+  conversation_id: string;
+  user_id: string;
+  role: string;
+  joined_at: Date;
+  joined_seq: string;
+  left_at: Date | null;
+  left_seq: string | null;
+  last_delivered_seq: string;
+  last_read_seq: string;
+  muted_until: Date | null;
+  archived: boolean;
+}
+
+/** "<smaller id>:<larger id>": the one direct conversation of a pair. */
+export function directKey(a: string, b: string): string {
+  return a < b ? `${a}:${b}` : `${b}:${a}`;
+}
+
+export async function existingUserIds(db: Db, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db.selectFrom("users").select("id").where("id", "in", ids).execute();
+  return new Set(rows.map((r) => r.id));
+}
+
+export async function userIdsByPhone(db: Db, phones: string[]): Promise<Map<string, string>> {
+  if (phones.length === 0) return new Map();
+  const rows = await db.selectFrom("users").select(["id", "phone_number"]).where("phone_number", "in", phones).execute();
+  return new Map(rows.map((r) => [r.phone_number, r.id]));
+}
+
+export function findDirect(db: Db, key: string): Promise<ConversationRow | undefined> {
+  return db
+    .selectFrom("conversations")
+    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .where("direct_key", "=", key)
+    .executeTakeFirst();
+}
+
+export function findGroupByRequest(db: Db, createdBy: string, clientRequestId: string): Promise<ConversationRow | undefined> {
+  return db
+    .selectFrom("conversations")
+    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .where("created_by", "=", createdBy)
+    .where("client_request_id", "=", clientRequestId)
+    .executeTakeFirst();
+}
+
+export interface NewConversation {
+  isGroup: boolean;
+  groupName: string;
+  groupDescription: string;
+  groupAvatarUrl: string;
+  directKey: string | null;
+  createdBy: string;
+  clientRequestId: string | null;
+  now: Date;
+  /** Participants with roles; the creator included. */
+  participants: Array<{ userId: string; role: Role }>;
+}
+
+/**
+ * Inserts a conversation and its participants. A direct conversation that
+ * raced another creation of the same pair yields undefined (the caller reads
+ * the winner).
+ */
+export async function insertConversation(db: Db, c: NewConversation): Promise<ConversationRow | undefined> {
+  const row = await db
+    .insertInto("conversations")
+    .values({
+      is_group: c.isGroup,
+      group_name: c.groupName,
+      group_description: c.groupDescription,
+      group_avatar_url: c.groupAvatarUrl,
+      direct_key: c.directKey,
+      created_by: c.createdBy,
+      client_request_id: c.clientRequestId,
+      created_at: c.now,
+      last_activity_at: c.now,
+    })
+    .onConflict((oc) => oc.doNothing())
+    .returning(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .executeTakeFirst();
+  if (!row) return undefined;
+  await db
+    .insertInto("conversation_participants")
+    .values(c.participants.map((p) => ({ conversation_id: row.id, user_id: p.userId, role: p.role, joined_at: c.now })))
+    .execute();
+  return row;
+}
+
+/** The caller's participation, current or former; undefined if never a participant. */
+export function getParticipation(db: Db, conversationId: string, userId: string): Promise<ParticipantRow | undefined> {
+  return db
+    .selectFrom("conversation_participants")
+    .selectAll()
+    .where("conversation_id", "=", conversationId)
+    .where("user_id", "=", userId)
+    .executeTakeFirst();
+}
+
+export function getConversationRow(db: Db, id: string): Promise<ConversationRow | undefined> {
+  return db
+    .selectFrom("conversations")
+    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .where("id", "=", id)
+    .executeTakeFirst();
+}
+
+/** Current participants of the conversations, oldest first. */
+export async function currentParticipants(db: Db, conversationIds: string[]): Promise<Map<string, ParticipantRow[]>> {
+  const out = new Map<string, ParticipantRow[]>();
+  if (conversationIds.length === 0) return out;
+  const rows = await db
+    .selectFrom("conversation_participants")
+    .selectAll()
+    .where("conversation_id", "in", conversationIds)
+    .where("left_at", "is", null)
+    .orderBy("joined_at")
+    .orderBy("user_id")
+    .execute();
+  for (const r of rows) {
+    const list = out.get(r.conversation_id) ?? [];
+    list.push(r);
+    out.set(r.conversation_id, list);
+  }
+  return out;
+}
+
+export interface ConversationListRow extends ConversationRow {
+  my: ParticipantRow;
+}
+
+/**
+ * One page of the caller's conversations by last activity, newest first,
+ * after the keyset (last_activity_at, id) when given.
+ */
+export async function listConversations(
+  db: Db,
+  userId: string,
+  opts: { limit: number; after?: { at: Date; id: string }; includeArchived: boolean },
+): Promise<ConversationListRow[]> {
+  let q = db
+    .selectFrom("conversation_participants as p")
+    .innerJoin("conversations as c", "c.id", "p.conversation_id")
+    .selectAll("p")
+    .select([
+      "c.id",
+      "c.is_group",
+      "c.group_name",
+      "c.group_description",
+      "c.group_avatar_url",
+      "c.last_seq",
+      "c.created_at",
+      "c.last_activity_at",
+    ])
+    .where("p.user_id", "=", userId)
+    .where("p.left_at", "is", null);
+  if (!opts.includeArchived) q = q.where("p.archived", "=", false);
+  if (opts.after) {
+    const { at, id } = opts.after;
+    q = q.where((eb) => eb.or([eb("c.last_activity_at", "<", at), eb.and([eb("c.last_activity_at", "=", at), eb("c.id", "<", id)])]));
+  }
+  const rows = await q.orderBy("c.last_activity_at", "desc").orderBy("c.id", "desc").limit(opts.limit).execute();
+  return rows.map((r) => ({
+    id: r.id,
+    is_group: r.is_group,
+    group_name: r.group_name,
+    group_description: r.group_description,
+    group_avatar_url: r.group_avatar_url,
+    last_seq: r.last_seq,
+    created_at: r.created_at,
+    last_activity_at: r.last_activity_at,
+    my: {
+      conversation_id: r.conversation_id,
+      user_id: r.user_id,
+      role: r.role,
+      joined_at: r.joined_at,
+      joined_seq: r.joined_seq,
+      left_at: r.left_at,
+      left_seq: r.left_seq,
+      last_delivered_seq: r.last_delivered_seq,
+      last_read_seq: r.last_read_seq,
+      muted_until: r.muted_until,
+      archived: r.archived,
+    },
+  }));
+}
+
+/** Messages after `afterSeq` not sent by the user: the unread count, per conversation. */
+export async function unreadCounts(db: Db, userId: string, items: Array<{ conversationId: string; afterSeq: string }>): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  // One indexed range count per conversation ((conversation_id, seq) is unique-indexed); pages are ≤ 100.
+  await Promise.all(
+    items.map(async (i) => {
+      const row = await db
+        .selectFrom("messages")
+        .select((eb) => eb.fn.countAll<string>().as("n"))
+        .where("conversation_id", "=", i.conversationId)
+        .where("seq", ">", i.afterSeq)
+        .where("kind", "=", "user")
+        .where("deleted_at", "is", null)
+        .where((eb) => eb.or([eb("sender_id", "is", null), eb("sender_id", "!=", userId)]))
+        .executeTakeFirstOrThrow();
+      out.set(i.conversationId, Number(row.n));
+    }),
+  );
+  return out;
+}
+
+/** The user's inbox position now (0 when nothing has happened to them yet). */
+export async function inboxPosition(db: Db, userId: string): Promise<string> {
+  const row = await db.selectFrom("inbox_positions").select("last_position").where("user_id", "=", userId).executeTakeFirst();
+  return row?.last_position ?? "0";
+}
+
+/** Moves a watermark up (never down) to at most the conversation's last seq; records when. */
+export async function raiseWatermarks(
+  db: Db,
+  conversationId: string,
+  userId: string,
+  upToSeq: string,
+  read: boolean,
+  now: Date,
+): Promise<{ last_delivered_seq: string; last_read_seq: string }> {
+  const row = await db
+    .updateTable("conversation_participants")
+    .set((eb) => ({
+      last_delivered_seq: sql<string>`greatest(${eb.ref("last_delivered_seq")}, ${upToSeq}::bigint)`,
+      ...(read ? { last_read_seq: sql<string>`greatest(${eb.ref("last_read_seq")}, ${upToSeq}::bigint)` } : {}),
+    }))
+    .where("conversation_id", "=", conversationId)
+    .where("user_id", "=", userId)
+    .returning(["last_delivered_seq", "last_read_seq"])
+    .executeTakeFirstOrThrow();
+  const kinds = read ? ["delivered", "read"] : ["delivered"];
+  await db
+    .insertInto("receipt_marks")
+    .values(kinds.map((kind) => ({ conversation_id: conversationId, user_id: userId, kind, up_to_seq: upToSeq, at: now })))
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+  return row;
+}
+
+export async function setMuted(db: Db, conversationId: string, userId: string, until: Date | null): Promise<void> {
+  await db
+    .updateTable("conversation_participants")
+    .set({ muted_until: until })
+    .where("conversation_id", "=", conversationId)
+    .where("user_id", "=", userId)
+    .execute();
+}
+
+export async function setArchived(db: Db, conversationId: string, userId: string, archived: boolean): Promise<void> {
+  await db
+    .updateTable("conversation_participants")
+    .set({ archived })
+    .where("conversation_id", "=", conversationId)
+    .where("user_id", "=", userId)
+    .execute();
+}

@@ -1,0 +1,239 @@
+import { randomUUID } from "node:crypto";
+import type { Kysely } from "kysely";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { ConfigError, loadConfig } from "../config.js";
+import { openDatabase, type DatabaseHandle } from "../db/database.js";
+import { storeMessages } from "../db/message-store.js";
+import { migrateToLatest } from "../db/migrate.js";
+import type { Database } from "../db/schema.js";
+import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
+import { InProcessBus } from "./bus.js";
+import { InlineQueue } from "./inline-queue.js";
+import { queueNames } from "./jetstream-queue.js";
+import { decodeNotice, MessageRejectedError, messageIdFor, userSubject, type InboxNoticeWire, type OutgoingMessage } from "./message-queue.js";
+
+const logger = pino({ level: "silent" });
+const PREFIX = "unit";
+
+describe("messageIdFor", () => {
+  test("is a deterministic version-8, RFC 4122-variant UUID of (sender, client message id)", () => {
+    const a = messageIdFor("0b6f5a52-6f65-4b53-9d3c-0e7b5d8f1a11", "c-1");
+    expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(messageIdFor("0b6f5a52-6f65-4b53-9d3c-0e7b5d8f1a11", "c-1")).toBe(a);
+    expect(messageIdFor("0b6f5a52-6f65-4b53-9d3c-0e7b5d8f1a11", "c-2")).not.toBe(a);
+    expect(messageIdFor("1b6f5a52-6f65-4b53-9d3c-0e7b5d8f1a11", "c-1")).not.toBe(a);
+  });
+});
+
+describe("NATS_SUBJECT_PREFIX", () => {
+  test("defaults to chatwire and names the stream, subjects and consumer", () => {
+    const c = loadConfig({});
+    expect(c.natsSubjectPrefix).toBe("chatwire");
+    expect(c.worker).toEqual({ batchSize: 100, ackWaitSeconds: 30 });
+    expect(queueNames("chatwire")).toEqual({ stream: "CHATWIRE_MESSAGES", subjects: "chatwire.msg.>", consumer: "chatwire-message-worker" });
+    expect(queueNames("t-1_a").stream).toBe("T_1_A_MESSAGES");
+    expect(loadConfig({ NATS_SUBJECT_PREFIX: "team-a_2" }).natsSubjectPrefix).toBe("team-a_2");
+  });
+
+  test("refuses what NATS subjects or stream names cannot carry", () => {
+    for (const bad of ["Chatwire", "chat.wire", "chat*", "chat>", "chat wire", "x".repeat(33)]) {
+      expect(() => loadConfig({ NATS_SUBJECT_PREFIX: bad })).toThrow(ConfigError);
+    }
+  });
+});
+
+// ---- against a real database (PostgreSQL when DATABASE_URL is set, else PGlite) ----
+
+let testDb: TestDatabase;
+let handle: DatabaseHandle;
+let db: Kysely<Database>;
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
+  db = handle.db;
+  await migrateToLatest(db, logger);
+});
+
+afterAll(async () => {
+  await handle?.close();
+  await testDb?.drop();
+});
+
+let phone = 14155550000;
+async function users(n: number): Promise<string[]> {
+  const rows = await db
+    .insertInto("users")
+    .values(Array.from({ length: n }, () => ({ phone_number: `+${++phone}` })))
+    .returning("id")
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+async function conversation(members: string[]): Promise<string> {
+  const { id } = await db.insertInto("conversations").values({ is_group: true }).returning("id").executeTakeFirstOrThrow();
+  await db
+    .insertInto("conversation_participants")
+    .values(members.map((user_id) => ({ conversation_id: id, user_id })))
+    .execute();
+  return id;
+}
+
+function outgoing(conversationId: string, senderId: string, clientMessageId: string = randomUUID(), extra: Partial<OutgoingMessage> = {}): OutgoingMessage {
+  return {
+    id: messageIdFor(senderId, clientMessageId),
+    conversationId,
+    senderId,
+    clientMessageId,
+    content: `hello ${clientMessageId}`,
+    mediaUrl: "",
+    mediaType: "",
+    replyToMessageId: null,
+    mentionUserIds: [],
+    sentAt: new Date().toISOString(),
+    ...extra,
+  };
+}
+
+const store = (msgs: OutgoingMessage[], now = new Date()) => db.transaction().execute((trx) => storeMessages(trx, msgs, now));
+
+describe("storeMessages", () => {
+  test("assigns gapless seqs in order and one inbox event per current participant", async () => {
+    const [a, b, c, gone] = await users(4);
+    const conv = await conversation([a!, b!, c!, gone!]);
+    await db.updateTable("conversation_participants").set({ left_at: new Date() }).where("user_id", "=", gone!).execute();
+    const msgs = [outgoing(conv, a!), outgoing(conv, b!), outgoing(conv, a!, undefined, { mentionUserIds: [b!, c!] })];
+    const now = new Date(Date.now() + 60_000);
+    const results = await store(msgs, now);
+
+    expect(results.map((r) => r.ok && r.message.seq)).toEqual(["1", "2", "3"]);
+    expect(results.every((r) => r.ok && !r.message.duplicate)).toBe(true);
+    const rows = await db.selectFrom("messages").selectAll().where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows.map((r) => [r.id, r.seq, r.kind, r.sender_id])).toEqual(msgs.map((m, i) => [m.id, String(i + 1), "user", m.senderId]));
+    expect(rows[2]!.mention_user_ids).toEqual([b, c]);
+    expect(rows[0]!.created_at.toISOString()).toBe(msgs[0]!.sentAt);
+    const c1 = await db.selectFrom("conversations").select(["last_seq", "last_activity_at"]).where("id", "=", conv).executeTakeFirstOrThrow();
+    expect(c1).toEqual({ last_seq: "3", last_activity_at: now });
+
+    const inbox = await db.selectFrom("inbox").selectAll().where("conversation_id", "=", conv).orderBy("user_id").orderBy("position").execute();
+    expect(inbox).toHaveLength(9); // 3 messages x 3 current participants; not the one who left
+    for (const u of [a, b, c]) {
+      const mine = inbox.filter((e) => e.user_id === u);
+      expect(mine.map((e) => e.position)).toEqual(["1", "2", "3"]);
+      expect(mine.map((e) => e.message_id)).toEqual(msgs.map((m) => m.id));
+      expect(mine.map((e) => e.payload)).toEqual(msgs.map((m, i) => ({ seq: String(i + 1), sender_id: m.senderId })));
+      expect(mine.every((e) => e.event_type === "message_created")).toBe(true);
+    }
+    expect(inbox.some((e) => e.user_id === gone)).toBe(false);
+    // The notices are the inbox rows, in message order.
+    const notices = results.flatMap((r) => (r.ok ? r.notices : []));
+    expect(notices).toHaveLength(9);
+    expect(notices.filter((n) => n.userId === b).map((n) => [n.position, n.seq, n.messageId])).toEqual(
+      msgs.map((m, i) => [String(i + 1), String(i + 1), m.id]),
+    );
+  });
+
+  test("is idempotent on (sender, client message id): in a batch, across batches, no extra rows", async () => {
+    const [a, b] = await users(2);
+    const conv = await conversation([a!, b!]);
+    const first = outgoing(conv, a!, "same-id");
+    const [r1] = await store([first]);
+    const results = await store([outgoing(conv, a!, "same-id", { content: "changed" }), outgoing(conv, b!), outgoing(conv, b!, "b-dup"), outgoing(conv, b!, "b-dup")]);
+    expect(r1).toMatchObject({ ok: true, message: { id: first.id, seq: "1", duplicate: false } });
+    expect(results.map((r) => r.ok && [r.message.seq, r.message.duplicate])).toEqual([
+      ["1", true],
+      ["2", false],
+      ["3", false],
+      ["3", true],
+    ]);
+    expect(results[0]!.ok && results[0]!.notices).toEqual([]);
+    expect(results[3]!.ok && results[3]!.notices).toEqual([]);
+    const rows = await db.selectFrom("messages").select(["seq", "content"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows).toEqual([
+      { seq: "1", content: first.content },
+      { seq: "2", content: expect.any(String) },
+      { seq: "3", content: expect.any(String) },
+    ]);
+    const inbox = await db.selectFrom("inbox").select(({ fn }) => fn.countAll<string>().as("n")).where("conversation_id", "=", conv).executeTakeFirstOrThrow();
+    expect(Number(inbox.n)).toBe(6);
+  });
+
+  test("rejects messages for a missing conversation or from a non-participant, storing the rest", async () => {
+    const [a, b, stranger] = await users(3);
+    const conv = await conversation([a!, b!]);
+    const results = await store([outgoing(randomUUID(), a!), outgoing(conv, stranger!), outgoing(conv, a!)]);
+    expect(results[0]).toMatchObject({ ok: false, reason: "conversation_not_found" });
+    expect(results[1]).toMatchObject({ ok: false, reason: "sender_not_participant" });
+    expect(results[2]).toMatchObject({ ok: true, message: { seq: "1" } });
+  });
+
+  test("concurrent transactions on one conversation still get gapless seqs and positions", async () => {
+    const members = await users(5);
+    const conv = await conversation(members);
+    const msgs = Array.from({ length: 40 }, (_, i) => outgoing(conv, members[i % members.length]!));
+    await Promise.all(msgs.map((m) => store([m])));
+    const seqs = (await db.selectFrom("messages").select("seq").where("conversation_id", "=", conv).execute()).map((r) => Number(r.seq)).sort((x, y) => x - y);
+    expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    for (const u of members) {
+      const pos = (await db.selectFrom("inbox").select("position").where("user_id", "=", u).orderBy("position").execute()).map((r) => Number(r.position));
+      expect(pos).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    }
+  });
+
+  test("throughput: a batch of 100 messages in one transaction", async () => {
+    const members = await users(3);
+    const convs = await Promise.all(Array.from({ length: 10 }, () => conversation(members)));
+    await store([outgoing(convs[0]!, members[0]!)]); // warm up
+    const runs: number[] = [];
+    for (let run = 0; run < 5; run++) {
+      const batch = Array.from({ length: 100 }, (_, i) => outgoing(convs[i % convs.length]!, members[i % members.length]!));
+      const t0 = performance.now();
+      const results = await store(batch);
+      runs.push(performance.now() - t0);
+      expect(results.every((r) => r.ok && !r.message.duplicate)).toBe(true);
+    }
+    const best = Math.min(...runs);
+    console.info(`storeMessages on ${handle.kind}: 100 messages (10 conversations x 3 participants) in ${best.toFixed(1)} ms best of 5 = ${Math.round(100_000 / best)} msgs/s`);
+  });
+});
+
+describe("InlineQueue", () => {
+  test("stores before it returns, then announces each inbox event on the bus", async () => {
+    const bus = new InProcessBus();
+    const queue = new InlineQueue({ db, bus, subjectPrefix: PREFIX, clock: { now: () => new Date() }, logger });
+    const [a, b] = await users(2);
+    const conv = await conversation([a!, b!]);
+    const seen: Record<string, InboxNoticeWire[]> = { [a!]: [], [b!]: [] };
+    for (const u of [a!, b!]) bus.subscribe(userSubject(PREFIX, u), (p) => seen[u]!.push(decodeNotice(p)));
+
+    const msg = outgoing(conv, a!);
+    const { stored } = await queue.publish(msg);
+    expect(stored).toMatchObject({ id: msg.id, conversationId: conv, seq: "1", duplicate: false });
+    expect(queue.kind).toBe("inline");
+    expect(queue.ready()).toBe(true);
+    await new Promise((r) => setTimeout(r, 10));
+    for (const u of [a!, b!]) {
+      expect(seen[u]).toEqual([{ position: "1", event_type: "message_created", conversation_id: conv, message_id: msg.id, seq: "1" }]);
+    }
+
+    // A retry: same message back, nothing new, no notices.
+    const again = await queue.publish(msg);
+    expect(again.stored).toMatchObject({ id: msg.id, seq: "1", duplicate: true });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(seen[b!]).toHaveLength(1);
+  });
+
+  test("throws MessageRejectedError when the sender is no longer a participant", async () => {
+    const queue = new InlineQueue({ db, bus: new InProcessBus(), subjectPrefix: PREFIX, clock: { now: () => new Date() }, logger });
+    const [a, b] = await users(2);
+    const conv = await conversation([a!, b!]);
+    await db.updateTable("conversation_participants").set({ left_at: new Date() }).where("user_id", "=", a!).execute();
+    const err = await queue.publish(outgoing(conv, a!)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MessageRejectedError);
+    expect((err as MessageRejectedError).reason).toBe("sender_not_participant");
+    const err2 = await queue.publish(outgoing(randomUUID(), b!)).catch((e: unknown) => e);
+    expect((err2 as MessageRejectedError).reason).toBe("conversation_not_found");
+    expect(await db.selectFrom("messages").select("id").where("conversation_id", "=", conv).execute()).toEqual([]);
+  });
+});

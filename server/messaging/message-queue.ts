@@ -1,0 +1,129 @@
+import { createHash } from "node:crypto";
+import type { EventBus } from "./bus.js";
+
+/** A user message accepted by SendMessage, on its way to being stored. */
+export interface OutgoingMessage {
+  /** messageIdFor(senderId, clientMessageId). */
+  id: string;
+  conversationId: string;
+  senderId: string;
+  clientMessageId: string;
+  content: string;
+  mediaUrl: string;
+  mediaType: string;
+  replyToMessageId: string | null;
+  mentionUserIds: string[];
+  /** ISO 8601; becomes the message's created_at (what SendMessage already told the sender). */
+  sentAt: string;
+}
+
+export interface StoredMessage {
+  id: string;
+  conversationId: string;
+  /** Per-conversation sequence number (int8 as a decimal string). */
+  seq: string;
+  createdAt: Date;
+  /** The (sender, client message id) was stored before; nothing new was written. */
+  duplicate: boolean;
+}
+
+/**
+ * Where SendMessage hands a message (ARCHITECTURE.md, "The message path").
+ * Production: a JetStream stream the worker consumes. Embedded: stored inline.
+ */
+export interface MessageQueue {
+  readonly kind: "inline" | "jetstream";
+  /**
+   * Resolves once the message is durable: JetStream acked it (production) or it
+   * is stored (inline; then `stored` is set). Throws QueueUnavailableError when
+   * NATS cannot take it, and (inline only) MessageRejectedError when it can
+   * never be stored.
+   */
+  publish(msg: OutgoingMessage): Promise<{ stored?: StoredMessage }>;
+  ready(): boolean;
+}
+
+/** The queue could not take the message; a retry with the same client_message_id is safe. */
+export class QueueUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "QueueUnavailableError";
+  }
+}
+
+export type RejectReason = "conversation_not_found" | "sender_not_participant";
+
+/**
+ * The message can never be stored: the conversation is gone or the sender is
+ * no longer a participant (membership changed after the API checked it).
+ * Thrown by the inline queue; the worker dead-letters such messages instead.
+ */
+export class MessageRejectedError extends Error {
+  constructor(
+    readonly reason: RejectReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = "MessageRejectedError";
+  }
+}
+
+/**
+ * The message id of (sender, client message id): a UUID built from
+ * sha256(`${senderId}:${clientMessageId}`) with version nibble 8 (custom,
+ * RFC 9562) and the RFC 4122 variant, so a retry after JetStream's dedup
+ * window yields the same id as the first attempt.
+ */
+export function messageIdFor(senderId: string, clientMessageId: string): string {
+  const b = createHash("sha256").update(`${senderId}:${clientMessageId}`).digest().subarray(0, 16);
+  b[6] = (b[6]! & 0x0f) | 0x80;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.toString("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** One event appended to a user's inbox, announced live after commit. */
+export interface InboxNotice {
+  userId: string;
+  /** The event's inbox position for this user (int8 as a decimal string). */
+  position: string;
+  eventType: string;
+  conversationId: string | null;
+  messageId: string | null;
+  /** Present for message events (int8 as a decimal string). */
+  seq?: string;
+}
+
+/** The bus subject of a user's live inbox notices. */
+export function userSubject(prefix: string, userId: string): string {
+  return `${prefix}.user.${userId}`;
+}
+
+/** Body of a live notice on userSubject(): JSON, int8 values as strings. */
+export interface InboxNoticeWire {
+  position: string;
+  event_type: string;
+  conversation_id: string | null;
+  message_id: string | null;
+  seq?: string;
+}
+
+export function encodeNotice(n: InboxNotice): Uint8Array {
+  const wire: InboxNoticeWire = {
+    position: n.position,
+    event_type: n.eventType,
+    conversation_id: n.conversationId,
+    message_id: n.messageId,
+    ...(n.seq !== undefined ? { seq: n.seq } : {}),
+  };
+  return new TextEncoder().encode(JSON.stringify(wire));
+}
+
+export function decodeNotice(payload: Uint8Array): InboxNoticeWire {
+  return JSON.parse(new TextDecoder().decode(payload)) as InboxNoticeWire;
+}
+
+/** Publishes one live notice per inbox event (after the events committed). */
+export function publishNotices(bus: EventBus, prefix: string, notices: readonly InboxNotice[]): void {
+  for (const n of notices) bus.publish(userSubject(prefix, n.userId), encodeNotice(n));
+}

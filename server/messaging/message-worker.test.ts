@@ -1,0 +1,407 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Kysely, KyselyPlugin } from "kysely";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { openDatabase, type DatabaseHandle } from "../db/database.js";
+import { migrateToLatest } from "../db/migrate.js";
+import type { Database } from "../db/schema.js";
+import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
+import { NatsBus } from "./bus.js";
+import { JetStreamQueue, messageSubject, natsMsgId } from "./jetstream-queue.js";
+import { decodeNotice, messageIdFor, QueueUnavailableError, userSubject, type InboxNoticeWire, type OutgoingMessage } from "./message-queue.js";
+import { MessageWorker, type WorkerHooks } from "./message-worker.js";
+
+// JetStream is always tested against a real server: NATS_URL, else the one
+// every dev machine and CI runs on 127.0.0.1.
+const NATS = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+let testDb: TestDatabase;
+let handle: DatabaseHandle;
+let db: Kysely<Database>;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+const streams: string[] = [];
+const workers: MessageWorker[] = [];
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
+  db = handle.db;
+  await migrateToLatest(db, logger);
+  nc = await connect({ servers: NATS.split(",") });
+  jsm = await jetstreamManager(nc);
+});
+
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop()));
+  for (const s of streams) await jsm?.streams.delete(s).catch(() => undefined);
+  await nc?.close();
+  await handle?.close();
+  await testDb?.drop();
+});
+
+// ---- helpers ---------------------------------------------------------------------
+
+let phone = 14155560000 + Math.floor(Math.random() * 1000) * 1000;
+async function users(n: number): Promise<string[]> {
+  const rows = await db
+    .insertInto("users")
+    .values(Array.from({ length: n }, () => ({ phone_number: `+${++phone}` })))
+    .returning("id")
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+async function conversation(members: string[]): Promise<string> {
+  const { id } = await db.insertInto("conversations").values({ is_group: true }).returning("id").executeTakeFirstOrThrow();
+  await db
+    .insertInto("conversation_participants")
+    .values(members.map((user_id) => ({ conversation_id: id, user_id })))
+    .execute();
+  return id;
+}
+
+function outgoing(conversationId: string, senderId: string, clientMessageId: string = randomUUID()): OutgoingMessage {
+  return {
+    id: messageIdFor(senderId, clientMessageId),
+    conversationId,
+    senderId,
+    clientMessageId,
+    content: `hello ${clientMessageId}`,
+    mediaUrl: "",
+    mediaType: "",
+    replyToMessageId: null,
+    mentionUserIds: [],
+    sentAt: new Date().toISOString(),
+  };
+}
+
+/** A queue with its own stream and consumer (deleted in afterAll). */
+async function newQueue(ackWaitMs = 30_000): Promise<JetStreamQueue> {
+  const queue = new JetStreamQueue({ nc, subjectPrefix: `wt${randomBytes(5).toString("hex")}`, logger, ackWaitMs });
+  streams.push(queue.names.stream);
+  await queue.provision();
+  return queue;
+}
+
+function startWorker(
+  queue: JetStreamQueue,
+  opts: { hooks?: WorkerHooks; db?: Kysely<Database>; ackWaitMs?: number; registry?: Registry } = {},
+): MessageWorker {
+  const worker = new MessageWorker({
+    queue,
+    db: opts.db ?? db,
+    bus: new NatsBus(nc, logger),
+    logger,
+    fetchExpiresMs: 1000,
+    ackWaitMs: opts.ackWaitMs,
+    hooks: opts.hooks,
+    registry: opts.registry,
+  });
+  workers.push(worker);
+  worker.start();
+  return worker;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function messageCount(conversationId: string): Promise<number> {
+  const r = await db.selectFrom("messages").select(({ fn }) => fn.countAll<string>().as("n")).where("conversation_id", "=", conversationId).executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+async function inboxCount(conversationId: string): Promise<number> {
+  const r = await db.selectFrom("inbox").select(({ fn }) => fn.countAll<string>().as("n")).where("conversation_id", "=", conversationId).executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+/** Everything delivered was acked (or termed) and nothing waits. */
+async function drained(queue: JetStreamQueue): Promise<boolean> {
+  const ci = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+  return ci.num_pending === 0 && ci.num_ack_pending === 0;
+}
+
+async function workerCounts(registry: Registry): Promise<Record<string, number>> {
+  const metric = registry.getSingleMetric("chatwire_worker_messages_total");
+  const out: Record<string, number> = {};
+  for (const v of (await metric!.get()).values) out[String(v.labels.result)] = v.value;
+  return out;
+}
+
+// ---- tests -----------------------------------------------------------------------
+
+describe("JetStream queue and message worker", () => {
+  test("provisioning is idempotent and uses the prefixed names", async () => {
+    const queue = await newQueue();
+    await queue.provision();
+    expect((await jsm.streams.info(queue.names.stream)).config.duplicate_window).toBe(120 * 1e9);
+    // Another instance with other settings brings the existing pair up to date.
+    await new JetStreamQueue({ nc, subjectPrefix: queue.subjectPrefix, logger, ackWaitMs: 5000, duplicateWindowMs: 60_000 }).provision();
+    const si = await jsm.streams.info(queue.names.stream);
+    expect(si.config).toMatchObject({ subjects: [`${queue.subjectPrefix}.msg.>`], storage: "file", retention: "workqueue", duplicate_window: 60 * 1e9 });
+    expect(queue.names.stream).toBe(`${queue.subjectPrefix.toUpperCase()}_MESSAGES`);
+    const ci = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+    expect(ci.config).toMatchObject({ durable_name: `${queue.subjectPrefix}-message-worker`, ack_policy: "explicit", ack_wait: 5000 * 1e6, max_deliver: -1 });
+    expect(queue.ready()).toBe(true);
+  });
+
+  test("200 messages from 4 concurrent senders: seq 1..200 gapless, each sender's order kept, inbox and notices per participant", async () => {
+    const queue = await newQueue();
+    const members = await users(5); // 4 senders and one who only reads
+    const conv = await conversation(members);
+    const bus = new NatsBus(nc, logger);
+    const notices = new Map<string, InboxNoticeWire[]>(members.map((u) => [u, []]));
+    let firstNoticeFound: Promise<boolean> | undefined;
+    for (const u of members) {
+      bus.subscribe(userSubject(queue.subjectPrefix, u), (p) => {
+        const n = decodeNotice(p);
+        notices.get(u)!.push(n);
+        // A notice goes out after its commit: the message is already there.
+        firstNoticeFound ??= db.selectFrom("messages").select("id").where("id", "=", n.message_id!).executeTakeFirst().then(Boolean);
+      });
+    }
+    await nc.flush();
+    startWorker(queue);
+
+    const senders = members.slice(0, 4);
+    const sent = new Map<string, string[]>(senders.map((s) => [s, []]));
+    const t0 = performance.now();
+    await Promise.all(
+      senders.map(async (s) => {
+        for (let i = 0; i < 50; i++) {
+          const m = outgoing(conv, s);
+          await queue.publish(m);
+          sent.get(s)!.push(m.id);
+        }
+      }),
+    );
+    await waitFor("200 stored", async () => (await messageCount(conv)) === 200);
+    const elapsed = performance.now() - t0;
+
+    const rows = await db.selectFrom("messages").select(["id", "seq", "sender_id"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows.map((r) => Number(r.seq))).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    for (const s of senders) {
+      expect(rows.filter((r) => r.sender_id === s).map((r) => r.id)).toEqual(sent.get(s));
+    }
+    const conversationRow = await db.selectFrom("conversations").select("last_seq").where("id", "=", conv).executeTakeFirstOrThrow();
+    expect(conversationRow.last_seq).toBe("200");
+
+    for (const u of members) {
+      const inbox = await db.selectFrom("inbox").select(["position", "message_id"]).where("user_id", "=", u).orderBy("position").execute();
+      expect(inbox.map((e) => Number(e.position))).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+      expect(inbox.map((e) => e.message_id)).toEqual(rows.map((r) => r.id));
+    }
+    await waitFor("all notices", async () => [...notices.values()].every((l) => l.length === 200));
+    for (const u of members) {
+      const mine = notices.get(u)!;
+      expect(mine.map((n) => Number(n.position))).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+      expect(mine.map((n) => n.seq)).toEqual(rows.map((r) => r.seq));
+      expect(mine.every((n) => n.event_type === "message_created" && n.conversation_id === conv)).toBe(true);
+    }
+    expect(await firstNoticeFound).toBe(true);
+    await waitFor("consumer drained", () => drained(queue));
+    console.info(`JetStream pipeline on ${handle.kind}: 200 messages (4 senders, 5 participants) published and stored in ${elapsed.toFixed(0)} ms`);
+  });
+
+  test("a publish repeated within the duplicate window, and one after it, are stored once", async () => {
+    const queue = await newQueue();
+    const registry = new Registry();
+    const [a, b] = await users(2);
+    const conv = await conversation([a!, b!]);
+    const m = outgoing(conv, a!);
+    await queue.publish(m);
+    await queue.publish(m); // a client retry within the window
+    const raw = await queue.js.publish(messageSubject(queue.subjectPrefix, conv), JSON.stringify(m), { msgID: natsMsgId(m.senderId, m.clientMessageId) });
+    expect(raw.duplicate).toBe(true);
+    // After the window JetStream no longer knows the id: a new stream message, same (sender, client id).
+    const late = await queue.js.publish(messageSubject(queue.subjectPrefix, conv), JSON.stringify({ ...m, sentAt: new Date().toISOString() }), {
+      msgID: `${natsMsgId(m.senderId, m.clientMessageId)}:after-window`,
+    });
+    expect(late.duplicate).toBe(false);
+
+    startWorker(queue, { registry });
+    await waitFor("consumer drained", () => drained(queue));
+    const rows = await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).execute();
+    expect(rows).toEqual([{ id: m.id, seq: "1" }]);
+    expect(await inboxCount(conv)).toBe(2);
+    expect(await workerCounts(registry)).toEqual({ stored: 1, duplicate: 1 });
+  });
+
+  test("a crash between commit and ack: redelivered after ack_wait, a restarted worker stores no second copy", async () => {
+    const queue = await newQueue(2000);
+    const [a, b] = await users(2);
+    const conv = await conversation([a!, b!]);
+    const msgs = [outgoing(conv, a!), outgoing(conv, b!), outgoing(conv, a!)];
+    for (const m of msgs) await queue.publish(m);
+
+    let committed = 0;
+    const crashing = startWorker(queue, {
+      ackWaitMs: 2000,
+      hooks: {
+        afterCommit: (stored) => {
+          committed += stored.length;
+          throw new Error("simulated crash after commit");
+        },
+      },
+    });
+    await waitFor("the crashing worker committed", async () => committed === 3);
+    expect(await messageCount(conv)).toBe(3);
+    await crashing.stop(); // holds nothing: the "crashed" batch was neither acked nor naked
+    const info = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+    expect(info.num_ack_pending).toBe(3);
+
+    const registry = new Registry();
+    const redelivered: number[] = [];
+    const t0 = Date.now();
+    startWorker(queue, { ackWaitMs: 2000, registry, hooks: { afterCommit: () => void redelivered.push(Date.now() - t0) } });
+    await waitFor("consumer drained", () => drained(queue));
+    expect(redelivered.length).toBeGreaterThan(0);
+    expect(await workerCounts(registry)).toEqual({ duplicate: 3 });
+    const rows = await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows).toEqual(msgs.map((m, i) => ({ id: m.id, seq: String(i + 1) })));
+    expect(await inboxCount(conv)).toBe(6);
+  });
+
+  test("messages sent while no worker runs are all stored, once and in order, when one starts", async () => {
+    const queue = await newQueue();
+    const [a, b] = await users(2);
+    const conv = await conversation([a!, b!]);
+    const msgs = Array.from({ length: 50 }, (_, i) => outgoing(conv, i % 2 ? a! : b!));
+    for (const m of msgs) await queue.publish(m);
+    const info = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+    expect(info.num_pending).toBe(50);
+    expect(await messageCount(conv)).toBe(0);
+
+    startWorker(queue);
+    await waitFor("consumer drained", () => drained(queue));
+    const rows = await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows).toEqual(msgs.map((m, i) => ({ id: m.id, seq: String(i + 1) })));
+    expect(await inboxCount(conv)).toBe(100);
+  });
+
+  test("messages that can never be stored are dead-lettered and terminated, not redelivered; the rest of the batch is stored", async () => {
+    const queue = await newQueue(1500);
+    const registry = new Registry();
+    const [a, b, stranger] = await users(3);
+    const conv = await conversation([a!, b!]);
+    const doomed = await conversation([a!, b!]);
+    await queue.publish(outgoing(doomed, a!));
+    await db.deleteFrom("conversations").where("id", "=", doomed).execute();
+    await queue.publish(outgoing(conv, stranger!));
+    await queue.js.publish(messageSubject(queue.subjectPrefix, conv), "{not json");
+    const good = outgoing(conv, b!);
+    await queue.publish(good);
+
+    startWorker(queue, { ackWaitMs: 1500, registry });
+    await waitFor("consumer drained", () => drained(queue));
+    const letters = await db.selectFrom("dead_letters").selectAll().where("subject", "like", `${queue.subjectPrefix}.%`).orderBy("error").execute();
+    expect(letters.map((l) => l.error.split(":")[0])).toEqual(["conversation_not_found", "sender_not_participant", "undecodable"]);
+    expect(letters.map((l) => l.subject)).toContain(messageSubject(queue.subjectPrefix, doomed));
+    expect(letters.find((l) => l.error.startsWith("undecodable"))!.payload).toBe("{not json");
+    expect(await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).execute()).toEqual([{ id: good.id, seq: "1" }]);
+
+    // Past ack_wait: nothing came back (a 2.9 server ignores a +TERM with a reason; a plain one works).
+    await new Promise((r) => setTimeout(r, 2500));
+    const info = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+    expect(info.num_redelivered).toBe(0);
+    expect(info.num_ack_pending).toBe(0);
+    expect(await db.selectFrom("dead_letters").select("id").where("subject", "like", `${queue.subjectPrefix}.%`).execute()).toHaveLength(3);
+    expect(await workerCounts(registry)).toEqual({ stored: 1, dead_letter: 3 });
+  });
+
+  test("a message the database refuses (a data error) is isolated from its batch and dead-lettered; its neighbours are stored", async () => {
+    const queue = await newQueue();
+    const [a, b] = await users(2);
+    const conv = await conversation([a!, b!]);
+    const before = outgoing(conv, a!);
+    const bad = { ...outgoing(conv, b!), replyToMessageId: randomUUID() }; // no such message: foreign key violation
+    const after = outgoing(conv, a!);
+    for (const m of [before, bad, after]) await queue.publish(m);
+    startWorker(queue);
+    await waitFor("consumer drained", () => drained(queue));
+    const rows = await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows).toEqual([
+      { id: before.id, seq: "1" },
+      { id: after.id, seq: "2" },
+    ]);
+    const letters = await db.selectFrom("dead_letters").select(["error", "payload"]).where("subject", "=", messageSubject(queue.subjectPrefix, conv)).execute();
+    expect(letters).toHaveLength(1);
+    expect(letters[0]!.error).toMatch(/foreign key/);
+    expect(JSON.parse(letters[0]!.payload)).toMatchObject({ id: bad.id });
+  });
+
+  test("a database outage: the worker holds the batch, retries, and stores everything in order once it is back", async () => {
+    const queue = await newQueue(2000);
+    const [a, b] = await users(2);
+    const conv = await conversation([a!, b!]);
+    const outage = { on: true, failures: 0 };
+    const failing: KyselyPlugin = {
+      transformQuery(args) {
+        if (outage.on) {
+          outage.failures++;
+          throw Object.assign(new Error("simulated: connection refused"), { code: "ECONNREFUSED" });
+        }
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    const msgs = Array.from({ length: 5 }, (_, i) => outgoing(conv, i % 2 ? a! : b!));
+    for (const m of msgs) await queue.publish(m);
+    startWorker(queue, { db: db.withPlugin(failing), ackWaitMs: 2000 });
+    // Longer than ack_wait: working() must keep JetStream from redelivering meanwhile.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(outage.failures).toBeGreaterThan(1);
+    expect(await messageCount(conv)).toBe(0);
+    const held = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+    expect(held.num_ack_pending).toBe(5);
+    expect(held.num_redelivered).toBe(0);
+    outage.on = false;
+    await waitFor("consumer drained", () => drained(queue));
+    const rows = await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows).toEqual(msgs.map((m, i) => ({ id: m.id, seq: String(i + 1) })));
+    expect(await db.selectFrom("dead_letters").select("id").where("subject", "like", `${queue.subjectPrefix}.%`).execute()).toEqual([]);
+  });
+
+  test("stop() finishes the open pull and returns promptly", async () => {
+    const queue = await newQueue();
+    const worker = startWorker(queue);
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    await worker.stop();
+    expect(Date.now() - t0).toBeLessThan(2500);
+    expect(worker.running).toBe(false);
+  });
+
+  test("publish fails fast with QueueUnavailableError when NATS cannot take the message", async () => {
+    const [a, b] = await users(2);
+    const conv = await conversation([a!, b!]);
+    const closed = await connect({ servers: NATS.split(",") });
+    const queue = new JetStreamQueue({ nc: closed, subjectPrefix: `wt${randomBytes(5).toString("hex")}`, logger });
+    streams.push(queue.names.stream);
+    await queue.provision();
+    await closed.close();
+    let t0 = Date.now();
+    await expect(queue.publish(outgoing(conv, a!))).rejects.toBeInstanceOf(QueueUnavailableError);
+    expect(Date.now() - t0).toBeLessThan(200);
+    expect(queue.ready()).toBe(false);
+
+    // Connected, but no stream takes the subject (never provisioned, or deleted): no responders.
+    const orphan = new JetStreamQueue({ nc, subjectPrefix: `wt${randomBytes(5).toString("hex")}`, logger });
+    t0 = Date.now();
+    await expect(orphan.publish(outgoing(conv, a!))).rejects.toBeInstanceOf(QueueUnavailableError);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(orphan.ready()).toBe(false);
+  });
+});

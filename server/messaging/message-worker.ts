@@ -1,0 +1,335 @@
+import type { Consumer, JsMsg } from "@nats-io/jetstream";
+import { sql, type Kysely } from "kysely";
+import type { Logger } from "pino";
+import { Counter, type Registry } from "prom-client";
+import { systemClock, type Clock } from "../context.js";
+import { insertDeadLetters, storeMessages, type NewDeadLetter, type StoreResult } from "../db/message-store.js";
+import type { Database } from "../db/schema.js";
+import type { EventBus } from "./bus.js";
+import { decodeOutgoing, type JetStreamQueue } from "./jetstream-queue.js";
+import { publishNotices, type InboxNotice, type OutgoingMessage, type StoredMessage } from "./message-queue.js";
+
+export interface WorkerHooks {
+  /**
+   * Tests only: runs after a batch committed, before its notices and acks.
+   * Throwing simulates a crash at that point: the batch is neither acked nor
+   * naked, so JetStream redelivers it after ack_wait.
+   */
+  afterCommit?: (stored: StoredMessage[]) => void | Promise<void>;
+}
+
+export interface MessageWorkerOptions {
+  queue: JetStreamQueue;
+  db: Kysely<Database>;
+  bus: EventBus;
+  logger: Logger;
+  clock?: Clock;
+  /** Messages per pull and at most per transaction. Default 100. */
+  batchSize?: number;
+  /** Lifetime of one pull request; a stop waits for the open one to end. Default 2 s. */
+  fetchExpiresMs?: number;
+  /** The consumer's ack_wait: held messages are kept alive (working()) well within it. Default 30 s. */
+  ackWaitMs?: number;
+  /** Failed attempts (with the database reachable) after which a message is taken for poison. Default 5. */
+  poisonAttempts?: number;
+  /** Registers chatwire_worker_messages_total here when given. */
+  registry?: Registry;
+  hooks?: WorkerHooks;
+}
+
+type Result = "stored" | "duplicate" | "dead_letter";
+
+/**
+ * The message worker (ARCHITECTURE.md, "The message path", step 2): pulls
+ * batches from the durable consumer, stores each batch in one transaction,
+ * then publishes the live notices, then acks. A crash before the ack replays
+ * the batch; storing is idempotent, so nothing is lost or doubled.
+ *
+ * Failures: a message that can never be stored (undecodable, conversation
+ * gone, sender no longer a participant, or failing alone with a data error
+ * or again and again while the database answers) goes to dead_letters and is
+ * terminated. Anything else (database down, deadlock) is retried in process
+ * with backoff while the worker holds the batch and keeps it alive with
+ * working(), rather than naked: a nak would let newer messages of the same
+ * conversation overtake it.
+ */
+export class MessageWorker {
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly batchSize: number;
+  private readonly fetchExpiresMs: number;
+  private readonly ackWaitMs: number;
+  private readonly poisonAttempts: number;
+  private readonly counter: Counter<"result"> | undefined;
+  /** Delivered to us and not yet acked, termed or naked. */
+  private readonly inFlight = new Set<JsMsg>();
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+  private wakeSleep: (() => void) | undefined;
+  private keepAlive: NodeJS.Timeout | undefined;
+  private stopped: Promise<void> | undefined;
+
+  constructor(private readonly opts: MessageWorkerOptions) {
+    this.logger = opts.logger.child({ component: "message-worker", stream: opts.queue.names.stream });
+    this.clock = opts.clock ?? systemClock;
+    this.batchSize = opts.batchSize ?? 100;
+    this.fetchExpiresMs = Math.max(1000, opts.fetchExpiresMs ?? 2000);
+    this.ackWaitMs = opts.ackWaitMs ?? 30_000;
+    this.poisonAttempts = opts.poisonAttempts ?? 5;
+    this.counter = opts.registry
+      ? new Counter({
+          name: "chatwire_worker_messages_total",
+          help: "Queue messages the worker finished, by result: stored, duplicate (stored before), dead_letter",
+          labelNames: ["result"],
+          registers: [opts.registry],
+        })
+      : undefined;
+  }
+
+  get running(): boolean {
+    return this.loop !== undefined && !this.stopping;
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.keepAlive = setInterval(() => {
+      for (const m of this.inFlight) m.working();
+    }, Math.max(200, Math.floor(this.ackWaitMs / 3)));
+    this.keepAlive.unref();
+    this.loop = this.run();
+    this.logger.info({ consumer: this.opts.queue.names.consumer, batchSize: this.batchSize }, "message worker started");
+  }
+
+  /**
+   * Finishes the batch in hand and the open pull (at most fetchExpiresMs),
+   * then returns. Messages it could not store (database down) are naked so
+   * another worker takes them at once.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
+    this.stopping = true;
+    this.wakeSleep?.();
+    await this.loop;
+    clearInterval(this.keepAlive);
+    this.release([...this.inFlight], "nak");
+    if (this.loop) this.logger.info("message worker stopped");
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    let consumer: Consumer | undefined;
+    while (!this.stopping) {
+      try {
+        consumer ??= await this.opts.queue.consumer();
+        await this.pullOnce(consumer);
+        failures = 0;
+      } catch (err) {
+        if (this.stopping) break;
+        failures++;
+        consumer = undefined;
+        this.logger.warn({ err, failures }, "pulling from JetStream failed; retrying");
+        // The stream or consumer may have been deleted under us: put them back.
+        await this.opts.queue.provision().catch((e: unknown) => this.logger.warn({ err: e }, "re-provisioning the queue failed"));
+        await this.sleep(Math.min(250 * 2 ** failures, 5000));
+      }
+    }
+  }
+
+  /** One pull request: stores what it delivers, batch by batch, while it is still delivering. */
+  private async pullOnce(consumer: Consumer): Promise<void> {
+    // Short pulls that run to their end, even on stop: a pull cut short would
+    // leave the server delivering into a dead inbox until ack_wait.
+    const messages = await consumer.fetch({ max_messages: this.batchSize, expires: this.fetchExpiresMs });
+    const buffer: JsMsg[] = [];
+    let ended = false;
+    let failed: unknown;
+    let wake: (() => void) | undefined;
+    const pump = (async () => {
+      try {
+        for await (const m of messages) {
+          this.inFlight.add(m);
+          buffer.push(m);
+          wake?.();
+        }
+      } catch (err) {
+        failed = err;
+      } finally {
+        ended = true;
+        wake?.();
+      }
+    })();
+    try {
+      for (;;) {
+        if (buffer.length === 0) {
+          if (ended) break;
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = undefined;
+          continue;
+        }
+        // Let a burst that arrived in one read land, so it becomes one batch.
+        await new Promise((resolve) => setImmediate(resolve));
+        await this.handle(buffer.splice(0, this.batchSize));
+      }
+    } finally {
+      await pump;
+    }
+    if (failed) throw failed;
+  }
+
+  private async handle(batch: JsMsg[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.stopping && attempt > 1) {
+        this.release(batch, "nak");
+        return;
+      }
+      try {
+        await this.storeAndAck(batch);
+        return;
+      } catch (err) {
+        const dataError = isDataError(err);
+        const poison = dataError || (attempt >= this.poisonAttempts && (await this.databaseAnswers()));
+        const ctx = {
+          err,
+          attempt,
+          messages: batch.length,
+          streamSeqs: [batch[0]!.info.streamSequence, batch[batch.length - 1]!.info.streamSequence],
+          deliveries: batch[0]!.info.deliveryCount,
+        };
+        if (poison && batch.length > 1) {
+          this.logger.warn(ctx, "storing a batch failed; storing its messages one by one to isolate the bad one");
+          for (const m of batch) await this.handle([m]);
+          return;
+        }
+        if (poison) {
+          this.logger.error({ ...ctx, subject: batch[0]!.subject }, "message cannot be stored; dead-lettering it");
+          if (await this.deadLetterAlone(batch[0]!, err)) return;
+        } else {
+          this.logger.warn(ctx, "storing a batch failed; holding it and retrying");
+        }
+        await this.sleep(Math.min(1000 * 2 ** (attempt - 1), 10_000));
+      }
+    }
+  }
+
+  private async storeAndAck(batch: JsMsg[]): Promise<void> {
+    const now = this.clock.now();
+    const valid: Array<{ m: JsMsg; out: OutgoingMessage }> = [];
+    const undecodable: Array<{ m: JsMsg; error: string }> = [];
+    for (const m of batch) {
+      const out = decodeOutgoing(m.data);
+      if (out instanceof Error) undecodable.push({ m, error: `undecodable: ${out.message}` });
+      else valid.push({ m, out });
+    }
+    const { results, rejected } = await this.opts.db.transaction().execute(async (trx) => {
+      const results = await storeMessages(
+        trx,
+        valid.map((v) => v.out),
+        now,
+      );
+      const rejected = [...undecodable];
+      results.forEach((r, i) => {
+        if (!r.ok) rejected.push({ m: valid[i]!.m, error: `${r.reason}: ${r.error}` });
+      });
+      await insertDeadLetters(trx, rejected.map(({ m, error }) => letterOf(m, error)), now);
+      return { results, rejected };
+    });
+    const stored = results.flatMap((r) => (r.ok ? [r.message] : []));
+    try {
+      await this.opts.hooks?.afterCommit?.(stored);
+    } catch (err) {
+      this.logger.warn({ err, messages: batch.length }, "afterCommit hook threw: leaving the batch unacked (simulated crash)");
+      for (const m of batch) this.inFlight.delete(m);
+      return;
+    }
+    publishNotices(this.opts.bus, this.opts.queue.subjectPrefix, results.flatMap((r): InboxNotice[] => (r.ok ? r.notices : [])));
+    const rejectedSet = new Set(rejected.map((r) => r.m));
+    valid.forEach(({ m }, i) => {
+      if (!rejectedSet.has(m)) this.count((results[i] as Extract<StoreResult, { ok: true }>).message.duplicate ? "duplicate" : "stored");
+    });
+    for (const { m, error } of rejected) {
+      this.logger.warn({ subject: m.subject, streamSeq: m.info.streamSequence, error }, "message dead-lettered");
+      this.count("dead_letter");
+    }
+    this.release(
+      batch.filter((m) => !rejectedSet.has(m)),
+      "ack",
+    );
+    // Plain term(): 2.9 servers do not understand a +TERM with a reason.
+    this.release([...rejectedSet], "term");
+  }
+
+  /** Dead-letters one message in its own transaction; false if even that failed. */
+  private async deadLetterAlone(m: JsMsg, cause: unknown): Promise<boolean> {
+    const error = `${(cause as Error)?.message ?? String(cause)} (after ${m.info.deliveryCount} deliveries)`;
+    try {
+      await insertDeadLetters(this.opts.db, [letterOf(m, error)], this.clock.now());
+    } catch (err) {
+      this.logger.warn({ err }, "writing the dead letter failed; retrying the message");
+      return false;
+    }
+    this.count("dead_letter");
+    this.release([m], "term");
+    return true;
+  }
+
+  private release(msgs: JsMsg[], how: "ack" | "nak" | "term"): void {
+    for (const m of msgs) {
+      if (how === "ack") m.ack();
+      else if (how === "nak") m.nak();
+      else m.term();
+      this.inFlight.delete(m);
+    }
+  }
+
+  private count(result: Result): void {
+    this.counter?.inc({ result });
+  }
+
+  private async databaseAnswers(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        sql`select 1`.execute(this.opts.db).then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 2000))),
+      ]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sleeps, cut short by stop(). */
+  private sleep(ms: number): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.wakeSleep = () => {
+        this.wakeSleep = undefined;
+        done();
+      };
+    });
+  }
+}
+
+function letterOf(m: JsMsg, error: string): NewDeadLetter {
+  return { subject: m.subject, payload: m.string(), error };
+}
+
+/**
+ * SQLSTATE class 22 (data exception) or 23 (integrity violation): the same
+ * statement will fail again. Not 23505: a unique violation means a concurrent
+ * worker stored the same message, and the retry finds it.
+ */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "string" && /^2[23]/.test(code) && code !== "23505";
+}

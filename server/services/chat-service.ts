@@ -1,0 +1,559 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  ChatService,
+  ConversationSchema,
+  MessageKind,
+  MessageSchema,
+  ParticipantRole,
+  ParticipantSchema,
+  MessageReceiptSchema,
+  ReactionSchema,
+  ReceiptState,
+  type Conversation,
+  type Message,
+} from "../../gen/chat/chat_pb.js";
+import { callerKey, type Caller } from "../auth/auth-context.js";
+import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js";
+import type { AppContext } from "../context.js";
+import * as convs from "../db/conversation-store.js";
+import * as history from "../db/history-store.js";
+import { MessageRejectedError, QueueUnavailableError, messageIdFor } from "../messaging/message-queue.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_TEXT = 4096;
+const MAX_PARTICIPANTS = 1024;
+const PAGE_DEFAULT = 50;
+const PAGE_MAX = 100;
+const EDIT_WINDOW_MS = 15 * 60_000;
+const DELETE_WINDOW_MS = 60 * 3_600_000;
+const MAX_EMOJI = 16;
+
+const ROLE_TO_PROTO: Record<string, ParticipantRole> = {
+  owner: ParticipantRole.OWNER,
+  admin: ParticipantRole.ADMIN,
+  member: ParticipantRole.MEMBER,
+};
+
+const bad = (message: string) => new ConnectError(message, Code.InvalidArgument);
+
+function uuidField(field: string, value: string): string {
+  const v = value.trim();
+  if (!UUID.test(v)) throw bad(`${field}: "${value}" is not a valid id (a UUID)`);
+  return v.toLowerCase();
+}
+
+function pageSize(limit: number): number {
+  if (limit < 0) throw bad("limit: must not be negative");
+  return limit === 0 ? PAGE_DEFAULT : Math.min(limit, PAGE_MAX);
+}
+
+/**
+ * chat.ChatService: the original four RPCs (CreateConversation, SendMessage,
+ * ListMessages, GetConversations) grown as chat.proto describes, plus
+ * conversation reads, receipts, edits, deletes, reactions, mute and archive.
+ * The group-management RPCs are not served yet and answer Unimplemented.
+ */
+export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof ChatService>> {
+  const db = ctx.database.db;
+  const { clock } = ctx;
+
+  const callerOf = (hc: HandlerContext): Caller => {
+    const caller = hc.values.get(callerKey);
+    if (!caller) throw new ConnectError("this call needs `Authorization: Bearer <access token>`", Code.Unauthenticated);
+    return caller;
+  };
+
+  const notFound = (id: string) => new ConnectError(`conversation ${id} not found`, Code.NotFound);
+
+  /** The caller's current participation, or NotFound (existence is not leaked). */
+  async function participation(conversationId: string, userId: string, allowFormer = false) {
+    const p = await convs.getParticipation(db, conversationId, userId);
+    if (!p || (p.left_at !== null && !allowFormer)) throw notFound(conversationId);
+    return p;
+  }
+
+  /** What of the timeline the participant may see. */
+  const windowOf = (p: convs.ParticipantRow): history.Window => ({ afterSeq: p.joined_seq, upToSeq: p.left_seq });
+
+  async function toConversations(userId: string, rows: convs.ConversationListRow[]): Promise<Conversation[]> {
+    const ids = rows.map((r) => r.id);
+    const [participants, unread, last] = await Promise.all([
+      convs.currentParticipants(db, ids),
+      convs.unreadCounts(
+        db,
+        userId,
+        rows.map((r) => ({ conversationId: r.id, afterSeq: maxSeq(r.my.last_read_seq, r.my.joined_seq) })),
+      ),
+      history.lastVisibleMessages(
+        db,
+        userId,
+        rows.map((r) => ({ conversationId: r.id, window: windowOf(r.my) })),
+      ),
+    ]);
+    const lastRows = [...last.values()];
+    const reactions = await history.reactionsOf(db, lastRows.map((m) => m.id));
+    return rows.map((r) => {
+      const people = participants.get(r.id) ?? [];
+      const lastRow = last.get(r.id);
+      return create(ConversationSchema, {
+        id: r.id,
+        participantIds: people.map((p) => p.user_id),
+        createdAt: r.created_at.toISOString(),
+        isGroup: r.is_group,
+        groupName: r.group_name,
+        groupDescription: r.group_description,
+        groupAvatarUrl: r.group_avatar_url,
+        lastMessage: lastRow ? toMessage(lastRow, people, reactions) : undefined,
+        unreadCount: unread.get(r.id) ?? 0,
+        myRole: ROLE_TO_PROTO[r.my.role] ?? ParticipantRole.MEMBER,
+        mutedUntil: r.my.muted_until && r.my.muted_until > clock.now() ? timestampFromDate(r.my.muted_until) : undefined,
+        archived: r.my.archived,
+        lastActivityAt: timestampFromDate(r.last_activity_at),
+        lastSeq: BigInt(r.last_seq),
+        myLastReadSeq: BigInt(r.my.last_read_seq),
+        myLastDeliveredSeq: BigInt(r.my.last_delivered_seq),
+        participants: people.map((p) =>
+          create(ParticipantSchema, { userId: p.user_id, role: ROLE_TO_PROTO[p.role], joinedAt: timestampFromDate(p.joined_at) }),
+        ),
+      });
+    });
+  }
+
+  async function conversationFor(userId: string, conversationId: string): Promise<Conversation> {
+    const row = await convs.getConversationRow(db, conversationId);
+    const my = await convs.getParticipation(db, conversationId, userId);
+    if (!row || !my) throw notFound(conversationId);
+    const [c] = await toConversations(userId, [{ ...row, my }]);
+    return c!;
+  }
+
+  async function resolveParticipants(callerId: string, ids: string[], phones: string[]): Promise<string[]> {
+    const wanted = new Set<string>();
+    ids.forEach((id, i) => wanted.add(uuidField(`participant_ids[${i}]`, id)));
+    const normalized = phones.map((raw, i) => {
+      try {
+        return normalizePhoneNumber(raw);
+      } catch (err) {
+        if (err instanceof InvalidPhoneNumberError) throw bad(`participant_phone_numbers[${i}]: ${err.message}`);
+        throw err;
+      }
+    });
+    const existing = await convs.existingUserIds(db, [...wanted]);
+    for (const id of wanted) if (!existing.has(id)) throw new ConnectError(`participant_ids: no user with id ${id}`, Code.NotFound);
+    const byPhone = await convs.userIdsByPhone(db, normalized);
+    for (const phone of normalized) {
+      const id = byPhone.get(phone);
+      if (!id) throw new ConnectError(`participant_phone_numbers: no Chatwire user has the number ${phone}`, Code.NotFound);
+      wanted.add(id);
+    }
+    wanted.delete(callerId);
+    return [...wanted];
+  }
+
+  return {
+    async createConversation(req, hc) {
+      const me = callerOf(hc).userId;
+      const now = clock.now();
+      const others = await resolveParticipants(me, req.participantIds, req.participantPhoneNumbers);
+
+      if (!req.isGroup) {
+        if (others.length !== 1) {
+          throw bad(`participant_ids: a direct conversation has exactly one other participant (got ${others.length}); set is_group for more`);
+        }
+        const key = convs.directKey(me, others[0]!);
+        const existing = await convs.findDirect(db, key);
+        if (existing) return { conversation: await conversationFor(me, existing.id), created: false };
+        const inserted = await db.transaction().execute((trx) =>
+          convs.insertConversation(trx, {
+            isGroup: false,
+            groupName: "",
+            groupDescription: "",
+            groupAvatarUrl: "",
+            directKey: key,
+            createdBy: me,
+            clientRequestId: null,
+            now,
+            participants: [
+              { userId: me, role: "member" },
+              { userId: others[0]!, role: "member" },
+            ],
+          }),
+        );
+        // Lost a race with the other side opening the same chat: theirs is ours.
+        const id = inserted?.id ?? (await convs.findDirect(db, key))!.id;
+        return { conversation: await conversationFor(me, id), created: inserted !== undefined };
+      }
+
+      const name = req.groupName.trim();
+      if (name === "") throw bad("group_name: a group needs a name");
+      if (name.length > 100) throw bad("group_name: at most 100 characters");
+      if (req.groupDescription.length > 512) throw bad("group_description: at most 512 characters");
+      if (req.groupAvatarUrl.length > 2048) throw bad("group_avatar_url: at most 2048 characters");
+      if (others.length + 1 > MAX_PARTICIPANTS) throw bad(`participant_ids: a group has at most ${MAX_PARTICIPANTS} participants`);
+      const requestId = req.clientRequestId.trim();
+      if (requestId.length > 64) throw bad("client_request_id: at most 64 characters");
+      if (requestId) {
+        const existing = await convs.findGroupByRequest(db, me, requestId);
+        if (existing) return { conversation: await conversationFor(me, existing.id), created: false };
+      }
+      const inserted = await db.transaction().execute((trx) =>
+        convs.insertConversation(trx, {
+          isGroup: true,
+          groupName: name,
+          groupDescription: req.groupDescription.trim(),
+          groupAvatarUrl: req.groupAvatarUrl.trim(),
+          directKey: null,
+          createdBy: me,
+          clientRequestId: requestId || null,
+          now,
+          participants: [{ userId: me, role: "owner" }, ...others.map((userId) => ({ userId, role: "member" as const }))],
+        }),
+      );
+      const id = inserted?.id ?? (await convs.findGroupByRequest(db, me, requestId))!.id;
+      return { conversation: await conversationFor(me, id), created: inserted !== undefined };
+    },
+
+    async sendMessage(req, hc) {
+      const me = callerOf(hc).userId;
+      const conversationId = uuidField("conversation_id", req.conversationId);
+      await participation(conversationId, me);
+      const content = req.content;
+      if (content.length > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${content.length})`);
+      const mediaUrl = req.mediaUrl.trim();
+      if (content.trim() === "" && mediaUrl === "") throw bad("content: a message needs text or media_url");
+      if (mediaUrl && !/^https?:\/\/\S+$/.test(mediaUrl)) throw bad("media_url: must be an http(s) URL");
+      if (mediaUrl.length > 2048) throw bad("media_url: at most 2048 characters");
+      if (req.mediaType.length > 128) throw bad("media_type: at most 128 characters");
+      const clientMessageId = req.clientMessageId.trim() || randomUUID();
+      if (clientMessageId.length > 64) throw bad("client_message_id: at most 64 characters");
+
+      let replyTo: string | null = null;
+      if (req.replyToMessageId.trim() !== "") {
+        replyTo = uuidField("reply_to_message_id", req.replyToMessageId);
+        const target = await history.getMessage(db, replyTo);
+        if (!target || target.conversation_id !== conversationId) {
+          throw bad("reply_to_message_id: no such message in this conversation");
+        }
+      }
+      const mentions = [...new Set(req.mentionUserIds.map((id, i) => uuidField(`mention_user_ids[${i}]`, id)))];
+      if (mentions.length > 0) {
+        const people = (await convs.currentParticipants(db, [conversationId])).get(conversationId) ?? [];
+        const members = new Set(people.map((p) => p.user_id));
+        const stranger = mentions.find((id) => !members.has(id));
+        if (stranger) throw bad(`mention_user_ids: ${stranger} is not a participant of this conversation`);
+      }
+
+      // A retry after the queue's dedup window: the message is already stored.
+      const already = await history.getMessageBySenderClientId(db, me, clientMessageId);
+      if (already) return { message: await messageFor(already) };
+
+      const sentAt = clock.now();
+      const id = messageIdFor(me, clientMessageId);
+      let stored;
+      try {
+        ({ stored } = await ctx.messages.publish({
+          id,
+          conversationId,
+          senderId: me,
+          clientMessageId,
+          content,
+          mediaUrl,
+          mediaType: req.mediaType.trim(),
+          replyToMessageId: replyTo,
+          mentionUserIds: mentions,
+          sentAt: sentAt.toISOString(),
+        }));
+      } catch (err) {
+        // Membership changed between the check and the store (inline profile).
+        if (err instanceof MessageRejectedError) throw notFound(conversationId);
+        if (err instanceof QueueUnavailableError) {
+          throw new ConnectError("messaging is unavailable right now; retry with the same client_message_id", Code.Unavailable, undefined, undefined, err);
+        }
+        throw err;
+      }
+      if (stored) {
+        const row = await history.getMessage(db, stored.id);
+        if (row) return { message: await messageFor(row) };
+      }
+      // Durable in the queue, not stored yet: seq is 0 until the worker assigns it
+      // (the realtime stream and ListMessages then carry it).
+      return {
+        message: create(MessageSchema, {
+          id,
+          conversationId,
+          senderId: me,
+          content,
+          mediaUrl,
+          mediaType: req.mediaType.trim(),
+          clientMessageId,
+          createdAt: sentAt.toISOString(),
+          seq: 0n,
+          replyToMessageId: replyTo ?? "",
+          mentionUserIds: mentions,
+          receiptState: ReceiptState.SENT,
+          kind: MessageKind.USER,
+        }),
+      };
+    },
+
+    async listMessages(req, hc) {
+      const me = callerOf(hc).userId;
+      const conversationId = uuidField("conversation_id", req.conversationId);
+      const my = await participation(conversationId, me, true);
+      const limit = pageSize(req.limit);
+      if (req.beforeSeq < 0n || req.afterSeq < 0n) throw bad("before_seq and after_seq must not be negative");
+      if (req.afterSeq > 0n && (req.beforeSeq > 0n || req.beforeMessageId !== "")) {
+        throw bad("after_seq pages forward; it cannot be combined with before_seq or before_message_id");
+      }
+      let beforeSeq: string | undefined = req.beforeSeq > 0n ? req.beforeSeq.toString() : undefined;
+      if (req.beforeMessageId.trim() !== "") {
+        const anchor = await history.getMessage(db, uuidField("before_message_id", req.beforeMessageId));
+        if (!anchor || anchor.conversation_id !== conversationId) throw bad("before_message_id: no such message in this conversation");
+        beforeSeq = anchor.seq;
+      }
+      const afterSeq = req.afterSeq > 0n ? req.afterSeq.toString() : undefined;
+      const rows = await history.listMessages(db, conversationId, me, windowOf(my), { beforeSeq, afterSeq, limit: limit + 1 });
+      const hasMore = rows.length > limit;
+      const page = rows.slice(0, limit);
+      const people = (await convs.currentParticipants(db, [conversationId])).get(conversationId) ?? [];
+      const reactions = await history.reactionsOf(db, page.map((m) => m.id));
+      return { messages: page.map((m) => toMessage(m, people, reactions)), hasMore };
+    },
+
+    async getConversations(req, hc) {
+      const me = callerOf(hc).userId;
+      const limit = pageSize(req.limit);
+      let after: { at: Date; id: string } | undefined;
+      if (req.pageToken !== "") after = decodePageToken(req.pageToken);
+      // One snapshot for the list and the inbox position, so a Subscribe from
+      // that position neither misses nor repeats what the list shows.
+      const { rows, position } = await db
+        .transaction()
+        .setIsolationLevel("repeatable read")
+        .execute(async (trx) => {
+          const position = await convs.inboxPosition(trx, me);
+          const rows = await convs.listConversations(trx, me, { limit: limit + 1, after, includeArchived: req.includeArchived });
+          return { rows, position };
+        });
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      return {
+        conversations: await toConversations(me, page),
+        nextPageToken: rows.length > limit && last ? encodePageToken(last.last_activity_at, last.id) : "",
+        inboxPosition: BigInt(position),
+      };
+    },
+
+    async getConversation(req, hc) {
+      const me = callerOf(hc).userId;
+      const conversationId = uuidField("conversation_id", req.conversationId);
+      await participation(conversationId, me, true);
+      return { conversation: await conversationFor(me, conversationId) };
+    },
+
+    async editMessage(req, hc) {
+      const me = callerOf(hc).userId;
+      const { message } = await visibleMessage(me, req.messageId);
+      if (message.sender_id !== me) throw new ConnectError("you can only edit your own messages", Code.PermissionDenied);
+      if (message.deleted_at) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
+      if (clock.now().getTime() - message.created_at.getTime() > EDIT_WINDOW_MS) {
+        throw new ConnectError("messages can be edited for 15 minutes after sending", Code.FailedPrecondition);
+      }
+      const content = req.content;
+      if (content.trim() === "") throw bad("content: the new text must not be empty (delete the message instead)");
+      if (content.length > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${content.length})`);
+      const row = await history.editMessage(db, message.id, content, clock.now());
+      if (!row) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
+      return { message: await messageFor(row) };
+    },
+
+    async deleteMessage(req, hc) {
+      const me = callerOf(hc).userId;
+      const { message, my } = await visibleMessage(me, req.messageId);
+      const now = clock.now();
+      if (!req.forEveryone) {
+        await history.hideMessage(db, me, message.id, now);
+        return {};
+      }
+      if (my.left_at !== null) throw new ConnectError("you are no longer a participant of this conversation", Code.PermissionDenied);
+      const own = message.sender_id === me;
+      const admin = my.role === "admin" || my.role === "owner";
+      const conv = await convs.getConversationRow(db, message.conversation_id);
+      if (!own && !(conv?.is_group && admin)) {
+        throw new ConnectError("only the sender, or a group admin, can delete a message for everyone", Code.PermissionDenied);
+      }
+      if (own && !admin && now.getTime() - message.created_at.getTime() > DELETE_WINDOW_MS) {
+        throw new ConnectError("messages can be deleted for everyone for 60 hours after sending", Code.FailedPrecondition);
+      }
+      await db.transaction().execute((trx) => history.tombstoneMessage(trx, message.id, now));
+      return {};
+    },
+
+    async reactToMessage(req, hc) {
+      const me = callerOf(hc).userId;
+      const { message, my } = await visibleMessage(me, req.messageId);
+      if (my.left_at !== null) throw new ConnectError("you are no longer a participant of this conversation", Code.PermissionDenied);
+      if (message.deleted_at) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
+      const emoji = req.emoji.trim();
+      if ([...emoji].length > MAX_EMOJI || /[\s\p{L}\p{N}]/u.test(emoji)) throw bad("emoji: one emoji, or empty to remove the reaction");
+      await history.setReaction(db, message.id, me, emoji, clock.now());
+      const people = (await convs.currentParticipants(db, [message.conversation_id])).get(message.conversation_id) ?? [];
+      return { reactions: toMessage(message, people, await history.reactionsOf(db, [message.id])).reactions };
+    },
+
+    async getMessageReceipts(req, hc) {
+      const me = callerOf(hc).userId;
+      const { message } = await visibleMessage(me, req.messageId);
+      const people = (await convs.currentParticipants(db, [message.conversation_id])).get(message.conversation_id) ?? [];
+      const [delivered, read] = await Promise.all([
+        history.firstMarks(db, message.conversation_id, message.seq, "delivered"),
+        history.firstMarks(db, message.conversation_id, message.seq, "read"),
+      ]);
+      const receipts = people
+        .filter((p) => p.user_id !== message.sender_id)
+        .map((p) => {
+          const d = BigInt(p.last_delivered_seq) >= BigInt(message.seq) ? (delivered.get(p.user_id) ?? read.get(p.user_id)) : undefined;
+          const r = BigInt(p.last_read_seq) >= BigInt(message.seq) ? read.get(p.user_id) : undefined;
+          return create(MessageReceiptSchema, {
+            userId: p.user_id,
+            deliveredAt: d ? timestampFromDate(d) : undefined,
+            readAt: r ? timestampFromDate(r) : undefined,
+          });
+        });
+      return { receipts, receiptState: receiptState(message, people) };
+    },
+
+    async muteConversation(req, hc) {
+      const me = callerOf(hc).userId;
+      const conversationId = uuidField("conversation_id", req.conversationId);
+      await participation(conversationId, me);
+      const until = req.mutedUntil ? timestampDate(req.mutedUntil) : null;
+      if (until && until <= clock.now()) throw bad("muted_until: must be in the future (leave it unset to unmute)");
+      await convs.setMuted(db, conversationId, me, until);
+      return {};
+    },
+
+    async archiveConversation(req, hc) {
+      const me = callerOf(hc).userId;
+      const conversationId = uuidField("conversation_id", req.conversationId);
+      await participation(conversationId, me);
+      await convs.setArchived(db, conversationId, me, req.archived);
+      return {};
+    },
+
+    async markDelivered(req, hc) {
+      const w = await mark(callerOf(hc).userId, req.conversationId, req.upToSeq, false);
+      return { lastDeliveredSeq: BigInt(w.last_delivered_seq) };
+    },
+
+    async markRead(req, hc) {
+      const w = await mark(callerOf(hc).userId, req.conversationId, req.upToSeq, true);
+      return { lastReadSeq: BigInt(w.last_read_seq), lastDeliveredSeq: BigInt(w.last_delivered_seq) };
+    },
+  };
+
+  async function mark(me: string, rawConversationId: string, upToSeq: bigint, read: boolean) {
+    const conversationId = uuidField("conversation_id", rawConversationId);
+    await participation(conversationId, me);
+    const conv = await convs.getConversationRow(db, conversationId);
+    if (!conv) throw notFound(conversationId);
+    if (upToSeq < 0n) throw bad("up_to_seq: must not be negative");
+    if (upToSeq > BigInt(conv.last_seq)) throw bad(`up_to_seq: ${upToSeq} is beyond the conversation's last message (seq ${conv.last_seq})`);
+    return db.transaction().execute((trx) => convs.raiseWatermarks(trx, conversationId, me, upToSeq.toString(), read, clock.now()));
+  }
+
+  /** A message the caller may see (in their window, not hidden), or NotFound. */
+  async function visibleMessage(me: string, rawId: string) {
+    const id = uuidField("message_id", rawId);
+    const message = await history.getMessage(db, id);
+    const missing = new ConnectError(`message ${id} not found`, Code.NotFound);
+    if (!message) throw missing;
+    const my = await convs.getParticipation(db, message.conversation_id, me);
+    if (!my) throw missing;
+    const seq = BigInt(message.seq);
+    if (seq <= BigInt(my.joined_seq) || (my.left_seq !== null && seq > BigInt(my.left_seq))) throw missing;
+    const [visible] = await history.listMessages(db, message.conversation_id, me, windowOf(my), { afterSeq: (seq - 1n).toString(), limit: 1 });
+    if (!visible || visible.id !== id) throw missing;
+    return { message, my };
+  }
+
+  async function messageFor(row: history.MessageRow): Promise<Message> {
+    const people = (await convs.currentParticipants(db, [row.conversation_id])).get(row.conversation_id) ?? [];
+    return toMessage(row, people, await history.reactionsOf(db, [row.id]));
+  }
+}
+
+function maxSeq(a: string, b: string): string {
+  return BigInt(a) >= BigInt(b) ? a : b;
+}
+
+function jsonIds(v: unknown): string[] {
+  if (Array.isArray(v)) return v.map(String);
+  if (typeof v === "string") {
+    try {
+      const parsed: unknown = JSON.parse(v);
+      return Array.isArray(parsed) ? parsed.map(String) : [];
+    } catch {
+      return [];
+    }
+  }
+  return [];
+}
+
+/** Sent / delivered to all / read by all, from the other participants' watermarks. */
+function receiptState(row: history.MessageRow, people: convs.ParticipantRow[]): ReceiptState {
+  if (row.kind !== "user") return ReceiptState.UNSPECIFIED;
+  const others = people.filter((p) => p.user_id !== row.sender_id);
+  const seq = BigInt(row.seq);
+  if (others.length === 0) return ReceiptState.READ;
+  if (others.every((p) => BigInt(p.last_read_seq) >= seq)) return ReceiptState.READ;
+  if (others.every((p) => BigInt(p.last_delivered_seq) >= seq)) return ReceiptState.DELIVERED;
+  return ReceiptState.SENT;
+}
+
+function toMessage(row: history.MessageRow, people: convs.ParticipantRow[], reactions: history.ReactionAgg[]): Message {
+  const byEmoji = new Map<string, string[]>();
+  for (const r of reactions) {
+    if (r.message_id !== row.id) continue;
+    byEmoji.set(r.emoji, [...(byEmoji.get(r.emoji) ?? []), r.user_id]);
+  }
+  const deleted = row.deleted_at !== null;
+  return create(MessageSchema, {
+    id: row.id,
+    conversationId: row.conversation_id,
+    senderId: row.sender_id ?? "",
+    content: deleted ? "" : row.content,
+    mediaUrl: deleted ? "" : row.media_url,
+    mediaType: deleted ? "" : row.media_type,
+    clientMessageId: row.client_message_id ?? "",
+    createdAt: row.created_at.toISOString(),
+    seq: BigInt(row.seq),
+    replyToMessageId: row.reply_to_message_id ?? "",
+    mentionUserIds: jsonIds(row.mention_user_ids),
+    editedAt: row.edited_at ? timestampFromDate(row.edited_at) : undefined,
+    deletedAt: row.deleted_at ? timestampFromDate(row.deleted_at) : undefined,
+    reactions: [...byEmoji].map(([emoji, userIds]) => create(ReactionSchema, { emoji, count: userIds.length, userIds })),
+    receiptState: receiptState(row, people),
+    kind: row.kind === "system" ? MessageKind.SYSTEM : MessageKind.USER,
+    systemEvent: row.system_event,
+    systemUserIds: jsonIds(row.system_user_ids),
+  });
+}
+
+function encodePageToken(at: Date, id: string): string {
+  return Buffer.from(JSON.stringify({ at: at.toISOString(), id })).toString("base64url");
+}
+
+function decodePageToken(token: string): { at: Date; id: string } {
+  try {
+    const { at, id } = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { at: string; id: string };
+    const date = new Date(at);
+    if (Number.isNaN(date.getTime()) || typeof id !== "string" || !UUID.test(id)) throw new Error("bad token");
+    return { at: date, id };
+  } catch {
+    throw bad("page_token: not a token from a previous GetConversations page");
+  }
+}
