@@ -46,6 +46,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   auth: AuthConfig;
   worker: WorkerConfig;
+  chat: ChatConfig;
 }
 
 /** The message worker (JetStream consumer). */
@@ -54,6 +55,16 @@ export interface WorkerConfig {
   batchSize: number;
   /** JetStream redelivers a message not acked this long after delivery (a crashed worker's). */
   ackWaitSeconds: number;
+}
+
+export interface ChatConfig {
+  /** Largest group, the owner included. */
+  maxParticipants: number;
+  maxTextLength: number;
+  /** Own messages can be edited this long after sending. */
+  editWindowSeconds: number;
+  /** Own messages can be deleted for everyone this long after sending. */
+  deleteWindowSeconds: number;
 }
 
 export interface AuthConfig {
@@ -191,6 +202,12 @@ export function loadConfig(env: Env = process.env): Config {
     sessionCacheSeconds: intVar(get, "SESSION_CACHE_SECONDS", 30, 0, 3600),
   };
 
+  const chat: ChatConfig = {
+    maxParticipants: intVar(get, "CHAT_MAX_PARTICIPANTS", 1024, 2, 100_000),
+    maxTextLength: intVar(get, "CHAT_MAX_TEXT_LENGTH", 4096, 1, 65_536),
+    editWindowSeconds: intVar(get, "CHAT_EDIT_WINDOW_SECONDS", 15 * 60, 0, 365 * 24 * 3600),
+    deleteWindowSeconds: intVar(get, "CHAT_DELETE_WINDOW_SECONDS", 60 * 3600, 0, 365 * 24 * 3600),
+  };
   const worker: WorkerConfig = {
     batchSize: intVar(get, "WORKER_BATCH_SIZE", 100, 1, 1000),
     ackWaitSeconds: intVar(get, "WORKER_ACK_WAIT_SECONDS", 30, 1, 3600),
@@ -219,6 +236,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     natsUrl,
     natsSubjectPrefix,
+    chat,
     dataDir,
     jwtSecret,
     authDevMode,

@@ -277,3 +277,63 @@ export async function setArchived(db: Db, conversationId: string, userId: string
     .where("user_id", "=", userId)
     .execute();
 }
+
+/** Locks the conversation row for a membership change: changes to one conversation queue up. */
+export async function lockConversation(trx: Transaction<Database>, id: string): Promise<ConversationRow | undefined> {
+  return trx
+    .selectFrom("conversations")
+    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .where("id", "=", id)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
+export async function updateGroupFields(
+  trx: Transaction<Database>,
+  id: string,
+  fields: { group_name?: string; group_description?: string; group_avatar_url?: string },
+): Promise<void> {
+  if (Object.keys(fields).length === 0) return;
+  await trx.updateTable("conversations").set(fields).where("id", "=", id).execute();
+}
+
+/** Adds users, or brings former participants back, seeing history after `joinedSeq`. */
+export async function addParticipants(trx: Transaction<Database>, conversationId: string, userIds: string[], joinedSeq: string, now: Date): Promise<void> {
+  if (userIds.length === 0) return;
+  await trx
+    .insertInto("conversation_participants")
+    .values(userIds.map((userId) => ({ conversation_id: conversationId, user_id: userId, role: "member", joined_at: now, joined_seq: joinedSeq })))
+    .onConflict((oc) =>
+      oc.columns(["conversation_id", "user_id"]).doUpdateSet({
+        role: "member",
+        joined_at: now,
+        joined_seq: joinedSeq,
+        left_at: null,
+        left_seq: null,
+        last_delivered_seq: joinedSeq,
+        last_read_seq: joinedSeq,
+        archived: false,
+        muted_until: null,
+      }),
+    )
+    .execute();
+}
+
+/** Ends a participation; they keep history up to and including `leftSeq`. */
+export async function markLeft(trx: Transaction<Database>, conversationId: string, userId: string, leftSeq: string, now: Date): Promise<void> {
+  await trx
+    .updateTable("conversation_participants")
+    .set({ left_at: now, left_seq: leftSeq })
+    .where("conversation_id", "=", conversationId)
+    .where("user_id", "=", userId)
+    .execute();
+}
+
+export async function setRole(trx: Transaction<Database>, conversationId: string, userId: string, role: Role): Promise<void> {
+  await trx
+    .updateTable("conversation_participants")
+    .set({ role })
+    .where("conversation_id", "=", conversationId)
+    .where("user_id", "=", userId)
+    .execute();
+}

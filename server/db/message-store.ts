@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
 import type { InboxNotice, OutgoingMessage, RejectReason, StoredMessage } from "../messaging/message-queue.js";
 import type { Database } from "./schema.js";
@@ -262,4 +263,60 @@ function idempotencyKey(senderId: string, clientMessageId: string): string {
 
 async function inChunks<T>(items: readonly T[], size: number, fn: (chunk: T[]) => Promise<unknown>): Promise<void> {
   for (let i = 0; i < items.length; i += size) await fn(items.slice(i, i + size));
+}
+
+export interface NewSystemMessage {
+  conversationId: string;
+  /** Who did it (the sender of the system message). */
+  actorId: string;
+  /** e.g. "participants_added", "participant_removed", "role_changed", "group_updated", "participant_left". */
+  event: string;
+  userIds: string[];
+  /** Who gets the inbox event: the participants who can see it. */
+  recipients: string[];
+}
+
+/**
+ * Writes a membership or group change into the timeline as a system message
+ * with the conversation's next seq (same lock order as storeMessages:
+ * conversation row, then inbox positions) and appends its inbox events.
+ */
+export async function insertSystemMessage(
+  trx: Transaction<Database>,
+  m: NewSystemMessage,
+  now: Date,
+): Promise<{ id: string; seq: string; notices: InboxNotice[] }> {
+  const { last_seq: seq } = await trx
+    .updateTable("conversations")
+    .set({ last_seq: sql<string>`last_seq + 1`, last_activity_at: sql<Date>`greatest(last_activity_at, ${now}::timestamptz)` })
+    .where("id", "=", m.conversationId)
+    .returning("last_seq")
+    .executeTakeFirstOrThrow();
+  const id = randomUUID();
+  await trx
+    .insertInto("messages")
+    .values({
+      id,
+      conversation_id: m.conversationId,
+      seq,
+      kind: "system",
+      sender_id: m.actorId,
+      system_event: m.event,
+      system_user_ids: JSON.stringify(m.userIds),
+      created_at: now,
+    })
+    .execute();
+  const notices = await appendInboxEvents(
+    trx,
+    [...new Set(m.recipients)].map((userId) => ({
+      userId,
+      eventType: MESSAGE_CREATED,
+      conversationId: m.conversationId,
+      messageId: id,
+      seq: String(seq),
+      payload: { seq: String(seq), sender_id: m.actorId, system_event: m.event },
+    })),
+    now,
+  );
+  return { id, seq: String(seq), notices };
 }

@@ -20,15 +20,14 @@ import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js"
 import type { AppContext } from "../context.js";
 import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
-import { MessageRejectedError, QueueUnavailableError, messageIdFor } from "../messaging/message-queue.js";
+import type { Transaction } from "kysely";
+import { insertSystemMessage } from "../db/message-store.js";
+import type { Database } from "../db/schema.js";
+import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const MAX_TEXT = 4096;
-const MAX_PARTICIPANTS = 1024;
 const PAGE_DEFAULT = 50;
 const PAGE_MAX = 100;
-const EDIT_WINDOW_MS = 15 * 60_000;
-const DELETE_WINDOW_MS = 60 * 3_600_000;
 const MAX_EMOJI = 16;
 
 const ROLE_TO_PROTO: Record<string, ParticipantRole> = {
@@ -37,7 +36,17 @@ const ROLE_TO_PROTO: Record<string, ParticipantRole> = {
   member: ParticipantRole.MEMBER,
 };
 
+const PROTO_TO_ROLE: Partial<Record<ParticipantRole, convs.Role>> = {
+  [ParticipantRole.MEMBER]: "member",
+  [ParticipantRole.ADMIN]: "admin",
+  [ParticipantRole.OWNER]: "owner",
+};
+
 const bad = (message: string) => new ConnectError(message, Code.InvalidArgument);
+
+function requireAdmin(my: convs.ParticipantRow): void {
+  if (my.role !== "admin" && my.role !== "owner") throw new ConnectError("only group admins can do this", Code.PermissionDenied);
+}
 
 function uuidField(field: string, value: string): string {
   const v = value.trim();
@@ -53,12 +62,15 @@ function pageSize(limit: number): number {
 /**
  * chat.ChatService: the original four RPCs (CreateConversation, SendMessage,
  * ListMessages, GetConversations) grown as chat.proto describes, plus
- * conversation reads, receipts, edits, deletes, reactions, mute and archive.
- * The group-management RPCs are not served yet and answer Unimplemented.
+ * conversation reads, group management, receipts, edits, deletes,
+ * reactions, mute and archive.
  */
 export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof ChatService>> {
   const db = ctx.database.db;
   const { clock } = ctx;
+  const { maxParticipants: MAX_PARTICIPANTS, maxTextLength: MAX_TEXT } = ctx.config.chat;
+  const EDIT_WINDOW_MS = ctx.config.chat.editWindowSeconds * 1000;
+  const DELETE_WINDOW_MS = ctx.config.chat.deleteWindowSeconds * 1000;
 
   const callerOf = (hc: HandlerContext): Caller => {
     const caller = hc.values.get(callerKey);
@@ -199,8 +211,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         const existing = await convs.findGroupByRequest(db, me, requestId);
         if (existing) return { conversation: await conversationFor(me, existing.id), created: false };
       }
-      const inserted = await db.transaction().execute((trx) =>
-        convs.insertConversation(trx, {
+      const { inserted, notices } = await db.transaction().execute(async (trx) => {
+        const inserted = await convs.insertConversation(trx, {
           isGroup: true,
           groupName: name,
           groupDescription: req.groupDescription.trim(),
@@ -210,8 +222,16 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
           clientRequestId: requestId || null,
           now,
           participants: [{ userId: me, role: "owner" }, ...others.map((userId) => ({ userId, role: "member" as const }))],
-        }),
-      );
+        });
+        if (!inserted) return { inserted, notices: [] };
+        const sys = await insertSystemMessage(
+          trx,
+          { conversationId: inserted.id, actorId: me, event: "group_created", userIds: others, recipients: [me, ...others] },
+          now,
+        );
+        return { inserted, notices: sys.notices };
+      });
+      publishNotices(ctx.bus, ctx.config.natsSubjectPrefix, notices);
       const id = inserted?.id ?? (await convs.findGroupByRequest(db, me, requestId))!.id;
       return { conversation: await conversationFor(me, id), created: inserted !== undefined };
     },
@@ -354,13 +374,116 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       return { conversation: await conversationFor(me, conversationId) };
     },
 
+    async updateGroup(req, hc) {
+      const me = callerOf(hc).userId;
+      const fields: { group_name?: string; group_description?: string; group_avatar_url?: string } = {};
+      if (req.groupName !== undefined) {
+        const name = req.groupName.trim();
+        if (name === "" || name.length > 100) throw bad("group_name: 1 to 100 characters");
+        fields.group_name = name;
+      }
+      if (req.groupDescription !== undefined) {
+        if (req.groupDescription.length > 512) throw bad("group_description: at most 512 characters");
+        fields.group_description = req.groupDescription.trim();
+      }
+      if (req.groupAvatarUrl !== undefined) {
+        const url = req.groupAvatarUrl.trim();
+        if (url !== "" && !/^https?:\/\/\S+$/.test(url)) throw bad("group_avatar_url: must be an http(s) URL");
+        fields.group_avatar_url = url;
+      }
+      if (Object.keys(fields).length === 0) throw bad("set at least one of group_name, group_description, group_avatar_url");
+      await changeGroup(me, req.conversationId, async (trx, { my, conv }) => {
+        requireAdmin(my);
+        await convs.updateGroupFields(trx, conv.id, fields);
+        return { event: "group_updated", userIds: [] };
+      });
+      return { conversation: await conversationFor(me, uuidField("conversation_id", req.conversationId)) };
+    },
+
+    async addParticipants(req, hc) {
+      const me = callerOf(hc).userId;
+      const ids = [...new Set(req.userIds.map((id, i) => uuidField(`user_ids[${i}]`, id)))];
+      if (ids.length === 0) throw bad("user_ids: name at least one user to add");
+      const existing = await convs.existingUserIds(db, ids);
+      const unknown = ids.find((id) => !existing.has(id));
+      if (unknown) throw new ConnectError(`user_ids: no user with id ${unknown}`, Code.NotFound);
+      await changeGroup(me, req.conversationId, async (trx, { my, conv, people }) => {
+        requireAdmin(my);
+        const current = new Set(people.map((p) => p.user_id));
+        const fresh = ids.filter((id) => !current.has(id));
+        if (fresh.length === 0) return null;
+        if (current.size + fresh.length > MAX_PARTICIPANTS) {
+          throw new ConnectError(`a group has at most ${MAX_PARTICIPANTS} participants (${current.size} now)`, Code.FailedPrecondition);
+        }
+        // They see the timeline from the message that adds them.
+        await convs.addParticipants(trx, conv.id, fresh, conv.last_seq, clock.now());
+        return { event: "participants_added", userIds: fresh, recipients: [...current, ...fresh] };
+      });
+      return { conversation: await conversationFor(me, uuidField("conversation_id", req.conversationId)) };
+    },
+
+    async removeParticipant(req, hc) {
+      const me = callerOf(hc).userId;
+      const target = uuidField("user_id", req.userId);
+      if (target === me) throw bad("user_id: to remove yourself, call LeaveConversation");
+      await changeGroup(me, req.conversationId, async (trx, { my, conv, people }) => {
+        requireAdmin(my);
+        const them = people.find((p) => p.user_id === target);
+        if (!them) throw new ConnectError(`user ${target} is not a participant of this group`, Code.NotFound);
+        if (them.role === "owner") throw new ConnectError("the group's owner cannot be removed", Code.PermissionDenied);
+        if (them.role === "admin" && my.role !== "owner") throw new ConnectError("only the owner can remove an admin", Code.PermissionDenied);
+        return {
+          event: "participant_removed",
+          userIds: [target],
+          // They see their removal, and nothing after it.
+          after: (seq: string) => convs.markLeft(trx, conv.id, target, seq, clock.now()),
+        };
+      });
+      return { conversation: await conversationFor(me, uuidField("conversation_id", req.conversationId)) };
+    },
+
+    async setParticipantRole(req, hc) {
+      const me = callerOf(hc).userId;
+      const target = uuidField("user_id", req.userId);
+      const role = PROTO_TO_ROLE[req.role];
+      if (!role) throw bad("role: one of PARTICIPANT_ROLE_MEMBER, PARTICIPANT_ROLE_ADMIN, PARTICIPANT_ROLE_OWNER");
+      await changeGroup(me, req.conversationId, async (trx, { my, conv, people }) => {
+        requireAdmin(my);
+        const them = people.find((p) => p.user_id === target);
+        if (!them) throw new ConnectError(`user ${target} is not a participant of this group`, Code.NotFound);
+        if (them.role === role) return null;
+        if (my.role !== "owner" && !(them.role === "member" && role === "admin")) {
+          throw new ConnectError("admins can only make members admins; other role changes are the owner's", Code.PermissionDenied);
+        }
+        if (them.role === "owner") throw new ConnectError("hand ownership over by making someone else the owner", Code.FailedPrecondition);
+        if (role === "owner") await convs.setRole(trx, conv.id, me, "admin");
+        await convs.setRole(trx, conv.id, target, role);
+        return { event: role === "owner" ? "owner_changed" : "role_changed", userIds: [target] };
+      });
+      return { conversation: await conversationFor(me, uuidField("conversation_id", req.conversationId)) };
+    },
+
+    async leaveConversation(req, hc) {
+      const me = callerOf(hc).userId;
+      await changeGroup(me, req.conversationId, async (trx, { my, conv, people }) => {
+        const others = people.filter((p) => p.user_id !== me);
+        if (my.role === "owner" && others.length > 0) {
+          // people are ordered by joined_at: the longest-standing admin, else participant.
+          const heir = others.find((p) => p.role === "admin") ?? others[0]!;
+          await convs.setRole(trx, conv.id, heir.user_id, "owner");
+        }
+        return { event: "participant_left", userIds: [me], after: (seq: string) => convs.markLeft(trx, conv.id, me, seq, clock.now()) };
+      });
+      return {};
+    },
+
     async editMessage(req, hc) {
       const me = callerOf(hc).userId;
       const { message } = await visibleMessage(me, req.messageId);
       if (message.sender_id !== me) throw new ConnectError("you can only edit your own messages", Code.PermissionDenied);
       if (message.deleted_at) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
       if (clock.now().getTime() - message.created_at.getTime() > EDIT_WINDOW_MS) {
-        throw new ConnectError("messages can be edited for 15 minutes after sending", Code.FailedPrecondition);
+        throw new ConnectError(`messages can be edited for ${ctx.config.chat.editWindowSeconds / 60} minutes after sending`, Code.FailedPrecondition);
       }
       const content = req.content;
       if (content.trim() === "") throw bad("content: the new text must not be empty (delete the message instead)");
@@ -386,7 +509,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         throw new ConnectError("only the sender, or a group admin, can delete a message for everyone", Code.PermissionDenied);
       }
       if (own && !admin && now.getTime() - message.created_at.getTime() > DELETE_WINDOW_MS) {
-        throw new ConnectError("messages can be deleted for everyone for 60 hours after sending", Code.FailedPrecondition);
+        throw new ConnectError(`messages can be deleted for everyone for ${ctx.config.chat.deleteWindowSeconds / 3600} hours after sending`, Code.FailedPrecondition);
       }
       await db.transaction().execute((trx) => history.tombstoneMessage(trx, message.id, now));
       return {};
@@ -463,6 +586,55 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     if (upToSeq < 0n) throw bad("up_to_seq: must not be negative");
     if (upToSeq > BigInt(conv.last_seq)) throw bad(`up_to_seq: ${upToSeq} is beyond the conversation's last message (seq ${conv.last_seq})`);
     return db.transaction().execute((trx) => convs.raiseWatermarks(trx, conversationId, me, upToSeq.toString(), read, clock.now()));
+  }
+
+  interface GroupChange {
+    event: string;
+    userIds: string[];
+    /** Who sees the system message; default: the current participants. */
+    recipients?: string[];
+    /** Runs after the system message has its seq (e.g. mark a participant left at it). */
+    after?: (seq: string) => Promise<void>;
+  }
+
+  /**
+   * A membership or group change in one transaction, under the conversation's
+   * row lock: checks that the caller is a current participant of a group, applies
+   * the change, writes it into the timeline as a system message, and tells the
+   * participants after the commit.
+   */
+  async function changeGroup(
+    me: string,
+    rawConversationId: string,
+    apply: (
+      trx: Transaction<Database>,
+      c: { conv: convs.ConversationRow; my: convs.ParticipantRow; people: convs.ParticipantRow[] },
+    ) => Promise<GroupChange | null>,
+  ): Promise<void> {
+    const conversationId = uuidField("conversation_id", rawConversationId);
+    const notices = await db.transaction().execute(async (trx) => {
+      const conv = await convs.lockConversation(trx, conversationId);
+      const my = conv ? await convs.getParticipation(trx, conversationId, me) : undefined;
+      if (!conv || !my || my.left_at !== null) throw notFound(conversationId);
+      if (!conv.is_group) throw new ConnectError("this is a direct conversation, not a group", Code.FailedPrecondition);
+      const people = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
+      const change = await apply(trx, { conv, my, people });
+      if (!change) return [];
+      const sys = await insertSystemMessage(
+        trx,
+        {
+          conversationId,
+          actorId: me,
+          event: change.event,
+          userIds: change.userIds,
+          recipients: change.recipients ?? people.map((p) => p.user_id),
+        },
+        clock.now(),
+      );
+      await change.after?.(sys.seq);
+      return sys.notices;
+    });
+    publishNotices(ctx.bus, ctx.config.natsSubjectPrefix, notices);
   }
 
   /** A message the caller may see (in their window, not hidden), or NotFound. */

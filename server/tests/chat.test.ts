@@ -150,22 +150,25 @@ describe("messages", () => {
     const id = conversation!.id;
     expect(conversation!.myRole).toBe(ParticipantRole.OWNER);
     await a.chat.sendMessage({ conversationId: id, content: "hello all" });
-    const [m] = await stored(a, id, 1);
+    // seq 1 is the system message that created the group; the text is seq 2.
+    const [m, created] = await stored(a, id, 2);
+    expect(created!.systemEvent).toBe("group_created");
+    expect(m!.seq).toBe(2n);
     expect(m!.receiptState).toBe(ReceiptState.SENT);
 
-    await b.chat.markDelivered({ conversationId: id, upToSeq: 1n });
+    await b.chat.markDelivered({ conversationId: id, upToSeq: 2n });
     expect((await a.chat.listMessages({ conversationId: id })).messages[0]!.receiptState).toBe(ReceiptState.SENT);
-    await c.chat.markDelivered({ conversationId: id, upToSeq: 1n });
+    await c.chat.markDelivered({ conversationId: id, upToSeq: 2n });
     expect((await a.chat.listMessages({ conversationId: id })).messages[0]!.receiptState).toBe(ReceiptState.DELIVERED);
 
-    const read = await b.chat.markRead({ conversationId: id, upToSeq: 1n });
-    expect(read).toMatchObject({ lastReadSeq: 1n, lastDeliveredSeq: 1n });
+    const read = await b.chat.markRead({ conversationId: id, upToSeq: 2n });
+    expect(read).toMatchObject({ lastReadSeq: 2n, lastDeliveredSeq: 2n });
     expect((await c.chat.getConversation({ conversationId: id })).conversation!.unreadCount).toBe(1);
-    await c.chat.markRead({ conversationId: id, upToSeq: 1n });
+    await c.chat.markRead({ conversationId: id, upToSeq: 2n });
     expect((await c.chat.getConversation({ conversationId: id })).conversation!.unreadCount).toBe(0);
     expect((await a.chat.listMessages({ conversationId: id })).messages[0]!.receiptState).toBe(ReceiptState.READ);
 
-    expect(await codeOf(b.chat.markRead({ conversationId: id, upToSeq: 2n }))).toBe(Code.InvalidArgument);
+    expect(await codeOf(b.chat.markRead({ conversationId: id, upToSeq: 3n }))).toBe(Code.InvalidArgument);
   });
 });
 
@@ -293,9 +296,9 @@ describe("edits, deletes, reactions, receipts, mute and archive", () => {
     const [a, b, c] = [await newUser(), await newUser(), await newUser()];
     const id = (await a.chat.createConversation({ participantIds: [b.id, c.id], isGroup: true, groupName: "R" })).conversation!.id;
     await a.chat.sendMessage({ conversationId: id, content: "receipt me" });
-    const [m] = await stored(a, id, 1);
-    await b.chat.markRead({ conversationId: id, upToSeq: 1n });
-    await c.chat.markDelivered({ conversationId: id, upToSeq: 1n });
+    const [m] = await stored(a, id, 2);
+    await b.chat.markRead({ conversationId: id, upToSeq: m!.seq });
+    await c.chat.markDelivered({ conversationId: id, upToSeq: m!.seq });
     const res = await a.chat.getMessageReceipts({ messageId: m!.id });
     const byUser = new Map(res.receipts.map((x) => [x.userId, x]));
     expect([...byUser.keys()].sort()).toEqual([b.id, c.id].sort());
@@ -322,8 +325,55 @@ describe("edits, deletes, reactions, receipts, mute and archive", () => {
     expect(await codeOf(a.chat.muteConversation({ conversationId: id, mutedUntil: { seconds: 1n, nanos: 0 } }))).toBe(Code.InvalidArgument);
   });
 
-  test("group management RPCs that are not served yet answer Unimplemented, not Internal", async () => {
-    const a = await newUser();
-    expect(await codeOf(a.chat.leaveConversation({ conversationId: "00000000-0000-4000-8000-000000000000" }))).toBe(Code.Unimplemented);
+});
+
+describe("groups", () => {
+  test("lifecycle: update, add, roles, remove, leave; each change is a system message in the timeline", async () => {
+    const [owner, admin, member, late] = [await newUser(), await newUser(), await newUser(), await newUser()];
+    const id = (await owner.chat.createConversation({ participantIds: [admin.id, member.id], isGroup: true, groupName: "Team" })).conversation!.id;
+    await owner.chat.setParticipantRole({ conversationId: id, userId: admin.id, role: ParticipantRole.ADMIN });
+    expect(await codeOf(member.chat.updateGroup({ conversationId: id, groupName: "Mine" }))).toBe(Code.PermissionDenied);
+    const updated = await admin.chat.updateGroup({ conversationId: id, groupName: "Team 2", groupDescription: "we ship" });
+    expect(updated.conversation).toMatchObject({ groupName: "Team 2", groupDescription: "we ship" });
+
+    await owner.chat.sendMessage({ conversationId: id, content: "before late joins" });
+    await stored(owner, id, 4);
+    const added = await admin.chat.addParticipants({ conversationId: id, userIds: [late.id, member.id] });
+    expect([...added.conversation!.participantIds].sort()).toEqual([owner.id, admin.id, member.id, late.id].sort());
+    // The newcomer sees the timeline from the message that added them.
+    const lateView = await late.chat.listMessages({ conversationId: id });
+    expect(lateView.messages.map((m) => m.systemEvent)).toEqual(["participants_added"]);
+
+    expect(await codeOf(admin.chat.removeParticipant({ conversationId: id, userId: owner.id }))).toBe(Code.PermissionDenied);
+    expect(await codeOf(member.chat.removeParticipant({ conversationId: id, userId: late.id }))).toBe(Code.PermissionDenied);
+    await admin.chat.removeParticipant({ conversationId: id, userId: member.id });
+    // A removed participant keeps history up to the removal and nothing after, and cannot write.
+    await owner.chat.sendMessage({ conversationId: id, content: "after removal" });
+    const all = await stored(owner, id, 7);
+    const memberView = await member.chat.listMessages({ conversationId: id });
+    expect(memberView.messages[0]!.systemEvent).toBe("participant_removed");
+    expect(memberView.messages.map((m) => m.content)).not.toContain("after removal");
+    expect(await codeOf(member.chat.sendMessage({ conversationId: id, content: "let me in" }))).toBe(Code.NotFound);
+    expect(all.map((m) => m.systemEvent).filter(Boolean)).toEqual([
+      "participant_removed",
+      "participants_added",
+      "group_updated",
+      "role_changed",
+      "group_created",
+    ]);
+
+    // The owner leaves: the longest-standing admin takes over.
+    await owner.chat.leaveConversation({ conversationId: id });
+    const after = (await admin.chat.getConversation({ conversationId: id })).conversation!;
+    expect(after.myRole).toBe(ParticipantRole.OWNER);
+    expect([...after.participantIds].sort()).toEqual([admin.id, late.id].sort());
+    expect(await codeOf(owner.chat.sendMessage({ conversationId: id, content: "gone" }))).toBe(Code.NotFound);
+  });
+
+  test("group operations on a direct conversation are refused", async () => {
+    const [a, b] = [await newUser(), await newUser()];
+    const id = (await a.chat.createConversation({ participantIds: [b.id] })).conversation!.id;
+    expect(await codeOf(a.chat.updateGroup({ conversationId: id, groupName: "x" }))).toBe(Code.FailedPrecondition);
+    expect(await codeOf(a.chat.leaveConversation({ conversationId: id }))).toBe(Code.FailedPrecondition);
   });
 });
