@@ -152,9 +152,10 @@ export class JetStreamQueue implements MessageQueue {
 
   async publish(msg: OutgoingMessage): Promise<Record<string, never>> {
     const nc = this.opts.nc;
-    // Closed for good: answer now. Merely disconnected: the client buffers the
-    // publish and JetStream may still ack it within the timeout after a reconnect.
+    // Not connected: answer now. The client drops its outgoing buffer on each
+    // reconnect attempt, so waiting out the timeout would only delay the same answer.
     if (nc.isClosed() || nc.isDraining()) throw new QueueUnavailableError("NATS connection is closed");
+    if (!natsConnected(nc)) throw new QueueUnavailableError("NATS is not connected");
     try {
       await this.js.publish(messageSubject(this.opts.subjectPrefix, msg.conversationId), encodeOutgoing(msg), {
         msgID: natsMsgId(msg.senderId, msg.clientMessageId),
