@@ -12,6 +12,7 @@ import { InProcessBus } from "./bus.js";
 import { InlineQueue } from "./inline-queue.js";
 import { queueNames } from "./jetstream-queue.js";
 import { decodeNotice, MessageRejectedError, messageIdFor, userSubject, type InboxNoticeWire, type OutgoingMessage } from "./message-queue.js";
+import { insertConversation, insertUsers } from "../tests/helpers/fixtures.js";
 
 const logger = pino({ level: "silent" });
 const PREFIX = "unit";
@@ -61,24 +62,7 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
-let phone = 14155550000;
-async function users(n: number): Promise<string[]> {
-  const rows = await db
-    .insertInto("users")
-    .values(Array.from({ length: n }, () => ({ phone_number: `+${++phone}` })))
-    .returning("id")
-    .execute();
-  return rows.map((r) => r.id);
-}
 
-async function conversation(members: string[]): Promise<string> {
-  const { id } = await db.insertInto("conversations").values({ is_group: true }).returning("id").executeTakeFirstOrThrow();
-  await db
-    .insertInto("conversation_participants")
-    .values(members.map((user_id) => ({ conversation_id: id, user_id })))
-    .execute();
-  return id;
-}
 
 function outgoing(conversationId: string, senderId: string, clientMessageId: string = randomUUID(), extra: Partial<OutgoingMessage> = {}): OutgoingMessage {
   return {
@@ -100,8 +84,8 @@ const store = (msgs: OutgoingMessage[], now = new Date()) => db.transaction().ex
 
 describe("storeMessages", () => {
   test("assigns gapless seqs in order and one inbox event per current participant", async () => {
-    const [a, b, c, gone] = await users(4);
-    const conv = await conversation([a!, b!, c!, gone!]);
+    const [a, b, c, gone] = await insertUsers(db, 4);
+    const conv = await insertConversation(db, [a!, b!, c!, gone!]);
     await db.updateTable("conversation_participants").set({ left_at: new Date() }).where("user_id", "=", gone!).execute();
     const msgs = [outgoing(conv, a!), outgoing(conv, b!), outgoing(conv, a!, undefined, { mentionUserIds: [b!, c!] })];
     const now = new Date(Date.now() + 60_000);
@@ -135,8 +119,8 @@ describe("storeMessages", () => {
   });
 
   test("is idempotent on (sender, client message id): in a batch, across batches, no extra rows", async () => {
-    const [a, b] = await users(2);
-    const conv = await conversation([a!, b!]);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
     const first = outgoing(conv, a!, "same-id");
     const [r1] = await store([first]);
     const results = await store([outgoing(conv, a!, "same-id", { content: "changed" }), outgoing(conv, b!), outgoing(conv, b!, "b-dup"), outgoing(conv, b!, "b-dup")]);
@@ -160,8 +144,8 @@ describe("storeMessages", () => {
   });
 
   test("rejects messages for a missing conversation or from a non-participant, storing the rest", async () => {
-    const [a, b, stranger] = await users(3);
-    const conv = await conversation([a!, b!]);
+    const [a, b, stranger] = await insertUsers(db, 3);
+    const conv = await insertConversation(db, [a!, b!]);
     const results = await store([outgoing(randomUUID(), a!), outgoing(conv, stranger!), outgoing(conv, a!)]);
     expect(results[0]).toMatchObject({ ok: false, reason: "conversation_not_found" });
     expect(results[1]).toMatchObject({ ok: false, reason: "sender_not_participant" });
@@ -169,8 +153,8 @@ describe("storeMessages", () => {
   });
 
   test("concurrent transactions on one conversation still get gapless seqs and positions", async () => {
-    const members = await users(5);
-    const conv = await conversation(members);
+    const members = await insertUsers(db, 5);
+    const conv = await insertConversation(db, members);
     const msgs = Array.from({ length: 40 }, (_, i) => outgoing(conv, members[i % members.length]!));
     await Promise.all(msgs.map((m) => store([m])));
     const seqs = (await db.selectFrom("messages").select("seq").where("conversation_id", "=", conv).execute()).map((r) => Number(r.seq)).sort((x, y) => x - y);
@@ -182,8 +166,8 @@ describe("storeMessages", () => {
   });
 
   test("throughput: a batch of 100 messages in one transaction", async () => {
-    const members = await users(3);
-    const convs = await Promise.all(Array.from({ length: 10 }, () => conversation(members)));
+    const members = await insertUsers(db, 3);
+    const convs = await Promise.all(Array.from({ length: 10 }, () => insertConversation(db, members)));
     await store([outgoing(convs[0]!, members[0]!)]); // warm up
     const runs: number[] = [];
     for (let run = 0; run < 5; run++) {
@@ -202,8 +186,8 @@ describe("InlineQueue", () => {
   test("stores before it returns, then announces each inbox event on the bus", async () => {
     const bus = new InProcessBus();
     const queue = new InlineQueue({ db, bus, subjectPrefix: PREFIX, clock: { now: () => new Date() }, logger });
-    const [a, b] = await users(2);
-    const conv = await conversation([a!, b!]);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
     const seen: Record<string, InboxNoticeWire[]> = { [a!]: [], [b!]: [] };
     for (const u of [a!, b!]) bus.subscribe(userSubject(PREFIX, u), (p) => seen[u]!.push(decodeNotice(p)));
 
@@ -226,8 +210,8 @@ describe("InlineQueue", () => {
 
   test("throws MessageRejectedError when the sender is no longer a participant", async () => {
     const queue = new InlineQueue({ db, bus: new InProcessBus(), subjectPrefix: PREFIX, clock: { now: () => new Date() }, logger });
-    const [a, b] = await users(2);
-    const conv = await conversation([a!, b!]);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
     await db.updateTable("conversation_participants").set({ left_at: new Date() }).where("user_id", "=", a!).execute();
     const err = await queue.publish(outgoing(conv, a!)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MessageRejectedError);

@@ -13,6 +13,7 @@ import { NatsBus } from "./bus.js";
 import { JetStreamQueue, messageSubject, natsMsgId } from "./jetstream-queue.js";
 import { decodeNotice, messageIdFor, QueueUnavailableError, userSubject, type InboxNoticeWire, type OutgoingMessage } from "./message-queue.js";
 import { MessageWorker, type WorkerHooks } from "./message-worker.js";
+import { insertConversation, insertUsers } from "../tests/helpers/fixtures.js";
 
 // JetStream is always tested against a real server: NATS_URL, else the one
 // every dev machine and CI runs on 127.0.0.1.
@@ -46,24 +47,7 @@ afterAll(async () => {
 
 // ---- helpers ---------------------------------------------------------------------
 
-let phone = 14155560000 + Math.floor(Math.random() * 1000) * 1000;
-async function users(n: number): Promise<string[]> {
-  const rows = await db
-    .insertInto("users")
-    .values(Array.from({ length: n }, () => ({ phone_number: `+${++phone}` })))
-    .returning("id")
-    .execute();
-  return rows.map((r) => r.id);
-}
 
-async function conversation(members: string[]): Promise<string> {
-  const { id } = await db.insertInto("conversations").values({ is_group: true }).returning("id").executeTakeFirstOrThrow();
-  await db
-    .insertInto("conversation_participants")
-    .values(members.map((user_id) => ({ conversation_id: id, user_id })))
-    .execute();
-  return id;
-}
 
 function outgoing(conversationId: string, senderId: string, clientMessageId: string = randomUUID()): OutgoingMessage {
   return {
@@ -159,8 +143,8 @@ describe("JetStream queue and message worker", () => {
 
   test("200 messages from 4 concurrent senders: seq 1..200 gapless, each sender's order kept, inbox and notices per participant", async () => {
     const queue = await newQueue();
-    const members = await users(5); // 4 senders and one who only reads
-    const conv = await conversation(members);
+    const members = await insertUsers(db, 5); // 4 senders and one who only reads
+    const conv = await insertConversation(db, members);
     const bus = new NatsBus(nc, logger);
     const notices = new Map<string, InboxNoticeWire[]>(members.map((u) => [u, []]));
     let firstNoticeFound: Promise<boolean> | undefined;
@@ -218,8 +202,8 @@ describe("JetStream queue and message worker", () => {
   test("a publish repeated within the duplicate window, and one after it, are stored once", async () => {
     const queue = await newQueue();
     const registry = new Registry();
-    const [a, b] = await users(2);
-    const conv = await conversation([a!, b!]);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
     const m = outgoing(conv, a!);
     await queue.publish(m);
     await queue.publish(m); // a client retry within the window
@@ -241,8 +225,8 @@ describe("JetStream queue and message worker", () => {
 
   test("a crash between commit and ack: redelivered after ack_wait, a restarted worker stores no second copy", async () => {
     const queue = await newQueue(2000);
-    const [a, b] = await users(2);
-    const conv = await conversation([a!, b!]);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
     const msgs = [outgoing(conv, a!), outgoing(conv, b!), outgoing(conv, a!)];
     for (const m of msgs) await queue.publish(m);
 
@@ -276,8 +260,8 @@ describe("JetStream queue and message worker", () => {
 
   test("messages sent while no worker runs are all stored, once and in order, when one starts", async () => {
     const queue = await newQueue();
-    const [a, b] = await users(2);
-    const conv = await conversation([a!, b!]);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
     const msgs = Array.from({ length: 50 }, (_, i) => outgoing(conv, i % 2 ? a! : b!));
     for (const m of msgs) await queue.publish(m);
     const info = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
@@ -294,9 +278,9 @@ describe("JetStream queue and message worker", () => {
   test("messages that can never be stored are dead-lettered and terminated, not redelivered; the rest of the batch is stored", async () => {
     const queue = await newQueue(1500);
     const registry = new Registry();
-    const [a, b, stranger] = await users(3);
-    const conv = await conversation([a!, b!]);
-    const doomed = await conversation([a!, b!]);
+    const [a, b, stranger] = await insertUsers(db, 3);
+    const conv = await insertConversation(db, [a!, b!]);
+    const doomed = await insertConversation(db, [a!, b!]);
     await queue.publish(outgoing(doomed, a!));
     await db.deleteFrom("conversations").where("id", "=", doomed).execute();
     await queue.publish(outgoing(conv, stranger!));
@@ -323,8 +307,8 @@ describe("JetStream queue and message worker", () => {
 
   test("a message the database refuses (a data error) is isolated from its batch and dead-lettered; its neighbours are stored", async () => {
     const queue = await newQueue();
-    const [a, b] = await users(2);
-    const conv = await conversation([a!, b!]);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
     const before = outgoing(conv, a!);
     const bad = { ...outgoing(conv, b!), replyToMessageId: randomUUID() }; // no such message: foreign key violation
     const after = outgoing(conv, a!);
@@ -344,8 +328,8 @@ describe("JetStream queue and message worker", () => {
 
   test("a database outage: the worker holds the batch, retries, and stores everything in order once it is back", async () => {
     const queue = await newQueue(2000);
-    const [a, b] = await users(2);
-    const conv = await conversation([a!, b!]);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
     const outage = { on: true, failures: 0 };
     const failing: KyselyPlugin = {
       transformQuery(args) {
@@ -385,8 +369,8 @@ describe("JetStream queue and message worker", () => {
   });
 
   test("publish fails fast with QueueUnavailableError when NATS cannot take the message", async () => {
-    const [a, b] = await users(2);
-    const conv = await conversation([a!, b!]);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
     const closed = await connect({ servers: NATS.split(",") });
     const queue = new JetStreamQueue({ nc: closed, subjectPrefix: `wt${randomBytes(5).toString("hex")}`, logger });
     streams.push(queue.names.stream);

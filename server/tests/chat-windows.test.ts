@@ -1,8 +1,8 @@
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { AuthService } from "../../gen/auth/auth_pb.js";
 import { ChatService, ParticipantRole } from "../../gen/chat/chat_pb.js";
+import { bearerTransport, login } from "./helpers/login.js";
 import { FakeClock, startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // Time-bound rules of ChatService (edit and delete windows) with a clock the
@@ -25,16 +25,8 @@ afterAll(async () => {
 
 let next = 100;
 async function user(): Promise<{ id: string; chat: Client<typeof ChatService> }> {
-  const phone = `+1415557${String(next++).padStart(4, "0")}`;
-  const auth = createClient(AuthService, createConnectTransport({ baseUrl: s.url, httpVersion: "1.1" }));
-  await auth.sendOTP({ phoneNumber: phone });
-  const res = await auth.verifyOTP({ phoneNumber: phone, otpCode: "123456" });
-  const transport = createConnectTransport({
-    baseUrl: s.url,
-    httpVersion: "1.1",
-    interceptors: [(nextCall) => (req) => (req.header.set("authorization", `Bearer ${res.accessToken}`), nextCall(req))],
-  });
-  return { id: res.user!.id, chat: createClient(ChatService, transport) };
+  const u = await login(s.url, `+1415557${String(next++).padStart(4, "0")}`);
+  return { id: u.id, chat: createClient(ChatService, bearerTransport(s.url, u.accessToken)) };
 }
 
 async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {

@@ -1,8 +1,7 @@
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { AuthService } from "../../gen/auth/auth_pb.js";
 import { ChatService, ParticipantRole, ReceiptState, type Message } from "../../gen/chat/chat_pb.js";
+import { bearerTransport, login } from "./helpers/login.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // chat.ChatService over real clients: curl-style JSON for the original four
@@ -27,21 +26,8 @@ interface U {
 }
 
 async function newUser(): Promise<U> {
-  const phone = `+1415556${String(nextNumber++).padStart(4, "0")}`;
-  const auth = createClient(AuthService, createConnectTransport({ baseUrl: s.url, httpVersion: "1.1" }));
-  await auth.sendOTP({ phoneNumber: phone });
-  const res = await auth.verifyOTP({ phoneNumber: phone, otpCode: "123456" });
-  const token = res.accessToken;
-  const chat = createClient(ChatService, createGrpcTransport({ baseUrl: s.url }));
-  const withAuth = new Proxy(chat, {
-    get(target, prop) {
-      const fn = (target as unknown as Record<string | symbol, unknown>)[prop];
-      if (typeof fn !== "function") return fn;
-      return (req: unknown, opts: { headers?: Record<string, string> } = {}) =>
-        (fn as (r: unknown, o: unknown) => unknown).call(target, req, { ...opts, headers: { authorization: `Bearer ${token}`, ...opts.headers } });
-    },
-  }) as Client<typeof ChatService>;
-  return { id: res.user!.id, phone, token, chat: withAuth };
+  const u = await login(s.url, `+1415556${String(nextNumber++).padStart(4, "0")}`);
+  return { id: u.id, phone: u.phone, token: u.accessToken, chat: createClient(ChatService, bearerTransport(s.url, u.accessToken, "grpc")) };
 }
 
 /** POSTs JSON the way curl does and returns status and parsed body. */
