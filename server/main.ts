@@ -1,3 +1,4 @@
+import { writeSync } from "node:fs";
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { ChatwireServer } from "./server.js";
@@ -8,7 +9,8 @@ async function main(): Promise<void> {
     config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`chatwire: configuration error: ${err.message}\n`);
+      // Synchronous: stderr to a pipe is asynchronous, and exit() would cut it off.
+      writeSync(2, `chatwire: configuration error: ${err.message}\n`);
       process.exit(2);
     }
     throw err;
@@ -40,6 +42,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`chatwire: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  writeSync(2, `chatwire: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

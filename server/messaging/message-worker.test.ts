@@ -17,7 +17,7 @@ import { insertConversation, insertUsers } from "../tests/helpers/fixtures.js";
 
 // JetStream is always tested against a real server: NATS_URL, else the one
 // every dev machine and CI runs on 127.0.0.1.
-const NATS = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const NATS = process.env.NATS_URL || "nats://127.0.0.1:4222";
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 let testDb: TestDatabase;

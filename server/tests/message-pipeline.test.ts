@@ -8,7 +8,7 @@ import { decodeNotice, messageIdFor, userSubject, type InboxNoticeWire, type Out
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // The JetStream wiring is always tested: NATS_URL, else the NATS every machine runs on 127.0.0.1.
-const NATS = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const NATS = process.env.NATS_URL || "nats://127.0.0.1:4222";
 
 const running: TestServer[] = [];
 afterEach(async () => {

@@ -65,7 +65,8 @@ function spawnChatwire(vars: Record<string, string | undefined>): ChatwireProces
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
+    // "close", not "exit": only then has everything the process wrote to stdout/stderr arrived.
+    child.once("close", (code, signal) => resolve({ code, signal })),
   );
   const listening = new Promise<{ port: number; line: LogLine }>((resolve, reject) => {
     createInterface({ input: child.stdout }).on("line", (text) => {
