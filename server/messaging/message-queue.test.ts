@@ -12,7 +12,7 @@ import { InProcessBus } from "./bus.js";
 import { InlineQueue } from "./inline-queue.js";
 import { queueNames } from "./jetstream-queue.js";
 import { decodeNotice, MessageRejectedError, messageIdFor, userSubject, type InboxNoticeWire, type OutgoingMessage } from "./message-queue.js";
-import { insertConversation, insertUsers } from "../tests/helpers/fixtures.js";
+import { insertConversation, insertUsers, outgoing } from "../tests/helpers/fixtures.js";
 
 const logger = pino({ level: "silent" });
 const PREFIX = "unit";
@@ -61,24 +61,6 @@ afterAll(async () => {
   await handle?.close();
   await testDb?.drop();
 });
-
-
-
-function outgoing(conversationId: string, senderId: string, clientMessageId: string = randomUUID(), extra: Partial<OutgoingMessage> = {}): OutgoingMessage {
-  return {
-    id: messageIdFor(senderId, clientMessageId),
-    conversationId,
-    senderId,
-    clientMessageId,
-    content: `hello ${clientMessageId}`,
-    mediaUrl: "",
-    mediaType: "",
-    replyToMessageId: null,
-    mentionUserIds: [],
-    sentAt: new Date().toISOString(),
-    ...extra,
-  };
-}
 
 const store = (msgs: OutgoingMessage[], now = new Date()) => db.transaction().execute((trx) => storeMessages(trx, msgs, now));
 

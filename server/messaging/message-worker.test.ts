@@ -11,9 +11,9 @@ import type { Database } from "../db/schema.js";
 import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
 import { NatsBus } from "./bus.js";
 import { JetStreamQueue, messageSubject, natsMsgId } from "./jetstream-queue.js";
-import { decodeNotice, messageIdFor, QueueUnavailableError, userSubject, type InboxNoticeWire, type OutgoingMessage } from "./message-queue.js";
+import { decodeNotice, QueueUnavailableError, userSubject, type InboxNoticeWire } from "./message-queue.js";
 import { MessageWorker, type WorkerHooks } from "./message-worker.js";
-import { insertConversation, insertUsers } from "../tests/helpers/fixtures.js";
+import { insertConversation, insertUsers, outgoing } from "../tests/helpers/fixtures.js";
 
 // JetStream is always tested against a real server: NATS_URL, else the one
 // every dev machine and CI runs on 127.0.0.1.
@@ -46,23 +46,6 @@ afterAll(async () => {
 });
 
 // ---- helpers ---------------------------------------------------------------------
-
-
-
-function outgoing(conversationId: string, senderId: string, clientMessageId: string = randomUUID()): OutgoingMessage {
-  return {
-    id: messageIdFor(senderId, clientMessageId),
-    conversationId,
-    senderId,
-    clientMessageId,
-    content: `hello ${clientMessageId}`,
-    mediaUrl: "",
-    mediaType: "",
-    replyToMessageId: null,
-    mentionUserIds: [],
-    sentAt: new Date().toISOString(),
-  };
-}
 
 /** A queue with its own stream and consumer (deleted in afterAll). */
 async function newQueue(ackWaitMs = 30_000): Promise<JetStreamQueue> {

@@ -1,5 +1,7 @@
+import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import type { Database } from "../../db/schema.js";
+import { messageIdFor, type OutgoingMessage } from "../../messaging/message-queue.js";
 
 // Rows the message-path tests need before any message moves: users and a
 // conversation of them, written straight to the database (test set-up only).
@@ -22,4 +24,26 @@ export async function insertConversation(db: Kysely<Database>, members: string[]
     .values(members.map((user_id) => ({ conversation_id: id, user_id })))
     .execute();
   return id;
+}
+
+/** What SendMessage would hand the queue for this sender and client id. */
+export function outgoing(
+  conversationId: string,
+  senderId: string,
+  clientMessageId: string = randomUUID(),
+  extra: Partial<OutgoingMessage> = {},
+): OutgoingMessage {
+  return {
+    id: messageIdFor(senderId, clientMessageId),
+    conversationId,
+    senderId,
+    clientMessageId,
+    content: `hello ${clientMessageId}`,
+    mediaUrl: "",
+    mediaType: "",
+    replyToMessageId: null,
+    mentionUserIds: [],
+    sentAt: new Date().toISOString(),
+    ...extra,
+  };
 }
