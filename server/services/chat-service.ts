@@ -268,6 +268,9 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
 
       // A retry after the queue's dedup window: the message is already stored.
       const already = await history.getMessageBySenderClientId(db, me, clientMessageId);
+      if (already && already.conversation_id !== conversationId) {
+        throw bad("client_message_id: already used for a message in another conversation; use a new id per message");
+      }
       if (already) return { message: await messageFor(already) };
 
       const sentAt = clock.now();

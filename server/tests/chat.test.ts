@@ -106,6 +106,9 @@ describe("messages", () => {
     await new Promise((r) => setTimeout(r, 200));
     const { messages } = await a.chat.listMessages({ conversationId: conversation!.id });
     expect(messages).toHaveLength(1);
+    // The same id for another conversation is a client bug, not a retry.
+    const other = (await a.chat.createConversation({ participantIds: [(await newUser()).id] })).conversation!.id;
+    expect(await codeOf(a.chat.sendMessage({ conversationId: other, content: "once", clientMessageId: "retry-me" }))).toBe(Code.InvalidArgument);
   });
 
   test("seq is gapless and in send order for one sender; paging both ways", async () => {
