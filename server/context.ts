@@ -1,4 +1,3 @@
-import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { OtpProvider } from "./auth/otp-provider.js";
 import type { SessionGuard } from "./auth/session-guard.js";
@@ -7,6 +6,7 @@ import type { Config } from "./config.js";
 import type { DatabaseHandle } from "./db/database.js";
 import type { HealthState } from "./health.js";
 import type { EventBus } from "./messaging/bus.js";
+import type { NatsLink } from "./messaging/nats.js";
 import type { MessageQueue } from "./messaging/message-queue.js";
 import type { Metrics } from "./metrics.js";
 
@@ -26,7 +26,7 @@ export interface AppContext {
   logger: Logger;
   database: DatabaseHandle;
   /** Present when NATS_URL is configured (production profile). */
-  nats: NatsConnection | undefined;
+  nats: NatsLink | undefined;
   /** Notices between instances: NATS subjects, or in-process when embedded. */
   bus: EventBus;
   /** Where SendMessage hands messages: JetStream with NATS, else stored inline. */

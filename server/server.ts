@@ -1,6 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import { systemClock, type AppContext, type Clock } from "./context.js";
@@ -12,7 +11,7 @@ import { deadlineInterceptor } from "./interceptors/deadline.js";
 import { observabilityInterceptor } from "./interceptors/observability.js";
 import { Listener } from "./listener.js";
 import { createLogger } from "./logger.js";
-import { connectNats, natsConnected } from "./messaging/nats.js";
+import { NatsLink } from "./messaging/nats.js";
 import { Metrics } from "./metrics.js";
 import { registerRoutes } from "./routes.js";
 import { peerKey } from "./auth/auth-context.js";
@@ -67,15 +66,16 @@ export class ChatwireServer {
     const logger = opts.logger ?? createLogger(config.logLevel);
     const started = Date.now();
     const database = opts.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger }));
-    let nats: NatsConnection | undefined;
+    let nats: NatsLink | undefined;
     let jetStreamQueue: JetStreamQueue | undefined;
     let jwtSecret: string;
     try {
       await migrateToLatest(database.db, logger);
       if (config.natsUrl) {
-        nats = await connectNats(config.natsUrl, `chatwire-${process.pid}`, logger);
+        nats = await NatsLink.connect(config.natsUrl, `chatwire-${process.pid}`, logger);
         jetStreamQueue = new JetStreamQueue({
-          nc: nats,
+          nc: nats.nc,
+          connected: () => nats!.connected(),
           subjectPrefix: config.natsSubjectPrefix,
           logger,
           ackWaitMs: config.worker.ackWaitSeconds * 1000,
@@ -84,12 +84,12 @@ export class ChatwireServer {
       }
       jwtSecret = await resolveJwtSecret(config, logger);
     } catch (err) {
-      await nats?.close();
+      await nats?.nc.close();
       if (!opts.database) await database.close();
       throw err;
     }
     const clock = opts.clock ?? systemClock;
-    const bus = opts.bus ?? (nats ? new NatsBus(nats, logger) : new InProcessBus());
+    const bus = opts.bus ?? (nats ? new NatsBus(nats.nc, logger) : new InProcessBus());
     const otp = opts.otp ?? createOtpProvider(config, logger);
     const shutdown = new AbortController();
     const messages: MessageQueue =
@@ -209,7 +209,7 @@ export class ChatwireServer {
       ready = false;
     }
     if (this.ctx.nats) {
-      const ok = natsConnected(this.ctx.nats);
+      const ok = this.ctx.nats.connected();
       checks.nats = ok ? "ok" : "disconnected";
       ready &&= ok;
     }
@@ -240,8 +240,8 @@ export class ChatwireServer {
     // NATS drains (the worker still acks what it stored).
     await this.worker?.stop().catch((err: unknown) => logger.warn({ err }, "stopping the message worker failed"));
     this.ctx.auth.guard.stop();
-    if (this.ctx.nats && !this.ctx.nats.isClosed()) {
-      await this.ctx.nats.drain().catch((err: unknown) => logger.warn({ err }, "NATS drain failed"));
+    if (this.ctx.nats && !this.ctx.nats.nc.isClosed()) {
+      await this.ctx.nats.nc.drain().catch((err: unknown) => logger.warn({ err }, "NATS drain failed"));
     }
     if (this.ownsDatabase) await this.ctx.database.close();
     logger.info({ ms: Date.now() - started }, "chatwire stopped");

@@ -34,6 +34,8 @@ export function natsMsgId(senderId: string, clientMessageId: string): string {
 
 export interface JetStreamQueueOptions {
   nc: NatsConnection;
+  /** Whether NATS is connected right now (NatsLink.connected); default: what the connection itself tells. */
+  connected?: () => boolean;
   subjectPrefix: string;
   logger: Logger;
   /** How long publish() waits for JetStream's ack before QueueUnavailableError. Default 5 s. */
@@ -155,7 +157,7 @@ export class JetStreamQueue implements MessageQueue {
     // Not connected: answer now. The client drops its outgoing buffer on each
     // reconnect attempt, so waiting out the timeout would only delay the same answer.
     if (nc.isClosed() || nc.isDraining()) throw new QueueUnavailableError("NATS connection is closed");
-    if (!natsConnected(nc)) throw new QueueUnavailableError("NATS is not connected");
+    if (!this.isConnected()) throw new QueueUnavailableError("NATS is not connected");
     try {
       await this.js.publish(messageSubject(this.opts.subjectPrefix, msg.conversationId), encodeOutgoing(msg), {
         msgID: natsMsgId(msg.senderId, msg.clientMessageId),
@@ -172,7 +174,11 @@ export class JetStreamQueue implements MessageQueue {
   }
 
   ready(): boolean {
-    return this.provisioned && natsConnected(this.opts.nc);
+    return this.provisioned && this.isConnected();
+  }
+
+  private isConnected(): boolean {
+    return this.opts.connected ? this.opts.connected() : natsConnected(this.opts.nc);
   }
 }
 

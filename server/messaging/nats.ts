@@ -2,37 +2,44 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 
 /**
- * Connections made by connectNats() that lost their server and have not
- * reconnected yet. The client keeps its last server selected while it
- * reconnects, so getServer() alone cannot tell.
+ * A NATS connection that keeps reconnecting forever (a NATS restart must not
+ * take the API down, only make /readyz answer 503 until it is back) and knows
+ * whether it is connected right now: the client keeps its last server selected
+ * while it reconnects, so getServer() alone cannot tell.
  */
-const disconnected = new WeakSet<NatsConnection>();
+export class NatsLink {
+  private disconnected = false;
 
-/**
- * Connects to NATS and keeps reconnecting forever: a NATS restart must not
- * take the API down, only make /readyz answer 503 until it is back.
- */
-export async function connectNats(servers: string, name: string, logger: Logger): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: servers.split(",").map((s) => s.trim()),
-    name,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
-  });
-  logger.info({ server: nc.getServer() }, "connected to NATS");
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === "disconnect") disconnected.add(nc);
-      else if (s.type === "reconnect") disconnected.delete(nc);
-      if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") {
-        logger.warn({ nats: s.type, server: "server" in s ? s.server : undefined }, "NATS connection status");
+  private constructor(readonly nc: NatsConnection) {}
+
+  static async connect(servers: string, name: string, logger: Logger): Promise<NatsLink> {
+    const nc = await connect({
+      servers: servers.split(",").map((s) => s.trim()),
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+    });
+    logger.info({ server: nc.getServer() }, "connected to NATS");
+    const link = new NatsLink(nc);
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect") link.disconnected = true;
+        else if (s.type === "reconnect") link.disconnected = false;
+        if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") {
+          logger.warn({ nats: s.type, server: "server" in s ? s.server : undefined }, "NATS connection status");
+        }
       }
-    }
-  })().catch(() => undefined);
-  return nc;
+    })().catch(() => undefined);
+    return link;
+  }
+
+  /** Connected now (not closed, not draining, not between reconnects). */
+  connected(): boolean {
+    return !this.disconnected && natsConnected(this.nc);
+  }
 }
 
-/** Connected now (not closed, not between reconnects). */
+/** What a bare connection can tell of itself: not closed or draining, a server selected. */
 export function natsConnected(nc: NatsConnection): boolean {
-  return !nc.isClosed() && !nc.isDraining() && !disconnected.has(nc) && nc.getServer() !== "";
+  return !nc.isClosed() && !nc.isDraining() && nc.getServer() !== "";
 }

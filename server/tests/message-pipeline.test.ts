@@ -84,7 +84,7 @@ describe("the message queue inside a running server", () => {
     const { conv, members } = await seedConversation(s.server, 2);
     const heard: InboxNoticeWire[] = [];
     for (const u of members) ctx.bus.subscribe(userSubject(ctx.config.natsSubjectPrefix, u), (p) => heard.push(decodeNotice(p)));
-    await ctx.nats?.flush();
+    await ctx.nats?.nc.flush();
     const msg = outgoing(conv, members[0]!);
     const { stored } = await ctx.messages.publish(msg);
     if (ctx.messages.kind === "inline") expect(stored).toMatchObject({ id: msg.id, seq: "1", duplicate: false });
