@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
 import type { Clock } from "../context.js";
+import { isUuid } from "../domain/ids.js";
 
 export type TokenKind = "access" | "refresh";
 
@@ -31,7 +32,6 @@ export interface TokenSettings {
 }
 
 const ISSUER = "chatwire";
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // Different audiences and `typ` headers: an access token is never a refresh token, nor the reverse.
 const AUDIENCE: Record<TokenKind, string> = { access: "chatwire-api", refresh: "chatwire-refresh" };
 const TYP: Record<TokenKind, string> = { access: "at+jwt", refresh: "rt+jwt" };
@@ -96,7 +96,7 @@ export class TokenService {
     }
     const sid = payload.sid;
     // Ids go to the database as uuids: anything else is refused here, not there.
-    if (typeof sid !== "string" || !UUID.test(sid) || typeof payload.sub !== "string" || !UUID.test(payload.sub)) {
+    if (typeof sid !== "string" || !isUuid(sid) || typeof payload.sub !== "string" || !isUuid(payload.sub)) {
       throw new TokenError("invalid_claims", `the ${kind} token lacks a session`);
     }
     return {

@@ -4,6 +4,7 @@ import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { QueueUnavailableError, type MessageQueue, type OutgoingMessage } from "./message-queue.js";
 import { natsConnected } from "./nats.js";
+import { isUuid } from "../domain/ids.js";
 
 /** NATS names owned by one deployment (config.natsSubjectPrefix). */
 export interface QueueNames {
@@ -190,7 +191,6 @@ export function encodeOutgoing(msg: OutgoingMessage): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(msg));
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Parses a queue message body; an Error names what is wrong (such a message is dead-lettered). */
 export function decodeOutgoing(data: Uint8Array): OutgoingMessage | Error {
@@ -203,16 +203,16 @@ export function decodeOutgoing(data: Uint8Array): OutgoingMessage | Error {
   if (typeof v !== "object" || v === null) return new Error("not a JSON object");
   const o = v as Record<string, unknown>;
   for (const f of ["id", "conversationId", "senderId"] as const) {
-    if (typeof o[f] !== "string" || !UUID.test(o[f])) return new Error(`${f}: not a UUID`);
+    if (typeof o[f] !== "string" || !isUuid(o[f])) return new Error(`${f}: not a UUID`);
   }
   for (const f of ["clientMessageId", "content", "mediaUrl", "mediaType", "sentAt"] as const) {
     if (typeof o[f] !== "string") return new Error(`${f}: not a string`);
   }
   if (o.clientMessageId === "") return new Error("clientMessageId: empty");
-  if (o.replyToMessageId !== null && (typeof o.replyToMessageId !== "string" || !UUID.test(o.replyToMessageId))) {
+  if (o.replyToMessageId !== null && (typeof o.replyToMessageId !== "string" || !isUuid(o.replyToMessageId))) {
     return new Error("replyToMessageId: not a UUID or null");
   }
-  if (!Array.isArray(o.mentionUserIds) || o.mentionUserIds.some((u) => typeof u !== "string" || !UUID.test(u))) {
+  if (!Array.isArray(o.mentionUserIds) || o.mentionUserIds.some((u) => typeof u !== "string" || !isUuid(u))) {
     return new Error("mentionUserIds: not a list of UUIDs");
   }
   return {

@@ -15,8 +15,8 @@ import { TokenError, hashToken, type TokenClaims } from "../auth/tokens.js";
 import type { AppContext } from "../context.js";
 import * as store from "../db/auth-store.js";
 import type { User, UserDevice } from "../db/schema.js";
+import { isUuid } from "../domain/ids.js";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** auth.AuthService: the original six RPCs, wire-compatible, plus ListSessions and RevokeSession. */
 export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthService> {
@@ -232,7 +232,7 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
     async revokeSession(req, hc) {
       const caller = callerOf(hc);
       const id = req.sessionId.trim();
-      if (!UUID.test(id)) throw new ConnectError("session_id: must be a session id from ListSessions", Code.InvalidArgument);
+      if (!isUuid(id)) throw new ConnectError("session_id: must be a session id from ListSessions", Code.InvalidArgument);
       if (await store.revokeSession(db, id, "revoked", clock.now(), caller.userId)) {
         guard.revoked([id]);
         return { success: true };

@@ -24,8 +24,8 @@ import type { Transaction } from "kysely";
 import { insertSystemMessage } from "../db/message-store.js";
 import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
+import { isUuid } from "../domain/ids.js";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const PAGE_DEFAULT = 50;
 const PAGE_MAX = 100;
 const MAX_EMOJI = 16;
@@ -50,7 +50,7 @@ function requireAdmin(my: convs.ParticipantRow): void {
 
 function uuidField(field: string, value: string): string {
   const v = value.trim();
-  if (!UUID.test(v)) throw bad(`${field}: "${value}" is not a valid id (a UUID)`);
+  if (!isUuid(v)) throw bad(`${field}: "${value}" is not a valid id (a UUID)`);
   return v.toLowerCase();
 }
 
@@ -726,7 +726,7 @@ function decodePageToken(token: string): { at: Date; id: string } {
   try {
     const { at, id } = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { at: string; id: string };
     const date = new Date(at);
-    if (Number.isNaN(date.getTime()) || typeof id !== "string" || !UUID.test(id)) throw new Error("bad token");
+    if (Number.isNaN(date.getTime()) || typeof id !== "string" || !isUuid(id)) throw new Error("bad token");
     return { at: date, id };
   } catch {
     throw bad("page_token: not a token from a previous GetConversations page");
