@@ -11,7 +11,6 @@ import {
   FieldDescriptorProto_Type,
   FieldDescriptorProtoSchema,
   FileDescriptorProtoSchema,
-  FileDescriptorSetSchema,
   file_google_protobuf_timestamp,
 } from "@bufbuild/protobuf/wkt";
 import type { FileDescriptorProto } from "@bufbuild/protobuf/wkt";
@@ -26,6 +25,7 @@ import {
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { registerReflection } from "./reflection-service.js";
+import { registryOf } from "../tests/helpers/reflection.js";
 
 // A proto2 file with an extension, built without json_name, to cover the
 // extension requests and json_name restoration (gen/ has no extensions).
@@ -196,21 +196,6 @@ function decodeFiles(res: GrpcResponse): FileDescriptorProto[] {
   );
 }
 
-// Like grpcurl: build a registry only from what reflection returned, every
-// import resolved from the returned files (dependencies first).
-function registryOf(protos: Iterable<FileDescriptorProto>) {
-  const byName = new Map([...protos].map((p) => [p.name, p]));
-  const ordered: FileDescriptorProto[] = [];
-  const visit = (name: string) => {
-    const proto = byName.get(name);
-    if (!proto) throw new Error(`reflection did not return dependency ${name}`);
-    if (ordered.includes(proto)) return;
-    proto.dependency.forEach(visit);
-    ordered.push(proto);
-  };
-  [...byName.keys()].forEach(visit);
-  return createFileRegistry(create(FileDescriptorSetSchema, { file: ordered }));
-}
 
 describe.each<Version>(["v1", "v1alpha"])("grpc.reflection.%s over @grpc/grpc-js", (version) => {
   it("lists every service and echoes host and original request", async () => {

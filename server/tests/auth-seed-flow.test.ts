@@ -2,8 +2,6 @@ import { createRequire } from "node:module";
 import { loadSync } from "@grpc/proto-loader";
 import * as grpc from "@grpc/grpc-js";
 import {
-  create,
-  createFileRegistry,
   fromBinary,
   fromJson,
   fromJsonString,
@@ -15,11 +13,11 @@ import {
   type JsonObject,
   type JsonValue,
   type Message,
-  type Registry,
 } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import { FileDescriptorProtoSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FakeClock, startTestServer, type TestServer } from "./helpers/test-server.js";
+import { registryOf } from "./helpers/reflection.js";
 
 /**
  * The original Postman collection's login flow, with its request bodies
@@ -177,20 +175,6 @@ function reflect(client: ReflectionClient, request: ReflectionRequest): Promise<
   });
 }
 
-/** Like Postman and grpcurl: a registry from the returned files only, imports resolved among them. */
-function registryOf(protos: FileDescriptorProto[]): Registry {
-  const byName = new Map(protos.map((p) => [p.name, p]));
-  const ordered: FileDescriptorProto[] = [];
-  const visit = (name: string) => {
-    const proto = byName.get(name);
-    if (!proto) throw new Error(`reflection did not return dependency ${name}`);
-    if (ordered.includes(proto)) return;
-    proto.dependency.forEach(visit);
-    ordered.push(proto);
-  };
-  protos.forEach((p) => visit(p.name));
-  return createFileRegistry(create(FileDescriptorSetSchema, { file: ordered }));
-}
 
 /** How Postman shows a response: proto field names, every field (defaults too). */
 const POSTMAN_JSON = { useProtoFieldName: true, alwaysEmitImplicit: true } as const;
@@ -261,6 +245,21 @@ let postmanSteps: Step[];
 let curl: CurlClient;
 let curlSteps: Step[];
 
+// What both clients must see for SendOTP, and the fields of VerifyOTP's answer in order.
+const SEND_OTP_ANSWER = {
+  ok: true,
+  body: { message: "OTP sent successfully", retry_after_seconds: 30, expires_in_seconds: 600, attempts_left: 5 },
+};
+const VERIFY_OTP_FIELDS = [
+  "user",
+  "access_token",
+  "refresh_token",
+  "session_id",
+  "is_new_user",
+  "access_token_expires_at",
+  "refresh_token_expires_at",
+];
+
 describe("(a) Postman: @grpc/grpc-js with the schema learned by reflection", () => {
   afterAll(() => postman?.channel.close());
 
@@ -297,19 +296,8 @@ describe("(a) Postman: @grpc/grpc-js with the schema learned by reflection", () 
     expect(postman, "reflection step failed").toBeDefined();
     postmanSteps = await seedFlow(postman, SEED_PHONE);
     // What Postman shows for the first two steps.
-    expect(postmanSteps[0]!.answer).toEqual({
-      ok: true,
-      body: { message: "OTP sent successfully", retry_after_seconds: 30, expires_in_seconds: 600, attempts_left: 5 },
-    });
-    expect(Object.keys(okBody(postmanSteps[1]!.answer))).toEqual([
-      "user",
-      "access_token",
-      "refresh_token",
-      "session_id",
-      "is_new_user",
-      "access_token_expires_at",
-      "refresh_token_expires_at",
-    ]);
+    expect(postmanSteps[0]!.answer).toEqual(SEND_OTP_ANSWER);
+    expect(Object.keys(okBody(postmanSteps[1]!.answer))).toEqual(VERIFY_OTP_FIELDS);
     expect(okBody(postmanSteps[1]!.answer).is_new_user).toBe(true);
   });
 });
@@ -326,19 +314,8 @@ describe("(b) curl: plain JSON POST over HTTP/1.1", () => {
     const failures = curlSteps.filter((step) => !step.answer.ok);
     expect(failures.map((step) => step.rpc)).toEqual(["RefreshToken"]);
 
-    expect(curlSteps[0]!.answer).toEqual({
-      ok: true,
-      body: { message: "OTP sent successfully", retry_after_seconds: 30, expires_in_seconds: 600, attempts_left: 5 },
-    });
-    expect(Object.keys(okBody(curlSteps[1]!.answer))).toEqual([
-      "user",
-      "access_token",
-      "refresh_token",
-      "session_id",
-      "is_new_user",
-      "access_token_expires_at",
-      "refresh_token_expires_at",
-    ]);
+    expect(curlSteps[0]!.answer).toEqual(SEND_OTP_ANSWER);
+    expect(Object.keys(okBody(curlSteps[1]!.answer))).toEqual(VERIFY_OTP_FIELDS);
     // ValidateToken of garbage: every field present, at its default.
     expect(curlSteps[3]).toEqual({
       rpc: "ValidateToken",

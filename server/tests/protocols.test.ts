@@ -12,7 +12,7 @@ import {
   ServerReflectionRequestSchema,
   type ServerReflectionResponse,
 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import { grpcJsBidi, grpcJsClient, grpcJsServerStream, grpcJsUnary } from "./helpers/grpc-js.js";
+import { grpcJsBidi, grpcJsClient, grpcJsServerStream, grpcJsUnary, firstMessage } from "./helpers/grpc-js.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 let s: TestServer;
@@ -103,12 +103,7 @@ describe("@grpc/grpc-js over h2c (what grpcurl, Postman and Node stubs use)", ()
   });
 
   test("health Watch streams", async () => {
-    const stream = grpcJsServerStream(client, Health.method.watch, { service: "" });
-    const first = await new Promise<Status>((resolve, reject) => {
-      stream.once("data", (m) => resolve(m.status));
-      stream.once("error", reject);
-    });
-    stream.cancel();
+    const first = (await firstMessage(grpcJsServerStream(client, Health.method.watch, { service: "" }))).status;
     expect(first).toBe(Status.SERVING);
   });
 

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ConfigError, loadConfig } from "../config.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/health/v1/health_pb.js";
 import { ServerReflection, ServerReflectionRequestSchema } from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import { grpcJsServerStream, grpcJsUnary } from "./helpers/grpc-js.js";
+import { grpcJsServerStream, grpcJsUnary, firstMessage } from "./helpers/grpc-js.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 const run = promisify(execFile);
@@ -209,12 +209,7 @@ describe("TLS (TLS_CERT_FILE, TLS_KEY_FILE)", () => {
     });
 
     test("health Watch streams", async () => {
-      const stream = grpcJsServerStream(client, Health.method.watch, { service: "" });
-      const first = await new Promise<Status>((resolve, reject) => {
-        stream.once("data", (m) => resolve(m.status));
-        stream.once("error", reject);
-      });
-      stream.cancel();
+      const first = (await firstMessage(grpcJsServerStream(client, Health.method.watch, { service: "" }))).status;
       expect(first).toBe(Status.SERVING);
     });
 

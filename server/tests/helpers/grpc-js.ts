@@ -46,3 +46,15 @@ export function grpcJsBidi<I extends DescMessage, O extends DescMessage>(
 ): grpc.ClientDuplexStream<MessageShape<I>, MessageShape<O>> {
   return client.makeBidiStreamRequest(path(method), serialize(method.input), deserialize(method.output));
 }
+
+/** The first message of a server stream, which is then canceled. */
+export async function firstMessage<T>(stream: grpc.ClientReadableStream<T>): Promise<T> {
+  try {
+    return await new Promise<T>((resolve, reject) => {
+      stream.once("data", resolve);
+      stream.once("error", reject);
+    });
+  } finally {
+    stream.cancel();
+  }
+}
