@@ -223,7 +223,7 @@ describe("JetStream queue and message worker", () => {
         },
       },
     });
-    await waitFor("the crashing worker committed", async () => committed === 3);
+    await waitFor("the crashing worker committed", async () => committed >= 3); // under load a redelivery may reach the crashing worker too
     expect(await messageCount(conv)).toBe(3);
     await crashing.stop(); // holds nothing: the "crashed" batch was neither acked nor naked
     const info = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
