@@ -9,6 +9,7 @@ import type { EventBus } from "./messaging/bus.js";
 import type { NatsLink } from "./messaging/nats.js";
 import type { MessageQueue } from "./messaging/message-queue.js";
 import type { Metrics } from "./metrics.js";
+import type { RealtimeHub } from "./realtime/hub.js";
 
 /** Wall clock, injected so tests can move time (OTP expiry, stories). */
 export interface Clock {
@@ -36,6 +37,8 @@ export interface AppContext {
     guard: SessionGuard;
     otp: OtpProvider;
   };
+  /** Live events to users' devices (streams, typing, presence, ephemeral fan-out). */
+  realtime: RealtimeHub;
   metrics: Metrics;
   health: HealthState;
   clock: Clock;

@@ -29,6 +29,7 @@ import { InlineQueue } from "./messaging/inline-queue.js";
 import { JetStreamQueue } from "./messaging/jetstream-queue.js";
 import type { MessageQueue } from "./messaging/message-queue.js";
 import { MessageWorker, type WorkerHooks } from "./messaging/message-worker.js";
+import { RealtimeHub } from "./realtime/hub.js";
 
 export interface CreateOptions {
   logger?: Logger;
@@ -110,6 +111,7 @@ export class ChatwireServer {
         guard: new SessionGuard(database.db, bus, config.auth.sessionCacheSeconds * 1000, clock, logger),
         otp,
       },
+      realtime: new RealtimeHub({ bus, subjectPrefix: config.natsSubjectPrefix, clock, logger }),
       metrics: new Metrics(),
       health: new HealthState(),
       clock,
