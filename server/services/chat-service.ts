@@ -10,7 +10,6 @@ import {
   ParticipantRole,
   ParticipantSchema,
   MessageReceiptSchema,
-  ReactionSchema,
   ReceiptState,
   type Conversation,
   type Message,
@@ -25,6 +24,7 @@ import { insertSystemMessage } from "../db/message-store.js";
 import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
 import { isUuid } from "../domain/ids.js";
+import { receiptState, toMessage } from "../domain/message-view.js";
 
 const PAGE_DEFAULT = 50;
 const PAGE_MAX = 100;
@@ -663,59 +663,6 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
 
 function maxSeq(a: string, b: string): string {
   return BigInt(a) >= BigInt(b) ? a : b;
-}
-
-function jsonIds(v: unknown): string[] {
-  if (Array.isArray(v)) return v.map(String);
-  if (typeof v === "string") {
-    try {
-      const parsed: unknown = JSON.parse(v);
-      return Array.isArray(parsed) ? parsed.map(String) : [];
-    } catch {
-      return [];
-    }
-  }
-  return [];
-}
-
-/** Sent / delivered to all / read by all, from the other participants' watermarks. */
-function receiptState(row: history.MessageRow, people: convs.ParticipantRow[]): ReceiptState {
-  if (row.kind !== "user") return ReceiptState.UNSPECIFIED;
-  const others = people.filter((p) => p.user_id !== row.sender_id);
-  const seq = BigInt(row.seq);
-  if (others.length === 0) return ReceiptState.READ;
-  if (others.every((p) => BigInt(p.last_read_seq) >= seq)) return ReceiptState.READ;
-  if (others.every((p) => BigInt(p.last_delivered_seq) >= seq)) return ReceiptState.DELIVERED;
-  return ReceiptState.SENT;
-}
-
-function toMessage(row: history.MessageRow, people: convs.ParticipantRow[], reactions: history.ReactionAgg[]): Message {
-  const byEmoji = new Map<string, string[]>();
-  for (const r of reactions) {
-    if (r.message_id !== row.id) continue;
-    byEmoji.set(r.emoji, [...(byEmoji.get(r.emoji) ?? []), r.user_id]);
-  }
-  const deleted = row.deleted_at !== null;
-  return create(MessageSchema, {
-    id: row.id,
-    conversationId: row.conversation_id,
-    senderId: row.sender_id ?? "",
-    content: deleted ? "" : row.content,
-    mediaUrl: deleted ? "" : row.media_url,
-    mediaType: deleted ? "" : row.media_type,
-    clientMessageId: row.client_message_id ?? "",
-    createdAt: row.created_at.toISOString(),
-    seq: BigInt(row.seq),
-    replyToMessageId: row.reply_to_message_id ?? "",
-    mentionUserIds: jsonIds(row.mention_user_ids),
-    editedAt: row.edited_at ? timestampFromDate(row.edited_at) : undefined,
-    deletedAt: row.deleted_at ? timestampFromDate(row.deleted_at) : undefined,
-    reactions: [...byEmoji].map(([emoji, userIds]) => create(ReactionSchema, { emoji, count: userIds.length, userIds })),
-    receiptState: receiptState(row, people),
-    kind: row.kind === "system" ? MessageKind.SYSTEM : MessageKind.USER,
-    systemEvent: row.system_event,
-    systemUserIds: jsonIds(row.system_user_ids),
-  });
 }
 
 function encodePageToken(at: Date, id: string): string {

@@ -14,7 +14,7 @@ import {
   type JsonValue,
   type Message,
 } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FakeClock, startTestServer, type TestServer } from "./helpers/test-server.js";
 import { registryOf } from "./helpers/reflection.js";

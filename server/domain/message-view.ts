@@ -1,0 +1,60 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { MessageKind, MessageSchema, ReactionSchema, ReceiptState, type Message } from "../../gen/chat/chat_pb.js";
+import type * as convs from "../db/conversation-store.js";
+import type * as history from "../db/history-store.js";
+
+function jsonIds(v: unknown): string[] {
+  if (Array.isArray(v)) return v.map(String);
+  if (typeof v === "string") {
+    try {
+      const parsed: unknown = JSON.parse(v);
+      return Array.isArray(parsed) ? parsed.map(String) : [];
+    } catch {
+      return [];
+    }
+  }
+  return [];
+}
+
+/** Sent / delivered to all / read by all, from the other participants' watermarks. */
+export function receiptState(row: history.MessageRow, people: convs.ParticipantRow[]): ReceiptState {
+  if (row.kind !== "user") return ReceiptState.UNSPECIFIED;
+  const others = people.filter((p) => p.user_id !== row.sender_id);
+  const seq = BigInt(row.seq);
+  if (others.length === 0) return ReceiptState.READ;
+  if (others.every((p) => BigInt(p.last_read_seq) >= seq)) return ReceiptState.READ;
+  if (others.every((p) => BigInt(p.last_delivered_seq) >= seq)) return ReceiptState.DELIVERED;
+  return ReceiptState.SENT;
+}
+
+/** How a stored message looks on the wire (ListMessages, the realtime stream). */
+export function toMessage(row: history.MessageRow, people: convs.ParticipantRow[], reactions: history.ReactionAgg[]): Message {
+  const byEmoji = new Map<string, string[]>();
+  for (const r of reactions) {
+    if (r.message_id !== row.id) continue;
+    byEmoji.set(r.emoji, [...(byEmoji.get(r.emoji) ?? []), r.user_id]);
+  }
+  const deleted = row.deleted_at !== null;
+  return create(MessageSchema, {
+    id: row.id,
+    conversationId: row.conversation_id,
+    senderId: row.sender_id ?? "",
+    content: deleted ? "" : row.content,
+    mediaUrl: deleted ? "" : row.media_url,
+    mediaType: deleted ? "" : row.media_type,
+    clientMessageId: row.client_message_id ?? "",
+    createdAt: row.created_at.toISOString(),
+    seq: BigInt(row.seq),
+    replyToMessageId: row.reply_to_message_id ?? "",
+    mentionUserIds: jsonIds(row.mention_user_ids),
+    editedAt: row.edited_at ? timestampFromDate(row.edited_at) : undefined,
+    deletedAt: row.deleted_at ? timestampFromDate(row.deleted_at) : undefined,
+    reactions: [...byEmoji].map(([emoji, userIds]) => create(ReactionSchema, { emoji, count: userIds.length, userIds })),
+    receiptState: receiptState(row, people),
+    kind: row.kind === "system" ? MessageKind.SYSTEM : MessageKind.USER,
+    systemEvent: row.system_event,
+    systemUserIds: jsonIds(row.system_user_ids),
+  });
+}
+
