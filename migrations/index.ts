@@ -2,6 +2,8 @@ import type { Migration } from 'kysely';
 import * as m0001 from './0001_initial.js';
 import * as m0002 from './0002_auth.js';
 import * as m0003 from './0003_chat.js';
+import * as m0004 from './0004_realtime.js';
+import * as m0005 from './0005_users_status.js';
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -9,4 +11,6 @@ export const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
   '0002_auth': m0002,
   '0003_chat': m0003,
+  '0004_realtime': m0004,
+  '0005_users_status': m0005,
 };

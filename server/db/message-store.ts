@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
 import type { InboxNotice, OutgoingMessage, RejectReason, StoredMessage } from "../messaging/message-queue.js";
+import { eventBody, messageFromOutgoing, systemMessageView } from "../realtime/events.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -130,15 +131,11 @@ export async function storeMessages(trx: Transaction<Database>, msgs: readonly O
       notices: [],
     };
     const from = events.length;
+    // Encoded once; every participant's frame shares it (only the position differs).
+    const body = eventBody({ case: "messageCreated", value: { $typeName: "realtime.MessageCreated", message: messageFromOutgoing(m, seq, createdAt) } }, now);
+    const payload = { seq, sender_id: m.senderId };
     for (const userId of members) {
-      events.push({
-        userId,
-        eventType: MESSAGE_CREATED,
-        conversationId: m.conversationId,
-        messageId: m.id,
-        seq,
-        payload: { seq, sender_id: m.senderId },
-      });
+      events.push({ userId, eventType: MESSAGE_CREATED, conversationId: m.conversationId, messageId: m.id, seq, payload, body });
     }
     eventSpans.push({ result, from, to: events.length });
     byKey.set(key, result);
@@ -191,6 +188,8 @@ export interface NewInboxEvent {
   seq?: string;
   /** Stored as the event's jsonb payload. */
   payload: Record<string, unknown>;
+  /** The realtime.Event without position, sent live (server/realtime/events.ts). */
+  body: Uint8Array;
 }
 
 /**
@@ -227,6 +226,7 @@ export async function appendInboxEvents(trx: Transaction<Database>, events: read
       conversationId: e.conversationId,
       messageId: e.messageId,
       ...(e.seq !== undefined ? { seq: e.seq } : {}),
+      body: e.body,
     };
   });
   const rows = events.map((e, i) => ({
@@ -274,6 +274,12 @@ export interface NewSystemMessage {
   userIds: string[];
   /** Who gets the inbox event: the participants who can see it. */
   recipients: string[];
+  /**
+   * Further events of the same change (participant added, conversation
+   * updated ...), appended after the message's, in the same single
+   * appendInboxEvents call: one lock pass over inbox positions per transaction.
+   */
+  extraEvents?: (seq: string) => NewInboxEvent[];
 }
 
 /**
@@ -306,16 +312,31 @@ export async function insertSystemMessage(
       created_at: now,
     })
     .execute();
+  const body = eventBody(
+    {
+      case: "messageCreated",
+      value: {
+        $typeName: "realtime.MessageCreated",
+        message: systemMessageView({ id, conversationId: m.conversationId, actorId: m.actorId, event: m.event, userIds: m.userIds, seq: String(seq), createdAt: now }),
+      },
+    },
+    now,
+  );
+  const payload = { seq: String(seq), sender_id: m.actorId, system_event: m.event };
   const notices = await appendInboxEvents(
     trx,
-    [...new Set(m.recipients)].map((userId) => ({
-      userId,
-      eventType: MESSAGE_CREATED,
-      conversationId: m.conversationId,
-      messageId: id,
-      seq: String(seq),
-      payload: { seq: String(seq), sender_id: m.actorId, system_event: m.event },
-    })),
+    [
+      ...[...new Set(m.recipients)].map((userId) => ({
+        userId,
+        eventType: MESSAGE_CREATED,
+        conversationId: m.conversationId,
+        messageId: id,
+        seq: String(seq),
+        payload,
+        body,
+      })),
+      ...(m.extraEvents?.(String(seq)) ?? []),
+    ],
     now,
   );
   return { id, seq: String(seq), notices };

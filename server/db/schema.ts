@@ -157,6 +157,19 @@ export interface HiddenMessagesTable {
 export interface InboxPositionsTable {
   user_id: string;
   last_position: GeneratedInt8;
+  /** Events at or below this position were pruned: a resume from before it must resync. */
+  pruned_through: GeneratedInt8;
+}
+
+/** One open Subscribe stream (presence across instances). */
+export interface PresenceStreamsTable {
+  stream_id: string;
+  user_id: string;
+  session_id: string;
+  instance_id: string;
+  opened_at: Date;
+  /** Renewed by the stream's instance; a row past it belongs to a dead instance. */
+  expires_at: Date;
 }
 
 /** Per-user ordered events that a device's Subscribe(since) replays. */
@@ -183,6 +196,74 @@ export interface DeadLettersTable {
   created_at: Generated<Date>;
 }
 
+// ---- 0005_users_status ---------------------------------------------------------
+
+/** A registered user in another user's address book. */
+export interface ContactsTable {
+  user_id: string;
+  contact_user_id: string;
+  /** E.164. */
+  contact_phone_number: string;
+  display_name_override: Generated<string>;
+  created_at: Generated<Date>;
+}
+
+export interface BlockedUsersTable {
+  blocker_id: string;
+  blocked_id: string;
+  created_at: Generated<Date>;
+}
+
+/** 'everyone' | 'contacts' | 'nobody' per setting; no row means the defaults. */
+export interface PrivacySettingsTable {
+  user_id: string;
+  last_seen: Generated<string>;
+  profile_photo: Generated<string>;
+  about: Generated<string>;
+  status: Generated<string>;
+  read_receipts: Generated<boolean>;
+  updated_at: Generated<Date>;
+}
+
+export interface StatusUpdatesTable {
+  id: Generated<string>;
+  user_id: string;
+  /** 'text' | 'image' | 'video'. */
+  content_type: string;
+  content: Generated<string>;
+  media_url: Generated<string>;
+  caption: Generated<string>;
+  background_color: Generated<string>;
+  /** status.StatusFont number. */
+  font: Generated<number>;
+  /** 'contacts' | 'except' | 'only'. */
+  audience: Generated<string>;
+  created_at: Date;
+  expires_at: Date;
+}
+
+export interface StatusAudienceTable {
+  status_id: string;
+  user_id: string;
+}
+
+export interface StatusViewsTable {
+  status_id: string;
+  viewer_id: string;
+  viewed_at: Date;
+}
+
+export interface StatusRepliesTable {
+  message_id: string;
+  status_id: string;
+  status_author_id: string;
+  replier_id: string;
+  conversation_id: string;
+  status_content_type: string;
+  status_content: string;
+  created_at: Date;
+}
+
 export interface Database {
   users: UsersTable;
   user_devices: UserDevicesTable;
@@ -196,7 +277,15 @@ export interface Database {
   hidden_messages: HiddenMessagesTable;
   inbox_positions: InboxPositionsTable;
   inbox: InboxTable;
+  presence_streams: PresenceStreamsTable;
   dead_letters: DeadLettersTable;
+  contacts: ContactsTable;
+  blocked_users: BlockedUsersTable;
+  privacy_settings: PrivacySettingsTable;
+  status_updates: StatusUpdatesTable;
+  status_audience: StatusAudienceTable;
+  status_views: StatusViewsTable;
+  status_replies: StatusRepliesTable;
 }
 
 export type User = Selectable<UsersTable>;

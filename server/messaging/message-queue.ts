@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { decodeFrame, eventFrame } from "../realtime/wire.js";
 import type { EventBus } from "./bus.js";
 
 /** A user message accepted by SendMessage, on its way to being stored. */
@@ -92,14 +93,16 @@ export interface InboxNotice {
   messageId: string | null;
   /** Present for message events (int8 as a decimal string). */
   seq?: string;
+  /** The realtime.Event, encoded without its position (shared by all recipients of one change). */
+  body: Uint8Array;
 }
 
-/** The bus subject of a user's live inbox notices. */
+/** The bus subject of a user's live events (stored and ephemeral) and stream controls. */
 export function userSubject(prefix: string, userId: string): string {
   return `${prefix}.user.${userId}`;
 }
 
-/** Body of a live notice on userSubject(): JSON, int8 values as strings. */
+/** A live notice as tests and tools read it off the bus (int8 values as strings). */
 export interface InboxNoticeWire {
   position: string;
   event_type: string;
@@ -108,19 +111,24 @@ export interface InboxNoticeWire {
   seq?: string;
 }
 
+/** The bus frame of a notice: the event with its position (server/realtime/wire.ts). */
 export function encodeNotice(n: InboxNotice): Uint8Array {
-  const wire: InboxNoticeWire = {
-    position: n.position,
-    event_type: n.eventType,
-    conversation_id: n.conversationId,
-    message_id: n.messageId,
-    ...(n.seq !== undefined ? { seq: n.seq } : {}),
-  };
-  return new TextEncoder().encode(JSON.stringify(wire));
+  return eventFrame(n.body, n.position);
 }
 
+/** Reads a stored-event frame back into its inbox coordinates (throws for anything else). */
 export function decodeNotice(payload: Uint8Array): InboxNoticeWire {
-  return JSON.parse(new TextDecoder().decode(payload)) as InboxNoticeWire;
+  const frame = decodeFrame(payload);
+  if (frame?.kind !== "event" || !frame.event.kind.case) throw new Error("not an event frame");
+  const { event } = frame;
+  const v = event.kind.value as { message?: { id: string; conversationId: string; seq: bigint }; conversationId?: string; messageId?: string };
+  return {
+    position: event.position.toString(),
+    event_type: event.kind.case!.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`),
+    conversation_id: v.message?.conversationId ?? v.conversationId ?? null,
+    message_id: v.message?.id ?? v.messageId ?? null,
+    ...(v.message ? { seq: v.message.seq.toString() } : {}),
+  };
 }
 
 /** Publishes one live notice per inbox event (after the events committed). */

@@ -1,0 +1,135 @@
+import { create, fromJson, toJson, type JsonObject } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  ConversationSchema,
+  MessageKind,
+  MessageSchema,
+  ParticipantRole,
+  ParticipantSchema,
+  ReceiptState,
+  type Conversation,
+  type Message,
+} from "../../gen/chat/chat_pb.js";
+import { EventSchema, type Event } from "../../gen/realtime/realtime_pb.js";
+import type { ConversationRow, ParticipantRow } from "../db/conversation-store.js";
+import type { NewInboxEvent } from "../db/message-store.js";
+import type { OutgoingMessage } from "../messaging/message-queue.js";
+import { encodeEventBody } from "./wire.js";
+
+/** The `kind` of a realtime.Event (its oneof). */
+export type EventKind = Exclude<Event["kind"], { case: undefined }>;
+
+/**
+ * Stored event types whose payload names a message: the replay reads the
+ * message as it is now (edited, deleted) instead of a copy per recipient.
+ */
+export const MESSAGE_EVENTS: ReadonlySet<string> = new Set(["message_created", "message_edited"]);
+
+const ROLE_TO_PROTO: Record<string, ParticipantRole> = {
+  owner: ParticipantRole.OWNER,
+  admin: ParticipantRole.ADMIN,
+  member: ParticipantRole.MEMBER,
+};
+
+export function roleToProto(role: string): ParticipantRole {
+  return ROLE_TO_PROTO[role] ?? ParticipantRole.MEMBER;
+}
+
+/** snake_case inbox event_type of an Event kind ("messageCreated" → "message_created"). */
+export function eventTypeOf(kind: EventKind["case"]): string {
+  return kind.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** Encodes an event without position: the body every recipient's frame shares. */
+export function eventBody(kind: EventKind, at: Date): Uint8Array {
+  return encodeEventBody(create(EventSchema, { at: timestampFromDate(at), kind }));
+}
+
+/**
+ * An inbox event for one user whose stored payload is the event itself (as
+ * proto JSON), so the replay sends exactly what the live stream sent.
+ */
+export function storedEvent(
+  userId: string,
+  kind: EventKind,
+  at: Date,
+  refs: { conversationId: string | null; messageId?: string | null },
+): NewInboxEvent {
+  const event = create(EventSchema, { at: timestampFromDate(at), kind });
+  return {
+    userId,
+    eventType: eventTypeOf(kind.case),
+    conversationId: refs.conversationId,
+    messageId: refs.messageId ?? null,
+    payload: { event: toJson(EventSchema, event) as JsonObject },
+    body: encodeEventBody(event),
+  };
+}
+
+/** The Event stored in an inbox payload by storedEvent (undefined for message events). */
+export function eventFromPayload(payload: unknown): Event | undefined {
+  const p = (typeof payload === "string" ? JSON.parse(payload) : payload) as { event?: JsonObject } | null;
+  if (!p?.event) return undefined;
+  return fromJson(EventSchema, p.event, { ignoreUnknownFields: true });
+}
+
+/** A just-stored user message as ListMessages shows it (nobody has it yet: SENT, no reactions). */
+export function messageFromOutgoing(m: OutgoingMessage, seq: string, createdAt: Date): Message {
+  return create(MessageSchema, {
+    id: m.id,
+    conversationId: m.conversationId,
+    senderId: m.senderId,
+    content: m.content,
+    mediaUrl: m.mediaUrl,
+    mediaType: m.mediaType,
+    clientMessageId: m.clientMessageId,
+    createdAt: createdAt.toISOString(),
+    seq: BigInt(seq),
+    replyToMessageId: m.replyToMessageId ?? "",
+    mentionUserIds: m.mentionUserIds,
+    receiptState: ReceiptState.SENT,
+    kind: MessageKind.USER,
+  });
+}
+
+/** A just-written system message (group changes) as ListMessages shows it. */
+export function systemMessageView(m: { id: string; conversationId: string; actorId: string; event: string; userIds: string[]; seq: string; createdAt: Date }): Message {
+  return create(MessageSchema, {
+    id: m.id,
+    conversationId: m.conversationId,
+    senderId: m.actorId,
+    createdAt: m.createdAt.toISOString(),
+    seq: BigInt(m.seq),
+    kind: MessageKind.SYSTEM,
+    systemEvent: m.event,
+    systemUserIds: m.userIds,
+  });
+}
+
+/**
+ * A conversation as `viewer` sees it, from rows already at hand (inside the
+ * transaction that changed it): no unread count or last message, which the
+ * client knows from the events themselves.
+ */
+export function conversationSnapshot(conv: ConversationRow, people: ParticipantRow[], viewer: string): Conversation {
+  const my = people.find((p) => p.user_id === viewer);
+  return create(ConversationSchema, {
+    id: conv.id,
+    participantIds: people.map((p) => p.user_id),
+    createdAt: conv.created_at.toISOString(),
+    isGroup: conv.is_group,
+    groupName: conv.group_name,
+    groupDescription: conv.group_description,
+    groupAvatarUrl: conv.group_avatar_url,
+    myRole: my ? roleToProto(my.role) : ParticipantRole.UNSPECIFIED,
+    mutedUntil: my?.muted_until ? timestampFromDate(my.muted_until) : undefined,
+    archived: my?.archived ?? false,
+    lastActivityAt: timestampFromDate(conv.last_activity_at),
+    lastSeq: BigInt(conv.last_seq),
+    myLastReadSeq: BigInt(my?.last_read_seq ?? 0),
+    myLastDeliveredSeq: BigInt(my?.last_delivered_seq ?? 0),
+    participants: people.map((p) =>
+      create(ParticipantSchema, { userId: p.user_id, role: roleToProto(p.role), joinedAt: timestampFromDate(p.joined_at) }),
+    ),
+  });
+}
