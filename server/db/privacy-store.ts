@@ -1,0 +1,186 @@
+import { sql, type Kysely, type Transaction } from "kysely";
+import { allows, DEFAULT_PRIVACY, type PrivacySettings, type Relation, type Visibility } from "../domain/privacy.js";
+import type { Database } from "./schema.js";
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+// Privacy settings, blocks, and the relations (contact, block) privacy rules
+// are decided on. Also what realtime presence asks: who may see a user's
+// presence, who has a user as a contact, whose read receipts are on.
+
+interface PrivacyRow {
+  user_id: string;
+  last_seen: string;
+  profile_photo: string;
+  about: string;
+  status: string;
+  read_receipts: boolean;
+}
+
+const fromRow = (r: PrivacyRow): PrivacySettings => ({
+  lastSeen: r.last_seen as Visibility,
+  profilePhoto: r.profile_photo as Visibility,
+  about: r.about as Visibility,
+  status: r.status as Visibility,
+  readReceipts: r.read_receipts,
+});
+
+export async function getPrivacy(db: Db, userId: string): Promise<PrivacySettings> {
+  return (await getPrivacyMany(db, [userId])).get(userId)!;
+}
+
+/** Settings per user; users without a row get the defaults. */
+export async function getPrivacyMany(db: Db, userIds: readonly string[]): Promise<Map<string, PrivacySettings>> {
+  const out = new Map<string, PrivacySettings>(userIds.map((id) => [id, { ...DEFAULT_PRIVACY }]));
+  if (userIds.length === 0) return out;
+  const rows = await db
+    .selectFrom("privacy_settings")
+    .select(["user_id", "last_seen", "profile_photo", "about", "status", "read_receipts"])
+    .where("user_id", "in", [...new Set(userIds)])
+    .execute();
+  for (const r of rows) out.set(r.user_id, fromRow(r));
+  return out;
+}
+
+export async function updatePrivacy(db: Db, userId: string, patch: Partial<PrivacySettings>, now: Date): Promise<PrivacySettings> {
+  const cols = {
+    ...(patch.lastSeen ? { last_seen: patch.lastSeen } : {}),
+    ...(patch.profilePhoto ? { profile_photo: patch.profilePhoto } : {}),
+    ...(patch.about ? { about: patch.about } : {}),
+    ...(patch.status ? { status: patch.status } : {}),
+    ...(patch.readReceipts !== undefined ? { read_receipts: patch.readReceipts } : {}),
+  };
+  const row = await db
+    .insertInto("privacy_settings")
+    .values({ user_id: userId, ...cols, updated_at: now })
+    .onConflict((oc) => oc.column("user_id").doUpdateSet({ ...cols, updated_at: now }))
+    .returning(["user_id", "last_seen", "profile_photo", "about", "status", "read_receipts"])
+    .executeTakeFirstOrThrow();
+  return fromRow(row);
+}
+
+// ---- blocks ----------------------------------------------------------------------
+
+/** Blocks (idempotent); returns when the block started. */
+export async function block(db: Db, blockerId: string, blockedId: string, now: Date): Promise<Date> {
+  await db
+    .insertInto("blocked_users")
+    .values({ blocker_id: blockerId, blocked_id: blockedId, created_at: now })
+    .onConflict((oc) => oc.columns(["blocker_id", "blocked_id"]).doNothing())
+    .execute();
+  const row = await db
+    .selectFrom("blocked_users")
+    .select("created_at")
+    .where("blocker_id", "=", blockerId)
+    .where("blocked_id", "=", blockedId)
+    .executeTakeFirstOrThrow();
+  return row.created_at;
+}
+
+export async function unblock(db: Db, blockerId: string, blockedId: string): Promise<boolean> {
+  const res = await db.deleteFrom("blocked_users").where("blocker_id", "=", blockerId).where("blocked_id", "=", blockedId).executeTakeFirst();
+  return Number(res.numDeletedRows) > 0;
+}
+
+export function listBlocked(db: Db, blockerId: string): Promise<Array<{ blocked_id: string; created_at: Date }>> {
+  return db
+    .selectFrom("blocked_users")
+    .select(["blocked_id", "created_at"])
+    .where("blocker_id", "=", blockerId)
+    .orderBy("created_at", "desc")
+    .orderBy("blocked_id")
+    .execute();
+}
+
+/** Of `others`, those `userId` has blocked. */
+export async function blockedBy(db: Db, userId: string, others: readonly string[]): Promise<Set<string>> {
+  if (others.length === 0) return new Set();
+  const rows = await db.selectFrom("blocked_users").select("blocked_id").where("blocker_id", "=", userId).where("blocked_id", "in", [...others]).execute();
+  return new Set(rows.map((r) => r.blocked_id));
+}
+
+/** Of `others`, those who have blocked `userId`. */
+export async function blockersOf(db: Db, userId: string, others: readonly string[]): Promise<Set<string>> {
+  if (others.length === 0) return new Set();
+  const rows = await db.selectFrom("blocked_users").select("blocker_id").where("blocked_id", "=", userId).where("blocker_id", "in", [...others]).execute();
+  return new Set(rows.map((r) => r.blocker_id));
+}
+
+/** Of `others`, those with a block either way with `userId`. */
+export async function blockedEitherWay(db: Db, userId: string, others: readonly string[]): Promise<Set<string>> {
+  const [a, b] = await Promise.all([blockedBy(db, userId, others), blockersOf(db, userId, others)]);
+  return new Set([...a, ...b]);
+}
+
+// ---- contacts as relations ---------------------------------------------------------
+
+/** Of `candidates`, those in `ownerId`'s contacts. */
+export async function contactsAmong(db: Db, ownerId: string, candidates: readonly string[]): Promise<Set<string>> {
+  if (candidates.length === 0) return new Set();
+  const rows = await db
+    .selectFrom("contacts")
+    .select("contact_user_id")
+    .where("user_id", "=", ownerId)
+    .where("contact_user_id", "in", [...candidates])
+    .execute();
+  return new Set(rows.map((r) => r.contact_user_id));
+}
+
+/** Of `owners`, those who have `userId` in their contacts. */
+export async function ownersHavingContact(db: Db, userId: string, owners: readonly string[]): Promise<Set<string>> {
+  if (owners.length === 0) return new Set();
+  const rows = await db.selectFrom("contacts").select("user_id").where("contact_user_id", "=", userId).where("user_id", "in", [...owners]).execute();
+  return new Set(rows.map((r) => r.user_id));
+}
+
+/** The users who have `userId` in their contacts. */
+export async function usersWithContact(db: Db, userId: string): Promise<string[]> {
+  const rows = await db.selectFrom("contacts").select("user_id").where("contact_user_id", "=", userId).orderBy("user_id").execute();
+  return rows.map((r) => r.user_id);
+}
+
+/** How `viewerId` stands to each subject (for privacy decisions about the subjects). */
+export async function relationsTo(db: Db, viewerId: string, subjectIds: readonly string[]): Promise<Map<string, Relation>> {
+  const subjects = [...new Set(subjectIds)];
+  const [theyHaveMe, blocked] = await Promise.all([ownersHavingContact(db, viewerId, subjects), blockedEitherWay(db, viewerId, subjects)]);
+  return new Map(
+    subjects.map((id) => [id, { self: id === viewerId, viewerIsContact: theyHaveMe.has(id), blocked: blocked.has(id) }]),
+  );
+}
+
+/**
+ * Of `viewerIds`, those allowed to see `subjectId`'s presence and last seen:
+ * the subject's last-seen setting (everyone / contacts = in the subject's
+ * contacts / nobody), and no block either way. The subject always sees
+ * their own.
+ */
+export async function filterPresenceViewers(db: Db, subjectId: string, viewerIds: readonly string[]): Promise<Set<string>> {
+  const viewers = [...new Set(viewerIds)];
+  if (viewers.length === 0) return new Set();
+  const [settings, contacts, blocked] = await Promise.all([
+    getPrivacy(db, subjectId),
+    contactsAmong(db, subjectId, viewers),
+    blockedEitherWay(db, subjectId, viewers),
+  ]);
+  return new Set(
+    viewers.filter((v) => allows(settings.lastSeen, { self: v === subjectId, viewerIsContact: contacts.has(v), blocked: blocked.has(v) })),
+  );
+}
+
+/** Whether each user has read receipts on (the default). */
+export async function readReceiptsEnabled(db: Db, userIds: readonly string[]): Promise<Map<string, boolean>> {
+  const settings = await getPrivacyMany(db, userIds);
+  return new Map([...settings].map(([id, s]) => [id, s.readReceipts]));
+}
+
+/** Whether the two users of a direct conversation are blocked either way. */
+export async function isBlockedEitherWay(db: Db, a: string, b: string): Promise<boolean> {
+  const row = await db
+    .selectFrom("blocked_users")
+    .select(sql<number>`1`.as("one"))
+    .where((eb) =>
+      eb.or([eb.and([eb("blocker_id", "=", a), eb("blocked_id", "=", b)]), eb.and([eb("blocker_id", "=", b), eb("blocked_id", "=", a)])]),
+    )
+    .executeTakeFirst();
+  return row !== undefined;
+}
