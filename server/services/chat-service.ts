@@ -24,6 +24,7 @@ import { insertSystemMessage } from "../db/message-store.js";
 import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
 import { isUuid } from "../domain/ids.js";
+import { requireDirectNotBlocked, requireNoBlockBetween, requireNotBlockedByAny } from "../domain/blocking.js";
 import { receiptState, toMessage } from "../domain/message-view.js";
 
 const PAGE_DEFAULT = 50;
@@ -175,6 +176,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         if (others.length !== 1) {
           throw bad(`participant_ids: a direct conversation has exactly one other participant (got ${others.length}); set is_group for more`);
         }
+        await requireNoBlockBetween(db, me, others[0]!);
         const key = convs.directKey(me, others[0]!);
         const existing = await convs.findDirect(db, key);
         if (existing) return { conversation: await conversationFor(me, existing.id), created: false };
@@ -205,6 +207,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (req.groupDescription.length > 512) throw bad("group_description: at most 512 characters");
       if (req.groupAvatarUrl.length > 2048) throw bad("group_avatar_url: at most 2048 characters");
       if (others.length + 1 > MAX_PARTICIPANTS) throw bad(`participant_ids: a group has at most ${MAX_PARTICIPANTS} participants`);
+      await requireNotBlockedByAny(db, me, others);
       const requestId = req.clientRequestId.trim();
       if (requestId.length > 64) throw bad("client_request_id: at most 64 characters");
       if (requestId) {
@@ -240,6 +243,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const me = callerOf(hc).userId;
       const conversationId = uuidField("conversation_id", req.conversationId);
       await participation(conversationId, me);
+      await requireDirectNotBlocked(db, conversationId, me);
       const content = req.content;
       if (content.length > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${content.length})`);
       const mediaUrl = req.mediaUrl.trim();
@@ -410,6 +414,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const existing = await convs.existingUserIds(db, ids);
       const unknown = ids.find((id) => !existing.has(id));
       if (unknown) throw new ConnectError(`user_ids: no user with id ${unknown}`, Code.NotFound);
+      await requireNotBlockedByAny(db, me, ids);
       await changeGroup(me, req.conversationId, async (trx, { my, conv, people }) => {
         requireAdmin(my);
         const current = new Set(people.map((p) => p.user_id));
