@@ -6,6 +6,8 @@ export class Metrics {
   readonly rpcTotal: Counter<"method" | "code" | "protocol">;
   readonly rpcDuration: Histogram<"method" | "code">;
   readonly openStreams: Gauge<"method">;
+  readonly realtimeStreamsEnded: Counter<"reason">;
+  readonly realtimeEventsDropped: Counter;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "chatwire_process_" });
@@ -26,6 +28,17 @@ export class Metrics {
       name: "chatwire_open_streams",
       help: "Server-streaming and bidi RPCs currently open, by method",
       labelNames: ["method"],
+      registers: [this.registry],
+    });
+    this.realtimeStreamsEnded = new Counter({
+      name: "chatwire_realtime_streams_ended_total",
+      help: "Subscribe streams the server ended, by reason (slow, evicted, revoked, shutdown)",
+      labelNames: ["reason"],
+      registers: [this.registry],
+    });
+    this.realtimeEventsDropped = new Counter({
+      name: "chatwire_realtime_events_dropped_total",
+      help: "Live events not buffered because a stream's buffer was full (that stream is then ended)",
       registers: [this.registry],
     });
   }

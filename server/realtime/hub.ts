@@ -1,25 +1,262 @@
+import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import { EventSchema, StatusPostedSchema } from "../../gen/realtime/realtime_pb.js";
+import { EventSchema, PresenceSchema, SessionRevokedSchema, StatusPostedSchema, type Event } from "../../gen/realtime/realtime_pb.js";
+import type { SessionGuard } from "../auth/session-guard.js";
+import type { RealtimeConfig } from "../config.js";
 import type { Clock } from "../context.js";
+import { pruneInbox } from "../db/inbox-store.js";
+import { appendInboxEvents } from "../db/message-store.js";
+import * as presence from "../db/presence-store.js";
+import type { Database } from "../db/schema.js";
 import type { EventBus } from "../messaging/bus.js";
-import { userSubject } from "../messaging/message-queue.js";
-import { encodeEventBody, eventFrame } from "./wire.js";
+import { publishNotices, userSubject } from "../messaging/message-queue.js";
+import type { Metrics } from "../metrics.js";
+import { eventBody, storedEvent } from "./events.js";
+import { StreamQueue } from "./stream-queue.js";
+import { controlFrame, decodeFrame, encodeEventBody, eventFrame } from "./wire.js";
+
+/** A stream whose session is gone, or that must make room: ends at once (or is reset) with this. */
+const FORCE_RESET_AFTER_MS = 2000;
+/** Presence rows are renewed this often and expire after three missed renewals. */
+const PRESENCE_RENEW_MS = 20_000;
+const PRESENCE_TTL_MS = 3 * PRESENCE_RENEW_MS;
 
 export interface RealtimeHubOptions {
   bus: EventBus;
   subjectPrefix: string;
   clock: Clock;
   logger: Logger;
+  db: Kysely<Database>;
+  guard: SessionGuard;
+  config: RealtimeConfig;
+  metrics: Metrics;
 }
 
 /**
- * The realtime side other services talk to: ephemeral fan-out to users'
- * subjects (only their open streams hear it; nothing is stored).
+ * Who may see a user's presence. The default: users sharing a conversation.
+ * The users issue's privacy settings and blocking plug in here.
+ */
+export interface PresencePolicy {
+  audience(userId: string): Promise<string[]>;
+}
+
+/** One open Subscribe stream on this instance. */
+export class LocalStream {
+  readonly id = randomUUID();
+  readonly queue: StreamQueue<Event>;
+  /** False while replaying: stored events are then read from the database, not buffered. */
+  live = false;
+  /** Highest stored position announced while not live (the replay reads up to it). */
+  maxNotified = 0n;
+  /** Last stored position sent to the device (the resume hint). */
+  lastDelivered = 0n;
+  private unsubscribe: (() => void) | undefined;
+  private resetTimer: NodeJS.Timeout | undefined;
+  ended = false;
+
+  constructor(
+    readonly userId: string,
+    readonly sessionId: string,
+    capacity: number,
+    private readonly hub: RealtimeHub,
+    /** Cuts the transport when the generator cannot be reached (stuck writing to a device that stopped reading). */
+    private readonly resetTransport: () => void,
+  ) {
+    this.queue = new StreamQueue<Event>(capacity);
+  }
+
+  listen(bus: EventBus, subject: string): void {
+    this.unsubscribe = bus.subscribe(subject, (payload) => this.onFrame(payload));
+  }
+
+  private onFrame(payload: Uint8Array): void {
+    const frame = decodeFrame(payload);
+    if (!frame || this.ended) return;
+    if (frame.kind === "control") {
+      if (frame.control.type === "evict" && frame.control.stream_id === this.id) {
+        this.hub.countEnd("evicted");
+        this.terminate(
+          new ConnectError(
+            `more than ${this.hub.maxStreamsPerUser} streams are open for this account; this one, the oldest, was closed`,
+            Code.ResourceExhausted,
+          ),
+        );
+      }
+      return;
+    }
+    const { event } = frame;
+    if (event.position > 0n && !this.live) {
+      if (event.position > this.maxNotified) this.maxNotified = event.position;
+      return;
+    }
+    if (!this.queue.push(event)) {
+      this.hub.eventDropped();
+      if (!this.queue.failed) {
+        this.hub.countEnd("slow");
+        this.terminate(
+          new ConnectError(
+            `this device is reading events too slowly (${this.queue.capacity} waiting); ` +
+              `reconnect with since_position=${this.lastDelivered} to resume`,
+            Code.ResourceExhausted,
+          ),
+        );
+      }
+    }
+  }
+
+  /** Pushes an event made on this instance (typing expiry) like one from the bus. */
+  inject(event: Event): void {
+    if (!this.queue.push(event)) this.onFrame(eventFrame(encodeEventBody(event)));
+  }
+
+  /**
+   * Ends the stream with `error` at the generator's next pull; if it is stuck
+   * writing to a device that stopped reading, the transport is reset instead
+   * (HTTP/2 RST_STREAM ENHANCE_YOUR_CALM, which clients read as
+   * ResourceExhausted; HTTP/1.1: the connection is closed).
+   */
+  terminate(error: ConnectError): void {
+    if (this.queue.failed || this.ended) return;
+    this.queue.fail(error);
+    this.resetTimer = setTimeout(() => {
+      if (!this.ended) this.resetTransport();
+    }, FORCE_RESET_AFTER_MS);
+    this.resetTimer.unref();
+  }
+
+  /** Stops listening; the caller then unregisters presence. */
+  detach(): void {
+    this.ended = true;
+    clearTimeout(this.resetTimer);
+    this.unsubscribe?.();
+  }
+}
+
+/**
+ * Realtime on one instance: the open streams, their presence rows, session
+ * revocation, ephemeral fan-out to users' subjects, and the periodic jobs
+ * (presence renewal and sweep, inbox pruning).
  */
 export class RealtimeHub {
-  constructor(private readonly opts: RealtimeHubOptions) {}
+  readonly instanceId = randomUUID();
+  private readonly streams = new Map<string, LocalStream>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly pending = new Set<Promise<unknown>>();
+  private stopRevocations: (() => void) | undefined;
+  private policy: PresencePolicy;
+
+  constructor(private readonly opts: RealtimeHubOptions) {
+    this.policy = { audience: (userId) => presence.conversationPeers(opts.db, userId) };
+  }
+
+  get maxStreamsPerUser(): number {
+    return this.opts.config.maxStreamsPerUser;
+  }
+
+  get config(): RealtimeConfig {
+    return this.opts.config;
+  }
+
+  /** Replaces who hears a user's presence (privacy, blocking). */
+  setPresencePolicy(policy: PresencePolicy): void {
+    this.policy = policy;
+  }
+
+  start(): void {
+    const { logger, clock, db, config } = this.opts;
+    this.stopRevocations = this.opts.guard.onRevoked((sessionId) => {
+      for (const s of this.streams.values()) {
+        if (s.sessionId !== sessionId) continue;
+        this.countEnd("revoked");
+        s.terminate(new ConnectError("this session was signed out; sign in again", Code.Unauthenticated));
+      }
+    });
+    const every = (ms: number, what: string, job: () => Promise<unknown>) => {
+      const t = setInterval(() => this.track(job().catch((err: unknown) => logger.warn({ err }, `${what} failed`))), ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(PRESENCE_RENEW_MS, "renewing presence", () =>
+      presence.renewStreams(db, [...this.streams.keys()], new Date(clock.now().getTime() + PRESENCE_TTL_MS)),
+    );
+    every(PRESENCE_RENEW_MS, "sweeping presence", () => this.sweepPresence());
+    every(config.inboxPruneIntervalSeconds * 1000, "pruning the inbox", () => this.pruneInbox());
+  }
+
+  /** Ends this instance's jobs and waits for stream clean-ups in flight (streams end through the shutdown signal). */
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.stopRevocations?.();
+    const deadline = new Promise((r) => setTimeout(r, 3000).unref());
+    while (this.pending.size > 0) await Promise.race([Promise.allSettled([...this.pending]), deadline]).then(() => undefined);
+  }
+
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * Registers a stream: listens on the user's subject at once (so nothing
+   * published from now on is missed), then records presence; announces the
+   * user online when this is their first stream, and evicts their oldest
+   * streams beyond the limit.
+   */
+  async open(userId: string, sessionId: string, resetTransport: () => void): Promise<LocalStream> {
+    const { bus, subjectPrefix, clock, db, config } = this.opts;
+    const s = new LocalStream(userId, sessionId, config.streamBufferEvents, this, resetTransport);
+    s.listen(bus, userSubject(subjectPrefix, userId));
+    this.streams.set(s.id, s);
+    try {
+      const now = clock.now();
+      const result = await presence.openStream(db, {
+        streamId: s.id,
+        userId,
+        sessionId,
+        instanceId: this.instanceId,
+        now,
+        expiresAt: new Date(now.getTime() + PRESENCE_TTL_MS),
+        maxStreams: config.maxStreamsPerUser,
+      });
+      for (const id of result.evicted) bus.publish(userSubject(subjectPrefix, userId), controlFrame({ type: "evict", stream_id: id }));
+      if (result.cameOnline) await this.announcePresence(userId, true, null);
+    } catch (err) {
+      this.streams.delete(s.id);
+      s.detach();
+      throw err;
+    }
+    return s;
+  }
+
+  /** Unregisters a stream; announces the user offline when it was their last. */
+  close(s: LocalStream): Promise<void> {
+    s.detach();
+    this.streams.delete(s.id);
+    const now = this.opts.clock.now();
+    return this.track(
+      presence
+        .closeStream(this.opts.db, { streamId: s.id, userId: s.userId, now })
+        .then(({ wentOffline }) => (wentOffline ? this.announcePresence(s.userId, false, now) : undefined))
+        .catch((err: unknown) => this.opts.logger.warn({ err, userId: s.userId }, "closing a stream's presence failed")),
+    );
+  }
+
+  /** Tells the users allowed to see it that `userId` came online or went offline (ephemeral). */
+  async announcePresence(userId: string, online: boolean, lastSeen: Date | null): Promise<void> {
+    const audience = await this.policy.audience(userId);
+    if (audience.length === 0) return;
+    const body = eventBody(
+      {
+        case: "presence",
+        value: create(PresenceSchema, { userId, online, lastSeenAt: lastSeen ? timestampFromDate(lastSeen) : undefined }),
+      },
+      this.opts.clock.now(),
+    );
+    this.publishEphemeral(audience, body);
+  }
 
   /** Tells the audience's online devices that a status was posted (ephemeral). */
   statusPosted(status: { statusId: string; authorId: string; expiresAt: Date }, audienceUserIds: readonly string[]): void {
@@ -39,9 +276,59 @@ export class RealtimeHub {
     this.publishEphemeral(audienceUserIds, body);
   }
 
+  /**
+   * Stores a session_revoked event for the user's devices and announces it.
+   * (The revoked session's own streams end through SessionGuard.onRevoked.)
+   */
+  async sessionsRevoked(userId: string, sessionIds: readonly string[]): Promise<void> {
+    if (sessionIds.length === 0) return;
+    const now = this.opts.clock.now();
+    const notices = await this.opts.db.transaction().execute((trx) =>
+      appendInboxEvents(
+        trx,
+        sessionIds.map((sessionId) =>
+          storedEvent(userId, { case: "sessionRevoked", value: create(SessionRevokedSchema, { sessionId }) }, now, { conversationId: null }),
+        ),
+        now,
+      ),
+    );
+    publishNotices(this.opts.bus, this.opts.subjectPrefix, notices);
+  }
+
   /** Publishes an encoded ephemeral event (position 0) to each user's subject. */
   publishEphemeral(userIds: Iterable<string>, body: Uint8Array): void {
     const frame = eventFrame(body);
     for (const id of new Set(userIds)) this.opts.bus.publish(userSubject(this.opts.subjectPrefix, id), frame);
+  }
+
+  /** Users with a live stream on any instance. */
+  online(userIds: readonly string[]): Promise<Set<string>> {
+    return presence.online(this.opts.db, userIds, this.opts.clock.now());
+  }
+
+  async sweepPresence(): Promise<void> {
+    const offline = await presence.sweepExpired(this.opts.db, this.opts.clock.now());
+    for (const userId of offline) await this.announcePresence(userId, false, this.opts.clock.now());
+  }
+
+  async pruneInbox(): Promise<number> {
+    const cutoff = new Date(this.opts.clock.now().getTime() - this.opts.config.inboxRetentionDays * 86_400_000);
+    const n = await pruneInbox(this.opts.db, cutoff);
+    if (n > 0) this.opts.logger.info({ deleted: n, cutoff }, "pruned inbox events past retention");
+    return n;
+  }
+
+  countEnd(reason: "slow" | "evicted" | "revoked" | "shutdown"): void {
+    this.opts.metrics.realtimeStreamsEnded.inc({ reason });
+  }
+
+  eventDropped(): void {
+    this.opts.metrics.realtimeEventsDropped.inc();
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+    return p;
   }
 }

@@ -1,0 +1,275 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  CaughtUpSchema,
+  EventSchema,
+  HeartbeatSchema,
+  MessageCreatedSchema,
+  MessageEditedSchema,
+  ReadySchema,
+  RealtimeService,
+  ResyncRequiredSchema,
+  TypingSchema,
+  UserPresenceSchema,
+  type Event,
+} from "../../gen/realtime/realtime_pb.js";
+import { callerKey, type Caller } from "../auth/auth-context.js";
+import type { AppContext } from "../context.js";
+import * as convs from "../db/conversation-store.js";
+import * as history from "../db/history-store.js";
+import { inboxBounds, readInbox, type InboxRow } from "../db/inbox-store.js";
+import * as presence from "../db/presence-store.js";
+import { isUuid } from "../domain/ids.js";
+import { toMessage } from "../domain/message-view.js";
+import { MESSAGE_EVENTS, eventBody, eventFromPayload } from "../realtime/events.js";
+import type { LocalStream } from "../realtime/hub.js";
+import { resetTransportKey } from "../realtime/transport-key.js";
+
+const REPLAY_PAGE = 500;
+const MAX_PRESENCE_IDS = 256;
+/** SendTyping per user and conversation: this many per window. */
+const TYPING_BURST = 10;
+const TYPING_WINDOW_MS = 5000;
+
+const bad = (message: string) => new ConnectError(message, Code.InvalidArgument);
+
+function uuidField(field: string, value: string): string {
+  const v = value.trim();
+  if (!isUuid(v)) throw bad(`${field}: "${value}" is not a valid id (a UUID)`);
+  return v.toLowerCase();
+}
+
+/**
+ * realtime.RealtimeService: Subscribe (replay from the inbox, then live
+ * events from the user's bus subject, with no gap or duplicate at the seam),
+ * SendTyping and GetPresence.
+ */
+export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof RealtimeService> {
+  const db = ctx.database.db;
+  const { clock, realtime: hub } = ctx;
+  const cfg = ctx.config.realtime;
+  const typingBudget = new Map<string, { windowStart: number; count: number }>();
+
+  const callerOf = (hc: HandlerContext): Caller => {
+    const caller = hc.values.get(callerKey);
+    if (!caller) throw new ConnectError("this call needs `Authorization: Bearer <access token>`", Code.Unauthenticated);
+    return caller;
+  };
+
+  const control = (kind: Event["kind"]): Event => create(EventSchema, { at: timestampFromDate(clock.now()), kind });
+
+  /** Stored inbox rows as events: message events read the message as it is now. */
+  async function hydrate(userId: string, rows: InboxRow[]): Promise<Event[]> {
+    const messageIds = [...new Set(rows.filter((r) => r.message_id && isMessageEvent(r.event_type)).map((r) => r.message_id!))];
+    const messages = new Map<string, history.MessageRow>();
+    if (messageIds.length > 0) {
+      const found = (await db.selectFrom("messages").selectAll().where("id", "in", messageIds).execute()) as history.MessageRow[];
+      for (const m of found) messages.set(m.id, m);
+    }
+    const conversationIds = [...new Set([...messages.values()].map((m) => m.conversation_id))];
+    const [people, reactions] = await Promise.all([
+      convs.currentParticipants(db, conversationIds),
+      history.reactionsOf(db, [...messages.keys()]),
+    ]);
+    const out: Event[] = [];
+    for (const r of rows) {
+      const position = BigInt(r.position);
+      const at = timestampFromDate(r.created_at);
+      if (isMessageEvent(r.event_type)) {
+        const m = r.message_id ? messages.get(r.message_id) : undefined;
+        if (!m) continue; // the message is gone with its conversation
+        const message = toMessage(m, people.get(m.conversation_id) ?? [], reactions);
+        out.push(
+          create(EventSchema, {
+            position,
+            at,
+            kind:
+              r.event_type === "message_edited"
+                ? { case: "messageEdited", value: create(MessageEditedSchema, { message }) }
+                : { case: "messageCreated", value: create(MessageCreatedSchema, { message }) },
+          }),
+        );
+        continue;
+      }
+      const event = eventFromPayload(r.payload);
+      if (!event) {
+        ctx.logger.warn({ userId, position: r.position, type: r.event_type }, "inbox event without a payload; skipped");
+        continue;
+      }
+      event.position = position;
+      out.push(event);
+    }
+    return out;
+  }
+
+  return {
+    async *subscribe(req, hc) {
+      const me = callerOf(hc);
+      const since = req.sincePosition;
+      if (since !== undefined && since < 0n) throw bad("since_position: must not be negative");
+      const stream = await hub.open(me.userId, me.sessionId, hc.values.get(resetTransportKey));
+      const typingTimers = new Map<string, NodeJS.Timeout>();
+      try {
+        const bounds = await inboxBounds(db, me.userId);
+        const current = BigInt(bounds.last);
+        let last = since ?? current;
+        let resync: string | undefined;
+        if (since !== undefined && since < BigInt(bounds.prunedThrough)) {
+          resync = `events up to position ${bounds.prunedThrough} are past the ${cfg.inboxRetentionDays}-day retention`;
+        } else if (since !== undefined && since > current) {
+          resync = `position ${since} is ahead of this account's last position ${current} (was the server's data reset?)`;
+        }
+        yield control({ case: "ready", value: create(ReadySchema, { position: last, heartbeatSeconds: cfg.heartbeatSeconds }) });
+        if (resync) {
+          last = current;
+          yield control({ case: "resyncRequired", value: create(ResyncRequiredSchema, { position: current, reason: resync }) });
+        }
+        stream.lastDelivered = last;
+
+        // Replay from the database. Live stored events are only noted meanwhile;
+        // the last read happens after the switch to live, so the two overlap and
+        // the overlap is dropped by position below.
+        let replayed = 0;
+        const replayFrom = async function* (upTo?: bigint) {
+          for (;;) {
+            const rows = await readInbox(db, me.userId, last.toString(), REPLAY_PAGE, upTo?.toString());
+            for (const event of await hydrate(me.userId, rows)) {
+              yield event;
+            }
+            if (rows.length > 0) last = BigInt(rows.at(-1)!.position);
+            stream.lastDelivered = last;
+            if (rows.length < REPLAY_PAGE) return;
+          }
+        };
+        if (since !== undefined && !resync) {
+          for (;;) {
+            for await (const e of replayFrom()) {
+              replayed++;
+              yield e;
+            }
+            if (stream.maxNotified <= last) break;
+          }
+        }
+        stream.live = true;
+        if (since !== undefined) {
+          for await (const e of replayFrom()) {
+            replayed++;
+            yield e;
+          }
+        }
+        yield control({ case: "caughtUp", value: create(CaughtUpSchema, { position: last, replayed }) });
+
+        const heartbeatMs = cfg.heartbeatSeconds * 1000;
+        for (;;) {
+          const item = await stream.queue.next(heartbeatMs, hc.signal);
+          if (item === "timeout") {
+            yield control({ case: "heartbeat", value: create(HeartbeatSchema, {}) });
+            continue;
+          }
+          if (item.position === 0n) {
+            if (item.kind.case === "typing") trackTyping(stream, item, typingTimers);
+            yield item;
+            continue;
+          }
+          if (item.position <= last) continue; // already sent (replay overlap, or a redelivered notice)
+          if (item.position > last + 1n) {
+            // Notices from different publishers can arrive out of order; every
+            // position below one announced is committed, so read the gap.
+            for await (const e of replayFrom(item.position - 1n)) yield e;
+            if (item.position <= last) continue;
+          }
+          last = item.position;
+          stream.lastDelivered = last;
+          yield item;
+        }
+      } catch (err) {
+        if (hc.signal.aborted && ctx.shutdownSignal.aborted) hub.countEnd("shutdown");
+        throw err;
+      } finally {
+        for (const t of typingTimers.values()) clearTimeout(t);
+        await hub.close(stream);
+      }
+    },
+
+    async sendTyping(req, hc) {
+      const me = callerOf(hc).userId;
+      const conversationId = uuidField("conversation_id", req.conversationId);
+      const my = await convs.getParticipation(db, conversationId, me);
+      if (!my || my.left_at !== null) throw new ConnectError(`conversation ${conversationId} not found`, Code.NotFound);
+      const key = `${me}:${conversationId}`;
+      const nowMs = Date.now();
+      const budget = typingBudget.get(key);
+      if (!budget || nowMs - budget.windowStart >= TYPING_WINDOW_MS) {
+        if (typingBudget.size > 100_000) typingBudget.clear();
+        typingBudget.set(key, { windowStart: nowMs, count: 1 });
+      } else if (++budget.count > TYPING_BURST) {
+        const wait = Math.ceil((budget.windowStart + TYPING_WINDOW_MS - nowMs) / 1000);
+        throw new ConnectError(`typing indicators: at most ${TYPING_BURST} per ${TYPING_WINDOW_MS / 1000} s per conversation; retry in ${wait} s`, Code.ResourceExhausted);
+      }
+      const people = (await convs.currentParticipants(db, [conversationId])).get(conversationId) ?? [];
+      const others = people.map((p) => p.user_id).filter((id) => id !== me);
+      const online = [...(await hub.online(others))];
+      const now = clock.now();
+      const body = eventBody(
+        {
+          case: "typing",
+          value: create(TypingSchema, {
+            conversationId,
+            userId: me,
+            active: req.active,
+            expiresAt: req.active ? timestampFromDate(new Date(now.getTime() + cfg.typingTtlMs)) : undefined,
+          }),
+        },
+        now,
+      );
+      hub.publishEphemeral(online, body);
+      return { deliveredTo: online.length };
+    },
+
+    async getPresence(req, hc) {
+      const me = callerOf(hc).userId;
+      if (req.userIds.length > MAX_PRESENCE_IDS) throw bad(`user_ids: at most ${MAX_PRESENCE_IDS} per call`);
+      const ids = req.userIds.map((id, i) => uuidField(`user_ids[${i}]`, id));
+      const visible = new Set([me, ...(await presence.conversationPeers(db, me))]);
+      const allowed = [...new Set(ids.filter((id) => visible.has(id)))];
+      const [online, seen] = await Promise.all([hub.online(allowed), presence.lastSeen(db, allowed)]);
+      return {
+        users: allowed.map((userId) => {
+          const isOnline = online.has(userId);
+          const at = seen.get(userId);
+          return create(UserPresenceSchema, {
+            userId,
+            online: isOnline,
+            lastSeenAt: !isOnline && at ? timestampFromDate(at) : undefined,
+          });
+        }),
+      };
+    },
+  };
+
+  /** A typing indicator ends on this stream after the TTL unless renewed. */
+  function trackTyping(stream: LocalStream, event: Event, timers: Map<string, NodeJS.Timeout>): void {
+    if (event.kind.case !== "typing") return;
+    const t = event.kind.value;
+    const key = `${t.conversationId}:${t.userId}`;
+    clearTimeout(timers.get(key));
+    timers.delete(key);
+    if (!t.active) return;
+    const timer = setTimeout(() => {
+      timers.delete(key);
+      stream.inject(
+        create(EventSchema, {
+          at: timestampFromDate(clock.now()),
+          kind: { case: "typing", value: create(TypingSchema, { conversationId: t.conversationId, userId: t.userId, active: false }) },
+        }),
+      );
+    }, cfg.typingTtlMs);
+    timer.unref();
+    timers.set(key, timer);
+  }
+}
+
+function isMessageEvent(type: string): boolean {
+  return MESSAGE_EVENTS.has(type);
+}
