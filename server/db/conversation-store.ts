@@ -337,3 +337,13 @@ export async function setRole(trx: Transaction<Database>, conversationId: string
     .where("user_id", "=", userId)
     .execute();
 }
+
+/**
+ * Takes the conversation row's weakest lock before appending inbox events for
+ * it: it waits for membership changes (FOR UPDATE) but not for message
+ * stores (FOR NO KEY UPDATE), and keeps every writer's lock order
+ * conversation → participants → inbox positions.
+ */
+export async function lockConversationShared(trx: Transaction<Database>, id: string): Promise<void> {
+  await trx.selectFrom("conversations").select("id").where("id", "=", id).forKeyShare().execute();
+}

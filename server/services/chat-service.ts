@@ -20,7 +20,9 @@ import type { AppContext } from "../context.js";
 import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
 import type { Transaction } from "kysely";
-import { insertSystemMessage } from "../db/message-store.js";
+import { appendInboxEvents, insertSystemMessage, type NewInboxEvent } from "../db/message-store.js";
+import { conversationSnapshot, eventBody, roleToProto, storedEvent } from "../realtime/events.js";
+import { readReceiptsEnabled } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
 import { isUuid } from "../domain/ids.js";
@@ -180,8 +182,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         const key = convs.directKey(me, others[0]!);
         const existing = await convs.findDirect(db, key);
         if (existing) return { conversation: await conversationFor(me, existing.id), created: false };
-        const inserted = await db.transaction().execute((trx) =>
-          convs.insertConversation(trx, {
+        const inserted = await withEvents(async (trx, emit) => {
+          const row = await convs.insertConversation(trx, {
             isGroup: false,
             groupName: "",
             groupDescription: "",
@@ -194,8 +196,10 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
               { userId: me, role: "member" },
               { userId: others[0]!, role: "member" },
             ],
-          }),
-        );
+          });
+          if (row) emit(await conversationCreatedEvents(trx, row.id, [me, others[0]!]));
+          return row;
+        });
         // Lost a race with the other side opening the same chat: theirs is ours.
         const id = inserted?.id ?? (await convs.findDirect(db, key))!.id;
         return { conversation: await conversationFor(me, id), created: inserted !== undefined };
@@ -227,9 +231,17 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
           participants: [{ userId: me, role: "owner" }, ...others.map((userId) => ({ userId, role: "member" as const }))],
         });
         if (!inserted) return { inserted, notices: [] };
+        const created = await conversationCreatedEvents(trx, inserted.id, [me, ...others], 1n);
         const sys = await insertSystemMessage(
           trx,
-          { conversationId: inserted.id, actorId: me, event: "group_created", userIds: others, recipients: [me, ...others] },
+          {
+            conversationId: inserted.id,
+            actorId: me,
+            event: "group_created",
+            userIds: others,
+            recipients: [me, ...others],
+            extraEvents: () => created,
+          },
           now,
         );
         return { inserted, notices: sys.notices };
@@ -402,7 +414,21 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       await changeGroup(me, req.conversationId, async (trx, { my, conv }) => {
         requireAdmin(my);
         await convs.updateGroupFields(trx, conv.id, fields);
-        return { event: "group_updated", userIds: [] };
+        const after = (await convs.getConversationRow(trx, conv.id))!;
+        const people = (await convs.currentParticipants(trx, [conv.id])).get(conv.id) ?? [];
+        return {
+          event: "group_updated",
+          userIds: [],
+          events: (seq) =>
+            people.map((p) =>
+              storedEvent(
+                p.user_id,
+                { case: "conversationUpdated", value: { $typeName: "realtime.ConversationUpdated", conversation: conversationSnapshot({ ...after, last_seq: seq }, people, p.user_id), actorId: me } },
+                clock.now(),
+                { conversationId: conv.id },
+              ),
+            ),
+        };
       });
       return { conversation: await conversationFor(me, uuidField("conversation_id", req.conversationId)) };
     },
@@ -425,7 +451,20 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         }
         // They see the timeline from the message that adds them.
         await convs.addParticipants(trx, conv.id, fresh, conv.last_seq, clock.now());
-        return { event: "participants_added", userIds: fresh, recipients: [...current, ...fresh] };
+        const created = await conversationCreatedEvents(trx, conv.id, fresh, BigInt(conv.last_seq) + 1n);
+        return {
+          event: "participants_added",
+          userIds: fresh,
+          recipients: [...current, ...fresh],
+          events: () => [
+            ...created,
+            ...[...current, ...fresh].map((userId) =>
+              storedEvent(userId, { case: "participantAdded", value: { $typeName: "realtime.ParticipantAdded", conversationId: conv.id, userIds: fresh, actorId: me } }, clock.now(), {
+                conversationId: conv.id,
+              }),
+            ),
+          ],
+        };
       });
       return { conversation: await conversationFor(me, uuidField("conversation_id", req.conversationId)) };
     },
@@ -443,6 +482,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         return {
           event: "participant_removed",
           userIds: [target],
+          events: () => people.map((p) => participantRemoved(p.user_id, conv.id, target, me)),
           // They see their removal, and nothing after it.
           after: (seq: string) => convs.markLeft(trx, conv.id, target, seq, clock.now()),
         };
@@ -466,7 +506,12 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         if (them.role === "owner") throw new ConnectError("hand ownership over by making someone else the owner", Code.FailedPrecondition);
         if (role === "owner") await convs.setRole(trx, conv.id, me, "admin");
         await convs.setRole(trx, conv.id, target, role);
-        return { event: role === "owner" ? "owner_changed" : "role_changed", userIds: [target] };
+        const changes: Array<[string, convs.Role]> = role === "owner" ? [[target, "owner"], [me, "admin"]] : [[target, role]];
+        return {
+          event: role === "owner" ? "owner_changed" : "role_changed",
+          userIds: [target],
+          events: () => changes.flatMap(([userId, r]) => people.map((p) => roleChanged(p.user_id, conv.id, userId, r, me))),
+        };
       });
       return { conversation: await conversationFor(me, uuidField("conversation_id", req.conversationId)) };
     },
@@ -475,12 +520,21 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const me = callerOf(hc).userId;
       await changeGroup(me, req.conversationId, async (trx, { my, conv, people }) => {
         const others = people.filter((p) => p.user_id !== me);
+        let heir: convs.ParticipantRow | undefined;
         if (my.role === "owner" && others.length > 0) {
           // people are ordered by joined_at: the longest-standing admin, else participant.
-          const heir = others.find((p) => p.role === "admin") ?? others[0]!;
+          heir = others.find((p) => p.role === "admin") ?? others[0]!;
           await convs.setRole(trx, conv.id, heir.user_id, "owner");
         }
-        return { event: "participant_left", userIds: [me], after: (seq: string) => convs.markLeft(trx, conv.id, me, seq, clock.now()) };
+        return {
+          event: "participant_left",
+          userIds: [me],
+          after: (seq: string) => convs.markLeft(trx, conv.id, me, seq, clock.now()),
+          events: () => [
+            ...people.map((p) => participantRemoved(p.user_id, conv.id, me, me)),
+            ...(heir ? others.map((p) => roleChanged(p.user_id, conv.id, heir.user_id, "owner", me)) : []),
+          ],
+        };
       });
       return {};
     },
@@ -496,9 +550,27 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const content = req.content;
       if (content.trim() === "") throw bad("content: the new text must not be empty (delete the message instead)");
       if (content.length > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${content.length})`);
-      const row = await history.editMessage(db, message.id, content, clock.now());
-      if (!row) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
-      return { message: await messageFor(row) };
+      const edited = await withEvents(async (trx, emit) => {
+        await convs.lockConversationShared(trx, message.conversation_id);
+        const row = await history.editMessage(trx, message.id, content, clock.now());
+        if (!row) return undefined;
+        const people = (await convs.currentParticipants(trx, [row.conversation_id])).get(row.conversation_id) ?? [];
+        const view = toMessage(row, people, await history.reactionsOf(trx, [row.id]));
+        const body = eventBody({ case: "messageEdited", value: { $typeName: "realtime.MessageEdited", message: view } }, clock.now());
+        emit(
+          seeing(people, row.seq).map((userId) => ({
+            userId,
+            eventType: "message_edited",
+            conversationId: row.conversation_id,
+            messageId: row.id,
+            payload: { seq: row.seq },
+            body,
+          })),
+        );
+        return view;
+      });
+      if (!edited) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
+      return { message: edited };
     },
 
     async deleteMessage(req, hc) {
@@ -506,7 +578,10 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const { message, my } = await visibleMessage(me, req.messageId);
       const now = clock.now();
       if (!req.forEveryone) {
-        await history.hideMessage(db, me, message.id, now);
+        await withEvents(async (trx, emit) => {
+          await history.hideMessage(trx, me, message.id, now);
+          emit([messageDeleted(me, message, false)]);
+        });
         return {};
       }
       if (my.left_at !== null) throw new ConnectError("you are no longer a participant of this conversation", Code.PermissionDenied);
@@ -519,7 +594,12 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (own && !admin && now.getTime() - message.created_at.getTime() > DELETE_WINDOW_MS) {
         throw new ConnectError(`messages can be deleted for everyone for ${ctx.config.chat.deleteWindowSeconds / 3600} hours after sending`, Code.FailedPrecondition);
       }
-      await db.transaction().execute((trx) => history.tombstoneMessage(trx, message.id, now));
+      await withEvents(async (trx, emit) => {
+        await convs.lockConversationShared(trx, message.conversation_id);
+        await history.tombstoneMessage(trx, message.id, now);
+        const people = (await convs.currentParticipants(trx, [message.conversation_id])).get(message.conversation_id) ?? [];
+        emit(seeing(people, message.seq).map((userId) => messageDeleted(userId, message, true)));
+      });
       return {};
     },
 
@@ -530,9 +610,27 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (message.deleted_at) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
       const emoji = req.emoji.trim();
       if ([...emoji].length > MAX_EMOJI || /[\s\p{L}\p{N}]/u.test(emoji)) throw bad("emoji: one emoji, or empty to remove the reaction");
-      await history.setReaction(db, message.id, me, emoji, clock.now());
-      const people = (await convs.currentParticipants(db, [message.conversation_id])).get(message.conversation_id) ?? [];
-      return { reactions: toMessage(message, people, await history.reactionsOf(db, [message.id])).reactions };
+      const reactions = await withEvents(async (trx, emit) => {
+        await convs.lockConversationShared(trx, message.conversation_id);
+        await history.setReaction(trx, message.id, me, emoji, clock.now());
+        const people = (await convs.currentParticipants(trx, [message.conversation_id])).get(message.conversation_id) ?? [];
+        const { reactions } = toMessage(message, people, await history.reactionsOf(trx, [message.id]));
+        emit(
+          seeing(people, message.seq).map((userId) =>
+            storedEvent(
+              userId,
+              {
+                case: "reactionChanged",
+                value: { $typeName: "realtime.ReactionChanged", conversationId: message.conversation_id, messageId: message.id, userId: me, emoji, reactions },
+              },
+              clock.now(),
+              { conversationId: message.conversation_id, messageId: message.id },
+            ),
+          ),
+        );
+        return reactions;
+      });
+      return { reactions };
     },
 
     async getMessageReceipts(req, hc) {
@@ -563,7 +661,10 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       await participation(conversationId, me);
       const until = req.mutedUntil ? timestampDate(req.mutedUntil) : null;
       if (until && until <= clock.now()) throw bad("muted_until: must be in the future (leave it unset to unmute)");
-      await convs.setMuted(db, conversationId, me, until);
+      await withEvents(async (trx, emit) => {
+        await convs.setMuted(trx, conversationId, me, until);
+        emit([await selfUpdated(trx, conversationId, me)]);
+      });
       return {};
     },
 
@@ -571,7 +672,10 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const me = callerOf(hc).userId;
       const conversationId = uuidField("conversation_id", req.conversationId);
       await participation(conversationId, me);
-      await convs.setArchived(db, conversationId, me, req.archived);
+      await withEvents(async (trx, emit) => {
+        await convs.setArchived(trx, conversationId, me, req.archived);
+        emit([await selfUpdated(trx, conversationId, me)]);
+      });
       return {};
     },
 
@@ -593,7 +697,133 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     if (!conv) throw notFound(conversationId);
     if (upToSeq < 0n) throw bad("up_to_seq: must not be negative");
     if (upToSeq > BigInt(conv.last_seq)) throw bad(`up_to_seq: ${upToSeq} is beyond the conversation's last message (seq ${conv.last_seq})`);
-    return db.transaction().execute((trx) => convs.raiseWatermarks(trx, conversationId, me, upToSeq.toString(), read, clock.now()));
+    return withEvents(async (trx, emit) => {
+      await convs.lockConversationShared(trx, conversationId);
+      const before = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
+      const w = await convs.raiseWatermarks(trx, conversationId, me, upToSeq.toString(), read, clock.now());
+      const after = before.map((p) => (p.user_id === me ? { ...p, ...w } : p));
+      const mine = before.find((p) => p.user_id === me);
+      if (!mine || (mine.last_delivered_seq === w.last_delivered_seq && mine.last_read_seq === w.last_read_seq)) return w;
+      // Read receipts are shared only between people who both have them on (privacy).
+      const receipts = await readReceiptsEnabled(trx, after.map((p) => p.user_id));
+      const aggregate = (people: convs.ParticipantRow[], viewer: string, key: "last_delivered_seq" | "last_read_seq") => {
+        let min: bigint | undefined;
+        for (const p of people) {
+          if (p.user_id === viewer) continue;
+          const v = key === "last_read_seq" && receipts.get(p.user_id) === false ? 0n : BigInt(p[key]);
+          if (min === undefined || v < min) min = v;
+        }
+        return min ?? 0n;
+      };
+      const showRead = receipts.get(me) !== false;
+      const events: NewInboxEvent[] = [];
+      for (const p of after) {
+        const viewer = p.user_id;
+        const canSeeRead = showRead && receipts.get(viewer) !== false;
+        const delivered = aggregate(after, viewer, "last_delivered_seq");
+        const readAll = canSeeRead || viewer === me ? aggregate(after, viewer, "last_read_seq") : 0n;
+        if (viewer !== me) {
+          const changed =
+            delivered !== aggregate(before, viewer, "last_delivered_seq") || (canSeeRead && readAll !== aggregate(before, viewer, "last_read_seq"));
+          if (!changed) continue;
+        }
+        events.push(
+          storedEvent(
+            viewer,
+            {
+              case: "receiptUpdated",
+              value: {
+                $typeName: "realtime.ReceiptUpdated",
+                conversationId,
+                userId: me,
+                lastDeliveredSeq: BigInt(w.last_delivered_seq),
+                lastReadSeq: viewer === me || canSeeRead ? BigInt(w.last_read_seq) : 0n,
+                deliveredToAllSeq: delivered,
+                readByAllSeq: readAll,
+              },
+            },
+            clock.now(),
+            { conversationId },
+          ),
+        );
+      }
+      emit(events);
+      return w;
+    });
+  }
+
+  /**
+   * Runs `work` in a transaction; the inbox events it emits are appended in
+   * one pass at the end (one lock pass over inbox positions) and announced
+   * after the commit.
+   */
+  async function withEvents<T>(work: (trx: Transaction<Database>, emit: (events: NewInboxEvent[]) => void) => Promise<T>): Promise<T> {
+    const { result, notices } = await db.transaction().execute(async (trx) => {
+      const events: NewInboxEvent[] = [];
+      const result = await work(trx, (e) => events.push(...e));
+      return { result, notices: await appendInboxEvents(trx, events, clock.now()) };
+    });
+    publishNotices(ctx.bus, ctx.config.natsSubjectPrefix, notices);
+    return result;
+  }
+
+  /** Current participants whose window includes the message at `seq` (they joined before it). */
+  function seeing(people: convs.ParticipantRow[], seq: string): string[] {
+    return people.filter((p) => BigInt(p.joined_seq) < BigInt(seq)).map((p) => p.user_id);
+  }
+
+  /** conversation_created for each of `userIds`, as each sees the conversation. */
+  async function conversationCreatedEvents(trx: Transaction<Database>, conversationId: string, userIds: string[], lastSeq?: bigint): Promise<NewInboxEvent[]> {
+    const row = (await convs.getConversationRow(trx, conversationId))!;
+    const people = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
+    const snapshotRow = lastSeq === undefined ? row : { ...row, last_seq: lastSeq.toString() };
+    return userIds.map((userId) =>
+      storedEvent(
+        userId,
+        { case: "conversationCreated", value: { $typeName: "realtime.ConversationCreated", conversation: conversationSnapshot(snapshotRow, people, userId) } },
+        clock.now(),
+        { conversationId },
+      ),
+    );
+  }
+
+  /** conversation_updated for the caller's own devices (their mute/archive settings). */
+  async function selfUpdated(trx: Transaction<Database>, conversationId: string, me: string): Promise<NewInboxEvent> {
+    const row = (await convs.getConversationRow(trx, conversationId))!;
+    const people = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
+    return storedEvent(
+      me,
+      { case: "conversationUpdated", value: { $typeName: "realtime.ConversationUpdated", conversation: conversationSnapshot(row, people, me), actorId: me } },
+      clock.now(),
+      { conversationId },
+    );
+  }
+
+  function participantRemoved(to: string, conversationId: string, userId: string, actorId: string): NewInboxEvent {
+    return storedEvent(to, { case: "participantRemoved", value: { $typeName: "realtime.ParticipantRemoved", conversationId, userId, actorId } }, clock.now(), {
+      conversationId,
+    });
+  }
+
+  function roleChanged(to: string, conversationId: string, userId: string, role: convs.Role, actorId: string): NewInboxEvent {
+    return storedEvent(
+      to,
+      { case: "participantRoleChanged", value: { $typeName: "realtime.ParticipantRoleChanged", conversationId, userId, role: roleToProto(role), actorId } },
+      clock.now(),
+      { conversationId },
+    );
+  }
+
+  function messageDeleted(to: string, message: history.MessageRow, forEveryone: boolean): NewInboxEvent {
+    return storedEvent(
+      to,
+      {
+        case: "messageDeleted",
+        value: { $typeName: "realtime.MessageDeleted", conversationId: message.conversation_id, messageId: message.id, seq: BigInt(message.seq), forEveryone },
+      },
+      clock.now(),
+      { conversationId: message.conversation_id, messageId: message.id },
+    );
   }
 
   interface GroupChange {
@@ -603,6 +833,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     recipients?: string[];
     /** Runs after the system message has its seq (e.g. mark a participant left at it). */
     after?: (seq: string) => Promise<void>;
+    /** The change's structured realtime events (participant added, conversation updated ...). */
+    events?: (seq: string) => NewInboxEvent[];
   }
 
   /**
@@ -636,6 +868,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
           event: change.event,
           userIds: change.userIds,
           recipients: change.recipients ?? people.map((p) => p.user_id),
+          extraEvents: change.events,
         },
         clock.now(),
       );

@@ -30,7 +30,7 @@ const texts = (s: Subscription, conversationId?: string) =>
 beforeAll(async () => {
   a = await startTestServer({ REALTIME_TYPING_TTL_MS: "400" });
   b = await startTestServer({ REALTIME_TYPING_TTL_MS: "400" }, { shareWith: a });
-  [alice, bob, carol] = await Promise.all(["+14155550301", "+14155550302", "+14155550303"].map((p) => login(a.url, p)));
+  [alice, bob, carol] = (await Promise.all(["+14155550301", "+14155550302", "+14155550303"].map((p) => login(a.url, p)))) as [LoggedIn, LoggedIn, LoggedIn];
   direct = (await chat(a, alice).createConversation({ participantIds: [bob.id] })).conversation!.id;
   group = (await chat(a, alice).createConversation({ isGroup: true, groupName: "Trio", participantIds: [bob.id, carol.id] })).conversation!.id;
 }, 60_000);

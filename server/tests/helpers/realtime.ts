@@ -2,6 +2,8 @@ import { createClient, ConnectError, type Interceptor, type Transport } from "@c
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { RealtimeService, type Event } from "../../../gen/realtime/realtime_pb.js";
 
+type KindValue<K> = Extract<Event["kind"], { case: K }> extends { value: infer V } ? V : never;
+
 export type Protocol = "grpc" | "grpc-web" | "connect";
 
 /** A transport of the given protocol sending `Authorization: Bearer <token>`. */
@@ -50,8 +52,8 @@ export class Subscription {
     return this.events.filter((e) => e.position > 0n && (kind === undefined || e.kind.case === kind));
   }
 
-  of<K extends NonNullable<Event["kind"]["case"]>>(kind: K): Array<Extract<Event["kind"], { case: K }>["value"]> {
-    return this.events.filter((e) => e.kind.case === kind).map((e) => e.kind.value as Extract<Event["kind"], { case: K }>["value"]);
+  of<K extends NonNullable<Event["kind"]["case"]>>(kind: K): Array<KindValue<K>> {
+    return this.events.filter((e) => e.kind.case === kind).map((e) => e.kind.value as unknown as KindValue<K>);
   }
 
   /** The last stored position seen (what a device keeps to resume). */
