@@ -17,3 +17,4 @@ export { Code, ConnectError } from "@connectrpc/connect";
 export * from "../../gen/auth/auth_pb.js";
 export * from "../../gen/chat/chat_pb.js";
 export * from "../../gen/realtime/realtime_pb.js";
+export * from "../../gen/user/user_pb.js";

@@ -121,7 +121,7 @@ describe("sendMessage", () => {
     let failures = 2;
     const flaky: Interceptor = (next) => async (req) => {
       if (req.method.name !== "SendMessage") return next(req);
-      ids.push((req.message as { clientMessageId: string }).clientMessageId);
+      ids.push((req.message as unknown as { clientMessageId: string }).clientMessageId);
       // The first attempt reaches the server but its answer is "lost"; the second never arrives.
       if (failures-- === 2) {
         await next(req);

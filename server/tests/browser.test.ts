@@ -1,0 +1,126 @@
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { defaultWebDir } from "../http/http-routes.js";
+import { DEV_CODE } from "./helpers/login.js";
+import { startTestServer, type TestServer } from "./helpers/test-server.js";
+
+// The browser client (web/, built into dist/web and served at `/`) in real
+// headless Chromium: two people log in, one writes, the other sees it live,
+// the writer sees the read tick; typing and a group too. Screenshots go to
+// test-output/browser/. Never skipped: without Chromium this fails and says how to get it.
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const SHOTS = path.resolve("test-output/browser");
+
+let s: TestServer;
+let browser: Browser;
+const contexts: BrowserContext[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium not found at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (.ci/run does), or set CHROMIUM_PATH`);
+  }
+  if (!existsSync(path.join(defaultWebDir(), "index.html"))) {
+    throw new Error(`${defaultWebDir()}/index.html is missing: run \`npm run build\` first (\`npm test\` does)`);
+  }
+  await mkdir(SHOTS, { recursive: true });
+  s = await startTestServer();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // As root in a sandboxed machine, with no network beyond localhost.
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
+  });
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of contexts) await c.close().catch(() => undefined);
+  await browser?.close();
+  await s?.stop();
+});
+
+async function newPage(viewport: { width: number; height: number }): Promise<Page> {
+  const context = await browser.newContext({ viewport });
+  contexts.push(context);
+  context.setDefaultTimeout(15_000);
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (err) => errors.push(String(err)));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") errors.push(msg.text());
+  });
+  (page as Page & { errors?: string[] }).errors = errors;
+  return page;
+}
+
+async function logIn(page: Page, phone: string): Promise<void> {
+  await page.goto(s.url);
+  await page.getByLabel("Phone number").fill(phone);
+  await page.getByRole("button", { name: "Send code" }).click();
+  await page.getByLabel("Code").fill(DEV_CODE);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect.poll(() => page.getByTestId("me").textContent()).toBe(phone);
+  // The event stream is open once the connection dot turns green.
+  await page.locator(".conn.online").waitFor();
+}
+
+const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+
+test("two people chat live in Chromium: message, unread count, read tick, typing, group", async () => {
+  const alice = await newPage({ width: 390, height: 780 }); // a phone
+  const bob = await newPage({ width: 1000, height: 700 }); // a laptop
+  const alicePhone = "+14155580001";
+  const bobPhone = "+14155580002";
+  await logIn(bob, bobPhone);
+  await logIn(alice, alicePhone);
+  await shot(alice, "01-alice-logged-in");
+
+  // Alice starts a chat with Bob's number and writes.
+  await alice.getByTestId("new-chat").click();
+  await alice.getByLabel("Their phone number").fill(bobPhone);
+  await alice.getByRole("button", { name: "Start chat" }).click();
+  await alice.getByTestId("composer").fill("Merhaba Bob!");
+  await alice.getByTestId("send").click();
+  await alice.getByTestId("message").filter({ hasText: "Merhaba Bob!" }).waitFor();
+
+  // Bob sees it arrive live: the conversation with an unread badge.
+  const bobItem = bob.getByTestId("conversation").filter({ hasText: "Merhaba Bob!" });
+  await bobItem.waitFor();
+  await expect.poll(() => bobItem.getByTestId("unread").textContent()).toBe("1");
+  await shot(bob, "02-bob-unread");
+
+  // Delivered (two grey ticks) once Bob's device got it, read (blue) once he opens it.
+  const aliceTick = alice.getByTestId("message").filter({ hasText: "Merhaba Bob!" }).getByTestId("tick");
+  await expect.poll(() => aliceTick.getAttribute("data-state")).toMatch(/delivered|read/);
+  await bobItem.click();
+  await bob.getByTestId("message").filter({ hasText: "Merhaba Bob!" }).waitFor();
+  await expect.poll(() => aliceTick.getAttribute("data-state"), { timeout: 15_000 }).toBe("read");
+  expect(await bobItem.getByTestId("unread").count()).toBe(0);
+  await shot(alice, "03-alice-read-tick");
+
+  // Bob types: Alice sees it; then his reply arrives live.
+  await bob.getByTestId("composer").pressSequentially("Sel", { delay: 30 });
+  await expect.poll(() => alice.getByTestId("typing").textContent(), { timeout: 10_000 }).toContain("typing");
+  await shot(alice, "04-alice-sees-typing");
+  await bob.getByTestId("composer").fill("Selam Alice!");
+  await bob.getByTestId("send").click();
+  await alice.getByTestId("message").filter({ hasText: "Selam Alice!" }).waitFor();
+  await expect.poll(() => alice.getByTestId("typing").textContent()).toBe("");
+
+  // Alice makes a group with Bob; it appears in Bob's list.
+  await alice.getByRole("button", { name: "Back" }).click();
+  await alice.getByTestId("new-group").click();
+  await alice.getByLabel("Group name").fill("Weekend");
+  await alice.getByLabel("Phone numbers").fill(bobPhone);
+  await alice.getByRole("button", { name: "Create group" }).click();
+  await alice.getByTestId("composer").fill("Who is in?");
+  await alice.getByTestId("send").click();
+  await bob.getByTestId("conversation").filter({ hasText: "Weekend" }).waitFor();
+  await shot(bob, "05-bob-group");
+  await shot(alice, "06-alice-group");
+
+  for (const page of [alice, bob]) expect((page as Page & { errors?: string[] }).errors).toEqual([]);
+}, 90_000);
