@@ -5,11 +5,15 @@ import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/
 import { AuthService, file_auth_auth } from "../gen/auth/auth_pb.js";
 import { ChatService, file_chat_chat } from "../gen/chat/chat_pb.js";
 import { Health, file_health_v1_health } from "../gen/health/v1/health_pb.js";
+import { StatusService, file_status_status } from "../gen/status/status_pb.js";
+import { UserService, file_user_user } from "../gen/user/user_pb.js";
 import type { AppContext } from "./context.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createChatService } from "./services/chat-service.js";
 import { createHealthService } from "./services/health-service.js";
 import { registerReflection } from "./services/reflection-service.js";
+import { createStatusService } from "./services/status-service.js";
+import { createUserService } from "./services/user-service.js";
 
 /**
  * Every service registered in one place. Returns the names of the services
@@ -26,6 +30,10 @@ export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[]
     router.service(ChatService, createChatService(ctx));
     services.push(AuthService, ChatService);
     files.push(file_auth_auth, file_chat_chat);
+    router.service(UserService, createUserService(ctx));
+    router.service(StatusService, createStatusService(ctx));
+    services.push(UserService, StatusService);
+    files.push(file_user_user, file_status_status);
   }
 
   const names = [
