@@ -47,6 +47,18 @@ export interface Config {
   auth: AuthConfig;
   worker: WorkerConfig;
   chat: ChatConfig;
+  users: UsersConfig;
+  status: StatusConfig;
+}
+
+export interface UsersConfig {
+  /** Phone numbers SyncContacts may check per account per 24 h (numbers already among its contacts are free). */
+  contactSyncDailyBudget: number;
+}
+
+export interface StatusConfig {
+  /** How often expired statuses and their views are deleted. */
+  purgeIntervalSeconds: number;
 }
 
 /** The message worker (JetStream consumer). */
@@ -208,6 +220,12 @@ export function loadConfig(env: Env = process.env): Config {
     editWindowSeconds: intVar(get, "CHAT_EDIT_WINDOW_SECONDS", 15 * 60, 0, 365 * 24 * 3600),
     deleteWindowSeconds: intVar(get, "CHAT_DELETE_WINDOW_SECONDS", 60 * 3600, 0, 365 * 24 * 3600),
   };
+  const users: UsersConfig = {
+    contactSyncDailyBudget: intVar(get, "CONTACT_SYNC_DAILY_BUDGET", 5000, 1, 1_000_000),
+  };
+  const status: StatusConfig = {
+    purgeIntervalSeconds: intVar(get, "STATUS_PURGE_INTERVAL_SECONDS", 600, 1, 86_400),
+  };
   const worker: WorkerConfig = {
     batchSize: intVar(get, "WORKER_BATCH_SIZE", 100, 1, 1000),
     ackWaitSeconds: intVar(get, "WORKER_ACK_WAIT_SECONDS", 30, 1, 3600),
@@ -237,6 +255,8 @@ export function loadConfig(env: Env = process.env): Config {
     natsUrl,
     natsSubjectPrefix,
     chat,
+    users,
+    status,
     dataDir,
     jwtSecret,
     authDevMode,

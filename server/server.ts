@@ -22,6 +22,7 @@ import { SessionGuard } from "./auth/session-guard.js";
 import { TokenService } from "./auth/tokens.js";
 import { TwilioOtpProvider } from "./auth/twilio-otp-provider.js";
 import { pruneAuthRows } from "./db/auth-store.js";
+import { purgeExpiredStatuses } from "./db/status-store.js";
 import { authInterceptor } from "./interceptors/auth.js";
 import { InProcessBus, NatsBus, type EventBus } from "./messaging/bus.js";
 import { createContextValues } from "@connectrpc/connect";
@@ -53,6 +54,7 @@ export class ChatwireServer {
   private boundPort: number | undefined;
   private stopping: Promise<void> | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
+  private statusPurgeTimer: NodeJS.Timeout | undefined;
   /** Consumes the JetStream queue; only with NATS and the "worker" role. */
   private worker: MessageWorker | undefined;
 
@@ -133,6 +135,11 @@ export class ChatwireServer {
       pruneAuthRows(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "pruning auth rows failed"));
     }, 10 * 60_000);
     this.pruneTimer.unref();
+    // Expired statuses are already invisible (read-time filter); this removes their rows and views.
+    this.statusPurgeTimer = setInterval(() => {
+      purgeExpiredStatuses(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "purging expired statuses failed"));
+    }, config.status.purgeIntervalSeconds * 1000);
+    this.statusPurgeTimer.unref();
     const queue = this.ctx.messages;
     if (queue instanceof JetStreamQueue && config.roles.has("worker")) {
       this.worker = new MessageWorker({
@@ -237,6 +244,7 @@ export class ChatwireServer {
     health.setAll("NOT_SERVING");
     this.shutdown.abort(new ConnectError("server is shutting down; reconnect to another instance", Code.Unavailable));
     clearInterval(this.pruneTimer);
+    clearInterval(this.statusPurgeTimer);
     await this.listener?.close(config.shutdownTimeoutMs);
     // After the API (its last SendMessage calls have published) and before
     // NATS drains (the worker still acks what it stored).
