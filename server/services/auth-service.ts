@@ -55,6 +55,17 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
     }
   }
 
+  /**
+   * After a revocation committed: every instance forgets the sessions (their
+   * streams end), and the user's other devices get a session_revoked event.
+   */
+  async function revoked(userId: string, sessionIds: string[]): Promise<void> {
+    guard.revoked(sessionIds);
+    await ctx.realtime
+      .sessionsRevoked(userId, sessionIds)
+      .catch((err: unknown) => logger.warn({ err, userId, sessionIds }, "storing session_revoked events failed"));
+  }
+
   const callerOf = (hc: HandlerContext): Caller => {
     const caller = hc.values.get(callerKey);
     if (!caller) throw new ConnectError("this call needs `Authorization: Bearer <access token>`", Code.Unauthenticated);
@@ -189,7 +200,7 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
         });
       }
       // A replaced token presented again after the grace: someone else holds a copy.
-      if (await store.revokeSession(db, session.id, "refresh_token_reuse", now)) guard.revoked([session.id]);
+      if (await store.revokeSession(db, session.id, "refresh_token_reuse", now)) await revoked(session.user_id, [session.id]);
       logger.warn({ userId: session.user_id, sessionId: session.id }, "refresh token reuse detected; session revoked");
       throw new ConnectError("refresh_token: this refresh token was already used; the session has been revoked, log in again", Code.Unauthenticated);
     },
@@ -209,7 +220,7 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
       if (session.revoked_at === null && !current) {
         throw new ConnectError("refresh_token: this refresh token was replaced by a newer one; use the newest", Code.Unauthenticated);
       }
-      if (await store.revokeSession(db, session.id, "logout", now)) guard.revoked([session.id]);
+      if (await store.revokeSession(db, session.id, "logout", now)) await revoked(session.user_id, [session.id]);
       return { success: true };
     },
 
@@ -219,7 +230,7 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
         throw new ConnectError("access_token: the session has been revoked", Code.Unauthenticated);
       }
       const ids = await store.revokeUserSessions(db, claims.userId, "logout_all", clock.now());
-      guard.revoked(ids);
+      await revoked(claims.userId, ids);
       return { success: true };
     },
 
@@ -234,7 +245,7 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
       const id = req.sessionId.trim();
       if (!isUuid(id)) throw new ConnectError("session_id: must be a session id from ListSessions", Code.InvalidArgument);
       if (await store.revokeSession(db, id, "revoked", clock.now(), caller.userId)) {
-        guard.revoked([id]);
+        await revoked(caller.userId, [id]);
         return { success: true };
       }
       const existing = await store.getSession(db, id);

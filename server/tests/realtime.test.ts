@@ -1,6 +1,7 @@
 import { createClient, Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ChatService } from "../../gen/chat/chat_pb.js";
+import { ChatService, ParticipantRole } from "../../gen/chat/chat_pb.js";
+import { AuthService } from "../../gen/auth/auth_pb.js";
 import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
 import { login, type LoggedIn } from "./helpers/login.js";
 import { protocolTransport, Subscription, type Protocol } from "./helpers/realtime.js";
@@ -16,6 +17,8 @@ let carol: LoggedIn;
 let direct: string;
 let group: string;
 const open: Subscription[] = [];
+/** Real time, movable forward (a second login of one number waits out the resend interval). */
+const clock = { offsetMs: 0, now: () => new Date(Date.now() + clock.offsetMs) };
 
 const chat = (server: TestServer, who: LoggedIn, protocol: Protocol = "connect") =>
   createClient(ChatService, protocolTransport(server.url, who.accessToken, protocol));
@@ -28,8 +31,8 @@ const texts = (s: Subscription, conversationId?: string) =>
   s.of("messageCreated").map((m) => m.message!).filter((m) => !conversationId || m.conversationId === conversationId).map((m) => m.content);
 
 beforeAll(async () => {
-  a = await startTestServer({ REALTIME_TYPING_TTL_MS: "400" });
-  b = await startTestServer({ REALTIME_TYPING_TTL_MS: "400" }, { shareWith: a });
+  a = await startTestServer({ REALTIME_TYPING_TTL_MS: "400" }, { clock });
+  b = await startTestServer({ REALTIME_TYPING_TTL_MS: "400" }, { shareWith: a, clock });
   [alice, bob, carol] = (await Promise.all(["+14155550301", "+14155550302", "+14155550303"].map((p) => login(a.url, p)))) as [LoggedIn, LoggedIn, LoggedIn];
   direct = (await chat(a, alice).createConversation({ participantIds: [bob.id] })).conversation!.id;
   group = (await chat(a, alice).createConversation({ isGroup: true, groupName: "Trio", participantIds: [bob.id, carol.id] })).conversation!.id;
@@ -91,5 +94,139 @@ describe("Subscribe", () => {
     await again.until((s) => texts(s).includes("after resume"), 10_000, "the live message");
     expect(again.stored().length).toBe(51);
     await again.close();
+  });
+
+  it("edits, reactions, deletes, receipts and group changes reach every participant's stream as typed events", async () => {
+    const bobStream = subscribe(b, bob, "grpc");
+    const aliceStream = subscribe(a, alice, "connect");
+    await Promise.all([bobStream.untilKind("caughtUp"), aliceStream.untilKind("caughtUp")]);
+    const sent = (await chat(a, alice).sendMessage({ conversationId: direct, content: "to be edited" })).message!;
+    await bobStream.until((s) => texts(s).includes("to be edited"), 10_000, "the message");
+    const stored = bobStream.of("messageCreated").find((m) => m.message!.content === "to be edited")!.message!;
+
+    await chat(a, alice).editMessage({ messageId: stored.id, content: "edited!" });
+    await chat(b, bob).reactToMessage({ messageId: stored.id, emoji: "👍" });
+    await chat(b, bob).markRead({ conversationId: direct, upToSeq: stored.seq });
+    await chat(a, alice).deleteMessage({ messageId: stored.id, forEveryone: true });
+
+    await bobStream.untilKind("messageDeleted");
+    expect(bobStream.of("messageEdited")[0]!.message!.content).toBe("edited!");
+    expect(bobStream.of("reactionChanged")[0]).toMatchObject({ messageId: stored.id, userId: bob.id, emoji: "👍" });
+    expect(bobStream.of("reactionChanged")[0]!.reactions[0]).toMatchObject({ emoji: "👍", count: 1, userIds: [bob.id] });
+    expect(bobStream.of("messageDeleted")[0]).toMatchObject({ messageId: stored.id, forEveryone: true, seq: stored.seq });
+    // Alice learns that everything she sent up to that seq is delivered and read.
+    await aliceStream.untilKind("receiptUpdated");
+    expect(aliceStream.of("receiptUpdated")[0]).toMatchObject({
+      conversationId: direct,
+      userId: bob.id,
+      lastReadSeq: stored.seq,
+      lastDeliveredSeq: stored.seq,
+      deliveredToAllSeq: stored.seq,
+      readByAllSeq: stored.seq,
+    });
+    expect(sent.id).toBe(stored.id);
+
+    // Group changes: created, renamed, added, role changed, removed.
+    const dave = await login(a.url, "+14155550304");
+    const created = (await chat(a, alice).createConversation({ isGroup: true, groupName: "Plans", participantIds: [bob.id] })).conversation!;
+    await bobStream.until((s) => s.of("conversationCreated").some((c) => c.conversation!.id === created.id), 10_000, "conversation_created");
+    const seen = bobStream.of("conversationCreated").find((c) => c.conversation!.id === created.id)!.conversation!;
+    expect(seen).toMatchObject({ isGroup: true, groupName: "Plans", myRole: ParticipantRole.MEMBER });
+    expect([...seen.participantIds].sort()).toEqual([alice.id, bob.id].sort());
+    await chat(a, alice).updateGroup({ conversationId: created.id, groupName: "Plans 2" });
+    await chat(a, alice).addParticipants({ conversationId: created.id, userIds: [dave.id] });
+    await chat(a, alice).setParticipantRole({ conversationId: created.id, userId: bob.id, role: ParticipantRole.ADMIN });
+    await chat(b, bob).removeParticipant({ conversationId: created.id, userId: dave.id });
+    await bobStream.untilKind("participantRemoved");
+    expect(bobStream.of("conversationUpdated").at(-1)!.conversation!.groupName).toBe("Plans 2");
+    expect(bobStream.of("participantAdded").at(-1)).toMatchObject({ conversationId: created.id, userIds: [dave.id], actorId: alice.id });
+    expect(bobStream.of("participantRoleChanged").at(-1)).toMatchObject({ userId: bob.id, role: ParticipantRole.ADMIN, actorId: alice.id });
+    expect(bobStream.of("participantRemoved").at(-1)).toMatchObject({ userId: dave.id, actorId: bob.id });
+    // The same changes are system messages in the timeline, also on the stream.
+    const systemEvents = bobStream
+      .of("messageCreated")
+      .filter((m) => m.message!.conversationId === created.id)
+      .map((m) => m.message!.systemEvent);
+    expect(systemEvents).toEqual(["group_created", "group_updated", "participants_added", "role_changed", "participant_removed"]);
+
+    // A replay from before all this sends the same typed events (message ones as the messages are now).
+    const replay = subscribe(a, bob, "grpc-web", bobStream.of("caughtUp")[0]!.position);
+    await replay.untilKind("caughtUp");
+    const live = bobStream.stored().map((e) => `${e.position}:${e.kind.case}`);
+    expect(replay.stored().map((e) => `${e.position}:${e.kind.case}`)).toEqual(live);
+    const replayedCreate = replay.of("messageCreated").find((m) => m.message!.id === stored.id)!.message!;
+    expect(replayedCreate.deletedAt).toBeDefined();
+    expect(replayedCreate.content).toBe("");
+    await Promise.all([bobStream.close(), aliceStream.close(), replay.close()]);
+  });
+
+  it("typing reaches the conversation's other online participants and expires unless repeated", async () => {
+    const bobStream = subscribe(b, bob, "grpc");
+    const carolStream = subscribe(a, carol, "connect");
+    await Promise.all([bobStream.untilKind("caughtUp"), carolStream.untilKind("caughtUp")]);
+    const res = await createClient(RealtimeService, protocolTransport(a.url, alice.accessToken, "connect")).sendTyping({ conversationId: group, active: true });
+    expect(res.deliveredTo).toBe(2);
+    await Promise.all([bobStream.untilKind("typing", 2), carolStream.untilKind("typing", 2)]);
+    for (const s of [bobStream, carolStream]) {
+      const [start, stop] = s.of("typing");
+      expect(start).toMatchObject({ conversationId: group, userId: alice.id, active: true });
+      expect(start!.expiresAt).toBeDefined();
+      // REALTIME_TYPING_TTL_MS=400 on these servers: no repeat, so it ended.
+      expect(stop).toMatchObject({ conversationId: group, userId: alice.id, active: false });
+      expect(s.events.filter((e) => e.kind.case === "typing").every((e) => e.position === 0n)).toBe(true);
+    }
+    // Only participants: a typing indicator in the direct chat does not reach carol.
+    await createClient(RealtimeService, protocolTransport(a.url, alice.accessToken, "grpc")).sendTyping({ conversationId: direct, active: true });
+    await bobStream.untilKind("typing", 3);
+    expect(carolStream.of("typing").length).toBe(2);
+    await Promise.all([bobStream.close(), carolStream.close()]);
+  });
+
+  it("presence: online while a device is subscribed, offline with last_seen when the last one closes", async () => {
+    const realtime = createClient(RealtimeService, protocolTransport(a.url, alice.accessToken, "connect"));
+    const watcher = subscribe(a, alice, "connect");
+    await watcher.untilKind("caughtUp");
+    const phone = subscribe(b, carol, "grpc");
+    const laptop = subscribe(a, carol, "connect");
+    await Promise.all([phone.untilKind("caughtUp"), laptop.untilKind("caughtUp")]);
+    await watcher.until((s) => s.of("presence").some((p) => p.userId === carol.id && p.online), 10_000, "carol online");
+    expect((await realtime.getPresence({ userIds: [carol.id] })).users[0]).toMatchObject({ userId: carol.id, online: true });
+    await phone.close();
+    // Still online on the laptop: no offline event yet.
+    expect((await realtime.getPresence({ userIds: [carol.id] })).users[0]!.online).toBe(true);
+    await laptop.close();
+    await watcher.until((s) => s.of("presence").some((p) => p.userId === carol.id && !p.online), 10_000, "carol offline");
+    const offline = watcher.of("presence").find((p) => p.userId === carol.id && !p.online)!;
+    expect(offline.lastSeenAt).toBeDefined();
+    expect(watcher.of("presence").filter((p) => p.userId === carol.id).map((p) => p.online)).toEqual([true, false]);
+    const later = (await realtime.getPresence({ userIds: [carol.id] })).users[0]!;
+    expect(later.online).toBe(false);
+    expect(later.lastSeenAt?.seconds).toBe(offline.lastSeenAt!.seconds);
+    // Someone who shares no conversation with alice is left out.
+    const stranger = await login(a.url, "+14155550399");
+    expect((await realtime.getPresence({ userIds: [stranger.id, carol.id] })).users.map((u) => u.userId)).toEqual([carol.id]);
+    await expect(realtime.getPresence({ userIds: ["nope"] })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await watcher.close();
+  });
+
+  it("revoking a session ends its stream on the other instance within a second with Unauthenticated; the user's other devices hear of it", async () => {
+    // Bob's second device, past the number's SendOTP resend interval.
+    clock.offsetMs += 31_000;
+    const device = await login(a.url, bob.phone);
+    const doomed = subscribe(b, device, "grpc");
+    const other = subscribe(a, bob, "connect");
+    await Promise.all([doomed.untilKind("caughtUp"), other.untilKind("caughtUp")]);
+    const auth = createClient(AuthService, protocolTransport(a.url, bob.accessToken, "connect"));
+    const sessions = (await auth.listSessions({})).sessions;
+    expect(sessions.length).toBe(2);
+    const deviceSession = sessions.find((s) => !s.current)!;
+    const started = Date.now();
+    await auth.revokeSession({ sessionId: deviceSession.sessionId });
+    await doomed.until((s) => s.ended !== undefined, 1000, "the stream to end");
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(doomed.ended!.error?.code).toBe(Code.Unauthenticated);
+    await other.untilKind("sessionRevoked");
+    expect(other.of("sessionRevoked")[0]!.sessionId).toBe(deviceSession.sessionId);
+    await other.close();
   });
 });
