@@ -104,6 +104,7 @@ const UNREAD_LIMIT = 10_000;
 export class Subscription extends Emitter<SubscriptionEvents> implements AsyncIterable<Event> {
   #position: bigint | undefined;
   #closed = false;
+  #running = true;
   #fatal: ConnectError | undefined;
   readonly #stop = new AbortController();
   #attempt: AbortController | undefined;
@@ -113,6 +114,7 @@ export class Subscription extends Emitter<SubscriptionEvents> implements AsyncIt
   readonly #deliver = new Map<string, bigint>();
   #deliverTimer: ReturnType<typeof setTimeout> | undefined;
   #me: string | undefined;
+  #lastReady: Ready | undefined;
   /** Resolves when the subscription has ended. */
   readonly done: Promise<void>;
 
@@ -143,6 +145,25 @@ export class Subscription extends Emitter<SubscriptionEvents> implements AsyncIt
     return this.#connected;
   }
 
+  /**
+   * Resolves once a stream is open (at once if it is): events from then on
+   * reach you. Rejects if the subscription ends first.
+   */
+  ready(): Promise<Ready> {
+    if (this.#connected && this.#lastReady) return Promise.resolve(this.#lastReady);
+    if (!this.#running) return Promise.reject(this.#fatal ?? new ConnectError("subscription closed", Code.Canceled));
+    return new Promise((resolve, reject) => {
+      const offReady = this.once("ready", (r) => {
+        offClosed();
+        resolve(r);
+      });
+      const offClosed = this.once("closed", () => {
+        offReady();
+        reject(this.#fatal ?? new ConnectError("subscription closed", Code.Canceled));
+      });
+    });
+  }
+
   /** Stops the stream and ends every iterator. Pending delivery receipts are still sent. */
   close(): void {
     if (this.#closed) return;
@@ -167,8 +188,6 @@ export class Subscription extends Emitter<SubscriptionEvents> implements AsyncIt
       },
     };
   }
-
-  #running = true;
 
   async #run(): Promise<void> {
     let failures = 0;
@@ -243,6 +262,7 @@ export class Subscription extends Emitter<SubscriptionEvents> implements AsyncIt
         if (event.kind.case === "ready") {
           heartbeatSeconds = event.kind.value.heartbeatSeconds || DEFAULT_HEARTBEAT_SECONDS;
           this.#position ??= event.kind.value.position;
+          this.#lastReady = event.kind.value;
           this.#connected = true;
           onReady();
         }

@@ -124,3 +124,26 @@ test("two people chat live in Chromium: message, unread count, read tick, typing
 
   for (const page of [alice, bob]) expect((page as Page & { errors?: string[] }).errors).toEqual([]);
 }, 90_000);
+
+test("the app's files are served at / with their types; nothing outside dist/web, no RPC or health route shadowed", async () => {
+  const index = await fetch(`${s.url}/`);
+  expect(index.status).toBe(200);
+  expect(index.headers.get("content-type")).toBe("text/html; charset=utf-8");
+  expect(index.headers.get("cache-control")).toBe("no-cache");
+  const html = await index.text();
+  const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+  expect(script).toBeDefined();
+  const js = await fetch(`${s.url}${script}`);
+  expect(js.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+  expect(js.headers.get("cache-control")).toContain("immutable");
+  const head = await fetch(`${s.url}/favicon.svg`, { method: "HEAD" });
+  expect([head.status, head.headers.get("content-type")]).toEqual([200, "image/svg+xml"]);
+
+  for (const p of ["/..%2f..%2fpackage.json", "/%2e%2e/package.json", "/assets/..%2f..%2f..%2fpackage.json", "/.env", "/nope.js"]) {
+    const res = await fetch(`${s.url}${p}`);
+    expect([p, res.status]).toEqual([p, 404]);
+  }
+  expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
+  const rpc = await fetch(`${s.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+  expect(await rpc.json()).toEqual({ status: "SERVING" });
+});
