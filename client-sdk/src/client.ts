@@ -3,6 +3,7 @@ import { Code, ConnectError, createClient, type CallOptions, type Client, type I
 import { AuthService, type SendOTPResponse, type VerifyOTPResponse } from "../../gen/auth/auth_pb.js";
 import { ChatService, type Message, type SendMessageRequest, type SendMessageRequestSchema, type SendMessageResponse } from "../../gen/chat/chat_pb.js";
 import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
+import { StatusService } from "../../gen/status/status_pb.js";
 import { UserService } from "../../gen/user/user_pb.js";
 import { Emitter } from "./emitter.js";
 import { backoffDelay, randomId, sleep } from "./retry.js";
@@ -84,7 +85,7 @@ const RETRY_SEND = new Set([Code.Unavailable, Code.DeadlineExceeded]);
 
 /**
  * A Chatwire client: typed clients for every service (`auth`, `chat`,
- * `realtime`, `users`), a session that refreshes itself, and a reconnecting event stream.
+ * `realtime`, `users`, `status`), a session that refreshes itself, and a reconnecting event stream.
  */
 export class ChatwireClient extends Emitter<ClientEvents> {
   /** AuthService, with `sendCode`, `verify` and `refresh`. */
@@ -95,6 +96,8 @@ export class ChatwireClient extends Emitter<ClientEvents> {
   readonly realtime: Client<typeof RealtimeService>;
   /** UserService: profiles, contacts, blocks, privacy. */
   readonly users: Client<typeof UserService>;
+  /** StatusService: 24-hour status updates, their feed, views and replies. */
+  readonly status: Client<typeof StatusService>;
   /** The token store in use. */
   readonly tokens: TokenStore;
   readonly #session: Session;
@@ -171,6 +174,7 @@ export class ChatwireClient extends Emitter<ClientEvents> {
     });
     this.realtime = createClient(RealtimeService, transport);
     this.users = createClient(UserService, transport);
+    this.status = createClient(StatusService, transport);
   }
 
   /** The logged-in user's id, or undefined when logged out. */

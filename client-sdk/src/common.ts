@@ -18,3 +18,4 @@ export * from "../../gen/auth/auth_pb.js";
 export * from "../../gen/chat/chat_pb.js";
 export * from "../../gen/realtime/realtime_pb.js";
 export * from "../../gen/user/user_pb.js";
+export * from "../../gen/status/status_pb.js";

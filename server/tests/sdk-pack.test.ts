@@ -67,9 +67,9 @@ beforeAll(async () => {
   project = await mkdtemp(path.join(os.tmpdir(), "chatwire-sdk-consumer-"));
   // Built already by `npm run build`; the prepack script would only build it again.
   const { stdout } = await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", project], { cwd: SDK });
-  const [{ filename }] = JSON.parse(stdout) as Array<{ filename: string }>;
+  const { filename } = (JSON.parse(stdout) as Array<{ filename: string }>)[0]!;
   await writeFile(path.join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
-  await run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", path.join(project, filename!)], { cwd: project, timeout: 150_000 });
+  await run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", path.join(project, filename)], { cwd: project, timeout: 150_000 });
   await writeFile(path.join(project, "chat.mjs"), SCRIPT);
   s = await startTestServer();
 }, 180_000);

@@ -67,6 +67,16 @@ describe.each(["connect", "grpc-web", "grpc"] as const)("over %s", (transport) =
   });
 });
 
+describe("every service", () => {
+  test("users and status answer through the same session", async () => {
+    const { c, id, phone } = await loggedIn();
+    const me = await c.users.getMe({});
+    expect([me.user?.id, me.user?.phoneNumber]).toEqual([id, phone]);
+    const mine = await c.status.listMyStatuses({});
+    expect(mine.statuses).toEqual([]);
+  });
+});
+
 describe("session", () => {
   test("a refused access token is refreshed once for concurrent calls, and each call retried", async () => {
     const count = counting();
