@@ -32,6 +32,7 @@ const state = {
   open: undefined as string | undefined,
   names: new Map<string, string>(JSON.parse(localStorage.getItem("chatwire.names") ?? "[]") as Array<[string, string]>),
   sub: undefined as Subscription | undefined,
+  presence: new Map<string, { online: boolean; lastSeen?: number }>(),
   online: false,
 };
 
@@ -272,6 +273,10 @@ function subscribe(since: bigint): void {
     else cs.typing.delete(t.userId);
     renderTyping();
   });
+  sub.on("presence", (p) => {
+    state.presence.set(p.userId, { online: p.online, lastSeen: p.lastSeenAt ? Number(p.lastSeenAt.seconds) * 1000 : undefined });
+    renderTyping();
+  });
   sub.on("resync", () => void reload());
   sub.on("error", (err) => {
     setConn(false);
@@ -416,6 +421,13 @@ async function openConversation(id: string): Promise<void> {
   );
   renderHeader();
   renderList();
+  const other = cs.conv.isGroup ? undefined : cs.conv.participantIds.find((p) => p !== state.me);
+  if (other) {
+    client.realtime.getPresence({ userIds: [other] }).then(({ users }) => {
+      for (const u of users) state.presence.set(u.userId, { online: u.online, lastSeen: u.lastSeenAt ? Number(u.lastSeenAt.seconds) * 1000 : undefined });
+      renderTyping();
+    }, () => undefined);
+  }
   if (!cs.loaded) {
     const res = await client.chat.listMessages({ conversationId: id, limit: 50 });
     for (const m of res.messages) {
@@ -493,7 +505,15 @@ function renderTyping(): void {
   const now = Date.now();
   for (const [u, exp] of cs.typing) if (exp <= now) cs.typing.delete(u);
   const who = [...cs.typing.keys()];
-  el.textContent = who.length === 0 ? "" : cs.conv.isGroup ? `${who.map(nameOf).join(", ")} typing…` : "typing…";
+  if (who.length > 0) {
+    el.textContent = cs.conv.isGroup ? `${who.map(nameOf).join(", ")} typing…` : "typing…";
+    el.dataset.typing = "true";
+    return;
+  }
+  delete el.dataset.typing;
+  const other = cs.conv.isGroup ? undefined : cs.conv.participantIds.find((p) => p !== state.me);
+  const p = other ? state.presence.get(other) : undefined;
+  el.textContent = !p ? "" : p.online ? "online" : p.lastSeen ? `last seen ${new Date(p.lastSeen).toLocaleString([], { dateStyle: "short", timeStyle: "short" })}` : "";
 }
 setInterval(renderTyping, 1000);
 
