@@ -157,3 +157,61 @@ describe("sendMessage", () => {
     await expect(c.sendMessage("00000000-0000-4000-8000-000000000000", "x")).rejects.toMatchObject({ code: Code.NotFound });
   });
 });
+
+describe("subscribe against the server", () => {
+  test("live messages, then a resume from the saved position replays exactly what was missed", async () => {
+    const a = await loggedIn();
+    const b = await loggedIn();
+    const { conversation } = await a.c.chat.createConversation({ participantIds: [b.id] });
+    const id = conversation!.id;
+
+    const first = b.c.subscribe();
+    const live: string[] = [];
+    first.on("message", (m) => live.push(m.content));
+    await first.ready();
+    await a.c.sendMessage(id, "one");
+    await a.c.sendMessage(id, "two");
+    await expect.poll(() => live).toEqual(["one", "two"]);
+    const saved = first.position!;
+    first.close();
+    await first.done;
+
+    await a.c.sendMessage(id, "three"); // while b is away
+    const second = b.c.subscribe({ since: saved });
+    const seen: string[] = [];
+    for await (const e of second) {
+      if (e.kind.case === "messageCreated") seen.push(e.kind.value.message!.content);
+      if (e.kind.case === "caughtUp") break;
+    }
+    expect(seen).toEqual(["three"]);
+    expect(second.position! > saved).toBe(true);
+  });
+
+  test("received messages are acknowledged by themselves: the sender's receipt moves", async () => {
+    const a = await loggedIn();
+    const b = await loggedIn();
+    const { conversation } = await a.c.chat.createConversation({ participantIds: [b.id] });
+    const subA = a.c.subscribe();
+    const subB = b.c.subscribe();
+    await Promise.all([subA.ready(), subB.ready()]);
+    const delivered = new Promise<bigint>((resolve) => subA.on("receipt", (r) => r.deliveredToAllSeq > 0n && resolve(r.deliveredToAllSeq)));
+    const sent = await a.c.sendMessage(conversation!.id, "ack me");
+    const seq = await delivered;
+    const { messages } = await a.c.chat.listMessages({ conversationId: conversation!.id });
+    expect(messages.find((m) => m.id === sent.id)!.seq).toBe(seq);
+    subA.close();
+    subB.close();
+  });
+
+  test("a session revoked elsewhere ends the stream: error, closed, logged out", async () => {
+    const b = await loggedIn();
+    const other = client({ tokenStore: new MemoryTokenStore((await b.c.tokens.get()) as Tokens) });
+    const sub = b.c.subscribe();
+    await sub.ready();
+    const ended = new Promise<Code>((resolve) => sub.on("error", (err) => resolve(err.code)));
+    await other.logout();
+    expect(await ended).toBe(Code.Unauthenticated);
+    await sub.done;
+    expect(await b.c.isLoggedIn()).toBe(false);
+  });
+});
