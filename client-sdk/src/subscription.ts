@@ -100,6 +100,10 @@ const UNREAD_LIMIT = 10_000;
  * A live event stream that survives disconnects: iterate it with `for await`,
  * or listen with `on("message", …)`, or both. Reconnects with exponential
  * backoff and jitter, resuming after the last stored event it handled.
+ *
+ * Listeners run as events arrive. For `for await`, events are queued from the
+ * moment the subscription opens (so a loop started a little later misses
+ * nothing); if no loop ever reads them, only the newest 10,000 are kept.
  */
 export class Subscription extends Emitter<SubscriptionEvents> implements AsyncIterable<Event> {
   #position: bigint | undefined;
