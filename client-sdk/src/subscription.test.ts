@@ -6,6 +6,9 @@ import { ChatService, MessageSchema } from "../../gen/chat/chat_pb.js";
 import { EventSchema, RealtimeService, type Event, type SubscribeRequest } from "../../gen/realtime/realtime_pb.js";
 import { createChatwireClient, MemoryTokenStore, type ChatwireClient, type Tokens } from "./node.js";
 
+/** Bound for expect.poll: generous, as CI runs two test workers on two busy cores. */
+const SLOW = { timeout: 15_000, interval: 50 };
+
 // The reconnect logic against an in-memory RealtimeService: each test scripts
 // what every connection attempt streams.
 
@@ -100,11 +103,11 @@ describe("Subscription", () => {
     const disconnects: Code[] = [];
     sub.on("message", (m) => seen.push(m.seq));
     sub.on("disconnected", (err) => disconnects.push(err.code));
-    await expect.poll(() => seen).toEqual([3n, 4n, 1n, 5n]);
+    await expect.poll(() => seen, SLOW).toEqual([3n, 4n, 1n, 5n]);
     expect(f.requests.map((r) => r.since)).toEqual([undefined, 8n]);
     expect(disconnects).toEqual([Code.Unavailable]);
     expect(sub.position).toBe(9n);
-    await expect.poll(() => f.delivered).toEqual([
+    await expect.poll(() => f.delivered, SLOW).toEqual([
       { conversationId: "c1", upToSeq: 4n },
       { conversationId: "c1", upToSeq: 5n },
     ]);
@@ -149,7 +152,7 @@ describe("Subscription", () => {
     const sub = f.client.subscribe({ since: 3n, initialBackoffMs: 10 });
     const resyncs: bigint[] = [];
     sub.on("resync", (r) => resyncs.push(r.position));
-    await expect.poll(() => f.requests.length).toBe(2);
+    await expect.poll(() => f.requests.length, SLOW).toBe(2);
     expect(resyncs).toEqual([42n]);
     expect(f.requests[1]!.since).toBe(42n);
     sub.close();
@@ -212,7 +215,7 @@ describe("Subscription", () => {
       if (e.kind.case === "messageCreated") break;
     }
     expect(kinds).toEqual(["ready", "caughtUp", "messageCreated"]);
-    await expect.poll(() => aborted).toBe(true);
+    await expect.poll(() => aborted, SLOW).toBe(true);
     expect(f.delivered).toEqual([]);
   });
 });

@@ -7,6 +7,9 @@ import { defaultWebDir } from "../http/http-routes.js";
 import { DEV_CODE } from "./helpers/login.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
+/** Bound for expect.poll: generous, as CI runs two test workers on two busy cores. */
+const SLOW = { timeout: 15_000, interval: 50 };
+
 // The browser client (web/, built into dist/web and served at `/`) in real
 // headless Chromium: two people log in, one writes, the other sees it live,
 // the writer sees the read tick; typing and a group too. Screenshots go to
@@ -62,7 +65,7 @@ async function logIn(page: Page, phone: string): Promise<void> {
   await page.getByRole("button", { name: "Send code" }).click();
   await page.getByLabel("Code").fill(DEV_CODE);
   await page.getByRole("button", { name: "Log in" }).click();
-  await expect.poll(() => page.getByTestId("me").textContent()).toBe(phone);
+  await expect.poll(() => page.getByTestId("me").textContent(), SLOW).toBe(phone);
   // The event stream is open once the connection dot turns green.
   await page.locator(".conn.online").waitFor();
 }
@@ -89,26 +92,26 @@ test("two people chat live in Chromium: message, unread count, read tick, typing
   // Bob sees it arrive live: the conversation with an unread badge.
   const bobItem = bob.getByTestId("conversation").filter({ hasText: "Merhaba Bob!" });
   await bobItem.waitFor();
-  await expect.poll(() => bobItem.getByTestId("unread").textContent()).toBe("1");
+  await expect.poll(() => bobItem.getByTestId("unread").textContent(), SLOW).toBe("1");
   await shot(bob, "02-bob-unread");
 
   // Delivered (two grey ticks) once Bob's device got it, read (blue) once he opens it.
   const aliceTick = alice.getByTestId("message").filter({ hasText: "Merhaba Bob!" }).getByTestId("tick");
-  await expect.poll(() => aliceTick.getAttribute("data-state")).toMatch(/delivered|read/);
+  await expect.poll(() => aliceTick.getAttribute("data-state"), SLOW).toMatch(/delivered|read/);
   await bobItem.click();
   await bob.getByTestId("message").filter({ hasText: "Merhaba Bob!" }).waitFor();
-  await expect.poll(() => aliceTick.getAttribute("data-state"), { timeout: 15_000 }).toBe("read");
+  await expect.poll(() => aliceTick.getAttribute("data-state"), SLOW).toBe("read");
   expect(await bobItem.getByTestId("unread").count()).toBe(0);
   await shot(alice, "03-alice-read-tick");
 
   // Bob types: Alice sees it; then his reply arrives live.
   await bob.getByTestId("composer").pressSequentially("Sel", { delay: 30 });
-  await expect.poll(() => alice.getByTestId("typing").textContent(), { timeout: 10_000 }).toContain("typing");
+  await expect.poll(() => alice.getByTestId("typing").textContent(), SLOW).toContain("typing");
   await shot(alice, "04-alice-sees-typing");
   await bob.getByTestId("composer").fill("Selam Alice!");
   await bob.getByTestId("send").click();
   await alice.getByTestId("message").filter({ hasText: "Selam Alice!" }).waitFor();
-  await expect.poll(() => alice.getByTestId("typing").getAttribute("data-typing")).toBe(null);
+  await expect.poll(() => alice.getByTestId("typing").getAttribute("data-typing"), SLOW).toBe(null);
 
   // Alice makes a group with Bob; it appears in Bob's list.
   await alice.getByRole("button", { name: "Back" }).click();

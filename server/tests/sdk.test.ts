@@ -11,6 +11,9 @@ import {
 import { DEV_CODE } from "./helpers/login.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
+/** Bound for expect.poll: generous, as CI runs two test workers on two busy cores. */
+const SLOW = { timeout: 15_000, interval: 50 };
+
 // @chatwire/client (from source) against a real server: login, the session
 // that refreshes itself, chat calls, safe retries of SendMessage.
 
@@ -61,7 +64,7 @@ describe.each(["connect", "grpc-web", "grpc"] as const)("over %s", (transport) =
     const { conversation } = await a.c.chat.createConversation({ participantPhoneNumbers: [b.phone] });
     const sent = await a.c.sendMessage(conversation!.id, "hello from the SDK");
     expect(sent.clientMessageId).toMatch(/^[0-9a-f-]{36}$/);
-    await expect.poll(async () => (await b.c.chat.listMessages({ conversationId: conversation!.id })).messages.map((m) => m.content)).toContain(
+    await expect.poll(async () => (await b.c.chat.listMessages({ conversationId: conversation!.id })).messages.map((m) => m.content), SLOW).toContain(
       "hello from the SDK",
     );
   });
@@ -147,7 +150,7 @@ describe("sendMessage", () => {
     expect(ids).toHaveLength(3);
     expect(new Set(ids).size).toBe(1);
     expect(sent.clientMessageId).toBe(ids[0]);
-    await expect.poll(async () => (await b.c.chat.listMessages({ conversationId: conversation!.id })).messages.length).toBeGreaterThan(0);
+    await expect.poll(async () => (await b.c.chat.listMessages({ conversationId: conversation!.id })).messages.length, SLOW).toBeGreaterThan(0);
     const { messages } = await b.c.chat.listMessages({ conversationId: conversation!.id });
     expect(messages.filter((m) => m.content === "once only")).toHaveLength(1);
   });
@@ -171,7 +174,7 @@ describe("subscribe against the server", () => {
     await first.ready();
     await a.c.sendMessage(id, "one");
     await a.c.sendMessage(id, "two");
-    await expect.poll(() => live).toEqual(["one", "two"]);
+    await expect.poll(() => live, SLOW).toEqual(["one", "two"]);
     const saved = first.position!;
     first.close();
     await first.done;
