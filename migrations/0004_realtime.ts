@@ -8,13 +8,15 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('presence_streams')
     .addColumn('stream_id', 'uuid', (col) => col.primaryKey())
+    // Opening order (clocks tie; the oldest streams are the ones evicted).
+    .addColumn('serial', 'bigserial', (col) => col.notNull())
     .addColumn('user_id', 'uuid', (col) => col.notNull().references('users.id').onDelete('cascade'))
     .addColumn('session_id', 'uuid', (col) => col.notNull())
     .addColumn('instance_id', 'text', (col) => col.notNull())
     .addColumn('opened_at', 'timestamptz', (col) => col.notNull())
     .addColumn('expires_at', 'timestamptz', (col) => col.notNull())
     .execute();
-  await db.schema.createIndex('presence_streams_user_id_idx').on('presence_streams').columns(['user_id', 'opened_at']).execute();
+  await db.schema.createIndex('presence_streams_user_id_idx').on('presence_streams').columns(['user_id', 'serial']).execute();
   await db.schema.createIndex('presence_streams_expires_at_idx').on('presence_streams').column('expires_at').execute();
 
   await db.schema

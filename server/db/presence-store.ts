@@ -31,10 +31,11 @@ export async function openStream(
       .selectFrom("presence_streams")
       .select("stream_id")
       .where("user_id", "=", s.userId)
-      .orderBy("opened_at")
-      .orderBy("stream_id")
+      .orderBy("serial")
       .execute();
-    const evicted = live.slice(0, Math.max(0, live.length - s.maxStreams)).map((r) => r.stream_id).filter((id) => id !== s.streamId);
+    // The new stream stays; the oldest of the others make room.
+    const others = live.map((r) => r.stream_id).filter((id) => id !== s.streamId);
+    const evicted = others.slice(0, Math.max(0, live.length - s.maxStreams));
     if (evicted.length > 0) await trx.deleteFrom("presence_streams").where("stream_id", "in", evicted).execute();
     return { cameOnline: live.length === 1, evicted };
   });

@@ -164,6 +164,7 @@ export interface InboxPositionsTable {
 /** One open Subscribe stream (presence across instances). */
 export interface PresenceStreamsTable {
   stream_id: string;
+  serial: GeneratedInt8;
   user_id: string;
   session_id: string;
   instance_id: string;

@@ -7,7 +7,7 @@ export class StreamQueue<T> {
   private items: T[] = [];
   private head = 0;
   private wake: (() => void) | undefined;
-  private failure: { error: unknown } | undefined;
+  private failureState: { error: unknown } | undefined;
 
   constructor(readonly capacity: number) {}
 
@@ -17,7 +17,7 @@ export class StreamQueue<T> {
 
   /** False when the buffer is full (the item is dropped) or the queue has failed. */
   push(item: T): boolean {
-    if (this.failure || this.size >= this.capacity) return false;
+    if (this.failureState || this.size >= this.capacity) return false;
     this.items.push(item);
     this.signal();
     return true;
@@ -25,15 +25,20 @@ export class StreamQueue<T> {
 
   /** Ends the queue: pending items are dropped and the next pull throws `error`. */
   fail(error: unknown): void {
-    if (this.failure) return;
-    this.failure = { error };
+    if (this.failureState) return;
+    this.failureState = { error };
     this.items = [];
     this.head = 0;
     this.signal();
   }
 
+  /** The error given to fail(), if any. */
+  get failure(): unknown {
+    return this.failureState?.error;
+  }
+
   get failed(): boolean {
-    return this.failure !== undefined;
+    return this.failureState !== undefined;
   }
 
   /**
@@ -42,7 +47,7 @@ export class StreamQueue<T> {
    */
   async next(timeoutMs: number, signal: AbortSignal): Promise<T | "timeout"> {
     for (;;) {
-      if (this.failure) throw this.failure.error;
+      if (this.failureState) throw this.failureState.error;
       if (signal.aborted) throw signal.reason;
       if (this.size > 0) {
         const item = this.items[this.head]!;
@@ -65,7 +70,7 @@ export class StreamQueue<T> {
         };
         this.wake = () => done(true);
       });
-      if (!woke && this.size === 0 && !this.failure) return "timeout";
+      if (!woke && this.size === 0 && !this.failureState) return "timeout";
     }
   }
 

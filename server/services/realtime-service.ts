@@ -185,6 +185,9 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
         }
       } catch (err) {
         if (hc.signal.aborted && ctx.shutdownSignal.aborted) hub.countEnd("shutdown");
+        // Ended by the server (slow, evicted, revoked), possibly through a transport
+        // reset that surfaces here as a write error: report why.
+        if (stream.queue.failed) throw stream.queue.failure;
         throw err;
       } finally {
         for (const t of typingTimers.values()) clearTimeout(t);
