@@ -47,6 +47,7 @@ export interface Config {
   auth: AuthConfig;
   worker: WorkerConfig;
   chat: ChatConfig;
+  realtime: RealtimeConfig;
   users: UsersConfig;
   status: StatusConfig;
 }
@@ -59,6 +60,22 @@ export interface UsersConfig {
 export interface StatusConfig {
   /** How often expired statuses and their views are deleted. */
   purgeIntervalSeconds: number;
+}
+
+/** Subscribe streams, typing, presence and the inbox they replay. */
+export interface RealtimeConfig {
+  /** A heartbeat event after this many quiet seconds on a stream. */
+  heartbeatSeconds: number;
+  /** Events a stream may hold for a slow device before it is cut off (ResourceExhausted). */
+  streamBufferEvents: number;
+  /** Open streams per user; opening one more closes the oldest. */
+  maxStreamsPerUser: number;
+  /** A typing indicator ends this long after the last SendTyping unless repeated. */
+  typingTtlMs: number;
+  /** Stored events are replayable this long; older ones are pruned (a resume from before gets resync_required). */
+  inboxRetentionDays: number;
+  /** How often the inbox is pruned. */
+  inboxPruneIntervalSeconds: number;
 }
 
 /** The message worker (JetStream consumer). */
@@ -220,6 +237,14 @@ export function loadConfig(env: Env = process.env): Config {
     editWindowSeconds: intVar(get, "CHAT_EDIT_WINDOW_SECONDS", 15 * 60, 0, 365 * 24 * 3600),
     deleteWindowSeconds: intVar(get, "CHAT_DELETE_WINDOW_SECONDS", 60 * 3600, 0, 365 * 24 * 3600),
   };
+  const realtime: RealtimeConfig = {
+    heartbeatSeconds: intVar(get, "REALTIME_HEARTBEAT_SECONDS", 15, 1, 300),
+    streamBufferEvents: intVar(get, "REALTIME_STREAM_BUFFER", 1000, 10, 1_000_000),
+    maxStreamsPerUser: intVar(get, "REALTIME_MAX_STREAMS_PER_USER", 10, 1, 1000),
+    typingTtlMs: intVar(get, "REALTIME_TYPING_TTL_MS", 6000, 100, 60_000),
+    inboxRetentionDays: intVar(get, "INBOX_RETENTION_DAYS", 30, 1, 3650),
+    inboxPruneIntervalSeconds: intVar(get, "INBOX_PRUNE_INTERVAL_SECONDS", 3600, 1, 86_400),
+  };
   const users: UsersConfig = {
     contactSyncDailyBudget: intVar(get, "CONTACT_SYNC_DAILY_BUDGET", 5000, 1, 1_000_000),
   };
@@ -255,6 +280,7 @@ export function loadConfig(env: Env = process.env): Config {
     natsUrl,
     natsSubjectPrefix,
     chat,
+    realtime,
     users,
     status,
     dataDir,

@@ -4,12 +4,14 @@ import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/re
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { AuthService, file_auth_auth } from "../gen/auth/auth_pb.js";
 import { ChatService, file_chat_chat } from "../gen/chat/chat_pb.js";
+import { RealtimeService, file_realtime_realtime } from "../gen/realtime/realtime_pb.js";
 import { Health, file_health_v1_health } from "../gen/health/v1/health_pb.js";
 import { StatusService, file_status_status } from "../gen/status/status_pb.js";
 import { UserService, file_user_user } from "../gen/user/user_pb.js";
 import type { AppContext } from "./context.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createChatService } from "./services/chat-service.js";
+import { createRealtimeService } from "./services/realtime-service.js";
 import { createHealthService } from "./services/health-service.js";
 import { registerReflection } from "./services/reflection-service.js";
 import { createStatusService } from "./services/status-service.js";
@@ -28,8 +30,9 @@ export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[]
   if (ctx.config.roles.has("api")) {
     router.service(AuthService, createAuthService(ctx));
     router.service(ChatService, createChatService(ctx));
-    services.push(AuthService, ChatService);
-    files.push(file_auth_auth, file_chat_chat);
+    router.service(RealtimeService, createRealtimeService(ctx));
+    services.push(AuthService, ChatService, RealtimeService);
+    files.push(file_auth_auth, file_chat_chat, file_realtime_realtime);
     router.service(UserService, createUserService(ctx));
     router.service(StatusService, createStatusService(ctx));
     services.push(UserService, StatusService);

@@ -31,6 +31,7 @@ import { JetStreamQueue } from "./messaging/jetstream-queue.js";
 import type { MessageQueue } from "./messaging/message-queue.js";
 import { MessageWorker, type WorkerHooks } from "./messaging/message-worker.js";
 import { RealtimeHub } from "./realtime/hub.js";
+import { resetTransportKey, transportResetter } from "./realtime/transport-key.js";
 
 export interface CreateOptions {
   logger?: Logger;
@@ -97,6 +98,8 @@ export class ChatwireServer {
     const shutdown = new AbortController();
     const messages: MessageQueue =
       jetStreamQueue ?? new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger });
+    const guard = new SessionGuard(database.db, bus, config.auth.sessionCacheSeconds * 1000, clock, logger);
+    const metrics = new Metrics();
     const ctx: AppContext = {
       config,
       logger,
@@ -110,11 +113,20 @@ export class ChatwireServer {
           { accessTtlSeconds: config.auth.accessTokenTtlSeconds, refreshTtlSeconds: config.auth.refreshTokenTtlSeconds },
           clock,
         ),
-        guard: new SessionGuard(database.db, bus, config.auth.sessionCacheSeconds * 1000, clock, logger),
+        guard,
         otp,
       },
-      realtime: new RealtimeHub({ bus, subjectPrefix: config.natsSubjectPrefix, clock, logger }),
-      metrics: new Metrics(),
+      realtime: new RealtimeHub({
+        bus,
+        subjectPrefix: config.natsSubjectPrefix,
+        clock,
+        logger,
+        db: database.db,
+        guard,
+        config: config.realtime,
+        metrics,
+      }),
+      metrics,
       health: new HealthState(),
       clock,
       shutdownSignal: shutdown.signal,
@@ -131,6 +143,7 @@ export class ChatwireServer {
     const { config, logger, metrics, health } = this.ctx;
     let serviceNames: string[] = [];
     this.ctx.auth.guard.start();
+    this.ctx.realtime.start();
     this.pruneTimer = setInterval(() => {
       pruneAuthRows(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "pruning auth rows failed"));
     }, 10 * 60_000);
@@ -173,7 +186,10 @@ export class ChatwireServer {
         authInterceptor(this.ctx.auth.tokens, this.ctx.auth.guard),
       ],
       // The socket's address, for per-IP limits (a proxy's X-Forwarded-For is not trusted).
-      contextValues: (req) => createContextValues().set(peerKey, req.socket?.remoteAddress ?? "unknown"),
+      contextValues: (req) =>
+        createContextValues()
+          .set(peerKey, req.socket?.remoteAddress ?? "unknown")
+          .set(resetTransportKey, transportResetter(req)),
     });
     const handler = createHttpRoutes({
       corsOrigins: config.corsOrigins,
@@ -246,6 +262,8 @@ export class ChatwireServer {
     clearInterval(this.pruneTimer);
     clearInterval(this.statusPurgeTimer);
     await this.listener?.close(config.shutdownTimeoutMs);
+    // Streams ended with the listener; their presence rows are removed before the database closes.
+    await this.ctx.realtime.stop();
     // After the API (its last SendMessage calls have published) and before
     // NATS drains (the worker still acks what it stored).
     await this.worker?.stop().catch((err: unknown) => logger.warn({ err }, "stopping the message worker failed"));
