@@ -11,6 +11,7 @@ import type { Clock } from "../context.js";
 import { pruneInbox } from "../db/inbox-store.js";
 import { appendInboxEvents } from "../db/message-store.js";
 import * as presence from "../db/presence-store.js";
+import { filterPresenceViewers, usersWithContact } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "../messaging/bus.js";
 import { publishNotices, userSubject } from "../messaging/message-queue.js";
@@ -36,10 +37,7 @@ export interface RealtimeHubOptions {
   metrics: Metrics;
 }
 
-/**
- * Who may see a user's presence. The default: users sharing a conversation.
- * The users issue's privacy settings and blocking plug in here.
- */
+/** Who hears a user's presence changes. */
 export interface PresencePolicy {
   audience(userId: string): Promise<string[]>;
 }
@@ -150,7 +148,14 @@ export class RealtimeHub {
   private policy: PresencePolicy;
 
   constructor(private readonly opts: RealtimeHubOptions) {
-    this.policy = { audience: (userId) => presence.conversationPeers(opts.db, userId) };
+    this.policy = {
+      // Who shares a conversation with the user or has them as a contact, as far
+      // as the user's last-seen privacy and blocks (either way) allow.
+      audience: async (userId) => {
+        const [peers, fans] = await Promise.all([presence.conversationPeers(opts.db, userId), usersWithContact(opts.db, userId)]);
+        return [...(await filterPresenceViewers(opts.db, userId, [...new Set([...peers, ...fans])]))];
+      },
+    };
   }
 
   get maxStreamsPerUser(): number {

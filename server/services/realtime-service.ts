@@ -20,6 +20,7 @@ import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
 import { inboxBounds, readInbox, type InboxRow } from "../db/inbox-store.js";
 import * as presence from "../db/presence-store.js";
+import { contactsAmong, filterPresenceViewers } from "../db/privacy-store.js";
 import { isUuid } from "../domain/ids.js";
 import { toMessage } from "../domain/message-view.js";
 import { MESSAGE_EVENTS, eventBody, eventFromPayload } from "../realtime/events.js";
@@ -234,8 +235,13 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       const me = callerOf(hc).userId;
       if (req.userIds.length > MAX_PRESENCE_IDS) throw bad(`user_ids: at most ${MAX_PRESENCE_IDS} per call`);
       const ids = req.userIds.map((id, i) => uuidField(`user_ids[${i}]`, id));
-      const visible = new Set([me, ...(await presence.conversationPeers(db, me))]);
-      const allowed = [...new Set(ids.filter((id) => visible.has(id)))];
+      // People I share a conversation with or have as contacts, as far as their
+      // last-seen privacy and blocks (either way) allow.
+      const [peers, contacts] = await Promise.all([presence.conversationPeers(db, me), contactsAmong(db, me, ids)]);
+      const candidates = [...new Set(ids)].filter((id) => id === me || peers.includes(id) || contacts.has(id));
+      const verdicts = await Promise.all(candidates.map(async (id) => (await filterPresenceViewers(db, id, [me])).has(me)));
+      const allowedSet = new Set(candidates.filter((_, i) => verdicts[i]));
+      const allowed = [...new Set(ids)].filter((id) => allowedSet.has(id));
       const [online, seen] = await Promise.all([hub.online(allowed), presence.lastSeen(db, allowed)]);
       return {
         users: allowed.map((userId) => {

@@ -2,6 +2,7 @@ import { createClient, Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChatService, ParticipantRole } from "../../gen/chat/chat_pb.js";
 import { AuthService } from "../../gen/auth/auth_pb.js";
+import { UserService, Visibility } from "../../gen/user/user_pb.js";
 import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
 import { login, type LoggedIn } from "./helpers/login.js";
 import { protocolTransport, Subscription, type Protocol } from "./helpers/realtime.js";
@@ -238,5 +239,43 @@ describe("Subscribe", () => {
     await other.untilKind("sessionRevoked");
     expect(other.of("sessionRevoked")[0]!.sessionId).toBe(deviceSession.sessionId);
     await other.close();
+  });
+
+  it("presence honours blocks and last-seen privacy", async () => {
+    const users = (who: LoggedIn) => createClient(UserService, protocolTransport(a.url, who.accessToken, "connect"));
+    const presenceOf = async (viewer: LoggedIn, subject: LoggedIn) =>
+      (await createClient(RealtimeService, protocolTransport(a.url, viewer.accessToken, "grpc")).getPresence({ userIds: [subject.id] })).users;
+    // Carol hides her last seen from everyone; alice blocks bob.
+    await users(carol).updatePrivacy({ lastSeen: Visibility.NOBODY });
+    expect(await presenceOf(alice, carol)).toEqual([]);
+    await users(alice).blockUser({ userId: bob.id });
+    const aliceWatch = subscribe(a, alice, "connect");
+    const bobWatch = subscribe(b, bob, "grpc");
+    await Promise.all([aliceWatch.untilKind("caughtUp"), bobWatch.untilKind("caughtUp")]);
+    const carolStream = subscribe(a, carol, "connect");
+    await carolStream.untilKind("caughtUp");
+    await carolStream.close();
+    // Neither sees the other's presence across the block.
+    expect(await presenceOf(bob, alice)).toEqual([]);
+    expect(await presenceOf(alice, bob)).toEqual([]);
+    const aliceDevice = subscribe(a, alice, "grpc-web");
+    await aliceDevice.untilKind("caughtUp");
+    await aliceDevice.close();
+    // A user everyone may see, for a marker that presence still flows.
+    const dave = await login(a.url, "+14155550305");
+    await chat(a, dave).createConversation({ participantIds: [bob.id] });
+    await chat(a, dave).createConversation({ participantIds: [alice.id] });
+    const daveStream = subscribe(a, dave, "connect");
+    await daveStream.untilKind("caughtUp");
+    await Promise.all([
+      aliceWatch.until((s) => s.of("presence").some((p) => p.userId === dave.id), 10_000, "dave online (alice)"),
+      bobWatch.until((s) => s.of("presence").some((p) => p.userId === dave.id), 10_000, "dave online (bob)"),
+    ]);
+    expect(aliceWatch.of("presence").filter((p) => p.userId === carol.id || p.userId === bob.id)).toEqual([]);
+    expect(bobWatch.of("presence").filter((p) => p.userId === carol.id || p.userId === alice.id)).toEqual([]);
+    await users(alice).unblockUser({ userId: bob.id });
+    await users(carol).updatePrivacy({ lastSeen: Visibility.EVERYONE });
+    expect((await presenceOf(alice, carol)).map((u) => u.userId)).toEqual([carol.id]);
+    await Promise.all([aliceWatch.close(), bobWatch.close(), daveStream.close()]);
   });
 });
