@@ -3,6 +3,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { createChatwireClient } from "../../client-sdk/src/node.js";
 import { defaultWebDir } from "../http/http-routes.js";
 import { DEV_CODE } from "./helpers/login.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
@@ -124,6 +125,23 @@ test("two people chat live in Chromium: message, unread count, read tick, typing
   await bob.getByTestId("conversation").filter({ hasText: "Weekend" }).waitFor();
   await shot(bob, "05-bob-group");
   await shot(alice, "06-alice-group");
+
+  // Carol (through the SDK) sends Bob more than a page: he reads the newest 50, then the rest on demand.
+  const carol = createChatwireClient({ baseUrl: s.url });
+  await carol.auth.sendCode("+14155580003");
+  await carol.auth.verify("+14155580003", DEV_CODE);
+  const { conversation } = await carol.chat.createConversation({ participantPhoneNumbers: [bobPhone] });
+  for (let i = 1; i <= 55; i++) await carol.sendMessage(conversation!.id, `note ${i}`);
+  const carolItem = bob.getByTestId("conversation").filter({ hasText: "note 55" });
+  await expect.poll(() => carolItem.getByTestId("unread").textContent(), SLOW).toBe("55");
+  await carolItem.click();
+  await bob.getByTestId("message").filter({ hasText: "note 55" }).waitFor();
+  expect(await bob.getByTestId("message").count()).toBe(50);
+  await bob.getByRole("button", { name: "Earlier messages" }).click();
+  await bob.getByTestId("messages").getByText("note 1", { exact: true }).waitFor();
+  expect(await bob.getByTestId("message").count()).toBe(55);
+  await shot(bob, "07-bob-history");
+  carol.close();
 
   for (const page of [alice, bob]) expect((page as Page & { errors?: string[] }).errors).toEqual([]);
 }, 90_000);

@@ -23,6 +23,8 @@ interface ConvState {
   deliveredAll: bigint;
   readAll: bigint;
   typing: Map<string, number>; // user id → expiry (ms)
+  /** Older messages exist beyond the loaded ones. */
+  hasMore: boolean;
 }
 
 const state = {
@@ -236,7 +238,7 @@ async function reload(): Promise<void> {
 }
 
 function blank(conv: Conversation): ConvState {
-  return { conv, messages: new Map(), loaded: false, deliveredAll: 0n, readAll: 0n, typing: new Map() };
+  return { conv, messages: new Map(), loaded: false, deliveredAll: 0n, readAll: 0n, typing: new Map(), hasMore: false };
 }
 
 function subscribe(since: bigint): void {
@@ -325,6 +327,8 @@ function markRead(cs: ConvState, seq: bigint): void {
 function renderList(): void {
   const list = document.getElementById("list");
   if (!list) return;
+  const unread = [...state.convs.values()].reduce((n, cs) => n + cs.conv.unreadCount, 0);
+  document.title = unread > 0 ? `(${unread}) Chatwire` : "Chatwire";
   const sorted = [...state.convs.values()].sort((a, b) => Number(activity(b) - activity(a)));
   list.replaceChildren(
     ...sorted.map((cs) => {
@@ -339,7 +343,7 @@ function renderList(): void {
           "data-id": c.id,
           onclick: () => void openConversation(c.id),
         },
-        h("span", { class: "avatar" }, titleOf(c).slice(0, 1).toUpperCase()),
+        h("span", { class: "avatar" }, (c.isGroup ? titleOf(c) : titleOf(c).replace(/^\+\d*?(\d{2})$/, "$1")).slice(0, 2).toUpperCase()),
         h("span", { class: "title" }, titleOf(c)),
         c.unreadCount > 0 && h("span", { class: "badge", "data-testid": "unread" }, String(c.unreadCount)),
         h("span", { class: "preview" }, preview),
@@ -429,15 +433,7 @@ async function openConversation(id: string): Promise<void> {
     }, () => undefined);
   }
   if (!cs.loaded) {
-    const res = await client.chat.listMessages({ conversationId: id, limit: 50 });
-    for (const m of res.messages) {
-      cs.messages.set(m.id, m);
-      // The stored state of my messages seeds the watermarks until receipts arrive.
-      if (m.senderId === state.me) {
-        if (m.receiptState >= ReceiptState.DELIVERED && m.seq > cs.deliveredAll) cs.deliveredAll = m.seq;
-        if (m.receiptState === ReceiptState.READ && m.seq > cs.readAll) cs.readAll = m.seq;
-      }
-    }
+    await loadMessages(cs);
     cs.loaded = true;
   }
   if (state.open !== id) return;
@@ -446,6 +442,29 @@ async function openConversation(id: string): Promise<void> {
   markRead(cs, last);
   renderList();
   input.focus();
+}
+
+/** One page of history (50), newest first from the server; `beforeSeq` pages back. */
+async function loadMessages(cs: ConvState, beforeSeq?: bigint): Promise<void> {
+  const res = await client.chat.listMessages({ conversationId: cs.conv.id, limit: 50, beforeSeq });
+  cs.hasMore = res.hasMore;
+  for (const m of res.messages) {
+    cs.messages.set(m.id, m);
+    // The stored state of my messages seeds the watermarks until receipts arrive.
+    if (m.senderId === state.me) {
+      if (m.receiptState >= ReceiptState.DELIVERED && m.seq > cs.deliveredAll) cs.deliveredAll = m.seq;
+      if (m.receiptState === ReceiptState.READ && m.seq > cs.readAll) cs.readAll = m.seq;
+    }
+  }
+}
+
+async function loadOlder(cs: ConvState): Promise<void> {
+  const list = document.getElementById("messages");
+  const first = [...cs.messages.values()].reduce((min, m) => (m.seq > 0n && m.seq < min ? m.seq : min), 1n << 62n);
+  const fromBottom = list ? list.scrollHeight - list.scrollTop : 0;
+  await loadMessages(cs, first);
+  renderMessages();
+  if (list) list.scrollTop = list.scrollHeight - fromBottom; // keep the reader's place
 }
 
 function closeConversation(): void {
@@ -476,6 +495,7 @@ function renderMessages(): void {
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const sorted = [...cs.messages.values()].sort((a, b) => Number((a.seq || 1n << 62n) - (b.seq || 1n << 62n)));
   list.replaceChildren(
+    ...(cs.hasMore ? [h("li", { class: "older" }, h("button", { class: "link", onclick: () => void loadOlder(cs) }, "Earlier messages"))] : []),
     ...sorted.map((m) => {
       if (m.kind === MessageKind.SYSTEM) return h("li", { class: "system" }, systemText(m));
       const mine = m.senderId === state.me;
