@@ -29,6 +29,9 @@ const EXPECTED_SERVICES = [
   "grpc.health.v1.Health",
   "grpc.reflection.v1.ServerReflection",
   "grpc.reflection.v1alpha.ServerReflection",
+  "realtime.RealtimeService",
+  "status.StatusService",
+  "user.UserService",
 ];
 
 // Every connect-node transport a client can pick, by protocol, encoding and HTTP version.
