@@ -93,6 +93,9 @@ export class LocalStream {
     }
     if (!this.queue.push(event)) {
       this.hub.eventDropped();
+      // While replaying, only ephemeral events are buffered: dropping one of
+      // those is harmless, and the device is not slow, the replay is long.
+      if (!this.live) return;
       if (!this.queue.failed) {
         this.hub.countEnd("slow");
         this.terminate(
