@@ -1,0 +1,126 @@
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Device } from "./fixtures.js";
+import { LoadProcess } from "./ipc.js";
+import { ServerProcess, freePort } from "./server-proc.js";
+import { fmt, table } from "./stats.js";
+
+export type Mode = "quick" | "full";
+
+export interface Target {
+  what: string;
+  target: string;
+  value: string;
+  met: boolean | undefined;
+}
+
+export interface ScenarioResult {
+  id: number;
+  name: string;
+  title: string;
+  headers: string[];
+  rows: Array<Array<string | number>>;
+  targets: Target[];
+  notes: string[];
+  data: unknown;
+}
+
+/** Everything a scenario needs: the mode, the run's database and NATS names, how to start servers and load processes. */
+export class BenchContext {
+  readonly runId = new Date().toISOString().replace(/[:.]/g, "-");
+  readonly prefix = `bench${randomBytes(4).toString("hex")}`;
+  readonly jwtSecret = randomBytes(32).toString("hex");
+  readonly resultsDir: string;
+  readonly dataDir = path.join(os.tmpdir(), `chatwire-bench-${randomBytes(4).toString("hex")}`);
+  private readonly servers = new Set<ServerProcess>();
+  private readonly loads = new Set<LoadProcess>();
+
+  constructor(
+    readonly mode: Mode,
+    readonly databaseUrl: string,
+    readonly natsUrl: string,
+    /** Extra server environment for every run (e.g. CHATWIRE_CLUSTER_WORKERS). */
+    readonly serverEnv: Record<string, string>,
+    readonly cpuProf: boolean,
+  ) {
+    this.resultsDir = fileURLToPath(new URL(`../../../bench/results/${this.runId}/`, import.meta.url));
+    mkdirSync(this.resultsDir, { recursive: true });
+  }
+
+  get quick(): boolean {
+    return this.mode === "quick";
+  }
+
+  /** A production-profile server process on a free port (embedded: no DATABASE_URL / NATS_URL). */
+  async startServer(env: Record<string, string> = {}, profile: "production" | "embedded" = "production"): Promise<ServerProcess> {
+    const port = await freePort();
+    const server = await ServerProcess.start({
+      port,
+      env: {
+        NODE_ENV: "development",
+        AUTH_DEV_MODE: "true",
+        JWT_SECRET: this.jwtSecret,
+        LOG_LEVEL: "warn",
+        OTP_SENDS_PER_IP_PER_HOUR: "1000000",
+        NATS_SUBJECT_PREFIX: this.prefix,
+        CHATWIRE_DATA_DIR: this.dataDir,
+        ...(profile === "production" ? { DATABASE_URL: this.databaseUrl, NATS_URL: this.natsUrl } : {}),
+        ...this.serverEnv,
+        ...env,
+      },
+      cpuProfDir: this.cpuProf ? path.join(this.resultsDir, "prof") : undefined,
+    });
+    this.servers.add(server);
+    return server;
+  }
+
+  async stopServer(s: ServerProcess): Promise<void> {
+    await s.stop();
+    this.servers.delete(s);
+  }
+
+  load(script: string, name?: string): LoadProcess {
+    const p = LoadProcess.start(script, name);
+    this.loads.add(p);
+    return p;
+  }
+
+  async stopLoad(...ps: LoadProcess[]): Promise<void> {
+    await Promise.all(ps.map((p) => p.stop()));
+    for (const p of ps) this.loads.delete(p);
+  }
+
+  /** Spreads devices over `n` subscriber processes. */
+  subscribers(devices: Device[], n: number): Array<{ proc: LoadProcess; devices: Device[] }> {
+    return Array.from({ length: n }, (_, i) => ({
+      proc: this.load("subscriber", `subscriber-${i}`),
+      devices: devices.filter((_, j) => j % n === i),
+    }));
+  }
+
+  async cleanup(): Promise<void> {
+    await Promise.all([...this.loads].map((p) => p.stop().catch(() => undefined)));
+    await Promise.all([...this.servers].map((s) => s.stop().catch(() => undefined)));
+  }
+
+  /** Prints the scenario's table and writes <id>-<name>.json and .md. */
+  report(r: ScenarioResult): string {
+    const t = table(r.headers, r.rows);
+    const targets = table(
+      ["target", "wanted", "got", "met"],
+      r.targets.map((x) => [x.what, x.target, x.value, x.met === undefined ? "n/a" : x.met ? "yes" : "NO"]),
+    );
+    console.log(`\n== ${r.id}. ${r.title} (${this.mode}) ==\n${t.text}\n${r.targets.length ? `\n${targets.text}\n` : ""}${r.notes.map((n) => `  · ${n}`).join("\n")}`);
+    const md = `### ${r.id}. ${r.title}\n\n${t.markdown}\n${r.targets.length ? `\n${targets.markdown}\n` : ""}${r.notes.length ? `\n${r.notes.map((n) => `- ${n}`).join("\n")}\n` : ""}`;
+    writeFileSync(path.join(this.resultsDir, `${r.id}-${r.name}.json`), JSON.stringify({ mode: this.mode, runId: this.runId, ...r }, null, 2));
+    writeFileSync(path.join(this.resultsDir, `${r.id}-${r.name}.md`), md);
+    return md;
+  }
+}
+
+export const mib = (bytes: number) => bytes / 1024 / 1024;
+export const kib = (bytes: number) => bytes / 1024;
+export { fmt };
