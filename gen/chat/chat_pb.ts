@@ -24,7 +24,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQi8gMKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSLpAwoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCSLNAQoZQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9wYXJ0aWNpcGFudF9pZHMYASADKAkSEAoIaXNfZ3JvdXAYAiABKAgSEgoKZ3JvdXBfbmFtZRgDIAEoCRIhChlwYXJ0aWNpcGFudF9waG9uZV9udW1iZXJzGAQgAygJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAUgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYBiABKAkSGQoRY2xpZW50X3JlcXVlc3RfaWQYByABKAkiVwoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24SDwoHY3JlYXRlZBgCIAEoCCK3AQoSU2VuZE1lc3NhZ2VSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJEhEKCW1lZGlhX3VybBgDIAEoCRISCgptZWRpYV90eXBlGAQgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAUgASgJEhsKE3JlcGx5X3RvX21lc3NhZ2VfaWQYBiABKAkSGAoQbWVudGlvbl91c2VyX2lkcxgHIAMoCSI1ChNTZW5kTWVzc2FnZVJlc3BvbnNlEh4KB21lc3NhZ2UYASABKAsyDS5jaGF0Lk1lc3NhZ2UifwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSGQoRYmVmb3JlX21lc3NhZ2VfaWQYAiABKAkSDQoFbGltaXQYAyABKAUSEgoKYmVmb3JlX3NlcRgEIAEoAxIRCglhZnRlcl9zZXEYBSABKAMiSQoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USHwoIbWVzc2FnZXMYASADKAsyDS5jaGF0Lk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgiVgoXR2V0Q29udmVyc2F0aW9uc1JlcXVlc3QSDQoFbGltaXQYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIYChBpbmNsdWRlX2FyY2hpdmVkGAMgASgIInYKGEdldENvbnZlcnNhdGlvbnNSZXNwb25zZRIpCg1jb252ZXJzYXRpb25zGAEgAygLMhIuY2hhdC5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhYKDmluYm94X3Bvc2l0aW9uGAMgASgDIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkMKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIr8BChJVcGRhdGVHcm91cFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhcKCmdyb3VwX25hbWUYAiABKAlIAIgBARIeChFncm91cF9kZXNjcmlwdGlvbhgDIAEoCUgBiAEBEh0KEGdyb3VwX2F2YXRhcl91cmwYBCABKAlIAogBAUINCgtfZ3JvdXBfbmFtZUIUChJfZ3JvdXBfZGVzY3JpcHRpb25CEwoRX2dyb3VwX2F2YXRhcl91cmwiPwoTVXBkYXRlR3JvdXBSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJDChZBZGRQYXJ0aWNpcGFudHNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCgh1c2VyX2lkcxgCIAMoCSJDChdBZGRQYXJ0aWNpcGFudHNSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJEChhSZW1vdmVQYXJ0aWNpcGFudFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiRQoZUmVtb3ZlUGFydGljaXBhbnRSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJqChlTZXRQYXJ0aWNpcGFudFJvbGVSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiMKBHJvbGUYAyABKA4yFS5jaGF0LlBhcnRpY2lwYW50Um9sZSJGChpTZXRQYXJ0aWNpcGFudFJvbGVSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiIzChhMZWF2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIhsKGUxlYXZlQ29udmVyc2F0aW9uUmVzcG9uc2UiOQoSRWRpdE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDwoHY29udGVudBgCIAEoCSI1ChNFZGl0TWVzc2FnZVJlc3BvbnNlEh4KB21lc3NhZ2UYASABKAsyDS5jaGF0Lk1lc3NhZ2UiQAoURGVsZXRlTWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIUCgxmb3JfZXZlcnlvbmUYAiABKAgiFwoVRGVsZXRlTWVzc2FnZVJlc3BvbnNlIjoKFVJlYWN0VG9NZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVtb2ppGAIgASgJIjsKFlJlYWN0VG9NZXNzYWdlUmVzcG9uc2USIQoJcmVhY3Rpb25zGAEgAygLMg4uY2hhdC5SZWFjdGlvbiJCChRNYXJrRGVsaXZlcmVkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJdXBfdG9fc2VxGAIgASgDIjMKFU1hcmtEZWxpdmVyZWRSZXNwb25zZRIaChJsYXN0X2RlbGl2ZXJlZF9zZXEYASABKAMiPQoPTWFya1JlYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiRQoQTWFya1JlYWRSZXNwb25zZRIVCg1sYXN0X3JlYWRfc2VxGAEgASgDEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgCIAEoAyIvChlHZXRNZXNzYWdlUmVjZWlwdHNSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkigAEKDk1lc3NhZ2VSZWNlaXB0Eg8KB3VzZXJfaWQYASABKAkSMAoMZGVsaXZlcmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdyZWFkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJvChpHZXRNZXNzYWdlUmVjZWlwdHNSZXNwb25zZRImCghyZWNlaXB0cxgBIAMoCzIULmNoYXQuTWVzc2FnZVJlY2VpcHQSKQoNcmVjZWlwdF9zdGF0ZRgCIAEoDjISLmNoYXQuUmVjZWlwdFN0YXRlImMKF011dGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIvCgttdXRlZF91bnRpbBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiGgoYTXV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIkcKGkFyY2hpdmVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCghhcmNoaXZlZBgCIAEoCCIdChtBcmNoaXZlQ29udmVyc2F0aW9uUmVzcG9uc2UqiAEKD1BhcnRpY2lwYW50Um9sZRIgChxQQVJUSUNJUEFOVF9ST0xFX1VOU1BFQ0lGSUVEEAASGwoXUEFSVElDSVBBTlRfUk9MRV9NRU1CRVIQARIaChZQQVJUSUNJUEFOVF9ST0xFX0FETUlOEAISGgoWUEFSVElDSVBBTlRfUk9MRV9PV05FUhADKnoKDFJlY2VpcHRTdGF0ZRIdChlSRUNFSVBUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSUkVDRUlQVF9TVEFURV9TRU5UEAESGwoXUkVDRUlQVF9TVEFURV9ERUxJVkVSRUQQAhIWChJSRUNFSVBUX1NUQVRFX1JFQUQQAypbCgtNZXNzYWdlS2luZBIcChhNRVNTQUdFX0tJTkRfVU5TUEVDSUZJRUQQABIVChFNRVNTQUdFX0tJTkRfVVNFUhABEhcKE01FU1NBR0VfS0lORF9TWVNURU0QAjKVCwoLQ2hhdFNlcnZpY2USVwoSQ3JlYXRlQ29udmVyc2F0aW9uEh8uY2hhdC5DcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0GiAuY2hhdC5DcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEkUKDExpc3RNZXNzYWdlcxIZLmNoYXQuTGlzdE1lc3NhZ2VzUmVxdWVzdBoaLmNoYXQuTGlzdE1lc3NhZ2VzUmVzcG9uc2USUQoQR2V0Q29udmVyc2F0aW9ucxIdLmNoYXQuR2V0Q29udmVyc2F0aW9uc1JlcXVlc3QaHi5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXNwb25zZRJOCg9HZXRDb252ZXJzYXRpb24SHC5jaGF0LkdldENvbnZlcnNhdGlvblJlcXVlc3QaHS5jaGF0LkdldENvbnZlcnNhdGlvblJlc3BvbnNlEkIKC1VwZGF0ZUdyb3VwEhguY2hhdC5VcGRhdGVHcm91cFJlcXVlc3QaGS5jaGF0LlVwZGF0ZUdyb3VwUmVzcG9uc2USTgoPQWRkUGFydGljaXBhbnRzEhwuY2hhdC5BZGRQYXJ0aWNpcGFudHNSZXF1ZXN0Gh0uY2hhdC5BZGRQYXJ0aWNpcGFudHNSZXNwb25zZRJUChFSZW1vdmVQYXJ0aWNpcGFudBIeLmNoYXQuUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0Gh8uY2hhdC5SZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlElcKElNldFBhcnRpY2lwYW50Um9sZRIfLmNoYXQuU2V0UGFydGljaXBhbnRSb2xlUmVxdWVzdBogLmNoYXQuU2V0UGFydGljaXBhbnRSb2xlUmVzcG9uc2USVAoRTGVhdmVDb252ZXJzYXRpb24SHi5jaGF0LkxlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBofLmNoYXQuTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZRJCCgtFZGl0TWVzc2FnZRIYLmNoYXQuRWRpdE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5FZGl0TWVzc2FnZVJlc3BvbnNlEkgKDURlbGV0ZU1lc3NhZ2USGi5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GhsuY2hhdC5EZWxldGVNZXNzYWdlUmVzcG9uc2USSwoOUmVhY3RUb01lc3NhZ2USGy5jaGF0LlJlYWN0VG9NZXNzYWdlUmVxdWVzdBocLmNoYXQuUmVhY3RUb01lc3NhZ2VSZXNwb25zZRJICg1NYXJrRGVsaXZlcmVkEhouY2hhdC5NYXJrRGVsaXZlcmVkUmVxdWVzdBobLmNoYXQuTWFya0RlbGl2ZXJlZFJlc3BvbnNlEjkKCE1hcmtSZWFkEhUuY2hhdC5NYXJrUmVhZFJlcXVlc3QaFi5jaGF0Lk1hcmtSZWFkUmVzcG9uc2USVwoSR2V0TWVzc2FnZVJlY2VpcHRzEh8uY2hhdC5HZXRNZXNzYWdlUmVjZWlwdHNSZXF1ZXN0GiAuY2hhdC5HZXRNZXNzYWdlUmVjZWlwdHNSZXNwb25zZRJRChBNdXRlQ29udmVyc2F0aW9uEh0uY2hhdC5NdXRlQ29udmVyc2F0aW9uUmVxdWVzdBoeLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEloKE0FyY2hpdmVDb252ZXJzYXRpb24SIC5jaGF0LkFyY2hpdmVDb252ZXJzYXRpb25SZXF1ZXN0GiEuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQi8gMKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSKZBAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZSJeCg9TdGF0dXNSZWZlcmVuY2USEQoJc3RhdHVzX2lkGAEgASgJEhEKCWF1dGhvcl9pZBgCIAEoCRIUCgxjb250ZW50X3R5cGUYAyABKAkSDwoHY29udGVudBgEIAEoCSLNAQoZQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9wYXJ0aWNpcGFudF9pZHMYASADKAkSEAoIaXNfZ3JvdXAYAiABKAgSEgoKZ3JvdXBfbmFtZRgDIAEoCRIhChlwYXJ0aWNpcGFudF9waG9uZV9udW1iZXJzGAQgAygJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAUgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYBiABKAkSGQoRY2xpZW50X3JlcXVlc3RfaWQYByABKAkiVwoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24SDwoHY3JlYXRlZBgCIAEoCCK3AQoSU2VuZE1lc3NhZ2VSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJEhEKCW1lZGlhX3VybBgDIAEoCRISCgptZWRpYV90eXBlGAQgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAUgASgJEhsKE3JlcGx5X3RvX21lc3NhZ2VfaWQYBiABKAkSGAoQbWVudGlvbl91c2VyX2lkcxgHIAMoCSI1ChNTZW5kTWVzc2FnZVJlc3BvbnNlEh4KB21lc3NhZ2UYASABKAsyDS5jaGF0Lk1lc3NhZ2UifwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSGQoRYmVmb3JlX21lc3NhZ2VfaWQYAiABKAkSDQoFbGltaXQYAyABKAUSEgoKYmVmb3JlX3NlcRgEIAEoAxIRCglhZnRlcl9zZXEYBSABKAMiSQoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USHwoIbWVzc2FnZXMYASADKAsyDS5jaGF0Lk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgiVgoXR2V0Q29udmVyc2F0aW9uc1JlcXVlc3QSDQoFbGltaXQYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIYChBpbmNsdWRlX2FyY2hpdmVkGAMgASgIInYKGEdldENvbnZlcnNhdGlvbnNSZXNwb25zZRIpCg1jb252ZXJzYXRpb25zGAEgAygLMhIuY2hhdC5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhYKDmluYm94X3Bvc2l0aW9uGAMgASgDIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkMKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIr8BChJVcGRhdGVHcm91cFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhcKCmdyb3VwX25hbWUYAiABKAlIAIgBARIeChFncm91cF9kZXNjcmlwdGlvbhgDIAEoCUgBiAEBEh0KEGdyb3VwX2F2YXRhcl91cmwYBCABKAlIAogBAUINCgtfZ3JvdXBfbmFtZUIUChJfZ3JvdXBfZGVzY3JpcHRpb25CEwoRX2dyb3VwX2F2YXRhcl91cmwiPwoTVXBkYXRlR3JvdXBSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJDChZBZGRQYXJ0aWNpcGFudHNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCgh1c2VyX2lkcxgCIAMoCSJDChdBZGRQYXJ0aWNpcGFudHNSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJEChhSZW1vdmVQYXJ0aWNpcGFudFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiRQoZUmVtb3ZlUGFydGljaXBhbnRSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJqChlTZXRQYXJ0aWNpcGFudFJvbGVSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiMKBHJvbGUYAyABKA4yFS5jaGF0LlBhcnRpY2lwYW50Um9sZSJGChpTZXRQYXJ0aWNpcGFudFJvbGVSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiIzChhMZWF2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIhsKGUxlYXZlQ29udmVyc2F0aW9uUmVzcG9uc2UiOQoSRWRpdE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDwoHY29udGVudBgCIAEoCSI1ChNFZGl0TWVzc2FnZVJlc3BvbnNlEh4KB21lc3NhZ2UYASABKAsyDS5jaGF0Lk1lc3NhZ2UiQAoURGVsZXRlTWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIUCgxmb3JfZXZlcnlvbmUYAiABKAgiFwoVRGVsZXRlTWVzc2FnZVJlc3BvbnNlIjoKFVJlYWN0VG9NZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVtb2ppGAIgASgJIjsKFlJlYWN0VG9NZXNzYWdlUmVzcG9uc2USIQoJcmVhY3Rpb25zGAEgAygLMg4uY2hhdC5SZWFjdGlvbiJCChRNYXJrRGVsaXZlcmVkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJdXBfdG9fc2VxGAIgASgDIjMKFU1hcmtEZWxpdmVyZWRSZXNwb25zZRIaChJsYXN0X2RlbGl2ZXJlZF9zZXEYASABKAMiPQoPTWFya1JlYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiRQoQTWFya1JlYWRSZXNwb25zZRIVCg1sYXN0X3JlYWRfc2VxGAEgASgDEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgCIAEoAyIvChlHZXRNZXNzYWdlUmVjZWlwdHNSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkigAEKDk1lc3NhZ2VSZWNlaXB0Eg8KB3VzZXJfaWQYASABKAkSMAoMZGVsaXZlcmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdyZWFkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJvChpHZXRNZXNzYWdlUmVjZWlwdHNSZXNwb25zZRImCghyZWNlaXB0cxgBIAMoCzIULmNoYXQuTWVzc2FnZVJlY2VpcHQSKQoNcmVjZWlwdF9zdGF0ZRgCIAEoDjISLmNoYXQuUmVjZWlwdFN0YXRlImMKF011dGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIvCgttdXRlZF91bnRpbBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiGgoYTXV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIkcKGkFyY2hpdmVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCghhcmNoaXZlZBgCIAEoCCIdChtBcmNoaXZlQ29udmVyc2F0aW9uUmVzcG9uc2UqiAEKD1BhcnRpY2lwYW50Um9sZRIgChxQQVJUSUNJUEFOVF9ST0xFX1VOU1BFQ0lGSUVEEAASGwoXUEFSVElDSVBBTlRfUk9MRV9NRU1CRVIQARIaChZQQVJUSUNJUEFOVF9ST0xFX0FETUlOEAISGgoWUEFSVElDSVBBTlRfUk9MRV9PV05FUhADKnoKDFJlY2VpcHRTdGF0ZRIdChlSRUNFSVBUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSUkVDRUlQVF9TVEFURV9TRU5UEAESGwoXUkVDRUlQVF9TVEFURV9ERUxJVkVSRUQQAhIWChJSRUNFSVBUX1NUQVRFX1JFQUQQAypbCgtNZXNzYWdlS2luZBIcChhNRVNTQUdFX0tJTkRfVU5TUEVDSUZJRUQQABIVChFNRVNTQUdFX0tJTkRfVVNFUhABEhcKE01FU1NBR0VfS0lORF9TWVNURU0QAjKVCwoLQ2hhdFNlcnZpY2USVwoSQ3JlYXRlQ29udmVyc2F0aW9uEh8uY2hhdC5DcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0GiAuY2hhdC5DcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEkUKDExpc3RNZXNzYWdlcxIZLmNoYXQuTGlzdE1lc3NhZ2VzUmVxdWVzdBoaLmNoYXQuTGlzdE1lc3NhZ2VzUmVzcG9uc2USUQoQR2V0Q29udmVyc2F0aW9ucxIdLmNoYXQuR2V0Q29udmVyc2F0aW9uc1JlcXVlc3QaHi5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXNwb25zZRJOCg9HZXRDb252ZXJzYXRpb24SHC5jaGF0LkdldENvbnZlcnNhdGlvblJlcXVlc3QaHS5jaGF0LkdldENvbnZlcnNhdGlvblJlc3BvbnNlEkIKC1VwZGF0ZUdyb3VwEhguY2hhdC5VcGRhdGVHcm91cFJlcXVlc3QaGS5jaGF0LlVwZGF0ZUdyb3VwUmVzcG9uc2USTgoPQWRkUGFydGljaXBhbnRzEhwuY2hhdC5BZGRQYXJ0aWNpcGFudHNSZXF1ZXN0Gh0uY2hhdC5BZGRQYXJ0aWNpcGFudHNSZXNwb25zZRJUChFSZW1vdmVQYXJ0aWNpcGFudBIeLmNoYXQuUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0Gh8uY2hhdC5SZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlElcKElNldFBhcnRpY2lwYW50Um9sZRIfLmNoYXQuU2V0UGFydGljaXBhbnRSb2xlUmVxdWVzdBogLmNoYXQuU2V0UGFydGljaXBhbnRSb2xlUmVzcG9uc2USVAoRTGVhdmVDb252ZXJzYXRpb24SHi5jaGF0LkxlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBofLmNoYXQuTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZRJCCgtFZGl0TWVzc2FnZRIYLmNoYXQuRWRpdE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5FZGl0TWVzc2FnZVJlc3BvbnNlEkgKDURlbGV0ZU1lc3NhZ2USGi5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GhsuY2hhdC5EZWxldGVNZXNzYWdlUmVzcG9uc2USSwoOUmVhY3RUb01lc3NhZ2USGy5jaGF0LlJlYWN0VG9NZXNzYWdlUmVxdWVzdBocLmNoYXQuUmVhY3RUb01lc3NhZ2VSZXNwb25zZRJICg1NYXJrRGVsaXZlcmVkEhouY2hhdC5NYXJrRGVsaXZlcmVkUmVxdWVzdBobLmNoYXQuTWFya0RlbGl2ZXJlZFJlc3BvbnNlEjkKCE1hcmtSZWFkEhUuY2hhdC5NYXJrUmVhZFJlcXVlc3QaFi5jaGF0Lk1hcmtSZWFkUmVzcG9uc2USVwoSR2V0TWVzc2FnZVJlY2VpcHRzEh8uY2hhdC5HZXRNZXNzYWdlUmVjZWlwdHNSZXF1ZXN0GiAuY2hhdC5HZXRNZXNzYWdlUmVjZWlwdHNSZXNwb25zZRJRChBNdXRlQ29udmVyc2F0aW9uEh0uY2hhdC5NdXRlQ29udmVyc2F0aW9uUmVxdWVzdBoeLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEloKE0FyY2hpdmVDb252ZXJzYXRpb24SIC5jaGF0LkFyY2hpdmVDb252ZXJzYXRpb25SZXF1ZXN0GiEuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A conversation as the caller sees it.
@@ -360,6 +360,14 @@ export type Message = Message$1<"chat.Message"> & {
    * @generated from field: repeated string system_user_ids = 18;
    */
   systemUserIds: string[];
+
+  /**
+   * Set when the message replies to a status (StatusService.ReplyToStatus):
+   * the status as quoted when the reply was sent (it outlives the status).
+   *
+   * @generated from field: chat.StatusReference reply_to_status = 19;
+   */
+  replyToStatus?: StatusReference | undefined;
 };
 
 /**
@@ -368,6 +376,48 @@ export type Message = Message$1<"chat.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_chat_chat, 3);
+
+/**
+ * A status a message replies to.
+ *
+ * @generated from message chat.StatusReference
+ */
+export type StatusReference = Message$1<"chat.StatusReference"> & {
+  /**
+   * The status (it may have expired since).
+   *
+   * @generated from field: string status_id = 1;
+   */
+  statusId: string;
+
+  /**
+   * Its author.
+   *
+   * @generated from field: string author_id = 2;
+   */
+  authorId: string;
+
+  /**
+   * "text", "image" or "video".
+   *
+   * @generated from field: string content_type = 3;
+   */
+  contentType: string;
+
+  /**
+   * The text, or the media URL.
+   *
+   * @generated from field: string content = 4;
+   */
+  content: string;
+};
+
+/**
+ * Describes the message chat.StatusReference.
+ * Use `create(StatusReferenceSchema)` to create a new message.
+ */
+export const StatusReferenceSchema: GenMessage<StatusReference> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 4);
 
 /**
  * Opens a direct conversation or creates a group.
@@ -430,7 +480,7 @@ export type CreateConversationRequest = Message$1<"chat.CreateConversationReques
  * Use `create(CreateConversationRequestSchema)` to create a new message.
  */
 export const CreateConversationRequestSchema: GenMessage<CreateConversationRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 4);
+  messageDesc(file_chat_chat, 5);
 
 /**
  * The conversation.
@@ -458,7 +508,7 @@ export type CreateConversationResponse = Message$1<"chat.CreateConversationRespo
  * Use `create(CreateConversationResponseSchema)` to create a new message.
  */
 export const CreateConversationResponseSchema: GenMessage<CreateConversationResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 5);
+  messageDesc(file_chat_chat, 6);
 
 /**
  * Sends a message.
@@ -522,7 +572,7 @@ export type SendMessageRequest = Message$1<"chat.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 6);
+  messageDesc(file_chat_chat, 7);
 
 /**
  * The stored message.
@@ -543,7 +593,7 @@ export type SendMessageResponse = Message$1<"chat.SendMessageResponse"> & {
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 7);
+  messageDesc(file_chat_chat, 8);
 
 /**
  * Pages a conversation's history.
@@ -592,7 +642,7 @@ export type ListMessagesRequest = Message$1<"chat.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 8);
+  messageDesc(file_chat_chat, 9);
 
 /**
  * A page of messages.
@@ -620,7 +670,7 @@ export type ListMessagesResponse = Message$1<"chat.ListMessagesResponse"> & {
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 9);
+  messageDesc(file_chat_chat, 10);
 
 /**
  * Lists the caller's conversations.
@@ -655,7 +705,7 @@ export type GetConversationsRequest = Message$1<"chat.GetConversationsRequest"> 
  * Use `create(GetConversationsRequestSchema)` to create a new message.
  */
 export const GetConversationsRequestSchema: GenMessage<GetConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 10);
+  messageDesc(file_chat_chat, 11);
 
 /**
  * A page of conversations.
@@ -691,7 +741,7 @@ export type GetConversationsResponse = Message$1<"chat.GetConversationsResponse"
  * Use `create(GetConversationsResponseSchema)` to create a new message.
  */
 export const GetConversationsResponseSchema: GenMessage<GetConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 11);
+  messageDesc(file_chat_chat, 12);
 
 /**
  * Reads one conversation.
@@ -712,7 +762,7 @@ export type GetConversationRequest = Message$1<"chat.GetConversationRequest"> & 
  * Use `create(GetConversationRequestSchema)` to create a new message.
  */
 export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 12);
+  messageDesc(file_chat_chat, 13);
 
 /**
  * The conversation.
@@ -733,7 +783,7 @@ export type GetConversationResponse = Message$1<"chat.GetConversationResponse"> 
  * Use `create(GetConversationResponseSchema)` to create a new message.
  */
 export const GetConversationResponseSchema: GenMessage<GetConversationResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 13);
+  messageDesc(file_chat_chat, 14);
 
 /**
  * Changes a group.
@@ -775,7 +825,7 @@ export type UpdateGroupRequest = Message$1<"chat.UpdateGroupRequest"> & {
  * Use `create(UpdateGroupRequestSchema)` to create a new message.
  */
 export const UpdateGroupRequestSchema: GenMessage<UpdateGroupRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 14);
+  messageDesc(file_chat_chat, 15);
 
 /**
  * The changed group.
@@ -796,7 +846,7 @@ export type UpdateGroupResponse = Message$1<"chat.UpdateGroupResponse"> & {
  * Use `create(UpdateGroupResponseSchema)` to create a new message.
  */
 export const UpdateGroupResponseSchema: GenMessage<UpdateGroupResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 15);
+  messageDesc(file_chat_chat, 16);
 
 /**
  * Adds participants to a group.
@@ -824,7 +874,7 @@ export type AddParticipantsRequest = Message$1<"chat.AddParticipantsRequest"> & 
  * Use `create(AddParticipantsRequestSchema)` to create a new message.
  */
 export const AddParticipantsRequestSchema: GenMessage<AddParticipantsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 16);
+  messageDesc(file_chat_chat, 17);
 
 /**
  * The group after the change.
@@ -845,7 +895,7 @@ export type AddParticipantsResponse = Message$1<"chat.AddParticipantsResponse"> 
  * Use `create(AddParticipantsResponseSchema)` to create a new message.
  */
 export const AddParticipantsResponseSchema: GenMessage<AddParticipantsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 17);
+  messageDesc(file_chat_chat, 18);
 
 /**
  * Removes a participant from a group.
@@ -873,7 +923,7 @@ export type RemoveParticipantRequest = Message$1<"chat.RemoveParticipantRequest"
  * Use `create(RemoveParticipantRequestSchema)` to create a new message.
  */
 export const RemoveParticipantRequestSchema: GenMessage<RemoveParticipantRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 18);
+  messageDesc(file_chat_chat, 19);
 
 /**
  * The group after the change.
@@ -894,7 +944,7 @@ export type RemoveParticipantResponse = Message$1<"chat.RemoveParticipantRespons
  * Use `create(RemoveParticipantResponseSchema)` to create a new message.
  */
 export const RemoveParticipantResponseSchema: GenMessage<RemoveParticipantResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 19);
+  messageDesc(file_chat_chat, 20);
 
 /**
  * Changes a participant's role.
@@ -929,7 +979,7 @@ export type SetParticipantRoleRequest = Message$1<"chat.SetParticipantRoleReques
  * Use `create(SetParticipantRoleRequestSchema)` to create a new message.
  */
 export const SetParticipantRoleRequestSchema: GenMessage<SetParticipantRoleRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 20);
+  messageDesc(file_chat_chat, 21);
 
 /**
  * The group after the change.
@@ -950,7 +1000,7 @@ export type SetParticipantRoleResponse = Message$1<"chat.SetParticipantRoleRespo
  * Use `create(SetParticipantRoleResponseSchema)` to create a new message.
  */
 export const SetParticipantRoleResponseSchema: GenMessage<SetParticipantRoleResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 21);
+  messageDesc(file_chat_chat, 22);
 
 /**
  * Leaves a group.
@@ -971,7 +1021,7 @@ export type LeaveConversationRequest = Message$1<"chat.LeaveConversationRequest"
  * Use `create(LeaveConversationRequestSchema)` to create a new message.
  */
 export const LeaveConversationRequestSchema: GenMessage<LeaveConversationRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 22);
+  messageDesc(file_chat_chat, 23);
 
 /**
  * Left.
@@ -986,7 +1036,7 @@ export type LeaveConversationResponse = Message$1<"chat.LeaveConversationRespons
  * Use `create(LeaveConversationResponseSchema)` to create a new message.
  */
 export const LeaveConversationResponseSchema: GenMessage<LeaveConversationResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 23);
+  messageDesc(file_chat_chat, 24);
 
 /**
  * Edits one's own message.
@@ -1014,7 +1064,7 @@ export type EditMessageRequest = Message$1<"chat.EditMessageRequest"> & {
  * Use `create(EditMessageRequestSchema)` to create a new message.
  */
 export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 24);
+  messageDesc(file_chat_chat, 25);
 
 /**
  * The edited message.
@@ -1035,7 +1085,7 @@ export type EditMessageResponse = Message$1<"chat.EditMessageResponse"> & {
  * Use `create(EditMessageResponseSchema)` to create a new message.
  */
 export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 25);
+  messageDesc(file_chat_chat, 26);
 
 /**
  * Deletes a message.
@@ -1063,7 +1113,7 @@ export type DeleteMessageRequest = Message$1<"chat.DeleteMessageRequest"> & {
  * Use `create(DeleteMessageRequestSchema)` to create a new message.
  */
 export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 26);
+  messageDesc(file_chat_chat, 27);
 
 /**
  * Deleted.
@@ -1078,7 +1128,7 @@ export type DeleteMessageResponse = Message$1<"chat.DeleteMessageResponse"> & {
  * Use `create(DeleteMessageResponseSchema)` to create a new message.
  */
 export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 27);
+  messageDesc(file_chat_chat, 28);
 
 /**
  * Sets or removes the caller's reaction.
@@ -1106,7 +1156,7 @@ export type ReactToMessageRequest = Message$1<"chat.ReactToMessageRequest"> & {
  * Use `create(ReactToMessageRequestSchema)` to create a new message.
  */
 export const ReactToMessageRequestSchema: GenMessage<ReactToMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 28);
+  messageDesc(file_chat_chat, 29);
 
 /**
  * The message's reactions after the change.
@@ -1127,7 +1177,7 @@ export type ReactToMessageResponse = Message$1<"chat.ReactToMessageResponse"> & 
  * Use `create(ReactToMessageResponseSchema)` to create a new message.
  */
 export const ReactToMessageResponseSchema: GenMessage<ReactToMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 29);
+  messageDesc(file_chat_chat, 30);
 
 /**
  * Marks messages delivered to the caller.
@@ -1155,7 +1205,7 @@ export type MarkDeliveredRequest = Message$1<"chat.MarkDeliveredRequest"> & {
  * Use `create(MarkDeliveredRequestSchema)` to create a new message.
  */
 export const MarkDeliveredRequestSchema: GenMessage<MarkDeliveredRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 30);
+  messageDesc(file_chat_chat, 31);
 
 /**
  * The caller's watermarks after the change.
@@ -1176,7 +1226,7 @@ export type MarkDeliveredResponse = Message$1<"chat.MarkDeliveredResponse"> & {
  * Use `create(MarkDeliveredResponseSchema)` to create a new message.
  */
 export const MarkDeliveredResponseSchema: GenMessage<MarkDeliveredResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 31);
+  messageDesc(file_chat_chat, 32);
 
 /**
  * Marks messages read by the caller.
@@ -1204,7 +1254,7 @@ export type MarkReadRequest = Message$1<"chat.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 32);
+  messageDesc(file_chat_chat, 33);
 
 /**
  * The caller's watermarks after the change.
@@ -1232,7 +1282,7 @@ export type MarkReadResponse = Message$1<"chat.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 33);
+  messageDesc(file_chat_chat, 34);
 
 /**
  * Asks who has a message.
@@ -1253,7 +1303,7 @@ export type GetMessageReceiptsRequest = Message$1<"chat.GetMessageReceiptsReques
  * Use `create(GetMessageReceiptsRequestSchema)` to create a new message.
  */
 export const GetMessageReceiptsRequestSchema: GenMessage<GetMessageReceiptsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 34);
+  messageDesc(file_chat_chat, 35);
 
 /**
  * Per participant receipt of one message.
@@ -1288,7 +1338,7 @@ export type MessageReceipt = Message$1<"chat.MessageReceipt"> & {
  * Use `create(MessageReceiptSchema)` to create a new message.
  */
 export const MessageReceiptSchema: GenMessage<MessageReceipt> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 35);
+  messageDesc(file_chat_chat, 36);
 
 /**
  * Receipts of one message.
@@ -1316,7 +1366,7 @@ export type GetMessageReceiptsResponse = Message$1<"chat.GetMessageReceiptsRespo
  * Use `create(GetMessageReceiptsResponseSchema)` to create a new message.
  */
 export const GetMessageReceiptsResponseSchema: GenMessage<GetMessageReceiptsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 36);
+  messageDesc(file_chat_chat, 37);
 
 /**
  * Mutes a conversation for the caller.
@@ -1344,7 +1394,7 @@ export type MuteConversationRequest = Message$1<"chat.MuteConversationRequest"> 
  * Use `create(MuteConversationRequestSchema)` to create a new message.
  */
 export const MuteConversationRequestSchema: GenMessage<MuteConversationRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 37);
+  messageDesc(file_chat_chat, 38);
 
 /**
  * Muted.
@@ -1359,7 +1409,7 @@ export type MuteConversationResponse = Message$1<"chat.MuteConversationResponse"
  * Use `create(MuteConversationResponseSchema)` to create a new message.
  */
 export const MuteConversationResponseSchema: GenMessage<MuteConversationResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 38);
+  messageDesc(file_chat_chat, 39);
 
 /**
  * Archives a conversation for the caller.
@@ -1387,7 +1437,7 @@ export type ArchiveConversationRequest = Message$1<"chat.ArchiveConversationRequ
  * Use `create(ArchiveConversationRequestSchema)` to create a new message.
  */
 export const ArchiveConversationRequestSchema: GenMessage<ArchiveConversationRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 39);
+  messageDesc(file_chat_chat, 40);
 
 /**
  * Archived.
@@ -1402,7 +1452,7 @@ export type ArchiveConversationResponse = Message$1<"chat.ArchiveConversationRes
  * Use `create(ArchiveConversationResponseSchema)` to create a new message.
  */
 export const ArchiveConversationResponseSchema: GenMessage<ArchiveConversationResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 40);
+  messageDesc(file_chat_chat, 41);
 
 /**
  * A participant's role in a conversation.

@@ -1,4 +1,6 @@
+import { create } from "@bufbuild/protobuf";
 import type { Kysely, Transaction } from "kysely";
+import { StatusReferenceSchema, type StatusReference } from "../../gen/chat/chat_pb.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -152,4 +154,20 @@ export async function firstMarks(db: Db, conversationId: string, seq: string, ki
     .groupBy("user_id")
     .execute();
   return new Map(rows.map((r) => [r.user_id, r.at as Date]));
+}
+
+/** The statuses the messages reply to (ReplyToStatus), by message id, as quoted. */
+export async function statusQuotesOf(db: Db, messageIds: string[]): Promise<Map<string, StatusReference>> {
+  if (messageIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom("status_replies")
+    .select(["message_id", "status_id", "status_author_id", "status_content_type", "status_content"])
+    .where("message_id", "in", messageIds)
+    .execute();
+  return new Map(
+    rows.map((r) => [
+      r.message_id,
+      create(StatusReferenceSchema, { statusId: r.status_id, authorId: r.status_author_id, contentType: r.status_content_type, content: r.status_content }),
+    ]),
+  );
 }

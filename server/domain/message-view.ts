@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { MessageKind, MessageSchema, ReactionSchema, ReceiptState, type Message } from "../../gen/chat/chat_pb.js";
+import { MessageKind, MessageSchema, ReactionSchema, ReceiptState, type Message, type StatusReference } from "../../gen/chat/chat_pb.js";
 import type * as convs from "../db/conversation-store.js";
 import type * as history from "../db/history-store.js";
 
@@ -29,7 +29,12 @@ export function receiptState(row: history.MessageRow, people: convs.ParticipantR
 }
 
 /** How a stored message looks on the wire (ListMessages, the realtime stream). */
-export function toMessage(row: history.MessageRow, people: convs.ParticipantRow[], reactions: history.ReactionAgg[]): Message {
+export function toMessage(
+  row: history.MessageRow,
+  people: convs.ParticipantRow[],
+  reactions: history.ReactionAgg[],
+  quotes?: ReadonlyMap<string, StatusReference>,
+): Message {
   const byEmoji = new Map<string, string[]>();
   for (const r of reactions) {
     if (r.message_id !== row.id) continue;
@@ -55,6 +60,7 @@ export function toMessage(row: history.MessageRow, people: convs.ParticipantRow[
     kind: row.kind === "system" ? MessageKind.SYSTEM : MessageKind.USER,
     systemEvent: row.system_event,
     systemUserIds: jsonIds(row.system_user_ids),
+    replyToStatus: quotes?.get(row.id),
   });
 }
 

@@ -2,7 +2,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, Retenti
 import type { Consumer, ConsumerConfig, JetStreamClient, StreamConfig } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { QueueUnavailableError, type MessageQueue, type OutgoingMessage } from "./message-queue.js";
+import { QueueUnavailableError, type MessageQueue, type OutgoingMessage, type StatusQuote } from "./message-queue.js";
 import { natsConnected } from "./nats.js";
 import { isUuid } from "../domain/ids.js";
 
@@ -226,5 +226,12 @@ export function decodeOutgoing(data: Uint8Array): OutgoingMessage | Error {
     replyToMessageId: o.replyToMessageId as string | null,
     mentionUserIds: o.mentionUserIds as string[],
     sentAt: o.sentAt as string,
+    ...(isStatusQuote(o.replyToStatus) ? { replyToStatus: o.replyToStatus } : {}),
   };
+}
+
+function isStatusQuote(v: unknown): v is StatusQuote {
+  if (typeof v !== "object" || v === null) return false;
+  const q = v as Record<string, unknown>;
+  return ["statusId", "authorId", "contentType", "content"].every((f) => typeof q[f] === "string");
 }

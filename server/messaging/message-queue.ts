@@ -16,6 +16,16 @@ export interface OutgoingMessage {
   mentionUserIds: string[];
   /** ISO 8601; becomes the message's created_at (what SendMessage already told the sender). */
   sentAt: string;
+  /** ReplyToStatus: the status quoted (stored separately in status_replies; carried for the live event). */
+  replyToStatus?: StatusQuote;
+}
+
+/** A status as a reply quotes it. */
+export interface StatusQuote {
+  statusId: string;
+  authorId: string;
+  contentType: string;
+  content: string;
 }
 
 export interface StoredMessage {

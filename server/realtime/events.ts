@@ -7,6 +7,7 @@ import {
   ParticipantRole,
   ParticipantSchema,
   ReceiptState,
+  StatusReferenceSchema,
   type Conversation,
   type Message,
 } from "../../gen/chat/chat_pb.js";
@@ -89,6 +90,7 @@ export function messageFromOutgoing(m: OutgoingMessage, seq: string, createdAt: 
     mentionUserIds: m.mentionUserIds,
     receiptState: ReceiptState.SENT,
     kind: MessageKind.USER,
+    replyToStatus: m.replyToStatus ? create(StatusReferenceSchema, m.replyToStatus) : undefined,
   });
 }
 

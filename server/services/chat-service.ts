@@ -109,7 +109,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       ),
     ]);
     const lastRows = [...last.values()];
-    const reactions = await history.reactionsOf(db, lastRows.map((m) => m.id));
+    const [reactions, quotes] = await Promise.all([history.reactionsOf(db, lastRows.map((m) => m.id)), history.statusQuotesOf(db, lastRows.map((m) => m.id))]);
     return rows.map((r) => {
       const people = participants.get(r.id) ?? [];
       const lastRow = last.get(r.id);
@@ -121,7 +121,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         groupName: r.group_name,
         groupDescription: r.group_description,
         groupAvatarUrl: r.group_avatar_url,
-        lastMessage: lastRow ? toMessage(lastRow, people, reactions) : undefined,
+        lastMessage: lastRow ? toMessage(lastRow, people, reactions, quotes) : undefined,
         unreadCount: unread.get(r.id) ?? 0,
         myRole: ROLE_TO_PROTO[r.my.role] ?? ParticipantRole.MEMBER,
         mutedUntil: r.my.muted_until && r.my.muted_until > clock.now() ? timestampFromDate(r.my.muted_until) : undefined,
@@ -358,8 +358,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const hasMore = rows.length > limit;
       const page = rows.slice(0, limit);
       const people = (await convs.currentParticipants(db, [conversationId])).get(conversationId) ?? [];
-      const reactions = await history.reactionsOf(db, page.map((m) => m.id));
-      return { messages: page.map((m) => toMessage(m, people, reactions)), hasMore };
+      const [reactions, quotes] = await Promise.all([history.reactionsOf(db, page.map((m) => m.id)), history.statusQuotesOf(db, page.map((m) => m.id))]);
+      return { messages: page.map((m) => toMessage(m, people, reactions, quotes)), hasMore };
     },
 
     async getConversations(req, hc) {
@@ -555,7 +555,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         const row = await history.editMessage(trx, message.id, content, clock.now());
         if (!row) return undefined;
         const people = (await convs.currentParticipants(trx, [row.conversation_id])).get(row.conversation_id) ?? [];
-        const view = toMessage(row, people, await history.reactionsOf(trx, [row.id]));
+        const view = toMessage(row, people, await history.reactionsOf(trx, [row.id]), await history.statusQuotesOf(trx, [row.id]));
         const body = eventBody({ case: "messageEdited", value: { $typeName: "realtime.MessageEdited", message: view } }, clock.now());
         emit(
           seeing(people, row.seq).map((userId) => ({
@@ -895,7 +895,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
 
   async function messageFor(row: history.MessageRow): Promise<Message> {
     const people = (await convs.currentParticipants(db, [row.conversation_id])).get(row.conversation_id) ?? [];
-    return toMessage(row, people, await history.reactionsOf(db, [row.id]));
+    const [reactions, quotes] = await Promise.all([history.reactionsOf(db, [row.id]), history.statusQuotesOf(db, [row.id])]);
+    return toMessage(row, people, reactions, quotes);
   }
 }
 

@@ -69,9 +69,10 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       for (const m of found) messages.set(m.id, m);
     }
     const conversationIds = [...new Set([...messages.values()].map((m) => m.conversation_id))];
-    const [people, reactions] = await Promise.all([
+    const [people, reactions, quotes] = await Promise.all([
       convs.currentParticipants(db, conversationIds),
       history.reactionsOf(db, [...messages.keys()]),
+      history.statusQuotesOf(db, [...messages.keys()]),
     ]);
     const out: Event[] = [];
     for (const r of rows) {
@@ -80,7 +81,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       if (isMessageEvent(r.event_type)) {
         const m = r.message_id ? messages.get(r.message_id) : undefined;
         if (!m) continue; // the message is gone with its conversation
-        const message = toMessage(m, people.get(m.conversation_id) ?? [], reactions);
+        const message = toMessage(m, people.get(m.conversation_id) ?? [], reactions, quotes);
         out.push(
           create(EventSchema, {
             position,

@@ -320,6 +320,12 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
             replyToMessageId: null,
             mentionUserIds: [],
             sentAt: now.toISOString(),
+            replyToStatus: {
+              statusId: row.id,
+              authorId: row.user_id,
+              contentType: row.content_type,
+              content: row.content_type === "text" ? row.content : row.media_url,
+            },
           }));
         } catch (err) {
           if (err instanceof MessageRejectedError) throw new ConnectError("the direct conversation with the author is gone", Code.FailedPrecondition);

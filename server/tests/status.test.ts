@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import type { Message } from "../../gen/chat/chat_pb.js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { StatusAudience, StatusContentType, StatusFont } from "../../gen/status/status_pb.js";
@@ -221,12 +222,14 @@ describe("feed, views and viewers", () => {
     // A retry returns the same message.
     const retry = await b.statuses.replyToStatus({ statusId, content: "Paris?", clientMessageId: "r-1" });
     expect(retry.message!.id).toBe(reply.body.message.id);
-    let messages: { content: string; senderId: string }[] = [];
+    let messages: Message[] = [];
     for (let i = 0; i < 100 && messages.length === 0; i++) {
       messages = (await a.chat.listMessages({ conversationId })).messages;
       if (messages.length === 0) await new Promise((r) => setTimeout(r, 50));
     }
     expect(messages.map((m) => [m.content, m.senderId])).toEqual([["Paris?", b.id]]);
+    // The chat shows which status it answers, as quoted.
+    expect(messages[0]!.replyToStatus).toMatchObject({ statusId, authorId: a.id, contentType: "text", content: "Guess where I am" });
     const quote = await s.server.ctx.database.db.selectFrom("status_replies").selectAll().where("message_id", "=", reply.body.message.id).executeTakeFirst();
     expect(quote).toMatchObject({ status_id: statusId, status_author_id: a.id, replier_id: b.id, status_content: "Guess where I am" });
     expect(await codeOf(a.statuses.replyToStatus({ statusId, content: "me" }))).toBe(Code.FailedPrecondition);
