@@ -22,6 +22,7 @@ import { SessionGuard } from "./auth/session-guard.js";
 import { TokenService } from "./auth/tokens.js";
 import { TwilioOtpProvider } from "./auth/twilio-otp-provider.js";
 import { pruneAuthRows } from "./db/auth-store.js";
+import { PgLeaderLock } from "./db/leader-lock.js";
 import { purgeExpiredStatuses } from "./db/status-store.js";
 import { authInterceptor } from "./interceptors/auth.js";
 import { InProcessBus, NatsBus, type EventBus } from "./messaging/bus.js";
@@ -165,6 +166,8 @@ export class ChatwireServer {
         ackWaitMs: config.worker.ackWaitSeconds * 1000,
         registry: metrics.registry,
         hooks: this.workerHooks,
+        // One active worker per deployment (per-conversation order); the rest stand by.
+        leader: config.databaseUrl ? new PgLeaderLock(config.databaseUrl, `chatwire-worker:${queue.names.stream}`, logger) : undefined,
       });
       this.worker.start();
     }
@@ -241,7 +244,7 @@ export class ChatwireServer {
     const queueReady = this.ctx.messages.ready();
     checks.queue = `${this.ctx.messages.kind}: ${queueReady ? "ok" : "unavailable"}`;
     ready &&= queueReady;
-    if (this.worker) checks.worker = this.worker.running ? "running" : "stopped";
+    if (this.worker) checks.worker = !this.worker.running ? "stopped" : this.worker.standby ? "standby" : "running";
     return { ready, checks };
   }
 

@@ -9,6 +9,7 @@ import { openDatabase, type DatabaseHandle } from "../db/database.js";
 import { migrateToLatest } from "../db/migrate.js";
 import type { Database } from "../db/schema.js";
 import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
+import { PgLeaderLock, type LeaderLock } from "../db/leader-lock.js";
 import { NatsBus } from "./bus.js";
 import { JetStreamQueue, messageSubject, natsMsgId } from "./jetstream-queue.js";
 import { decodeNotice, QueueUnavailableError, userSubject, type InboxNoticeWire } from "./message-queue.js";
@@ -57,7 +58,7 @@ async function newQueue(ackWaitMs = 30_000): Promise<JetStreamQueue> {
 
 function startWorker(
   queue: JetStreamQueue,
-  opts: { hooks?: WorkerHooks; db?: Kysely<Database>; ackWaitMs?: number; registry?: Registry } = {},
+  opts: { hooks?: WorkerHooks; db?: Kysely<Database>; ackWaitMs?: number; registry?: Registry; leader?: LeaderLock } = {},
 ): MessageWorker {
   const worker = new MessageWorker({
     queue,
@@ -68,6 +69,8 @@ function startWorker(
     ackWaitMs: opts.ackWaitMs,
     hooks: opts.hooks,
     registry: opts.registry,
+    leader: opts.leader,
+    standbyPollMs: 100,
   });
   workers.push(worker);
   worker.start();
@@ -180,6 +183,62 @@ describe("JetStream queue and message worker", () => {
     expect(await firstNoticeFound).toBe(true);
     await waitFor("consumer drained", () => drained(queue));
     console.info(`JetStream pipeline on ${handle.kind}: 200 messages (4 senders, 5 participants) published and stored in ${elapsed.toFixed(0)} ms`);
+  });
+
+  test("two instances' workers: one is active, the other stands by and takes over when it stops; each sender's order is kept", async () => {
+    const queue = await newQueue();
+    const members = await insertUsers(db, 4);
+    const convs = [await insertConversation(db, members), await insertConversation(db, members)];
+    // PostgreSQL: the advisory lock the server uses. PGlite (one process): a lock in memory.
+    let holder: object | undefined;
+    const leaderFor = (name: string) => {
+      if (testDb.databaseUrl) return new PgLeaderLock(testDb.databaseUrl, `test-worker:${queue.names.stream}`, logger);
+      const me = { name };
+      return {
+        acquire: async () => (holder ??= me) === me,
+        release: async () => {
+          if (holder === me) holder = undefined;
+        },
+      };
+    };
+    // The first worker is slow, so messages are still waiting when it stops.
+    let storedByFirst = 0;
+    const first = startWorker(queue, {
+      leader: leaderFor("first"),
+      hooks: {
+        afterCommit: async (stored) => {
+          storedByFirst += stored.length;
+          await new Promise((r) => setTimeout(r, 40));
+        },
+      },
+    });
+    await waitFor("the first worker to lead", async () => first.running && !first.standby);
+    const second = startWorker(queue, { leader: leaderFor("second") });
+    const sent = new Map<string, string[]>();
+    await Promise.all(
+      members.flatMap((s) =>
+        convs.map(async (conv) => {
+          const list: string[] = [];
+          sent.set(`${conv}:${s}`, list);
+          for (let i = 0; i < 40; i++) {
+            const m = outgoing(conv, s);
+            await queue.publish(m);
+            list.push(m.id);
+          }
+        }),
+      ),
+    );
+    expect(second.standby).toBe(true);
+    await waitFor("the first worker to store some", async () => storedByFirst >= 20);
+    await first.stop();
+    for (const conv of convs) await waitFor("stored", async () => (await messageCount(conv)) === 160);
+    expect(second.standby).toBe(false);
+    expect(storedByFirst).toBeLessThan(320);
+    for (const conv of convs) {
+      const rows = await db.selectFrom("messages").select(["id", "seq", "sender_id"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+      expect(rows.map((r) => Number(r.seq))).toEqual(Array.from({ length: 160 }, (_, i) => i + 1));
+      for (const s of members) expect(rows.filter((r) => r.sender_id === s).map((r) => r.id)).toEqual(sent.get(`${conv}:${s}`));
+    }
   });
 
   test("a publish repeated within the duplicate window, and one after it, are stored once", async () => {

@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { systemClock, type Clock } from "../context.js";
 import { insertDeadLetters, storeMessages, type NewDeadLetter, type StoreResult } from "../db/message-store.js";
+import type { LeaderLock } from "../db/leader-lock.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "./bus.js";
 import { decodeOutgoing, type JetStreamQueue } from "./jetstream-queue.js";
@@ -32,6 +33,14 @@ export interface MessageWorkerOptions {
   ackWaitMs?: number;
   /** Failed attempts (with the database reachable) after which a message is taken for poison. Default 5. */
   poisonAttempts?: number;
+  /**
+   * Only the holder pulls (the others stand by): one active worker per
+   * deployment keeps each conversation's messages in the order they were sent.
+   * Without one (a single process), this worker is always active.
+   */
+  leader?: LeaderLock;
+  /** How often a standby worker tries to become the active one. Default 1 s. */
+  standbyPollMs?: number;
   /** Registers chatwire_worker_messages_total here when given. */
   registry?: Registry;
   hooks?: WorkerHooks;
@@ -90,6 +99,9 @@ export class MessageWorker {
     return this.loop !== undefined && !this.stopping;
   }
 
+  /** Waiting for another instance's worker to stop (see `leader`). */
+  standby = false;
+
   start(): void {
     if (this.loop) return;
     this.keepAlive = setInterval(() => {
@@ -116,6 +128,7 @@ export class MessageWorker {
     await this.loop;
     clearInterval(this.keepAlive);
     this.release([...this.inFlight], "nak");
+    await this.opts.leader?.release();
     if (this.loop) this.logger.info("message worker stopped");
   }
 
@@ -123,6 +136,12 @@ export class MessageWorker {
     let failures = 0;
     let consumer: Consumer | undefined;
     while (!this.stopping) {
+      if (this.opts.leader && !(await this.opts.leader.acquire())) {
+        this.standby = true;
+        await this.sleep(this.opts.standbyPollMs ?? 1000);
+        continue;
+      }
+      this.standby = false;
       try {
         consumer ??= await this.opts.queue.consumer();
         await this.pullOnce(consumer);
