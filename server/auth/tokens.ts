@@ -36,6 +36,8 @@ const ISSUER = "chatwire";
 const AUDIENCE: Record<TokenKind, string> = { access: "chatwire-api", refresh: "chatwire-refresh" };
 const TYP: Record<TokenKind, string> = { access: "at+jwt", refresh: "rt+jwt" };
 
+const VERIFIED_CACHE_MAX = 10_000;
+
 /** SHA-256 hex: what is stored of a refresh token. */
 export function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");
@@ -44,6 +46,12 @@ export function hashToken(token: string): string {
 /** JWTs signed HS256 with the server secret; the algorithm is pinned on verify. */
 export class TokenService {
   private readonly key: Uint8Array;
+  /**
+   * Access tokens verified before, with their claims: every RPC presents one,
+   * and HMAC through WebCrypto is a large part of a small call's cost. Same
+   * answer as a full verify for the token's lifetime; expiry is checked on each hit.
+   */
+  private readonly verified = new Map<string, TokenClaims>();
 
   constructor(
     secret: string,
@@ -81,6 +89,11 @@ export class TokenService {
   async verify(kind: TokenKind, token: string): Promise<TokenClaims> {
     if (typeof token !== "string" || token.length === 0) throw new TokenError("malformed", `no ${kind} token given`);
     if (token.length > 4096 || token.split(".").length !== 3) throw new TokenError("malformed", `the ${kind} token is not a JWT`);
+    if (kind === "access") {
+      const hit = this.verified.get(token);
+      // jose's rule: expired once exp <= now (whole seconds); past that the full verify says so.
+      if (hit && hit.expiresAt.getTime() / 1000 > Math.floor(this.clock.now().getTime() / 1000)) return hit;
+    }
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.key, {
@@ -99,13 +112,18 @@ export class TokenService {
     if (typeof sid !== "string" || !isUuid(sid) || typeof payload.sub !== "string" || !isUuid(payload.sub)) {
       throw new TokenError("invalid_claims", `the ${kind} token lacks a session`);
     }
-    return {
+    const claims: TokenClaims = {
       userId: payload.sub,
       sessionId: sid,
       jti: String(payload.jti),
       issuedAt: new Date((payload.iat ?? 0) * 1000),
       expiresAt: new Date((payload.exp ?? 0) * 1000),
     };
+    if (kind === "access") {
+      if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.clear();
+      this.verified.set(token, Object.freeze(claims));
+    }
+    return claims;
   }
 }
 

@@ -347,3 +347,57 @@ export async function setRole(trx: Transaction<Database>, conversationId: string
 export async function lockConversationShared(trx: Transaction<Database>, id: string): Promise<void> {
   await trx.selectFrom("conversations").select("id").where("id", "=", id).forKeyShare().execute();
 }
+
+/** What SendMessage must know before it accepts a message, read in one round trip. */
+export interface SendPreflight {
+  /** The sender's participation; undefined if never a participant. */
+  leftAt: Date | null | undefined;
+  /** The other participant of a direct conversation (null for groups). */
+  otherId: string | null;
+  /** Direct conversation: the sender has blocked the other participant. */
+  iBlocked: boolean;
+  /** Direct conversation: the other participant has blocked the sender. */
+  blockedMe: boolean;
+  /** The conversation of a message the sender already sent with this client message id, if any. */
+  existingConversationId: string | null;
+}
+
+/**
+ * Participation, blocks either way in a direct conversation, and a message
+ * already sent with `clientMessageId`: the reads SendMessage did one by one
+ * (getParticipation, requireDirectNotBlocked, getMessageBySenderClientId), as one statement.
+ */
+export async function sendPreflight(db: Db, conversationId: string, senderId: string, clientMessageId: string): Promise<SendPreflight> {
+  const { rows } = await sql<{
+    participant: boolean;
+    left_at: Date | null;
+    other_id: string | null;
+    i_blocked: boolean;
+    blocked_me: boolean;
+    existing_conversation_id: string | null;
+  }>`
+    select
+      p.user_id is not null as participant,
+      p.left_at,
+      o.user_id as other_id,
+      exists (select 1 from blocked_users b where b.blocker_id = ${senderId} and b.blocked_id = o.user_id) as i_blocked,
+      exists (select 1 from blocked_users b where b.blocker_id = o.user_id and b.blocked_id = ${senderId}) as blocked_me,
+      (select m.conversation_id from messages m where m.sender_id = ${senderId} and m.client_message_id = ${clientMessageId} limit 1) as existing_conversation_id
+    from (select 1) as one
+    left join conversation_participants p on p.conversation_id = ${conversationId} and p.user_id = ${senderId}
+    left join conversations c on c.id = p.conversation_id
+    left join lateral (
+      select x.user_id from conversation_participants x
+      where x.conversation_id = c.id and x.user_id <> ${senderId} and not c.is_group
+      limit 1
+    ) o on true
+  `.execute(db);
+  const r = rows[0]!;
+  return {
+    leftAt: r.participant ? r.left_at : undefined,
+    otherId: r.other_id,
+    iBlocked: r.i_blocked,
+    blockedMe: r.blocked_me,
+    existingConversationId: r.existing_conversation_id,
+  };
+}

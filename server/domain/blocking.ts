@@ -12,12 +12,15 @@ type Db = Kysely<Database> | Transaction<Database>;
 /** Opening (or writing to) a direct conversation between `me` and `other`. */
 export async function requireNoBlockBetween(db: Db, me: string, other: string): Promise<void> {
   if (me === other) return;
-  if ((await blockedBy(db, me, [other])).size > 0) {
-    throw new ConnectError(`you have blocked user ${other}; unblock them (UserService.UnblockUser) to message them`, Code.PermissionDenied);
-  }
-  if ((await blockersOf(db, me, [other])).size > 0) {
-    throw new ConnectError(`user ${other} has blocked you; you cannot message them`, Code.PermissionDenied);
-  }
+  if ((await blockedBy(db, me, [other])).size > 0) throw blockError(other, "mine");
+  if ((await blockersOf(db, me, [other])).size > 0) throw blockError(other, "theirs");
+}
+
+/** The refusal for messaging `other`: "mine" when I blocked them, "theirs" when they blocked me. */
+export function blockError(other: string, whose: "mine" | "theirs"): ConnectError {
+  return whose === "mine"
+    ? new ConnectError(`you have blocked user ${other}; unblock them (UserService.UnblockUser) to message them`, Code.PermissionDenied)
+    : new ConnectError(`user ${other} has blocked you; you cannot message them`, Code.PermissionDenied);
 }
 
 /** Adding users to a group: none of them may have blocked the one adding them. */

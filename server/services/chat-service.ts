@@ -26,7 +26,7 @@ import { readReceiptsEnabled } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
 import { isUuid } from "../domain/ids.js";
-import { requireDirectNotBlocked, requireNoBlockBetween, requireNotBlockedByAny } from "../domain/blocking.js";
+import { blockError, requireNoBlockBetween, requireNotBlockedByAny } from "../domain/blocking.js";
 import { receiptState, toMessage } from "../domain/message-view.js";
 
 const PAGE_DEFAULT = 50;
@@ -254,8 +254,12 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     async sendMessage(req, hc) {
       const me = callerOf(hc).userId;
       const conversationId = uuidField("conversation_id", req.conversationId);
-      await participation(conversationId, me);
-      await requireDirectNotBlocked(db, conversationId, me);
+      const clientMessageId = req.clientMessageId.trim() || randomUUID();
+      // One round trip for participation, blocks and a previous send of this client id.
+      const pre = await convs.sendPreflight(db, conversationId, me, clientMessageId);
+      if (pre.leftAt !== null) throw notFound(conversationId);
+      if (pre.otherId !== null && pre.iBlocked) throw blockError(pre.otherId, "mine");
+      if (pre.otherId !== null && pre.blockedMe) throw blockError(pre.otherId, "theirs");
       const content = req.content;
       if (content.length > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${content.length})`);
       const mediaUrl = req.mediaUrl.trim();
@@ -263,7 +267,6 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (mediaUrl && !/^https?:\/\/\S+$/.test(mediaUrl)) throw bad("media_url: must be an http(s) URL");
       if (mediaUrl.length > 2048) throw bad("media_url: at most 2048 characters");
       if (req.mediaType.length > 128) throw bad("media_type: at most 128 characters");
-      const clientMessageId = req.clientMessageId.trim() || randomUUID();
       if (clientMessageId.length > 64) throw bad("client_message_id: at most 64 characters");
 
       let replyTo: string | null = null;
@@ -283,7 +286,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       }
 
       // A retry after the queue's dedup window: the message is already stored.
-      const already = await history.getMessageBySenderClientId(db, me, clientMessageId);
+      const already = pre.existingConversationId === null ? undefined : await history.getMessageBySenderClientId(db, me, clientMessageId);
       if (already && already.conversation_id !== conversationId) {
         throw bad("client_message_id: already used for a message in another conversation; use a new id per message");
       }
