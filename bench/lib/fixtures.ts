@@ -21,8 +21,9 @@ export interface Pair {
 // The embedded profile's database lives inside the server process, so there
 // the same fixtures are made through the API (apiFixtures).
 
-let phoneBase = 10_000_000 + Math.floor(Math.random() * 80_000_000);
-const nextPhones = (n: number) => Array.from({ length: n }, () => `+1415${String(++phoneBase).padStart(8, "0")}`.slice(0, 13));
+// Valid San Francisco numbers (+1 415 NXX XXXX), unique within a run.
+let phoneBase = Math.floor(Math.random() * 1_000_000);
+const nextPhones = (n: number) => Array.from({ length: n }, () => `+1415${2_000_000 + (++phoneBase % 8_000_000)}`);
 
 export class DbFixtures {
   private readonly tokens: TokenService;
@@ -36,6 +37,8 @@ export class DbFixtures {
 
   static async connect(databaseUrl: string, jwtSecret: string): Promise<DbFixtures> {
     const client = new pg.Client({ connectionString: databaseUrl });
+    // The run drops the database at the end, possibly under a client a failed scenario left open.
+    client.on("error", () => undefined);
     await client.connect();
     return new DbFixtures(client, jwtSecret);
   }

@@ -105,7 +105,7 @@ function sustained(steps: Step[], devices: number): number {
 
 export async function scenarioDelivery(ctx: BenchContext): Promise<ScenarioResult> {
   const sizes = ctx.quick ? [100, 1000] : [100, 1000, 5000];
-  const rates = ctx.quick ? [250, 500, 1000, 2000] : [500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 11000];
+  const rates = ctx.quick ? [100, 250, 500, 1000, 2000] : [100, 250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 11000];
   const all: Step[] = [];
   for (const n of sizes) {
     const server = await ctx.startServer();
@@ -169,7 +169,7 @@ export async function scenarioEmbedded(ctx: BenchContext): Promise<ScenarioResul
   let steps: Step[];
   try {
     const pairs = await apiPairs(server.url, 100);
-    steps = await deliveryLadder(ctx, server, pairs, ctx.quick ? [100, 250, 500, 1000] : [250, 500, 1000, 1500, 2000, 3000, 4000], ctx.quick ? 3 : 8);
+    steps = await deliveryLadder(ctx, server, pairs, ctx.quick ? [25, 50, 100, 250, 500] : [25, 50, 100, 250, 500, 1000, 1500, 2000, 3000], ctx.quick ? 3 : 8);
   } finally {
     await ctx.stopServer(server);
   }

@@ -21,6 +21,7 @@ export async function scenarioStorm(ctx: BenchContext): Promise<ScenarioResult> 
   const server = await ctx.startServer();
   const fx = await DbFixtures.connect(ctx.databaseUrl, ctx.jwtSecret);
   const pairs = await fx.pairs(await fx.devices(n));
+  await fx.close();
   const devices = pairs.flatMap((p) => [p.a, p.b]);
   const subs = ctx.subscribers(devices, n > 2000 ? 2 : 1);
   const sender = ctx.load("sender");
