@@ -977,7 +977,8 @@ export const RealtimeService: GenService<{
   },
   /**
    * GetPresence answers whether users are online and when they were last seen,
-   * for users the caller shares a conversation with (others are left out).
+   * for users the caller has a direct conversation with or has as contacts, as
+   * their last-seen privacy and blocks allow (others are left out).
    *
    * @generated from rpc realtime.RealtimeService.GetPresence
    */

@@ -111,13 +111,19 @@ export async function lastSeen(db: Db, userIds: readonly string[]): Promise<Map<
   return new Map(rows.map((r) => [r.id, r.last_seen_at]));
 }
 
-/** Users who currently share at least one conversation with `userId` (not `userId`). */
-export async function conversationPeers(db: Db, userId: string): Promise<string[]> {
+/**
+ * Users who have a direct conversation with `userId`. Group members are not
+ * peers for presence (as in WhatsApp): a 1,024-member group would otherwise
+ * fan every member's online/offline out to a thousand others.
+ */
+export async function directPeers(db: Db, userId: string): Promise<string[]> {
   const rows = await db
     .selectFrom("conversation_participants as mine")
     .innerJoin("conversation_participants as other", "other.conversation_id", "mine.conversation_id")
+    .innerJoin("conversations as c", "c.id", "mine.conversation_id")
     .select("other.user_id")
     .distinct()
+    .where("c.is_group", "=", false)
     .where("mine.user_id", "=", userId)
     .where("mine.left_at", "is", null)
     .where("other.left_at", "is", null)

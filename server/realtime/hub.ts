@@ -152,10 +152,10 @@ export class RealtimeHub {
 
   constructor(private readonly opts: RealtimeHubOptions) {
     this.policy = {
-      // Who shares a conversation with the user or has them as a contact, as far
+      // Who has a direct conversation with the user or has them as a contact, as far
       // as the user's last-seen privacy and blocks (either way) allow.
       audience: async (userId) => {
-        const [peers, fans] = await Promise.all([presence.conversationPeers(opts.db, userId), usersWithContact(opts.db, userId)]);
+        const [peers, fans] = await Promise.all([presence.directPeers(opts.db, userId), usersWithContact(opts.db, userId)]);
         return [...(await filterPresenceViewers(opts.db, userId, [...new Set([...peers, ...fans])]))];
       },
     };

@@ -236,9 +236,9 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       const me = callerOf(hc).userId;
       if (req.userIds.length > MAX_PRESENCE_IDS) throw bad(`user_ids: at most ${MAX_PRESENCE_IDS} per call`);
       const ids = req.userIds.map((id, i) => uuidField(`user_ids[${i}]`, id));
-      // People I share a conversation with or have as contacts, as far as their
+      // People I have a direct conversation with or have as contacts, as far as their
       // last-seen privacy and blocks (either way) allow.
-      const [peers, contacts] = await Promise.all([presence.conversationPeers(db, me), contactsAmong(db, me, ids)]);
+      const [peers, contacts] = await Promise.all([presence.directPeers(db, me), contactsAmong(db, me, ids)]);
       const candidates = [...new Set(ids)].filter((id) => id === me || peers.includes(id) || contacts.has(id));
       const verdicts = await Promise.all(candidates.map(async (id) => (await filterPresenceViewers(db, id, [me])).has(me)));
       const allowedSet = new Set(candidates.filter((_, i) => verdicts[i]));

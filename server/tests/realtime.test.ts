@@ -190,6 +190,9 @@ describe("Subscribe", () => {
 
   it("presence: online while a device is subscribed, offline with last_seen when the last one closes", async () => {
     const realtime = createClient(RealtimeService, protocolTransport(a.url, alice.accessToken, "connect"));
+    // Sharing only a group is not enough (group members do not get each other's presence).
+    expect((await realtime.getPresence({ userIds: [carol.id] })).users).toEqual([]);
+    await chat(a, alice).createConversation({ participantIds: [carol.id] });
     const watcher = subscribe(a, alice, "connect");
     await watcher.untilKind("caughtUp");
     const phone = subscribe(b, carol, "grpc");
