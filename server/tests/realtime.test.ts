@@ -281,4 +281,20 @@ describe("Subscribe", () => {
     expect((await presenceOf(alice, carol)).map((u) => u.userId)).toEqual([carol.id]);
     await Promise.all([aliceWatch.close(), bobWatch.close(), daveStream.close()]);
   });
+
+  it("bad input: no token, a stranger's conversation, a bad id, too many typing indicators", async () => {
+    const anonymous = new Subscription(protocolTransport(a.url, "", "grpc"));
+    await anonymous.done;
+    expect(anonymous.ended?.error?.code).toBe(Code.Unauthenticated);
+    const stranger = await login(a.url, "+14155550398");
+    const typing = (who: LoggedIn, conversationId: string) =>
+      createClient(RealtimeService, protocolTransport(a.url, who.accessToken, "connect")).sendTyping({ conversationId, active: true });
+    await expect(typing(stranger, direct)).rejects.toMatchObject({ code: Code.NotFound });
+    await expect(typing(alice, "not-a-uuid")).rejects.toMatchObject({ code: Code.InvalidArgument });
+    const results = await Promise.allSettled(Array.from({ length: 12 }, () => typing(carol, group)));
+    const refused = results.filter((r) => r.status === "rejected");
+    expect(results.filter((r) => r.status === "fulfilled").length).toBe(10);
+    expect(refused.map((r) => (r as PromiseRejectedResult).reason.code)).toEqual([Code.ResourceExhausted, Code.ResourceExhausted]);
+    expect((refused[0] as PromiseRejectedResult).reason.message).toMatch(/at most 10 per 5 s/);
+  });
 });
