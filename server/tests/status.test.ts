@@ -1,12 +1,15 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Message } from "../../gen/chat/chat_pb.js";
 import { Code } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { StatusAudience, StatusContentType, StatusFont } from "../../gen/status/status_pb.js";
 import { Visibility } from "../../gen/user/user_pb.js";
 import { grpcJsClient } from "./helpers/grpc-js.js";
 import { codeOf, curlJson, errorOf, phoneSequence, socialUser, type SocialUser } from "./helpers/social.js";
+import { protocolTransport, Subscription } from "./helpers/realtime.js";
 import { FakeClock, startTestServer, type TestServer } from "./helpers/test-server.js";
+import { createClient } from "@connectrpc/connect";
+import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
 
 // status.StatusService over a real server: the original contract (curl JSON
 // and a @grpc/grpc-js client speaking only the original fields), audiences
@@ -83,9 +86,20 @@ describe("the original contract", () => {
 
 describe("audiences with four users", () => {
   let a: SocialUser, b: SocialUser, c: SocialUser, d: SocialUser, e: SocialUser;
+  let everyone: string;
+  const streams: Record<string, Subscription> = {};
   beforeAll(async () => {
     [a, b, c, d, e] = [await newUser(), await newUser(), await newUser(), await newUser(), await newUser()];
     await addContacts(a, b, c, d); // e is not a contact of a
+    // Their devices are online: the status_posted event is what they see live.
+    for (const [name, u] of Object.entries({ b, c, d, e })) streams[name] = new Subscription(protocolTransport(s.url, u.token, "grpc"));
+    await Promise.all(Object.values(streams).map((x) => x.untilKind("caughtUp")));
+    // A group of all five: a typing indicator there reaches every stream after
+    // anything published before it, so it marks "nothing more is coming".
+    everyone = (await a.chat.createConversation({ isGroup: true, groupName: "all", participantIds: [b.id, c.id, d.id, e.id] })).conversation!.id;
+  });
+  afterAll(async () => {
+    await Promise.all(Object.values(streams).map((x) => x.close()));
   });
   const seers = async (statusId: string) => {
     const out: string[] = [];
@@ -103,17 +117,18 @@ describe("audiences with four users", () => {
     // The default status privacy (CONTACTS) bounds the list: a stranger on it sees nothing.
     ["only e (not a contact)", StatusAudience.ONLY_SHARE_WITH, () => [e.id], []],
   ] as const)("%s", async (_name, audience, list, expected) => {
-    const posted = vi.spyOn(s.server.ctx.realtime, "statusPosted");
     tick();
     const { statusId, status } = await a.statuses.createStatus({ content: `for ${_name}`, audience, audienceUserIds: list() });
     expect(status!.audience).toBe(audience);
     expect(await seers(statusId)).toEqual(expected);
-    // The realtime event went to exactly that audience.
-    const ids = { b: b.id, c: c.id, d: d.id, e: e.id };
-    expect(posted).toHaveBeenCalledTimes(1);
-    expect([...posted.mock.calls[0]![1]].sort()).toEqual(expected.map((n) => ids[n]).sort());
-    expect(posted.mock.calls[0]![0]).toMatchObject({ statusId, authorId: a.id });
-    posted.mockRestore();
+    // The realtime event reached exactly that audience's open streams.
+    const typingBefore = Object.fromEntries(Object.entries(streams).map(([n, x]) => [n, x.of("typing").length]));
+    await createClient(RealtimeService, protocolTransport(s.url, a.token, "connect")).sendTyping({ conversationId: everyone, active: false });
+    await Promise.all(Object.entries(streams).map(([n, x]) => x.untilKind("typing", typingBefore[n]! + 1)));
+    const heard = Object.entries(streams)
+      .filter(([, x]) => x.of("statusPosted").some((p) => p.statusId === statusId && p.authorId === a.id))
+      .map(([n]) => n);
+    expect(heard).toEqual(expected);
     expect(await codeOf(e.statuses.viewStatus({ statusId }))).toBe(Code.NotFound);
   });
 
