@@ -208,12 +208,13 @@ describe("JetStream queue and message worker", () => {
       hooks: {
         afterCommit: async (stored) => {
           storedByFirst += stored.length;
-          await new Promise((r) => setTimeout(r, 40));
+          await new Promise((r) => setTimeout(r, 300));
         },
       },
     });
     await waitFor("the first worker to lead", async () => first.running && !first.standby);
     const second = startWorker(queue, { leader: leaderFor("second") });
+    await waitFor("the second worker to stand by", async () => second.standby);
     const sent = new Map<string, string[]>();
     await Promise.all(
       members.flatMap((s) =>
