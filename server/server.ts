@@ -170,6 +170,8 @@ export class ChatwireServer {
         leader: config.databaseUrl ? new PgLeaderLock(config.databaseUrl, `chatwire-worker:${queue.names.stream}`, logger) : undefined,
       });
       this.worker.start();
+      // Ready means it knows whether it is the active worker or standing by.
+      await Promise.race([this.worker.decided, new Promise((r) => setTimeout(r, 3000).unref())]);
     }
     const rpc = connectNodeAdapter({
       routes: (router) => {

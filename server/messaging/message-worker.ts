@@ -99,8 +99,14 @@ export class MessageWorker {
     return this.loop !== undefined && !this.stopping;
   }
 
-  /** Waiting for another instance's worker to stop (see `leader`). */
-  standby = false;
+  /** Not (yet) the active worker: waiting for another instance's to stop (see `leader`). */
+  get standby(): boolean {
+    return this.opts.leader !== undefined && !this.leading;
+  }
+  private leading = false;
+  private settled: (() => void) | undefined;
+  /** Resolves once the worker knows whether it is the active one (at once without a leader lock). */
+  readonly decided = new Promise<void>((resolve) => (this.settled = resolve));
 
   start(): void {
     if (this.loop) return;
@@ -136,12 +142,12 @@ export class MessageWorker {
     let failures = 0;
     let consumer: Consumer | undefined;
     while (!this.stopping) {
-      if (this.opts.leader && !(await this.opts.leader.acquire())) {
-        this.standby = true;
+      if (this.opts.leader && !(this.leading = await this.opts.leader.acquire())) {
+        this.settled?.();
         await this.sleep(this.opts.standbyPollMs ?? 1000);
         continue;
       }
-      this.standby = false;
+      this.settled?.();
       try {
         consumer ??= await this.opts.queue.consumer();
         await this.pullOnce(consumer);
