@@ -44,8 +44,6 @@ export interface Config {
   maxRequestTimeoutMs: number;
   /** How long a graceful stop waits for open requests before closing connections (≤ 9 s: the process exits within 10 s). */
   shutdownTimeoutMs: number;
-  /** Server processes sharing the port (node:cluster); 1 = this process serves. Production profile only. */
-  clusterWorkers: number;
   auth: AuthConfig;
   worker: WorkerConfig;
   chat: ChatConfig;
@@ -239,13 +237,6 @@ export function loadConfig(env: Env = process.env): Config {
     editWindowSeconds: intVar(get, "CHAT_EDIT_WINDOW_SECONDS", 15 * 60, 0, 365 * 24 * 3600),
     deleteWindowSeconds: intVar(get, "CHAT_DELETE_WINDOW_SECONDS", 60 * 3600, 0, 365 * 24 * 3600),
   };
-  const clusterWorkers = intVar(get, "CHATWIRE_CLUSTER_WORKERS", 1, 1, 64);
-  if (clusterWorkers > 1 && (databaseUrl === undefined || natsUrl === undefined)) {
-    throw new ConfigError(
-      "CHATWIRE_CLUSTER_WORKERS",
-      "several processes need DATABASE_URL and NATS_URL (the embedded database and in-process bus belong to one process)",
-    );
-  }
   const realtime: RealtimeConfig = {
     heartbeatSeconds: intVar(get, "REALTIME_HEARTBEAT_SECONDS", 15, 1, 300),
     streamBufferEvents: intVar(get, "REALTIME_STREAM_BUFFER", 1000, 10, 1_000_000),
@@ -304,7 +295,6 @@ export function loadConfig(env: Env = process.env): Config {
     requestTimeoutMs,
     maxRequestTimeoutMs,
     shutdownTimeoutMs,
-    clusterWorkers,
     auth,
     worker,
   };

@@ -7,7 +7,6 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import pg from "pg";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/health/v1/health_pb.js";
@@ -26,7 +25,7 @@ const CONFIG_VARS = [
   "NODE_ENV", "PORT", "HOST", "DATABASE_URL", "NATS_URL", "CHATWIRE_DATA_DIR", "JWT_SECRET", "LOG_LEVEL",
   "AUTH_DEV_MODE", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_VERIFY_SERVICE_SID", "CORS_ORIGINS",
   "CHATWIRE_ROLES", "TLS_CERT_FILE", "TLS_KEY_FILE", "MAX_MESSAGE_BYTES", "REQUEST_TIMEOUT_MS",
-  "MAX_REQUEST_TIMEOUT_MS", "SHUTDOWN_TIMEOUT_MS", "NATS_SUBJECT_PREFIX", "CHATWIRE_CLUSTER_WORKERS",
+  "MAX_REQUEST_TIMEOUT_MS", "SHUTDOWN_TIMEOUT_MS", "NATS_SUBJECT_PREFIX",
 ];
 
 function childEnv(vars: Record<string, string | undefined>): NodeJS.ProcessEnv {
@@ -229,7 +228,6 @@ describe("node dist/server/main.js", () => {
       ["DATABASE_URL", { ...ok, NODE_ENV: "production" }],
       ["JWT_SECRET", { ...ok, NODE_ENV: "production", DATABASE_URL: pgUrl }],
       ["TLS_KEY_FILE", { ...ok, TLS_CERT_FILE: "/etc/hostname" }],
-      ["CHATWIRE_CLUSTER_WORKERS", { ...ok, CHATWIRE_CLUSTER_WORKERS: "2" }],
     ])("%s (%o)", async (variable, vars) => {
       const p = spawnChatwire(vars);
       const { code, signal } = await p.exited;
@@ -239,52 +237,5 @@ describe("node dist/server/main.js", () => {
       // Nothing was started: no log lines, no listening.
       expect(p.logs).toEqual([]);
     });
-  });
-
-  test("CHATWIRE_CLUSTER_WORKERS=2: two server processes share the port and both serve; SIGTERM stops them all with exit 0", async () => {
-    // Always on the machine's PostgreSQL and NATS: the embedded profile cannot span processes.
-    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres" });
-    await admin.connect();
-    const name = `cluster_${randomBytes(5).toString("hex")}`;
-    await admin.query(`create database ${name}`);
-    const url = new URL(process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres");
-    url.pathname = `/${name}`;
-    try {
-      const p = spawnChatwire({
-        PORT: "0",
-        HOST: "127.0.0.1",
-        LOG_LEVEL: "info",
-        DATABASE_URL: url.toString(),
-        NATS_URL: process.env.NATS_URL || "nats://127.0.0.1:4222",
-        NATS_SUBJECT_PREFIX: newPrefix(),
-        JWT_SECRET: "cluster-test-secret-cluster-test-secret-0123",
-        CHATWIRE_CLUSTER_WORKERS: "2",
-      });
-      const { port } = await p.listening;
-      const deadline = Date.now() + 20_000;
-      const listeners = () => p.logs.filter((l) => l.msg.startsWith("chatwire listening"));
-      while (listeners().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      const pids = new Set(listeners().map((l) => l.pid));
-      expect(pids.size).toBe(2);
-      expect(listeners().every((l) => l.port === port)).toBe(true);
-      // New connections are spread over both processes.
-      for (let i = 0; i < 20; i++) {
-        const res = await fetch(`http://127.0.0.1:${port}/auth.AuthService/ValidateToken`, {
-          method: "POST",
-          headers: { "content-type": "application/json", connection: "close" },
-          body: JSON.stringify({ access_token: "not-a-token" }),
-        });
-        expect(await res.json()).toEqual({ is_valid: false, user_id: "" });
-      }
-      const served = new Set(p.logs.filter((l) => l.msg === "rpc").map((l) => l.pid));
-      expect(served).toEqual(pids);
-      p.child.kill("SIGTERM");
-      const { code } = await p.exited;
-      expect(code).toBe(0);
-      expect(p.logs.filter((l) => l.msg === "chatwire stopped").length).toBe(2);
-    } finally {
-      await admin.query(`drop database ${name} with (force)`);
-      await admin.end();
-    }
   });
 });
