@@ -34,7 +34,8 @@ async function main(): Promise<void> {
   const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
   const natsUrl = process.env.BENCH_NATS_URL ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
   const serverEnv: Record<string, string> = {};
-  if (process.env.BENCH_CLUSTER_WORKERS) serverEnv.CHATWIRE_CLUSTER_WORKERS = process.env.BENCH_CLUSTER_WORKERS;
+  // BENCH_SERVER_ENV='{"WORKER_BATCH_SIZE":"500"}': extra server settings for every run.
+  if (process.env.BENCH_SERVER_ENV) Object.assign(serverEnv, JSON.parse(process.env.BENCH_SERVER_ENV) as Record<string, string>);
 
   const dbName = `chatwire_bench_${randomBytes(6).toString("hex")}`;
   await admin(adminUrl, `CREATE DATABASE ${dbName}`);

@@ -42,7 +42,7 @@ export class BenchContext {
     readonly mode: Mode,
     readonly databaseUrl: string,
     readonly natsUrl: string,
-    /** Extra server environment for every run (e.g. CHATWIRE_CLUSTER_WORKERS). */
+    /** Extra server environment for every run (BENCH_SERVER_ENV). */
     readonly serverEnv: Record<string, string>,
     readonly cpuProf: boolean,
   ) {

@@ -63,7 +63,7 @@ export async function scenarioUnary(ctx: BenchContext): Promise<ScenarioResult> 
       { what: "gRPC ValidateToken vs bare http2", target: "≥ 0.5×", value: `${ratio(1).toFixed(2)}×`, met: ratio(1) >= 0.5 },
       { what: "Connect JSON ValidateToken vs bare http2", target: "≥ 0.5×", value: `${ratio(2).toFixed(2)}×`, met: ratio(2) >= 0.5 },
     ],
-    notes: ["the baseline is one Node process; Chatwire runs as configured (CHATWIRE_CLUSTER_WORKERS when set)", "ValidateToken: JWT verify (HS256) + the session-liveness cache"],
+    notes: ["the baseline is one Node process, as is Chatwire", "ValidateToken: JWT verify (HS256) + the session-liveness cache"],
     data: runs,
   };
 }
