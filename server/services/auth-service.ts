@@ -1,13 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   AuthService,
   SessionSchema,
   UserSchema,
   type User as UserMessage,
 } from "../../gen/auth/auth_pb.js";
-import { callerKey, peerKey, type Caller } from "../auth/auth-context.js";
+import { peerKey } from "../auth/auth-context.js";
 import { RateLimitedError, enforceLimits } from "../auth/limits.js";
 import { OtpProviderError, maskPhone } from "../auth/otp-provider.js";
 import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js";
@@ -16,6 +16,7 @@ import type { AppContext } from "../context.js";
 import * as store from "../db/auth-store.js";
 import type { User, UserDevice } from "../db/schema.js";
 import { isUuid } from "../domain/ids.js";
+import { callerOf } from "./rpc-input.js";
 
 
 /** auth.AuthService: the original six RPCs, wire-compatible, plus ListSessions and RevokeSession. */
@@ -65,12 +66,6 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
       .sessionsRevoked(userId, sessionIds)
       .catch((err: unknown) => logger.warn({ err, userId, sessionIds }, "storing session_revoked events failed"));
   }
-
-  const callerOf = (hc: HandlerContext): Caller => {
-    const caller = hc.values.get(callerKey);
-    if (!caller) throw new ConnectError("this call needs `Authorization: Bearer <access token>`", Code.Unauthenticated);
-    return caller;
-  };
 
   return {
     async sendOTP(req, hc) {

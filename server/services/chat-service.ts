@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   ChatService,
   ConversationSchema,
@@ -14,7 +14,6 @@ import {
   type Conversation,
   type Message,
 } from "../../gen/chat/chat_pb.js";
-import { callerKey, type Caller } from "../auth/auth-context.js";
 import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js";
 import type { AppContext } from "../context.js";
 import * as convs from "../db/conversation-store.js";
@@ -26,6 +25,7 @@ import { readReceiptsEnabled } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
 import { isUuid } from "../domain/ids.js";
+import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { blockError, requireNoBlockBetween, requireNotBlockedByAny } from "../domain/blocking.js";
 import { receiptState, toMessage } from "../domain/message-view.js";
 
@@ -45,16 +45,9 @@ const PROTO_TO_ROLE: Partial<Record<ParticipantRole, convs.Role>> = {
   [ParticipantRole.OWNER]: "owner",
 };
 
-const bad = (message: string) => new ConnectError(message, Code.InvalidArgument);
 
 function requireAdmin(my: convs.ParticipantRow): void {
   if (my.role !== "admin" && my.role !== "owner") throw new ConnectError("only group admins can do this", Code.PermissionDenied);
-}
-
-function uuidField(field: string, value: string): string {
-  const v = value.trim();
-  if (!isUuid(v)) throw bad(`${field}: "${value}" is not a valid id (a UUID)`);
-  return v.toLowerCase();
 }
 
 function pageSize(limit: number): number {
@@ -74,12 +67,6 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
   const { maxParticipants: MAX_PARTICIPANTS, maxTextLength: MAX_TEXT } = ctx.config.chat;
   const EDIT_WINDOW_MS = ctx.config.chat.editWindowSeconds * 1000;
   const DELETE_WINDOW_MS = ctx.config.chat.deleteWindowSeconds * 1000;
-
-  const callerOf = (hc: HandlerContext): Caller => {
-    const caller = hc.values.get(callerKey);
-    if (!caller) throw new ConnectError("this call needs `Authorization: Bearer <access token>`", Code.Unauthenticated);
-    return caller;
-  };
 
   const notFound = (id: string) => new ConnectError(`conversation ${id} not found`, Code.NotFound);
 

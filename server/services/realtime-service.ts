@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   CaughtUpSchema,
   EventSchema,
@@ -14,14 +14,13 @@ import {
   UserPresenceSchema,
   type Event,
 } from "../../gen/realtime/realtime_pb.js";
-import { callerKey, type Caller } from "../auth/auth-context.js";
 import type { AppContext } from "../context.js";
 import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
 import { inboxBounds, readInbox, type InboxRow } from "../db/inbox-store.js";
 import * as presence from "../db/presence-store.js";
 import { contactsAmong, filterPresenceViewers } from "../db/privacy-store.js";
-import { isUuid } from "../domain/ids.js";
+import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { toMessage } from "../domain/message-view.js";
 import { MESSAGE_EVENTS, eventBody, eventFromPayload } from "../realtime/events.js";
 import type { LocalStream } from "../realtime/hub.js";
@@ -33,13 +32,6 @@ const MAX_PRESENCE_IDS = 256;
 const TYPING_BURST = 10;
 const TYPING_WINDOW_MS = 5000;
 
-const bad = (message: string) => new ConnectError(message, Code.InvalidArgument);
-
-function uuidField(field: string, value: string): string {
-  const v = value.trim();
-  if (!isUuid(v)) throw bad(`${field}: "${value}" is not a valid id (a UUID)`);
-  return v.toLowerCase();
-}
 
 /**
  * realtime.RealtimeService: Subscribe (replay from the inbox, then live
@@ -51,12 +43,6 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
   const { clock, realtime: hub } = ctx;
   const cfg = ctx.config.realtime;
   const typingBudget = new Map<string, { windowStart: number; count: number }>();
-
-  const callerOf = (hc: HandlerContext): Caller => {
-    const caller = hc.values.get(callerKey);
-    if (!caller) throw new ConnectError("this call needs `Authorization: Bearer <access token>`", Code.Unauthenticated);
-    return caller;
-  };
 
   const control = (kind: Event["kind"]): Event => create(EventSchema, { at: timestampFromDate(clock.now()), kind });
 

@@ -22,7 +22,8 @@ import type { StatusRow } from "../db/status-store.js";
 import { requireNoBlockBetween } from "../domain/blocking.js";
 import { statusVisible, type AudienceKind } from "../domain/privacy.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor } from "../messaging/message-queue.js";
-import { callerId, isHttpUrl, profilesFor, uuidField } from "./user-service.js";
+import { isHttpUrl, profilesFor } from "./user-service.js";
+import { bad, callerId, uuidField } from "./rpc-input.js";
 
 /** A status is invisible this long after posting, and purged after. */
 export const STATUS_TTL_MS = 24 * 3600 * 1000;
@@ -53,7 +54,6 @@ const PROTO_TO_AUDIENCE: Partial<Record<StatusAudience, AudienceKind>> = {
   [StatusAudience.ONLY_SHARE_WITH]: "only",
 };
 
-const bad = (message: string) => new ConnectError(message, Code.InvalidArgument);
 const notFound = (id: string) => new ConnectError(`status ${id} not found`, Code.NotFound);
 
 /** What everyone who may see a status sees; author-only fields are added by the caller. */

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import {
   BlockedUserSchema,
@@ -13,13 +13,12 @@ import {
   type Privacy,
   type Profile,
 } from "../../gen/user/user_pb.js";
-import { callerKey } from "../auth/auth-context.js";
 import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js";
 import type { AppContext } from "../context.js";
+import { bad, callerId, uuidField } from "./rpc-input.js";
 import * as privacy from "../db/privacy-store.js";
 import type { Database, User } from "../db/schema.js";
 import * as users from "../db/user-store.js";
-import { isUuid } from "../domain/ids.js";
 import { allows, type PrivacySettings, type Visibility as VisibilitySetting } from "../domain/privacy.js";
 
 const MAX_DISPLAY_NAME = 64;
@@ -42,21 +41,8 @@ const PROTO_TO_VISIBILITY: Partial<Record<Visibility, VisibilitySetting>> = {
   [Visibility.NOBODY]: "nobody",
 };
 
-const bad = (message: string) => new ConnectError(message, Code.InvalidArgument);
 /** Length in characters as people count them (code points, not UTF-16 units). */
 const chars = (s: string) => [...s].length;
-
-export function callerId(hc: HandlerContext): string {
-  const caller = hc.values.get(callerKey);
-  if (!caller) throw new ConnectError("this call needs `Authorization: Bearer <access token>`", Code.Unauthenticated);
-  return caller.userId;
-}
-
-export function uuidField(field: string, value: string): string {
-  const v = value.trim();
-  if (!isUuid(v)) throw bad(`${field}: "${value}" is not a valid id (a UUID)`);
-  return v.toLowerCase();
-}
 
 /** The caller's own profile: nothing hidden. */
 function ownProfile(u: User): Profile {

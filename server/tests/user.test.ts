@@ -2,7 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { Visibility } from "../../gen/user/user_pb.js";
 import { filterPresenceViewers, readReceiptsEnabled, usersWithContact } from "../db/privacy-store.js";
-import { codeOf, curlJson, errorOf, phoneSequence, socialUser, type SocialUser } from "./helpers/social.js";
+import { codeOf, curlJson, errorOf, phoneSequence, socialUser } from "./helpers/social.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // user.UserService over a real server: profiles, contact sync and its budget,
