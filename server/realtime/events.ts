@@ -1,18 +1,7 @@
 import { create, fromJson, toJson, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import {
-  ConversationSchema,
-  MessageKind,
-  MessageSchema,
-  ParticipantRole,
-  ParticipantSchema,
-  ReceiptState,
-  StatusReferenceSchema,
-  type Conversation,
-  type Message,
-} from "../../gen/chat/chat_pb.js";
+import { MessageKind, MessageSchema, ReceiptState, StatusReferenceSchema, type Message } from "../../gen/chat/chat_pb.js";
 import { EventSchema, type Event } from "../../gen/realtime/realtime_pb.js";
-import type { ConversationRow, ParticipantRow } from "../db/conversation-store.js";
 import type { NewInboxEvent } from "../db/message-store.js";
 import type { OutgoingMessage } from "../messaging/message-queue.js";
 import { encodeEventBody } from "./wire.js";
@@ -25,16 +14,6 @@ export type EventKind = Exclude<Event["kind"], { case: undefined }>;
  * message as it is now (edited, deleted) instead of a copy per recipient.
  */
 export const MESSAGE_EVENTS: ReadonlySet<string> = new Set(["message_created", "message_edited"]);
-
-const ROLE_TO_PROTO: Record<string, ParticipantRole> = {
-  owner: ParticipantRole.OWNER,
-  admin: ParticipantRole.ADMIN,
-  member: ParticipantRole.MEMBER,
-};
-
-export function roleToProto(role: string): ParticipantRole {
-  return ROLE_TO_PROTO[role] ?? ParticipantRole.MEMBER;
-}
 
 /** snake_case inbox event_type of an Event kind ("messageCreated" → "message_created"). */
 export function eventTypeOf(kind: EventKind["case"]): string {
@@ -105,33 +84,5 @@ export function systemMessageView(m: { id: string; conversationId: string; actor
     kind: MessageKind.SYSTEM,
     systemEvent: m.event,
     systemUserIds: m.userIds,
-  });
-}
-
-/**
- * A conversation as `viewer` sees it, from rows already at hand (inside the
- * transaction that changed it): no unread count or last message, which the
- * client knows from the events themselves.
- */
-export function conversationSnapshot(conv: ConversationRow, people: ParticipantRow[], viewer: string): Conversation {
-  const my = people.find((p) => p.user_id === viewer);
-  return create(ConversationSchema, {
-    id: conv.id,
-    participantIds: people.map((p) => p.user_id),
-    createdAt: conv.created_at.toISOString(),
-    isGroup: conv.is_group,
-    groupName: conv.group_name,
-    groupDescription: conv.group_description,
-    groupAvatarUrl: conv.group_avatar_url,
-    myRole: my ? roleToProto(my.role) : ParticipantRole.UNSPECIFIED,
-    mutedUntil: my?.muted_until ? timestampFromDate(my.muted_until) : undefined,
-    archived: my?.archived ?? false,
-    lastActivityAt: timestampFromDate(conv.last_activity_at),
-    lastSeq: BigInt(conv.last_seq),
-    myLastReadSeq: BigInt(my?.last_read_seq ?? 0),
-    myLastDeliveredSeq: BigInt(my?.last_delivered_seq ?? 0),
-    participants: people.map((p) =>
-      create(ParticipantSchema, { userId: p.user_id, role: roleToProto(p.role), joinedAt: timestampFromDate(p.joined_at) }),
-    ),
   });
 }

@@ -4,11 +4,9 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   ChatService,
-  ConversationSchema,
   MessageKind,
   MessageSchema,
   ParticipantRole,
-  ParticipantSchema,
   MessageReceiptSchema,
   ReceiptState,
   type Conversation,
@@ -20,7 +18,8 @@ import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
 import type { Transaction } from "kysely";
 import { appendInboxEvents, insertSystemMessage, type NewInboxEvent } from "../db/message-store.js";
-import { conversationSnapshot, eventBody, roleToProto, storedEvent } from "../realtime/events.js";
+import { eventBody, storedEvent } from "../realtime/events.js";
+import { roleToProto, toConversation } from "../domain/conversation-view.js";
 import { readReceiptsEnabled } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
@@ -33,11 +32,6 @@ const PAGE_DEFAULT = 50;
 const PAGE_MAX = 100;
 const MAX_EMOJI = 16;
 
-const ROLE_TO_PROTO: Record<string, ParticipantRole> = {
-  owner: ParticipantRole.OWNER,
-  admin: ParticipantRole.ADMIN,
-  member: ParticipantRole.MEMBER,
-};
 
 const PROTO_TO_ROLE: Partial<Record<ParticipantRole, convs.Role>> = {
   [ParticipantRole.MEMBER]: "member",
@@ -100,27 +94,10 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     return rows.map((r) => {
       const people = participants.get(r.id) ?? [];
       const lastRow = last.get(r.id);
-      return create(ConversationSchema, {
-        id: r.id,
-        participantIds: people.map((p) => p.user_id),
-        createdAt: r.created_at.toISOString(),
-        isGroup: r.is_group,
-        groupName: r.group_name,
-        groupDescription: r.group_description,
-        groupAvatarUrl: r.group_avatar_url,
-        lastMessage: lastRow ? toMessage(lastRow, people, reactions, quotes) : undefined,
-        unreadCount: unread.get(r.id) ?? 0,
-        myRole: ROLE_TO_PROTO[r.my.role] ?? ParticipantRole.MEMBER,
-        mutedUntil: r.my.muted_until && r.my.muted_until > clock.now() ? timestampFromDate(r.my.muted_until) : undefined,
-        archived: r.my.archived,
-        lastActivityAt: timestampFromDate(r.last_activity_at),
-        lastSeq: BigInt(r.last_seq),
-        myLastReadSeq: BigInt(r.my.last_read_seq),
-        myLastDeliveredSeq: BigInt(r.my.last_delivered_seq),
-        participants: people.map((p) =>
-          create(ParticipantSchema, { userId: p.user_id, role: ROLE_TO_PROTO[p.role], joinedAt: timestampFromDate(p.joined_at) }),
-        ),
-      });
+      const c = toConversation(r, people, r.my, clock.now());
+      c.lastMessage = lastRow ? toMessage(lastRow, people, reactions, quotes) : undefined;
+      c.unreadCount = unread.get(r.id) ?? 0;
+      return c;
     });
   }
 
@@ -413,7 +390,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
             people.map((p) =>
               storedEvent(
                 p.user_id,
-                { case: "conversationUpdated", value: { $typeName: "realtime.ConversationUpdated", conversation: conversationSnapshot({ ...after, last_seq: seq }, people, p.user_id), actorId: me } },
+                { case: "conversationUpdated", value: { $typeName: "realtime.ConversationUpdated", conversation: snapshotFor({ ...after, last_seq: seq }, people, p.user_id), actorId: me } },
                 clock.now(),
                 { conversationId: conv.id },
               ),
@@ -757,6 +734,11 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     return result;
   }
 
+  /** A conversation as `userId`, one of `people`, sees it now (for realtime events). */
+  function snapshotFor(conv: convs.ConversationRow, people: convs.ParticipantRow[], userId: string): Conversation {
+    return toConversation(conv, people, people.find((p) => p.user_id === userId), clock.now());
+  }
+
   /** Current participants whose window includes the message at `seq` (they joined before it). */
   function seeing(people: convs.ParticipantRow[], seq: string): string[] {
     return people.filter((p) => BigInt(p.joined_seq) < BigInt(seq)).map((p) => p.user_id);
@@ -770,7 +752,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     return userIds.map((userId) =>
       storedEvent(
         userId,
-        { case: "conversationCreated", value: { $typeName: "realtime.ConversationCreated", conversation: conversationSnapshot(snapshotRow, people, userId) } },
+        { case: "conversationCreated", value: { $typeName: "realtime.ConversationCreated", conversation: snapshotFor(snapshotRow, people, userId) } },
         clock.now(),
         { conversationId },
       ),
@@ -783,7 +765,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     const people = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
     return storedEvent(
       me,
-      { case: "conversationUpdated", value: { $typeName: "realtime.ConversationUpdated", conversation: conversationSnapshot(row, people, me), actorId: me } },
+      { case: "conversationUpdated", value: { $typeName: "realtime.ConversationUpdated", conversation: snapshotFor(row, people, me), actorId: me } },
       clock.now(),
       { conversationId },
     );
