@@ -25,6 +25,7 @@ import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
 import { isUuid } from "../domain/ids.js";
 import { bad, callerOf, uuidField } from "./rpc-input.js";
+import { conversationCreatedEvents, openDirectConversation } from "./direct-conversations.js";
 import { blockError, requireNoBlockBetween, requireNotBlockedByAny } from "../domain/blocking.js";
 import { receiptState, toMessage } from "../domain/message-view.js";
 
@@ -143,30 +144,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
           throw bad(`participant_ids: a direct conversation has exactly one other participant (got ${others.length}); set is_group for more`);
         }
         await requireNoBlockBetween(db, me, others[0]!);
-        const key = convs.directKey(me, others[0]!);
-        const existing = await convs.findDirect(db, key);
-        if (existing) return { conversation: await conversationFor(me, existing.id), created: false };
-        const inserted = await withEvents(async (trx, emit) => {
-          const row = await convs.insertConversation(trx, {
-            isGroup: false,
-            groupName: "",
-            groupDescription: "",
-            groupAvatarUrl: "",
-            directKey: key,
-            createdBy: me,
-            clientRequestId: null,
-            now,
-            participants: [
-              { userId: me, role: "member" },
-              { userId: others[0]!, role: "member" },
-            ],
-          });
-          if (row) emit(await conversationCreatedEvents(trx, row.id, [me, others[0]!]));
-          return row;
-        });
-        // Lost a race with the other side opening the same chat: theirs is ours.
-        const id = inserted?.id ?? (await convs.findDirect(db, key))!.id;
-        return { conversation: await conversationFor(me, id), created: inserted !== undefined };
+        const { id, created } = await openDirectConversation(ctx, me, others[0]!);
+        return { conversation: await conversationFor(me, id), created };
       }
 
       const name = req.groupName.trim();
@@ -195,7 +174,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
           participants: [{ userId: me, role: "owner" }, ...others.map((userId) => ({ userId, role: "member" as const }))],
         });
         if (!inserted) return { inserted, notices: [] };
-        const created = await conversationCreatedEvents(trx, inserted.id, [me, ...others], 1n);
+        const created = await conversationCreatedEvents(trx, inserted.id, [me, ...others], now, 1n);
         const sys = await insertSystemMessage(
           trx,
           {
@@ -418,7 +397,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         }
         // They see the timeline from the message that adds them.
         await convs.addParticipants(trx, conv.id, fresh, conv.last_seq, clock.now());
-        const created = await conversationCreatedEvents(trx, conv.id, fresh, BigInt(conv.last_seq) + 1n);
+        const created = await conversationCreatedEvents(trx, conv.id, fresh, clock.now(), BigInt(conv.last_seq) + 1n);
         return {
           event: "participants_added",
           userIds: fresh,
@@ -742,21 +721,6 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
   /** Current participants whose window includes the message at `seq` (they joined before it). */
   function seeing(people: convs.ParticipantRow[], seq: string): string[] {
     return people.filter((p) => BigInt(p.joined_seq) < BigInt(seq)).map((p) => p.user_id);
-  }
-
-  /** conversation_created for each of `userIds`, as each sees the conversation. */
-  async function conversationCreatedEvents(trx: Transaction<Database>, conversationId: string, userIds: string[], lastSeq?: bigint): Promise<NewInboxEvent[]> {
-    const row = (await convs.getConversationRow(trx, conversationId))!;
-    const people = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
-    const snapshotRow = lastSeq === undefined ? row : { ...row, last_seq: lastSeq.toString() };
-    return userIds.map((userId) =>
-      storedEvent(
-        userId,
-        { case: "conversationCreated", value: { $typeName: "realtime.ConversationCreated", conversation: snapshotFor(snapshotRow, people, userId) } },
-        clock.now(),
-        { conversationId },
-      ),
-    );
   }
 
   /** conversation_updated for the caller's own devices (their mute/archive settings). */

@@ -24,6 +24,7 @@ import { statusVisible, type AudienceKind } from "../domain/privacy.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor } from "../messaging/message-queue.js";
 import { isHttpUrl, profilesFor } from "./user-service.js";
 import { bad, callerId, uuidField } from "./rpc-input.js";
+import { openDirectConversation } from "./direct-conversations.js";
 
 /** A status is invisible this long after posting, and purged after. */
 export const STATUS_TTL_MS = 24 * 3600 * 1000;
@@ -274,28 +275,7 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       await requireNoBlockBetween(db, me, row.user_id);
 
       const now = clock.now();
-      const key = convs.directKey(me, row.user_id);
-      let conv = await convs.findDirect(db, key);
-      if (!conv) {
-        conv = await db.transaction().execute((trx) =>
-          convs.insertConversation(trx, {
-            isGroup: false,
-            groupName: "",
-            groupDescription: "",
-            groupAvatarUrl: "",
-            directKey: key,
-            createdBy: me,
-            clientRequestId: null,
-            now,
-            participants: [
-              { userId: me, role: "member" },
-              { userId: row.user_id, role: "member" },
-            ],
-          }),
-        );
-        conv ??= await convs.findDirect(db, key);
-        if (!conv) throw new ConnectError("could not open the conversation; retry", Code.Aborted);
-      }
+      const conv = await openDirectConversation(ctx, me, row.user_id);
       const my = await convs.getParticipation(db, conv.id, me);
       if (!my || my.left_at !== null) throw new ConnectError("you are no longer in the direct conversation with the author", Code.FailedPrecondition);
 
