@@ -19,7 +19,8 @@ import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
 import { inboxBounds, readInbox, type InboxRow } from "../db/inbox-store.js";
 import * as presence from "../db/presence-store.js";
-import { contactsAmong, filterPresenceViewers } from "../db/privacy-store.js";
+import { contactsAmong, getPrivacyMany, relationsTo } from "../db/privacy-store.js";
+import { allows } from "../domain/privacy.js";
 import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { toMessage } from "../domain/message-view.js";
 import { MESSAGE_EVENTS, eventBody, eventFromPayload } from "../realtime/events.js";
@@ -226,9 +227,9 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       // last-seen privacy and blocks (either way) allow.
       const [peers, contacts] = await Promise.all([presence.directPeers(db, me), contactsAmong(db, me, ids)]);
       const candidates = [...new Set(ids)].filter((id) => id === me || peers.includes(id) || contacts.has(id));
-      const verdicts = await Promise.all(candidates.map(async (id) => (await filterPresenceViewers(db, id, [me])).has(me)));
-      const allowedSet = new Set(candidates.filter((_, i) => verdicts[i]));
-      const allowed = [...new Set(ids)].filter((id) => allowedSet.has(id));
+      // Each candidate's last-seen setting against how I stand to them: two batched reads.
+      const [settings, relations] = await Promise.all([getPrivacyMany(db, candidates), relationsTo(db, me, candidates)]);
+      const allowed = candidates.filter((id) => allows(settings.get(id)!.lastSeen, relations.get(id)!));
       const [online, seen] = await Promise.all([hub.online(allowed), presence.lastSeen(db, allowed)]);
       return {
         users: allowed.map((userId) => {
