@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { eventTypeOf } from "../realtime/events.js";
 import { decodeFrame, eventFrame } from "../realtime/wire.js";
 import type { EventBus } from "./bus.js";
 
@@ -134,7 +135,7 @@ export function decodeNotice(payload: Uint8Array): InboxNoticeWire {
   const v = event.kind.value as { message?: { id: string; conversationId: string; seq: bigint }; conversationId?: string; messageId?: string };
   return {
     position: event.position.toString(),
-    event_type: event.kind.case!.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`),
+    event_type: eventTypeOf(event.kind.case!),
     conversation_id: v.message?.conversationId ?? v.conversationId ?? null,
     message_id: v.message?.id ?? v.messageId ?? null,
     ...(v.message ? { seq: v.message.seq.toString() } : {}),

@@ -4,7 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import { EventSchema, PresenceSchema, SessionRevokedSchema, StatusPostedSchema, type Event } from "../../gen/realtime/realtime_pb.js";
+import { PresenceSchema, SessionRevokedSchema, StatusPostedSchema, type Event } from "../../gen/realtime/realtime_pb.js";
 import type { SessionGuard } from "../auth/session-guard.js";
 import type { RealtimeConfig } from "../config.js";
 import type { Clock } from "../context.js";
@@ -18,7 +18,7 @@ import { publishNotices, userSubject } from "../messaging/message-queue.js";
 import type { Metrics } from "../metrics.js";
 import { eventBody, storedEvent } from "./events.js";
 import { StreamQueue } from "./stream-queue.js";
-import { controlFrame, decodeFrame, encodeEventBody, eventFrame } from "./wire.js";
+import { controlFrame, decodeFrame, eventFrame } from "./wire.js";
 
 /** A stream whose session is gone, or that must make room: ends at once (or is reset) with this. */
 const FORCE_RESET_AFTER_MS = 2000;
@@ -86,7 +86,11 @@ export class LocalStream {
       }
       return;
     }
-    const { event } = frame;
+    this.deliver(frame.event);
+  }
+
+  /** Buffers an event for the generator; a full buffer while live ends the stream. */
+  private deliver(event: Event): void {
     if (event.position > 0n && !this.live) {
       if (event.position > this.maxNotified) this.maxNotified = event.position;
       return;
@@ -111,7 +115,7 @@ export class LocalStream {
 
   /** Pushes an event made on this instance (typing expiry) like one from the bus. */
   inject(event: Event): void {
-    if (!this.queue.push(event)) this.onFrame(eventFrame(encodeEventBody(event)));
+    if (!this.ended) this.deliver(event);
   }
 
   /**
@@ -268,18 +272,12 @@ export class RealtimeHub {
 
   /** Tells the audience's online devices that a status was posted (ephemeral). */
   statusPosted(status: { statusId: string; authorId: string; expiresAt: Date }, audienceUserIds: readonly string[]): void {
-    const body = encodeEventBody(
-      create(EventSchema, {
-        at: timestampFromDate(this.opts.clock.now()),
-        kind: {
-          case: "statusPosted",
-          value: create(StatusPostedSchema, {
-            statusId: status.statusId,
-            authorId: status.authorId,
-            expiresAt: timestampFromDate(status.expiresAt),
-          }),
-        },
-      }),
+    const body = eventBody(
+      {
+        case: "statusPosted",
+        value: create(StatusPostedSchema, { statusId: status.statusId, authorId: status.authorId, expiresAt: timestampFromDate(status.expiresAt) }),
+      },
+      this.opts.clock.now(),
     );
     this.publishEphemeral(audienceUserIds, body);
   }

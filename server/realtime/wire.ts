@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { EventSchema, type Event } from "../../gen/realtime/realtime_pb.js";
 
 /**
@@ -65,4 +65,3 @@ export function decodeFrame(payload: Uint8Array): BusFrame | undefined {
   return undefined;
 }
 
-export { create, EventSchema };
