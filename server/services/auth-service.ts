@@ -17,6 +17,7 @@ import * as store from "../db/auth-store.js";
 import type { User, UserDevice } from "../db/schema.js";
 import { isUuid } from "../domain/ids.js";
 import { callerOf } from "./rpc-input.js";
+import { userFields } from "../domain/user-view.js";
 
 
 /** auth.AuthService: the original six RPCs, wire-compatible, plus ListSessions and RevokeSession. */
@@ -285,19 +286,9 @@ async function providerCall<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const iso = (d: Date | null): string => (d ? d.toISOString() : "");
 
 function userMessage(u: User): UserMessage {
-  return create(UserSchema, {
-    id: u.id,
-    phoneNumber: u.phone_number,
-    displayName: u.display_name,
-    profilePictureUrl: u.profile_picture_url,
-    aboutText: u.about_text,
-    lastSeenAt: iso(u.last_seen_at),
-    createdAt: iso(u.created_at),
-    updatedAt: iso(u.updated_at),
-  });
+  return create(UserSchema, userFields(u));
 }
 
 function sessionMessage(r: UserDevice, currentSessionId: string) {

@@ -16,6 +16,7 @@ import {
 import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js";
 import type { AppContext } from "../context.js";
 import { bad, callerId, uuidField } from "./rpc-input.js";
+import { userFields } from "../domain/user-view.js";
 import * as privacy from "../db/privacy-store.js";
 import type { Database, User } from "../db/schema.js";
 import * as users from "../db/user-store.js";
@@ -46,16 +47,7 @@ const chars = (s: string) => [...s].length;
 
 /** The caller's own profile: nothing hidden. */
 function ownProfile(u: User): Profile {
-  return create(ProfileSchema, {
-    id: u.id,
-    phoneNumber: u.phone_number,
-    displayName: u.display_name,
-    profilePictureUrl: u.profile_picture_url,
-    aboutText: u.about_text,
-    lastSeenAt: u.last_seen_at?.toISOString() ?? "",
-    createdAt: u.created_at.toISOString(),
-    updatedAt: u.updated_at.toISOString(),
-  });
+  return create(ProfileSchema, userFields(u));
 }
 
 /**
@@ -81,14 +73,10 @@ export async function profilesFor(db: Kysely<Database>, viewerId: string, ids: r
     const r = relations.get(id)!;
     return [
       create(ProfileSchema, {
-        id: u.id,
-        phoneNumber: u.phone_number,
-        displayName: u.display_name,
+        ...userFields(u),
         profilePictureUrl: allows(p.profilePhoto, r) ? u.profile_picture_url : "",
         aboutText: allows(p.about, r) ? u.about_text : "",
         lastSeenAt: allows(p.lastSeen, r) ? (u.last_seen_at?.toISOString() ?? "") : "",
-        createdAt: u.created_at.toISOString(),
-        updatedAt: u.updated_at.toISOString(),
         isContact: myContacts.has(id),
         blockedByMe: iBlocked.has(id),
       }),
