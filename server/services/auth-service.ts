@@ -286,7 +286,6 @@ async function providerCall<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-
 function userMessage(u: User): UserMessage {
   return create(UserSchema, userFields(u));
 }
