@@ -42,6 +42,8 @@ export interface Config {
   /** Deadline for unary RPCs whose client sets none, and the largest one a client may ask for. */
   requestTimeoutMs: number;
   maxRequestTimeoutMs: number;
+  /** Serve plain unary gRPC and Connect calls without connect-node's per-call pipeline (server/http/unary-fast-path.ts). */
+  rpcFastPath: boolean;
   /** How long a graceful stop waits for open requests before closing connections (≤ 9 s: the process exits within 10 s). */
   shutdownTimeoutMs: number;
   auth: AuthConfig;
@@ -217,6 +219,7 @@ export function loadConfig(env: Env = process.env): Config {
   const maxMessageBytes = intVar(get, "MAX_MESSAGE_BYTES", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024);
   const requestTimeoutMs = intVar(get, "REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000);
   const maxRequestTimeoutMs = intVar(get, "MAX_REQUEST_TIMEOUT_MS", 300_000, 100, 86_400_000);
+  const rpcFastPath = boolVar(get, "RPC_FAST_PATH", true);
   const shutdownTimeoutMs = intVar(get, "SHUTDOWN_TIMEOUT_MS", 8_000, 0, 9_000);
   const auth: AuthConfig = {
     accessTokenTtlSeconds: intVar(get, "ACCESS_TOKEN_TTL_SECONDS", 15 * 60, 10, 24 * 3600),
@@ -294,6 +297,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxMessageBytes,
     requestTimeoutMs,
     maxRequestTimeoutMs,
+    rpcFastPath,
     shutdownTimeoutMs,
     auth,
     worker,

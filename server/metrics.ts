@@ -8,9 +8,16 @@ export class Metrics {
   readonly openStreams: Gauge<"method">;
   readonly realtimeStreamsEnded: Counter<"reason">;
   readonly realtimeEventsDropped: Counter;
+  readonly fastPathCalls: Counter<"protocol">;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "chatwire_process_" });
+    this.fastPathCalls = new Counter({
+      name: "chatwire_rpc_fast_path_total",
+      help: "Unary calls served by the lean handler instead of connect-node (RPC_FAST_PATH), by protocol",
+      labelNames: ["protocol"],
+      registers: [this.registry],
+    });
     this.rpcTotal = new Counter({
       name: "chatwire_rpc_requests_total",
       help: "RPCs handled, by method, final code and protocol",

@@ -1,5 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import { systemClock, type AppContext, type Clock } from "./context.js";
@@ -9,7 +11,8 @@ import { HealthState } from "./health.js";
 import { createHttpRoutes, type Readiness } from "./http/http-routes.js";
 import { deadlineInterceptor } from "./interceptors/deadline.js";
 import { observabilityInterceptor } from "./interceptors/observability.js";
-import { Listener } from "./listener.js";
+import { Listener, type RequestHandler } from "./listener.js";
+import { UnaryFastPath } from "./http/unary-fast-path.js";
 import { createLogger } from "./logger.js";
 import { NatsLink } from "./messaging/nats.js";
 import { Metrics } from "./metrics.js";
@@ -173,29 +176,50 @@ export class ChatwireServer {
       // Ready means it knows whether it is the active worker or standing by.
       await Promise.race([this.worker.decided, new Promise((r) => setTimeout(r, 3000).unref())]);
     }
-    const rpc = connectNodeAdapter({
+    const interceptors = [
+      observabilityInterceptor(logger, metrics),
+      deadlineInterceptor(config.requestTimeoutMs),
+      authInterceptor(this.ctx.auth.tokens, this.ctx.auth.guard),
+    ];
+    // The socket's address, for per-IP limits (a proxy's X-Forwarded-For is not trusted).
+    const contextValues = (req: Http2ServerRequest | IncomingMessage) =>
+      createContextValues()
+        .set(peerKey, req.socket?.remoteAddress ?? "unknown")
+        .set(resetTransportKey, transportResetter(req));
+    // JSON as the original API named it (phone_number, access_token) and with every field
+    // present (is_valid: false), as Postman shows it; parsing accepts both spellings, and
+    // unknown fields from newer clients are ignored.
+    const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
+    const acceptCompression = [compressionGzip, compressionBrotli];
+    const fast = config.rpcFastPath
+      ? new UnaryFastPath({
+          interceptors,
+          jsonOptions,
+          readMaxBytes: config.maxMessageBytes,
+          writeMaxBytes: config.maxMessageBytes,
+          maxTimeoutMs: config.maxRequestTimeoutMs,
+          acceptCompression,
+          shutdownSignal: this.shutdown.signal,
+          contextValues,
+          logger,
+          counter: metrics.fastPathCalls,
+        })
+      : undefined;
+    const adapter = connectNodeAdapter({
       routes: (router) => {
-        serviceNames = registerRoutes(router, this.ctx);
+        serviceNames = registerRoutes(fast ? fast.recording(router) : router, this.ctx);
       },
       readMaxBytes: config.maxMessageBytes,
       writeMaxBytes: config.maxMessageBytes,
       maxTimeoutMs: config.maxRequestTimeoutMs,
-      // JSON as the original API named it (phone_number, access_token) and with every field
-      // present (is_valid: false), as Postman shows it; parsing accepts both spellings, and
-      // unknown fields from newer clients are ignored.
-      jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true },
+      jsonOptions,
+      acceptCompression,
       shutdownSignal: this.shutdown.signal,
-      interceptors: [
-        observabilityInterceptor(logger, metrics),
-        deadlineInterceptor(config.requestTimeoutMs),
-        authInterceptor(this.ctx.auth.tokens, this.ctx.auth.guard),
-      ],
-      // The socket's address, for per-IP limits (a proxy's X-Forwarded-For is not trusted).
-      contextValues: (req) =>
-        createContextValues()
-          .set(peerKey, req.socket?.remoteAddress ?? "unknown")
-          .set(resetTransportKey, transportResetter(req)),
+      interceptors,
+      contextValues,
     });
+    // Plain unary calls take the lean path; everything else (streams, gRPC-Web, GET, compressed requests) connect-node.
+    const rpc: RequestHandler = fast ? (req, res) => fast.handle(req, res) || adapter(req, res) : adapter;
     const handler = createHttpRoutes({
       corsOrigins: config.corsOrigins,
       metrics,
