@@ -42,7 +42,7 @@ export interface Config {
   /** Deadline for unary RPCs whose client sets none, and the largest one a client may ask for. */
   requestTimeoutMs: number;
   maxRequestTimeoutMs: number;
-  /** Serve plain unary gRPC and Connect calls without connect-node's per-call pipeline (server/http/unary-fast-path.ts). */
+  /** Serve plain unary gRPC and Connect calls without connect-node's per-call pipeline (server/http/rpc-fast-path.ts). */
   rpcFastPath: boolean;
   /** How long a graceful stop waits for open requests before closing connections (≤ 9 s: the process exits within 10 s). */
   shutdownTimeoutMs: number;

@@ -12,7 +12,7 @@ import { createHttpRoutes, type Readiness } from "./http/http-routes.js";
 import { deadlineInterceptor } from "./interceptors/deadline.js";
 import { observabilityInterceptor } from "./interceptors/observability.js";
 import { Listener, type RequestHandler } from "./listener.js";
-import { UnaryFastPath } from "./http/unary-fast-path.js";
+import { RpcFastPath } from "./http/rpc-fast-path.js";
 import { createLogger } from "./logger.js";
 import { NatsLink } from "./messaging/nats.js";
 import { Metrics } from "./metrics.js";
@@ -192,7 +192,7 @@ export class ChatwireServer {
     const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
     const acceptCompression = [compressionGzip, compressionBrotli];
     const fast = config.rpcFastPath
-      ? new UnaryFastPath({
+      ? new RpcFastPath({
           interceptors,
           jsonOptions,
           readMaxBytes: config.maxMessageBytes,

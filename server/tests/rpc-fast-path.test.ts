@@ -1,14 +1,15 @@
 import http2 from "node:http2";
 import { gunzipSync } from "node:zlib";
-import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { SendOTPRequestSchema, ValidateTokenRequestSchema, VerifyOTPRequestSchema } from "../../gen/auth/auth_pb.js";
 import { ChatService, GetConversationsRequestSchema, ListMessagesRequestSchema } from "../../gen/chat/chat_pb.js";
+import { EventSchema, SubscribeRequestSchema, type Event } from "../../gen/realtime/realtime_pb.js";
 import { bearerTransport, login, type LoggedIn } from "./helpers/login.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
-// The unary fast path (server/http/unary-fast-path.ts) must answer exactly as
+// The unary fast path (server/http/rpc-fast-path.ts) must answer exactly as
 // connect-node does. Two instances of one deployment, one with the fast path
 // (the default) and one with RPC_FAST_PATH=false, get the same request bytes;
 // status, headers, body and trailers must be the same.
@@ -221,4 +222,59 @@ describe("unary fast path answers as connect-node does", () => {
     const expired = await h2(fast.url, grpcHeaders("/auth.AuthService/ValidateToken", { "grpc-timeout": "1n" }), body);
     expect(expired.trailers["grpc-status"]).toBe("4");
   });
+
+  test("Subscribe (server-streaming) on gRPC and Connect: the same events, headers and end; errors the same bytes", async () => {
+    const sub = grpcBody(SubscribeRequestSchema, { sincePosition: 0n });
+    const noAuth = await same((u) => h2(u, grpcHeaders("/realtime.RealtimeService/Subscribe"), sub));
+    expect(noAuth.trailers["grpc-status"]).toBe("16");
+    const noAuthConnect = await same((u) => h2(u, connectHeaders("/realtime.RealtimeService/Subscribe", "application/connect+json"), sub));
+    expect(noAuthConnect.status).toBe(200);
+    expect(noAuthConnect.body[0]).toBe(2); // Connect's end-of-stream message
+    expect(JSON.parse(noAuthConnect.body.subarray(5).toString()).error.code).toBe("unauthenticated");
+
+    const before = await fastPathCalls(fast);
+    const auth = { authorization: `Bearer ${a.accessToken}` };
+    for (const headers of [grpcHeaders("/realtime.RealtimeService/Subscribe", auth), connectHeaders("/realtime.RealtimeService/Subscribe", "application/connect+proto", auth)]) {
+      const [x, y] = await Promise.all([fast.url, plain.url].map((u) => subscribeUntilCaughtUp(u, headers, sub)));
+      expect(x!.headers).toEqual(y!.headers);
+      const summary = (events: Event[]) => events.map((e) => `${e.kind.case}@${e.position}`);
+      expect(summary(x!.events)).toEqual(summary(y!.events));
+      expect(x!.events[0]!.kind.case).toBe("ready");
+      expect(x!.events.at(-1)!.kind.case).toBe("caughtUp");
+      expect(x!.events.filter((e) => e.kind.case === "messageCreated")).toHaveLength(3);
+    }
+    expect(await fastPathCalls(fast)).toBe(before + 2);
+  });
 });
+
+/** Reads a Subscribe stream until caught_up, then cancels it. */
+async function subscribeUntilCaughtUp(baseUrl: string, headers: Record<string, string>, body: Uint8Array): Promise<{ headers: Record<string, string>; events: Event[] }> {
+  const session = http2.connect(baseUrl);
+  try {
+    return await new Promise((resolve, reject) => {
+      const req = session.request({ ":method": "POST", ...headers });
+      let head: Record<string, string> = {};
+      let buf = Buffer.alloc(0);
+      const events: Event[] = [];
+      req.on("response", (h) => (head = clean(h)));
+      req.on("data", (c: Buffer) => {
+        buf = Buffer.concat([buf, c]);
+        while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
+          const n = buf.readUInt32BE(1);
+          const e = fromBinary(EventSchema, buf.subarray(5, 5 + n));
+          buf = buf.subarray(5 + n);
+          events.push(e);
+          if (e.kind.case === "caughtUp") {
+            req.close();
+            resolve({ headers: head, events });
+          }
+        }
+      });
+      req.on("error", reject);
+      req.on("close", () => reject(new Error(`stream ended before caught_up: ${events.map((e) => e.kind.case).join(",")}`)));
+      req.end(body);
+    });
+  } finally {
+    session.close();
+  }
+}

@@ -1,6 +1,7 @@
 import type http from "node:http";
 import type http2 from "node:http2";
-import type { DescMessage, DescMethodUnary, DescService, JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
+import { create, isMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, DescService, JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -11,6 +12,8 @@ import {
   type Interceptor,
   type MethodImplSpec,
   type ServiceImpl,
+  type StreamRequest,
+  type StreamResponse,
 } from "@connectrpc/connect";
 import {
   compressionNegotiate,
@@ -21,6 +24,8 @@ import {
 } from "@connectrpc/connect/protocol";
 import {
   codeToHttpStatus,
+  createEndStreamSerialization,
+  endStreamFlag,
   errorToJsonBytes,
   parseContentType as parseConnectContentType,
   parseTimeout as parseConnectTimeout,
@@ -32,7 +37,7 @@ import { LeanHeaders } from "./lean-headers.js";
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 
-export interface UnaryFastPathOptions {
+export interface RpcFastPathOptions {
   /** The same interceptors, in the same order, as the connect-node adapter. */
   interceptors: Interceptor[];
   jsonOptions: Partial<JsonReadOptions & JsonWriteOptions>;
@@ -51,10 +56,18 @@ export interface UnaryFastPathOptions {
 }
 
 interface Route {
-  spec: MethodImplSpec & { kind: "unary" };
+  spec: MethodImplSpec & { kind: "unary" | "server_streaming" };
   service: DescService;
   serialization: MethodSerializationLookup<DescMessage, DescMessage>;
 }
+
+/**
+ * A message a handler yields may carry its binary encoding already (a
+ * realtime event encoded once for every recipient); the binary protocols then
+ * write these bytes instead of encoding the message again.
+ */
+export const preEncoded = Symbol("chatwire.preEncoded");
+type MaybePreEncoded = { [preEncoded]?: Uint8Array };
 
 type Protocol = "grpc" | "connect";
 
@@ -84,24 +97,26 @@ type Protocol = "grpc" | "connect";
  * the client goes away. No unary handler of Chatwire reads it; deadlines
  * (grpc-timeout, connect-timeout-ms) are enforced by racing the call.
  */
-export class UnaryFastPath {
+export class RpcFastPath {
   private readonly routes = new Map<string, Route>();
   private readonly compressMinBytes: number;
+  private readonly endStream: ReturnType<typeof createEndStreamSerialization>;
 
-  constructor(private readonly opts: UnaryFastPathOptions) {
+  constructor(private readonly opts: RpcFastPathOptions) {
     this.compressMinBytes = opts.compressMinBytes ?? 1024;
+    this.endStream = createEndStreamSerialization(opts.jsonOptions);
   }
 
-  /** Takes the unary methods of a service implementation (the same object given to the router). */
+  /** Takes the unary and server-streaming methods of a service implementation (the same object given to the router). */
   register(service: DescService, impl: Partial<ServiceImpl<DescService>>): void {
     const specs = createServiceImplSpec(service, impl);
     for (const method of service.methods) {
-      if (method.methodKind !== "unary") continue;
-      const spec = specs.methods[method.localName] as MethodImplSpec & { kind: "unary" };
+      if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") continue;
+      const spec = specs.methods[method.localName] as Route["spec"];
       this.routes.set(`/${service.typeName}/${method.name}`, {
         spec,
         service,
-        serialization: createMethodSerializationLookup(method as DescMethodUnary, undefined, this.opts.jsonOptions, {
+        serialization: createMethodSerializationLookup(method as DescMethodUnary | DescMethodServerStreaming, undefined, this.opts.jsonOptions, {
           readMaxBytes: this.opts.readMaxBytes,
           writeMaxBytes: this.opts.writeMaxBytes,
         }),
@@ -142,8 +157,9 @@ export class UnaryFastPath {
       binary = true;
     } else {
       const type = parseConnectContentType(contentType ?? null);
-      if (type === undefined || type.stream) return false;
-      const enc = h["content-encoding"];
+      const streaming = route.spec.kind === "server_streaming";
+      if (type === undefined || type.stream !== streaming) return false;
+      const enc = h[streaming ? "connect-content-encoding" : "content-encoding"];
       if (enc !== undefined && enc !== "identity") return false;
       const version = h["connect-protocol-version"];
       if (version !== undefined && version !== "1") return false;
@@ -153,24 +169,152 @@ export class UnaryFastPath {
     }
     if (timeout.error) return false;
     this.opts.counter?.inc({ protocol });
-    this.serve(req, res, route, protocol, binary, timeout.timeoutMs).catch((err: unknown) => {
-      this.opts.logger.warn({ err, rpc: req.url }, "unary fast path could not answer");
-      if (!res.destroyed) res.destroy();
+    const served =
+      route.spec.kind === "unary"
+        ? this.serve(req, res, route, protocol, binary, timeout.timeoutMs)
+        : this.serveStream(req, res, route, protocol, binary, timeout.timeoutMs);
+    served.catch((err: unknown) => {
+      this.opts.logger.warn({ err, rpc: req.url }, "fast path could not answer");
+      res.destroy();
     });
     return true;
   }
 
+  private negotiate(req: Req, protocol: Protocol, streaming: boolean) {
+    const name = protocol === "grpc" ? "grpc-accept-encoding" : streaming ? "connect-accept-encoding" : "accept-encoding";
+    return compressionNegotiate(this.opts.acceptCompression, null, header(req.headers[name]), name);
+  }
+
+  /**
+   * A server-streaming call: each message is written as it comes, with
+   * backpressure; the end is gRPC trailers or Connect's end-of-stream
+   * message. Unlike unary calls the handler gets a signal of its own, aborted
+   * when the client goes away, the deadline passes, or the server shuts down.
+   */
+  private async serveStream(req: Req, res: Res, route: Route, protocol: Protocol, binary: boolean, timeoutMs: number | undefined): Promise<void> {
+    const { spec, service, serialization } = route;
+    const responseHeader = LeanHeaders.of("content-type", protocol === "grpc" ? "application/grpc+proto" : binary ? "application/connect+proto" : "application/connect+json");
+    const responseTrailer = protocol === "grpc" ? LeanHeaders.of("grpc-status", "0") : new LeanHeaders();
+    const compression = this.negotiate(req, protocol, true);
+    if (compression.response) responseHeader.set(protocol === "grpc" ? "grpc-encoding" : "connect-content-encoding", compression.response.name);
+    const abort = new AbortController();
+    const shutdown = this.opts.shutdownSignal;
+    const onShutdown = () => abort.abort(shutdown.reason);
+    let closed = false;
+    const onClose = () => {
+      closed = true;
+      abort.abort(new ConnectError("the client closed the stream", Code.Canceled));
+    };
+    if (shutdown.aborted) onShutdown();
+    else shutdown.addEventListener("abort", onShutdown, { once: true });
+    res.once("close", onClose);
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => abort.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMs);
+    const context: HandlerContext = {
+      method: spec.method,
+      service,
+      requestMethod: "POST",
+      protocolName: protocol,
+      url: `http://${header(req.headers[":authority"]) ?? header(req.headers.host) ?? "localhost"}${req.url}`,
+      signal: abort.signal,
+      timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
+      requestHeader: LeanHeaders.fromNode(req.headers),
+      responseHeader,
+      responseTrailer,
+      values: this.opts.contextValues(req),
+    };
+    const serializer = serialization.getO(binary);
+    let headSent = false;
+    const sendHead = () => {
+      if (headSent) return;
+      headSent = true;
+      res.writeHead(200, responseHeader.copyTo({}));
+    };
+    let it: AsyncIterator<unknown> | undefined;
+    let error: ConnectError | undefined;
+    try {
+      // As in connect-node, the request is read when the handler asks for it, after the interceptors (authentication first).
+      const readInput = async function* (this: RpcFastPath) {
+        const raw = await readBody(req, this.opts.readMaxBytes, null);
+        yield parse(serialization, binary, unwrapEnvelope(raw, this.opts.readMaxBytes, "server-streaming"), spec.method.input.typeName);
+      }.bind(this);
+      const impl = spec.impl as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
+      const call = applyInterceptors(this.opts.interceptors, async (r: StreamRequest) => {
+        let first: unknown;
+        for await (const m of r.message) first = m;
+        return {
+          stream: true as const,
+          service,
+          method: spec.method,
+          header: context.responseHeader,
+          trailer: context.responseTrailer,
+          message: impl(first, { ...context, service: r.service, requestHeader: r.header, signal: r.signal, values: r.contextValues }) as AsyncIterable<DescMessage>,
+        } as StreamResponse;
+      });
+      const response = await call({
+        stream: true,
+        service,
+        method: spec.method,
+        requestMethod: "POST",
+        url: context.url,
+        signal: abort.signal,
+        header: context.requestHeader,
+        contextValues: context.values,
+        message: readInput(),
+      } as StreamRequest);
+      copyHeaders(response.header, responseHeader);
+      it = (response.message as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+      for (;;) {
+        const next = await it.next();
+        if (next.done) break;
+        let data = (next.value as MaybePreEncoded)[preEncoded];
+        data = binary && data !== undefined ? data : serializer.serialize(normalizeOutput(spec.method.output, next.value));
+        let flags = 0;
+        if (compression.response && data.byteLength >= this.compressMinBytes) {
+          data = await compression.response.compress(data);
+          flags = 1;
+        }
+        if (closed) break;
+        sendHead();
+        if (!(res as http.ServerResponse).write(envelope(flags, data))) await drained(res, () => closed);
+        if (closed) break;
+      }
+      copyHeaders(response.trailer, responseTrailer);
+    } catch (e) {
+      error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+    } finally {
+      clearTimeout(timer);
+      shutdown.removeEventListener("abort", onShutdown);
+      // Stopped early (the client went away): let the handler's finally blocks run.
+      if (it && (closed || error === undefined)) await it.return?.().catch(() => undefined);
+    }
+    res.off("close", onClose);
+    if (!abort.signal.aborted) abort.abort(new ConnectError("the stream has ended", Code.Canceled));
+    if (closed || res.writableEnded) return;
+    sendHead();
+    if (protocol === "grpc") {
+      setTrailerStatus(responseTrailer, error);
+      res.addTrailers(responseTrailer.copyTo({}));
+      res.end();
+      return;
+    }
+    let end: Uint8Array = this.endStream.serialize({ metadata: responseTrailer, error });
+    let flags = endStreamFlag;
+    if (compression.response && end.byteLength >= this.compressMinBytes) {
+      end = await compression.response.compress(end);
+      flags |= 1;
+    }
+    res.end(envelope(flags, end));
+  }
+
   private async serve(req: Req, res: Res, route: Route, protocol: Protocol, binary: boolean, timeoutMs: number | undefined): Promise<void> {
     const { spec, service, serialization } = route;
+    let closed = false;
+    res.once("close", () => (closed = true));
     const requestHeader = LeanHeaders.fromNode(req.headers);
     const responseHeader = LeanHeaders.of("content-type", protocol === "grpc" ? "application/grpc+proto" : binary ? "application/proto" : "application/json");
     const responseTrailer = protocol === "grpc" ? LeanHeaders.of("grpc-status", "0") : new LeanHeaders();
-    const compression = compressionNegotiate(
-      this.opts.acceptCompression,
-      null,
-      protocol === "grpc" ? header(req.headers["grpc-accept-encoding"]) : header(req.headers["accept-encoding"]),
-      protocol === "grpc" ? "grpc-accept-encoding" : "accept-encoding",
-    );
+    const compression = this.negotiate(req, protocol, false);
     if (protocol === "grpc" && compression.response) responseHeader.set("grpc-encoding", compression.response.name);
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     const context: HandlerContext = {
@@ -193,13 +337,13 @@ export class UnaryFastPath {
       const raw = await readBody(req, this.opts.readMaxBytes, protocol === "connect" ? header(req.headers["content-length"]) : null);
       const bytes = protocol === "grpc" ? unwrapEnvelope(raw, this.opts.readMaxBytes) : raw;
       const input = parse(serialization, binary, bytes, spec.method.input.typeName);
-      const call = invokeUnaryImplementation(spec, context, input, this.opts.interceptors);
+      const call = invokeUnaryImplementation(spec as MethodImplSpec & { kind: "unary" }, context, input, this.opts.interceptors);
       const output = deadline === undefined ? await call : await withDeadline(call, deadline - Date.now());
       body = serialization.getO(binary).serialize(output);
     } catch (e) {
       error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
     }
-    if (res.destroyed || res.writableEnded) return; // the client went away
+    if (closed || res.writableEnded) return; // the client went away
 
     if (protocol === "grpc") {
       const head = responseHeader.copyTo({});
@@ -298,15 +442,15 @@ function readBody(req: Req, readMaxBytes: number, contentLength: string | null):
   });
 }
 
-/** The one gRPC message of a unary request (5-byte envelope: flags, big-endian length). */
-function unwrapEnvelope(raw: Uint8Array, readMaxBytes: number): Uint8Array {
-  if (raw.byteLength === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
+/** The one message of a unary gRPC or server-streaming request (5-byte envelope: flags, big-endian length). */
+function unwrapEnvelope(raw: Uint8Array, readMaxBytes: number, kind = "unary"): Uint8Array {
+  if (raw.byteLength === 0) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
   if (raw.byteLength < 5) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
   const flags = raw[0]!;
   const length = ((raw[1]! << 24) | (raw[2]! << 16) | (raw[3]! << 8) | raw[4]!) >>> 0;
   if (length > readMaxBytes) throw new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
   if (raw.byteLength < 5 + length) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  if (raw.byteLength > 5 + length) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
+  if (raw.byteLength > 5 + length) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
   if (flags !== 0) throw new ConnectError("received a compressed message without a grpc-encoding header", Code.InvalidArgument);
   return raw.subarray(5);
 }
@@ -317,6 +461,39 @@ function envelope(flags: number, data: Uint8Array): Buffer {
   out.writeUInt32BE(data.byteLength, 1);
   out.set(data, 5);
   return out;
+}
+
+/** Resolves when the response can take more, or is gone. */
+function drained(res: Res, closed: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    if (closed()) return resolve();
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+/** As connect's applyInterceptors: the first interceptor is the outermost. */
+function applyInterceptors(interceptors: Interceptor[], last: (req: StreamRequest) => Promise<StreamResponse>): (req: StreamRequest) => Promise<StreamResponse> {
+  let next = last as Parameters<Interceptor>[0];
+  for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next);
+  return next as (req: StreamRequest) => Promise<StreamResponse>;
+}
+
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  to.forEach((_, key) => to.delete(key));
+  from.forEach((value, key) => to.set(key, value));
+}
+
+/** Handlers may yield init objects; connect turns them into messages (its normalize). */
+function normalizeOutput(schema: DescMessage, value: unknown): MessageShape<DescMessage> {
+  if (isMessage(value, schema)) return value;
+  return create(schema, value as MessageInitShape<DescMessage>);
 }
 
 function withDeadline<T>(call: Promise<T>, ms: number): Promise<T> {
