@@ -32,6 +32,7 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "pino";
+import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 import { LeanHeaders } from "./lean-headers.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
@@ -61,13 +62,7 @@ interface Route {
   serialization: MethodSerializationLookup<DescMessage, DescMessage>;
 }
 
-/**
- * A message a handler yields may carry its binary encoding already (a
- * realtime event encoded once for every recipient); the binary protocols then
- * write these bytes instead of encoding the message again.
- */
-export const preEncoded = Symbol("chatwire.preEncoded");
-type MaybePreEncoded = { [preEncoded]?: Uint8Array };
+
 
 type Protocol = "grpc" | "connect";
 

@@ -1,5 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { EventSchema, type Event } from "../../gen/realtime/realtime_pb.js";
+import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 
 /**
  * What travels on a user's bus subject (`<prefix>.user.<id>`): one tag byte,
@@ -55,7 +56,13 @@ export function controlFrame(control: Control): Uint8Array {
 /** Undefined for a frame this version does not understand (ignored by streams). */
 export function decodeFrame(payload: Uint8Array): BusFrame | undefined {
   try {
-    if (payload[0] === TAG_EVENT) return { kind: "event", event: fromBinary(EventSchema, payload.subarray(1)) };
+    if (payload[0] === TAG_EVENT) {
+      const bytes = payload.subarray(1);
+      const event: Event & MaybePreEncoded = fromBinary(EventSchema, bytes);
+      // The stream writes these bytes as they are (binary protocols), not a re-encoding.
+      event[preEncoded] = bytes;
+      return { kind: "event", event };
+    }
     if (payload[0] === TAG_CONTROL) {
       return { kind: "control", control: JSON.parse(new TextDecoder().decode(payload.subarray(1))) as Control };
     }

@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { SendOTPRequestSchema, ValidateTokenRequestSchema, VerifyOTPRequestSchema } from "../../gen/auth/auth_pb.js";
 import { ChatService, GetConversationsRequestSchema, ListMessagesRequestSchema } from "../../gen/chat/chat_pb.js";
 import { EventSchema, SubscribeRequestSchema, type Event } from "../../gen/realtime/realtime_pb.js";
+import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
+import { decodeFrame, encodeEventBody, eventFrame } from "../realtime/wire.js";
 import { bearerTransport, login, type LoggedIn } from "./helpers/login.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
@@ -113,7 +115,7 @@ async function fastPathCalls(s: TestServer): Promise<number> {
   return [...text.matchAll(/^chatwire_rpc_fast_path_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
 }
 
-describe("unary fast path answers as connect-node does", () => {
+describe("the RPC fast path answers as connect-node does", () => {
   test("the default instance serves plain unary calls itself; RPC_FAST_PATH=false leaves all to connect-node", async () => {
     const before = await fastPathCalls(fast);
     const body = grpcBody(ValidateTokenRequestSchema, { accessToken: a.accessToken });
@@ -245,36 +247,90 @@ describe("unary fast path answers as connect-node does", () => {
     }
     expect(await fastPathCalls(fast)).toBe(before + 2);
   });
+
+  test("events from the bus keep their bytes (decodeFrame), which equal their encoding", () => {
+    const body = encodeEventBody(create(EventSchema, { kind: { case: "heartbeat", value: {} } }));
+    const frame = decodeFrame(eventFrame(body, 300n));
+    expect(frame?.kind).toBe("event");
+    const event = (frame as { event: Event & MaybePreEncoded }).event;
+    expect(event.position).toBe(300n);
+    expect(Buffer.from(event[preEncoded]!).equals(Buffer.from(toBinary(EventSchema, event)))).toBe(true);
+  });
+
+  test("a live event is written as the bytes that came over the bus, equal to connect-node's encoding of it", async () => {
+    const headers = grpcHeaders("/realtime.RealtimeService/Subscribe", { authorization: `Bearer ${a.accessToken}` });
+    const body = grpcBody(SubscribeRequestSchema, {});
+    const [x, y] = await Promise.all([openStream(fast.url, headers, body), openStream(plain.url, headers, body)]);
+    try {
+      await Promise.all([x, y].map((s) => s.waitFor((e) => e.kind.case === "caughtUp")));
+      const chat = createClient(ChatService, bearerTransport(fast.url, a.accessToken));
+      await chat.sendMessage({ conversationId, content: "live, pre-encoded", clientMessageId: "fp-live" });
+      const isLive = (e: Event) => e.kind.case === "messageCreated" && e.kind.value.message?.content === "live, pre-encoded";
+      const [i, j] = await Promise.all([x.waitFor(isLive), y.waitFor(isLive)]);
+      expect(x.events[i]!.position).toBeGreaterThan(0n);
+      expect(x.raw[i]!.equals(y.raw[j]!)).toBe(true);
+    } finally {
+      x.close();
+      y.close();
+    }
+  });
 });
+
+interface OpenStream {
+  headers: Record<string, string>;
+  events: Event[];
+  /** Each event's bytes as they came on the wire. */
+  raw: Buffer[];
+  waitFor(pred: (e: Event) => boolean): Promise<number>;
+  close(): void;
+}
+
+/** A raw HTTP/2 Subscribe stream that records every event and its bytes. */
+async function openStream(baseUrl: string, headers: Record<string, string>, body: Uint8Array): Promise<OpenStream> {
+  const session = http2.connect(baseUrl);
+  const req = session.request({ ":method": "POST", ...headers });
+  const out: OpenStream = {
+    headers: {},
+    events: [],
+    raw: [],
+    waitFor: (pred) =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          const i = out.events.findIndex(pred);
+          if (i >= 0) return resolve(i);
+          if (req.closed) return reject(new Error(`stream ended: ${out.events.map((e) => e.kind.case).join(",")}`));
+          setTimeout(check, 10);
+        };
+        check();
+      }),
+    close: () => {
+      req.close();
+      session.close();
+    },
+  };
+  let buf = Buffer.alloc(0);
+  req.on("response", (h) => (out.headers = clean(h)));
+  req.on("data", (c: Buffer) => {
+    buf = Buffer.concat([buf, c]);
+    while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
+      const n = buf.readUInt32BE(1);
+      out.raw.push(Buffer.from(buf.subarray(5, 5 + n)));
+      out.events.push(fromBinary(EventSchema, buf.subarray(5, 5 + n)));
+      buf = buf.subarray(5 + n);
+    }
+  });
+  req.on("error", () => undefined);
+  req.end(body);
+  return out;
+}
 
 /** Reads a Subscribe stream until caught_up, then cancels it. */
 async function subscribeUntilCaughtUp(baseUrl: string, headers: Record<string, string>, body: Uint8Array): Promise<{ headers: Record<string, string>; events: Event[] }> {
-  const session = http2.connect(baseUrl);
+  const s = await openStream(baseUrl, headers, body);
   try {
-    return await new Promise((resolve, reject) => {
-      const req = session.request({ ":method": "POST", ...headers });
-      let head: Record<string, string> = {};
-      let buf = Buffer.alloc(0);
-      const events: Event[] = [];
-      req.on("response", (h) => (head = clean(h)));
-      req.on("data", (c: Buffer) => {
-        buf = Buffer.concat([buf, c]);
-        while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
-          const n = buf.readUInt32BE(1);
-          const e = fromBinary(EventSchema, buf.subarray(5, 5 + n));
-          buf = buf.subarray(5 + n);
-          events.push(e);
-          if (e.kind.case === "caughtUp") {
-            req.close();
-            resolve({ headers: head, events });
-          }
-        }
-      });
-      req.on("error", reject);
-      req.on("close", () => reject(new Error(`stream ended before caught_up: ${events.map((e) => e.kind.case).join(",")}`)));
-      req.end(body);
-    });
+    await s.waitFor((e) => e.kind.case === "caughtUp");
+    return { headers: s.headers, events: s.events };
   } finally {
-    session.close();
+    s.close();
   }
 }
