@@ -249,18 +249,15 @@ export class MessageWorker {
       if (out instanceof Error) undecodable.push({ m, error: `undecodable: ${out.message}` });
       else valid.push({ m, out });
     }
-    const { results, rejected } = await this.opts.db.transaction().execute(async (trx) => {
-      const results = await storeMessages(
-        trx,
-        valid.map((v) => v.out),
-        now,
-      );
-      const rejected = [...undecodable];
-      results.forEach((r, i) => {
-        if (!r.ok) rejected.push({ m: valid[i]!.m, error: `${r.reason}: ${r.error}` });
-      });
-      await insertDeadLetters(trx, rejected.map(({ m, error }) => letterOf(m, error)), now);
-      return { results, rejected };
+    // One round trip, its own transaction (storeMessages): the batch commits here.
+    const results = await storeMessages(
+      this.opts.db,
+      valid.map((v) => v.out),
+      now,
+    );
+    const rejected = [...undecodable];
+    results.forEach((r, i) => {
+      if (!r.ok) rejected.push({ m: valid[i]!.m, error: `${r.reason}: ${r.error}` });
     });
     const stored = results.flatMap((r) => (r.ok ? [r.message] : []));
     try {
@@ -270,7 +267,12 @@ export class MessageWorker {
       for (const m of batch) this.inFlight.delete(m);
       return;
     }
+    // Committed: announce before anything else can fail, so a retry of the
+    // batch (which finds these stored, and announces nothing) loses no notice.
     publishNotices(this.opts.bus, this.opts.queue.subjectPrefix, results.flatMap((r): InboxNotice[] => (r.ok ? r.notices : [])));
+    // Rare: only for messages that can never be stored. If this fails the
+    // batch is retried; the stored messages come back as duplicates.
+    await insertDeadLetters(this.opts.db, rejected.map(({ m, error }) => letterOf(m, error)), now);
     const rejectedSet = new Set(rejected.map((r) => r.m));
     valid.forEach(({ m }, i) => {
       if (!rejectedSet.has(m)) this.count((results[i] as Extract<StoreResult, { ok: true }>).message.duplicate ? "duplicate" : "stored");
