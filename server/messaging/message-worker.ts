@@ -241,6 +241,7 @@ export class MessageWorker {
   }
 
   private async storeAndAck(batch: JsMsg[]): Promise<void> {
+    const started = performance.now();
     const now = this.clock.now();
     const valid: Array<{ m: JsMsg; out: OutgoingMessage }> = [];
     const undecodable: Array<{ m: JsMsg; error: string }> = [];
@@ -259,6 +260,7 @@ export class MessageWorker {
     results.forEach((r, i) => {
       if (!r.ok) rejected.push({ m: valid[i]!.m, error: `${r.reason}: ${r.error}` });
     });
+    const storedAt = performance.now();
     const stored = results.flatMap((r) => (r.ok ? [r.message] : []));
     try {
       await this.opts.hooks?.afterCommit?.(stored);
@@ -269,7 +271,12 @@ export class MessageWorker {
     }
     // Committed: announce before anything else can fail, so a retry of the
     // batch (which finds these stored, and announces nothing) loses no notice.
-    publishNotices(this.opts.bus, this.opts.queue.subjectPrefix, results.flatMap((r): InboxNotice[] => (r.ok ? r.notices : [])));
+    const notices = results.flatMap((r): InboxNotice[] => (r.ok ? r.notices : []));
+    publishNotices(this.opts.bus, this.opts.queue.subjectPrefix, notices);
+    this.logger.debug(
+      { messages: batch.length, notices: notices.length, storeMs: +(storedAt - started).toFixed(2), publishMs: +(performance.now() - storedAt).toFixed(2) },
+      "batch stored",
+    );
     // Rare: only for messages that can never be stored. If this fails the
     // batch is retried; the stored messages come back as duplicates.
     await insertDeadLetters(this.opts.db, rejected.map(({ m, error }) => letterOf(m, error)), now);
