@@ -27,6 +27,10 @@ export async function up(db: Kysely<any>): Promise<void> {
       order by c.id
       for no key update;
 
+      -- No joins between the statement's own intermediate results: without
+      -- statistics (a fresh table) the planner takes each of them for one row
+      -- and nests loops over them, quadratic in a group's size. Window functions
+      -- over one row set, and arrays indexed by position, instead.
       return query
       with input as (
         select t.* from jsonb_to_recordset(p_batch) as t(
@@ -51,34 +55,51 @@ export async function up(db: Kysely<any>): Promise<void> {
         left join conversations cv on cv.id = i.c
       ),
       -- Stored: the first storable occurrence of its (sender, client message id).
-      fresh as (
-        select f.*, f.last_seq + row_number() over (partition by f.c order by f.o) as new_seq
-        from (
-          select k.*, row_number() over (partition by k.s, k.k order by k.o) as occurrence
-          from checked k
-          where k.e_id is null and k.conversation_exists and k.sender_in
-        ) f
-        where f.occurrence = 1
+      firsts as (
+        select k.*,
+          k.e_id is null and k.conversation_exists and k.sender_in as storable,
+          min(k.o) filter (where k.e_id is null and k.conversation_exists and k.sender_in)
+            over (partition by k.s, k.k) as first_o
+        from checked k
+      ),
+      numbered as (
+        select f.*, f.storable and f.o = f.first_o as stored,
+          f.last_seq + count(*) filter (where f.storable and f.o = f.first_o)
+            over (partition by f.c order by f.o rows between unbounded preceding and current row) as new_seq
+        from firsts f
+      ),
+      -- A later repeat in the batch answers with the stored occurrence's coordinates.
+      judged as (
+        select n.*,
+          (array_agg(n.new_seq) filter (where n.stored) over (partition by n.s, n.k))[1] as d_seq,
+          (array_agg(n.c) filter (where n.stored) over (partition by n.s, n.k))[1] as d_c,
+          (array_agg(n.a) filter (where n.stored) over (partition by n.s, n.k))[1] as d_a,
+          (array_agg(n.id) filter (where n.stored) over (partition by n.s, n.k))[1] as d_id
+        from numbered n
       ),
       inserted as (
         insert into messages (id, conversation_id, seq, kind, sender_id, client_message_id, content, media_url, media_type,
                               reply_to_message_id, mention_user_ids, created_at)
-        select f.id, f.c, f.new_seq, 'user', f.s, f.k, f.t, f.u, f.y, f.r, f.m, f.a
-        from fresh f
-        order by f.o
+        select j.id, j.c, j.new_seq, 'user', j.s, j.k, j.t, j.u, j.y, j.r, j.m, j.a
+        from judged j
+        where j.stored
+        order by j.o
         returning 1
       ),
       advanced as (
         update conversations cv
         set last_seq = a.last_seq, last_activity_at = greatest(cv.last_activity_at, p_now)
-        from (select f.c, max(f.new_seq) as last_seq from fresh f group by f.c) a
+        from (select j.c, max(j.new_seq) as last_seq from judged j where j.stored group by j.c) a
         where cv.id = a.c
         returning 1
       ),
       events as (
-        select f.o, f.id, f.c, f.s, f.new_seq, p.user_id
-        from fresh f
-        join conversation_participants p on p.conversation_id = f.c and p.left_at is null
+        select j.o, j.id, j.c, j.s, j.new_seq, p.user_id,
+          dense_rank() over (order by p.user_id) as ui,
+          row_number() over (partition by p.user_id order by j.o) as nth
+        from judged j
+        join conversation_participants p on p.conversation_id = j.c and p.left_at is null
+        where j.stored
       ),
       counts as (
         select e.user_id, count(*) as n from events e group by e.user_id
@@ -89,11 +110,15 @@ export async function up(db: Kysely<any>): Promise<void> {
         on conflict (user_id) do update set last_position = ip.last_position + excluded.last_position
         returning ip.user_id, ip.last_position
       ),
+      -- Per recipient, by user id (= events.ui): the position before this batch's events.
+      bases as materialized (
+        select array_agg(b.last_position order by b.user_id) as last,
+               (select array_agg(n.n order by n.user_id) from counts n) as n
+        from bumped b
+      ),
       positioned as (
-        select e.*, b.last_position - n.n + row_number() over (partition by e.user_id order by e.o) as position
-        from events e
-        join bumped b on b.user_id = e.user_id
-        join counts n on n.user_id = e.user_id
+        select e.*, x.last[e.ui] - x.n[e.ui] + e.nth as position
+        from events e, bases x
       ),
       appended as (
         insert into inbox (user_id, position, event_type, conversation_id, message_id, payload, created_at)
@@ -103,32 +128,33 @@ export async function up(db: Kysely<any>): Promise<void> {
         order by x.user_id, x.position
         returning 1
       ),
-      delivered as (
-        select x.o,
-               jsonb_agg(x.user_id order by x.user_id) as recipients,
-               jsonb_agg(x.position::text order by x.user_id) as positions
-        from positioned x
-        group by x.o
+      delivered as materialized (
+        select jsonb_object_agg(d.o::text, jsonb_build_array(d.recipients, d.positions)) as by_o
+        from (
+          select x.o,
+                 jsonb_agg(x.user_id order by x.user_id) as recipients,
+                 jsonb_agg(x.position::text order by x.user_id) as positions
+          from positioned x
+          group by x.o
+        ) d
       )
-      select k.o,
+      select j.o,
         case
-          when k.e_id is not null then 'duplicate'
-          when d.o < k.o then 'duplicate'
-          when d.o = k.o then 'stored'
-          when not k.conversation_exists then 'conversation_not_found'
-          when not k.sender_in then 'sender_not_participant'
+          when j.e_id is not null then 'duplicate'
+          when j.stored then 'stored'
+          when j.first_o < j.o then 'duplicate'
+          when not j.conversation_exists then 'conversation_not_found'
+          when not j.sender_in then 'sender_not_participant'
           else 'stored'
         end,
-        coalesce(k.e_id, d.id),
-        coalesce(k.e_conversation_id, d.c),
-        coalesce(k.e_seq, d.new_seq),
-        coalesce(k.e_created_at, d.a),
-        coalesce(dl.recipients, '[]'::jsonb),
-        coalesce(dl.positions, '[]'::jsonb)
-      from checked k
-      left join fresh d on d.s = k.s and d.k = k.k
-      left join delivered dl on dl.o = k.o and d.o = k.o
-      order by k.o;
+        coalesce(j.e_id, j.d_id),
+        coalesce(j.e_conversation_id, j.d_c),
+        coalesce(j.e_seq, j.d_seq),
+        coalesce(j.e_created_at, j.d_a),
+        case when j.stored then coalesce(dl.by_o -> j.o::text -> 0, '[]'::jsonb) else '[]'::jsonb end,
+        case when j.stored then coalesce(dl.by_o -> j.o::text -> 1, '[]'::jsonb) else '[]'::jsonb end
+      from judged j, delivered dl
+      order by j.o;
     end
     $fn$
   `.execute(db);
