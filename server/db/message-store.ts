@@ -63,10 +63,10 @@ export async function storeMessages(db: Db, msgs: readonly OutgoingMessage[], no
     id: m.id,
     c: m.conversationId,
     s: m.senderId,
-    k: m.clientMessageId,
-    t: m.content,
-    u: m.mediaUrl,
-    y: m.mediaType,
+    k: wellFormed(m.clientMessageId),
+    t: wellFormed(m.content),
+    u: wellFormed(m.mediaUrl),
+    y: wellFormed(m.mediaType),
     r: m.replyToMessageId,
     m: m.mentionUserIds,
     a: createdAt[i]!.toISOString(),
@@ -187,8 +187,13 @@ export async function insertDeadLetters(db: Db, letters: readonly NewDeadLetter[
     .execute();
 }
 
-function idempotencyKey(senderId: string, clientMessageId: string): string {
-  return `${senderId}:${clientMessageId}`;
+/**
+ * Lone UTF-16 surrogates as U+FFFD, as pg's UTF-8 encoding of a text
+ * parameter would store them: in JSON they would be \uD8xx escapes, which
+ * jsonb refuses.
+ */
+function wellFormed(s: string): string {
+  return (s as string & { toWellFormed(): string }).toWellFormed();
 }
 
 async function inChunks<T>(items: readonly T[], size: number, fn: (chunk: T[]) => Promise<unknown>): Promise<void> {

@@ -154,6 +154,15 @@ describe("storeMessages", () => {
     expect(stored.every((n) => n.position === "1" && n.seq === "1")).toBe(true);
   });
 
+  test("stores a lone UTF-16 surrogate in the content as U+FFFD", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
+    const [r] = await store([outgoing(conv, a!, undefined, { content: "a\ud800b" })]);
+    expect(r).toMatchObject({ ok: true, message: { seq: "1" } });
+    const row = await db.selectFrom("messages").select("content").where("conversation_id", "=", conv).executeTakeFirstOrThrow();
+    expect(row.content).toBe("a\ufffdb");
+  });
+
   test("inbox events go with their message, conversation or user when those are deleted", async () => {
     const [a, b, c] = await insertUsers(db, 3);
     const conv = await insertConversation(db, [a!, b!, c!]);
