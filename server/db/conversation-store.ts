@@ -365,7 +365,9 @@ export interface SendPreflight {
 /**
  * Participation, blocks either way in a direct conversation, and a message
  * already sent with `clientMessageId`: the reads SendMessage did one by one
- * (getParticipation, requireDirectNotBlocked, getMessageBySenderClientId), as one statement.
+ * (getParticipation, requireDirectNotBlocked, getMessageBySenderClientId), as one statement:
+ * the database function chatwire_send_preflight (migrations/0007_send_preflight.ts),
+ * so the statement is planned once per connection.
  */
 export async function sendPreflight(db: Db, conversationId: string, senderId: string, clientMessageId: string): Promise<SendPreflight> {
   const { rows } = await sql<{
@@ -375,23 +377,7 @@ export async function sendPreflight(db: Db, conversationId: string, senderId: st
     i_blocked: boolean;
     blocked_me: boolean;
     existing_conversation_id: string | null;
-  }>`
-    select
-      p.user_id is not null as participant,
-      p.left_at,
-      o.user_id as other_id,
-      exists (select 1 from blocked_users b where b.blocker_id = ${senderId} and b.blocked_id = o.user_id) as i_blocked,
-      exists (select 1 from blocked_users b where b.blocker_id = o.user_id and b.blocked_id = ${senderId}) as blocked_me,
-      (select m.conversation_id from messages m where m.sender_id = ${senderId} and m.client_message_id = ${clientMessageId} limit 1) as existing_conversation_id
-    from (select 1) as one
-    left join conversation_participants p on p.conversation_id = ${conversationId} and p.user_id = ${senderId}
-    left join conversations c on c.id = p.conversation_id
-    left join lateral (
-      select x.user_id from conversation_participants x
-      where x.conversation_id = c.id and x.user_id <> ${senderId} and not c.is_group
-      limit 1
-    ) o on true
-  `.execute(db);
+  }>`select * from chatwire_send_preflight(${conversationId}::uuid, ${senderId}::uuid, ${clientMessageId}::text)`.execute(db);
   const r = rows[0]!;
   return {
     leftAt: r.participant ? r.left_at : undefined,

@@ -19,163 +19,93 @@ export type StoreResult =
   | { ok: false; reason: RejectReason; error: string };
 
 // PostgreSQL takes at most 65535 bind parameters per statement.
-const MESSAGE_ROWS_PER_INSERT = 1000; // 12 columns
 const INBOX_ROWS_PER_INSERT = 5000; // 7 columns
 const POSITION_ROWS_PER_UPSERT = 10000; // 2 columns
 
+/** A row of chatwire_store_messages (migrations/0006_store_messages.ts). */
+interface StoreRow {
+  r_ord: number;
+  r_status: "stored" | "duplicate" | RejectReason;
+  r_id: string | null;
+  r_conversation_id: string | null;
+  r_seq: string | null;
+  r_created_at: Date | null;
+  /** The recipients' user ids (current participants, by user id) and their inbox positions, for a stored message. */
+  r_recipients: string[];
+  r_positions: string[];
+}
+
 /**
- * Stores a batch of user messages in the caller's transaction, in order:
- * each new message gets its conversation's next seq and one inbox event per
- * current participant. Idempotent on (sender_id, client_message_id): a message
- * already stored (or earlier in the same batch) comes back with
- * `duplicate: true` and writes nothing. A message whose conversation is gone or
- * whose sender is no longer a participant is rejected, the rest still stored.
+ * Stores a batch of user messages, in order: each new message gets its
+ * conversation's next seq and one inbox event per current participant.
+ * Idempotent on (sender_id, client_message_id): a message already stored (or
+ * earlier in the same batch) comes back with `duplicate: true` and writes
+ * nothing. A message whose conversation is gone or whose sender is no longer
+ * a participant is rejected, the rest still stored.
+ *
+ * One round trip: the database function chatwire_store_messages does it all
+ * (migrations/0006_store_messages.ts). Given the Kysely instance it is its own
+ * transaction; given a transaction it joins it.
  *
  * Locks, always in this order so concurrent batches cannot deadlock: the
  * batch's conversation rows (by id), then the participants' inbox_positions
  * rows (by user id). Seqs and positions are assigned under those locks, so
  * they commit gapless and in order.
  */
-export async function storeMessages(trx: Transaction<Database>, msgs: readonly OutgoingMessage[], now: Date): Promise<StoreResult[]> {
+export async function storeMessages(db: Db, msgs: readonly OutgoingMessage[], now: Date): Promise<StoreResult[]> {
   if (msgs.length === 0) return [];
-  const conversationIds = [...new Set(msgs.map((m) => m.conversationId))].sort();
-
-  // The lock comes first: every message of these conversations is inserted
-  // under it, so the duplicate check below cannot miss a concurrent insert.
-  const conversations = await trx
-    .selectFrom("conversations")
-    .select(["id", "last_seq"])
-    .where("id", "in", conversationIds)
-    .orderBy("id")
-    .forNoKeyUpdate()
-    .execute();
-  const lastSeq = new Map(conversations.map((c) => [c.id, BigInt(c.last_seq)]));
-  const initialSeq = new Map(lastSeq);
-
-  const existing = await trx
-    .selectFrom("messages")
-    .select(["id", "conversation_id", "seq", "created_at", "sender_id", "client_message_id"])
-    .where("sender_id", "in", [...new Set(msgs.map((m) => m.senderId))])
-    .where("client_message_id", "in", [...new Set(msgs.map((m) => m.clientMessageId))])
-    .execute();
-  const byKey = new Map<string, StoreResult>();
-  for (const r of existing) {
-    byKey.set(idempotencyKey(r.sender_id!, r.client_message_id!), {
-      ok: true,
-      message: { id: r.id, conversationId: r.conversation_id, seq: r.seq, createdAt: r.created_at, duplicate: true },
-      notices: [],
-    });
-  }
-
-  const participantRows = lastSeq.size === 0 ? [] : await trx
-    .selectFrom("conversation_participants")
-    .select(["conversation_id", "user_id"])
-    .where("conversation_id", "in", [...lastSeq.keys()])
-    .where("left_at", "is", null)
-    .orderBy("user_id")
-    .execute();
-  const participants = new Map<string, string[]>();
-  for (const p of participantRows) {
-    let list = participants.get(p.conversation_id);
-    if (!list) participants.set(p.conversation_id, (list = []));
-    list.push(p.user_id);
-  }
-
-  const results: StoreResult[] = [];
-  const rows: Parameters<typeof insertMessageRows>[1] = [];
-  const events: NewInboxEvent[] = [];
-  // Index into `events` of each stored message's first event, to hand notices back.
-  const eventSpans: Array<{ result: Extract<StoreResult, { ok: true }>; from: number; to: number }> = [];
-  for (const m of msgs) {
-    const key = idempotencyKey(m.senderId, m.clientMessageId);
-    const seen = byKey.get(key);
-    if (seen) {
-      results.push(seen.ok ? { ok: true, message: { ...seen.message, duplicate: true }, notices: [] } : seen);
-      continue;
-    }
-    const last = lastSeq.get(m.conversationId);
-    if (last === undefined) {
-      results.push({ ok: false, reason: "conversation_not_found", error: `conversation ${m.conversationId} does not exist` });
-      continue;
-    }
-    const members = participants.get(m.conversationId) ?? [];
-    if (!members.includes(m.senderId)) {
-      results.push({
-        ok: false,
-        reason: "sender_not_participant",
-        error: `sender ${m.senderId} is not a participant of conversation ${m.conversationId}`,
-      });
-      continue;
-    }
-    const seq = (last + 1n).toString();
-    lastSeq.set(m.conversationId, last + 1n);
+  const createdAt = msgs.map((m) => {
     const sentAt = new Date(m.sentAt);
-    const createdAt = Number.isNaN(sentAt.getTime()) ? now : sentAt;
-    rows.push({
-      id: m.id,
-      conversation_id: m.conversationId,
-      seq,
-      kind: "user",
-      sender_id: m.senderId,
-      client_message_id: m.clientMessageId,
-      content: m.content,
-      media_url: m.mediaUrl,
-      media_type: m.mediaType,
-      reply_to_message_id: m.replyToMessageId,
-      mention_user_ids: JSON.stringify(m.mentionUserIds),
-      created_at: createdAt,
-    });
-    const result: Extract<StoreResult, { ok: true }> = {
-      ok: true,
-      message: { id: m.id, conversationId: m.conversationId, seq, createdAt, duplicate: false },
-      notices: [],
-    };
-    const from = events.length;
-    // Encoded once; every participant's frame shares it (only the position differs).
-    const body = eventBody({ case: "messageCreated", value: { $typeName: "realtime.MessageCreated", message: messageFromOutgoing(m, seq, createdAt) } }, now);
-    const payload = { seq, sender_id: m.senderId };
-    for (const userId of members) {
-      events.push({ userId, eventType: MESSAGE_CREATED, conversationId: m.conversationId, messageId: m.id, seq, payload, body });
+    return Number.isNaN(sentAt.getTime()) ? now : sentAt;
+  });
+  const batch = msgs.map((m, i) => ({
+    o: i,
+    id: m.id,
+    c: m.conversationId,
+    s: m.senderId,
+    k: wellFormed(m.clientMessageId),
+    t: wellFormed(m.content),
+    u: wellFormed(m.mediaUrl),
+    y: wellFormed(m.mediaType),
+    r: m.replyToMessageId,
+    m: m.mentionUserIds,
+    a: createdAt[i]!.toISOString(),
+  }));
+  const { rows } = await sql<StoreRow>`select * from chatwire_store_messages(${JSON.stringify(batch)}::jsonb, ${now.toISOString()}::timestamptz)`.execute(db);
+  if (rows.length !== msgs.length) throw new Error(`chatwire_store_messages returned ${rows.length} rows for ${msgs.length} messages`);
+  return rows.map((r, i): StoreResult => {
+    const m = msgs[i]!;
+    if (r.r_status === "conversation_not_found") {
+      return { ok: false, reason: r.r_status, error: `conversation ${m.conversationId} does not exist` };
     }
-    eventSpans.push({ result, from, to: events.length });
-    byKey.set(key, result);
-    results.push(result);
-  }
-  if (rows.length === 0) return results;
-
-  await insertMessageRows(trx, rows);
-  const advanced = [...lastSeq].filter(([id, seq]) => initialSeq.get(id) !== seq);
-  await trx
-    .updateTable("conversations")
-    .set({
-      last_seq: sql<string>`case id ${sql.join(advanced.map(([id, seq]) => sql`when ${id}::uuid then ${seq.toString()}::bigint`), sql` `)} end`,
-      last_activity_at: sql<Date>`greatest(last_activity_at, ${now})`,
-    })
-    .where("id", "in", advanced.map(([id]) => id))
-    .execute();
-  const notices = await appendInboxEvents(trx, events, now);
-  for (const span of eventSpans) span.result.notices = notices.slice(span.from, span.to);
-  return results;
-}
-
-function insertMessageRows(
-  trx: Transaction<Database>,
-  rows: Array<{
-    id: string;
-    conversation_id: string;
-    seq: string;
-    kind: string;
-    sender_id: string;
-    client_message_id: string;
-    content: string;
-    media_url: string;
-    media_type: string;
-    reply_to_message_id: string | null;
-    mention_user_ids: string;
-    created_at: Date;
-  }>,
-): Promise<unknown> {
-  return inChunks(rows, MESSAGE_ROWS_PER_INSERT, (chunk) => trx.insertInto("messages").values(chunk).execute());
+    if (r.r_status === "sender_not_participant") {
+      return { ok: false, reason: r.r_status, error: `sender ${m.senderId} is not a participant of conversation ${m.conversationId}` };
+    }
+    const seq = String(r.r_seq);
+    const message: StoredMessage = {
+      id: r.r_id!,
+      conversationId: r.r_conversation_id!,
+      seq,
+      createdAt: r.r_created_at instanceof Date ? r.r_created_at : new Date(r.r_created_at!),
+      duplicate: r.r_status === "duplicate",
+    };
+    if (message.duplicate) return { ok: true, message, notices: [] };
+    // Encoded once; every recipient's frame shares it (only the position differs).
+    const body = eventBody(
+      { case: "messageCreated", value: { $typeName: "realtime.MessageCreated", message: messageFromOutgoing(m, seq, createdAt[i]!) } },
+      now,
+    );
+    const notices: InboxNotice[] = r.r_recipients.map((userId, j) => ({
+      userId,
+      position: r.r_positions[j]!,
+      eventType: MESSAGE_CREATED,
+      conversationId: m.conversationId,
+      messageId: m.id,
+      seq,
+      body,
+    }));
+    return { ok: true, message, notices };
+  });
 }
 
 /** An event for a user's inbox (ARCHITECTURE.md, "The message path", step 3). */
@@ -257,8 +187,13 @@ export async function insertDeadLetters(db: Db, letters: readonly NewDeadLetter[
     .execute();
 }
 
-function idempotencyKey(senderId: string, clientMessageId: string): string {
-  return `${senderId}:${clientMessageId}`;
+/**
+ * Lone UTF-16 surrogates as U+FFFD, as pg's UTF-8 encoding of a text
+ * parameter would store them: in JSON they would be \uD8xx escapes, which
+ * jsonb refuses.
+ */
+function wellFormed(s: string): string {
+  return (s as string & { toWellFormed(): string }).toWellFormed();
 }
 
 async function inChunks<T>(items: readonly T[], size: number, fn: (chunk: T[]) => Promise<unknown>): Promise<void> {

@@ -29,7 +29,7 @@ export class InlineQueue implements MessageQueue {
   }
 
   async publish(msg: OutgoingMessage): Promise<{ stored: StoredMessage }> {
-    const [result] = await this.opts.db.transaction().execute((trx) => storeMessages(trx, [msg], this.opts.clock.now()));
+    const [result] = await storeMessages(this.opts.db, [msg], this.opts.clock.now());
     if (!result) throw new Error("storeMessages returned no result");
     if (!result.ok) {
       this.logger.info({ messageId: msg.id, conversationId: msg.conversationId, reason: result.reason }, "message rejected");

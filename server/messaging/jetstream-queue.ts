@@ -159,6 +159,7 @@ export class JetStreamQueue implements MessageQueue {
     // reconnect attempt, so waiting out the timeout would only delay the same answer.
     if (nc.isClosed() || nc.isDraining()) throw new QueueUnavailableError("NATS connection is closed");
     if (!this.isConnected()) throw new QueueUnavailableError("NATS is not connected");
+    await this.sameTurn();
     try {
       await this.js.publish(messageSubject(this.opts.subjectPrefix, msg.conversationId), encodeOutgoing(msg), {
         msgID: natsMsgId(msg.senderId, msg.clientMessageId),
@@ -177,6 +178,27 @@ export class JetStreamQueue implements MessageQueue {
   ready(): boolean {
     return this.provisioned && this.isConnected();
   }
+
+  /**
+   * Resolves in the check phase of the current event-loop turn, together with
+   * every other publish started in this turn: their JetStream publishes then
+   * run in one go and the NATS client writes them to its socket in one write
+   * (it flushes once per microtask checkpoint), instead of one socket write per
+   * SendMessage (each arrives in its own turn, after its own database read).
+   */
+  private sameTurn(): Promise<void> {
+    return new Promise((resolve) => {
+      this.turn.push(resolve);
+      if (this.turn.length === 1) {
+        setImmediate(() => {
+          const waiting = this.turn;
+          this.turn = [];
+          for (const go of waiting) go();
+        });
+      }
+    });
+  }
+  private turn: Array<() => void> = [];
 
   private isConnected(): boolean {
     return this.opts.connected ? this.opts.connected() : natsConnected(this.opts.nc);

@@ -134,6 +134,52 @@ describe("storeMessages", () => {
     expect(results[2]).toMatchObject({ ok: true, message: { seq: "1" } });
   });
 
+  test("a repeat of a rejected message's client id is judged on its own; a repeat of a stored one is a duplicate", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
+    const results = await store([
+      outgoing(randomUUID(), a!, "k1"),
+      outgoing(conv, a!, "k1"),
+      outgoing(conv, a!, "k1"),
+      outgoing(randomUUID(), a!, "k1"),
+    ]);
+    expect(results.map((r) => (r.ok ? [r.message.seq, r.message.duplicate, r.notices.length] : r.reason))).toEqual([
+      "conversation_not_found",
+      ["1", false, 2],
+      ["1", true, 0],
+      ["1", true, 0],
+    ]);
+    const stored = results[1]!.ok ? results[1]!.notices : [];
+    expect(stored.map((n) => n.userId)).toEqual([a!, b!].sort());
+    expect(stored.every((n) => n.position === "1" && n.seq === "1")).toBe(true);
+  });
+
+  test("stores a lone UTF-16 surrogate in the content as U+FFFD", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
+    const [r] = await store([outgoing(conv, a!, undefined, { content: "a\ud800b" })]);
+    expect(r).toMatchObject({ ok: true, message: { seq: "1" } });
+    const row = await db.selectFrom("messages").select("content").where("conversation_id", "=", conv).executeTakeFirstOrThrow();
+    expect(row.content).toBe("a\ufffdb");
+  });
+
+  test("inbox events go with their message, conversation or user when those are deleted", async () => {
+    const [a, b, c] = await insertUsers(db, 3);
+    const conv = await insertConversation(db, [a!, b!, c!]);
+    const other = await insertConversation(db, [a!, b!]);
+    await store([outgoing(conv, a!), outgoing(conv, b!), outgoing(other, a!)]);
+    const count = async (col: "user_id" | "conversation_id", id: string) =>
+      Number((await db.selectFrom("inbox").select(({ fn }) => fn.countAll<string>().as("n")).where(col, "=", id).executeTakeFirstOrThrow()).n);
+    expect([await count("conversation_id", conv), await count("conversation_id", other), await count("user_id", c!)]).toEqual([6, 2, 2]);
+    const [first] = await db.selectFrom("messages").select("id").where("conversation_id", "=", conv).orderBy("seq").execute();
+    await db.deleteFrom("messages").where("id", "=", first!.id).execute();
+    expect(await count("conversation_id", conv)).toBe(3);
+    await db.deleteFrom("users").where("id", "=", c!).execute();
+    expect([await count("conversation_id", conv), await count("user_id", c!)]).toEqual([2, 0]);
+    await db.deleteFrom("conversations").where("id", "=", conv).execute();
+    expect([await count("conversation_id", conv), await count("conversation_id", other)]).toEqual([0, 2]);
+  });
+
   test("concurrent transactions on one conversation still get gapless seqs and positions", async () => {
     const members = await insertUsers(db, 5);
     const conv = await insertConversation(db, members);

@@ -18,6 +18,10 @@ export class NatsLink {
       name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
+      // No Error (with its stack) captured up front for every request: a
+      // JetStream publish is one request per SendMessage. Failures still say
+      // what failed; they only lack the caller's stack.
+      noAsyncTraces: true,
     });
     logger.info({ server: nc.getServer() }, "connected to NATS");
     const link = new NatsLink(nc);
