@@ -4,6 +4,7 @@ import * as m0002 from './0002_auth.js';
 import * as m0003 from './0003_chat.js';
 import * as m0004 from './0004_realtime.js';
 import * as m0005 from './0005_users_status.js';
+import * as m0006 from './0006_presence_functions.js';
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -13,4 +14,5 @@ export const migrations: Record<string, Migration> = {
   '0003_chat': m0003,
   '0004_realtime': m0004,
   '0005_users_status': m0005,
+  '0006_presence_functions': m0006,
 };

@@ -167,6 +167,41 @@ export async function filterPresenceViewers(db: Db, subjectId: string, viewerIds
   );
 }
 
+/**
+ * Who hears `subjectId`'s presence changes, in one round trip: the users with
+ * a direct conversation with them (group members are not peers for presence)
+ * or who have them as a contact, as far as the subject's last-seen setting and
+ * blocks (either way) allow. The same people, by the same rule (allows), as
+ * filterPresenceViewers over directPeers ∪ usersWithContact.
+ */
+export async function presenceAudience(db: Db, subjectId: string): Promise<string[]> {
+  const { rows } = await sql<{ viewer: string; is_contact: boolean; blocked: boolean; last_seen: string | null }>`
+    with candidates as (
+      select other.user_id as viewer
+      from conversation_participants mine
+      join conversation_participants other on other.conversation_id = mine.conversation_id
+      join conversations c on c.id = mine.conversation_id
+      where c.is_group = false and mine.user_id = ${subjectId} and mine.left_at is null
+        and other.left_at is null and other.user_id <> ${subjectId}
+      union
+      select user_id from contacts where contact_user_id = ${subjectId}
+    )
+    select c.viewer,
+      exists (select 1 from contacts k where k.user_id = ${subjectId} and k.contact_user_id = c.viewer) as is_contact,
+      exists (
+        select 1 from blocked_users b
+        where (b.blocker_id = ${subjectId} and b.blocked_id = c.viewer) or (b.blocker_id = c.viewer and b.blocked_id = ${subjectId})
+      ) as blocked,
+      (select p.last_seen from privacy_settings p where p.user_id = ${subjectId}) as last_seen
+    from candidates c
+  `.execute(db);
+  return rows
+    .filter((r) =>
+      allows((r.last_seen ?? DEFAULT_PRIVACY.lastSeen) as Visibility, { self: r.viewer === subjectId, viewerIsContact: r.is_contact, blocked: r.blocked }),
+    )
+    .map((r) => r.viewer);
+}
+
 /** Whether each user has read receipts on (the default). */
 export async function readReceiptsEnabled(db: Db, userIds: readonly string[]): Promise<Map<string, boolean>> {
   const settings = await getPrivacyMany(db, userIds);

@@ -11,7 +11,7 @@ import type { Clock } from "../context.js";
 import { pruneInbox } from "../db/inbox-store.js";
 import { appendInboxEvents } from "../db/message-store.js";
 import * as presence from "../db/presence-store.js";
-import { filterPresenceViewers, usersWithContact } from "../db/privacy-store.js";
+import { presenceAudience } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "../messaging/bus.js";
 import { publishNotices, userSubject } from "../messaging/message-queue.js";
@@ -156,12 +156,9 @@ export class RealtimeHub {
 
   constructor(private readonly opts: RealtimeHubOptions) {
     this.policy = {
-      // Who has a direct conversation with the user or has them as a contact, as far
-      // as the user's last-seen privacy and blocks (either way) allow.
-      audience: async (userId) => {
-        const [peers, fans] = await Promise.all([presence.directPeers(opts.db, userId), usersWithContact(opts.db, userId)]);
-        return [...(await filterPresenceViewers(opts.db, userId, [...new Set([...peers, ...fans])]))];
-      },
+      // Who has a direct conversation with the user or has them as a contact,
+      // as far as the user's last-seen privacy and blocks (either way) allow: one query.
+      audience: (userId) => presenceAudience(opts.db, userId),
     };
   }
 
@@ -217,14 +214,15 @@ export class RealtimeHub {
    * user online when this is their first stream, and evicts their oldest
    * streams beyond the limit.
    */
-  async open(userId: string, sessionId: string, resetTransport: () => void): Promise<LocalStream> {
+  async open(userId: string, sessionId: string, resetTransport: () => void): Promise<{ stream: LocalStream; inbox: presence.OpenResult["inbox"] }> {
     const { bus, subjectPrefix, clock, db, config } = this.opts;
     const s = new LocalStream(userId, sessionId, config.streamBufferEvents, this, resetTransport);
     s.listen(bus, userSubject(subjectPrefix, userId));
     this.streams.set(s.id, s);
+    let result: presence.OpenResult;
     try {
       const now = clock.now();
-      const result = await presence.openStream(db, {
+      result = await presence.openStream(db, {
         streamId: s.id,
         userId,
         sessionId,
@@ -240,7 +238,7 @@ export class RealtimeHub {
       s.detach();
       throw err;
     }
-    return s;
+    return { stream: s, inbox: result.inbox };
   }
 
   /** Unregisters a stream; announces the user offline when it was their last. */

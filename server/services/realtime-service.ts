@@ -17,7 +17,7 @@ import {
 import type { AppContext } from "../context.js";
 import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
-import { inboxBounds, readInbox, type InboxRow } from "../db/inbox-store.js";
+import { readInbox, type InboxRow } from "../db/inbox-store.js";
 import * as presence from "../db/presence-store.js";
 import { contactsAmong, getPrivacyMany, relationsTo } from "../db/privacy-store.js";
 import { allows } from "../domain/privacy.js";
@@ -97,10 +97,10 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       const me = callerOf(hc);
       const since = req.sincePosition;
       if (since !== undefined && since < 0n) throw bad("since_position: must not be negative");
-      const stream = await hub.open(me.userId, me.sessionId, hc.values.get(resetTransportKey));
+      // The inbox bounds come with the registration (read after it, in the same round trip).
+      const { stream, inbox: bounds } = await hub.open(me.userId, me.sessionId, hc.values.get(resetTransportKey));
       const typingTimers = new Map<string, NodeJS.Timeout>();
       try {
-        const bounds = await inboxBounds(db, me.userId);
         const current = BigInt(bounds.last);
         let last = since ?? current;
         let resync: string | undefined;
