@@ -99,7 +99,8 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       if (since !== undefined && since < 0n) throw bad("since_position: must not be negative");
       // The inbox bounds come with the registration (read after it, in the same round trip).
       const { stream, inbox: bounds } = await hub.open(me.userId, me.sessionId, hc.values.get(resetTransportKey));
-      const typingTimers = new Map<string, NodeJS.Timeout>();
+      // Made on the first typing indicator: most streams never see one.
+      let typingTimers: Map<string, NodeJS.Timeout> | undefined;
       try {
         const current = BigInt(bounds.last);
         let last = since ?? current;
@@ -157,7 +158,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
             continue;
           }
           if (item.position === 0n) {
-            if (item.kind.case === "typing") trackTyping(stream, item, typingTimers);
+            if (item.kind.case === "typing") trackTyping(stream, item, (typingTimers ??= new Map()));
             yield item;
             continue;
           }
@@ -179,7 +180,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
         if (stream.queue.failed) throw stream.queue.failure;
         throw err;
       } finally {
-        for (const t of typingTimers.values()) clearTimeout(t);
+        if (typingTimers) for (const t of typingTimers.values()) clearTimeout(t);
         await hub.close(stream);
       }
     },
