@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Transaction } from "kysely";
+import type { AudienceRow } from "./privacy-store.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -6,6 +7,8 @@ type Db = Kysely<Database> | Transaction<Database>;
 export interface OpenResult {
   /** This is the user's only live stream: they just came online. */
   cameOnline: boolean;
+  /** When they came online: who may hear it, before privacy (privacy-store allowedAudience decides). */
+  audience: AudienceRow[];
   /** Streams beyond the per-user limit, oldest first: to be closed. */
   evicted: string[];
   /** The user's inbox bounds, read after the stream was registered ("0" for a user with no events). */
@@ -23,13 +26,14 @@ export async function openStream(
   db: Kysely<Database>,
   s: { streamId: string; userId: string; sessionId: string; instanceId: string; now: Date; expiresAt: Date; maxStreams: number },
 ): Promise<OpenResult> {
-  const { rows } = await sql<{ came_online: boolean; evicted: string[] | string; last_position: string; pruned_through: string }>`
-    select came_online, evicted, last_position::text, pruned_through::text
+  const { rows } = await sql<{ came_online: boolean; audience: unknown; evicted: string[] | string; last_position: string; pruned_through: string }>`
+    select came_online, audience, evicted, last_position::text, pruned_through::text
     from presence_open_stream(${s.streamId}, ${s.userId}, ${s.sessionId}, ${s.instanceId}, ${s.now}, ${s.expiresAt}, ${s.maxStreams})
   `.execute(db);
   const row = rows[0]!;
   return {
     cameOnline: row.came_online,
+    audience: audienceRows(row.audience),
     evicted: uuidArray(row.evicted),
     inbox: { last: row.last_position, prunedThrough: row.pruned_through },
   };
@@ -38,13 +42,22 @@ export async function openStream(
 /**
  * Unregisters a stream, in one round trip (presence_close_stream); when it
  * was the user's last live one, stores last_seen_at and reports that they
- * went offline.
+ * went offline, with who may hear it (before privacy).
  */
-export async function closeStream(db: Kysely<Database>, s: { streamId: string; userId: string; now: Date }): Promise<{ wentOffline: boolean }> {
-  const { rows } = await sql<{ went_offline: boolean }>`
-    select presence_close_stream(${s.streamId}, ${s.userId}, ${s.now}) as went_offline
+export async function closeStream(
+  db: Kysely<Database>,
+  s: { streamId: string; userId: string; now: Date },
+): Promise<{ wentOffline: boolean; audience: AudienceRow[] }> {
+  const { rows } = await sql<{ went_offline: boolean; audience: unknown }>`
+    select went_offline, audience from presence_close_stream(${s.streamId}, ${s.userId}, ${s.now})
   `.execute(db);
-  return { wentOffline: rows[0]?.went_offline === true };
+  return { wentOffline: rows[0]?.went_offline === true, audience: audienceRows(rows[0]?.audience) };
+}
+
+/** presence_audience rows aggregated as JSON (parsed by the driver, or still text). */
+function audienceRows(v: unknown): AudienceRow[] {
+  if (v === null || v === undefined) return [];
+  return (typeof v === "string" ? JSON.parse(v) : v) as AudienceRow[];
 }
 
 /** A uuid[] as the driver returns it: an array (pg) or its text form "{a,b}" (drivers without the array parser). */

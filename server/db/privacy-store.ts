@@ -167,6 +167,14 @@ export async function filterPresenceViewers(db: Db, subjectId: string, viewerIds
   );
 }
 
+/** A row of presence_audience (migration 0006): a candidate viewer and what the last-seen rule decides on. */
+export interface AudienceRow {
+  viewer: string;
+  is_contact: boolean;
+  blocked: boolean;
+  last_seen: string | null;
+}
+
 /**
  * Who hears `subjectId`'s presence changes, in one round trip: the users with
  * a direct conversation with them (group members are not peers for presence)
@@ -175,26 +183,12 @@ export async function filterPresenceViewers(db: Db, subjectId: string, viewerIds
  * filterPresenceViewers over directPeers ∪ usersWithContact.
  */
 export async function presenceAudience(db: Db, subjectId: string): Promise<string[]> {
-  const { rows } = await sql<{ viewer: string; is_contact: boolean; blocked: boolean; last_seen: string | null }>`
-    with candidates as (
-      select other.user_id as viewer
-      from conversation_participants mine
-      join conversation_participants other on other.conversation_id = mine.conversation_id
-      join conversations c on c.id = mine.conversation_id
-      where c.is_group = false and mine.user_id = ${subjectId} and mine.left_at is null
-        and other.left_at is null and other.user_id <> ${subjectId}
-      union
-      select user_id from contacts where contact_user_id = ${subjectId}
-    )
-    select c.viewer,
-      exists (select 1 from contacts k where k.user_id = ${subjectId} and k.contact_user_id = c.viewer) as is_contact,
-      exists (
-        select 1 from blocked_users b
-        where (b.blocker_id = ${subjectId} and b.blocked_id = c.viewer) or (b.blocker_id = c.viewer and b.blocked_id = ${subjectId})
-      ) as blocked,
-      (select p.last_seen from privacy_settings p where p.user_id = ${subjectId}) as last_seen
-    from candidates c
-  `.execute(db);
+  const { rows } = await sql<AudienceRow>`select viewer, is_contact, blocked, last_seen from presence_audience(${subjectId})`.execute(db);
+  return allowedAudience(subjectId, rows);
+}
+
+/** The viewers among presence_audience rows that the subject's last-seen setting and blocks allow. */
+export function allowedAudience(subjectId: string, rows: readonly AudienceRow[]): string[] {
   return rows
     .filter((r) =>
       allows((r.last_seen ?? DEFAULT_PRIVACY.lastSeen) as Visibility, { self: r.viewer === subjectId, viewerIsContact: r.is_contact, blocked: r.blocked }),

@@ -11,7 +11,7 @@ import type { Clock } from "../context.js";
 import { pruneInbox } from "../db/inbox-store.js";
 import { appendInboxEvents } from "../db/message-store.js";
 import * as presence from "../db/presence-store.js";
-import { presenceAudience } from "../db/privacy-store.js";
+import { allowedAudience, presenceAudience } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "../messaging/bus.js";
 import { publishNotices, userSubject } from "../messaging/message-queue.js";
@@ -165,6 +165,7 @@ export class RealtimeHub {
   private readonly pending = new Set<Promise<unknown>>();
   private stopRevocations: (() => void) | undefined;
   private policy: PresencePolicy;
+  private customPolicy = false;
 
   constructor(private readonly opts: RealtimeHubOptions) {
     this.policy = {
@@ -185,6 +186,7 @@ export class RealtimeHub {
   /** Replaces who hears a user's presence (privacy, blocking). */
   setPresencePolicy(policy: PresencePolicy): void {
     this.policy = policy;
+    this.customPolicy = true;
   }
 
   start(): void {
@@ -251,7 +253,7 @@ export class RealtimeHub {
         maxStreams: config.maxStreamsPerUser,
       });
       for (const id of result.evicted) bus.publish(userSubject(subjectPrefix, userId), controlFrame({ type: "evict", stream_id: id }));
-      if (result.cameOnline) await this.announcePresence(userId, true, null);
+      if (result.cameOnline) await this.announcePresence(userId, true, null, allowedAudience(userId, result.audience));
     } catch (err) {
       this.streams.delete(s.id);
       this.release(s);
@@ -300,14 +302,18 @@ export class RealtimeHub {
     return this.track(
       presence
         .closeStream(this.opts.db, { streamId: s.id, userId: s.userId, now })
-        .then(({ wentOffline }) => (wentOffline ? this.announcePresence(s.userId, false, now) : undefined))
+        .then(({ wentOffline, audience }) => (wentOffline ? this.announcePresence(s.userId, false, now, allowedAudience(s.userId, audience)) : undefined))
         .catch((err: unknown) => this.opts.logger.warn({ err, userId: s.userId }, "closing a stream's presence failed")),
     );
   }
 
-  /** Tells the users allowed to see it that `userId` came online or went offline (ephemeral). */
-  async announcePresence(userId: string, online: boolean, lastSeen: Date | null): Promise<void> {
-    const audience = await this.policy.audience(userId);
+  /**
+   * Tells the users allowed to see it that `userId` came online or went offline
+   * (ephemeral). `fetched`: the audience read with the transition itself (used
+   * unless a custom policy was set).
+   */
+  async announcePresence(userId: string, online: boolean, lastSeen: Date | null, fetched?: string[]): Promise<void> {
+    const audience = fetched && !this.customPolicy ? fetched : await this.policy.audience(userId);
     if (audience.length === 0) return;
     const body = eventBody(
       {
