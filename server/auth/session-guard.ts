@@ -2,11 +2,19 @@ import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { Clock } from "../context.js";
 import { getSession } from "../db/auth-store.js";
-import type { Database } from "../db/schema.js";
+import type { Database, UserDevice } from "../db/schema.js";
 import type { EventBus } from "../messaging/bus.js";
 
 const REVOKED_SUBJECT = "chatwire.auth.revoked";
 const MAX_ENTRIES = 100_000;
+/** Session rows read in one query at most. */
+const MAX_BATCH = 500;
+
+type SessionRow = Pick<UserDevice, "id" | "user_id" | "revoked_at" | "refresh_expires_at">;
+interface Waiter {
+  resolve(row: SessionRow | undefined): void;
+  reject(err: unknown): void;
+}
 
 /**
  * Answers "is this session live?" for every authenticated call without a
@@ -18,6 +26,9 @@ export class SessionGuard {
   private readonly cache = new Map<string, { live: boolean; until: number }>();
   private readonly listeners = new Set<(sessionId: string) => void>();
   private unsubscribe: (() => void) | undefined;
+  /** Lookups waiting for the query in flight to finish; then they go together in one. */
+  private readonly queued = new Map<string, Waiter[]>();
+  private reading = false;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -46,7 +57,7 @@ export class SessionGuard {
     const now = Date.now();
     const hit = this.cache.get(sessionId);
     if (hit && (!hit.live || hit.until > now)) return hit.live;
-    const row = await getSession(this.db, sessionId);
+    const row = await this.read(sessionId);
     const live =
       row !== undefined &&
       row.user_id === userId &&
@@ -57,6 +68,50 @@ export class SessionGuard {
     // A revoked session never comes back, so that answer is kept for good.
     this.cache.set(sessionId, { live, until: now + this.cacheMs });
     return live;
+  }
+
+  /**
+   * A session's row. Lookups that arrive while a read is in flight (many devices
+   * connecting at once) are read together in the next query, so a burst of N
+   * calls costs a few round trips instead of N; a lone lookup waits for nothing.
+   */
+  private read(sessionId: string): Promise<SessionRow | undefined> {
+    return new Promise((resolve, reject) => {
+      const waiting = this.queued.get(sessionId);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.queued.set(sessionId, [{ resolve, reject }]);
+      if (!this.reading) this.readQueued();
+    });
+  }
+
+  private readQueued(): void {
+    if (this.queued.size === 0) {
+      this.reading = false;
+      return;
+    }
+    this.reading = true;
+    const batch = new Map<string, Waiter[]>();
+    for (const [id, waiters] of this.queued) {
+      batch.set(id, waiters);
+      this.queued.delete(id);
+      if (batch.size >= MAX_BATCH) break;
+    }
+    const ids = [...batch.keys()];
+    const rows: Promise<SessionRow[]> =
+      ids.length === 1
+        ? getSession(this.db, ids[0]!).then((r) => (r ? [r] : []))
+        : this.db.selectFrom("user_devices").select(["id", "user_id", "revoked_at", "refresh_expires_at"]).where("id", "in", ids).execute();
+    rows
+      .then(
+        (found) => {
+          const byId = new Map(found.map((r) => [r.id, r]));
+          for (const [id, waiters] of batch) for (const w of waiters) w.resolve(byId.get(id));
+        },
+        (err: unknown) => {
+          for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
+        },
+      )
+      .finally(() => this.readQueued());
   }
 
   /** Call after committing a revocation: this instance and every other forget the sessions. */

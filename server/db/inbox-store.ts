@@ -23,16 +23,6 @@ export function readInbox(db: Db, userId: string, afterPosition: string, limit: 
   return q.orderBy("position").limit(limit).execute() as Promise<InboxRow[]>;
 }
 
-/** The user's last position and the pruning floor (both "0" for a user with no events). */
-export async function inboxBounds(db: Db, userId: string): Promise<{ last: string; prunedThrough: string }> {
-  const row = await db
-    .selectFrom("inbox_positions")
-    .select(["last_position", "pruned_through"])
-    .where("user_id", "=", userId)
-    .executeTakeFirst();
-  return { last: row?.last_position ?? "0", prunedThrough: row?.pruned_through ?? "0" };
-}
-
 /**
  * Deletes inbox events created before `cutoff`, at most `batch` rows per
  * statement until none are left, and raises each user's pruning floor to the

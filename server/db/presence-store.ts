@@ -1,4 +1,5 @@
-import { type Kysely, type Transaction } from "kysely";
+import { sql, type Kysely, type Transaction } from "kysely";
+import type { AudienceRow } from "./privacy-store.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -6,60 +7,65 @@ type Db = Kysely<Database> | Transaction<Database>;
 export interface OpenResult {
   /** This is the user's only live stream: they just came online. */
   cameOnline: boolean;
+  /** When they came online: who may hear it, before privacy (privacy-store allowedAudience decides). */
+  audience: AudienceRow[];
   /** Streams beyond the per-user limit, oldest first: to be closed. */
   evicted: string[];
+  /** The user's inbox bounds, read after the stream was registered ("0" for a user with no events). */
+  inbox: { last: string; prunedThrough: string };
 }
 
 /**
- * Registers an open stream. Under the user's row lock, so two devices
- * connecting at once on two instances cannot both miss (or both announce)
- * the online transition. Rows past their expiry (a dead instance's) are
- * dropped first. The oldest streams beyond `maxStreams` are removed and returned.
+ * Registers an open stream, in one round trip (presence_open_stream, migration
+ * 0009). Under the user's row lock, so two devices connecting at once on two
+ * instances cannot both miss (or both announce) the online transition. Rows
+ * past their expiry (a dead instance's) are dropped first. The oldest streams
+ * beyond `maxStreams` are removed and returned.
  */
 export async function openStream(
   db: Kysely<Database>,
   s: { streamId: string; userId: string; sessionId: string; instanceId: string; now: Date; expiresAt: Date; maxStreams: number },
 ): Promise<OpenResult> {
-  return db.transaction().execute(async (trx) => {
-    await lockUser(trx, s.userId);
-    await trx.deleteFrom("presence_streams").where("user_id", "=", s.userId).where("expires_at", "<=", s.now).execute();
-    await trx
-      .insertInto("presence_streams")
-      .values({ stream_id: s.streamId, user_id: s.userId, session_id: s.sessionId, instance_id: s.instanceId, opened_at: s.now, expires_at: s.expiresAt })
-      .execute();
-    const live = await trx
-      .selectFrom("presence_streams")
-      .select("stream_id")
-      .where("user_id", "=", s.userId)
-      .orderBy("serial")
-      .execute();
-    // The new stream stays; the oldest of the others make room.
-    const others = live.map((r) => r.stream_id).filter((id) => id !== s.streamId);
-    const evicted = others.slice(0, Math.max(0, live.length - s.maxStreams));
-    if (evicted.length > 0) await trx.deleteFrom("presence_streams").where("stream_id", "in", evicted).execute();
-    return { cameOnline: live.length === 1, evicted };
-  });
+  const { rows } = await sql<{ came_online: boolean; audience: unknown; evicted: string[] | string; last_position: string; pruned_through: string }>`
+    select came_online, audience, evicted, last_position::text, pruned_through::text
+    from presence_open_stream(${s.streamId}, ${s.userId}, ${s.sessionId}, ${s.instanceId}, ${s.now}, ${s.expiresAt}, ${s.maxStreams})
+  `.execute(db);
+  const row = rows[0]!;
+  return {
+    cameOnline: row.came_online,
+    audience: audienceRows(row.audience),
+    evicted: uuidArray(row.evicted),
+    inbox: { last: row.last_position, prunedThrough: row.pruned_through },
+  };
 }
 
 /**
- * Unregisters a stream; when it was the user's last live one, stores
- * last_seen_at and reports that they went offline.
+ * Unregisters a stream, in one round trip (presence_close_stream); when it
+ * was the user's last live one, stores last_seen_at and reports that they
+ * went offline, with who may hear it (before privacy).
  */
-export async function closeStream(db: Kysely<Database>, s: { streamId: string; userId: string; now: Date }): Promise<{ wentOffline: boolean }> {
-  return db.transaction().execute(async (trx) => {
-    await lockUser(trx, s.userId);
-    const gone = await trx.deleteFrom("presence_streams").where("stream_id", "=", s.streamId).returning("stream_id").execute();
-    if (gone.length === 0) return { wentOffline: false }; // evicted earlier: that eviction's caller accounted for it
-    const left = await trx
-      .selectFrom("presence_streams")
-      .select((eb) => eb.fn.countAll<string>().as("n"))
-      .where("user_id", "=", s.userId)
-      .where("expires_at", ">", s.now)
-      .executeTakeFirstOrThrow();
-    if (Number(left.n) > 0) return { wentOffline: false };
-    await trx.updateTable("users").set({ last_seen_at: s.now }).where("id", "=", s.userId).execute();
-    return { wentOffline: true };
-  });
+export async function closeStream(
+  db: Kysely<Database>,
+  s: { streamId: string; userId: string; now: Date },
+): Promise<{ wentOffline: boolean; audience: AudienceRow[] }> {
+  const { rows } = await sql<{ went_offline: boolean; audience: unknown }>`
+    select went_offline, audience from presence_close_stream(${s.streamId}, ${s.userId}, ${s.now})
+  `.execute(db);
+  return { wentOffline: rows[0]?.went_offline === true, audience: audienceRows(rows[0]?.audience) };
+}
+
+/** presence_audience rows aggregated as JSON (parsed by the driver, or still text). */
+function audienceRows(v: unknown): AudienceRow[] {
+  if (v === null || v === undefined) return [];
+  return (typeof v === "string" ? JSON.parse(v) : v) as AudienceRow[];
+}
+
+/** A uuid[] as the driver returns it: an array (pg) or its text form "{a,b}" (drivers without the array parser). */
+function uuidArray(v: string[] | string | null): string[] {
+  if (v === null) return [];
+  if (Array.isArray(v)) return v;
+  const inner = v.slice(1, -1);
+  return inner === "" ? [] : inner.split(",");
 }
 
 /** Pushes this instance's streams' expiry forward (they are alive). */
@@ -130,8 +136,4 @@ export async function directPeers(db: Db, userId: string): Promise<string[]> {
     .where("other.user_id", "!=", userId)
     .execute();
   return rows.map((r) => r.user_id);
-}
-
-async function lockUser(trx: Transaction<Database>, userId: string): Promise<void> {
-  await trx.selectFrom("users").select("id").where("id", "=", userId).forUpdate().execute();
 }

@@ -167,6 +167,35 @@ export async function filterPresenceViewers(db: Db, subjectId: string, viewerIds
   );
 }
 
+/** A row of presence_audience (migration 0009): a candidate viewer and what the last-seen rule decides on. */
+export interface AudienceRow {
+  viewer: string;
+  is_contact: boolean;
+  blocked: boolean;
+  last_seen: string | null;
+}
+
+/**
+ * Who hears `subjectId`'s presence changes, in one round trip: the users with
+ * a direct conversation with them (group members are not peers for presence)
+ * or who have them as a contact, as far as the subject's last-seen setting and
+ * blocks (either way) allow. The same people, by the same rule (allows), as
+ * filterPresenceViewers over directPeers ∪ usersWithContact.
+ */
+export async function presenceAudience(db: Db, subjectId: string): Promise<string[]> {
+  const { rows } = await sql<AudienceRow>`select viewer, is_contact, blocked, last_seen from presence_audience(${subjectId})`.execute(db);
+  return allowedAudience(subjectId, rows);
+}
+
+/** The viewers among presence_audience rows that the subject's last-seen setting and blocks allow. */
+export function allowedAudience(subjectId: string, rows: readonly AudienceRow[]): string[] {
+  return rows
+    .filter((r) =>
+      allows((r.last_seen ?? DEFAULT_PRIVACY.lastSeen) as Visibility, { self: r.viewer === subjectId, viewerIsContact: r.is_contact, blocked: r.blocked }),
+    )
+    .map((r) => r.viewer);
+}
+
 /** Whether each user has read receipts on (the default). */
 export async function readReceiptsEnabled(db: Db, userIds: readonly string[]): Promise<Map<string, boolean>> {
   const settings = await getPrivacyMany(db, userIds);

@@ -11,20 +11,26 @@ import type { Clock } from "../context.js";
 import { pruneInbox } from "../db/inbox-store.js";
 import { appendInboxEvents } from "../db/message-store.js";
 import * as presence from "../db/presence-store.js";
-import { filterPresenceViewers, usersWithContact } from "../db/privacy-store.js";
+import { allowedAudience, presenceAudience } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "../messaging/bus.js";
 import { publishNotices, userSubject } from "../messaging/message-queue.js";
 import type { Metrics } from "../metrics.js";
 import { eventBody, storedEvent } from "./events.js";
 import { StreamQueue } from "./stream-queue.js";
-import { controlFrame, decodeFrame, eventFrame } from "./wire.js";
+import { controlFrame, decodeFrame, eventFrame, type BusFrame } from "./wire.js";
 
 /** A stream whose session is gone, or that must make room: ends at once (or is reset) with this. */
 const FORCE_RESET_AFTER_MS = 2000;
 /** Presence rows are renewed this often and expire after three missed renewals. */
 const PRESENCE_RENEW_MS = 20_000;
 const PRESENCE_TTL_MS = 3 * PRESENCE_RENEW_MS;
+/**
+ * A user's bus subscription outlives their last local stream this long, so a
+ * device that reconnects (network change, reconnect storm) finds it in place
+ * instead of unsubscribing and subscribing again.
+ */
+const CHANNEL_LINGER_MS = 30_000;
 
 export interface RealtimeHubOptions {
   bus: EventBus;
@@ -52,7 +58,6 @@ export class LocalStream {
   maxNotified = 0n;
   /** Last stored position sent to the device (the resume hint). */
   lastDelivered = 0n;
-  private unsubscribe: (() => void) | undefined;
   private resetTimer: NodeJS.Timeout | undefined;
   ended = false;
 
@@ -67,13 +72,9 @@ export class LocalStream {
     this.queue = new StreamQueue<Event>(capacity);
   }
 
-  listen(bus: EventBus, subject: string): void {
-    this.unsubscribe = bus.subscribe(subject, (payload) => this.onFrame(payload));
-  }
-
-  private onFrame(payload: Uint8Array): void {
-    const frame = decodeFrame(payload);
-    if (!frame || this.ended) return;
+  /** A frame from the user's subject (decoded once for all of the user's local streams). */
+  onFrame(frame: BusFrame): void {
+    if (this.ended) return;
     if (frame.kind === "control") {
       if (frame.control.type === "evict" && frame.control.stream_id === this.id) {
         this.hub.countEnd("evicted");
@@ -133,12 +134,22 @@ export class LocalStream {
     this.resetTimer.unref();
   }
 
-  /** Stops listening; the caller then unregisters presence. */
+  /** Stops taking frames; the hub then unregisters presence. */
   detach(): void {
     this.ended = true;
     clearTimeout(this.resetTimer);
-    this.unsubscribe?.();
   }
+}
+
+/**
+ * One subscription to a user's bus subject per instance, shared by that
+ * user's local streams: each frame is decoded once and handed to each.
+ */
+interface UserChannel {
+  readonly streams: Set<LocalStream>;
+  readonly unsubscribe: () => void;
+  /** Set while no local stream is left: the subscription ends when it fires. */
+  linger: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -149,19 +160,18 @@ export class LocalStream {
 export class RealtimeHub {
   readonly instanceId = randomUUID();
   private readonly streams = new Map<string, LocalStream>();
+  private readonly channels = new Map<string, UserChannel>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly pending = new Set<Promise<unknown>>();
   private stopRevocations: (() => void) | undefined;
   private policy: PresencePolicy;
+  private customPolicy = false;
 
   constructor(private readonly opts: RealtimeHubOptions) {
     this.policy = {
-      // Who has a direct conversation with the user or has them as a contact, as far
-      // as the user's last-seen privacy and blocks (either way) allow.
-      audience: async (userId) => {
-        const [peers, fans] = await Promise.all([presence.directPeers(opts.db, userId), usersWithContact(opts.db, userId)]);
-        return [...(await filterPresenceViewers(opts.db, userId, [...new Set([...peers, ...fans])]))];
-      },
+      // Who has a direct conversation with the user or has them as a contact,
+      // as far as the user's last-seen privacy and blocks (either way) allow: one query.
+      audience: (userId) => presenceAudience(opts.db, userId),
     };
   }
 
@@ -176,6 +186,7 @@ export class RealtimeHub {
   /** Replaces who hears a user's presence (privacy, blocking). */
   setPresencePolicy(policy: PresencePolicy): void {
     this.policy = policy;
+    this.customPolicy = true;
   }
 
   start(): void {
@@ -203,6 +214,13 @@ export class RealtimeHub {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.stopRevocations?.();
+    // Streams have ended with the listener; drop the subscriptions still lingering.
+    for (const [userId, ch] of this.channels) {
+      if (ch.streams.size > 0) continue;
+      clearTimeout(ch.linger);
+      ch.unsubscribe();
+      this.channels.delete(userId);
+    }
     const deadline = new Promise((r) => setTimeout(r, 3000).unref());
     while (this.pending.size > 0) await Promise.race([Promise.allSettled([...this.pending]), deadline]).then(() => undefined);
   }
@@ -217,14 +235,15 @@ export class RealtimeHub {
    * user online when this is their first stream, and evicts their oldest
    * streams beyond the limit.
    */
-  async open(userId: string, sessionId: string, resetTransport: () => void): Promise<LocalStream> {
+  async open(userId: string, sessionId: string, resetTransport: () => void): Promise<{ stream: LocalStream; inbox: presence.OpenResult["inbox"] }> {
     const { bus, subjectPrefix, clock, db, config } = this.opts;
     const s = new LocalStream(userId, sessionId, config.streamBufferEvents, this, resetTransport);
-    s.listen(bus, userSubject(subjectPrefix, userId));
+    this.attach(s);
     this.streams.set(s.id, s);
+    let result: presence.OpenResult;
     try {
       const now = clock.now();
-      const result = await presence.openStream(db, {
+      result = await presence.openStream(db, {
         streamId: s.id,
         userId,
         sessionId,
@@ -234,31 +253,67 @@ export class RealtimeHub {
         maxStreams: config.maxStreamsPerUser,
       });
       for (const id of result.evicted) bus.publish(userSubject(subjectPrefix, userId), controlFrame({ type: "evict", stream_id: id }));
-      if (result.cameOnline) await this.announcePresence(userId, true, null);
+      if (result.cameOnline) await this.announcePresence(userId, true, null, allowedAudience(userId, result.audience));
     } catch (err) {
       this.streams.delete(s.id);
-      s.detach();
+      this.release(s);
       throw err;
     }
-    return s;
+    return { stream: s, inbox: result.inbox };
+  }
+
+  /** Starts handing the user's bus frames to the stream (subscribing to their subject if no stream of theirs is listening yet). */
+  private attach(s: LocalStream): void {
+    let ch = this.channels.get(s.userId);
+    if (ch) {
+      clearTimeout(ch.linger);
+      ch.linger = undefined;
+    } else {
+      const streams = new Set<LocalStream>();
+      const unsubscribe = this.opts.bus.subscribe(userSubject(this.opts.subjectPrefix, s.userId), (payload) => {
+        if (streams.size === 0) return;
+        const frame = decodeFrame(payload);
+        if (frame) for (const stream of streams) stream.onFrame(frame);
+      });
+      ch = { streams, unsubscribe, linger: undefined };
+      this.channels.set(s.userId, ch);
+    }
+    ch.streams.add(s);
+  }
+
+  /** Detaches the stream; the user's subscription lingers a while after their last stream. */
+  private release(s: LocalStream): void {
+    s.detach();
+    const ch = this.channels.get(s.userId);
+    if (!ch || !ch.streams.delete(s) || ch.streams.size > 0) return;
+    ch.linger = setTimeout(() => {
+      if (ch.streams.size > 0 || this.channels.get(s.userId) !== ch) return;
+      this.channels.delete(s.userId);
+      ch.unsubscribe();
+    }, CHANNEL_LINGER_MS);
+    ch.linger.unref();
   }
 
   /** Unregisters a stream; announces the user offline when it was their last. */
   close(s: LocalStream): Promise<void> {
-    s.detach();
+    this.release(s);
     this.streams.delete(s.id);
     const now = this.opts.clock.now();
     return this.track(
       presence
         .closeStream(this.opts.db, { streamId: s.id, userId: s.userId, now })
-        .then(({ wentOffline }) => (wentOffline ? this.announcePresence(s.userId, false, now) : undefined))
+        .then(({ wentOffline, audience }) => (wentOffline ? this.announcePresence(s.userId, false, now, allowedAudience(s.userId, audience)) : undefined))
         .catch((err: unknown) => this.opts.logger.warn({ err, userId: s.userId }, "closing a stream's presence failed")),
     );
   }
 
-  /** Tells the users allowed to see it that `userId` came online or went offline (ephemeral). */
-  async announcePresence(userId: string, online: boolean, lastSeen: Date | null): Promise<void> {
-    const audience = await this.policy.audience(userId);
+  /**
+   * Tells the users allowed to see it that `userId` came online or went offline
+   * (ephemeral). `fetched`: the audience read with the transition itself (used
+   * unless a custom policy was set).
+   */
+  async announcePresence(userId: string, online: boolean, lastSeen: Date | null, fetched?: string[]): Promise<void> {
+    const audience = fetched && !this.customPolicy ? fetched : await this.policy.audience(userId);
     if (audience.length === 0) return;
     const body = eventBody(
       {

@@ -17,7 +17,7 @@ import {
 import type { AppContext } from "../context.js";
 import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
-import { inboxBounds, readInbox, type InboxRow } from "../db/inbox-store.js";
+import { readInbox, type InboxRow } from "../db/inbox-store.js";
 import * as presence from "../db/presence-store.js";
 import { contactsAmong, getPrivacyMany, relationsTo } from "../db/privacy-store.js";
 import { allows } from "../domain/privacy.js";
@@ -97,10 +97,11 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       const me = callerOf(hc);
       const since = req.sincePosition;
       if (since !== undefined && since < 0n) throw bad("since_position: must not be negative");
-      const stream = await hub.open(me.userId, me.sessionId, hc.values.get(resetTransportKey));
-      const typingTimers = new Map<string, NodeJS.Timeout>();
+      // The inbox bounds come with the registration (read after it, in the same round trip).
+      const { stream, inbox: bounds } = await hub.open(me.userId, me.sessionId, hc.values.get(resetTransportKey));
+      // Made on the first typing indicator: most streams never see one.
+      let typingTimers: Map<string, NodeJS.Timeout> | undefined;
       try {
-        const bounds = await inboxBounds(db, me.userId);
         const current = BigInt(bounds.last);
         let last = since ?? current;
         let resync: string | undefined;
@@ -157,7 +158,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
             continue;
           }
           if (item.position === 0n) {
-            if (item.kind.case === "typing") trackTyping(stream, item, typingTimers);
+            if (item.kind.case === "typing") trackTyping(stream, item, (typingTimers ??= new Map()));
             yield item;
             continue;
           }
@@ -179,7 +180,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
         if (stream.queue.failed) throw stream.queue.failure;
         throw err;
       } finally {
-        for (const t of typingTimers.values()) clearTimeout(t);
+        if (typingTimers) for (const t of typingTimers.values()) clearTimeout(t);
         await hub.close(stream);
       }
     },

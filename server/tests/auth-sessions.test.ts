@@ -366,3 +366,16 @@ describe("revocation across instances", () => {
     }
   });
 });
+
+describe("session checks in a burst", () => {
+  test("many concurrent checks of uncached sessions are answered each for its own session (revoked ones refused)", async () => {
+    const logins = [];
+    for (let i = 0; i < 8; i++) logins.push(await login(freshNumber()));
+    // Revoked behind this instance's back (its cache has not seen these sessions yet).
+    const revoked = new Set([logins[1]!.sessionId, logins[4]!.sessionId, logins[6]!.sessionId]);
+    await s.server.ctx.database.db.updateTable("user_devices").set({ revoked_at: clock.now() }).where("id", "in", [...revoked]).execute();
+    const answers = await Promise.all(logins.map((l) => auth.validateToken({ accessToken: l.accessToken })));
+    expect(answers.map((a) => a.isValid)).toEqual(logins.map((l) => !revoked.has(l.sessionId)));
+    expect(answers.filter((a) => a.isValid).map((a) => a.userId)).toEqual(logins.filter((l) => !revoked.has(l.sessionId)).map((l) => l.user!.id));
+  });
+});

@@ -102,6 +102,20 @@ describe("Subscribe", () => {
     await again.close();
   });
 
+  it("a device that reconnects to the same instance (the user's subscription there still in place) gets live events once, alongside a stream that stayed", async () => {
+    const stays = subscribe(a, bob, "grpc");
+    const first = subscribe(a, bob, "connect");
+    await Promise.all([stays.untilKind("caughtUp"), first.untilKind("caughtUp")]);
+    await first.close();
+    const again = subscribe(a, bob, "connect", first.lastPosition);
+    await again.untilKind("caughtUp");
+    await chat(b, alice).sendMessage({ conversationId: direct, content: "after reconnect" });
+    await Promise.all([stays, again].map((s) => s.until((x) => texts(x).includes("after reconnect"), 10_000, "the live message")));
+    expect(texts(again).filter((t) => t === "after reconnect")).toHaveLength(1);
+    expect(texts(stays).filter((t) => t === "after reconnect")).toHaveLength(1);
+    await Promise.all([stays.close(), again.close()]);
+  });
+
   it("edits, reactions, deletes, receipts and group changes reach every participant's stream as typed events", async () => {
     const bobStream = subscribe(b, bob, "grpc");
     const aliceStream = subscribe(a, alice, "connect");

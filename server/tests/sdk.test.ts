@@ -180,6 +180,9 @@ describe("subscribe against the server", () => {
     await first.done;
 
     await a.c.sendMessage(id, "three"); // while b is away
+    // Stored while b is away (SendMessage returns once queued; the worker stores it):
+    // only then is it among what b missed rather than a live event after the replay.
+    await expect.poll(async () => (await b.c.chat.listMessages({ conversationId: id })).messages.map((m) => m.content), SLOW).toContain("three");
     const second = b.c.subscribe({ since: saved });
     const seen: string[] = [];
     for await (const e of second) {

@@ -1,7 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { Visibility } from "../../gen/user/user_pb.js";
-import { filterPresenceViewers, readReceiptsEnabled, usersWithContact } from "../db/privacy-store.js";
+import { filterPresenceViewers, presenceAudience, readReceiptsEnabled, usersWithContact } from "../db/privacy-store.js";
 import { codeOf, curlJson, errorOf, phoneSequence, socialUser } from "./helpers/social.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
@@ -166,6 +166,10 @@ describe("privacy", () => {
     expect([...allowed].sort()).toEqual(
       [subject.id, ...Object.entries(viewers).filter(([n]) => expected[n as keyof typeof expected]).map(([, v]) => v.id)].sort(),
     );
+    // Realtime's announcement audience (one query) decides the same: once every viewer
+    // has the subject as a contact, it is exactly the allowed ones.
+    for (const v of Object.values(viewers)) await v.users.syncContacts({ phoneNumbers: [subject.phone] });
+    expect((await presenceAudience(db, subject.id)).sort()).toEqual([...allowed].filter((id) => id !== subject.id).sort());
     // The subject always sees everything of their own.
     expect((await subject.users.getMe({})).user!.aboutText).toBe("about me");
   });
