@@ -175,6 +175,23 @@ export class RpcFastPath {
     return true;
   }
 
+  /** The handler context connect would build, from the node request, without its per-call signal machinery. */
+  private context(req: Req, route: Route, protocol: Protocol, signal: AbortSignal, deadline: number | undefined, responseHeader: Headers, responseTrailer: Headers): HandlerContext {
+    return {
+      method: route.spec.method,
+      service: route.service,
+      requestMethod: "POST",
+      protocolName: protocol,
+      url: `http://${header(req.headers[":authority"]) ?? header(req.headers.host) ?? "localhost"}${req.url}`,
+      signal,
+      timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
+      requestHeader: LeanHeaders.fromNode(req.headers),
+      responseHeader,
+      responseTrailer,
+      values: this.opts.contextValues(req),
+    };
+  }
+
   private negotiate(req: Req, protocol: Protocol, streaming: boolean) {
     const name = protocol === "grpc" ? "grpc-accept-encoding" : streaming ? "connect-accept-encoding" : "accept-encoding";
     return compressionNegotiate(this.opts.acceptCompression, null, header(req.headers[name]), name);
@@ -205,19 +222,7 @@ export class RpcFastPath {
     res.once("close", onClose);
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     const timer = timeoutMs === undefined ? undefined : setTimeout(() => abort.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMs);
-    const context: HandlerContext = {
-      method: spec.method,
-      service,
-      requestMethod: "POST",
-      protocolName: protocol,
-      url: `http://${header(req.headers[":authority"]) ?? header(req.headers.host) ?? "localhost"}${req.url}`,
-      signal: abort.signal,
-      timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
-      requestHeader: LeanHeaders.fromNode(req.headers),
-      responseHeader,
-      responseTrailer,
-      values: this.opts.contextValues(req),
-    };
+    const context = this.context(req, route, protocol, abort.signal, deadline, responseHeader, responseTrailer);
     const serializer = serialization.getO(binary);
     let headSent = false;
     const sendHead = () => {
@@ -306,25 +311,12 @@ export class RpcFastPath {
     const { spec, service, serialization } = route;
     let closed = false;
     res.once("close", () => (closed = true));
-    const requestHeader = LeanHeaders.fromNode(req.headers);
     const responseHeader = LeanHeaders.of("content-type", protocol === "grpc" ? "application/grpc+proto" : binary ? "application/proto" : "application/json");
     const responseTrailer = protocol === "grpc" ? LeanHeaders.of("grpc-status", "0") : new LeanHeaders();
     const compression = this.negotiate(req, protocol, false);
     if (protocol === "grpc" && compression.response) responseHeader.set("grpc-encoding", compression.response.name);
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-    const context: HandlerContext = {
-      method: spec.method,
-      service,
-      requestMethod: "POST",
-      protocolName: protocol,
-      url: `http://${header(req.headers[":authority"]) ?? header(req.headers.host) ?? "localhost"}${req.url}`,
-      signal: this.opts.shutdownSignal,
-      timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
-      requestHeader,
-      responseHeader,
-      responseTrailer,
-      values: this.opts.contextValues(req),
-    };
+    const context = this.context(req, route, protocol, this.opts.shutdownSignal, deadline, responseHeader, responseTrailer);
 
     let body: Uint8Array | undefined;
     let error: ConnectError | undefined;
