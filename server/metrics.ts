@@ -14,7 +14,7 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: "chatwire_process_" });
     this.fastPathCalls = new Counter({
       name: "chatwire_rpc_fast_path_total",
-      help: "Unary calls served by the lean handler instead of connect-node (RPC_FAST_PATH), by protocol",
+      help: "Unary and server-streaming calls served by the lean handler instead of connect-node (RPC_FAST_PATH), by protocol",
       labelNames: ["protocol"],
       registers: [this.registry],
     });
