@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { stopChild } from "./proc.js";
 
 // The orchestrator drives each load generator (a separate Node process) with
 // request/response messages over the fork IPC channel.
@@ -73,11 +74,7 @@ export class LoadProcess {
 
   async stop(): Promise<void> {
     if (this.exited) return;
-    const gone = new Promise<void>((r) => this.child.once("exit", () => r()));
-    this.child.kill("SIGTERM");
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 5000);
-    await gone;
-    clearTimeout(t);
+    await stopChild(this.child, 5000);
   }
 }
 

@@ -1,3 +1,4 @@
+import type { ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 
 // Server CPU and memory from /proc (Linux): the process and its descendants
@@ -66,4 +67,13 @@ export class CpuMeter {
     const dt = (performance.now() - this.t0) / 1000;
     return dt > 0 ? (cpuSeconds(this.pid) - this.c0) / dt : 0;
   }
+}
+
+/** SIGTERM, then SIGKILL if the process is still there after `graceMs`; resolves once it has exited. */
+export async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  const gone = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const t = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await gone;
+  clearTimeout(t);
 }

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { sleep } from "./stats.js";
+import { stopChild } from "./proc.js";
 
 export interface ServerProcessOptions {
   env: Record<string, string | undefined>;
@@ -75,11 +76,7 @@ export class ServerProcess {
 
   async stop(): Promise<void> {
     if (this.exitInfo) return;
-    const gone = new Promise<void>((r) => this.child.once("exit", () => r()));
-    this.child.kill("SIGTERM");
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 15_000);
-    await gone;
-    clearTimeout(t);
+    await stopChild(this.child, 15_000);
   }
 }
 

@@ -1,8 +1,8 @@
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { Clock } from "../context.js";
-import { getSession } from "../db/auth-store.js";
-import type { Database, UserDevice } from "../db/schema.js";
+import { getSessionStates } from "../db/auth-store.js";
+import type { Database } from "../db/schema.js";
 import type { EventBus } from "../messaging/bus.js";
 
 const REVOKED_SUBJECT = "chatwire.auth.revoked";
@@ -10,7 +10,7 @@ const MAX_ENTRIES = 100_000;
 /** Session rows read in one query at most. */
 const MAX_BATCH = 500;
 
-type SessionRow = Pick<UserDevice, "id" | "user_id" | "revoked_at" | "refresh_expires_at">;
+type SessionRow = Awaited<ReturnType<typeof getSessionStates>>[number];
 interface Waiter {
   resolve(row: SessionRow | undefined): void;
   reject(err: unknown): void;
@@ -96,12 +96,7 @@ export class SessionGuard {
       this.queued.delete(id);
       if (batch.size >= MAX_BATCH) break;
     }
-    const ids = [...batch.keys()];
-    const rows: Promise<SessionRow[]> =
-      ids.length === 1
-        ? getSession(this.db, ids[0]!).then((r) => (r ? [r] : []))
-        : this.db.selectFrom("user_devices").select(["id", "user_id", "revoked_at", "refresh_expires_at"]).where("id", "in", ids).execute();
-    rows
+    getSessionStates(this.db, [...batch.keys()])
       .then(
         (found) => {
           const byId = new Map(found.map((r) => [r.id, r]));

@@ -99,6 +99,11 @@ export function getSession(db: Db, sessionId: string): Promise<UserDevice | unde
   return db.selectFrom("user_devices").selectAll().where("id", "=", sessionId).executeTakeFirst();
 }
 
+/** What a liveness check needs of several sessions, in one query (missing ids are absent). */
+export function getSessionStates(db: Db, sessionIds: readonly string[]): Promise<Array<Pick<UserDevice, "id" | "user_id" | "revoked_at" | "refresh_expires_at">>> {
+  return db.selectFrom("user_devices").select(["id", "user_id", "revoked_at", "refresh_expires_at"]).where("id", "in", sessionIds).execute();
+}
+
 export async function touchSession(db: Db, sessionId: string, now: Date): Promise<void> {
   await db.updateTable("user_devices").set({ last_active_at: now }).where("id", "=", sessionId).execute();
 }

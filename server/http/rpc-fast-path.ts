@@ -32,6 +32,7 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "pino";
+import { withDeadline } from "../interceptors/deadline.js";
 import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 import { LeanHeaders } from "./lean-headers.js";
 
@@ -62,12 +63,13 @@ interface Route {
   serialization: MethodSerializationLookup<DescMessage, DescMessage>;
 }
 
-
-
 type Protocol = "grpc" | "connect";
 
+/** connect's message for a client deadline that passed. */
+const TIMED_OUT = "the operation timed out";
+
 /**
- * The common unary call without connect-node's per-call machinery.
+ * Unary and server-streaming calls without connect-node's per-call machinery.
  *
  * connect-node builds, for every call, an async-iterable pipeline (even for
  * unary gRPC), a web `Headers` per header set, a linked AbortController per
@@ -76,21 +78,23 @@ type Protocol = "grpc" | "connect";
  * profile of ValidateToken that was over a third of the server's time.
  *
  * This path takes only what it can serve byte for byte like connect-node:
- * POST to a unary method, gRPC (`application/grpc[+proto]`) on HTTP/2 or
- * Connect unary (`application/json`, `application/proto`), the request body
- * not compressed. Everything else (gRPC-Web, Connect GET, compressed requests,
- * JSON over gRPC, streams, unknown paths) returns false and goes to
- * connect-node. The service implementations and interceptors are the same
- * objects, called through connect's own `invokeUnaryImplementation`; parsing
- * and serialization use connect's own serializers (with its read/write
- * limits); errors are encoded with connect's own `setTrailerStatus` and
- * `errorToJsonBytes`; response compression is negotiated by connect's
- * `compressionNegotiate`.
+ * POST to a unary or server-streaming method, gRPC (`application/grpc[+proto]`)
+ * on HTTP/2 or Connect (`application/json`, `application/proto`, and their
+ * `connect+` streaming forms), the request not compressed. Everything else
+ * (gRPC-Web, Connect GET, compressed requests, JSON over gRPC, bidi streams,
+ * unknown paths, bad timeout headers) returns false and goes to connect-node.
+ * The service implementations and interceptors are the same objects (unary
+ * calls go through connect's own `invokeUnaryImplementation`); parsing and
+ * serialization use connect's own serializers (with its read/write limits);
+ * errors are encoded with connect's own `setTrailerStatus`, `errorToJsonBytes`
+ * and end-of-stream serialization; response compression is negotiated by
+ * connect's `compressionNegotiate`.
  *
- * One difference, by design: the handler context's `signal` is the server's
+ * One difference, by design: a unary handler's `signal` is the server's
  * shutdown signal rather than a per-call signal aborted when the call ends or
  * the client goes away. No unary handler of Chatwire reads it; deadlines
- * (grpc-timeout, connect-timeout-ms) are enforced by racing the call.
+ * (grpc-timeout, connect-timeout-ms) are enforced by racing the call. Streams
+ * get a signal of their own (see serveStream).
  */
 export class RpcFastPath {
   private readonly routes = new Map<string, Route>();
@@ -192,9 +196,28 @@ export class RpcFastPath {
     };
   }
 
-  private negotiate(req: Req, protocol: Protocol, streaming: boolean) {
-    const name = protocol === "grpc" ? "grpc-accept-encoding" : streaming ? "connect-accept-encoding" : "accept-encoding";
-    return compressionNegotiate(this.opts.acceptCompression, null, header(req.headers[name]), name);
+  /**
+   * The response's first headers and trailers as connect-node starts them, and
+   * the compression negotiated for it (announced in a header, except for a
+   * Connect unary response, which says so only when it compresses).
+   */
+  private start(req: Req, protocol: Protocol, binary: boolean, streaming: boolean) {
+    const contentType =
+      protocol === "grpc" ? "application/grpc+proto" : `application/${streaming ? "connect+" : ""}${binary ? "proto" : "json"}`;
+    const responseHeader = LeanHeaders.of("content-type", contentType);
+    const responseTrailer = protocol === "grpc" ? LeanHeaders.of("grpc-status", "0") : new LeanHeaders();
+    const acceptName = protocol === "grpc" ? "grpc-accept-encoding" : streaming ? "connect-accept-encoding" : "accept-encoding";
+    const compression = compressionNegotiate(this.opts.acceptCompression, null, header(req.headers[acceptName]), acceptName);
+    if (compression.response && (protocol === "grpc" || streaming)) {
+      responseHeader.set(protocol === "grpc" ? "grpc-encoding" : "connect-content-encoding", compression.response.name);
+    }
+    return { responseHeader, responseTrailer, compression: compression.response };
+  }
+
+  /** `data` compressed when the client takes it and it is worth it (connect's compressMinBytes). */
+  private async compress(compression: Compression | null, data: Uint8Array): Promise<{ data: Uint8Array; compressed: boolean }> {
+    if (!compression || data.byteLength < this.compressMinBytes) return { data, compressed: false };
+    return { data: await compression.compress(data), compressed: true };
   }
 
   /**
@@ -205,10 +228,7 @@ export class RpcFastPath {
    */
   private async serveStream(req: Req, res: Res, route: Route, protocol: Protocol, binary: boolean, timeoutMs: number | undefined): Promise<void> {
     const { spec, service, serialization } = route;
-    const responseHeader = LeanHeaders.of("content-type", protocol === "grpc" ? "application/grpc+proto" : binary ? "application/connect+proto" : "application/connect+json");
-    const responseTrailer = protocol === "grpc" ? LeanHeaders.of("grpc-status", "0") : new LeanHeaders();
-    const compression = this.negotiate(req, protocol, true);
-    if (compression.response) responseHeader.set(protocol === "grpc" ? "grpc-encoding" : "connect-content-encoding", compression.response.name);
+    const { responseHeader, responseTrailer, compression } = this.start(req, protocol, binary, true);
     const abort = new AbortController();
     const shutdown = this.opts.shutdownSignal;
     const onShutdown = () => abort.abort(shutdown.reason);
@@ -221,7 +241,7 @@ export class RpcFastPath {
     else shutdown.addEventListener("abort", onShutdown, { once: true });
     res.once("close", onClose);
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-    const timer = timeoutMs === undefined ? undefined : setTimeout(() => abort.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMs);
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => abort.abort(new ConnectError(TIMED_OUT, Code.DeadlineExceeded)), timeoutMs);
     const context = this.context(req, route, protocol, abort.signal, deadline, responseHeader, responseTrailer);
     const serializer = serialization.getO(binary);
     let headSent = false;
@@ -267,16 +287,11 @@ export class RpcFastPath {
       for (;;) {
         const next = await it.next();
         if (next.done) break;
-        let data = (next.value as MaybePreEncoded)[preEncoded];
-        data = binary && data !== undefined ? data : serializer.serialize(normalizeOutput(spec.method.output, next.value));
-        let flags = 0;
-        if (compression.response && data.byteLength >= this.compressMinBytes) {
-          data = await compression.response.compress(data);
-          flags = 1;
-        }
+        const raw = (next.value as MaybePreEncoded)[preEncoded];
+        const out = await this.compress(compression, binary && raw !== undefined ? raw : serializer.serialize(normalizeOutput(spec.method.output, next.value)));
         if (closed) break;
         sendHead();
-        if (!(res as http.ServerResponse).write(envelope(flags, data))) await drained(res, () => closed);
+        if (!(res as http.ServerResponse).write(envelope(out.compressed ? 1 : 0, out.data))) await drained(res, () => closed);
         if (closed) break;
       }
       copyHeaders(response.trailer, responseTrailer);
@@ -298,23 +313,15 @@ export class RpcFastPath {
       res.end();
       return;
     }
-    let end: Uint8Array = this.endStream.serialize({ metadata: responseTrailer, error });
-    let flags = endStreamFlag;
-    if (compression.response && end.byteLength >= this.compressMinBytes) {
-      end = await compression.response.compress(end);
-      flags |= 1;
-    }
-    res.end(envelope(flags, end));
+    const end = await this.compress(compression, this.endStream.serialize({ metadata: responseTrailer, error }));
+    res.end(envelope(endStreamFlag | (end.compressed ? 1 : 0), end.data));
   }
 
   private async serve(req: Req, res: Res, route: Route, protocol: Protocol, binary: boolean, timeoutMs: number | undefined): Promise<void> {
-    const { spec, service, serialization } = route;
+    const { spec, serialization } = route;
     let closed = false;
     res.once("close", () => (closed = true));
-    const responseHeader = LeanHeaders.of("content-type", protocol === "grpc" ? "application/grpc+proto" : binary ? "application/proto" : "application/json");
-    const responseTrailer = protocol === "grpc" ? LeanHeaders.of("grpc-status", "0") : new LeanHeaders();
-    const compression = this.negotiate(req, protocol, false);
-    if (protocol === "grpc" && compression.response) responseHeader.set("grpc-encoding", compression.response.name);
+    const { responseHeader, responseTrailer, compression } = this.start(req, protocol, binary, false);
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     const context = this.context(req, route, protocol, this.opts.shutdownSignal, deadline, responseHeader, responseTrailer);
 
@@ -325,7 +332,7 @@ export class RpcFastPath {
       const bytes = protocol === "grpc" ? unwrapEnvelope(raw, this.opts.readMaxBytes) : raw;
       const input = parse(serialization, binary, bytes, spec.method.input.typeName);
       const call = invokeUnaryImplementation(spec as MethodImplSpec & { kind: "unary" }, context, input, this.opts.interceptors);
-      const output = deadline === undefined ? await call : await withDeadline(call, deadline - Date.now());
+      const output = deadline === undefined ? await call : await withDeadline(call, deadline - Date.now(), TIMED_OUT);
       body = serialization.getO(binary).serialize(output);
     } catch (e) {
       error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
@@ -338,14 +345,9 @@ export class RpcFastPath {
         setTrailerStatus(responseTrailer, error);
         res.writeHead(200, head);
       } else {
-        let flags = 0;
-        let data = body!;
-        if (compression.response && data.byteLength >= this.compressMinBytes) {
-          data = await compression.response.compress(data);
-          flags = 1;
-        }
+        const out = await this.compress(compression, body!);
         res.writeHead(200, head);
-        (res as http.ServerResponse).write(envelope(flags, data));
+        (res as http.ServerResponse).write(envelope(out.compressed ? 1 : 0, out.data));
       }
       res.addTrailers(responseTrailer.copyTo({}));
       res.end();
@@ -359,16 +361,13 @@ export class RpcFastPath {
       error.metadata.forEach((value, key) => responseHeader.set(key, value));
       body = errorToJsonBytes(error, this.opts.jsonOptions);
     }
-    let data = body!;
-    if (compression.response && data.byteLength >= this.compressMinBytes) {
-      data = await compression.response.compress(data);
-      responseHeader.set("content-encoding", compression.response.name);
-    }
+    const out = await this.compress(compression, body!);
+    if (out.compressed) responseHeader.set("content-encoding", compression!.name);
     const head = responseHeader.copyTo({});
     responseTrailer.copyTo(head, "trailer-");
-    head["content-length"] = String(data.byteLength);
+    head["content-length"] = String(out.data.byteLength);
     res.writeHead(status, head);
-    res.end(data);
+    res.end(out.data);
   }
 }
 
@@ -481,13 +480,4 @@ function copyHeaders(from: Headers, to: Headers): void {
 function normalizeOutput(schema: DescMessage, value: unknown): MessageShape<DescMessage> {
   if (isMessage(value, schema)) return value;
   return create(schema, value as MessageInitShape<DescMessage>);
-}
-
-function withDeadline<T>(call: Promise<T>, ms: number): Promise<T> {
-  if (ms <= 0) return Promise.reject(new ConnectError("the operation timed out", Code.DeadlineExceeded));
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ConnectError("the operation timed out", Code.DeadlineExceeded)), ms);
-  });
-  return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
 }

@@ -6,21 +6,20 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
  * design and are bounded by their own heartbeats instead.
  */
 export function deadlineInterceptor(defaultMs: number): Interceptor {
-  return (next) => async (req) => {
+  return (next) => (req) => {
     if (req.method.methodKind !== "unary" || req.header.has("grpc-timeout") || req.header.has("connect-timeout-ms")) {
       return next(req);
     }
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new ConnectError(`the server's ${defaultMs} ms deadline passed`, Code.DeadlineExceeded)),
-        defaultMs,
-      );
-    });
-    try {
-      return await Promise.race([next(req), deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return withDeadline(next(req), defaultMs, `the server's ${defaultMs} ms deadline passed`);
   };
+}
+
+/** `call`, or DeadlineExceeded with `message` once `ms` have passed (at once when none are left). */
+export function withDeadline<T>(call: Promise<T>, ms: number, message: string): Promise<T> {
+  if (ms <= 0) return Promise.reject(new ConnectError(message, Code.DeadlineExceeded));
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ConnectError(message, Code.DeadlineExceeded)), ms);
+  });
+  return Promise.race([call, deadline]).finally(() => clearTimeout(timer));
 }

@@ -43,11 +43,6 @@ export interface RealtimeHubOptions {
   metrics: Metrics;
 }
 
-/** Who hears a user's presence changes. */
-export interface PresencePolicy {
-  audience(userId: string): Promise<string[]>;
-}
-
 /** One open Subscribe stream on this instance. */
 export class LocalStream {
   readonly id = randomUUID();
@@ -164,16 +159,8 @@ export class RealtimeHub {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly pending = new Set<Promise<unknown>>();
   private stopRevocations: (() => void) | undefined;
-  private policy: PresencePolicy;
-  private customPolicy = false;
 
-  constructor(private readonly opts: RealtimeHubOptions) {
-    this.policy = {
-      // Who has a direct conversation with the user or has them as a contact,
-      // as far as the user's last-seen privacy and blocks (either way) allow: one query.
-      audience: (userId) => presenceAudience(opts.db, userId),
-    };
-  }
+  constructor(private readonly opts: RealtimeHubOptions) {}
 
   get maxStreamsPerUser(): number {
     return this.opts.config.maxStreamsPerUser;
@@ -181,12 +168,6 @@ export class RealtimeHub {
 
   get config(): RealtimeConfig {
     return this.opts.config;
-  }
-
-  /** Replaces who hears a user's presence (privacy, blocking). */
-  setPresencePolicy(policy: PresencePolicy): void {
-    this.policy = policy;
-    this.customPolicy = true;
   }
 
   start(): void {
@@ -309,11 +290,12 @@ export class RealtimeHub {
 
   /**
    * Tells the users allowed to see it that `userId` came online or went offline
-   * (ephemeral). `fetched`: the audience read with the transition itself (used
-   * unless a custom policy was set).
+   * (ephemeral): who has a direct conversation with them or has them as a
+   * contact, as far as their last-seen privacy and blocks (either way) allow.
+   * `audience`: that list when it was read with the transition itself.
    */
-  async announcePresence(userId: string, online: boolean, lastSeen: Date | null, fetched?: string[]): Promise<void> {
-    const audience = fetched && !this.customPolicy ? fetched : await this.policy.audience(userId);
+  async announcePresence(userId: string, online: boolean, lastSeen: Date | null, audience?: string[]): Promise<void> {
+    audience ??= await presenceAudience(this.opts.db, userId);
     if (audience.length === 0) return;
     const body = eventBody(
       {
