@@ -147,6 +147,19 @@ export async function currentParticipants(db: Db, conversationIds: string[]): Pr
   return out;
 }
 
+/** The user's ended participations among the conversations, by conversation. */
+export async function formerParticipations(db: Db, userId: string, conversationIds: string[]): Promise<Map<string, ParticipantRow>> {
+  if (conversationIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom("conversation_participants")
+    .selectAll()
+    .where("user_id", "=", userId)
+    .where("conversation_id", "in", conversationIds)
+    .where("left_at", "is not", null)
+    .execute();
+  return new Map(rows.map((r) => [r.conversation_id, r]));
+}
+
 export interface ConversationListRow extends ConversationRow {
   my: ParticipantRow;
 }

@@ -264,7 +264,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       }
       if (stored) {
         const row = await history.getMessage(db, stored.id);
-        if (row) return { message: await messageFor(row) };
+        if (row) return { message: await messageFor(row, !stored.duplicate) };
       }
       // Durable in the queue, not stored yet: seq is 0 until the worker assigns it
       // (the realtime stream and ListMessages then carry it).
@@ -840,8 +840,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     return { message, my };
   }
 
-  async function messageFor(row: history.MessageRow): Promise<Message> {
-    return storedMessageView(ctx, row);
+  async function messageFor(row: history.MessageRow, justStored = false): Promise<Message> {
+    return storedMessageView(ctx, row, justStored);
   }
 
   /** Whether the conversation's participants see each other's read state (readStateShared). */

@@ -24,6 +24,7 @@ import { requireDirectNotBlocked } from "../domain/blocking.js";
 import { allows } from "../domain/privacy.js";
 import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { toMessage } from "../domain/message-view.js";
+import { formerParticipants } from "../domain/conversation-view.js";
 import { MESSAGE_EVENTS, eventBody, eventFromPayload } from "../realtime/events.js";
 import type { LocalStream } from "../realtime/hub.js";
 import { resetTransportKey } from "../realtime/transport-key.js";
@@ -57,8 +58,9 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       for (const m of found) messages.set(m.id, m);
     }
     const conversationIds = [...new Set([...messages.values()].map((m) => m.conversation_id))];
-    const [people, reactions, quotes, readShared] = await Promise.all([
+    const [people, former, reactions, quotes, readShared] = await Promise.all([
       convs.currentParticipants(db, conversationIds),
+      convs.formerParticipations(db, userId, conversationIds),
       history.reactionsOf(db, [...messages.keys()]),
       history.statusQuotesOf(db, [...messages.keys()]),
       readStateSharedIn(db, conversationIds),
@@ -70,7 +72,10 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       if (isMessageEvent(r.event_type)) {
         const m = r.message_id ? messages.get(r.message_id) : undefined;
         if (!m) continue; // the message is gone with its conversation
-        const message = toMessage(m, people.get(m.conversation_id) ?? [], reactions, quotes, readShared.get(m.conversation_id));
+        // A former participant sees the receipts of when they left.
+        const mine = former.get(m.conversation_id);
+        const seenBy = mine ? formerParticipants(mine) : (people.get(m.conversation_id) ?? []);
+        const message = toMessage(m, seenBy, reactions, quotes, readShared.get(m.conversation_id));
         out.push(
           create(EventSchema, {
             position,
