@@ -11,6 +11,11 @@ import { sql, type Kysely } from 'kysely';
 // missing), watermarks capped at the leave, the group fields as they are now.
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.alterTable('conversation_participants').addColumn('left_view', 'jsonb').execute();
+  await backfillFormerViews(db);
+}
+
+/** The snapshot of every ended participation that has none (exported for its test). */
+export async function backfillFormerViews(db: Kysely<any>): Promise<void> {
   await sql`
     update conversation_participants f
     set left_view = jsonb_build_object(
@@ -34,7 +39,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       ), '[]'::jsonb)
     )
     from conversations c
-    where c.id = f.conversation_id and f.left_at is not null
+    where c.id = f.conversation_id and f.left_at is not null and f.left_view is null
   `.execute(db);
 }
 

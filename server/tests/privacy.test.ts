@@ -3,6 +3,7 @@ import { createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ReceiptState, type Message } from "../../gen/chat/chat_pb.js";
 import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
+import { backfillFormerViews } from "../../migrations/0012_former_participant_view.js";
 import { bearerTransport } from "./helpers/login.js";
 import { Subscription } from "./helpers/realtime.js";
 import { codeOf, errorOf, phoneSequence, socialUser, type SocialUser } from "./helpers/social.js";
@@ -76,6 +77,22 @@ describe("a removed participant sees the group as it was when they were removed"
     const now = (await m.chat.getConversation({ conversationId: g })).conversation!;
     expect(now.participantIds.sort()).toEqual([o.id, m.id, n.id].sort());
     expect(now.groupName).toBe("After");
+  });
+});
+
+describe("participations that ended before migration 0012", () => {
+  test("get the closest snapshot the rows allow: who was there then and is still there", async () => {
+    const [o, m, r, n] = [await newUser(), await newUser(), await newUser(), await newUser()];
+    const g = (await o.chat.createConversation({ isGroup: true, groupName: "Old", participantIds: [m.id, r.id] })).conversation!.id;
+    await o.chat.removeParticipant({ conversationId: g, userId: r.id });
+    const asRemoved = (await r.chat.getConversation({ conversationId: g })).conversation!;
+    await o.chat.addParticipants({ conversationId: g, userIds: [n.id] });
+    const db = s.server.ctx.database.db;
+    await db.updateTable("conversation_participants").set({ left_view: null }).where("user_id", "=", r.id).execute();
+    await backfillFormerViews(db);
+    const c = (await r.chat.getConversation({ conversationId: g })).conversation!;
+    expect(c.participants).toEqual(asRemoved.participants);
+    expect(c.participantIds.sort()).toEqual([o.id, m.id].sort());
   });
 });
 
