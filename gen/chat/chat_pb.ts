@@ -1326,7 +1326,8 @@ export type MessageReceipt = Message$1<"chat.MessageReceipt"> & {
   deliveredAt?: Timestamp | undefined;
 
   /**
-   * When they read it; unset if not yet.
+   * When they read it; unset if not yet, or in a direct conversation where
+   * either side has read receipts off.
    *
    * @generated from field: google.protobuf.Timestamp read_at = 3;
    */
@@ -1347,7 +1348,8 @@ export const MessageReceiptSchema: GenMessage<MessageReceipt> = /*@__PURE__*/
  */
 export type GetMessageReceiptsResponse = Message$1<"chat.GetMessageReceiptsResponse"> & {
   /**
-   * One per other participant.
+   * One per other participant the message reached (not those who joined
+   * after it); for a former participant, as they were when the caller left.
    *
    * @generated from field: repeated chat.MessageReceipt receipts = 1;
    */
@@ -1523,7 +1525,8 @@ export enum ReceiptState {
   DELIVERED = 2,
 
   /**
-   * Read by every other participant.
+   * Read by every other participant. Never shown in a direct conversation
+   * where either side has read receipts off (user.Privacy.read_receipts).
    *
    * @generated from enum value: RECEIPT_STATE_READ = 3;
    */
@@ -1623,7 +1626,9 @@ export const ChatService: GenService<{
     output: typeof GetConversationsResponseSchema;
   },
   /**
-   * GetConversation returns one conversation of the caller.
+   * GetConversation returns one conversation of the caller. A former
+   * participant of a group sees it as it was when they left: the participants,
+   * their roles and the group's name, description and avatar of then.
    *
    * @generated from rpc chat.ChatService.GetConversation
    */
@@ -1707,6 +1712,7 @@ export const ChatService: GenService<{
   },
   /**
    * ReactToMessage sets the caller's one reaction on a message; an empty emoji removes it.
+   * PermissionDenied in a direct conversation while either side has blocked the other.
    *
    * @generated from rpc chat.ChatService.ReactToMessage
    */

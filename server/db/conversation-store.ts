@@ -28,6 +28,8 @@ export interface ParticipantRow {
   last_read_seq: string;
   muted_until: Date | null;
   archived: boolean;
+  /** Once left: the group as it was then (parse with formerView); null or absent while current. */
+  left_view?: unknown;
 }
 
 /** "<smaller id>:<larger id>": the one direct conversation of a pair. */
@@ -145,6 +147,19 @@ export async function currentParticipants(db: Db, conversationIds: string[]): Pr
   return out;
 }
 
+/** The user's ended participations among the conversations, by conversation. */
+export async function formerParticipations(db: Db, userId: string, conversationIds: string[]): Promise<Map<string, ParticipantRow>> {
+  if (conversationIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom("conversation_participants")
+    .selectAll()
+    .where("user_id", "=", userId)
+    .where("conversation_id", "in", conversationIds)
+    .where("left_at", "is not", null)
+    .execute();
+  return new Map(rows.map((r) => [r.conversation_id, r]));
+}
+
 export interface ConversationListRow extends ConversationRow {
   my: ParticipantRow;
 }
@@ -205,17 +220,23 @@ export async function listConversations(
   }));
 }
 
-/** Messages after `afterSeq` not sent by the user: the unread count, per conversation. */
-export async function unreadCounts(db: Db, userId: string, items: Array<{ conversationId: string; afterSeq: string }>): Promise<Map<string, number>> {
+/** Messages after `afterSeq` (up to `upToSeq`, for a former participant) not sent by the user: the unread count, per conversation. */
+export async function unreadCounts(
+  db: Db,
+  userId: string,
+  items: Array<{ conversationId: string; afterSeq: string; upToSeq?: string | null }>,
+): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   // One indexed range count per conversation ((conversation_id, seq) is unique-indexed); pages are ≤ 100.
   await Promise.all(
     items.map(async (i) => {
-      const row = await db
+      let q = db
         .selectFrom("messages")
         .select((eb) => eb.fn.countAll<string>().as("n"))
         .where("conversation_id", "=", i.conversationId)
-        .where("seq", ">", i.afterSeq)
+        .where("seq", ">", i.afterSeq);
+      if (i.upToSeq != null) q = q.where("seq", "<=", i.upToSeq);
+      const row = await q
         .where("kind", "=", "user")
         .where("deleted_at", "is", null)
         .where((eb) => eb.or([eb("sender_id", "is", null), eb("sender_id", "!=", userId)]))
@@ -314,19 +335,41 @@ export async function addParticipants(trx: Transaction<Database>, conversationId
         last_read_seq: joinedSeq,
         archived: false,
         muted_until: null,
+        left_view: null,
       }),
     )
     .execute();
 }
 
-/** Ends a participation; they keep history up to and including `leftSeq`. */
+/**
+ * Ends a participation; they keep history up to and including `leftSeq`, and
+ * the group as it is at this moment (the other current participants with
+ * their roles and watermarks, and the group's fields) is kept with it, so they
+ * go on seeing it as it was when they left (FormerView).
+ */
 export async function markLeft(trx: Transaction<Database>, conversationId: string, userId: string, leftSeq: string, now: Date): Promise<void> {
-  await trx
-    .updateTable("conversation_participants")
-    .set({ left_at: now, left_seq: leftSeq })
-    .where("conversation_id", "=", conversationId)
-    .where("user_id", "=", userId)
-    .execute();
+  await sql`
+    update conversation_participants f
+    set left_at = ${now}, left_seq = ${leftSeq}::bigint, left_view = jsonb_build_object(
+      'group_name', c.group_name,
+      'group_description', c.group_description,
+      'group_avatar_url', c.group_avatar_url,
+      'participants', coalesce((
+        select jsonb_agg(jsonb_build_object(
+          'user_id', p.user_id,
+          'role', p.role,
+          'joined_at', p.joined_at,
+          'joined_seq', p.joined_seq::text,
+          'last_delivered_seq', p.last_delivered_seq::text,
+          'last_read_seq', p.last_read_seq::text
+        ) order by p.joined_at, p.user_id)
+        from conversation_participants p
+        where p.conversation_id = f.conversation_id and p.user_id <> f.user_id and p.left_at is null
+      ), '[]'::jsonb)
+    )
+    from conversations c
+    where c.id = f.conversation_id and f.conversation_id = ${conversationId}::uuid and f.user_id = ${userId}::uuid
+  `.execute(trx);
 }
 
 export async function setRole(trx: Transaction<Database>, conversationId: string, userId: string, role: Role): Promise<void> {

@@ -143,16 +143,16 @@ export async function setReaction(db: Db, messageId: string, userId: string, emo
     .execute();
 }
 
-/** When each user's watermark of `kind` first reached `seq`. */
-export async function firstMarks(db: Db, conversationId: string, seq: string, kind: "delivered" | "read"): Promise<Map<string, Date>> {
-  const rows = await db
+/** When each user's watermark of `kind` first reached `seq` (no later than `until`, when given). */
+export async function firstMarks(db: Db, conversationId: string, seq: string, kind: "delivered" | "read", until?: Date): Promise<Map<string, Date>> {
+  let q = db
     .selectFrom("receipt_marks")
     .select(["user_id", (eb) => eb.fn.min("at").as("at")])
     .where("conversation_id", "=", conversationId)
     .where("kind", "=", kind)
-    .where("up_to_seq", ">=", seq)
-    .groupBy("user_id")
-    .execute();
+    .where("up_to_seq", ">=", seq);
+  if (until) q = q.where("at", "<=", until);
+  const rows = await q.groupBy("user_id").execute();
   return new Map(rows.map((r) => [r.user_id, r.at as Date]));
 }
 

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Transaction } from "kysely";
-import { allows, DEFAULT_PRIVACY, type PrivacySettings, type Relation, type Visibility } from "../domain/privacy.js";
+import { allows, DEFAULT_PRIVACY, readStateShared, type PrivacySettings, type Relation, type Visibility } from "../domain/privacy.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -212,4 +212,50 @@ export async function isBlockedEitherWay(db: Db, a: string, b: string): Promise<
     )
     .executeTakeFirst();
   return row !== undefined;
+}
+
+/**
+ * Per conversation, whether its participants see each other's read state
+ * (readStateShared), in one round trip: only direct conversations need their
+ * two participants' settings.
+ */
+export async function readStateSharedIn(db: Db, conversationIds: readonly string[]): Promise<Map<string, boolean>> {
+  const ids = [...new Set(conversationIds)];
+  const out = new Map<string, boolean>(ids.map((id) => [id, true]));
+  if (ids.length === 0) return out;
+  const rows = await db
+    .selectFrom("conversations as c")
+    .innerJoin("conversation_participants as p", "p.conversation_id", "c.id")
+    .leftJoin("privacy_settings as ps", "ps.user_id", "p.user_id")
+    .select(["c.id", "c.is_group", "ps.read_receipts"])
+    .where("c.id", "in", ids)
+    .where("c.is_group", "=", false)
+    .execute();
+  const settings = new Map<string, boolean[]>();
+  for (const r of rows) settings.set(r.id, [...(settings.get(r.id) ?? []), r.read_receipts ?? DEFAULT_PRIVACY.readReceipts]);
+  for (const [id, on] of settings) out.set(id, readStateShared(false, on));
+  return out;
+}
+
+/** Blocks between a user and the other participant of a direct conversation (otherId null for a group). */
+export interface DirectBlockState {
+  otherId: string | null;
+  /** The user has blocked the other participant. */
+  iBlocked: boolean;
+  /** The other participant has blocked the user. */
+  blockedMe: boolean;
+}
+
+/** The blocks either way in a direct conversation, for `userId`, in one round trip (SendMessage reads the same in its preflight). */
+export async function directBlockState(db: Db, conversationId: string, userId: string): Promise<DirectBlockState> {
+  const { rows } = await sql<{ other_id: string; i_blocked: boolean; blocked_me: boolean }>`
+    select o.user_id as other_id,
+      exists (select 1 from blocked_users b where b.blocker_id = ${userId}::uuid and b.blocked_id = o.user_id) as i_blocked,
+      exists (select 1 from blocked_users b where b.blocker_id = o.user_id and b.blocked_id = ${userId}::uuid) as blocked_me
+    from conversations c
+    join conversation_participants o on o.conversation_id = c.id and o.user_id <> ${userId}::uuid
+    where c.id = ${conversationId}::uuid and not c.is_group
+    limit 1`.execute(db);
+  const r = rows[0];
+  return r ? { otherId: r.other_id, iBlocked: r.i_blocked, blockedMe: r.blocked_me } : { otherId: null, iBlocked: false, blockedMe: false };
 }

@@ -105,6 +105,8 @@ export interface ConversationParticipantsTable {
   last_read_seq: GeneratedInt8;
   muted_until: Date | null;
   archived: Generated<boolean>;
+  /** Once left: the group as it was then (FormerView, server/domain/conversation-view.ts); null while current. */
+  left_view: ColumnType<unknown, string | null | undefined, string | null>;
 }
 
 /** One row per watermark advance: kind is 'delivered' or 'read'. */

@@ -17,23 +17,37 @@ function jsonIds(v: unknown): string[] {
   return [];
 }
 
-/** Sent / delivered to all / read by all, from the other participants' watermarks. */
-export function receiptState(row: history.MessageRow, people: convs.ParticipantRow[]): ReceiptState {
+/**
+ * Sent / delivered to all / read by all, from the watermarks of the other
+ * participants who have the message (those who joined before it). Without
+ * `showRead` (readStateShared) it goes no further than delivered.
+ */
+export function receiptState(row: history.MessageRow, people: convs.ParticipantRow[], showRead = true): ReceiptState {
   if (row.kind !== "user") return ReceiptState.UNSPECIFIED;
-  const others = people.filter((p) => p.user_id !== row.sender_id);
   const seq = BigInt(row.seq);
-  if (others.length === 0) return ReceiptState.READ;
-  if (others.every((p) => BigInt(p.last_read_seq) >= seq)) return ReceiptState.READ;
+  const others = recipientsOf(row, people);
+  if (others.length === 0) return showRead ? ReceiptState.READ : ReceiptState.DELIVERED;
+  if (showRead && others.every((p) => BigInt(p.last_read_seq) >= seq)) return ReceiptState.READ;
   if (others.every((p) => BigInt(p.last_delivered_seq) >= seq)) return ReceiptState.DELIVERED;
   return ReceiptState.SENT;
 }
 
-/** How a stored message looks on the wire (ListMessages, the realtime stream). */
+/** Of `people`, those a message reached: everyone but its sender who joined before it. */
+export function recipientsOf(row: history.MessageRow, people: convs.ParticipantRow[]): convs.ParticipantRow[] {
+  const seq = BigInt(row.seq);
+  return people.filter((p) => p.user_id !== row.sender_id && BigInt(p.joined_seq) < seq);
+}
+
+/**
+ * How a stored message looks on the wire (ListMessages, the realtime stream).
+ * `showRead`: whether the conversation shares read state (readStateShared).
+ */
 export function toMessage(
   row: history.MessageRow,
   people: convs.ParticipantRow[],
   reactions: history.ReactionAgg[],
   quotes?: ReadonlyMap<string, StatusReference>,
+  showRead = true,
 ): Message {
   const byEmoji = new Map<string, string[]>();
   for (const r of reactions) {
@@ -56,7 +70,7 @@ export function toMessage(
     editedAt: row.edited_at ? timestampFromDate(row.edited_at) : undefined,
     deletedAt: row.deleted_at ? timestampFromDate(row.deleted_at) : undefined,
     reactions: [...byEmoji].map(([emoji, userIds]) => create(ReactionSchema, { emoji, count: userIds.length, userIds })),
-    receiptState: receiptState(row, people),
+    receiptState: receiptState(row, people, showRead),
     kind: row.kind === "system" ? MessageKind.SYSTEM : MessageKind.USER,
     systemEvent: row.system_event,
     systemUserIds: jsonIds(row.system_user_ids),

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { allows, statusVisible, type Relation } from "./privacy.js";
+import { allows, readStateShared, statusVisible, type Relation } from "./privacy.js";
 
 const contact: Relation = { self: false, viewerIsContact: true, blocked: false };
 const stranger: Relation = { self: false, viewerIsContact: false, blocked: false };
@@ -28,5 +28,14 @@ describe("statusVisible", () => {
     expect(statusVisible("everyone", { kind: "only", userIds: new Set(["v"]) }, "v", blocked)).toBe(false);
     expect(statusVisible("nobody", { kind: "contacts", userIds: none }, "v", contact)).toBe(false);
     expect(statusVisible("nobody", { kind: "contacts", userIds: none }, "v", self)).toBe(true);
+  });
+});
+
+describe("readStateShared", () => {
+  test("groups always; a direct chat only while both have read receipts on", () => {
+    expect(readStateShared(true, [false, false])).toBe(true);
+    expect(readStateShared(false, [true, true])).toBe(true);
+    expect(readStateShared(false, [true, false])).toBe(false);
+    expect(readStateShared(false, [false, true])).toBe(false);
   });
 });

@@ -66,3 +66,15 @@ export function statusVisible(statusSetting: Visibility, audience: StatusAudienc
       return audience.userIds.has(viewerId);
   }
 }
+
+/**
+ * Whether the participants of a conversation see each other's read state
+ * (read receipts, "read" ticks, read times): always in groups; in a direct
+ * chat only while both have read receipts on, so turning them off neither
+ * sends nor shows them (README, Privacy). Delivery is always shown.
+ */
+export function readStateShared(isGroup: boolean, readReceiptsOn: Iterable<boolean>): boolean {
+  if (isGroup) return true;
+  for (const on of readReceiptsOn) if (!on) return false;
+  return true;
+}

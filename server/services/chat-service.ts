@@ -19,15 +19,16 @@ import * as history from "../db/history-store.js";
 import type { Transaction } from "kysely";
 import { appendInboxEvents, insertSystemMessage, type NewInboxEvent } from "../db/message-store.js";
 import { eventBody, storedEvent } from "../realtime/events.js";
-import { roleToProto, toConversation } from "../domain/conversation-view.js";
-import { readReceiptsEnabled } from "../db/privacy-store.js";
+import { asSeenBy, formerParticipants, roleToProto, toConversation } from "../domain/conversation-view.js";
+import { readStateSharedIn } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
 import { isUuid } from "../domain/ids.js";
 import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { conversationCreatedEvents, openDirectConversation } from "./direct-conversations.js";
-import { blockError, requireNoBlockBetween, requireNotBlockedByAny } from "../domain/blocking.js";
-import { receiptState, toMessage } from "../domain/message-view.js";
+import { storedMessageView } from "./message-views.js";
+import { directBlockRefusal, requireDirectNotBlocked, requireNoBlockBetween, requireNotBlockedByAny } from "../domain/blocking.js";
+import { receiptState, recipientsOf, toMessage } from "../domain/message-view.js";
 
 const PAGE_DEFAULT = 50;
 const PAGE_MAX = 100;
@@ -77,26 +78,28 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
 
   async function toConversations(userId: string, rows: convs.ConversationListRow[]): Promise<Conversation[]> {
     const ids = rows.map((r) => r.id);
-    const [participants, unread, last] = await Promise.all([
+    const [participants, unread, last, readShared] = await Promise.all([
       convs.currentParticipants(db, ids),
       convs.unreadCounts(
         db,
         userId,
-        rows.map((r) => ({ conversationId: r.id, afterSeq: maxSeq(r.my.last_read_seq, r.my.joined_seq) })),
+        rows.map((r) => ({ conversationId: r.id, afterSeq: maxSeq(r.my.last_read_seq, r.my.joined_seq), upToSeq: r.my.left_seq })),
       ),
       history.lastVisibleMessages(
         db,
         userId,
         rows.map((r) => ({ conversationId: r.id, window: windowOf(r.my) })),
       ),
+      readStateSharedIn(db, ids),
     ]);
     const lastRows = [...last.values()];
     const [reactions, quotes] = await Promise.all([history.reactionsOf(db, lastRows.map((m) => m.id)), history.statusQuotesOf(db, lastRows.map((m) => m.id))]);
     return rows.map((r) => {
-      const people = participants.get(r.id) ?? [];
+      // A former participant sees the group as it was when they left.
+      const { conv, people } = asSeenBy(r, participants.get(r.id) ?? [], r.my);
       const lastRow = last.get(r.id);
-      const c = toConversation(r, people, r.my, clock.now());
-      c.lastMessage = lastRow ? toMessage(lastRow, people, reactions, quotes) : undefined;
+      const c = toConversation(conv, people, r.my, clock.now());
+      c.lastMessage = lastRow ? toMessage(lastRow, people, reactions, quotes, readShared.get(r.id)) : undefined;
       c.unreadCount = unread.get(r.id) ?? 0;
       return c;
     });
@@ -201,8 +204,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       // One round trip for participation, blocks and a previous send of this client id.
       const pre = await convs.sendPreflight(db, conversationId, me, clientMessageId);
       if (pre.leftAt !== null) throw notFound(conversationId);
-      if (pre.otherId !== null && pre.iBlocked) throw blockError(pre.otherId, "mine");
-      if (pre.otherId !== null && pre.blockedMe) throw blockError(pre.otherId, "theirs");
+      const refusal = directBlockRefusal(pre);
+      if (refusal) throw refusal;
       const content = req.content;
       if (content.length > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${content.length})`);
       const mediaUrl = req.mediaUrl.trim();
@@ -261,7 +264,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       }
       if (stored) {
         const row = await history.getMessage(db, stored.id);
-        if (row) return { message: await messageFor(row) };
+        if (row) return { message: await messageFor(row, !stored.duplicate) };
       }
       // Durable in the queue, not stored yet: seq is 0 until the worker assigns it
       // (the realtime stream and ListMessages then carry it).
@@ -303,9 +306,14 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const rows = await history.listMessages(db, conversationId, me, windowOf(my), { beforeSeq, afterSeq, limit: limit + 1 });
       const hasMore = rows.length > limit;
       const page = rows.slice(0, limit);
-      const people = (await convs.currentParticipants(db, [conversationId])).get(conversationId) ?? [];
-      const [reactions, quotes] = await Promise.all([history.reactionsOf(db, page.map((m) => m.id)), history.statusQuotesOf(db, page.map((m) => m.id))]);
-      return { messages: page.map((m) => toMessage(m, people, reactions, quotes)), hasMore };
+      const ids = page.map((m) => m.id);
+      const [people, readShared, reactions, quotes] = await Promise.all([
+        peopleSeenBy(my),
+        readStateSharedIn(db, [conversationId]),
+        history.reactionsOf(db, ids),
+        history.statusQuotesOf(db, ids),
+      ]);
+      return { messages: page.map((m) => toMessage(m, people, reactions, quotes, readShared.get(conversationId))), hasMore };
     },
 
     async getConversations(req, hc) {
@@ -501,7 +509,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         const row = await history.editMessage(trx, message.id, content, clock.now());
         if (!row) return undefined;
         const people = (await convs.currentParticipants(trx, [row.conversation_id])).get(row.conversation_id) ?? [];
-        const view = toMessage(row, people, await history.reactionsOf(trx, [row.id]), await history.statusQuotesOf(trx, [row.id]));
+        const view = toMessage(row, people, await history.reactionsOf(trx, [row.id]), await history.statusQuotesOf(trx, [row.id]), await readShared(trx, row.conversation_id));
         const body = eventBody({ case: "messageEdited", value: { $typeName: "realtime.MessageEdited", message: view } }, clock.now());
         emit(
           seeing(people, row.seq).map((userId) => ({
@@ -553,6 +561,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const me = callerOf(hc).userId;
       const { message, my } = await visibleMessage(me, req.messageId);
       if (my.left_at !== null) throw new ConnectError("you are no longer a participant of this conversation", Code.PermissionDenied);
+      await requireDirectNotBlocked(db, message.conversation_id, me);
       if (message.deleted_at) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
       const emoji = req.emoji.trim();
       if ([...emoji].length > MAX_EMOJI || /[\s\p{L}\p{N}]/u.test(emoji)) throw bad("emoji: one emoji, or empty to remove the reaction");
@@ -581,24 +590,28 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
 
     async getMessageReceipts(req, hc) {
       const me = callerOf(hc).userId;
-      const { message } = await visibleMessage(me, req.messageId);
-      const people = (await convs.currentParticipants(db, [message.conversation_id])).get(message.conversation_id) ?? [];
-      const [delivered, read] = await Promise.all([
-        history.firstMarks(db, message.conversation_id, message.seq, "delivered"),
-        history.firstMarks(db, message.conversation_id, message.seq, "read"),
+      const { message, my } = await visibleMessage(me, req.messageId);
+      // A former participant sees the receipts as they were when they left.
+      const until = my.left_at ?? undefined;
+      const [people, readShared, delivered, read] = await Promise.all([
+        peopleSeenBy(my),
+        readStateSharedIn(db, [message.conversation_id]),
+        history.firstMarks(db, message.conversation_id, message.seq, "delivered", until),
+        history.firstMarks(db, message.conversation_id, message.seq, "read", until),
       ]);
-      const receipts = people
-        .filter((p) => p.user_id !== message.sender_id)
+      const showRead = readShared.get(message.conversation_id) ?? true;
+      // One row per participant the message reached (not those who joined after it).
+      const receipts = recipientsOf(message, people)
         .map((p) => {
           const d = BigInt(p.last_delivered_seq) >= BigInt(message.seq) ? (delivered.get(p.user_id) ?? read.get(p.user_id)) : undefined;
-          const r = BigInt(p.last_read_seq) >= BigInt(message.seq) ? read.get(p.user_id) : undefined;
+          const r = showRead && BigInt(p.last_read_seq) >= BigInt(message.seq) ? read.get(p.user_id) : undefined;
           return create(MessageReceiptSchema, {
             userId: p.user_id,
             deliveredAt: d ? timestampFromDate(d) : undefined,
             readAt: r ? timestampFromDate(r) : undefined,
           });
         });
-      return { receipts, receiptState: receiptState(message, people) };
+      return { receipts, receiptState: receiptState(message, people, showRead) };
     },
 
     async muteConversation(req, hc) {
@@ -650,24 +663,22 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const after = before.map((p) => (p.user_id === me ? { ...p, ...w } : p));
       const mine = before.find((p) => p.user_id === me);
       if (!mine || (mine.last_delivered_seq === w.last_delivered_seq && mine.last_read_seq === w.last_read_seq)) return w;
-      // Read receipts are shared only between people who both have them on (privacy).
-      const receipts = await readReceiptsEnabled(trx, after.map((p) => p.user_id));
+      // Read state is shared in groups, and in a direct chat only while both have read receipts on.
+      const canSeeRead = (await readStateSharedIn(trx, [conversationId])).get(conversationId) ?? true;
       const aggregate = (people: convs.ParticipantRow[], viewer: string, key: "last_delivered_seq" | "last_read_seq") => {
         let min: bigint | undefined;
         for (const p of people) {
           if (p.user_id === viewer) continue;
-          const v = key === "last_read_seq" && receipts.get(p.user_id) === false ? 0n : BigInt(p[key]);
+          const v = BigInt(p[key]);
           if (min === undefined || v < min) min = v;
         }
         return min ?? 0n;
       };
-      const showRead = receipts.get(me) !== false;
       const events: NewInboxEvent[] = [];
       for (const p of after) {
         const viewer = p.user_id;
-        const canSeeRead = showRead && receipts.get(viewer) !== false;
         const delivered = aggregate(after, viewer, "last_delivered_seq");
-        const readAll = canSeeRead || viewer === me ? aggregate(after, viewer, "last_read_seq") : 0n;
+        const readAll = canSeeRead ? aggregate(after, viewer, "last_read_seq") : 0n;
         if (viewer !== me) {
           const changed =
             delivered !== aggregate(before, viewer, "last_delivered_seq") || (canSeeRead && readAll !== aggregate(before, viewer, "last_read_seq"));
@@ -829,10 +840,19 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     return { message, my };
   }
 
-  async function messageFor(row: history.MessageRow): Promise<Message> {
-    const people = (await convs.currentParticipants(db, [row.conversation_id])).get(row.conversation_id) ?? [];
-    const [reactions, quotes] = await Promise.all([history.reactionsOf(db, [row.id]), history.statusQuotesOf(db, [row.id])]);
-    return toMessage(row, people, reactions, quotes);
+  async function messageFor(row: history.MessageRow, justStored = false): Promise<Message> {
+    return storedMessageView(ctx, row, justStored);
+  }
+
+  /** Whether the conversation's participants see each other's read state (readStateShared). */
+  async function readShared(trx: Transaction<Database>, conversationId: string): Promise<boolean> {
+    return (await readStateSharedIn(trx, [conversationId])).get(conversationId) ?? true;
+  }
+
+  /** The participants as `my` sees them: current ones, or for a former participant those of when they left. */
+  async function peopleSeenBy(my: convs.ParticipantRow): Promise<convs.ParticipantRow[]> {
+    if (my.left_at !== null) return formerParticipants(my);
+    return (await convs.currentParticipants(db, [my.conversation_id])).get(my.conversation_id) ?? [];
   }
 }
 

@@ -19,10 +19,12 @@ import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
 import { readInbox, type InboxRow } from "../db/inbox-store.js";
 import * as presence from "../db/presence-store.js";
-import { contactsAmong, getPrivacyMany, relationsTo } from "../db/privacy-store.js";
+import { contactsAmong, getPrivacyMany, readStateSharedIn, relationsTo } from "../db/privacy-store.js";
+import { requireDirectNotBlocked } from "../domain/blocking.js";
 import { allows } from "../domain/privacy.js";
 import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { toMessage } from "../domain/message-view.js";
+import { formerParticipants } from "../domain/conversation-view.js";
 import { MESSAGE_EVENTS, eventBody, eventFromPayload } from "../realtime/events.js";
 import type { LocalStream } from "../realtime/hub.js";
 import { resetTransportKey } from "../realtime/transport-key.js";
@@ -56,10 +58,12 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       for (const m of found) messages.set(m.id, m);
     }
     const conversationIds = [...new Set([...messages.values()].map((m) => m.conversation_id))];
-    const [people, reactions, quotes] = await Promise.all([
+    const [people, former, reactions, quotes, readShared] = await Promise.all([
       convs.currentParticipants(db, conversationIds),
+      convs.formerParticipations(db, userId, conversationIds),
       history.reactionsOf(db, [...messages.keys()]),
       history.statusQuotesOf(db, [...messages.keys()]),
+      readStateSharedIn(db, conversationIds),
     ]);
     const out: Event[] = [];
     for (const r of rows) {
@@ -68,7 +72,10 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       if (isMessageEvent(r.event_type)) {
         const m = r.message_id ? messages.get(r.message_id) : undefined;
         if (!m) continue; // the message is gone with its conversation
-        const message = toMessage(m, people.get(m.conversation_id) ?? [], reactions, quotes);
+        // A former participant sees the receipts of when they left.
+        const mine = former.get(m.conversation_id);
+        const seenBy = mine ? formerParticipants(mine) : (people.get(m.conversation_id) ?? []);
+        const message = toMessage(m, seenBy, reactions, quotes, readShared.get(m.conversation_id));
         out.push(
           create(EventSchema, {
             position,
@@ -190,6 +197,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       const conversationId = uuidField("conversation_id", req.conversationId);
       const my = await convs.getParticipation(db, conversationId, me);
       if (!my || my.left_at !== null) throw new ConnectError(`conversation ${conversationId} not found`, Code.NotFound);
+      await requireDirectNotBlocked(db, conversationId, me);
       const key = `${me}:${conversationId}`;
       const nowMs = Date.now();
       const budget = typingBudget.get(key);

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { MessageKind, MessageSchema, ReceiptState } from "../../gen/chat/chat_pb.js";
 import {
   AuthorStatusesSchema,
   StatusAudience,
@@ -21,7 +20,9 @@ import * as statuses from "../db/status-store.js";
 import type { StatusRow } from "../db/status-store.js";
 import { requireNoBlockBetween } from "../domain/blocking.js";
 import { statusVisible, type AudienceKind } from "../domain/privacy.js";
-import { MessageRejectedError, QueueUnavailableError, messageIdFor } from "../messaging/message-queue.js";
+import { MessageRejectedError, QueueUnavailableError, messageIdFor, type OutgoingMessage } from "../messaging/message-queue.js";
+import { messageFromOutgoing } from "../realtime/events.js";
+import { storedMessageView } from "./message-views.js";
 import { isHttpUrl, profilesFor } from "./user-service.js";
 import { bad, callerId, uuidField } from "./rpc-input.js";
 import { openDirectConversation } from "./direct-conversations.js";
@@ -286,27 +287,28 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       }
       // The quote is recorded before the message is queued, so no stored reply lacks it.
       await statuses.insertReply(db, { messageId: id, status: row, replierId: me, conversationId: conv.id, now });
+      const outgoing: OutgoingMessage = {
+        id,
+        conversationId: conv.id,
+        senderId: me,
+        clientMessageId,
+        content,
+        mediaUrl: "",
+        mediaType: "",
+        replyToMessageId: null,
+        mentionUserIds: [],
+        sentAt: now.toISOString(),
+        replyToStatus: {
+          statusId: row.id,
+          authorId: row.user_id,
+          contentType: row.content_type,
+          content: row.content_type === "text" ? row.content : row.media_url,
+        },
+      };
       let stored;
       if (!already) {
         try {
-          ({ stored } = await ctx.messages.publish({
-            id,
-            conversationId: conv.id,
-            senderId: me,
-            clientMessageId,
-            content,
-            mediaUrl: "",
-            mediaType: "",
-            replyToMessageId: null,
-            mentionUserIds: [],
-            sentAt: now.toISOString(),
-            replyToStatus: {
-              statusId: row.id,
-              authorId: row.user_id,
-              contentType: row.content_type,
-              content: row.content_type === "text" ? row.content : row.media_url,
-            },
-          }));
+          ({ stored } = await ctx.messages.publish(outgoing));
         } catch (err) {
           if (err instanceof MessageRejectedError) throw new ConnectError("the direct conversation with the author is gone", Code.FailedPrecondition);
           if (err instanceof QueueUnavailableError) {
@@ -318,17 +320,9 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       const saved = already ?? (stored ? await history.getMessage(db, stored.id) : undefined);
       return {
         conversationId: conv.id,
-        message: create(MessageSchema, {
-          id,
-          conversationId: conv.id,
-          senderId: me,
-          content: saved?.content ?? content,
-          clientMessageId,
-          createdAt: (saved?.created_at ?? now).toISOString(),
-          seq: saved ? BigInt(saved.seq) : 0n,
-          receiptState: ReceiptState.SENT,
-          kind: MessageKind.USER,
-        }),
+        // As ListMessages shows it, the quoted status included; queued but not
+        // yet stored (production), as SendMessage answers then: seq 0.
+        message: saved ? await storedMessageView(ctx, saved) : messageFromOutgoing(outgoing, "0", now),
         status: toStatus(row, true),
       };
     },
