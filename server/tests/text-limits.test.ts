@@ -25,6 +25,17 @@ afterAll(async () => {
   await s?.stop();
 });
 
+/** Waits (bounded) until the worker has stored message `id` (production profile: SendMessage answers once the queue has it). */
+async function storedMessage(id: string) {
+  const chat = createClient(ChatService, bearerTransport(s.url, alice.accessToken));
+  for (let i = 0; i < 200; i++) {
+    const found = (await chat.listMessages({ conversationId: direct, limit: 20 })).messages.find((m) => m.id === id);
+    if (found) return found;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`message ${id} was never stored`);
+}
+
 async function refused(call: Promise<unknown>, field: RegExp): Promise<void> {
   const err = await call.then(
     () => undefined,
@@ -41,13 +52,13 @@ describe.each(["connect", "grpc"] as const)("text limits in Unicode code points 
   test("SendMessage: 4,096 emoji are accepted and stored whole; 4,097 → InvalidArgument naming content", async () => {
     const sent = await chat().sendMessage({ conversationId: direct, content: emoji(4096) });
     expect(sent.message!.content).toBe(emoji(4096));
-    const page = await chat().listMessages({ conversationId: direct, limit: 1 });
-    expect(page.messages[0]!.content).toBe(emoji(4096));
+    expect((await storedMessage(sent.message!.id)).content).toBe(emoji(4096));
     await refused(chat().sendMessage({ conversationId: direct, content: emoji(4097) }), /content: at most 4096 characters \(got 4097\)/);
   });
 
   test("EditMessage: 4,096 emoji are accepted; 4,097 → InvalidArgument naming content", async () => {
     const { message } = await chat().sendMessage({ conversationId: direct, content: "draft" });
+    await storedMessage(message!.id);
     const edited = await chat().editMessage({ messageId: message!.id, content: emoji(4096) });
     expect(edited.message!.content).toBe(emoji(4096));
     await refused(chat().editMessage({ messageId: message!.id, content: emoji(4097) }), /content: at most 4096 characters/);
