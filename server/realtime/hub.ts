@@ -86,8 +86,7 @@ export class LocalStream {
         this.terminate(
           (position) =>
             new ConnectError(
-              `more than ${this.hub.maxStreamsPerUser} streams are open for this account; this one, the oldest, was closed ` +
-                `(events up to position ${position} were sent on it)`,
+              `more than ${this.hub.maxStreamsPerUser} streams are open for this account. This one (the oldest) was closed after position ${position}`,
               Code.ResourceExhausted,
               { [RESUME_POSITION_KEY]: String(position) },
             ),
@@ -114,9 +113,10 @@ export class LocalStream {
         const waiting = this.queue.capacity;
         this.terminate(
           (position) =>
+            // No ";:=,": grpc-js reads grpc-message with decodeURI, which leaves those percent-encoded.
             new ConnectError(
-              `this device is reading events too slowly (more than ${waiting} waiting); events up to position ${position} ` +
-                `were sent on this stream: reconnect with since_position=${position} (or the last position you received, if lower)`,
+              `this device reads events too slowly (more than ${waiting} waiting) so the stream was ended after position ${position}. ` +
+                `Reconnect with since_position ${position} (or the last position you received if lower)`,
               Code.ResourceExhausted,
               { [RESUME_POSITION_KEY]: String(position) },
             ),

@@ -106,8 +106,7 @@ describe("a device that stops reading its stream", () => {
     client.close();
     expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     const position = BigInt(String(status.metadata.get("resume-position")[0]));
-    // grpc-js reads grpc-message with decodeURI, which leaves connect's %3D (=) and the like encoded.
-    expect(decodeURIComponent(status.details)).toContain(`since_position=${position}`);
+    expect(status.details).toContain(`ended after position ${position}. Reconnect with since_position ${position}`);
     // grpc-js drops the messages it had received but not handed over when a
     // call fails, so the device may hold less than the stream sent.
     const received = lastStored(events);
@@ -151,7 +150,7 @@ describe("a device that stops reading its stream", () => {
     await done;
     expect(error?.code).toBe(Code.ResourceExhausted);
     const position = BigInt(error!.metadata.get("resume-position") ?? "-1");
-    expect(error!.rawMessage).toContain(`since_position=${position}`);
+    expect(error!.rawMessage).toContain(`ended after position ${position}. Reconnect with since_position ${position}`);
     expect(lastStored(events)).toBe(position);
     // The cut came before the stream could send everything.
     expect(numbers(events, tag).length).toBeGreaterThan(0);
