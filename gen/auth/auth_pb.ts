@@ -43,7 +43,7 @@ export type User = Message<"auth.User"> & {
   phoneNumber: string;
 
   /**
-   * Name shown to others; at most 64 characters.
+   * Name shown to others; at most 64 characters (Unicode code points).
    *
    * @generated from field: string display_name = 3;
    */
@@ -57,7 +57,7 @@ export type User = Message<"auth.User"> & {
   profilePictureUrl: string;
 
   /**
-   * Short "about" line; at most 140 characters.
+   * Short "about" line; at most 140 characters (Unicode code points).
    *
    * @generated from field: string about_text = 5;
    */
@@ -176,28 +176,28 @@ export type VerifyOTPRequest = Message<"auth.VerifyOTPRequest"> & {
   otpCode: string;
 
   /**
-   * Client-chosen stable id of the device, at most 128 characters.
+   * Client-chosen stable id of the device, at most 128 characters (Unicode code points).
    *
    * @generated from field: string device_id = 3;
    */
   deviceId: string;
 
   /**
-   * Human name of the device, e.g. "Ayşe's iPhone"; at most 64 characters.
+   * Human name of the device, e.g. "Ayşe's iPhone"; at most 64 characters (Unicode code points).
    *
    * @generated from field: string device_name = 4;
    */
   deviceName: string;
 
   /**
-   * Kind of client, e.g. "ios", "android", "web", "desktop"; at most 32 characters.
+   * Kind of client, e.g. "ios", "android", "web", "desktop"; at most 32 characters (Unicode code points).
    *
    * @generated from field: string device_type = 5;
    */
   deviceType: string;
 
   /**
-   * Push notification token (APNs/FCM) of the device, at most 4096 characters.
+   * Push notification token (APNs/FCM) of the device, at most 4096 characters (Unicode code points).
    *
    * @generated from field: string push_token = 6;
    */

@@ -68,7 +68,7 @@ export type Conversation = Message$1<"chat.Conversation"> & {
   groupName: string;
 
   /**
-   * The group's description (at most 512 characters).
+   * The group's description (at most 512 characters: Unicode code points).
    *
    * @generated from field: string group_description = 6;
    */
@@ -440,7 +440,7 @@ export type CreateConversationRequest = Message$1<"chat.CreateConversationReques
   isGroup: boolean;
 
   /**
-   * The group's name (required for groups, at most 100 characters).
+   * The group's name (required for groups, at most 100 characters: Unicode code points).
    *
    * @generated from field: string group_name = 3;
    */
@@ -454,7 +454,7 @@ export type CreateConversationRequest = Message$1<"chat.CreateConversationReques
   participantPhoneNumbers: string[];
 
   /**
-   * The group's description.
+   * The group's description (at most 512 characters: Unicode code points).
    *
    * @generated from field: string group_description = 5;
    */
@@ -524,7 +524,7 @@ export type SendMessageRequest = Message$1<"chat.SendMessageRequest"> & {
   conversationId: string;
 
   /**
-   * Text, at most 4,096 characters.
+   * Text, at most 4,096 characters (Unicode code points, so 4,096 emoji fit).
    *
    * @generated from field: string content = 2;
    */
@@ -799,14 +799,14 @@ export type UpdateGroupRequest = Message$1<"chat.UpdateGroupRequest"> & {
   conversationId: string;
 
   /**
-   * New name, when set (1..100 characters).
+   * New name, when set (1..100 characters: Unicode code points).
    *
    * @generated from field: optional string group_name = 2;
    */
   groupName?: string | undefined;
 
   /**
-   * New description, when set.
+   * New description, when set (at most 512 characters: Unicode code points).
    *
    * @generated from field: optional string group_description = 3;
    */
@@ -1052,7 +1052,7 @@ export type EditMessageRequest = Message$1<"chat.EditMessageRequest"> & {
   messageId: string;
 
   /**
-   * The new text (1..4,096 characters).
+   * The new text (1..4,096 characters: Unicode code points).
    *
    * @generated from field: string content = 2;
    */
@@ -1144,7 +1144,7 @@ export type ReactToMessageRequest = Message$1<"chat.ReactToMessageRequest"> & {
   messageId: string;
 
   /**
-   * One emoji (at most 16 characters); empty removes the caller's reaction.
+   * One emoji (at most 16 Unicode code points); empty removes the caller's reaction.
    *
    * @generated from field: string emoji = 2;
    */
@@ -1596,7 +1596,7 @@ export const ChatService: GenService<{
   /**
    * SendMessage sends a message; it answers once the message is durable. A
    * retry with the same client_message_id returns the same message.
-   * Text at most 4,096 characters; text or media required.
+   * Text at most 4,096 characters (Unicode code points); text or media required.
    *
    * @generated from rpc chat.ChatService.SendMessage
    */

@@ -953,8 +953,17 @@ export const RealtimeService: GenService<{
    * Subscribe streams the caller's events. With since_position set, it first
    * replays the stored events after that position; without it, it starts from
    * now. The stream ends with Unauthenticated when the session is revoked,
-   * ResourceExhausted when the device cannot keep up (resume from its last
-   * position) or has too many streams open, Unavailable on server shutdown.
+   * ResourceExhausted when the device cannot keep up (REALTIME_STREAM_BUFFER
+   * events waiting) or has too many streams open, Unavailable on server
+   * shutdown. A ResourceExhausted end comes after every event the stream sent
+   * and names the last stored position it sent, in its message and in the
+   * `resume-position` metadata (gRPC trailer, Connect end-stream metadata):
+   * reconnect with since_position set to it, or to the last position you
+   * received if that is lower (@grpc/grpc-js drops the messages it had
+   * received but not yet handed over when a call fails). A device that does
+   * not read for two heartbeats after such a cut gets no status: its stream
+   * is reset (HTTP/2 RST_STREAM ENHANCE_YOUR_CALM; HTTP/1.1: the connection
+   * closes), and it resumes from its last position.
    *
    * @generated from rpc realtime.RealtimeService.Subscribe
    */

@@ -48,7 +48,7 @@ export type CreateStatusRequest = Message<"status.CreateStatusRequest"> & {
   userId: string;
 
   /**
-   * The text of a TEXT status, 1 to 700 characters. Must be empty for media
+   * The text of a TEXT status, 1 to 700 characters (Unicode code points). Must be empty for media
    * (use caption).
    *
    * @generated from field: string content = 2;
@@ -85,7 +85,7 @@ export type CreateStatusRequest = Message<"status.CreateStatusRequest"> & {
   mediaUrl: string;
 
   /**
-   * Caption under a picture or video, at most 700 characters.
+   * Caption under a picture or video, at most 700 characters (Unicode code points).
    *
    * @generated from field: string caption = 7;
    */
@@ -580,7 +580,7 @@ export type ReplyToStatusRequest = Message<"status.ReplyToStatusRequest"> & {
   statusId: string;
 
   /**
-   * The reply text, 1 to CHAT_MAX_TEXT_LENGTH characters.
+   * The reply text, 1 to CHAT_MAX_TEXT_LENGTH characters (Unicode code points).
    *
    * @generated from field: string content = 2;
    */
@@ -783,7 +783,7 @@ export const StatusService: GenService<{
   /**
    * CreateStatus posts a status for 24 hours and tells its audience's online
    * devices (realtime StatusPosted). A text status needs content (at most 700
-   * characters); an image or video needs media_url. user_id, if set, must be
+   * characters: Unicode code points); an image or video needs media_url. user_id, if set, must be
    * the caller's id (PermissionDenied otherwise).
    *
    * @generated from rpc status.StatusService.CreateStatus

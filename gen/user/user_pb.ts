@@ -47,7 +47,7 @@ export type Profile = Message<"user.Profile"> & {
   phoneNumber: string;
 
   /**
-   * Name shown to others; at most 64 characters.
+   * Name shown to others; at most 64 characters (Unicode code points).
    *
    * @generated from field: string display_name = 3;
    */
@@ -61,7 +61,7 @@ export type Profile = Message<"user.Profile"> & {
   profilePictureUrl: string;
 
   /**
-   * Short "about" line, at most 140 characters; empty if none or hidden.
+   * Short "about" line, at most 140 characters (Unicode code points); empty if none or hidden.
    *
    * @generated from field: string about_text = 5;
    */
@@ -205,14 +205,14 @@ export const GetMeResponseSchema: GenMessage<GetMeResponse> = /*@__PURE__*/
  */
 export type UpdateProfileRequest = Message<"user.UpdateProfileRequest"> & {
   /**
-   * New display name, 1 to 64 characters (leading and trailing spaces dropped).
+   * New display name, 1 to 64 characters: Unicode code points (leading and trailing spaces dropped).
    *
    * @generated from field: optional string display_name = 1;
    */
   displayName?: string | undefined;
 
   /**
-   * New about line, at most 140 characters; empty clears it.
+   * New about line, at most 140 characters (Unicode code points); empty clears it.
    *
    * @generated from field: optional string about_text = 2;
    */
@@ -772,7 +772,7 @@ export const UserService: GenService<{
   },
   /**
    * UpdateProfile changes the caller's display name (1 to 64 characters),
-   * about line (at most 140) or profile photo URL (http or https, at most
+   * about line (at most 140; both in Unicode code points) or profile photo URL (http or https, at most
    * 2,048; empty removes it). Fields left unset stay as they are.
    *
    * @generated from rpc user.UserService.UpdateProfile

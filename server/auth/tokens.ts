@@ -37,6 +37,14 @@ const AUDIENCE: Record<TokenKind, string> = { access: "chatwire-api", refresh: "
 const TYP: Record<TokenKind, string> = { access: "at+jwt", refresh: "rt+jwt" };
 
 const VERIFIED_CACHE_MAX = 10_000;
+/**
+ * How far in the future a token's `iat` may be: the clock difference allowed
+ * between the instance that issued it and the one checking it (NTP keeps them
+ * within milliseconds). Beyond it the token was not issued by a healthy
+ * instance of this deployment and is refused. `nbf` we never set; when a token
+ * carries one, jose refuses the token until that time.
+ */
+export const MAX_CLOCK_SKEW_SECONDS = 60;
 
 /** SHA-256 hex: what is stored of a refresh token. */
 export function hashToken(token: string): string {
@@ -107,6 +115,10 @@ export class TokenService {
     } catch (err) {
       throw toTokenError(kind, err);
     }
+    const iat = payload.iat!;
+    if (iat > Math.floor(this.clock.now().getTime() / 1000) + MAX_CLOCK_SKEW_SECONDS) {
+      throw new TokenError("invalid_claims", `the ${kind} token's "iat" claim is in the future (issued at ${new Date(iat * 1000).toISOString()})`);
+    }
     const sid = payload.sid;
     // Ids go to the database as uuids: anything else is refused here, not there.
     if (typeof sid !== "string" || !isUuid(sid) || typeof payload.sub !== "string" || !isUuid(payload.sub)) {
@@ -116,7 +128,7 @@ export class TokenService {
       userId: payload.sub,
       sessionId: sid,
       jti: String(payload.jti),
-      issuedAt: new Date((payload.iat ?? 0) * 1000),
+      issuedAt: new Date(iat * 1000),
       expiresAt: new Date((payload.exp ?? 0) * 1000),
     };
     if (kind === "access") {
@@ -135,6 +147,9 @@ function toTokenError(kind: TokenKind, err: unknown): TokenError {
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     // A refresh token where an access token belongs (or the reverse) fails on typ/aud.
     if (err.claim === "aud" || err.claim === "typ") return new TokenError("wrong_type", `this is not ${kind === "access" ? "an" : "a"} ${kind} token`);
+    if (err.claim === "nbf" && typeof err.payload.nbf === "number") {
+      return new TokenError("invalid_claims", `the ${kind} token is not valid before ${new Date(err.payload.nbf * 1000).toISOString()}`);
+    }
     return new TokenError("invalid_claims", `the ${kind} token's "${err.claim}" claim is not valid`);
   }
   if (err instanceof joseErrors.JOSEAlgNotAllowed || err instanceof joseErrors.JOSENotSupported) {

@@ -22,6 +22,16 @@ import { controlFrame, decodeFrame, eventFrame, type BusFrame } from "./wire.js"
 
 /** A stream whose session is gone, or that must make room: ends at once (or is reset) with this. */
 const FORCE_RESET_AFTER_MS = 2000;
+/**
+ * The trailer (gRPC, gRPC-Web) or end-of-stream metadata (Connect) naming the
+ * last stored position a stream sent before the server ended it: a device
+ * reconnects with since_position set to it (or to the last position it
+ * received, if its client library dropped events it had buffered).
+ */
+export const RESUME_POSITION_KEY = "resume-position";
+
+/** Why the server ends a stream: the error is made when the stream actually ends, with the last stored position sent on it. */
+export type StreamEnd = (lastSent: bigint) => ConnectError;
 /** Presence rows are renewed this often and expire after three missed renewals. */
 const PRESENCE_RENEW_MS = 20_000;
 const PRESENCE_TTL_MS = 3 * PRESENCE_RENEW_MS;
@@ -51,7 +61,7 @@ export class LocalStream {
   live = false;
   /** Highest stored position announced while not live (the replay reads up to it). */
   maxNotified = 0n;
-  /** Last stored position sent to the device (the resume hint). */
+  /** Last stored position handed to the transport (the resume position an ending names). */
   lastDelivered = 0n;
   private resetTimer: NodeJS.Timeout | undefined;
   ended = false;
@@ -74,10 +84,12 @@ export class LocalStream {
       if (frame.control.type === "evict" && frame.control.stream_id === this.id) {
         this.hub.countEnd("evicted");
         this.terminate(
-          new ConnectError(
-            `more than ${this.hub.maxStreamsPerUser} streams are open for this account; this one, the oldest, was closed`,
-            Code.ResourceExhausted,
-          ),
+          (position) =>
+            new ConnectError(
+              `more than ${this.hub.maxStreamsPerUser} streams are open for this account. This one (the oldest) was closed after position ${position}`,
+              Code.ResourceExhausted,
+              { [RESUME_POSITION_KEY]: String(position) },
+            ),
         );
       }
       return;
@@ -98,12 +110,17 @@ export class LocalStream {
       if (!this.live) return;
       if (!this.queue.failed) {
         this.hub.countEnd("slow");
+        const waiting = this.queue.capacity;
         this.terminate(
-          new ConnectError(
-            `this device is reading events too slowly (${this.queue.capacity} waiting); ` +
-              `reconnect with since_position=${this.lastDelivered} to resume`,
-            Code.ResourceExhausted,
-          ),
+          (position) =>
+            // No ";:=,": grpc-js reads grpc-message with decodeURI, which leaves those percent-encoded.
+            new ConnectError(
+              `this device reads events too slowly (more than ${waiting} waiting) so the stream was ended after position ${position}. ` +
+                `Reconnect with since_position ${position} (or the last position you received if lower)`,
+              Code.ResourceExhausted,
+              { [RESUME_POSITION_KEY]: String(position) },
+            ),
+          this.hub.slowResetAfterMs,
         );
       }
     }
@@ -115,18 +132,25 @@ export class LocalStream {
   }
 
   /**
-   * Ends the stream with `error` at the generator's next pull; if it is stuck
-   * writing to a device that stopped reading, the transport is reset instead
-   * (HTTP/2 RST_STREAM ENHANCE_YOUR_CALM, which clients read as
+   * Ends the stream at the generator's next pull, with the error `end` makes
+   * then (see ending()). If the generator is stuck writing to a device that
+   * stopped reading, the status can only follow what is in flight: the device
+   * gets it if it reads again within `resetAfterMs`; after that the transport
+   * is reset (HTTP/2 RST_STREAM ENHANCE_YOUR_CALM, which grpc-js reports as
    * ResourceExhausted; HTTP/1.1: the connection is closed).
    */
-  terminate(error: ConnectError): void {
+  terminate(end: StreamEnd, resetAfterMs = FORCE_RESET_AFTER_MS): void {
     if (this.queue.failed || this.ended) return;
-    this.queue.fail(error);
+    this.queue.fail(end);
     this.resetTimer = setTimeout(() => {
       if (!this.ended) this.resetTransport();
-    }, FORCE_RESET_AFTER_MS);
+    }, resetAfterMs);
     this.resetTimer.unref();
+  }
+
+  /** The error the server ended this stream with (after terminate()), naming the last position sent. */
+  ending(): ConnectError {
+    return (this.queue.failure as StreamEnd)(this.lastDelivered);
   }
 
   /** Stops taking frames; the hub then unregisters presence. */
@@ -170,13 +194,23 @@ export class RealtimeHub {
     return this.opts.config;
   }
 
+  /**
+   * How long a stream cut for reading too slowly, stuck behind data the device
+   * has not read, waits for the device to read it and the status after it:
+   * two heartbeats (a device that heard nothing for that long reconnects on
+   * its own), at least FORCE_RESET_AFTER_MS.
+   */
+  get slowResetAfterMs(): number {
+    return Math.max(FORCE_RESET_AFTER_MS, 2 * this.opts.config.heartbeatSeconds * 1000);
+  }
+
   start(): void {
     const { logger, clock, db, config } = this.opts;
     this.stopRevocations = this.opts.guard.onRevoked((sessionId) => {
       for (const s of this.streams.values()) {
         if (s.sessionId !== sessionId) continue;
         this.countEnd("revoked");
-        s.terminate(new ConnectError("this session was signed out; sign in again", Code.Unauthenticated));
+        s.terminate(() => new ConnectError("this session was signed out; sign in again", Code.Unauthenticated));
       }
     });
     const every = (ms: number, what: string, job: () => Promise<unknown>) => {

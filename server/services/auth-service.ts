@@ -16,6 +16,7 @@ import type { AppContext } from "../context.js";
 import * as store from "../db/auth-store.js";
 import type { User, UserDevice } from "../db/schema.js";
 import { isUuid } from "../domain/ids.js";
+import { codePoints } from "../domain/text.js";
 import { callerOf } from "./rpc-input.js";
 import { userFields } from "../domain/user-view.js";
 
@@ -252,7 +253,7 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
 }
 
 function checkLength(field: string, value: string, max: number): void {
-  if (value.length > max) throw new ConnectError(`${field}: at most ${max} characters`, Code.InvalidArgument);
+  if (codePoints(value) > max) throw new ConnectError(`${field}: at most ${max} characters`, Code.InvalidArgument);
 }
 
 async function limited<T>(fn: () => Promise<T>): Promise<T> {

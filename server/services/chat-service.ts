@@ -24,6 +24,7 @@ import { readStateSharedIn } from "../db/privacy-store.js";
 import type { Database } from "../db/schema.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, publishNotices } from "../messaging/message-queue.js";
 import { isUuid } from "../domain/ids.js";
+import { codePoints } from "../domain/text.js";
 import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { conversationCreatedEvents, openDirectConversation } from "./direct-conversations.js";
 import { storedMessageView } from "./message-views.js";
@@ -153,8 +154,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
 
       const name = req.groupName.trim();
       if (name === "") throw bad("group_name: a group needs a name");
-      if (name.length > 100) throw bad("group_name: at most 100 characters");
-      if (req.groupDescription.length > 512) throw bad("group_description: at most 512 characters");
+      if (codePoints(name) > 100) throw bad("group_name: at most 100 characters");
+      if (codePoints(req.groupDescription) > 512) throw bad("group_description: at most 512 characters");
       if (req.groupAvatarUrl.length > 2048) throw bad("group_avatar_url: at most 2048 characters");
       if (others.length + 1 > MAX_PARTICIPANTS) throw bad(`participant_ids: a group has at most ${MAX_PARTICIPANTS} participants`);
       await requireNotBlockedByAny(db, me, others);
@@ -207,7 +208,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const refusal = directBlockRefusal(pre);
       if (refusal) throw refusal;
       const content = req.content;
-      if (content.length > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${content.length})`);
+      if (codePoints(content) > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${codePoints(content)})`);
       const mediaUrl = req.mediaUrl.trim();
       if (content.trim() === "" && mediaUrl === "") throw bad("content: a message needs text or media_url");
       if (mediaUrl && !/^https?:\/\/\S+$/.test(mediaUrl)) throw bad("media_url: must be an http(s) URL");
@@ -352,11 +353,11 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const fields: { group_name?: string; group_description?: string; group_avatar_url?: string } = {};
       if (req.groupName !== undefined) {
         const name = req.groupName.trim();
-        if (name === "" || name.length > 100) throw bad("group_name: 1 to 100 characters");
+        if (name === "" || codePoints(name) > 100) throw bad("group_name: 1 to 100 characters");
         fields.group_name = name;
       }
       if (req.groupDescription !== undefined) {
-        if (req.groupDescription.length > 512) throw bad("group_description: at most 512 characters");
+        if (codePoints(req.groupDescription) > 512) throw bad("group_description: at most 512 characters");
         fields.group_description = req.groupDescription.trim();
       }
       if (req.groupAvatarUrl !== undefined) {
@@ -503,7 +504,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       }
       const content = req.content;
       if (content.trim() === "") throw bad("content: the new text must not be empty (delete the message instead)");
-      if (content.length > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${content.length})`);
+      if (codePoints(content) > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${codePoints(content)})`);
       const edited = await withEvents(async (trx, emit) => {
         await convs.lockConversationShared(trx, message.conversation_id);
         const row = await history.editMessage(trx, message.id, content, clock.now());
@@ -564,7 +565,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       await requireDirectNotBlocked(db, message.conversation_id, me);
       if (message.deleted_at) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
       const emoji = req.emoji.trim();
-      if ([...emoji].length > MAX_EMOJI || /[\s\p{L}\p{N}]/u.test(emoji)) throw bad("emoji: one emoji, or empty to remove the reaction");
+      if (codePoints(emoji) > MAX_EMOJI || /[\s\p{L}\p{N}]/u.test(emoji)) throw bad("emoji: one emoji, or empty to remove the reaction");
       const reactions = await withEvents(async (trx, emit) => {
         await convs.lockConversationShared(trx, message.conversation_id);
         await history.setReaction(trx, message.id, me, emoji, clock.now());

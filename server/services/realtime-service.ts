@@ -132,6 +132,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
           for (;;) {
             const rows = await readInbox(db, me.userId, last.toString(), REPLAY_PAGE, upTo?.toString());
             for (const event of await hydrate(me.userId, rows)) {
+              stream.lastDelivered = event.position;
               yield event;
             }
             if (rows.length > 0) last = BigInt(rows.at(-1)!.position);
@@ -184,7 +185,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
         if (hc.signal.aborted && ctx.shutdownSignal.aborted) hub.countEnd("shutdown");
         // Ended by the server (slow, evicted, revoked), possibly through a transport
         // reset that surfaces here as a write error: report why.
-        if (stream.queue.failed) throw stream.queue.failure;
+        if (stream.queue.failed) throw stream.ending();
         throw err;
       } finally {
         if (typingTimers) for (const t of typingTimers.values()) clearTimeout(t);

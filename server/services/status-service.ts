@@ -20,6 +20,7 @@ import * as statuses from "../db/status-store.js";
 import type { StatusRow } from "../db/status-store.js";
 import { requireNoBlockBetween } from "../domain/blocking.js";
 import { statusVisible, type AudienceKind } from "../domain/privacy.js";
+import { codePoints } from "../domain/text.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor, type OutgoingMessage } from "../messaging/message-queue.js";
 import { messageFromOutgoing } from "../realtime/events.js";
 import { storedMessageView } from "./message-views.js";
@@ -161,7 +162,7 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       const color = req.backgroundColor.trim();
       if (contentType === "text") {
         if (content === "") throw bad("content: a text status needs text");
-        if ([...content].length > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${[...content].length})`);
+        if (codePoints(content) > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${codePoints(content)})`);
         if (mediaUrl !== "" || caption !== "") throw bad("media_url and caption are for image and video statuses; set content_type");
         if (color !== "" && !/^#[0-9a-fA-F]{6}$/.test(color)) throw bad(`background_color: "${color}" is not a colour such as #25D366`);
       } else {
@@ -169,7 +170,7 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
         if (mediaUrl.length > MAX_URL) throw bad(`media_url: at most ${MAX_URL} characters`);
         if (!isHttpUrl(mediaUrl)) throw bad(`media_url: "${mediaUrl}" is not an http(s) URL`);
         if (content !== "") throw bad("content: must be empty for an image or video status (use caption)");
-        if ([...caption].length > MAX_TEXT) throw bad(`caption: at most ${MAX_TEXT} characters (got ${[...caption].length})`);
+        if (codePoints(caption) > MAX_TEXT) throw bad(`caption: at most ${MAX_TEXT} characters (got ${codePoints(caption)})`);
         if (color !== "" || req.font !== StatusFont.UNSPECIFIED) throw bad("background_color and font are for text statuses");
       }
       if (!Object.values(StatusFont).includes(req.font)) throw bad(`font: unknown font ${req.font}`);
@@ -270,7 +271,7 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       if (row.user_id === me) throw new ConnectError("you cannot reply to your own status", Code.FailedPrecondition);
       const content = req.content;
       if (content.trim() === "") throw bad("content: a reply needs text");
-      if ([...content].length > MAX_REPLY) throw bad(`content: at most ${MAX_REPLY} characters`);
+      if (codePoints(content) > MAX_REPLY) throw bad(`content: at most ${MAX_REPLY} characters`);
       const clientMessageId = req.clientMessageId.trim() || randomUUID();
       if (clientMessageId.length > 64) throw bad("client_message_id: at most 64 characters");
       await requireNoBlockBetween(db, me, row.user_id);

@@ -21,6 +21,7 @@ import * as privacy from "../db/privacy-store.js";
 import type { Database, User } from "../db/schema.js";
 import * as users from "../db/user-store.js";
 import { allows, type PrivacySettings, type Visibility as VisibilitySetting } from "../domain/privacy.js";
+import { codePoints } from "../domain/text.js";
 
 const MAX_DISPLAY_NAME = 64;
 const MAX_ABOUT = 140;
@@ -42,8 +43,6 @@ const PROTO_TO_VISIBILITY: Partial<Record<Visibility, VisibilitySetting>> = {
   [Visibility.NOBODY]: "nobody",
 };
 
-/** Length in characters as people count them (code points, not UTF-16 units). */
-const chars = (s: string) => [...s].length;
 
 /** The caller's own profile: nothing hidden. */
 function ownProfile(u: User): Profile {
@@ -142,13 +141,13 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
       if (req.displayName !== undefined) {
         const name = req.displayName.trim();
         if (name === "") throw bad("display_name: must not be empty");
-        if (chars(name) > MAX_DISPLAY_NAME) throw bad(`display_name: at most ${MAX_DISPLAY_NAME} characters (got ${chars(name)})`);
+        if (codePoints(name) > MAX_DISPLAY_NAME) throw bad(`display_name: at most ${MAX_DISPLAY_NAME} characters (got ${codePoints(name)})`);
         if (/[\p{Cc}]/u.test(name)) throw bad("display_name: must not contain control characters");
         fields.display_name = name;
       }
       if (req.aboutText !== undefined) {
         const about = req.aboutText.trim();
-        if (chars(about) > MAX_ABOUT) throw bad(`about_text: at most ${MAX_ABOUT} characters (got ${chars(about)})`);
+        if (codePoints(about) > MAX_ABOUT) throw bad(`about_text: at most ${MAX_ABOUT} characters (got ${codePoints(about)})`);
         fields.about_text = about;
       }
       if (req.profilePictureUrl !== undefined) {

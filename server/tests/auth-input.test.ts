@@ -100,10 +100,10 @@ async function login(): Promise<VerifyOTPResponse> {
 
 const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
 
-/** A token with the server's exact header and claims, signed with `secret`. */
-function tokenLike(kind: "access" | "refresh", l: VerifyOTPResponse, secret: string): Promise<string> {
-  const iat = Math.floor(clock.now().getTime() / 1000);
-  return new SignJWT({ sid: l.sessionId })
+/** A token with the server's exact header and claims (`iat` moved by `iatOffset` seconds, an optional `nbf`), signed with `secret`. */
+function tokenLike(kind: "access" | "refresh", l: VerifyOTPResponse, secret: string, opts: { iatOffset?: number; nbf?: number } = {}): Promise<string> {
+  const iat = Math.floor(clock.now().getTime() / 1000) + (opts.iatOffset ?? 0);
+  return new SignJWT({ sid: l.sessionId, ...(opts.nbf === undefined ? {} : { nbf: opts.nbf }) })
     .setProtectedHeader({ alg: "HS256", typ: kind === "access" ? "at+jwt" : "rt+jwt" })
     .setIssuer("chatwire")
     .setAudience(kind === "access" ? "chatwire-api" : "chatwire-refresh")
@@ -237,6 +237,31 @@ describe.each([viaFetch, viaClient])("bad tokens ($name)", (c) => {
     expect(expectOk(await c.call("ValidateToken", { accessToken: access }))).toMatchObject(c === viaFetch ? { is_valid: false } : { isValid: false });
     // The session itself was not touched by any of it.
     expectOk(await c.call("ListSessions", {}, bearer(l.accessToken)));
+  });
+
+  test("validly signed, but issued in the future beyond the 60 s clock skew → Unauthenticated (iat); within it → accepted", async () => {
+    const year = 365 * 86_400;
+    const access = await tokenLike("access", l, TEST_JWT_SECRET, { iatOffset: year });
+    const refresh = await tokenLike("refresh", l, TEST_JWT_SECRET, { iatOffset: year });
+    expectRefused(await c.call("ListSessions", {}, bearer(access)), Code.Unauthenticated, /"iat" claim is in the future/);
+    expectRefused(await c.call("LogoutAllDevices", { accessToken: access }), Code.Unauthenticated, /"iat" claim is in the future/);
+    expectRefused(await c.call("RefreshToken", { refreshToken: refresh }), Code.Unauthenticated, /"iat" claim is in the future/);
+    expectRefused(await c.call("RevokeCurrentDevice", { refreshToken: refresh }), Code.Unauthenticated, /"iat" claim is in the future/);
+    expect(expectOk(await c.call("ValidateToken", { accessToken: access }))).toMatchObject(c === viaFetch ? { is_valid: false } : { isValid: false });
+    // The edge: 61 s ahead is refused, 60 s (another instance's clock running ahead) is accepted.
+    expectRefused(await c.call("ListSessions", {}, bearer(await tokenLike("access", l, TEST_JWT_SECRET, { iatOffset: 61 }))), Code.Unauthenticated, /iat/);
+    expectOk(await c.call("ListSessions", {}, bearer(await tokenLike("access", l, TEST_JWT_SECRET, { iatOffset: 60 }))));
+    // The session itself was not touched by any of it.
+    expectOk(await c.call("ListSessions", {}, bearer(l.accessToken)));
+  });
+
+  test("validly signed with an nbf still ahead → Unauthenticated (not valid before) until then", async () => {
+    const now = Math.floor(clock.now().getTime() / 1000);
+    const access = await tokenLike("access", l, TEST_JWT_SECRET, { nbf: now + 300 });
+    const refresh = await tokenLike("refresh", l, TEST_JWT_SECRET, { nbf: now + 300 });
+    expectRefused(await c.call("ListSessions", {}, bearer(access)), Code.Unauthenticated, /not valid before/);
+    expectRefused(await c.call("RefreshToken", { refreshToken: refresh }), Code.Unauthenticated, /not valid before/);
+    expectOk(await c.call("ListSessions", {}, bearer(await tokenLike("access", l, TEST_JWT_SECRET, { nbf: now }))));
   });
 
   test("alg: none → Unauthenticated (not HS256)", async () => {

@@ -112,6 +112,8 @@ describe("Subscribe limits", () => {
     await first.until((x) => x.ended !== undefined, 5000, "the oldest stream to end");
     expect(first.ended!.error?.code).toBe(Code.ResourceExhausted);
     expect(first.ended!.error?.message).toMatch(/oldest/);
+    // It names where it stopped, for the device to resume from.
+    expect(first.ended!.error?.metadata.get("resume-position")).toBe(String(first.lastPosition));
     expect(second.ended).toBeUndefined();
     expect(third.ended).toBeUndefined();
     await Promise.all([second.close(), third.close()]);
