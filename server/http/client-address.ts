@@ -2,6 +2,8 @@ import net from "node:net";
 
 type HeaderValue = string | string[] | undefined;
 
+const CACHE_MAX = 10_000;
+
 /**
  * The client's address for per-IP limits. Without trusted proxies it is the
  * socket's peer: any X-Forwarded-For a client sends is its own claim and is
@@ -14,6 +16,7 @@ type HeaderValue = string | string[] | undefined;
  */
 export class ClientAddress {
   private readonly trusted: net.BlockList | undefined;
+  private readonly seen = new Map<string, boolean>();
 
   constructor(
     trustedProxies: readonly string[],
@@ -46,9 +49,20 @@ export class ClientAddress {
     return client;
   }
 
+  /**
+   * BlockList.check costs microseconds (a native call per address); the
+   * proxies' addresses and returning clients repeat, so answers are kept
+   * (up to CACHE_MAX addresses, then forgotten at once).
+   */
   private isTrusted(address: string): boolean {
-    const family = net.isIP(address);
-    return family !== 0 && this.trusted!.check(address, family === 4 ? "ipv4" : "ipv6");
+    let trusted = this.seen.get(address);
+    if (trusted === undefined) {
+      const family = net.isIP(address);
+      trusted = family !== 0 && this.trusted!.check(address, family === 4 ? "ipv4" : "ipv6");
+      if (this.seen.size >= CACHE_MAX) this.seen.clear();
+      this.seen.set(address, trusted);
+    }
+    return trusted;
   }
 }
 

@@ -59,30 +59,30 @@ export class CallLimit {
     private readonly logger: Logger,
   ) {}
 
-  /** Counts one call by `userId`, or throws ResourceExhausted with the seconds to wait (message and `retry-after`). */
+  /**
+   * Counts one call by `userId` in each window, in order, or throws
+   * ResourceExhausted with the seconds to wait (message and `retry-after`).
+   * Only calls that happen count: a refusal gives back what the windows
+   * before it took, and the windows after it are not asked.
+   */
   async take(userId: string): Promise<void> {
-    const results = await Promise.allSettled(this.windows.map((w) => w.limiter.consume(userId)));
-    let refused: { res: RateLimiterRes; window: RateWindow } | undefined;
-    results.forEach((r, i) => {
-      if (r.status === "fulfilled") return;
-      if (r.reason instanceof RateLimiterRes) {
-        if (!refused || r.reason.msBeforeNext > refused.res.msBeforeNext) refused = { res: r.reason, window: this.windows[i]!.window };
-      } else {
-        // Not reachable with the memory insurance behind the database; if it is, the call goes on.
-        this.logger.warn({ err: r.reason, limit: this.what }, "a rate limit could not be counted; letting the call through");
+    for (let i = 0; i < this.windows.length; i++) {
+      const { window, limiter } = this.windows[i]!;
+      try {
+        await limiter.consume(userId);
+      } catch (err) {
+        if (!(err instanceof RateLimiterRes)) {
+          // Not reachable with the memory insurance behind the database; if it is, the call goes on.
+          this.logger.warn({ err, limit: this.what }, "a rate limit could not be counted; letting the call through");
+          continue;
+        }
+        for (let j = 0; j < i; j++) await this.windows[j]!.limiter.reward(userId).catch(() => undefined);
+        const wait = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
+        throw new ConnectError(`${this.what}: at most ${window.points} per ${per(window.seconds)}; try again in ${wait} s`, Code.ResourceExhausted, {
+          "retry-after": String(wait),
+        });
       }
-    });
-    if (!refused) return;
-    // Only calls that happen count: the windows that had room give theirs back.
-    await Promise.all(
-      results.map((r, i) => (r.status === "fulfilled" ? this.windows[i]!.limiter.reward(userId).catch(() => undefined) : undefined)),
-    );
-    const wait = Math.max(1, Math.ceil(refused.res.msBeforeNext / 1000));
-    throw new ConnectError(
-      `${this.what}: at most ${refused.window.points} per ${per(refused.window.seconds)}; try again in ${wait} s`,
-      Code.ResourceExhausted,
-      { "retry-after": String(wait) },
-    );
+    }
   }
 }
 
