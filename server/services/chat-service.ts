@@ -28,7 +28,7 @@ import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { conversationCreatedEvents, openDirectConversation } from "./direct-conversations.js";
 import { blockError, requireNoBlockBetween, requireNotBlockedByAny } from "../domain/blocking.js";
 import { receiptState, toMessage } from "../domain/message-view.js";
-import { requireGroupAddAllowed } from "../domain/group-add-privacy.js";
+import { requireGroupAddAllowed } from "./group-add-privacy.js";
 
 const PAGE_DEFAULT = 50;
 const PAGE_MAX = 100;
