@@ -1,4 +1,5 @@
-import { Code, createClient, type Client } from "@connectrpc/connect";
+import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ChatService } from "../../gen/chat/chat_pb.js";
 import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
@@ -155,7 +156,7 @@ describe.concurrent("each limit: the call past it is refused with a retry-after,
 });
 
 describe("one-minute windows, two instances", () => {
-  test("the refusal carries retry-after on gRPC (trailers) and on Connect JSON (HTTP 429 header)", async () => {
+  test("the refusal carries retry-after on gRPC (trailers), gRPC-Web and Connect JSON (HTTP 429 header)", async () => {
     const [me, other] = [await user(wide), await user(wide)];
     const conv = await direct(me, other);
     for (let i = 0; i < 3; i++) await me.chat.sendMessage({ conversationId: conv, content: `m${i}` });
@@ -167,6 +168,16 @@ describe("one-minute windows, two instances", () => {
     expect(wait).toBeGreaterThan(30);
     expect(wait).toBeLessThanOrEqual(60);
     expect(err.rawMessage).toBe(`too many messages sent: at most 3 per minute; try again in ${wait} s`);
+
+    // gRPC-Web goes through connect-node's handler rather than the fast path: the same interceptor answers.
+    const bearer: Interceptor = (next) => (req) => {
+      req.header.set("authorization", `Bearer ${me.token}`);
+      return next(req);
+    };
+    const web = createClient(ChatService, createGrpcWebTransport({ baseUrl: wide.url, httpVersion: "1.1", interceptors: [bearer] }));
+    const webErr = await errorOf(web.sendMessage({ conversationId: conv, content: "over gRPC-Web" }));
+    expect(webErr.code).toBe(Code.ResourceExhausted);
+    expect(Number(webErr.metadata.get("retry-after"))).toBeGreaterThan(30);
 
     const res = await curlJson(wide, me.token, "chat.ChatService", "SendMessage", { conversation_id: conv, content: "over curl" });
     expect(res.status).toBe(429);
