@@ -73,3 +73,49 @@ describe("loadConfig", () => {
     expect(errorOf({ ...PROD, ...change }).variable).toBe(variable);
   });
 });
+
+describe("per-user call limits and trusted proxies", () => {
+  test("defaults no human reaches; windows in s, m, h, d; off per limit or all at once", () => {
+    const c = loadConfig({});
+    expect(c.rateLimits.sendMessage).toEqual([
+      { points: 20, seconds: 1 },
+      { points: 600, seconds: 60 },
+    ]);
+    expect(c.rateLimits.createGroup).toEqual([
+      { points: 30, seconds: 3600 },
+      { points: 100, seconds: 86_400 },
+    ]);
+    const custom = loadConfig({ RATE_LIMIT_SEND_MESSAGE: "5/s, 100/10m", RATE_LIMIT_REACT: "off", RATE_LIMIT_EDIT: "0" });
+    expect(custom.rateLimits.sendMessage).toEqual([
+      { points: 5, seconds: 1 },
+      { points: 100, seconds: 600 },
+    ]);
+    expect(custom.rateLimits.react).toEqual([]);
+    expect(custom.rateLimits.edit).toEqual([]);
+    expect(Object.values(loadConfig({ RATE_LIMITS: "off" }).rateLimits).flat()).toEqual([]);
+  });
+
+  test("TRUSTED_PROXIES: none by default; addresses and CIDRs of both families", () => {
+    expect(loadConfig({}).trustedProxies).toEqual([]);
+    expect(loadConfig({}).trustedProxyHeader).toBe("x-forwarded-for");
+    const c = loadConfig({ TRUSTED_PROXIES: "10.0.0.0/8, 192.168.1.5,fd00::/8", TRUSTED_PROXY_HEADER: "Forwarded" });
+    expect(c.trustedProxies).toEqual(["10.0.0.0/8", "192.168.1.5/32", "fd00::/8"]);
+    expect(c.trustedProxyHeader).toBe("forwarded");
+  });
+
+  test.each([
+    [{ RATE_LIMIT_SEND_MESSAGE: "20 per second" }, "RATE_LIMIT_SEND_MESSAGE"],
+    [{ RATE_LIMIT_SEND_MESSAGE: "0/1s" }, "RATE_LIMIT_SEND_MESSAGE"],
+    [{ RATE_LIMIT_CREATE_GROUP: "1/31d" }, "RATE_LIMIT_CREATE_GROUP"],
+    [{ RATE_LIMIT_SYNC_CONTACTS: "1/1s,2/2s,3/3s,4/4s,5/5s" }, "RATE_LIMIT_SYNC_CONTACTS"],
+    [{ RATE_LIMITS: "sometimes" }, "RATE_LIMITS"],
+    [{ TRUSTED_PROXIES: "10.0.0.0/33" }, "TRUSTED_PROXIES"],
+    [{ TRUSTED_PROXIES: "proxy.internal" }, "TRUSTED_PROXIES"],
+    [{ TRUSTED_PROXIES: "fd00::/129" }, "TRUSTED_PROXIES"],
+    [{ TRUSTED_PROXY_HEADER: "x-real-ip" }, "TRUSTED_PROXY_HEADER"],
+  ])("%o is refused naming %s", (env, variable) => {
+    const err = errorOf(env);
+    expect(err.variable).toBe(variable);
+    expect(err.message.startsWith(`${variable}:`)).toBe(true);
+  });
+});

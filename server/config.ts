@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 
 /** Which halves of Chatwire this process runs (ARCHITECTURE.md, "Roles"). */
@@ -52,6 +53,34 @@ export interface Config {
   realtime: RealtimeConfig;
   users: UsersConfig;
   status: StatusConfig;
+  rateLimits: RateLimitsConfig;
+  /** Proxies whose X-Forwarded-For / Forwarded may name the client (CIDRs, normalised "address/prefix"); empty: none. */
+  trustedProxies: string[];
+  /** Which header trusted proxies name the client in. */
+  trustedProxyHeader: "x-forwarded-for" | "forwarded";
+}
+
+/** One window of a per-user call limit: at most `points` calls per `seconds`. */
+export interface RateWindow {
+  points: number;
+  seconds: number;
+}
+
+/**
+ * Per-user call limits (RATE_LIMIT_*), each a list of windows that all apply;
+ * an empty list is no limit. Which RPCs each one counts, and where (memory per
+ * instance or the shared database), is server/interceptors/rate-limit.ts's table.
+ */
+export interface RateLimitsConfig {
+  sendMessage: RateWindow[];
+  react: RateWindow[];
+  edit: RateWindow[];
+  typing: RateWindow[];
+  createGroup: RateWindow[];
+  createDirect: RateWindow[];
+  addParticipants: RateWindow[];
+  createStatus: RateWindow[];
+  syncContacts: RateWindow[];
 }
 
 export interface UsersConfig {
@@ -254,6 +283,25 @@ export function loadConfig(env: Env = process.env): Config {
   const status: StatusConfig = {
     purgeIntervalSeconds: intVar(get, "STATUS_PURGE_INTERVAL_SECONDS", 600, 1, 86_400),
   };
+  const limitsOn = boolVar(get, "RATE_LIMITS", true);
+  const limit = (name: string, def: string): RateWindow[] => (limitsOn ? windowsVar(get, name, def) : []);
+  const rateLimits: RateLimitsConfig = {
+    sendMessage: limit("RATE_LIMIT_SEND_MESSAGE", "20/1s,600/1m"),
+    react: limit("RATE_LIMIT_REACT", "20/1s,600/1m"),
+    edit: limit("RATE_LIMIT_EDIT", "10/1s,300/1m"),
+    typing: limit("RATE_LIMIT_TYPING", "20/1s,600/1m"),
+    createGroup: limit("RATE_LIMIT_CREATE_GROUP", "30/1h,100/1d"),
+    createDirect: limit("RATE_LIMIT_CREATE_DIRECT", "300/1h,1000/1d"),
+    addParticipants: limit("RATE_LIMIT_ADD_PARTICIPANTS", "100/1h,500/1d"),
+    createStatus: limit("RATE_LIMIT_CREATE_STATUS", "60/1h,200/1d"),
+    syncContacts: limit("RATE_LIMIT_SYNC_CONTACTS", "60/1h,500/1d"),
+  };
+  const trustedProxies = cidrsVar(get, "TRUSTED_PROXIES");
+  const proxyHeader = (get("TRUSTED_PROXY_HEADER") ?? "x-forwarded-for").toLowerCase();
+  if (proxyHeader !== "x-forwarded-for" && proxyHeader !== "forwarded") {
+    throw new ConfigError("TRUSTED_PROXY_HEADER", `must be x-forwarded-for or forwarded, got "${get("TRUSTED_PROXY_HEADER")}"`);
+  }
+  const trustedProxyHeader = proxyHeader;
   const worker: WorkerConfig = {
     batchSize: intVar(get, "WORKER_BATCH_SIZE", 100, 1, 1000),
     ackWaitSeconds: intVar(get, "WORKER_ACK_WAIT_SECONDS", 30, 1, 3600),
@@ -301,6 +349,9 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs,
     auth,
     worker,
+    rateLimits,
+    trustedProxies,
+    trustedProxyHeader,
   };
 }
 
@@ -319,4 +370,46 @@ function boolVar(get: (n: string) => string | undefined, name: string, def: bool
   if (["1", "true", "yes", "on"].includes(raw)) return true;
   if (["0", "false", "no", "off"].includes(raw)) return false;
   throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+const WINDOW_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+
+/**
+ * A per-user limit: comma-separated `<calls>/<n><unit>` windows (unit s, m, h
+ * or d; n defaults to 1), e.g. `20/1s,600/1m`; `off` or `0` for none.
+ */
+function windowsVar(get: (n: string) => string | undefined, name: string, def: string): RateWindow[] {
+  const raw = (get(name) ?? def).toLowerCase();
+  if (raw === "off" || raw === "0") return [];
+  const windows = raw.split(",").map((part) => {
+    const m = /^(\d+)\/(\d*)([smhd])$/.exec(part.trim());
+    if (!m) throw new ConfigError(name, `"${part.trim()}" is not a window such as 20/1s or 600/1m (calls/<n><s|m|h|d>); the whole value is a comma-separated list, or off`);
+    const points = Number(m[1]);
+    const seconds = Number(m[2] === "" ? 1 : m[2]) * WINDOW_UNITS[m[3]!]!;
+    if (points < 1 || points > 1_000_000_000) throw new ConfigError(name, `calls per window must be between 1 and 1000000000, got ${points}`);
+    if (seconds < 1 || seconds > 30 * 86_400) throw new ConfigError(name, `a window must be between 1 s and 30 days, got ${seconds} s`);
+    return { points, seconds };
+  });
+  if (windows.length > 4) throw new ConfigError(name, `at most 4 windows, got ${windows.length}`);
+  return windows;
+}
+
+/** Comma-separated addresses or CIDRs (IPv4 or IPv6), normalised to "address/prefix". */
+function cidrsVar(get: (n: string) => string | undefined, name: string): string[] {
+  const raw = get(name);
+  if (raw === undefined) return [];
+  return raw
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map((part) => {
+      const [address = "", prefix, extra] = part.split("/");
+      const family = net.isIP(address);
+      const max = family === 4 ? 32 : 128;
+      const bits = prefix === undefined ? max : /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN;
+      if (family === 0 || extra !== undefined || !(bits >= 0 && bits <= max)) {
+        throw new ConfigError(name, `"${part}" is not an IP address or CIDR such as 10.0.0.0/8 or fd00::/8`);
+      }
+      return `${address}/${bits}`;
+    });
 }

@@ -13,6 +13,7 @@ import { deadlineInterceptor } from "./interceptors/deadline.js";
 import { observabilityInterceptor } from "./interceptors/observability.js";
 import { Listener, type RequestHandler } from "./listener.js";
 import { RpcFastPath } from "./http/rpc-fast-path.js";
+import { ClientAddress } from "./http/client-address.js";
 import { createLogger } from "./logger.js";
 import { NatsLink } from "./messaging/nats.js";
 import { Metrics } from "./metrics.js";
@@ -28,6 +29,8 @@ import { pruneAuthRows } from "./db/auth-store.js";
 import { PgLeaderLock } from "./db/leader-lock.js";
 import { purgeExpiredStatuses } from "./db/status-store.js";
 import { authInterceptor } from "./interceptors/auth.js";
+import { CallLimits, rateLimitInterceptor } from "./interceptors/rate-limit.js";
+import { pruneRateLimitPoints } from "./db/rate-limit-store.js";
 import { InProcessBus, NatsBus, type EventBus } from "./messaging/bus.js";
 import { createContextValues } from "@connectrpc/connect";
 import { InlineQueue } from "./messaging/inline-queue.js";
@@ -150,6 +153,7 @@ export class ChatwireServer {
     this.ctx.realtime.start();
     this.pruneTimer = setInterval(() => {
       pruneAuthRows(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "pruning auth rows failed"));
+      pruneRateLimitPoints(this.ctx.database.db, Date.now()).catch((err: unknown) => logger.warn({ err }, "pruning rate limit counters failed"));
     }, 10 * 60_000);
     this.pruneTimer.unref();
     // Expired statuses are already invisible (read-time filter); this removes their rows and views.
@@ -181,10 +185,14 @@ export class ChatwireServer {
       deadlineInterceptor(config.requestTimeoutMs),
       authInterceptor(this.ctx.auth.tokens, this.ctx.auth.guard),
     ];
-    // The socket's address, for per-IP limits (a proxy's X-Forwarded-For is not trusted).
+    const callLimits = new CallLimits(config.rateLimits, this.ctx.database.db, logger);
+    if (!callLimits.empty) interceptors.push(rateLimitInterceptor(callLimits));
+    else logger.warn("RATE_LIMITS: no per-user call limits are on");
+    // The client's address, for per-IP limits: the socket's, or what a TRUSTED_PROXIES proxy says it is.
+    const clientAddress = new ClientAddress(config.trustedProxies, config.trustedProxyHeader);
     const contextValues = (req: Http2ServerRequest | IncomingMessage) =>
       createContextValues()
-        .set(peerKey, req.socket?.remoteAddress ?? "unknown")
+        .set(peerKey, clientAddress.of(req.socket?.remoteAddress, req.headers))
         .set(resetTransportKey, transportResetter(req));
     // JSON as the original API named it (phone_number, access_token) and with every field
     // present (is_valid: false), as Postman shows it; parsing accepts both spellings, and

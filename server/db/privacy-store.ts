@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Transaction } from "kysely";
-import { allows, DEFAULT_PRIVACY, readStateShared, type PrivacySettings, type Relation, type Visibility } from "../domain/privacy.js";
+import { allows, allowsGroupAdd, DEFAULT_PRIVACY, readStateShared, type PrivacySettings, type Relation, type Visibility } from "../domain/privacy.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -15,6 +15,7 @@ interface PrivacyRow {
   about: string;
   status: string;
   read_receipts: boolean;
+  group_add: string;
 }
 
 const fromRow = (r: PrivacyRow): PrivacySettings => ({
@@ -23,6 +24,7 @@ const fromRow = (r: PrivacyRow): PrivacySettings => ({
   about: r.about as Visibility,
   status: r.status as Visibility,
   readReceipts: r.read_receipts,
+  groupAdd: r.group_add as Visibility,
 });
 
 export async function getPrivacy(db: Db, userId: string): Promise<PrivacySettings> {
@@ -35,7 +37,7 @@ export async function getPrivacyMany(db: Db, userIds: readonly string[]): Promis
   if (userIds.length === 0) return out;
   const rows = await db
     .selectFrom("privacy_settings")
-    .select(["user_id", "last_seen", "profile_photo", "about", "status", "read_receipts"])
+    .select(["user_id", "last_seen", "profile_photo", "about", "status", "read_receipts", "group_add"])
     .where("user_id", "in", [...new Set(userIds)])
     .execute();
   for (const r of rows) out.set(r.user_id, fromRow(r));
@@ -49,12 +51,13 @@ export async function updatePrivacy(db: Db, userId: string, patch: Partial<Priva
     ...(patch.about ? { about: patch.about } : {}),
     ...(patch.status ? { status: patch.status } : {}),
     ...(patch.readReceipts !== undefined ? { read_receipts: patch.readReceipts } : {}),
+    ...(patch.groupAdd ? { group_add: patch.groupAdd } : {}),
   };
   const row = await db
     .insertInto("privacy_settings")
     .values({ user_id: userId, ...cols, updated_at: now })
     .onConflict((oc) => oc.column("user_id").doUpdateSet({ ...cols, updated_at: now }))
-    .returning(["user_id", "last_seen", "profile_photo", "about", "status", "read_receipts"])
+    .returning(["user_id", "last_seen", "profile_photo", "about", "status", "read_receipts", "group_add"])
     .executeTakeFirstOrThrow();
   return fromRow(row);
 }
@@ -194,6 +197,19 @@ export function allowedAudience(subjectId: string, rows: readonly AudienceRow[])
       allows((r.last_seen ?? DEFAULT_PRIVACY.lastSeen) as Visibility, { self: r.viewer === subjectId, viewerIsContact: r.is_contact, blocked: r.blocked }),
     )
     .map((r) => r.viewer);
+}
+
+/**
+ * Of `userIds`, the first whose group-add setting refuses `adderId` (who is
+ * then not in their contacts, or they let nobody add them), if any.
+ */
+export async function firstRefusingGroupAdd(db: Db, adderId: string, userIds: readonly string[]): Promise<string | undefined> {
+  const others = userIds.filter((id) => id !== adderId);
+  if (others.length === 0) return undefined;
+  const settings = await getPrivacyMany(db, others);
+  const needContact = others.filter((id) => settings.get(id)!.groupAdd === "contacts");
+  const haveMe = await ownersHavingContact(db, adderId, needContact);
+  return others.find((id) => !allowsGroupAdd(settings.get(id)!.groupAdd, haveMe.has(id)));
 }
 
 /** Whether each user has read receipts on (the default). */

@@ -226,6 +226,8 @@ export interface PrivacySettingsTable {
   status: Generated<string>;
   read_receipts: Generated<boolean>;
   updated_at: Generated<Date>;
+  /** 0010: who may add the user to groups. */
+  group_add: Generated<string>;
 }
 
 export interface StatusUpdatesTable {
@@ -289,6 +291,18 @@ export interface Database {
   status_audience: StatusAudienceTable;
   status_views: StatusViewsTable;
   status_replies: StatusRepliesTable;
+  rate_limit_points: RateLimitPointsTable;
+}
+
+// ---- 0010_limits_group_privacy ---------------------------------------------------
+
+/** rate-limiter-flexible's RateLimiterPostgres rows: per-user call limits with long windows. */
+export interface RateLimitPointsTable {
+  /** `<limit>_<window seconds>:<user id>`. */
+  key: string;
+  points: Generated<number>;
+  /** End of the window, epoch milliseconds (bigint: a string). */
+  expire: string | null;
 }
 
 export type User = Selectable<UsersTable>;

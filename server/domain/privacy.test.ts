@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { allows, readStateShared, statusVisible, type Relation } from "./privacy.js";
+import { allows, allowsGroupAdd, readStateShared, statusVisible, type Relation } from "./privacy.js";
 
 const contact: Relation = { self: false, viewerIsContact: true, blocked: false };
 const stranger: Relation = { self: false, viewerIsContact: false, blocked: false };
@@ -13,6 +13,16 @@ describe("allows", () => {
     ["nobody", [false, false, false, true]],
   ] as const)("%s × (contact, stranger, blocked, self)", (setting, expected) => {
     expect([contact, stranger, blocked, self].map((r) => allows(setting, r))).toEqual(expected);
+  });
+});
+
+describe("allowsGroupAdd", () => {
+  test.each([
+    ["everyone", [true, true]],
+    ["contacts", [true, false]],
+    ["nobody", [false, false]],
+  ] as const)("%s × (adder in their contacts, adder not)", (setting, expected) => {
+    expect([true, false].map((isContact) => allowsGroupAdd(setting, isContact))).toEqual(expected);
   });
 });
 

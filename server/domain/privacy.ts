@@ -13,6 +13,8 @@ export interface PrivacySettings {
   status: Visibility;
   /** Off: sends and sees no read receipts in direct chats, not listed among (and sees no) status viewers. */
   readReceipts: boolean;
+  /** Who may add the user to groups (contacts: users in the user's contacts). */
+  groupAdd: Visibility;
 }
 
 export const DEFAULT_PRIVACY: Readonly<PrivacySettings> = Object.freeze({
@@ -21,6 +23,7 @@ export const DEFAULT_PRIVACY: Readonly<PrivacySettings> = Object.freeze({
   about: "everyone",
   status: "contacts",
   readReceipts: true,
+  groupAdd: "everyone",
 });
 
 /** How a viewer stands to a subject. */
@@ -39,6 +42,15 @@ export function allows(setting: Visibility, r: Relation): boolean {
   if (setting === "everyone") return true;
   if (setting === "contacts") return r.viewerIsContact;
   return false;
+}
+
+/**
+ * Whether a user's group-add setting lets `adderIsContact` (the adder is in
+ * the user's contacts) put them into a group. Blocks are decided apart
+ * (domain/blocking.ts): a block refuses whatever the setting says.
+ */
+export function allowsGroupAdd(setting: Visibility, adderIsContact: boolean): boolean {
+  return setting === "everyone" || (setting === "contacts" && adderIsContact);
 }
 
 export type AudienceKind = "contacts" | "except" | "only";

@@ -30,6 +30,7 @@ import { conversationCreatedEvents, openDirectConversation } from "./direct-conv
 import { storedMessageView } from "./message-views.js";
 import { directBlockRefusal, requireDirectNotBlocked, requireNoBlockBetween, requireNotBlockedByAny } from "../domain/blocking.js";
 import { receiptState, recipientsOf, toMessage } from "../domain/message-view.js";
+import { requireGroupAddAllowed } from "./group-add-privacy.js";
 
 const PAGE_DEFAULT = 50;
 const PAGE_MAX = 100;
@@ -159,6 +160,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (req.groupAvatarUrl.length > 2048) throw bad("group_avatar_url: at most 2048 characters");
       if (others.length + 1 > MAX_PARTICIPANTS) throw bad(`participant_ids: a group has at most ${MAX_PARTICIPANTS} participants`);
       await requireNotBlockedByAny(db, me, others);
+      await requireGroupAddAllowed(db, me, others);
       const requestId = req.clientRequestId.trim();
       if (requestId.length > 64) throw bad("client_request_id: at most 64 characters");
       if (requestId) {
@@ -401,6 +403,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         const current = new Set(people.map((p) => p.user_id));
         const fresh = ids.filter((id) => !current.has(id));
         if (fresh.length === 0) return null;
+        await requireGroupAddAllowed(trx, me, fresh);
         if (current.size + fresh.length > MAX_PARTICIPANTS) {
           throw new ConnectError(`a group has at most ${MAX_PARTICIPANTS} participants (${current.size} now)`, Code.FailedPrecondition);
         }

@@ -90,6 +90,7 @@ function toPrivacy(s: PrivacySettings): Privacy {
     about: VISIBILITY_TO_PROTO[s.about],
     status: VISIBILITY_TO_PROTO[s.status],
     readReceipts: s.readReceipts,
+    groupAdd: VISIBILITY_TO_PROTO[s.groupAdd],
   });
 }
 
@@ -305,8 +306,10 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
       if (profilePhoto) patch.profilePhoto = profilePhoto;
       if (about) patch.about = about;
       if (status) patch.status = status;
+      const groupAdd = pick("group_add", req.groupAdd);
+      if (groupAdd) patch.groupAdd = groupAdd;
       if (req.readReceipts !== undefined) patch.readReceipts = req.readReceipts;
-      if (Object.keys(patch).length === 0) throw bad("set at least one of last_seen, profile_photo, about, status, read_receipts");
+      if (Object.keys(patch).length === 0) throw bad("set at least one of last_seen, profile_photo, about, status, read_receipts, group_add");
       return { privacy: toPrivacy(await privacy.updatePrivacy(db, id, patch, clock.now())) };
     },
   };

@@ -124,6 +124,7 @@ describe("privacy", () => {
       about: "VISIBILITY_EVERYONE",
       status: "VISIBILITY_CONTACTS",
       read_receipts: true,
+      group_add: "VISIBILITY_EVERYONE",
     });
     const up = await curlJson(s, a.token, "user.UserService", "UpdatePrivacy", { about: "VISIBILITY_NOBODY", read_receipts: false });
     expect(up.body.privacy).toMatchObject({ about: "VISIBILITY_NOBODY", last_seen: "VISIBILITY_EVERYONE", read_receipts: false });

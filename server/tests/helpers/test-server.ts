@@ -60,6 +60,8 @@ export async function startTestServer(env: Record<string, string | undefined> = 
     SHUTDOWN_TIMEOUT_MS: "2000",
     // Every test talks from 127.0.0.1; tests of the per-IP budget set their own.
     OTP_SENDS_PER_IP_PER_HOUR: "100000",
+    // Tests send hundreds of messages as one user; tests of the per-user limits turn them on.
+    RATE_LIMITS: "off",
     ...env,
   });
   let server: ChatwireServer;
