@@ -199,6 +199,8 @@ describe("JetStream queue and message worker", () => {
         release: async () => {
           if (holder === me) holder = undefined;
         },
+        // A lock in memory has no connection to lose.
+        onLost: () => () => undefined,
       };
     };
     // The first worker is slow, so messages are still waiting when it stops.

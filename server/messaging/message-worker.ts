@@ -6,6 +6,7 @@ import { systemClock, type Clock } from "../context.js";
 import { insertDeadLetters, storeMessages, type NewDeadLetter, type StoreResult } from "../db/message-store.js";
 import type { LeaderLock } from "../db/leader-lock.js";
 import type { Database } from "../db/schema.js";
+import { isConnectionError } from "../db/connection-errors.js";
 import type { EventBus } from "./bus.js";
 import { decodeOutgoing, type JetStreamQueue } from "./jetstream-queue.js";
 import { publishNotices, type InboxNotice, type OutgoingMessage, type StoredMessage } from "./message-queue.js";
@@ -60,7 +61,9 @@ type Result = "stored" | "duplicate" | "dead_letter";
  * terminated. Anything else (database down, deadlock) is retried in process
  * with backoff while the worker holds the batch and keeps it alive with
  * working(), rather than naked: a nak would let newer messages of the same
- * conversation overtake it.
+ * conversation overtake it. The exception: when the leader lock is lost (its
+ * connection died, so another instance may hold it now), every message in
+ * hand is naked at once and the worker stands by until it takes the lock again.
  */
 export class MessageWorker {
   private readonly logger: Logger;
@@ -77,6 +80,9 @@ export class MessageWorker {
   private wakeSleep: (() => void) | undefined;
   private keepAlive: NodeJS.Timeout | undefined;
   private stopped: Promise<void> | undefined;
+  /** Bumped each time the leader lock is lost: work started under an older one is abandoned. */
+  private leadership = 0;
+  private unwatchLeader: (() => void) | undefined;
 
   constructor(private readonly opts: MessageWorkerOptions) {
     this.logger = opts.logger.child({ component: "message-worker", stream: opts.queue.names.stream });
@@ -114,6 +120,7 @@ export class MessageWorker {
       for (const m of this.inFlight) m.working();
     }, Math.max(200, Math.floor(this.ackWaitMs / 3)));
     this.keepAlive.unref();
+    this.unwatchLeader = this.opts.leader?.onLost(() => this.leadershipLost());
     this.loop = this.run();
     this.logger.info({ consumer: this.opts.queue.names.consumer, batchSize: this.batchSize }, "message worker started");
   }
@@ -133,6 +140,7 @@ export class MessageWorker {
     this.wakeSleep?.();
     await this.loop;
     clearInterval(this.keepAlive);
+    this.unwatchLeader?.();
     this.release([...this.inFlight], "nak");
     await this.opts.leader?.release();
     if (this.loop) this.logger.info("message worker stopped");
@@ -168,6 +176,7 @@ export class MessageWorker {
   private async pullOnce(consumer: Consumer): Promise<void> {
     // Short pulls that run to their end, even on stop: a pull cut short would
     // leave the server delivering into a dead inbox until ack_wait.
+    const leadership = this.leadership;
     const messages = await consumer.fetch({ max_messages: this.batchSize, expires: this.fetchExpiresMs });
     const buffer: JsMsg[] = [];
     let ended = false;
@@ -195,9 +204,14 @@ export class MessageWorker {
           wake = undefined;
           continue;
         }
+        if (leadership !== this.leadership) {
+          // Lock lost: what this pull still delivers goes back at once for the new holder.
+          this.release(buffer.splice(0), "nak");
+          continue;
+        }
         // Let a burst that arrived in one read land, so it becomes one batch.
         await new Promise((resolve) => setImmediate(resolve));
-        await this.handle(buffer.splice(0, this.batchSize));
+        await this.handle(buffer.splice(0, this.batchSize), leadership);
       }
     } finally {
       await pump;
@@ -205,8 +219,10 @@ export class MessageWorker {
     if (failed) throw failed;
   }
 
-  private async handle(batch: JsMsg[]): Promise<void> {
+  private async handle(batch: JsMsg[], leadership: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
+      // Lock lost: leadershipLost() has naked the batch already.
+      if (leadership !== this.leadership) return;
       if (this.stopping && attempt > 1) {
         this.release(batch, "nak");
         return;
@@ -226,16 +242,20 @@ export class MessageWorker {
         };
         if (poison && batch.length > 1) {
           this.logger.warn(ctx, "storing a batch failed; storing its messages one by one to isolate the bad one");
-          for (const m of batch) await this.handle([m]);
+          for (const m of batch) await this.handle([m], leadership);
           return;
         }
         if (poison) {
           this.logger.error({ ...ctx, subject: batch[0]!.subject }, "message cannot be stored; dead-lettering it");
           if (await this.deadLetterAlone(batch[0]!, err)) return;
+        } else if (isConnectionError(err)) {
+          // One line, no stack: while PostgreSQL is down this repeats until it is back.
+          this.logger.warn({ ...ctx, err: (err as Error).message }, "database unreachable; holding the batch and retrying");
         } else {
           this.logger.warn(ctx, "storing a batch failed; holding it and retrying");
         }
-        await this.sleep(Math.min(1000 * 2 ** (attempt - 1), 10_000));
+        // Short waits while the database is unreachable, so the batch is stored soon after it is back.
+        await this.sleep(isConnectionError(err) ? Math.min(250 * 2 ** (attempt - 1), 1000) : Math.min(1000 * 2 ** (attempt - 1), 10_000));
       }
     }
   }
@@ -308,6 +328,16 @@ export class MessageWorker {
     this.count("dead_letter");
     this.release([m], "term");
     return true;
+  }
+
+  /** The leader lock's connection died: another instance may be the active worker now. */
+  private leadershipLost(): void {
+    this.leadership++;
+    this.leading = false;
+    const held = [...this.inFlight];
+    this.release(held, "nak");
+    this.logger.warn({ naked: held.length }, "leader lock lost: gave back the messages in hand; standing by until it is taken again");
+    this.wakeSleep?.();
   }
 
   private release(msgs: JsMsg[], how: "ack" | "nak" | "term"): void {
