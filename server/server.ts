@@ -80,12 +80,11 @@ export class ChatwireServer {
     let jetStreamQueue: JetStreamQueue | undefined;
     let jwtSecret: string;
     // Dependencies may come up after us (containers start in any order): wait for them, within bounds.
-    const deadline = started + config.startupWaitSeconds * 1000;
     try {
       await untilReachable(() => migrateToLatest(database.db, logger), {
         dependency: "database",
         target: config.databaseUrl ? targetOf(config.databaseUrl) : database.kind,
-        deadline,
+        waitSeconds: config.startupWaitSeconds,
         logger,
         retryable: isConnectionError,
       });
@@ -94,7 +93,7 @@ export class ChatwireServer {
         nats = await untilReachable(() => NatsLink.connect(natsUrl, `chatwire-${process.pid}`, logger), {
           dependency: "NATS",
           target: targetOf(natsUrl),
-          deadline,
+          waitSeconds: config.startupWaitSeconds,
           logger,
         });
         jetStreamQueue = new JetStreamQueue({

@@ -10,8 +10,8 @@ export interface WaitOptions {
   dependency: string;
   /** Where, without credentials: "127.0.0.1:5432". */
   target: string;
-  /** Epoch ms after which no new attempt starts. */
-  deadline: number;
+  /** How long to keep trying (STARTUP_WAIT_SECONDS), from the first attempt. */
+  waitSeconds: number;
   logger: Logger;
   /** Whether a failure may pass with time (unreachable); other failures end the wait at once. Default: all. */
   retryable?: (err: unknown) => boolean;
@@ -23,10 +23,13 @@ const MAX_DELAY_MS = 5_000;
 /**
  * Runs `attempt` until it succeeds, retrying a dependency that is not up yet
  * (containers start in any order) with backoff and one log line per failed
- * attempt, until the deadline; then throws a StartupError naming it.
+ * attempt, for up to `waitSeconds`; then throws a StartupError naming it.
+ * Each dependency gets the whole wait from its own first attempt, so a slow
+ * first one does not leave the next no time.
  */
 export async function untilReachable<T>(attempt: () => Promise<T>, opts: WaitOptions): Promise<T> {
   const started = Date.now();
+  const deadline = started + opts.waitSeconds * 1000;
   for (let n = 1; ; n++) {
     try {
       const result = await attempt();
@@ -35,10 +38,13 @@ export async function untilReachable<T>(attempt: () => Promise<T>, opts: WaitOpt
     } catch (err) {
       const reason = messageOf(err);
       if (opts.retryable && !opts.retryable(err)) throw err;
-      const left = opts.deadline - Date.now();
+      const left = deadline - Date.now();
       if (left <= 0) {
-        const seconds = Math.round((Date.now() - started) / 1000);
-        throw new StartupError(`${opts.dependency} at ${opts.target} unreachable: gave up after ${n} attempt(s) in ${seconds} s (STARTUP_WAIT_SECONDS); last error: ${reason}`, { cause: err });
+        opts.logger.error({ dependency: opts.dependency, target: opts.target, attempts: n, error: reason }, `${opts.dependency} unreachable; giving up`);
+        throw new StartupError(
+          `${opts.dependency} at ${opts.target} unreachable: gave up after ${n} attempt(s) (STARTUP_WAIT_SECONDS=${opts.waitSeconds}); last error: ${reason}`,
+          { cause: err },
+        );
       }
       const delay = Math.min(FIRST_DELAY_MS * 2 ** (n - 1), MAX_DELAY_MS, left);
       // One line per attempt and no stack: this is an expected state, not a bug.
