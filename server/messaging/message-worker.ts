@@ -62,8 +62,11 @@ type Result = "stored" | "duplicate" | "dead_letter";
  * with backoff while the worker holds the batch and keeps it alive with
  * working(), rather than naked: a nak would let newer messages of the same
  * conversation overtake it. The exception: when the leader lock is lost (its
- * connection died, so another instance may hold it now), every message in
- * hand is naked at once and the worker stands by until it takes the lock again.
+ * connection died, so another instance may hold it now), the worker stops
+ * storing at once, gives every message in hand back (nak, in stream order)
+ * as soon as its open pull has ended (at most fetchExpiresMs; a nak before
+ * that would hand them to that same pull, out of order), and stands by until
+ * it takes the lock again.
  */
 export class MessageWorker {
   private readonly logger: Logger;
@@ -82,6 +85,8 @@ export class MessageWorker {
   private stopped: Promise<void> | undefined;
   /** Bumped each time the leader lock is lost: work started under an older one is abandoned. */
   private leadership = 0;
+  /** A pull request is open on the server (messages may still arrive for it). */
+  private pulling = false;
   private unwatchLeader: (() => void) | undefined;
 
   constructor(private readonly opts: MessageWorkerOptions) {
@@ -141,7 +146,7 @@ export class MessageWorker {
     await this.loop;
     clearInterval(this.keepAlive);
     this.unwatchLeader?.();
-    this.release([...this.inFlight], "nak");
+    this.handBack();
     await this.opts.leader?.release();
     if (this.loop) this.logger.info("message worker stopped");
   }
@@ -177,6 +182,17 @@ export class MessageWorker {
     // Short pulls that run to their end, even on stop: a pull cut short would
     // leave the server delivering into a dead inbox until ack_wait.
     const leadership = this.leadership;
+    this.pulling = true;
+    try {
+      await this.pullAndStore(consumer, leadership);
+    } finally {
+      this.pulling = false;
+      // The lock was lost meanwhile: the pull has ended, so what we hold can go back in order now.
+      if (leadership !== this.leadership) this.handBack();
+    }
+  }
+
+  private async pullAndStore(consumer: Consumer, leadership: number): Promise<void> {
     const messages = await consumer.fetch({ max_messages: this.batchSize, expires: this.fetchExpiresMs });
     const buffer: JsMsg[] = [];
     let ended = false;
@@ -205,8 +221,8 @@ export class MessageWorker {
           continue;
         }
         if (leadership !== this.leadership) {
-          // Lock lost: what this pull still delivers goes back at once for the new holder.
-          this.release(buffer.splice(0), "nak");
+          // Lock lost: keep what this pull still delivers (in flight) for the hand-back when it ends.
+          buffer.splice(0);
           continue;
         }
         // Let a burst that arrived in one read land, so it becomes one batch.
@@ -221,7 +237,7 @@ export class MessageWorker {
 
   private async handle(batch: JsMsg[], leadership: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      // Lock lost: leadershipLost() has naked the batch already.
+      // Lock lost: stop at once; the batch stays in flight until it is handed back.
       if (leadership !== this.leadership) return;
       if (this.stopping && attempt > 1) {
         this.release(batch, "nak");
@@ -334,10 +350,17 @@ export class MessageWorker {
   private leadershipLost(): void {
     this.leadership++;
     this.leading = false;
-    const held = [...this.inFlight];
-    this.release(held, "nak");
-    this.logger.warn({ naked: held.length }, "leader lock lost: gave back the messages in hand; standing by until it is taken again");
+    this.logger.warn({ held: this.inFlight.size }, "leader lock lost: stopped storing; handing the messages in hand back and standing by until the lock is taken again");
+    if (!this.pulling) this.handBack();
     this.wakeSleep?.();
+  }
+
+  /** Naks every message in hand, oldest first, so whoever pulls next gets them in the order they were sent. */
+  private handBack(): void {
+    if (this.inFlight.size === 0) return;
+    const held = [...this.inFlight].sort((x, y) => x.info.streamSequence - y.info.streamSequence);
+    this.release(held, "nak");
+    this.logger.info({ messages: held.length }, "messages handed back to JetStream");
   }
 
   private release(msgs: JsMsg[], how: "ack" | "nak" | "term"): void {
