@@ -1,8 +1,10 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ChatService } from "../../gen/chat/chat_pb.js";
+import { toConnectError } from "../interceptors/errors.js";
 import { login } from "./helpers/login.js";
 import { PrivatePostgres } from "./helpers/private-postgres.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
@@ -87,6 +89,32 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 }
 
 describe("PostgreSQL outage", () => {
+  test("a connection PostgreSQL drops while it is checked out (mid-transaction) fails that transaction, not the process", async () => {
+    const admin = new pg.Client({ connectionString: pgp.url });
+    await admin.connect();
+    try {
+      const failed = await s.server.ctx.database.db
+        .transaction()
+        .execute(async (trx) => {
+          const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+          // Between two statements, no query in flight: pg emits 'error' on the client itself.
+          await admin.query("select pg_terminate_backend($1)", [rows[0]!.pid]);
+          await until("the connection to be gone", async () => (await admin.query("select count(*)::int as n from pg_stat_activity where pid = $1", [rows[0]!.pid])).rows[0].n === 0, 5_000);
+          await sql`select 1`.execute(trx);
+        })
+        .then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+      expect(toConnectError(failed).code, String(failed)).toBe(Code.Unavailable);
+      expect(crashes, String(crashes[0])).toEqual([]);
+      // The pool replaced the connection.
+      expect((await readyz()).status).toBe(200);
+    } finally {
+      await admin.end();
+    }
+  });
+
   test("kill -9 of the postmaster while 5,000 messages are sent: the process stays up, no Internal, nothing lost or doubled, resumes within 5 s", async () => {
     const production = s.server.ctx.messages.kind === "jetstream";
     const recipient = await login(s.url, "+14155550100");
