@@ -58,6 +58,7 @@ describe("loadConfig", () => {
     [{ TLS_KEY_FILE: "/nonexistent.key" }, "TLS_CERT_FILE"],
     [{ TLS_CERT_FILE: "/nonexistent.crt", TLS_KEY_FILE: "/nonexistent.key" }, "TLS_CERT_FILE"],
     [{ MAX_MESSAGE_BYTES: "-1" }, "MAX_MESSAGE_BYTES"],
+    [{ STARTUP_WAIT_SECONDS: "1m" }, "STARTUP_WAIT_SECONDS"],
   ])("%o is refused naming %s", (env, variable) => {
     const err = errorOf(env);
     expect(err.variable).toBe(variable);

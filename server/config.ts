@@ -47,6 +47,8 @@ export interface Config {
   rpcFastPath: boolean;
   /** How long a graceful stop waits for open requests before closing connections (≤ 9 s: the process exits within 10 s). */
   shutdownTimeoutMs: number;
+  /** At start, how long an unreachable database or NATS is retried before the process gives up. */
+  startupWaitSeconds: number;
   auth: AuthConfig;
   worker: WorkerConfig;
   chat: ChatConfig;
@@ -250,6 +252,7 @@ export function loadConfig(env: Env = process.env): Config {
   const maxRequestTimeoutMs = intVar(get, "MAX_REQUEST_TIMEOUT_MS", 300_000, 100, 86_400_000);
   const rpcFastPath = boolVar(get, "RPC_FAST_PATH", true);
   const shutdownTimeoutMs = intVar(get, "SHUTDOWN_TIMEOUT_MS", 8_000, 0, 9_000);
+  const startupWaitSeconds = intVar(get, "STARTUP_WAIT_SECONDS", 60, 0, 3600);
   const auth: AuthConfig = {
     accessTokenTtlSeconds: intVar(get, "ACCESS_TOKEN_TTL_SECONDS", 15 * 60, 10, 24 * 3600),
     refreshTokenTtlSeconds: intVar(get, "REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 3600, 60, 365 * 24 * 3600),
@@ -347,6 +350,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestTimeoutMs,
     rpcFastPath,
     shutdownTimeoutMs,
+    startupWaitSeconds,
     auth,
     worker,
     rateLimits,

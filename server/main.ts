@@ -2,6 +2,7 @@ import { writeSync } from "node:fs";
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { ChatwireServer } from "./server.js";
+import { StartupError } from "./startup-wait.js";
 
 async function main(): Promise<void> {
   let config;
@@ -42,6 +43,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof StartupError) {
+    // Expected (a dependency never came up), so no stack: what, where and why.
+    writeSync(2, `chatwire: could not start: ${err.message}\n`);
+    process.exit(1);
+  }
   writeSync(2, `chatwire: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

@@ -27,6 +27,8 @@ import { TokenService } from "./auth/tokens.js";
 import { TwilioOtpProvider } from "./auth/twilio-otp-provider.js";
 import { pruneAuthRows } from "./db/auth-store.js";
 import { PgLeaderLock } from "./db/leader-lock.js";
+import { isConnectionError } from "./db/connection-errors.js";
+import { targetOf, untilReachable } from "./startup-wait.js";
 import { purgeExpiredStatuses } from "./db/status-store.js";
 import { authInterceptor } from "./interceptors/auth.js";
 import { CallLimits, rateLimitInterceptor } from "./interceptors/rate-limit.js";
@@ -80,10 +82,23 @@ export class ChatwireServer {
     let nats: NatsLink | undefined;
     let jetStreamQueue: JetStreamQueue | undefined;
     let jwtSecret: string;
+    // Dependencies may come up after us (containers start in any order): wait for them, within bounds.
     try {
-      await migrateToLatest(database.db, logger);
+      await untilReachable(() => migrateToLatest(database.db, logger), {
+        dependency: "database",
+        target: config.databaseUrl ? targetOf(config.databaseUrl) : database.kind,
+        waitSeconds: config.startupWaitSeconds,
+        logger,
+        retryable: isConnectionError,
+      });
       if (config.natsUrl) {
-        nats = await NatsLink.connect(config.natsUrl, `chatwire-${process.pid}`, logger);
+        const natsUrl = config.natsUrl;
+        nats = await untilReachable(() => NatsLink.connect(natsUrl, `chatwire-${process.pid}`, logger), {
+          dependency: "NATS",
+          target: targetOf(natsUrl),
+          waitSeconds: config.startupWaitSeconds,
+          logger,
+        });
         jetStreamQueue = new JetStreamQueue({
           nc: nats.nc,
           connected: () => nats!.connected(),

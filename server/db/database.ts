@@ -29,6 +29,7 @@ export interface DatabaseHandle {
 export const IN_MEMORY_DATA_DIR = 'memory://';
 
 const DEFAULT_POOL_MAX = 10;
+const CONNECT_TIMEOUT_MS = 5_000;
 
 // Value mapping, identical on both backends:
 // - timestamptz -> JS Date (pg default; PGlite default).
@@ -46,6 +47,10 @@ function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): DatabaseH
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: opts.poolMax ?? DEFAULT_POOL_MAX,
+    // A server that does not answer (network cut, host down) fails the call in
+    // bounded time, as Unavailable, rather than after the OS's TCP timeout.
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    keepAlive: true,
     // Per-pool parsers so nobody's global pg.types.setTypeParser changes our mapping.
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
@@ -57,7 +62,17 @@ function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): DatabaseH
   // An idle client can error (server restart, network drop); without a
   // listener the pool re-emits it as an uncaught 'error' and kills the process.
   pool.on('error', (err) => {
-    logger.error({ err }, 'idle postgres client error');
+    logger.warn({ err: err.message, code: (err as { code?: string }).code }, 'idle postgres connection lost');
+  });
+  // A checked-out client has no pool listener at all (pg-pool removes it on
+  // acquire), and pg emits 'error' on it when the server goes away, even when
+  // its query also fails. Unheard, that error kills the process (PostgreSQL
+  // killed mid-query). The query's own rejection reaches the caller; the pool
+  // drops the broken client when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => {
+      logger.debug({ err: err.message }, 'postgres connection lost while in use');
+    });
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return makeHandle(db, 'postgres', async () => {});

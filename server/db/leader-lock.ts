@@ -7,7 +7,15 @@ export interface LeaderLock {
   /** True when this process holds the lock (taking it if it is free). */
   acquire(): Promise<boolean>;
   release(): Promise<void>;
+  /**
+   * Calls `listener` when a lock this process held is lost without release()
+   * (its connection died: another instance may hold it now). Returns the unsubscribe.
+   */
+  onLost(listener: () => void): () => void;
 }
+
+/** How long taking the lock may wait for a connection before the attempt counts as failed. */
+const CONNECT_TIMEOUT_MS = 5_000;
 
 /**
  * A PostgreSQL session-level advisory lock on its own connection: held while
@@ -17,6 +25,7 @@ export class PgLeaderLock implements LeaderLock {
   private client: pg.Client | undefined;
   private held = false;
   private readonly key: string;
+  private readonly lostListeners = new Set<() => void>();
 
   constructor(
     private readonly databaseUrl: string,
@@ -29,24 +38,34 @@ export class PgLeaderLock implements LeaderLock {
 
   async acquire(): Promise<boolean> {
     if (this.held && this.client) return true;
+    let client = this.client;
     try {
-      if (!this.client) {
-        const client = new pg.Client({ connectionString: this.databaseUrl });
-        client.on("error", (err) => {
-          this.logger.warn({ err }, "leader lock connection lost");
-          this.dropClient(client);
+      if (!client) {
+        const fresh = new pg.Client({
+          connectionString: this.databaseUrl,
+          connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+          // A silently dead peer (network cut) is noticed, and the lock given up, in bounded time.
+          keepAlive: true,
+          keepAliveInitialDelayMillis: 10_000,
         });
-        client.on("end", () => this.dropClient(client));
-        await client.connect();
-        this.client = client;
+        // Every error of this connection (also those emitted while a query is
+        // in flight) is heard here; unheard, pg's 'error' kills the process.
+        fresh.on("error", (err) => this.lose(fresh, err));
+        fresh.on("end", () => this.lose(fresh, undefined));
+        client = this.client = fresh;
+        await fresh.connect();
       }
-      const { rows } = await this.client.query<{ ok: boolean }>("select pg_try_advisory_lock($1::bigint) as ok", [this.key]);
+      const { rows } = await client.query<{ ok: boolean }>("select pg_try_advisory_lock($1::bigint) as ok", [this.key]);
+      // The connection may have died while the answer was on its way.
+      if (this.client !== client) return false;
       this.held = rows[0]?.ok === true;
       if (this.held) this.logger.info({ key: this.key }, "leader lock taken: this instance's worker is the active one");
       return this.held;
     } catch (err) {
-      this.logger.warn({ err }, "taking the leader lock failed");
-      if (this.client) this.dropClient(this.client);
+      // One line, no stack: while PostgreSQL is down this repeats every poll.
+      this.logger.warn({ err: (err as Error).message }, "taking the leader lock failed; standing by");
+      this.dropClient(client);
+      await client?.end().catch(() => undefined);
       return false;
     }
   }
@@ -56,6 +75,22 @@ export class PgLeaderLock implements LeaderLock {
     this.dropClient(client);
     // Closing the session releases the lock.
     await client?.end().catch(() => undefined);
+  }
+
+  onLost(listener: () => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  /** The lock's connection failed or ended under us: the session, and so the lock, is gone. */
+  private lose(client: pg.Client, err: Error | undefined): void {
+    if (this.client !== client) return;
+    const wasHeld = this.held;
+    this.dropClient(client);
+    if (err) client.end().catch(() => undefined);
+    if (!wasHeld) return;
+    this.logger.warn({ err: err?.message ?? "connection ended" }, "leader lock lost: its database connection died; this worker stops until it takes the lock again");
+    for (const listener of this.lostListeners) listener();
   }
 
   private dropClient(client: pg.Client | undefined): void {

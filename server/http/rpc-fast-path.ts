@@ -33,6 +33,7 @@ import {
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "pino";
 import { withDeadline } from "../interceptors/deadline.js";
+import { toConnectError } from "../interceptors/errors.js";
 import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 import { LeanHeaders } from "./lean-headers.js";
 
@@ -296,7 +297,7 @@ export class RpcFastPath {
       }
       copyHeaders(response.trailer, responseTrailer);
     } catch (e) {
-      error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+      error = toConnectError(e);
     } finally {
       clearTimeout(timer);
       shutdown.removeEventListener("abort", onShutdown);
@@ -335,7 +336,7 @@ export class RpcFastPath {
       const output = deadline === undefined ? await call : await withDeadline(call, deadline - Date.now(), TIMED_OUT);
       body = serialization.getO(binary).serialize(output);
     } catch (e) {
-      error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+      error = toConnectError(e);
     }
     if (closed || res.writableEnded) return; // the client went away
 

@@ -1,11 +1,13 @@
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
+import { toConnectError } from "./errors.js";
 
 /**
  * Logs every RPC (method, code, duration, protocol; never headers or bodies)
- * and records its metrics. A throw that is not a ConnectError is a bug: its
- * cause is logged and the client sees a plain Internal without our internals.
+ * and records its metrics. A throw that is not a ConnectError gets its code
+ * from toConnectError (Unavailable when a dependency is unreachable, else
+ * Internal: a bug, whose cause is logged).
  */
 export function observabilityInterceptor(logger: Logger, metrics: Metrics): Interceptor {
   return (next) => async (req) => {
@@ -28,11 +30,7 @@ export function observabilityInterceptor(logger: Logger, metrics: Metrics): Inte
       }
     };
 
-    const mask = (err: unknown): unknown => {
-      if (err instanceof ConnectError) return err;
-      if (err instanceof Error && err.name === "AbortError") return new ConnectError("request canceled", Code.Canceled);
-      return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
-    };
+    const mask = toConnectError;
 
     let res: UnaryResponse | StreamResponse;
     try {

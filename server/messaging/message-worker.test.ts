@@ -1,7 +1,7 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import type { Kysely, KyselyPlugin } from "kysely";
+import { sql, type Kysely, type KyselyPlugin } from "kysely";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -199,6 +199,8 @@ describe("JetStream queue and message worker", () => {
         release: async () => {
           if (holder === me) holder = undefined;
         },
+        // A lock in memory has no connection to lose.
+        onLost: () => () => undefined,
       };
     };
     // The first worker is slow, so messages are still waiting when it stops.
@@ -399,6 +401,73 @@ describe("JetStream queue and message worker", () => {
     const rows = await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).orderBy("seq").execute();
     expect(rows).toEqual(msgs.map((m, i) => ({ id: m.id, seq: String(i + 1) })));
     expect(await db.selectFrom("dead_letters").select("id").where("subject", "like", `${queue.subjectPrefix}.%`).execute()).toEqual([]);
+  });
+
+  test("a worker whose lock connection dies stops at once and hands its batch back in order; the standby takes the lock and stores it", async () => {
+    // ack_wait far beyond the test's wait: only an immediate hand-back can pass it.
+    const queue = await newQueue(60_000);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
+    const name = `test-worker:${queue.names.stream}`;
+    // PostgreSQL: the server's advisory lock, whose connection the test terminates.
+    // PGlite (one process, no lock connection): a lock in memory the test takes away.
+    let holder: object | undefined;
+    const lost = new Set<() => void>();
+    const leaderFor = (who: string): LeaderLock => {
+      if (testDb.databaseUrl) return new PgLeaderLock(testDb.databaseUrl, name, logger);
+      const me = { who };
+      return {
+        acquire: async () => (holder ??= me) === me,
+        release: async () => {
+          if (holder === me) holder = undefined;
+        },
+        onLost: (listener) => {
+          lost.add(listener);
+          return () => lost.delete(listener);
+        },
+      };
+    };
+    const killLockConnection = async (): Promise<void> => {
+      if (!testDb.databaseUrl) {
+        holder = undefined;
+        for (const listener of lost) listener();
+        return;
+      }
+      // The session holding the advisory lock (key split into classid/objid as pg_locks shows it).
+      const key = BigInt.asUintN(64, createHash("sha256").update(name).digest().readBigInt64BE(0));
+      const { rows } = await sql<{ ok: boolean }>`
+        select pg_terminate_backend(pid) as ok from pg_locks
+        where locktype = 'advisory' and granted and classid = ${String(key >> 32n)}::oid and objid = ${String(key & 0xffffffffn)}::oid`.execute(db);
+      expect(rows).toEqual([{ ok: true }]);
+    };
+
+    // The first worker leads but cannot reach its database: it holds the batch and retries.
+    let failures = 0;
+    const unreachable: KyselyPlugin = {
+      transformQuery() {
+        failures++;
+        throw Object.assign(new Error("simulated: connection refused"), { code: "ECONNREFUSED" });
+      },
+      transformResult: async (args) => args.result,
+    };
+    const first = startWorker(queue, { db: db.withPlugin(unreachable), leader: leaderFor("first"), ackWaitMs: 60_000 });
+    await waitFor("the first worker to lead", async () => first.running && !first.standby);
+    const msgs = Array.from({ length: 5 }, (_, i) => outgoing(conv, i % 2 ? a! : b!));
+    for (const m of msgs) await queue.publish(m);
+    await waitFor("the first worker to hold the batch", async () => failures > 0 && (await jsm.consumers.info(queue.names.stream, queue.names.consumer)).num_ack_pending === 5);
+    const second = startWorker(queue, { leader: leaderFor("second"), ackWaitMs: 60_000 });
+    await waitFor("the second worker to stand by", async () => second.standby);
+
+    const killed = Date.now();
+    await killLockConnection();
+    await waitFor("stored by the new holder", async () => (await messageCount(conv)) === 5, 10_000);
+    const tookOverMs = Date.now() - killed;
+    expect(first.standby).toBe(true);
+    expect(second.standby).toBe(false);
+    await waitFor("consumer drained", () => drained(queue));
+    const rows = await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows).toEqual(msgs.map((m, i) => ({ id: m.id, seq: String(i + 1) })));
+    console.info(`lock connection killed: the standby stored the held batch ${tookOverMs} ms later (ack_wait 60 s)`);
   });
 
   test("stop() finishes the open pull and returns promptly", async () => {

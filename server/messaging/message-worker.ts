@@ -6,6 +6,7 @@ import { systemClock, type Clock } from "../context.js";
 import { insertDeadLetters, storeMessages, type NewDeadLetter, type StoreResult } from "../db/message-store.js";
 import type { LeaderLock } from "../db/leader-lock.js";
 import type { Database } from "../db/schema.js";
+import { isConnectionError } from "../db/connection-errors.js";
 import type { EventBus } from "./bus.js";
 import { decodeOutgoing, type JetStreamQueue } from "./jetstream-queue.js";
 import { publishNotices, type InboxNotice, type OutgoingMessage, type StoredMessage } from "./message-queue.js";
@@ -60,7 +61,12 @@ type Result = "stored" | "duplicate" | "dead_letter";
  * terminated. Anything else (database down, deadlock) is retried in process
  * with backoff while the worker holds the batch and keeps it alive with
  * working(), rather than naked: a nak would let newer messages of the same
- * conversation overtake it.
+ * conversation overtake it. The exception: when the leader lock is lost (its
+ * connection died, so another instance may hold it now), the worker stops
+ * storing at once, gives every message in hand back (nak, in stream order)
+ * as soon as its open pull has ended (at most fetchExpiresMs; a nak before
+ * that would hand them to that same pull, out of order), and stands by until
+ * it takes the lock again.
  */
 export class MessageWorker {
   private readonly logger: Logger;
@@ -77,6 +83,11 @@ export class MessageWorker {
   private wakeSleep: (() => void) | undefined;
   private keepAlive: NodeJS.Timeout | undefined;
   private stopped: Promise<void> | undefined;
+  /** Bumped each time the leader lock is lost: work started under an older one is abandoned. */
+  private leadership = 0;
+  /** A pull request is open on the server (messages may still arrive for it). */
+  private pulling = false;
+  private unwatchLeader: (() => void) | undefined;
 
   constructor(private readonly opts: MessageWorkerOptions) {
     this.logger = opts.logger.child({ component: "message-worker", stream: opts.queue.names.stream });
@@ -114,6 +125,7 @@ export class MessageWorker {
       for (const m of this.inFlight) m.working();
     }, Math.max(200, Math.floor(this.ackWaitMs / 3)));
     this.keepAlive.unref();
+    this.unwatchLeader = this.opts.leader?.onLost(() => this.leadershipLost());
     this.loop = this.run();
     this.logger.info({ consumer: this.opts.queue.names.consumer, batchSize: this.batchSize }, "message worker started");
   }
@@ -133,7 +145,8 @@ export class MessageWorker {
     this.wakeSleep?.();
     await this.loop;
     clearInterval(this.keepAlive);
-    this.release([...this.inFlight], "nak");
+    this.unwatchLeader?.();
+    this.handBack();
     await this.opts.leader?.release();
     if (this.loop) this.logger.info("message worker stopped");
   }
@@ -168,6 +181,18 @@ export class MessageWorker {
   private async pullOnce(consumer: Consumer): Promise<void> {
     // Short pulls that run to their end, even on stop: a pull cut short would
     // leave the server delivering into a dead inbox until ack_wait.
+    const leadership = this.leadership;
+    this.pulling = true;
+    try {
+      await this.pullAndStore(consumer, leadership);
+    } finally {
+      this.pulling = false;
+      // The lock was lost meanwhile: the pull has ended, so what we hold can go back in order now.
+      if (leadership !== this.leadership) this.handBack();
+    }
+  }
+
+  private async pullAndStore(consumer: Consumer, leadership: number): Promise<void> {
     const messages = await consumer.fetch({ max_messages: this.batchSize, expires: this.fetchExpiresMs });
     const buffer: JsMsg[] = [];
     let ended = false;
@@ -195,9 +220,14 @@ export class MessageWorker {
           wake = undefined;
           continue;
         }
+        if (leadership !== this.leadership) {
+          // Lock lost: keep what this pull still delivers (in flight) for the hand-back when it ends.
+          buffer.splice(0);
+          continue;
+        }
         // Let a burst that arrived in one read land, so it becomes one batch.
         await new Promise((resolve) => setImmediate(resolve));
-        await this.handle(buffer.splice(0, this.batchSize));
+        await this.handle(buffer.splice(0, this.batchSize), leadership);
       }
     } finally {
       await pump;
@@ -205,8 +235,10 @@ export class MessageWorker {
     if (failed) throw failed;
   }
 
-  private async handle(batch: JsMsg[]): Promise<void> {
+  private async handle(batch: JsMsg[], leadership: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
+      // Lock lost: stop at once; the batch stays in flight until it is handed back.
+      if (leadership !== this.leadership) return;
       if (this.stopping && attempt > 1) {
         this.release(batch, "nak");
         return;
@@ -226,16 +258,20 @@ export class MessageWorker {
         };
         if (poison && batch.length > 1) {
           this.logger.warn(ctx, "storing a batch failed; storing its messages one by one to isolate the bad one");
-          for (const m of batch) await this.handle([m]);
+          for (const m of batch) await this.handle([m], leadership);
           return;
         }
         if (poison) {
           this.logger.error({ ...ctx, subject: batch[0]!.subject }, "message cannot be stored; dead-lettering it");
           if (await this.deadLetterAlone(batch[0]!, err)) return;
+        } else if (isConnectionError(err)) {
+          // One line, no stack: while PostgreSQL is down this repeats until it is back.
+          this.logger.warn({ ...ctx, err: (err as Error).message }, "database unreachable; holding the batch and retrying");
         } else {
           this.logger.warn(ctx, "storing a batch failed; holding it and retrying");
         }
-        await this.sleep(Math.min(1000 * 2 ** (attempt - 1), 10_000));
+        // Short waits while the database is unreachable, so the batch is stored soon after it is back.
+        await this.sleep(isConnectionError(err) ? Math.min(250 * 2 ** (attempt - 1), 1000) : Math.min(1000 * 2 ** (attempt - 1), 10_000));
       }
     }
   }
@@ -308,6 +344,23 @@ export class MessageWorker {
     this.count("dead_letter");
     this.release([m], "term");
     return true;
+  }
+
+  /** The leader lock's connection died: another instance may be the active worker now. */
+  private leadershipLost(): void {
+    this.leadership++;
+    this.leading = false;
+    this.logger.warn({ held: this.inFlight.size }, "leader lock lost: stopped storing; handing the messages in hand back and standing by until the lock is taken again");
+    if (!this.pulling) this.handBack();
+    this.wakeSleep?.();
+  }
+
+  /** Naks every message in hand, oldest first, so whoever pulls next gets them in the order they were sent. */
+  private handBack(): void {
+    if (this.inFlight.size === 0) return;
+    const held = [...this.inFlight].sort((x, y) => x.info.streamSequence - y.info.streamSequence);
+    this.release(held, "nak");
+    this.logger.info({ messages: held.length }, "messages handed back to JetStream");
   }
 
   private release(msgs: JsMsg[], how: "ack" | "nak" | "term"): void {

@@ -1,0 +1,17 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { isConnectionError } from "../db/connection-errors.js";
+
+/**
+ * The one place a throw that is not a ConnectError gets its code, for
+ * connect-node (through the observability interceptor) and the fast path alike:
+ * a dependency that cannot be reached is Unavailable (retry later), a
+ * cancelled call Canceled, anything else a bug (Internal, without our internals).
+ */
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof Error && err.name === "AbortError") return new ConnectError("request canceled", Code.Canceled);
+  if (isConnectionError(err)) {
+    return new ConnectError("the database cannot be reached right now; retry shortly (a retry of SendMessage with the same client_message_id is safe)", Code.Unavailable, undefined, undefined, err);
+  }
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
