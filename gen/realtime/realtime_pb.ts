@@ -967,6 +967,7 @@ export const RealtimeService: GenService<{
    * SendTyping tells the conversation's other online participants that the
    * caller is (or stopped) typing. It expires on their side after a few seconds
    * unless repeated; it is never stored. At most 10 calls per 5 s per conversation.
+   * A repeat only renews the indicator (safe to retry).
    *
    * @generated from rpc realtime.RealtimeService.SendTyping
    */
