@@ -29,7 +29,7 @@ export async function oncePerKey<S extends DescMessage>(
   ctx: AppContext,
   key: RequestKey | undefined,
   schema: S,
-  work: (trx: Transaction<Database>) => Promise<{ answer: MessageShape<S>; after?: () => void }>,
+  work: (trx: Transaction<Database>) => Promise<{ answer: MessageShape<S>; after?: () => Promise<void> | void }>,
 ): Promise<MessageShape<S>> {
   const db = ctx.database.db;
   const now = ctx.clock.now();
@@ -49,6 +49,6 @@ export async function oncePerKey<S extends DescMessage>(
     if (kept) return fromBinary(schema, kept);
     throw new ConnectError("a request with this client_request_id is in progress; retry", Code.Aborted);
   }
-  done.after?.();
+  await done.after?.();
   return done.answer;
 }
