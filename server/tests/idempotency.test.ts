@@ -366,6 +366,12 @@ describe("auth: a retried login or logout", () => {
     expect(await a.logoutAllDevices({ accessToken })).toMatchObject({ success: true });
     expect(await a.logoutAllDevices({ accessToken })).toMatchObject({ success: true });
     expect((await a.validateToken({ accessToken })).isValid).toBe(false);
+    // A session that ended otherwise is not logged out by its dead token.
+    const other = phone();
+    await a.sendOTP({ phoneNumber: other });
+    const signedOut = await a.verifyOTP({ phoneNumber: other, otpCode: DEV_CODE });
+    await a.revokeCurrentDevice({ refreshToken: signedOut.refreshToken });
+    expect(await codeOf(a.logoutAllDevices({ accessToken: signedOut.accessToken }))).toBe(Code.Unauthenticated);
   });
 });
 
