@@ -10,6 +10,7 @@ import { DEV_CODE, bearerTransport } from "./helpers/login.js";
 import { Subscription, protocolTransport } from "./helpers/realtime.js";
 import { codeOf, phoneSequence, socialUser, type SocialUser } from "./helpers/social.js";
 import { FakeClock, startTestServer, type TestServer } from "./helpers/test-server.js";
+import { pruneRequestAnswers } from "../db/request-store.js";
 
 // Every mutating RPC is safe to retry (issue 13 §5): each test makes a call,
 // then makes it again as a client would after losing the answer, through real
@@ -376,6 +377,18 @@ describe("auth: a retried login or logout", () => {
 });
 
 describe("user: a retry answers the same state", () => {
+  test("SyncContacts twice with one client_request_id: the same answer, the budget spent once", async () => {
+    const [u, friend] = [await socialUser(s, phone()), await socialUser(s, phone())];
+    // One registered number and two that match no one (those cost budget on every check).
+    const req = { phoneNumbers: [friend.phone, "+14155550001", "+14155550002"], clientRequestId: "sync-1" };
+    const first = await u.users.syncContacts(req);
+    const retry = await u.users.syncContacts(req);
+    expect(retry).toEqual(first);
+    expect(first.contacts.map((c) => c.user!.id)).toEqual([friend.id]);
+    const next = await u.users.syncContacts({ phoneNumbers: ["+14155550003"], clientRequestId: "sync-2" });
+    expect(next.budgetRemaining).toBe(first.budgetRemaining - 1);
+  });
+
   test("UpdateProfile twice: the same profile, updated_at included", async () => {
     const u = await socialUser(s, phone());
     const first = await u.users.updateProfile({ displayName: "Ayşe", aboutText: "hi" });
@@ -385,5 +398,20 @@ describe("user: a retry answers the same state", () => {
     clock.advance(2_000);
     const changed = await u.users.updateProfile({ aboutText: "hello" });
     expect(changed.user!.updatedAt).not.toBe(first.user!.updatedAt);
+  });
+});
+
+// Last: it moves the clock a day on.
+describe("request answers expire", () => {
+  test("a client_request_id answer is kept 24 h: then it is pruned and the key is free again", async () => {
+    const author = await socialUser(s, phone());
+    const first = await author.statuses.createStatus({ content: "day one", clientRequestId: "daily" });
+    clock.advance(24 * 3600_000 + 1_000);
+    // The periodic job's work, run now rather than waited for.
+    expect(await pruneRequestAnswers(s.server.ctx.database.db, clock.now())).toBeGreaterThan(0);
+    const later = await socialUser(s, author.phone);
+    const next = await later.statuses.createStatus({ content: "day two", clientRequestId: "daily" });
+    expect(next.statusId).not.toBe(first.statusId);
+    expect((await later.statuses.listMyStatuses({})).statuses.map((x) => x.id)).toEqual([next.statusId]);
   });
 });
