@@ -9,6 +9,7 @@ import * as m0007 from './0007_send_preflight.js';
 import * as m0008 from './0008_inbox_cascade_triggers.js';
 import * as m0009 from './0009_presence_functions.js';
 import * as m0010 from './0010_limits_group_privacy.js';
+import * as m0011 from './0011_idempotency.js';
 import * as m0012 from './0012_former_participant_view.js';
 
 // Static imports instead of FileMigrationProvider so the same code runs under
@@ -24,5 +25,6 @@ export const migrations: Record<string, Migration> = {
   '0008_inbox_cascade_triggers': m0008,
   '0009_presence_functions': m0009,
   '0010_limits_group_privacy': m0010,
+  '0011_idempotency': m0011,
   '0012_former_participant_view': m0012,
 };

@@ -26,6 +26,7 @@ import { SessionGuard } from "./auth/session-guard.js";
 import { TokenService } from "./auth/tokens.js";
 import { TwilioOtpProvider } from "./auth/twilio-otp-provider.js";
 import { pruneAuthRows } from "./db/auth-store.js";
+import { pruneRequestAnswers } from "./db/request-store.js";
 import { PgLeaderLock } from "./db/leader-lock.js";
 import { isConnectionError } from "./db/connection-errors.js";
 import { targetOf, untilReachable } from "./startup-wait.js";
@@ -169,6 +170,7 @@ export class ChatwireServer {
     this.pruneTimer = setInterval(() => {
       pruneAuthRows(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "pruning auth rows failed"));
       pruneRateLimitPoints(this.ctx.database.db, Date.now()).catch((err: unknown) => logger.warn({ err }, "pruning rate limit counters failed"));
+      pruneRequestAnswers(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "pruning request answers failed"));
     }, 10 * 60_000);
     this.pruneTimer.unref();
     // Expired statuses are already invisible (read-time filter); this removes their rows and views.

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file auth/auth.proto.
  */
 export const file_auth_auth: GenFile = /*@__PURE__*/
-  fileDesc("Cg9hdXRoL2F1dGgucHJvdG8SBGF1dGgirQEKBFVzZXISCgoCaWQYASABKAkSFAoMcGhvbmVfbnVtYmVyGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIbChNwcm9maWxlX3BpY3R1cmVfdXJsGAQgASgJEhIKCmFib3V0X3RleHQYBSABKAkSFAoMbGFzdF9zZWVuX2F0GAYgASgJEhIKCmNyZWF0ZWRfYXQYByABKAkSEgoKdXBkYXRlZF9hdBgIIAEoCSImCg5TZW5kT1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkicgoPU2VuZE9UUFJlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkSGwoTcmV0cnlfYWZ0ZXJfc2Vjb25kcxgCIAEoBRIaChJleHBpcmVzX2luX3NlY29uZHMYAyABKAUSFQoNYXR0ZW1wdHNfbGVmdBgEIAEoBSKLAQoQVmVyaWZ5T1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkSEAoIb3RwX2NvZGUYAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJEhMKC2RldmljZV9uYW1lGAQgASgJEhMKC2RldmljZV90eXBlGAUgASgJEhIKCnB1c2hfdG9rZW4YBiABKAki/gEKEVZlcmlmeU9UUFJlc3BvbnNlEhgKBHVzZXIYASABKAsyCi5hdXRoLlVzZXISFAoMYWNjZXNzX3Rva2VuGAIgASgJEhUKDXJlZnJlc2hfdG9rZW4YAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCRITCgtpc19uZXdfdXNlchgFIAEoCBI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoYcmVmcmVzaF90b2tlbl9leHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIsChRWYWxpZGF0ZVRva2VuUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiOgoVVmFsaWRhdGVUb2tlblJlc3BvbnNlEhAKCGlzX3ZhbGlkGAEgASgIEg8KB3VzZXJfaWQYAiABKAkiLAoTUmVmcmVzaFRva2VuUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJItIBChRSZWZyZXNoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI8ChhyZWZyZXNoX3Rva2VuX2V4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKGlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiLwoXTG9nb3V0QWxsRGV2aWNlc1JlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIiEKDlJldm9rZVJlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgiFQoTTGlzdFNlc3Npb25zUmVxdWVzdCI3ChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIfCghzZXNzaW9ucxgBIAMoCzINLmF1dGguU2Vzc2lvbiLPAQoHU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRITCgtkZXZpY2VfbmFtZRgDIAEoCRITCgtkZXZpY2VfdHlwZRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2FjdGl2ZV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgHIAEoCCIqChRSZXZva2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIigKFVJldm9rZVNlc3Npb25SZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIMr0ECgtBdXRoU2VydmljZRI2CgdTZW5kT1RQEhQuYXV0aC5TZW5kT1RQUmVxdWVzdBoVLmF1dGguU2VuZE9UUFJlc3BvbnNlEjwKCVZlcmlmeU9UUBIWLmF1dGguVmVyaWZ5T1RQUmVxdWVzdBoXLmF1dGguVmVyaWZ5T1RQUmVzcG9uc2USSAoNVmFsaWRhdGVUb2tlbhIaLmF1dGguVmFsaWRhdGVUb2tlblJlcXVlc3QaGy5hdXRoLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJFCgxSZWZyZXNoVG9rZW4SGS5hdXRoLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5hdXRoLlJlZnJlc2hUb2tlblJlc3BvbnNlEk0KE1Jldm9rZUN1cnJlbnREZXZpY2USIC5hdXRoLlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0GhQuYXV0aC5SZXZva2VSZXNwb25zZRJHChBMb2dvdXRBbGxEZXZpY2VzEh0uYXV0aC5Mb2dvdXRBbGxEZXZpY2VzUmVxdWVzdBoULmF1dGguUmV2b2tlUmVzcG9uc2USRQoMTGlzdFNlc3Npb25zEhkuYXV0aC5MaXN0U2Vzc2lvbnNSZXF1ZXN0GhouYXV0aC5MaXN0U2Vzc2lvbnNSZXNwb25zZRJICg1SZXZva2VTZXNzaW9uEhouYXV0aC5SZXZva2VTZXNzaW9uUmVxdWVzdBobLmF1dGguUmV2b2tlU2Vzc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Cg9hdXRoL2F1dGgucHJvdG8SBGF1dGgirQEKBFVzZXISCgoCaWQYASABKAkSFAoMcGhvbmVfbnVtYmVyGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIbChNwcm9maWxlX3BpY3R1cmVfdXJsGAQgASgJEhIKCmFib3V0X3RleHQYBSABKAkSFAoMbGFzdF9zZWVuX2F0GAYgASgJEhIKCmNyZWF0ZWRfYXQYByABKAkSEgoKdXBkYXRlZF9hdBgIIAEoCSJBCg5TZW5kT1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkSGQoRY2xpZW50X3JlcXVlc3RfaWQYAiABKAkicgoPU2VuZE9UUFJlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkSGwoTcmV0cnlfYWZ0ZXJfc2Vjb25kcxgCIAEoBRIaChJleHBpcmVzX2luX3NlY29uZHMYAyABKAUSFQoNYXR0ZW1wdHNfbGVmdBgEIAEoBSKLAQoQVmVyaWZ5T1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkSEAoIb3RwX2NvZGUYAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJEhMKC2RldmljZV9uYW1lGAQgASgJEhMKC2RldmljZV90eXBlGAUgASgJEhIKCnB1c2hfdG9rZW4YBiABKAki/gEKEVZlcmlmeU9UUFJlc3BvbnNlEhgKBHVzZXIYASABKAsyCi5hdXRoLlVzZXISFAoMYWNjZXNzX3Rva2VuGAIgASgJEhUKDXJlZnJlc2hfdG9rZW4YAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCRITCgtpc19uZXdfdXNlchgFIAEoCBI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoYcmVmcmVzaF90b2tlbl9leHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIsChRWYWxpZGF0ZVRva2VuUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiOgoVVmFsaWRhdGVUb2tlblJlc3BvbnNlEhAKCGlzX3ZhbGlkGAEgASgIEg8KB3VzZXJfaWQYAiABKAkiLAoTUmVmcmVzaFRva2VuUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJItIBChRSZWZyZXNoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI8ChhyZWZyZXNoX3Rva2VuX2V4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKGlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiLwoXTG9nb3V0QWxsRGV2aWNlc1JlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIiEKDlJldm9rZVJlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgiFQoTTGlzdFNlc3Npb25zUmVxdWVzdCI3ChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIfCghzZXNzaW9ucxgBIAMoCzINLmF1dGguU2Vzc2lvbiLPAQoHU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRITCgtkZXZpY2VfbmFtZRgDIAEoCRITCgtkZXZpY2VfdHlwZRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2FjdGl2ZV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgHIAEoCCIqChRSZXZva2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIigKFVJldm9rZVNlc3Npb25SZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIMr0ECgtBdXRoU2VydmljZRI2CgdTZW5kT1RQEhQuYXV0aC5TZW5kT1RQUmVxdWVzdBoVLmF1dGguU2VuZE9UUFJlc3BvbnNlEjwKCVZlcmlmeU9UUBIWLmF1dGguVmVyaWZ5T1RQUmVxdWVzdBoXLmF1dGguVmVyaWZ5T1RQUmVzcG9uc2USSAoNVmFsaWRhdGVUb2tlbhIaLmF1dGguVmFsaWRhdGVUb2tlblJlcXVlc3QaGy5hdXRoLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJFCgxSZWZyZXNoVG9rZW4SGS5hdXRoLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5hdXRoLlJlZnJlc2hUb2tlblJlc3BvbnNlEk0KE1Jldm9rZUN1cnJlbnREZXZpY2USIC5hdXRoLlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0GhQuYXV0aC5SZXZva2VSZXNwb25zZRJHChBMb2dvdXRBbGxEZXZpY2VzEh0uYXV0aC5Mb2dvdXRBbGxEZXZpY2VzUmVxdWVzdBoULmF1dGguUmV2b2tlUmVzcG9uc2USRQoMTGlzdFNlc3Npb25zEhkuYXV0aC5MaXN0U2Vzc2lvbnNSZXF1ZXN0GhouYXV0aC5MaXN0U2Vzc2lvbnNSZXNwb25zZRJICg1SZXZva2VTZXNzaW9uEhouYXV0aC5SZXZva2VTZXNzaW9uUmVxdWVzdBobLmF1dGguUmV2b2tlU2Vzc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * A Chatwire user as others see them.
@@ -104,6 +104,15 @@ export type SendOTPRequest = Message<"auth.SendOTPRequest"> & {
    * @generated from field: string phone_number = 1;
    */
   phoneNumber: string;
+
+  /**
+   * Idempotency key chosen by the client (at most 64 characters): a retry
+   * with the same number and key while the code it sent is pending (not
+   * expired, not used) returns the first answer and sends nothing.
+   *
+   * @generated from field: string client_request_id = 2;
+   */
+  clientRequestId: string;
 };
 
 /**
@@ -614,7 +623,9 @@ export const AuthService: GenService<{
   /**
    * SendOTP sends a one-time code by SMS to the phone number. The code is
    * valid for 10 minutes. Limits: one send per number per 30 s, five per
-   * number per 10 minutes, and a budget per client IP across numbers.
+   * number per 10 minutes, and a budget per client IP across numbers. With
+   * client_request_id set, a retry while that code is pending returns the
+   * first answer and sends no second SMS.
    *
    * @generated from rpc auth.AuthService.SendOTP
    */
@@ -626,6 +637,12 @@ export const AuthService: GenService<{
   /**
    * VerifyOTP checks the code and opens a session for the device, creating
    * the user on first login. Five attempts per code; then the code is dead.
+   * A repeat within 60 s of a successful call, with the same phone number,
+   * code and device_id (a retry after a lost answer), opens no second
+   * session: it answers with the same session_id and user, that session's
+   * current refresh token and a fresh access token. Nothing is rotated, so
+   * refresh-token reuse detection is not tripped by either answer's token.
+   * The 60 s window allows five evaluated attempts of its own.
    *
    * @generated from rpc auth.AuthService.VerifyOTP
    */
@@ -660,7 +677,7 @@ export const AuthService: GenService<{
   },
   /**
    * RevokeCurrentDevice ends the session the refresh token belongs to; its
-   * access token stops working at once.
+   * access token stops working at once. A retry succeeds and does nothing.
    *
    * @generated from rpc auth.AuthService.RevokeCurrentDevice
    */
@@ -670,7 +687,8 @@ export const AuthService: GenService<{
     output: typeof RevokeResponseSchema;
   },
   /**
-   * LogoutAllDevices ends every session of the access token's user.
+   * LogoutAllDevices ends every session of the access token's user. A retry
+   * with the same access token (whose session it ended) succeeds and does nothing.
    *
    * @generated from rpc auth.AuthService.LogoutAllDevices
    */
@@ -693,6 +711,7 @@ export const AuthService: GenService<{
   /**
    * RevokeSession ends one of the caller's sessions, e.g. a lost phone.
    * Needs a bearer token. NotFound if the session is not the caller's.
+   * Revoking an already revoked session succeeds and does nothing.
    *
    * @generated from rpc auth.AuthService.RevokeSession
    */

@@ -982,6 +982,7 @@ export const RealtimeService: GenService<{
    * caller is (or stopped) typing. It expires on their side after a few seconds
    * unless repeated; it is never stored. At most 10 calls per 5 s per conversation.
    * PermissionDenied in a direct conversation while either side has blocked the other.
+   * A repeat only renews the indicator (safe to retry).
    *
    * @generated from rpc realtime.RealtimeService.SendTyping
    */

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
 import type { Clock } from "../context.js";
 import { isUuid } from "../domain/ids.js";
@@ -92,6 +92,25 @@ export class TokenService {
       .setIssuedAt(Math.floor(c.issuedAt.getTime() / 1000))
       .setExpirationTime(Math.floor(c.expiresAt.getTime() / 1000))
       .sign(this.key);
+  }
+
+  /**
+   * HMAC-SHA256 under the server secret of `parts`, for `purpose` (hex). What
+   * the database keeps of a secret that must be recognised again but is too
+   * small to hash safely (a 6-digit code): without the server secret a copy of
+   * the database cannot try all codes against it.
+   */
+  mac(purpose: string, ...parts: string[]): string {
+    const h = createHmac("sha256", this.key).update(purpose);
+    for (const p of parts) h.update("\0").update(p);
+    return h.digest("hex");
+  }
+
+  /** Constant-time comparison of two mac() results. */
+  static sameMac(a: string, b: string): boolean {
+    const x = Buffer.from(a, "utf8");
+    const y = Buffer.from(b, "utf8");
+    return x.length === y.length && timingSafeEqual(x, y);
   }
 
   async verify(kind: TokenKind, token: string): Promise<TokenClaims> {

@@ -146,14 +146,46 @@ export function listLiveSessions(db: Db, userId: string, now: Date): Promise<Use
 
 // ---- one-time codes --------------------------------------------------------------
 
-/** A new code for the number replaces any pending one (attempts start over). */
-export async function issueOtp(db: Db, phoneNumber: string, expiresAt: Date, maxAttempts: number, now: Date): Promise<void> {
+/** A new code for the number replaces any pending (or used) one: attempts start over. */
+export async function issueOtp(
+  db: Db,
+  phoneNumber: string,
+  expiresAt: Date,
+  maxAttempts: number,
+  now: Date,
+  sendRequestId: string | null = null,
+): Promise<void> {
+  const fresh = { attempts: 0, max_attempts: maxAttempts, expires_at: expiresAt, created_at: now, session_id: null, replay_mac: null, new_user: false, send_request_id: sendRequestId };
   await db
     .insertInto("otp_codes")
-    .values({ phone_number: phoneNumber, attempts: 0, max_attempts: maxAttempts, expires_at: expiresAt, created_at: now })
-    .onConflict((oc) =>
-      oc.column("phone_number").doUpdateSet({ attempts: 0, max_attempts: maxAttempts, expires_at: expiresAt, created_at: now }),
-    )
+    .values({ phone_number: phoneNumber, ...fresh })
+    .onConflict((oc) => oc.column("phone_number").doUpdateSet(fresh))
+    .execute();
+}
+
+/** What a successful VerifyOTP leaves of its code, for a repeat of that call. */
+export interface UsedOtp {
+  sessionId: string;
+  /** HMAC of number, code and device id (TokenService.mac). */
+  replayMac: string;
+  newUser: boolean;
+  /** The end of the window for a repeat. */
+  expiresAt: Date;
+  /** Attempts the window allows (counted as before). */
+  maxAttempts: number;
+}
+
+/** The number's code row, locked until the transaction ends (a concurrent VerifyOTP waits). */
+export function lockOtp(trx: Transaction<Database>, phoneNumber: string) {
+  return trx.selectFrom("otp_codes").selectAll().where("phone_number", "=", phoneNumber).forUpdate().executeTakeFirst();
+}
+
+/** Marks the code used by a session: from now on only a repeat of that VerifyOTP is accepted. */
+export async function markOtpUsed(db: Db, phoneNumber: string, u: UsedOtp): Promise<void> {
+  await db
+    .updateTable("otp_codes")
+    .set({ session_id: u.sessionId, replay_mac: u.replayMac, new_user: u.newUser, expires_at: u.expiresAt, attempts: 0, max_attempts: u.maxAttempts })
+    .where("phone_number", "=", phoneNumber)
     .execute();
 }
 
@@ -162,14 +194,18 @@ export async function issueOtp(db: Db, phoneNumber: string, expiresAt: Date, max
  * live code with attempts left is counted, so N parallel guesses are at most
  * max_attempts checks. Undefined: no live code, or none left.
  */
-export function claimOtpAttempt(db: Db, phoneNumber: string, now: Date): Promise<{ attempts: number; max_attempts: number } | undefined> {
+export function claimOtpAttempt(
+  db: Db,
+  phoneNumber: string,
+  now: Date,
+): Promise<{ attempts: number; max_attempts: number; session_id: string | null; replay_mac: string | null; new_user: boolean } | undefined> {
   return db
     .updateTable("otp_codes")
     .set((eb) => ({ attempts: eb("attempts", "+", 1) }))
     .where("phone_number", "=", phoneNumber)
     .where("expires_at", ">", now)
     .where((eb) => eb("attempts", "<", eb.ref("max_attempts")))
-    .returning(["attempts", "max_attempts"])
+    .returning(["attempts", "max_attempts", "session_id", "replay_mac", "new_user"])
     .executeTakeFirst();
 }
 
@@ -177,9 +213,6 @@ export function getOtp(db: Db, phoneNumber: string) {
   return db.selectFrom("otp_codes").selectAll().where("phone_number", "=", phoneNumber).executeTakeFirst();
 }
 
-export async function deleteOtp(db: Db, phoneNumber: string): Promise<void> {
-  await db.deleteFrom("otp_codes").where("phone_number", "=", phoneNumber).execute();
-}
 
 // ---- abuse limits ------------------------------------------------------------------
 

@@ -281,22 +281,28 @@ export async function raiseWatermarks(
   return row;
 }
 
-export async function setMuted(db: Db, conversationId: string, userId: string, until: Date | null): Promise<void> {
-  await db
+/** False when it already was so (nothing to announce). */
+export async function setMuted(db: Db, conversationId: string, userId: string, until: Date | null): Promise<boolean> {
+  const res = await db
     .updateTable("conversation_participants")
     .set({ muted_until: until })
     .where("conversation_id", "=", conversationId)
     .where("user_id", "=", userId)
-    .execute();
+    .where(sql<boolean>`muted_until is distinct from ${until}::timestamptz`)
+    .executeTakeFirst();
+  return res.numUpdatedRows > 0n;
 }
 
-export async function setArchived(db: Db, conversationId: string, userId: string, archived: boolean): Promise<void> {
-  await db
+/** False when it already was so (nothing to announce). */
+export async function setArchived(db: Db, conversationId: string, userId: string, archived: boolean): Promise<boolean> {
+  const res = await db
     .updateTable("conversation_participants")
     .set({ archived })
     .where("conversation_id", "=", conversationId)
     .where("user_id", "=", userId)
-    .execute();
+    .where("archived", "<>", archived)
+    .executeTakeFirst();
+  return res.numUpdatedRows > 0n;
 }
 
 /** Locks the conversation row for a membership change: changes to one conversation queue up. */

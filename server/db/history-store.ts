@@ -100,47 +100,68 @@ export async function reactionsOf(db: Db, messageIds: string[]): Promise<Reactio
     .execute();
 }
 
-/** Edits a message's text; returns the row, or undefined if it is deleted. */
+/**
+ * Edits a message's text; returns the row, or undefined if it is deleted or
+ * already has this text (a repeated edit changes nothing, edited_at included).
+ */
 export function editMessage(db: Db, id: string, content: string, now: Date): Promise<MessageRow | undefined> {
   return db
     .updateTable("messages")
     .set({ content, edited_at: now })
     .where("id", "=", id)
     .where("deleted_at", "is", null)
+    .where("content", "<>", content)
     .returningAll()
     .executeTakeFirst() as Promise<MessageRow | undefined>;
 }
 
-/** Deletes for everyone: content and media purged, the row stays as a tombstone. */
-export async function tombstoneMessage(db: Db, id: string, now: Date): Promise<void> {
-  await db
+/** Deletes for everyone: content and media purged, the row stays as a tombstone. False if it already was one. */
+export async function tombstoneMessage(db: Db, id: string, now: Date): Promise<boolean> {
+  const res = await db
     .updateTable("messages")
     .set({ content: "", media_url: "", media_type: "", mention_user_ids: "[]", deleted_at: now })
     .where("id", "=", id)
     .where("deleted_at", "is", null)
-    .execute();
+    .executeTakeFirst();
+  if (res.numUpdatedRows === 0n) return false;
   await db.deleteFrom("message_reactions").where("message_id", "=", id).execute();
+  return true;
 }
 
-export async function hideMessage(db: Db, userId: string, messageId: string, now: Date): Promise<void> {
-  await db
+/** Hides a message for one user; false if it already was hidden. */
+export async function hideMessage(db: Db, userId: string, messageId: string, now: Date): Promise<boolean> {
+  const row = await db
     .insertInto("hidden_messages")
     .values({ user_id: userId, message_id: messageId, hidden_at: now })
     .onConflict((oc) => oc.doNothing())
-    .execute();
+    .returning("message_id")
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
-/** One reaction per user per message: set, replace, or (empty emoji) remove. */
-export async function setReaction(db: Db, messageId: string, userId: string, emoji: string, now: Date): Promise<void> {
+export async function isHidden(db: Db, userId: string, messageId: string): Promise<boolean> {
+  const row = await db.selectFrom("hidden_messages").select("message_id").where("user_id", "=", userId).where("message_id", "=", messageId).executeTakeFirst();
+  return row !== undefined;
+}
+
+/** One reaction per user per message: set, replace, or (empty emoji) remove. False when nothing changed. */
+export async function setReaction(db: Db, messageId: string, userId: string, emoji: string, now: Date): Promise<boolean> {
   if (emoji === "") {
-    await db.deleteFrom("message_reactions").where("message_id", "=", messageId).where("user_id", "=", userId).execute();
-    return;
+    const res = await db.deleteFrom("message_reactions").where("message_id", "=", messageId).where("user_id", "=", userId).executeTakeFirst();
+    return res.numDeletedRows > 0n;
   }
-  await db
+  const row = await db
     .insertInto("message_reactions")
     .values({ message_id: messageId, user_id: userId, emoji, created_at: now })
-    .onConflict((oc) => oc.columns(["message_id", "user_id"]).doUpdateSet({ emoji, created_at: now }))
-    .execute();
+    .onConflict((oc) =>
+      oc
+        .columns(["message_id", "user_id"])
+        .doUpdateSet({ emoji, created_at: now })
+        .where("message_reactions.emoji", "<>", emoji),
+    )
+    .returning("message_id")
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 /** When each user's watermark of `kind` first reached `seq` (no later than `until`, when given). */

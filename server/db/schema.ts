@@ -62,6 +62,24 @@ export interface OtpCodesTable {
   max_attempts: number;
   expires_at: Date;
   created_at: Generated<Date>;
+  /** The session a successful VerifyOTP opened with this code (0011); null while unused. */
+  session_id: string | null;
+  /** HMAC of number, code and device id, for a repeat of that VerifyOTP. */
+  replay_mac: string | null;
+  new_user: Generated<boolean>;
+  /** client_request_id of the SendOTP that issued the code. */
+  send_request_id: string | null;
+}
+
+/** What a mutating RPC answered to one request key of one caller, kept 24 h (0011). */
+export interface RequestAnswersTable {
+  /** A user id, or a phone number before there is a user. */
+  owner: string;
+  rpc: string;
+  request_key: string;
+  /** The answer's protobuf binary encoding. */
+  answer: Uint8Array;
+  created_at: Date;
 }
 
 /** Fixed-window counters for abuse limits, shared by every instance. */
@@ -274,6 +292,7 @@ export interface Database {
   user_devices: UserDevicesTable;
   otp_codes: OtpCodesTable;
   rate_limits: RateLimitsTable;
+  request_answers: RequestAnswersTable;
   conversations: ConversationsTable;
   conversation_participants: ConversationParticipantsTable;
   receipt_marks: ReceiptMarksTable;

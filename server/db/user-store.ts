@@ -17,7 +17,10 @@ export async function updateProfile(
   fields: { display_name?: string; about_text?: string; profile_picture_url?: string },
   now: Date,
 ): Promise<User | undefined> {
-  return db.updateTable("users").set({ ...fields, updated_at: now }).where("id", "=", userId).returningAll().executeTakeFirst();
+  // updated_at moves only when a value does: a repeat (a retry) answers the same profile.
+  const changed = [sql<boolean>`false`, ...Object.entries(fields).map(([col, value]) => sql<boolean>`${sql.ref(col)} is distinct from ${value}`)];
+  const updatedAt = sql<Date>`case when ${sql.join(changed, sql` or `)} then ${now}::timestamptz else updated_at end`;
+  return db.updateTable("users").set({ ...fields, updated_at: updatedAt }).where("id", "=", userId).returningAll().executeTakeFirst();
 }
 
 /** Registered users by E.164 number. */

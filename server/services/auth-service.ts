@@ -11,15 +11,18 @@ import { peerKey } from "../auth/auth-context.js";
 import { RateLimitedError, enforceLimits } from "../auth/limits.js";
 import { OtpProviderError, maskPhone } from "../auth/otp-provider.js";
 import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js";
-import { TokenError, hashToken, type TokenClaims } from "../auth/tokens.js";
+import { TokenError, TokenService, hashToken, type TokenClaims } from "../auth/tokens.js";
 import type { AppContext } from "../context.js";
 import * as store from "../db/auth-store.js";
 import type { User, UserDevice } from "../db/schema.js";
 import { isUuid } from "../domain/ids.js";
 import { codePoints } from "../domain/text.js";
 import { callerOf } from "./rpc-input.js";
+import { requestIdField } from "./request-replay.js";
 import { userFields } from "../domain/user-view.js";
 
+/** How long after a successful VerifyOTP a repeat of it (a lost answer) gets that session. */
+const VERIFY_REPLAY_MS = 60_000;
 
 /** auth.AuthService: the original six RPCs, wire-compatible, plus ListSessions and RevokeSession. */
 export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthService> {
@@ -69,10 +72,52 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
       .catch((err: unknown) => logger.warn({ err, userId, sessionIds }, "storing session_revoked events failed"));
   }
 
+  /**
+   * A repeat of a successful VerifyOTP (same number, code and device id, within
+   * VERIFY_REPLAY_MS): the session that call opened, with its current refresh
+   * token rebuilt from the stored claims (signing is deterministic; nothing is
+   * rotated, so reuse detection sees no old token) and a fresh access token.
+   * Anything else presenting a used code is refused as before.
+   */
+  async function replay(used: { session_id: string | null; replay_mac: string | null; new_user: boolean }, replayMac: string) {
+    if (!used.session_id || !used.replay_mac || !TokenService.sameMac(used.replay_mac, replayMac)) {
+      throw new ConnectError("this code has already been used; request a new one with SendOTP", Code.FailedPrecondition);
+    }
+    const session = await store.getSession(db, used.session_id);
+    const user = session && (await store.getUser(db, session.user_id));
+    if (!session || !user || session.revoked_at || !session.refresh_token_jti || !session.refresh_issued_at || !session.refresh_expires_at) {
+      throw new ConnectError("the session this code opened has ended; request a new code with SendOTP", Code.FailedPrecondition);
+    }
+    const tokensOut = await pair(user.id, session.id, {
+      userId: user.id,
+      sessionId: session.id,
+      jti: session.refresh_token_jti,
+      issuedAt: session.refresh_issued_at,
+      expiresAt: session.refresh_expires_at,
+    });
+    if (hashToken(tokensOut.refreshToken) !== session.refresh_token_hash) {
+      throw new ConnectError("the session this code opened has moved on; request a new code with SendOTP", Code.FailedPrecondition);
+    }
+    logger.info({ userId: user.id, sessionId: session.id }, "login repeated (lost answer): same session");
+    return { user: userMessage(user), isNewUser: used.new_user, ...tokensOut };
+  }
+
   return {
     async sendOTP(req, hc) {
       const phone = phoneOf(req.phoneNumber);
       const now = clock.now();
+      const requestId = requestIdField(req.clientRequestId);
+      const sent = {
+        message: "OTP sent successfully",
+        retryAfterSeconds: cfg.otpResendSeconds,
+        expiresInSeconds: cfg.otpTtlSeconds,
+        attemptsLeft: cfg.otpMaxAttempts,
+      };
+      if (requestId) {
+        // A retry of the send that issued the pending code: its answer again, no second SMS.
+        const pending = await store.getOtp(db, phone);
+        if (pending && pending.send_request_id === requestId && pending.session_id === null && pending.expires_at > now) return sent;
+      }
       const giveBack = await limited(() =>
         enforceLimits(
           db,
@@ -91,14 +136,9 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
         await giveBack();
         throw err;
       }
-      await store.issueOtp(db, phone, new Date(now.getTime() + cfg.otpTtlSeconds * 1000), cfg.otpMaxAttempts, now);
+      await store.issueOtp(db, phone, new Date(now.getTime() + cfg.otpTtlSeconds * 1000), cfg.otpMaxAttempts, now, requestId ?? null);
       logger.info({ phone: maskPhone(phone), provider: otp.name }, "otp sent");
-      return {
-        message: "OTP sent successfully",
-        retryAfterSeconds: cfg.otpResendSeconds,
-        expiresInSeconds: cfg.otpTtlSeconds,
-        attemptsLeft: cfg.otpMaxAttempts,
-      };
+      return sent;
     },
 
     async verifyOTP(req, hc) {
@@ -123,6 +163,10 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
         );
       }
       const attemptsLeft = attempt.max_attempts - attempt.attempts;
+      const deviceId = req.deviceId.trim();
+      const replayMac = tokens.mac("chatwire verify-otp replay", phone, code, deviceId);
+      // A used code is not asked of the provider again (Twilio refuses it): only a repeat of that call passes.
+      if (attempt.session_id !== null) return replay(attempt, replayMac);
       const ok = await providerCall(() => otp.check(phone, code));
       if (!ok) {
         hc.responseHeader.set("attempts-left", String(attemptsLeft));
@@ -133,12 +177,14 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
         );
       }
 
-      const { user, created, session, refresh } = await db.transaction().execute(async (trx) => {
-        await store.deleteOtp(trx, phone);
+      const done = await db.transaction().execute(async (trx) => {
+        const row = await store.lockOtp(trx, phone);
+        // A concurrent call with the code won: this one is a repeat of it, or refused.
+        if (row && row.session_id !== null) return { used: true as const, row };
         const { user, created } = await store.findOrCreateUser(trx, phone);
         const session = await store.createSession(trx, {
           userId: user.id,
-          deviceId: req.deviceId.trim(),
+          deviceId,
           deviceName: req.deviceName.trim(),
           deviceType: req.deviceType.trim().toLowerCase(),
           pushToken: req.pushToken.trim(),
@@ -147,8 +193,18 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
         const refresh = tokens.claimsFor("refresh", user.id, session.id);
         const token = await tokens.sign("refresh", refresh);
         await store.setRefreshToken(trx, session.id, { hash: hashToken(token), jti: refresh.jti, issuedAt: refresh.issuedAt, expiresAt: refresh.expiresAt });
-        return { user, created, session, refresh };
+        // The code is spent, but for VERIFY_REPLAY_MS a repeat of this very call gets this session.
+        await store.markOtpUsed(trx, phone, {
+          sessionId: session.id,
+          replayMac,
+          newUser: created,
+          expiresAt: new Date(now.getTime() + VERIFY_REPLAY_MS),
+          maxAttempts: cfg.otpMaxAttempts,
+        });
+        return { used: false as const, user, created, session, refresh };
       });
+      if (done.used) return replay(done.row, replayMac);
+      const { user, created, session, refresh } = done;
       logger.info({ userId: user.id, sessionId: session.id, newUser: created }, "login");
       return { user: userMessage(user), isNewUser: created, ...(await pair(user.id, session.id, refresh)) };
     },
@@ -224,6 +280,9 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
     async logoutAllDevices(req) {
       const claims = await verifyOrUnauthenticated("access", req.accessToken);
       if (!(await guard.isLive(claims.sessionId, claims.userId))) {
+        // A retry of the logout that ended this very session: done already.
+        const own = await store.getSession(db, claims.sessionId);
+        if (own?.user_id === claims.userId && own.revoked_reason === "logout_all") return { success: true };
         throw new ConnectError("access_token: the session has been revoked", Code.Unauthenticated);
       }
       const ids = await store.revokeUserSessions(db, claims.userId, "logout_all", clock.now());

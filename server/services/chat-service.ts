@@ -370,6 +370,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (Object.keys(fields).length === 0) throw bad("set at least one of group_name, group_description, group_avatar_url");
       await changeGroup(me, req.conversationId, async (trx, { my, conv }) => {
         requireAdmin(my);
+        // Every field already so (e.g. a retry): no system message, no event.
+        if (Object.entries(fields).every(([k, v]) => conv[k as keyof typeof fields] === v)) return null;
         await convs.updateGroupFields(trx, conv.id, fields);
         const after = (await convs.getConversationRow(trx, conv.id))!;
         const people = (await convs.currentParticipants(trx, [conv.id])).get(conv.id) ?? [];
@@ -434,6 +436,8 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       await changeGroup(me, req.conversationId, async (trx, { my, conv, people }) => {
         requireAdmin(my);
         const them = people.find((p) => p.user_id === target);
+        // Already gone (e.g. a retry): done, nothing to write or tell.
+        if (!them && (await convs.getParticipation(trx, conv.id, target))?.left_at) return null;
         if (!them) throw new ConnectError(`user ${target} is not a participant of this group`, Code.NotFound);
         if (them.role === "owner") throw new ConnectError("the group's owner cannot be removed", Code.PermissionDenied);
         if (them.role === "admin" && my.role !== "owner") throw new ConnectError("only the owner can remove an admin", Code.PermissionDenied);
@@ -493,7 +497,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
             ...(heir ? others.map((p) => roleChanged(p.user_id, conv.id, heir.user_id, "owner", me)) : []),
           ],
         };
-      });
+      }, { formerIsDone: true });
       return {};
     },
 
@@ -502,6 +506,9 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const { message } = await visibleMessage(me, req.messageId);
       if (message.sender_id !== me) throw new ConnectError("you can only edit your own messages", Code.PermissionDenied);
       if (message.deleted_at) throw new ConnectError("the message was deleted", Code.FailedPrecondition);
+      await requireDirectNotBlocked(db, message.conversation_id, me);
+      // The text it already has (e.g. a retry): answered as it is, even past the window.
+      if (message.content === req.content) return { message: await messageFor(message) };
       if (clock.now().getTime() - message.created_at.getTime() > EDIT_WINDOW_MS) {
         throw new ConnectError(`messages can be edited for ${ctx.config.chat.editWindowSeconds / 60} minutes after sending`, Code.FailedPrecondition);
       }
@@ -510,10 +517,13 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (codePoints(content) > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${codePoints(content)})`);
       const edited = await withEvents(async (trx, emit) => {
         await convs.lockConversationShared(trx, message.conversation_id);
-        const row = await history.editMessage(trx, message.id, content, clock.now());
-        if (!row) return undefined;
+        const changed = await history.editMessage(trx, message.id, content, clock.now());
+        // Unchanged: deleted meanwhile, or a concurrent identical edit won (and announced it).
+        const row = changed ?? (await history.getMessage(trx, message.id));
+        if (!row || row.deleted_at) return undefined;
         const people = (await convs.currentParticipants(trx, [row.conversation_id])).get(row.conversation_id) ?? [];
         const view = toMessage(row, people, await history.reactionsOf(trx, [row.id]), await history.statusQuotesOf(trx, [row.id]), await readShared(trx, row.conversation_id));
+        if (!changed) return view;
         const body = eventBody({ case: "messageEdited", value: { $typeName: "realtime.MessageEdited", message: view } }, clock.now());
         emit(
           seeing(people, row.seq).map((userId) => ({
@@ -533,12 +543,13 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
 
     async deleteMessage(req, hc) {
       const me = callerOf(hc).userId;
+      // Already hidden for me (e.g. a retry): done, though it is no longer visible to me.
+      if (!req.forEveryone && (await history.isHidden(db, me, uuidField("message_id", req.messageId)))) return {};
       const { message, my } = await visibleMessage(me, req.messageId);
       const now = clock.now();
       if (!req.forEveryone) {
         await withEvents(async (trx, emit) => {
-          await history.hideMessage(trx, me, message.id, now);
-          emit([messageDeleted(me, message, false)]);
+          if (await history.hideMessage(trx, me, message.id, now)) emit([messageDeleted(me, message, false)]);
         });
         return {};
       }
@@ -549,12 +560,15 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (!own && !(conv?.is_group && admin)) {
         throw new ConnectError("only the sender, or a group admin, can delete a message for everyone", Code.PermissionDenied);
       }
+      // Already deleted for everyone (e.g. a retry): done, whatever the window says now.
+      if (message.deleted_at) return {};
       if (own && !admin && now.getTime() - message.created_at.getTime() > DELETE_WINDOW_MS) {
         throw new ConnectError(`messages can be deleted for everyone for ${ctx.config.chat.deleteWindowSeconds / 3600} hours after sending`, Code.FailedPrecondition);
       }
       await withEvents(async (trx, emit) => {
         await convs.lockConversationShared(trx, message.conversation_id);
-        await history.tombstoneMessage(trx, message.id, now);
+        // False: a concurrent delete won and announced it.
+        if (!(await history.tombstoneMessage(trx, message.id, now))) return;
         const people = (await convs.currentParticipants(trx, [message.conversation_id])).get(message.conversation_id) ?? [];
         emit(seeing(people, message.seq).map((userId) => messageDeleted(userId, message, true)));
       });
@@ -571,11 +585,12 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (codePoints(emoji) > MAX_EMOJI || /[\s\p{L}\p{N}]/u.test(emoji)) throw bad("emoji: one emoji, or empty to remove the reaction");
       const reactions = await withEvents(async (trx, emit) => {
         await convs.lockConversationShared(trx, message.conversation_id);
-        await history.setReaction(trx, message.id, me, emoji, clock.now());
+        const changed = await history.setReaction(trx, message.id, me, emoji, clock.now());
         const people = (await convs.currentParticipants(trx, [message.conversation_id])).get(message.conversation_id) ?? [];
         const { reactions } = toMessage(message, people, await history.reactionsOf(trx, [message.id]));
         emit(
-          seeing(people, message.seq).map((userId) =>
+          // Unchanged (e.g. a retry): nothing to announce.
+          (changed ? seeing(people, message.seq) : []).map((userId) =>
             storedEvent(
               userId,
               {
@@ -625,8 +640,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const until = req.mutedUntil ? timestampDate(req.mutedUntil) : null;
       if (until && until <= clock.now()) throw bad("muted_until: must be in the future (leave it unset to unmute)");
       await withEvents(async (trx, emit) => {
-        await convs.setMuted(trx, conversationId, me, until);
-        emit([await selfUpdated(trx, conversationId, me)]);
+        if (await convs.setMuted(trx, conversationId, me, until)) emit([await selfUpdated(trx, conversationId, me)]);
       });
       return {};
     },
@@ -636,8 +650,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const conversationId = uuidField("conversation_id", req.conversationId);
       await participation(conversationId, me);
       await withEvents(async (trx, emit) => {
-        await convs.setArchived(trx, conversationId, me, req.archived);
-        emit([await selfUpdated(trx, conversationId, me)]);
+        if (await convs.setArchived(trx, conversationId, me, req.archived)) emit([await selfUpdated(trx, conversationId, me)]);
       });
       return {};
     },
@@ -801,11 +814,14 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       trx: Transaction<Database>,
       c: { conv: convs.ConversationRow; my: convs.ParticipantRow; people: convs.ParticipantRow[] },
     ) => Promise<GroupChange | null>,
+    opts: { formerIsDone?: boolean } = {},
   ): Promise<void> {
     const conversationId = uuidField("conversation_id", rawConversationId);
     const notices = await db.transaction().execute(async (trx) => {
       const conv = await convs.lockConversation(trx, conversationId);
       const my = conv ? await convs.getParticipation(trx, conversationId, me) : undefined;
+      // A former participant's leave is already done (a retry): nothing to change.
+      if (conv && my && my.left_at !== null && opts.formerIsDone) return [];
       if (!conv || !my || my.left_at !== null) throw notFound(conversationId);
       if (!conv.is_group) throw new ConnectError("this is a direct conversation, not a group", Code.FailedPrecondition);
       const people = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];

@@ -4,6 +4,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   AuthorStatusesSchema,
+  CreateStatusResponseSchema,
+  DeleteStatusResponseSchema,
   StatusAudience,
   StatusContentType,
   StatusFont,
@@ -26,6 +28,8 @@ import { messageFromOutgoing } from "../realtime/events.js";
 import { storedMessageView } from "./message-views.js";
 import { isHttpUrl, profilesFor } from "./user-service.js";
 import { bad, callerId, uuidField } from "./rpc-input.js";
+import { oncePerKey, requestIdField } from "./request-replay.js";
+import { findAnswer } from "../db/request-store.js";
 import { openDirectConversation } from "./direct-conversations.js";
 
 /** A status is invisible this long after posting, and purged after. */
@@ -180,14 +184,17 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       if (audience === "contacts" && list.length > 0) throw bad("audience_user_ids: only for CONTACTS_EXCEPT and ONLY_SHARE_WITH");
       if (audience === "only" && list.length === 0) throw bad("audience_user_ids: ONLY_SHARE_WITH needs at least one user");
       if (list.length > MAX_AUDIENCE) throw bad(`audience_user_ids: at most ${MAX_AUDIENCE}`);
+      const requestId = requestIdField(req.clientRequestId);
       if (list.length > 0) {
         const known = await convs.existingUserIds(db, list);
         const unknown = list.find((id) => !known.has(id));
         if (unknown) throw new ConnectError(`audience_user_ids: no user with id ${unknown}`, Code.NotFound);
       }
       const now = clock.now();
-      const row = await db.transaction().execute((trx) =>
-        statuses.insertStatus(trx, {
+      // With a client_request_id, a retry gets this answer back and posts nothing.
+      const key = requestId ? { owner: me, rpc: "status.StatusService/CreateStatus", key: requestId } : undefined;
+      return oncePerKey(ctx, key, CreateStatusResponseSchema, async (trx) => {
+        const row = await statuses.insertStatus(trx, {
           userId: me,
           contentType,
           content: contentType === "text" ? content : "",
@@ -199,12 +206,20 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
           audienceUserIds: list,
           createdAt: now,
           expiresAt: new Date(now.getTime() + STATUS_TTL_MS),
-        }),
-      );
-      const reach = await audienceOf(row, list);
-      ctx.realtime.statusPosted({ statusId: row.id, authorId: me, expiresAt: row.expires_at }, reach);
-      const [status] = await mine(me, [row]);
-      return { statusId: row.id, status };
+        });
+        // What mine() reads back, known here: the audience as given, no views yet.
+        const status = toStatus(row, true);
+        status.audience = AUDIENCE_TO_PROTO[row.audience] ?? StatusAudience.CONTACTS;
+        status.audienceUserIds = [...list].sort();
+        status.viewCount = 0;
+        return {
+          answer: create(CreateStatusResponseSchema, { statusId: row.id, status }),
+          after: async () => {
+            const reach = await audienceOf(row, list);
+            ctx.realtime.statusPosted({ statusId: row.id, authorId: me, expiresAt: row.expires_at }, reach);
+          },
+        };
+      });
     },
 
     async getStatuses(req, hc) {
@@ -260,9 +275,14 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
 
     async deleteStatus(req, hc) {
       const me = callerId(hc);
+      // The status's id is the request key: a retry finds the delete done although the row is gone.
+      const key = { owner: me, rpc: "status.StatusService/DeleteStatus", key: uuidField("status_id", req.statusId) };
+      if (await findAnswer(db, key, clock.now())) return {};
       const row = await ownStatus(me, req.statusId, "delete it");
-      await db.transaction().execute((trx) => statuses.deleteStatus(trx, row.id));
-      return {};
+      return oncePerKey(ctx, key, DeleteStatusResponseSchema, async (trx) => {
+        await statuses.deleteStatus(trx, row.id);
+        return { answer: create(DeleteStatusResponseSchema) };
+      });
     },
 
     async replyToStatus(req, hc) {

@@ -7,6 +7,7 @@ import {
   ContactSchema,
   PrivacySchema,
   ProfileSchema,
+  SyncContactsResponseSchema,
   UserService,
   Visibility,
   type Contact,
@@ -16,6 +17,7 @@ import {
 import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js";
 import type { AppContext } from "../context.js";
 import { bad, callerId, uuidField } from "./rpc-input.js";
+import { oncePerKey, requestIdField } from "./request-replay.js";
 import { userFields } from "../domain/user-view.js";
 import * as privacy from "../db/privacy-store.js";
 import type { Database, User } from "../db/schema.js";
@@ -116,8 +118,8 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
     return ownProfile(u);
   }
 
-  async function contactsOf(me: string, rows: users.ContactRow[]): Promise<Contact[]> {
-    const profiles = new Map((await profilesFor(db, me, rows.map((r) => r.contact_user_id))).map((p) => [p.id, p]));
+  async function contactsOf(me: string, rows: users.ContactRow[], via: Kysely<Database> = db): Promise<Contact[]> {
+    const profiles = new Map((await profilesFor(via, me, rows.map((r) => r.contact_user_id))).map((p) => [p.id, p]));
     return rows.flatMap((r) => {
       const user = profiles.get(r.contact_user_id);
       return user ? [create(ContactSchema, { phoneNumber: r.contact_phone_number, user, addedAt: timestampFromDate(r.created_at) })] : [];
@@ -196,9 +198,11 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
         }
       });
       const now = clock.now();
-      let result;
+      const requestId = requestIdField(req.clientRequestId);
+      // With a client_request_id a retry gets this answer back and spends no budget.
+      const key = requestId ? { owner: id, rpc: "user.UserService/SyncContacts", key: requestId } : undefined;
       try {
-        result = await db.transaction().execute(async (trx) => {
+        return await oncePerKey(ctx, key, SyncContactsResponseSchema, async (trx) => {
           await users.removeContactsByPhone(trx, id, removals);
           const phones = [...wanted];
           // Numbers already among my contacts reveal nothing new: they are free.
@@ -218,7 +222,14 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
             now,
           );
           const rows = await users.contactsByUserIds(trx, id, found.map((u) => u.id));
-          return { rows, spent };
+          return {
+            answer: create(SyncContactsResponseSchema, {
+              contacts: await contactsOf(id, rows, trx),
+              invalidPhoneNumbers: invalid,
+              budgetRemaining: Math.max(0, budget - spent.count),
+              budgetResetsAt: timestampFromDate(spent.windowEndsAt),
+            }),
+          };
         });
       } catch (err) {
         if (err instanceof ContactBudgetExceeded) {
@@ -230,12 +241,6 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
         }
         throw err;
       }
-      return {
-        contacts: await contactsOf(id, result.rows),
-        invalidPhoneNumbers: invalid,
-        budgetRemaining: Math.max(0, budget - result.spent.count),
-        budgetResetsAt: timestampFromDate(result.spent.windowEndsAt),
-      };
     },
 
     async listContacts(req, hc) {

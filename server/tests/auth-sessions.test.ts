@@ -238,8 +238,8 @@ describe("revocation", () => {
       expect((await rejection(auth.refreshToken({ refreshToken: l.refreshToken }))).code).toBe(Code.Unauthenticated);
       expect((await auth.validateToken({ accessToken: l.accessToken })).isValid).toBe(false);
     }
-    // A second LogoutAllDevices with a dead token is refused.
-    expect((await rejection(auth.logoutAllDevices({ accessToken: a2.accessToken }))).code).toBe(Code.Unauthenticated);
+    // A second LogoutAllDevices with a token that logout ended is a retry: it succeeds and does nothing.
+    expect((await auth.logoutAllDevices({ accessToken: a2.accessToken })).success).toBe(true);
 
     expect((await auth.listSessions({}, bearer(bystander.accessToken))).sessions.map((x) => x.sessionId)).toEqual([bystander.sessionId]);
     expect(await auth.validateToken({ accessToken: bystander.accessToken })).toMatchObject({ isValid: true, userId: bystander.user!.id });

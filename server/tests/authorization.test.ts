@@ -127,7 +127,8 @@ const TABLE: Record<string, Row> = {
   },
   "chat.ChatService/LeaveConversation": {
     request: (w, r) => ({ conversationId: convOf(w, r) }),
-    expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: FP, owner: "ok" },
+    // A removed member is already out: leaving again succeeds and changes nothing (safe to retry).
+    expect: { anonymous: U, stranger: NF, member: "ok", removed: "ok", blocked: FP, owner: "ok" },
     fresh: ["member", "owner"],
   },
   "chat.ChatService/EditMessage": {

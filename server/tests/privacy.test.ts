@@ -97,12 +97,14 @@ describe("participations that ended before migration 0012", () => {
 });
 
 describe("a block stops typing and reactions in the direct conversation, as it stops messages", () => {
-  test("SendTyping and ReactToMessage: PermissionDenied both ways, nothing reaches the blocker; unblocking restores both", async () => {
+  test("SendTyping, ReactToMessage and EditMessage: PermissionDenied both ways, nothing reaches the blocker; unblocking restores them", async () => {
     const [a, x, c] = [await newUser(), await newUser(), await newUser()];
     const direct = (await a.chat.createConversation({ participantIds: [x.id] })).conversation!.id;
     const withC = (await c.chat.createConversation({ participantIds: [a.id] })).conversation!.id;
     const fromA = (await a.chat.sendMessage({ conversationId: direct, content: "hi X" })).message!;
     await storedMessage(a, direct, fromA.id);
+    const fromX = (await x.chat.sendMessage({ conversationId: direct, content: "hi A" })).message!;
+    await storedMessage(x, direct, fromX.id);
     await a.users.blockUser({ userId: x.id });
 
     const stream = new Subscription(bearerTransport(s.url, a.token));
@@ -114,6 +116,10 @@ describe("a block stops typing and reactions in the direct conversation, as it s
       const reaction = await errorOf(x.chat.reactToMessage({ messageId: fromA.id, emoji: "👍" }));
       expect(reaction.code).toBe(Code.PermissionDenied);
       expect(reaction.rawMessage).toMatch(/has blocked you/);
+      // X's own earlier message cannot be changed under A's eyes either.
+      const edit = await errorOf(x.chat.editMessage({ messageId: fromX.id, content: "edited after the block" }));
+      expect(edit.code).toBe(Code.PermissionDenied);
+      expect(edit.rawMessage).toMatch(/has blocked you/);
       // The blocker is held to the same rule as for messages.
       expect(await codeOf(realtime(a).sendTyping({ conversationId: direct, active: true }))).toBe(Code.PermissionDenied);
 
@@ -122,6 +128,7 @@ describe("a block stops typing and reactions in the direct conversation, as it s
       await stream.until((st) => st.of("typing").some((t) => t.userId === c.id), 10_000, "C's typing");
       expect(stream.of("typing").map((t) => t.userId)).toEqual([c.id]);
       expect(stream.of("reactionChanged")).toEqual([]);
+      expect(stream.of("messageEdited")).toEqual([]);
     } finally {
       await stream.close();
     }
@@ -130,6 +137,7 @@ describe("a block stops typing and reactions in the direct conversation, as it s
     await a.users.unblockUser({ userId: x.id });
     await realtime(x).sendTyping({ conversationId: direct, active: false });
     expect((await x.chat.reactToMessage({ messageId: fromA.id, emoji: "👍" })).reactions.map((r) => r.emoji)).toEqual(["👍"]);
+    expect((await x.chat.editMessage({ messageId: fromX.id, content: "edited" })).message!.content).toBe("edited");
   });
 });
 

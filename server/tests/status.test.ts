@@ -220,7 +220,8 @@ describe("feed, views and viewers", () => {
     expect(await codeOf(b.statuses.deleteStatus({ statusId }))).toBe(Code.PermissionDenied);
     await a.statuses.deleteStatus({ statusId });
     expect((await b.statuses.getStatuses({ userId: a.id })).statuses).toHaveLength(0);
-    expect(await codeOf(a.statuses.deleteStatus({ statusId }))).toBe(Code.NotFound);
+    // Deleting it again (a retry) succeeds and does nothing.
+    await a.statuses.deleteStatus({ statusId });
     const views = await s.server.ctx.database.db.selectFrom("status_views").select("viewer_id").where("status_id", "=", statusId).execute();
     expect(views).toHaveLength(0);
   });
