@@ -226,7 +226,7 @@ export class ChatwireServer {
       readiness: () => this.readiness(),
       rpc,
     });
-    this.listener = new Listener(handler, { host: config.host, port: config.port, tls: config.tls, logger });
+    this.listener = new Listener(handler, { host: config.host, port: config.port, tls: config.tls, logger, drainBytes: config.maxMessageBytes });
     this.boundPort = await this.listener.listen();
     health.set("", "SERVING");
     for (const name of serviceNames) health.set(name, "SERVING");

@@ -253,10 +253,14 @@ export class RpcFastPath {
     let it: AsyncIterator<unknown> | undefined;
     let error: ConnectError | undefined;
     try {
-      // As in connect-node, the request is read when the handler asks for it, after the interceptors (authentication first).
+      // Unlike connect-node (which reads it when the handler asks, after authentication), the request is read
+      // before anything is answered, as for unary calls: a client whose body is still buffered when a refusal
+      // arrives can refuse that answer (node's http2 client does, with RST_STREAM 11, once its session memory
+      // is full) and then every later stream of the connection.
+      const body = readBody(req, this.opts.readMaxBytes, null);
+      await body.catch(() => undefined);
       const readInput = async function* (this: RpcFastPath) {
-        const raw = await readBody(req, this.opts.readMaxBytes, null);
-        yield parse(serialization, binary, unwrapEnvelope(raw, this.opts.readMaxBytes, "server-streaming"), spec.method.input.typeName);
+        yield parse(serialization, binary, unwrapEnvelope(await body, this.opts.readMaxBytes, "server-streaming"), spec.method.input.typeName);
       }.bind(this);
       const impl = spec.impl as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
       const call = applyInterceptors(this.opts.interceptors, async (r: StreamRequest) => {
@@ -402,19 +406,25 @@ function readBody(req: Req, readMaxBytes: number, contentLength: string | null):
     const chunks: Buffer[] = [];
     let size = 0;
     let failed = false;
+    const tooLarge = () => new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
     const onData = (chunk: Buffer) => {
       if (failed) return;
       size += chunk.byteLength;
-      if (size > readMaxBytes) {
+      // Past the limit the rest is read and dropped, and the refusal waits for the end of the body (see
+      // readInput in serveStream for why); a body past twice the limit is refused at once.
+      if (size > 2 * readMaxBytes) {
         failed = true;
-        reject(new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
+        chunks.length = 0;
+        reject(tooLarge());
         return;
       }
-      chunks.push(chunk);
+      if (size <= readMaxBytes) chunks.push(chunk);
+      else chunks.length = 0;
     };
     req.on("data", onData);
     req.once("end", () => {
       if (failed) return;
+      if (size > readMaxBytes) return reject(tooLarge());
       if (Number.isInteger(hint) && hint >= 0 && hint !== size) {
         reject(new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument));
         return;
