@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { Logger } from "pino";
@@ -13,6 +13,7 @@ import { deadlineInterceptor } from "./interceptors/deadline.js";
 import { observabilityInterceptor } from "./interceptors/observability.js";
 import { Listener, type RequestHandler } from "./listener.js";
 import { RpcFastPath } from "./http/rpc-fast-path.js";
+import { createNodeAdapter } from "./http/decode-errors.js";
 import { createLogger } from "./logger.js";
 import { NatsLink } from "./messaging/nats.js";
 import { Metrics } from "./metrics.js";
@@ -205,7 +206,7 @@ export class ChatwireServer {
           counter: metrics.fastPathCalls,
         })
       : undefined;
-    const adapter = connectNodeAdapter({
+    const adapter = createNodeAdapter({
       routes: (router) => {
         serviceNames = registerRoutes(fast ? fast.recording(router) : router, this.ctx);
       },
@@ -217,6 +218,7 @@ export class ChatwireServer {
       shutdownSignal: this.shutdown.signal,
       interceptors,
       contextValues,
+      logger,
     });
     // Plain unary calls take the lean path; everything else (streams, gRPC-Web, GET, compressed requests) connect-node.
     const rpc: RequestHandler = fast ? (req, res) => fast.handle(req, res) || adapter(req, res) : adapter;

@@ -33,6 +33,7 @@ import {
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "pino";
 import { withDeadline } from "../interceptors/deadline.js";
+import { decodeError, isDecodeError } from "./decode-errors.js";
 import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 import { LeanHeaders } from "./lean-headers.js";
 
@@ -375,17 +376,12 @@ export class RpcFastPath {
   }
 }
 
-/**
- * connect-node reports a request that is not valid protobuf as Internal
- * ("parse binary: ..."), which blames the server; it is the client's bad input.
- */
+/** A request that is not valid protobuf is the client's bad input: InvalidArgument (connect says Internal). */
 function parse(serialization: MethodSerializationLookup<DescMessage, DescMessage>, binary: boolean, bytes: Uint8Array, typeName: string) {
   try {
     return serialization.getI(binary).parse(bytes);
   } catch (e) {
-    if (e instanceof ConnectError && e.code === Code.Internal && e.rawMessage.startsWith("parse binary:")) {
-      throw new ConnectError(`the request is not a valid ${typeName} protobuf message (${e.rawMessage.slice(14)})`, Code.InvalidArgument);
-    }
+    if (e instanceof ConnectError && isDecodeError(e)) throw decodeError(typeName, e.rawMessage);
     throw e;
   }
 }
