@@ -29,6 +29,7 @@ import { pruneAuthRows } from "./db/auth-store.js";
 import { PgLeaderLock } from "./db/leader-lock.js";
 import { purgeExpiredStatuses } from "./db/status-store.js";
 import { authInterceptor } from "./interceptors/auth.js";
+import { textFieldsInterceptor } from "./interceptors/text-fields.js";
 import { InProcessBus, NatsBus, type EventBus } from "./messaging/bus.js";
 import { createContextValues } from "@connectrpc/connect";
 import { InlineQueue } from "./messaging/inline-queue.js";
@@ -181,6 +182,7 @@ export class ChatwireServer {
       observabilityInterceptor(logger, metrics),
       deadlineInterceptor(config.requestTimeoutMs),
       authInterceptor(this.ctx.auth.tokens, this.ctx.auth.guard),
+      textFieldsInterceptor(),
     ];
     // The socket's address, for per-IP limits (a proxy's X-Forwarded-For is not trusted).
     const contextValues = (req: Http2ServerRequest | IncomingMessage) =>
