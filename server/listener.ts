@@ -3,6 +3,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
+import { drainHttp2Request } from "./http/drain.js";
 
 export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -30,11 +31,10 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * of the body has nowhere to go.
  *
  * Over HTTP/2 the client keeps it buffered against a flow-control window that
- * never opens; a few such calls fill the client's session memory (node's
- * default is 10 MB) and it refuses every later stream of the connection,
- * including the answers to these calls (RST_STREAM 11). So the rest is read
- * and dropped, up to `drainBytes`; past that the stream is ended with
- * RST_STREAM(NO_ERROR), which asks the client to stop sending (RFC 9113 §8.1).
+ * never opens, until its connection refuses every stream (see drainHttp2Request).
+ * So the rest is read and dropped, up to `drainBytes`; past that the stream is
+ * ended with RST_STREAM(NO_ERROR). (Both RPC paths also read it before they
+ * answer, which the client needs; this catches what is left.)
  *
  * Over HTTP/1.1 the next request cannot be parsed before the rest of the
  * body: the response says `Connection: close` and the connection ends with
@@ -42,20 +42,7 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  */
 function settleUnreadBody(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse, drainBytes: number): void {
   if (req.httpVersionMajor === 2) {
-    res.once("finish", () => {
-      const stream = (req as http2.Http2ServerRequest).stream;
-      if (req.complete || stream.destroyed) return;
-      if (req.destroyed) {
-        stream.close(http2.constants.NGHTTP2_NO_ERROR);
-        return;
-      }
-      let read = 0;
-      req.on("data", (chunk: Buffer) => {
-        read += chunk.byteLength;
-        if (read > drainBytes && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-      });
-      req.resume();
-    });
+    res.once("finish", () => void drainHttp2Request(req as http2.Http2ServerRequest, drainBytes, true));
     return;
   }
   const h1 = res as http.ServerResponse;

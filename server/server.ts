@@ -221,6 +221,7 @@ export class ChatwireServer {
       interceptors,
       contextValues,
       logger,
+      drainBytes: 4 * config.maxMessageBytes,
     });
     // Plain unary calls take the lean path; everything else (streams, gRPC-Web, GET, compressed requests) connect-node.
     const rpc: RequestHandler = fast ? (req, res) => fast.handle(req, res) || adapter(req, res) : adapter;
@@ -230,7 +231,7 @@ export class ChatwireServer {
       readiness: () => this.readiness(),
       rpc,
     });
-    this.listener = new Listener(handler, { host: config.host, port: config.port, tls: config.tls, logger, drainBytes: config.maxMessageBytes });
+    this.listener = new Listener(handler, { host: config.host, port: config.port, tls: config.tls, logger, drainBytes: 4 * config.maxMessageBytes });
     this.boundPort = await this.listener.listen();
     health.set("", "SERVING");
     for (const name of serviceNames) health.set(name, "SERVING");

@@ -8,6 +8,7 @@ import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { Logger } from "pino";
+import { drainHttp2Request } from "./drain.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -31,11 +32,14 @@ export interface NodeAdapterOptions extends ConnectRouterOptions {
   routes: (router: ConnectRouter) => void;
   contextValues: (req: Req) => ContextValues;
   logger: Logger;
+  /** How much of an unread request body is read and dropped before answering (HTTP/2). */
+  drainBytes: number;
 }
 
 /**
- * connect-node's `connectNodeAdapter`, with one change: an undecodable
- * protobuf request answers InvalidArgument on every protocol.
+ * connect-node's `connectNodeAdapter`, with two changes: an undecodable
+ * protobuf request answers InvalidArgument on every protocol, and an HTTP/2
+ * answer waits for the request body (see drainHttp2Request).
  *
  * connect raises "parse binary: …" as Internal inside each protocol handler,
  * before any interceptor sees the call, and encodes it there (a gRPC trailer,
@@ -58,8 +62,14 @@ export function createNodeAdapter(options: NodeAdapterOptions): (req: Req, res: 
     }
     const uReq = universalRequestFromNodeRequest(req, res, undefined, options.contextValues(req));
     const typeName = handler.method.input.typeName;
+    // An answer that comes before the request body was read (too large, unauthenticated stream) waits until
+    // the client could send it: over HTTP/2 it may refuse the answer otherwise (see drainHttp2Request).
+    const readFirst = req.httpVersionMajor === 2 && handler.method.methodKind !== "bidi_streaming" && handler.method.methodKind !== "client_streaming";
     handler(uReq)
-      .then((uRes) => universalResponseToNodeResponse(mapDecodeErrors(uRes, header(req.headers["content-type"]), typeName), res))
+      .then(async (uRes) => {
+        if (readFirst) await drainHttp2Request(req as http2.Http2ServerRequest, options.drainBytes, false);
+        return universalResponseToNodeResponse(mapDecodeErrors(uRes, header(req.headers["content-type"]), typeName), res);
+      })
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         options.logger.warn({ err: reason, rpc: req.url }, "connect handler failed");

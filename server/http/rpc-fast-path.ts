@@ -391,6 +391,14 @@ function header(v: string | string[] | undefined): string | null {
   return typeof v === "string" ? v : v.join(", ");
 }
 
+/**
+ * How far past readMaxBytes a body is still read (and dropped) before it is refused. Node's http2 client
+ * (and so @grpc/grpc-js) refuses answers while more than 10 MB of its own request is unsent; reading up to
+ * 4 × 4 MiB leaves a larger body's sender under that when the refusal arrives. Reading costs only bandwidth
+ * the client spends anyway.
+ */
+const DRAIN_FACTOR = 4;
+
 /** The whole request body, refused past `readMaxBytes` (as connect's readAllBytes). */
 function readBody(req: Req, readMaxBytes: number, contentLength: string | null): Promise<Uint8Array> {
   const hint = contentLength === null ? NaN : Number(contentLength);
@@ -407,8 +415,8 @@ function readBody(req: Req, readMaxBytes: number, contentLength: string | null):
       if (failed) return;
       size += chunk.byteLength;
       // Past the limit the rest is read and dropped, and the refusal waits for the end of the body (see
-      // readInput in serveStream for why); a body past twice the limit is refused at once.
-      if (size > 2 * readMaxBytes) {
+      // readInput in serveStream for why); past DRAIN_FACTOR times the limit it is refused at once.
+      if (size > DRAIN_FACTOR * readMaxBytes) {
         failed = true;
         chunks.length = 0;
         reject(tooLarge());
