@@ -3,7 +3,7 @@ import http2 from "node:http2";
 /**
  * Reads and drops what is left of an HTTP/2 request body, up to `maxBytes`;
  * resolves true when the body ended, false when it went past `maxBytes` or the
- * stream closed. Past `maxBytes`, a stream whose response is complete
+ * stream closed or `waitMs` passed. Past `maxBytes`, a stream whose response is complete
  * (`responded`) is reset with NO_ERROR, which asks the client to stop sending
  * (RFC 9113 §8.1); otherwise reading just stops.
  *
@@ -13,12 +13,18 @@ import http2 from "node:http2";
  * the calls that filled it (RST_STREAM 11), for good. A server that answers
  * before reading the body must read it anyway.
  */
-export function drainHttp2Request(req: http2.Http2ServerRequest, maxBytes: number, responded: boolean): Promise<boolean> {
+export function drainHttp2Request(req: http2.Http2ServerRequest, maxBytes: number, responded: boolean, waitMs = 5000): Promise<boolean> {
   const stream = req.stream;
-  if (req.complete || stream.closed || stream.destroyed) return Promise.resolve(true);
+  if (req.complete || stream.readableEnded || stream.closed || stream.destroyed) return Promise.resolve(true);
   return new Promise((resolve) => {
     let read = 0;
+    // A client that stops sending mid-body is not waited for long.
+    const timer = setTimeout(() => {
+      source.pause();
+      finish(false);
+    }, waitMs);
     const finish = (ended: boolean) => {
+      clearTimeout(timer);
       source.off("data", onData);
       source.off("end", onEnd);
       stream.off("close", onClose);
