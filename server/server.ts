@@ -13,7 +13,7 @@ import { deadlineInterceptor } from "./interceptors/deadline.js";
 import { observabilityInterceptor } from "./interceptors/observability.js";
 import { Listener, type RequestHandler } from "./listener.js";
 import { RpcFastPath } from "./http/rpc-fast-path.js";
-import { createNodeAdapter } from "./http/decode-errors.js";
+import { createNodeAdapter } from "./http/node-adapter.js";
 import { createLogger } from "./logger.js";
 import { NatsLink } from "./messaging/nats.js";
 import { Metrics } from "./metrics.js";

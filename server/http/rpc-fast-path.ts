@@ -33,7 +33,7 @@ import {
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "pino";
 import { withDeadline } from "../interceptors/deadline.js";
-import { decodeError, isDecodeError } from "./decode-errors.js";
+import { decodeError, isDecodeError } from "./node-adapter.js";
 import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 import { LeanHeaders } from "./lean-headers.js";
 
