@@ -3,6 +3,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
+import { drainHttp2Request } from "./http/drain.js";
 
 export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -16,10 +17,41 @@ export interface ListenerOptions {
   logger: Logger;
   /** A connection that sends nothing for this long is closed. */
   firstByteTimeoutMs?: number;
+  /** How much of a request body left unread by a finished response is read and dropped (HTTP/2) before the stream is reset. */
+  drainBytes?: number;
 }
 
 // Every HTTP/2 connection with prior knowledge starts with this preface (RFC 9113 §3.4).
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * A response can be complete before its request body was read: an
+ * unauthenticated stream is refused before its request is read, a body over
+ * MAX_MESSAGE_BYTES is refused as soon as its size is known. Left so, the rest
+ * of the body has nowhere to go.
+ *
+ * Over HTTP/2 the client keeps it buffered against a flow-control window that
+ * never opens, until its connection refuses every stream (see drainHttp2Request).
+ * So the rest is read and dropped, up to `drainBytes`; past that the stream is
+ * ended with RST_STREAM(NO_ERROR). (Both RPC paths also read it before they
+ * answer, which the client needs; this catches what is left.)
+ *
+ * Over HTTP/1.1 the next request cannot be parsed before the rest of the
+ * body: the response says `Connection: close` and the connection ends with
+ * it, so the client opens a new one.
+ */
+function settleUnreadBody(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse, drainBytes: number): void {
+  if (req.httpVersionMajor === 2) {
+    res.once("finish", () => void drainHttp2Request(req as http2.Http2ServerRequest, drainBytes, true));
+    return;
+  }
+  const h1 = res as http.ServerResponse;
+  const writeHead = h1.writeHead;
+  h1.writeHead = function (this: http.ServerResponse, ...args: Parameters<http.ServerResponse["writeHead"]>) {
+    if (!req.complete) this.shouldKeepAlive = false;
+    return writeHead.apply(this, args);
+  } as http.ServerResponse["writeHead"];
+}
 
 /**
  * The one port: HTTP/1.1 (Connect, gRPC-Web, curl, browsers) and cleartext
@@ -37,9 +69,14 @@ export class Listener {
   private closing = false;
 
   constructor(
-    handler: RequestHandler,
+    rpcHandler: RequestHandler,
     private readonly opts: ListenerOptions,
   ) {
+    const drainBytes = opts.drainBytes ?? 4 * 1024 * 1024;
+    const handler: RequestHandler = (req, res) => {
+      settleUnreadBody(req, res, drainBytes);
+      rpcHandler(req, res);
+    };
     const h2Settings: http2.ServerOptions = {
       settings: { maxConcurrentStreams: 1000 },
       // Streams are long-lived and many; the default 10 MiB cap is per session.

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { Logger } from "pino";
@@ -14,6 +14,7 @@ import { observabilityInterceptor } from "./interceptors/observability.js";
 import { Listener, type RequestHandler } from "./listener.js";
 import { RpcFastPath } from "./http/rpc-fast-path.js";
 import { ClientAddress } from "./http/client-address.js";
+import { createNodeAdapter } from "./http/node-adapter.js";
 import { createLogger } from "./logger.js";
 import { NatsLink } from "./messaging/nats.js";
 import { Metrics } from "./metrics.js";
@@ -34,6 +35,7 @@ import { purgeExpiredStatuses } from "./db/status-store.js";
 import { authInterceptor } from "./interceptors/auth.js";
 import { CallLimits, rateLimitInterceptor } from "./interceptors/rate-limit.js";
 import { pruneRateLimitPoints } from "./db/rate-limit-store.js";
+import { textFieldsInterceptor } from "./interceptors/text-fields.js";
 import { InProcessBus, NatsBus, type EventBus } from "./messaging/bus.js";
 import { createContextValues } from "@connectrpc/connect";
 import { InlineQueue } from "./messaging/inline-queue.js";
@@ -201,6 +203,7 @@ export class ChatwireServer {
       observabilityInterceptor(logger, metrics),
       deadlineInterceptor(config.requestTimeoutMs),
       authInterceptor(this.ctx.auth.tokens, this.ctx.auth.guard),
+      textFieldsInterceptor(),
     ];
     const callLimits = new CallLimits(config.rateLimits, this.ctx.database.db, logger);
     if (!callLimits.empty) interceptors.push(rateLimitInterceptor(callLimits));
@@ -230,7 +233,7 @@ export class ChatwireServer {
           counter: metrics.fastPathCalls,
         })
       : undefined;
-    const adapter = connectNodeAdapter({
+    const adapter = createNodeAdapter({
       routes: (router) => {
         serviceNames = registerRoutes(fast ? fast.recording(router) : router, this.ctx);
       },
@@ -242,6 +245,8 @@ export class ChatwireServer {
       shutdownSignal: this.shutdown.signal,
       interceptors,
       contextValues,
+      logger,
+      drainBytes: 4 * config.maxMessageBytes,
     });
     // Plain unary calls take the lean path; everything else (streams, gRPC-Web, GET, compressed requests) connect-node.
     const rpc: RequestHandler = fast ? (req, res) => fast.handle(req, res) || adapter(req, res) : adapter;
@@ -251,7 +256,7 @@ export class ChatwireServer {
       readiness: () => this.readiness(),
       rpc,
     });
-    this.listener = new Listener(handler, { host: config.host, port: config.port, tls: config.tls, logger });
+    this.listener = new Listener(handler, { host: config.host, port: config.port, tls: config.tls, logger, drainBytes: 4 * config.maxMessageBytes });
     this.boundPort = await this.listener.listen();
     health.set("", "SERVING");
     for (const name of serviceNames) health.set(name, "SERVING");

@@ -34,6 +34,7 @@ import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/
 import type { Logger } from "pino";
 import { withDeadline } from "../interceptors/deadline.js";
 import { toConnectError } from "../interceptors/errors.js";
+import { decodeError, isDecodeError } from "./node-adapter.js";
 import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 import { LeanHeaders } from "./lean-headers.js";
 
@@ -254,10 +255,14 @@ export class RpcFastPath {
     let it: AsyncIterator<unknown> | undefined;
     let error: ConnectError | undefined;
     try {
-      // As in connect-node, the request is read when the handler asks for it, after the interceptors (authentication first).
+      // Unlike connect-node (which reads it when the handler asks, after authentication), the request is read
+      // before anything is answered, as for unary calls: a client whose body is still buffered when a refusal
+      // arrives can refuse that answer (node's http2 client does, with RST_STREAM 11, once its session memory
+      // is full) and then every later stream of the connection.
+      const body = readBody(req, this.opts.readMaxBytes, null);
+      await body.catch(() => undefined);
       const readInput = async function* (this: RpcFastPath) {
-        const raw = await readBody(req, this.opts.readMaxBytes, null);
-        yield parse(serialization, binary, unwrapEnvelope(raw, this.opts.readMaxBytes, "server-streaming"), spec.method.input.typeName);
+        yield parse(serialization, binary, unwrapEnvelope(await body, this.opts.readMaxBytes, "server-streaming"), spec.method.input.typeName);
       }.bind(this);
       const impl = spec.impl as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
       const call = applyInterceptors(this.opts.interceptors, async (r: StreamRequest) => {
@@ -372,17 +377,12 @@ export class RpcFastPath {
   }
 }
 
-/**
- * connect-node reports a request that is not valid protobuf as Internal
- * ("parse binary: ..."), which blames the server; it is the client's bad input.
- */
+/** A request that is not valid protobuf is the client's bad input: InvalidArgument (connect says Internal). */
 function parse(serialization: MethodSerializationLookup<DescMessage, DescMessage>, binary: boolean, bytes: Uint8Array, typeName: string) {
   try {
     return serialization.getI(binary).parse(bytes);
   } catch (e) {
-    if (e instanceof ConnectError && e.code === Code.Internal && e.rawMessage.startsWith("parse binary:")) {
-      throw new ConnectError(`the request is not a valid ${typeName} protobuf message (${e.rawMessage.slice(14)})`, Code.InvalidArgument);
-    }
+    if (e instanceof ConnectError && isDecodeError(e)) throw decodeError(typeName, e.rawMessage);
     throw e;
   }
 }
@@ -391,6 +391,14 @@ function header(v: string | string[] | undefined): string | null {
   if (v === undefined) return null;
   return typeof v === "string" ? v : v.join(", ");
 }
+
+/**
+ * How far past readMaxBytes a body is still read (and dropped) before it is refused. Node's http2 client
+ * (and so @grpc/grpc-js) refuses answers while more than 10 MB of its own request is unsent; reading up to
+ * 4 × 4 MiB leaves a larger body's sender under that when the refusal arrives. Reading costs only bandwidth
+ * the client spends anyway.
+ */
+const DRAIN_FACTOR = 4;
 
 /** The whole request body, refused past `readMaxBytes` (as connect's readAllBytes). */
 function readBody(req: Req, readMaxBytes: number, contentLength: string | null): Promise<Uint8Array> {
@@ -403,19 +411,25 @@ function readBody(req: Req, readMaxBytes: number, contentLength: string | null):
     const chunks: Buffer[] = [];
     let size = 0;
     let failed = false;
+    const tooLarge = () => new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
     const onData = (chunk: Buffer) => {
       if (failed) return;
       size += chunk.byteLength;
-      if (size > readMaxBytes) {
+      // Past the limit the rest is read and dropped, and the refusal waits for the end of the body (see
+      // readInput in serveStream for why); past DRAIN_FACTOR times the limit it is refused at once.
+      if (size > DRAIN_FACTOR * readMaxBytes) {
         failed = true;
-        reject(new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
+        chunks.length = 0;
+        reject(tooLarge());
         return;
       }
-      chunks.push(chunk);
+      if (size <= readMaxBytes) chunks.push(chunk);
+      else chunks.length = 0;
     };
     req.on("data", onData);
     req.once("end", () => {
       if (failed) return;
+      if (size > readMaxBytes) return reject(tooLarge());
       if (Number.isInteger(hint) && hint >= 0 && hint !== size) {
         reject(new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument));
         return;

@@ -138,15 +138,27 @@ describe("the RPC fast path answers as connect-node does", () => {
     expect(decodeURIComponent(noAuth.trailers["grpc-message"]!)).toContain("Authorization");
   });
 
-  test("a request that is not protobuf is InvalidArgument (connect-node itself says Internal)", async () => {
+  test("a request that is not protobuf is InvalidArgument on both paths and every protocol (connect itself says Internal)", async () => {
     const garbage = Buffer.from([0, 0, 0, 0, 3, 0xff, 0xff, 0xff]);
-    const [x, y] = await Promise.all([fast.url, plain.url].map((u) => h2(u, grpcHeaders("/auth.AuthService/ValidateToken"), garbage)));
-    expect(x!.trailers["grpc-status"]).toBe("3");
-    expect(decodeURIComponent(x!.trailers["grpc-message"]!)).toContain("not a valid auth.ValidateTokenRequest protobuf message");
-    expect(y!.trailers["grpc-status"]).toBe("13");
-    const proto = await h1(fast.url, "/auth.AuthService/ValidateToken", { "content-type": "application/proto" }, garbage.subarray(5));
+    const grpc = await same((u) => h2(u, grpcHeaders("/auth.AuthService/ValidateToken"), garbage));
+    expect(grpc.trailers["grpc-status"]).toBe("3");
+    expect(decodeURIComponent(grpc.trailers["grpc-message"]!)).toContain("not a valid auth.ValidateTokenRequest protobuf message");
+    const proto = await same((u) => h1(u, "/auth.AuthService/ValidateToken", { "content-type": "application/proto" }, garbage.subarray(5)));
     expect(proto.status).toBe(400);
     expect(JSON.parse(proto.body.toString()).code).toBe("invalid_argument");
+    // gRPC-Web and gzip-compressed gRPC always take connect-node.
+    const web = await same((u) => h1(u, "/auth.AuthService/ValidateToken", { "content-type": "application/grpc-web+proto" }, garbage));
+    expect(web.status).toBe(200);
+    expect(web.body.subarray(5).toString()).toMatch(/grpc-status: 3\r\n/);
+    expect(decodeURIComponent(web.body.subarray(5).toString())).toContain("not a valid auth.ValidateTokenRequest protobuf message");
+    const gz = await import("node:zlib").then((z) => z.gzipSync(garbage.subarray(5)));
+    const env = Buffer.concat([Buffer.from([1, 0, 0, 0, gz.length]), gz]);
+    const compressed = await same((u) => h2(u, grpcHeaders("/auth.AuthService/ValidateToken", { "grpc-encoding": "gzip" }), env));
+    expect(compressed.trailers["grpc-status"]).toBe("3");
+    const stream = Buffer.concat([Buffer.from([0, 0, 0, 0, 3]), Buffer.from([0xff, 0xff, 0xff])]);
+    const connectStream = await same((u) => h1(u, "/realtime.RealtimeService/Subscribe", { "content-type": "application/connect+proto", authorization: `Bearer ${a.accessToken}` }, stream));
+    expect(connectStream.body[0]).toBe(2);
+    expect(JSON.parse(connectStream.body.subarray(5).toString()).error.code).toBe("invalid_argument");
   });
 
   test("gRPC: an authenticated call, with and without gzip negotiated, and response metadata on an error", async () => {
