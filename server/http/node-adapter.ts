@@ -157,7 +157,8 @@ async function* connectUnary(res: UniversalServerResponse, body: AsyncIterable<U
   yield out;
 }
 
-function envelope(flags: number, data: Uint8Array): Uint8Array {
+/** One length-prefixed gRPC / Connect-stream frame (the fast path writes its frames with it too). */
+export function envelope(flags: number, data: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + data.byteLength);
   out[0] = flags;
   out.writeUInt32BE(data.byteLength, 1);

@@ -34,7 +34,7 @@ import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/
 import type { Logger } from "pino";
 import { withDeadline } from "../interceptors/deadline.js";
 import { toConnectError } from "../interceptors/errors.js";
-import { decodeError, isDecodeError } from "./node-adapter.js";
+import { decodeError, envelope, isDecodeError } from "./node-adapter.js";
 import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 import { LeanHeaders } from "./lean-headers.js";
 
@@ -454,14 +454,6 @@ function unwrapEnvelope(raw: Uint8Array, readMaxBytes: number, kind = "unary"): 
   if (raw.byteLength > 5 + length) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
   if (flags !== 0) throw new ConnectError("received a compressed message without a grpc-encoding header", Code.InvalidArgument);
   return raw.subarray(5);
-}
-
-function envelope(flags: number, data: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + data.byteLength);
-  out[0] = flags;
-  out.writeUInt32BE(data.byteLength, 1);
-  out.set(data, 5);
-  return out;
 }
 
 /** Resolves when the response can take more, or is gone. */
