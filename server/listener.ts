@@ -48,9 +48,15 @@ function settleUnreadBody(req: http.IncomingMessage | http2.Http2ServerRequest, 
   const h1 = res as http.ServerResponse;
   const writeHead = h1.writeHead;
   h1.writeHead = function (this: http.ServerResponse, ...args: Parameters<http.ServerResponse["writeHead"]>) {
-    if (!req.complete) this.shouldKeepAlive = false;
+    // A request without a body (GET) is not `complete` until its stream is read: only a body left unread counts.
+    if (!req.complete && hasBody(req)) this.shouldKeepAlive = false;
     return writeHead.apply(this, args);
   } as http.ServerResponse["writeHead"];
+}
+
+function hasBody(req: http.IncomingMessage | http2.Http2ServerRequest): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 }
 
 /**
