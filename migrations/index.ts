@@ -8,6 +8,7 @@ import * as m0006 from './0006_store_messages.js';
 import * as m0007 from './0007_send_preflight.js';
 import * as m0008 from './0008_inbox_cascade_triggers.js';
 import * as m0009 from './0009_presence_functions.js';
+import * as m0013 from './0013_sql_functions.js';
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '0007_send_preflight': m0007,
   '0008_inbox_cascade_triggers': m0008,
   '0009_presence_functions': m0009,
+  '0013_sql_functions': m0013,
 };
