@@ -61,6 +61,18 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
+/** Resolves once the bus has delivered everything published before the call: a marker published after it arrives after it. */
+function busFlushed(bus: InProcessBus): Promise<void> {
+  const subject = `marker.${randomUUID()}`;
+  return new Promise((resolve) => {
+    const off = bus.subscribe(subject, () => {
+      off();
+      resolve();
+    });
+    bus.publish(subject, new Uint8Array());
+  });
+}
+
 describe("InlineQueue", () => {
   test("stores before it returns, then announces each inbox event on the bus", async () => {
     const bus = new InProcessBus();
@@ -75,7 +87,7 @@ describe("InlineQueue", () => {
     expect(stored).toMatchObject({ id: msg.id, conversationId: conv, seq: "1", duplicate: false });
     expect(queue.kind).toBe("inline");
     expect(queue.ready()).toBe(true);
-    await new Promise((r) => setTimeout(r, 10));
+    await busFlushed(bus);
     for (const u of [a!, b!]) {
       expect(seen[u]).toEqual([{ position: "1", event_type: "message_created", conversation_id: conv, message_id: msg.id, seq: "1" }]);
     }
@@ -83,7 +95,7 @@ describe("InlineQueue", () => {
     // A retry: same message back, nothing new, no notices.
     const again = await queue.publish(msg);
     expect(again.stored).toMatchObject({ id: msg.id, seq: "1", duplicate: true });
-    await new Promise((r) => setTimeout(r, 10));
+    await busFlushed(bus);
     expect(seen[b!]).toHaveLength(1);
   });
 
