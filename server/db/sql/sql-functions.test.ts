@@ -82,9 +82,10 @@ describe("SQL functions are the files in server/db/sql/", () => {
 
   test("a database migrated before 0013 (presence functions without the prefix) ends with the same functions", async () => {
     const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
-    const down = await migrator.migrateDown(); // 0013, the last migration
+    const names = Object.keys(migrations).sort();
+    const down = await migrator.migrateTo(names[names.indexOf("0013_sql_functions") - 1]!);
     expect(down.error).toBeUndefined();
-    expect(down.results?.map((r) => r.migrationName)).toEqual(["0013_sql_functions"]);
+    expect(down.results?.map((r) => r.migrationName)).toContain("0013_sql_functions");
     const before = await functionsIn("public");
     expect([...before.keys()].filter((n) => n.startsWith("presence_")).sort()).toEqual(["presence_audience", "presence_close_stream", "presence_open_stream"]);
     expect(before.has("chatwire_presence_audience")).toBe(false);
