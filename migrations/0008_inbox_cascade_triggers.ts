@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { applySqlFunctions } from '../server/db/sql-functions.js';
 
 // The inbox is the hottest insert of the message path: one row per recipient
 // of every message (1,024 for a message to a full group). Its three foreign
@@ -7,27 +8,15 @@ import { sql, type Kysely } from 'kysely';
 // a conversation they hold locked and for a message they just inserted.
 //
 // What the keys did on delete stays: a statement-level trigger on each parent
-// deletes its inbox rows (as ON DELETE CASCADE did), once per statement.
+// deletes its inbox rows (as ON DELETE CASCADE did), once per statement; the
+// trigger functions are defined in server/db/sql/.
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`alter table inbox
     drop constraint inbox_user_id_fkey,
     drop constraint inbox_conversation_id_fkey,
     drop constraint inbox_message_id_fkey`.execute(db);
-  for (const [parent, column] of [
-    ['users', 'user_id'],
-    ['conversations', 'conversation_id'],
-    ['messages', 'message_id'],
-  ] as const) {
-    await sql
-      .raw(
-        `create function chatwire_inbox_cascade_${parent}() returns trigger language plpgsql as $fn$
-        begin
-          delete from inbox i using gone g where i.${column} = g.id;
-          return null;
-        end
-        $fn$`,
-      )
-      .execute(db);
+  for (const parent of ['users', 'conversations', 'messages']) {
+    await applySqlFunctions(db, [`chatwire_inbox_cascade_${parent}`]);
     await sql
       .raw(
         `create trigger inbox_cascade after delete on ${parent}

@@ -11,6 +11,7 @@ import * as m0009 from './0009_presence_functions.js';
 import * as m0010 from './0010_limits_group_privacy.js';
 import * as m0011 from './0011_idempotency.js';
 import * as m0012 from './0012_former_participant_view.js';
+import * as m0013 from './0013_sql_functions.js';
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -27,4 +28,5 @@ export const migrations: Record<string, Migration> = {
   '0010_limits_group_privacy': m0010,
   '0011_idempotency': m0011,
   '0012_former_participant_view': m0012,
+  '0013_sql_functions': m0013,
 };

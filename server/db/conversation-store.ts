@@ -415,7 +415,7 @@ export interface SendPreflight {
  * Participation, blocks either way in a direct conversation, and a message
  * already sent with `clientMessageId`: the reads SendMessage did one by one
  * (getParticipation, requireDirectNotBlocked, getMessageBySenderClientId), as one statement:
- * the database function chatwire_send_preflight (migrations/0007_send_preflight.ts),
+ * the database function chatwire_send_preflight (server/db/sql/chatwire_send_preflight.sql),
  * so the statement is planned once per connection.
  */
 export async function sendPreflight(db: Db, conversationId: string, senderId: string, clientMessageId: string): Promise<SendPreflight> {

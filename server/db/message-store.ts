@@ -22,7 +22,7 @@ export type StoreResult =
 const INBOX_ROWS_PER_INSERT = 5000; // 7 columns
 const POSITION_ROWS_PER_UPSERT = 10000; // 2 columns
 
-/** A row of chatwire_store_messages (migrations/0006_store_messages.ts). */
+/** A row of chatwire_store_messages (server/db/sql/chatwire_store_messages.sql). */
 interface StoreRow {
   r_ord: number;
   r_status: "stored" | "duplicate" | RejectReason;
@@ -44,7 +44,7 @@ interface StoreRow {
  * a participant is rejected, the rest still stored.
  *
  * One round trip: the database function chatwire_store_messages does it all
- * (migrations/0006_store_messages.ts). Given the Kysely instance it is its own
+ * (server/db/sql/chatwire_store_messages.sql). Given the Kysely instance it is its own
  * transaction; given a transaction it joins it.
  *
  * Locks, always in this order so concurrent batches cannot deadlock: the
@@ -127,7 +127,8 @@ export interface NewInboxEvent {
  * its user's next position (in the given order per user), and returns the
  * notices to publish after commit, in the same order as `events`.
  * Locks the users' inbox_positions rows in user id order: callers that also
- * lock conversation rows must lock those first (as storeMessages does).
+ * lock conversation rows must lock those first (as storeMessages does; the
+ * rule both follow: server/db/sql/README.md).
  */
 export async function appendInboxEvents(trx: Transaction<Database>, events: readonly NewInboxEvent[], now: Date): Promise<InboxNotice[]> {
   if (events.length === 0) return [];

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../tests/helpers/test-database.js';
@@ -221,7 +221,9 @@ describe('pglite (directory)', () => {
     let openGate!: () => void;
     const gate = new Promise<void>((resolve) => (openGate = resolve));
 
+    let inTx!: Transaction<Database>;
     const tx = db.transaction().execute(async (trx) => {
+      inTx = trx;
       await trx.insertInto('users').values({ phone_number: '+14155550200' }).execute();
       signalInserted();
       await gate;
@@ -232,7 +234,10 @@ describe('pglite (directory)', () => {
     let readFinished = false;
     const outsideRead = userPhones(db, ['+14155550200']).finally(() => (readFinished = true));
     const outsideWrite = db.insertInto('users').values({ phone_number: '+14155550201' }).execute();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // A later marker: once both calls have run as far as they can (one turn of the event loop), a
+    // query inside the transaction goes to PGlite after them; had they reached it, they finished first.
+    await new Promise((resolve) => setImmediate(resolve));
+    await sql`select 1`.execute(inTx);
     expect(readFinished).toBe(false);
 
     openGate();

@@ -16,8 +16,8 @@ export interface OpenResult {
 }
 
 /**
- * Registers an open stream, in one round trip (presence_open_stream, migration
- * 0009). Under the user's row lock, so two devices connecting at once on two
+ * Registers an open stream, in one round trip (chatwire_presence_open_stream,
+ * server/db/sql/). Under the user's row lock, so two devices connecting at once on two
  * instances cannot both miss (or both announce) the online transition. Rows
  * past their expiry (a dead instance's) are dropped first. The oldest streams
  * beyond `maxStreams` are removed and returned.
@@ -28,7 +28,7 @@ export async function openStream(
 ): Promise<OpenResult> {
   const { rows } = await sql<{ came_online: boolean; audience: unknown; evicted: string[] | string; last_position: string; pruned_through: string }>`
     select came_online, audience, evicted, last_position::text, pruned_through::text
-    from presence_open_stream(${s.streamId}, ${s.userId}, ${s.sessionId}, ${s.instanceId}, ${s.now}, ${s.expiresAt}, ${s.maxStreams})
+    from chatwire_presence_open_stream(${s.streamId}, ${s.userId}, ${s.sessionId}, ${s.instanceId}, ${s.now}, ${s.expiresAt}, ${s.maxStreams})
   `.execute(db);
   const row = rows[0]!;
   return {
@@ -40,7 +40,7 @@ export async function openStream(
 }
 
 /**
- * Unregisters a stream, in one round trip (presence_close_stream); when it
+ * Unregisters a stream, in one round trip (chatwire_presence_close_stream); when it
  * was the user's last live one, stores last_seen_at and reports that they
  * went offline, with who may hear it (before privacy).
  */
@@ -49,12 +49,12 @@ export async function closeStream(
   s: { streamId: string; userId: string; now: Date },
 ): Promise<{ wentOffline: boolean; audience: AudienceRow[] }> {
   const { rows } = await sql<{ went_offline: boolean; audience: unknown }>`
-    select went_offline, audience from presence_close_stream(${s.streamId}, ${s.userId}, ${s.now})
+    select went_offline, audience from chatwire_presence_close_stream(${s.streamId}, ${s.userId}, ${s.now})
   `.execute(db);
   return { wentOffline: rows[0]?.went_offline === true, audience: audienceRows(rows[0]?.audience) };
 }
 
-/** presence_audience rows aggregated as JSON (parsed by the driver, or still text). */
+/** chatwire_presence_audience rows aggregated as JSON (parsed by the driver, or still text). */
 function audienceRows(v: unknown): AudienceRow[] {
   if (v === null || v === undefined) return [];
   return (typeof v === "string" ? JSON.parse(v) : v) as AudienceRow[];

@@ -170,7 +170,7 @@ export async function filterPresenceViewers(db: Db, subjectId: string, viewerIds
   );
 }
 
-/** A row of presence_audience (migration 0009): a candidate viewer and what the last-seen rule decides on. */
+/** A row of chatwire_presence_audience (server/db/sql/): a candidate viewer and what the last-seen rule decides on. */
 export interface AudienceRow {
   viewer: string;
   is_contact: boolean;
@@ -186,11 +186,11 @@ export interface AudienceRow {
  * filterPresenceViewers over directPeers ∪ usersWithContact.
  */
 export async function presenceAudience(db: Db, subjectId: string): Promise<string[]> {
-  const { rows } = await sql<AudienceRow>`select viewer, is_contact, blocked, last_seen from presence_audience(${subjectId})`.execute(db);
+  const { rows } = await sql<AudienceRow>`select viewer, is_contact, blocked, last_seen from chatwire_presence_audience(${subjectId})`.execute(db);
   return allowedAudience(subjectId, rows);
 }
 
-/** The viewers among presence_audience rows that the subject's last-seen setting and blocks allow. */
+/** The viewers among chatwire_presence_audience rows that the subject's last-seen setting and blocks allow. */
 export function allowedAudience(subjectId: string, rows: readonly AudienceRow[]): string[] {
   return rows
     .filter((r) =>

@@ -4,14 +4,13 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ConfigError, loadConfig } from "../config.js";
 import { openDatabase, type DatabaseHandle } from "../db/database.js";
-import { storeMessages } from "../db/message-store.js";
 import { migrateToLatest } from "../db/migrate.js";
 import type { Database } from "../db/schema.js";
 import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
 import { InProcessBus } from "./bus.js";
 import { InlineQueue } from "./inline-queue.js";
 import { queueNames } from "./jetstream-queue.js";
-import { decodeNotice, MessageRejectedError, messageIdFor, userSubject, type InboxNoticeWire, type OutgoingMessage } from "./message-queue.js";
+import { decodeNotice, MessageRejectedError, messageIdFor, userSubject, type InboxNoticeWire } from "./message-queue.js";
 import { insertConversation, insertUsers, outgoing } from "../tests/helpers/fixtures.js";
 
 const logger = pino({ level: "silent" });
@@ -62,153 +61,17 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
-const store = (msgs: OutgoingMessage[], now = new Date()) => db.transaction().execute((trx) => storeMessages(trx, msgs, now));
-
-describe("storeMessages", () => {
-  test("assigns gapless seqs in order and one inbox event per current participant", async () => {
-    const [a, b, c, gone] = await insertUsers(db, 4);
-    const conv = await insertConversation(db, [a!, b!, c!, gone!]);
-    await db.updateTable("conversation_participants").set({ left_at: new Date() }).where("user_id", "=", gone!).execute();
-    const msgs = [outgoing(conv, a!), outgoing(conv, b!), outgoing(conv, a!, undefined, { mentionUserIds: [b!, c!] })];
-    const now = new Date(Date.now() + 60_000);
-    const results = await store(msgs, now);
-
-    expect(results.map((r) => r.ok && r.message.seq)).toEqual(["1", "2", "3"]);
-    expect(results.every((r) => r.ok && !r.message.duplicate)).toBe(true);
-    const rows = await db.selectFrom("messages").selectAll().where("conversation_id", "=", conv).orderBy("seq").execute();
-    expect(rows.map((r) => [r.id, r.seq, r.kind, r.sender_id])).toEqual(msgs.map((m, i) => [m.id, String(i + 1), "user", m.senderId]));
-    expect(rows[2]!.mention_user_ids).toEqual([b, c]);
-    expect(rows[0]!.created_at.toISOString()).toBe(msgs[0]!.sentAt);
-    const c1 = await db.selectFrom("conversations").select(["last_seq", "last_activity_at"]).where("id", "=", conv).executeTakeFirstOrThrow();
-    expect(c1).toEqual({ last_seq: "3", last_activity_at: now });
-
-    const inbox = await db.selectFrom("inbox").selectAll().where("conversation_id", "=", conv).orderBy("user_id").orderBy("position").execute();
-    expect(inbox).toHaveLength(9); // 3 messages x 3 current participants; not the one who left
-    for (const u of [a, b, c]) {
-      const mine = inbox.filter((e) => e.user_id === u);
-      expect(mine.map((e) => e.position)).toEqual(["1", "2", "3"]);
-      expect(mine.map((e) => e.message_id)).toEqual(msgs.map((m) => m.id));
-      expect(mine.map((e) => e.payload)).toEqual(msgs.map((m, i) => ({ seq: String(i + 1), sender_id: m.senderId })));
-      expect(mine.every((e) => e.event_type === "message_created")).toBe(true);
-    }
-    expect(inbox.some((e) => e.user_id === gone)).toBe(false);
-    // The notices are the inbox rows, in message order.
-    const notices = results.flatMap((r) => (r.ok ? r.notices : []));
-    expect(notices).toHaveLength(9);
-    expect(notices.filter((n) => n.userId === b).map((n) => [n.position, n.seq, n.messageId])).toEqual(
-      msgs.map((m, i) => [String(i + 1), String(i + 1), m.id]),
-    );
+/** Resolves once the bus has delivered everything published before the call: a marker published after it arrives after it. */
+function busFlushed(bus: InProcessBus): Promise<void> {
+  const subject = `marker.${randomUUID()}`;
+  return new Promise((resolve) => {
+    const off = bus.subscribe(subject, () => {
+      off();
+      resolve();
+    });
+    bus.publish(subject, new Uint8Array());
   });
-
-  test("is idempotent on (sender, client message id): in a batch, across batches, no extra rows", async () => {
-    const [a, b] = await insertUsers(db, 2);
-    const conv = await insertConversation(db, [a!, b!]);
-    const first = outgoing(conv, a!, "same-id");
-    const [r1] = await store([first]);
-    const results = await store([outgoing(conv, a!, "same-id", { content: "changed" }), outgoing(conv, b!), outgoing(conv, b!, "b-dup"), outgoing(conv, b!, "b-dup")]);
-    expect(r1).toMatchObject({ ok: true, message: { id: first.id, seq: "1", duplicate: false } });
-    expect(results.map((r) => r.ok && [r.message.seq, r.message.duplicate])).toEqual([
-      ["1", true],
-      ["2", false],
-      ["3", false],
-      ["3", true],
-    ]);
-    expect(results[0]!.ok && results[0]!.notices).toEqual([]);
-    expect(results[3]!.ok && results[3]!.notices).toEqual([]);
-    const rows = await db.selectFrom("messages").select(["seq", "content"]).where("conversation_id", "=", conv).orderBy("seq").execute();
-    expect(rows).toEqual([
-      { seq: "1", content: first.content },
-      { seq: "2", content: expect.any(String) },
-      { seq: "3", content: expect.any(String) },
-    ]);
-    const inbox = await db.selectFrom("inbox").select(({ fn }) => fn.countAll<string>().as("n")).where("conversation_id", "=", conv).executeTakeFirstOrThrow();
-    expect(Number(inbox.n)).toBe(6);
-  });
-
-  test("rejects messages for a missing conversation or from a non-participant, storing the rest", async () => {
-    const [a, b, stranger] = await insertUsers(db, 3);
-    const conv = await insertConversation(db, [a!, b!]);
-    const results = await store([outgoing(randomUUID(), a!), outgoing(conv, stranger!), outgoing(conv, a!)]);
-    expect(results[0]).toMatchObject({ ok: false, reason: "conversation_not_found" });
-    expect(results[1]).toMatchObject({ ok: false, reason: "sender_not_participant" });
-    expect(results[2]).toMatchObject({ ok: true, message: { seq: "1" } });
-  });
-
-  test("a repeat of a rejected message's client id is judged on its own; a repeat of a stored one is a duplicate", async () => {
-    const [a, b] = await insertUsers(db, 2);
-    const conv = await insertConversation(db, [a!, b!]);
-    const results = await store([
-      outgoing(randomUUID(), a!, "k1"),
-      outgoing(conv, a!, "k1"),
-      outgoing(conv, a!, "k1"),
-      outgoing(randomUUID(), a!, "k1"),
-    ]);
-    expect(results.map((r) => (r.ok ? [r.message.seq, r.message.duplicate, r.notices.length] : r.reason))).toEqual([
-      "conversation_not_found",
-      ["1", false, 2],
-      ["1", true, 0],
-      ["1", true, 0],
-    ]);
-    const stored = results[1]!.ok ? results[1]!.notices : [];
-    expect(stored.map((n) => n.userId)).toEqual([a!, b!].sort());
-    expect(stored.every((n) => n.position === "1" && n.seq === "1")).toBe(true);
-  });
-
-  test("stores a lone UTF-16 surrogate in the content as U+FFFD", async () => {
-    const [a, b] = await insertUsers(db, 2);
-    const conv = await insertConversation(db, [a!, b!]);
-    const [r] = await store([outgoing(conv, a!, undefined, { content: "a\ud800b" })]);
-    expect(r).toMatchObject({ ok: true, message: { seq: "1" } });
-    const row = await db.selectFrom("messages").select("content").where("conversation_id", "=", conv).executeTakeFirstOrThrow();
-    expect(row.content).toBe("a\ufffdb");
-  });
-
-  test("inbox events go with their message, conversation or user when those are deleted", async () => {
-    const [a, b, c] = await insertUsers(db, 3);
-    const conv = await insertConversation(db, [a!, b!, c!]);
-    const other = await insertConversation(db, [a!, b!]);
-    await store([outgoing(conv, a!), outgoing(conv, b!), outgoing(other, a!)]);
-    const count = async (col: "user_id" | "conversation_id", id: string) =>
-      Number((await db.selectFrom("inbox").select(({ fn }) => fn.countAll<string>().as("n")).where(col, "=", id).executeTakeFirstOrThrow()).n);
-    expect([await count("conversation_id", conv), await count("conversation_id", other), await count("user_id", c!)]).toEqual([6, 2, 2]);
-    const [first] = await db.selectFrom("messages").select("id").where("conversation_id", "=", conv).orderBy("seq").execute();
-    await db.deleteFrom("messages").where("id", "=", first!.id).execute();
-    expect(await count("conversation_id", conv)).toBe(3);
-    await db.deleteFrom("users").where("id", "=", c!).execute();
-    expect([await count("conversation_id", conv), await count("user_id", c!)]).toEqual([2, 0]);
-    await db.deleteFrom("conversations").where("id", "=", conv).execute();
-    expect([await count("conversation_id", conv), await count("conversation_id", other)]).toEqual([0, 2]);
-  });
-
-  test("concurrent transactions on one conversation still get gapless seqs and positions", async () => {
-    const members = await insertUsers(db, 5);
-    const conv = await insertConversation(db, members);
-    const msgs = Array.from({ length: 40 }, (_, i) => outgoing(conv, members[i % members.length]!));
-    await Promise.all(msgs.map((m) => store([m])));
-    const seqs = (await db.selectFrom("messages").select("seq").where("conversation_id", "=", conv).execute()).map((r) => Number(r.seq)).sort((x, y) => x - y);
-    expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
-    for (const u of members) {
-      const pos = (await db.selectFrom("inbox").select("position").where("user_id", "=", u).orderBy("position").execute()).map((r) => Number(r.position));
-      expect(pos).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
-    }
-  });
-
-  test("throughput: a batch of 100 messages in one transaction", async () => {
-    const members = await insertUsers(db, 3);
-    const convs = await Promise.all(Array.from({ length: 10 }, () => insertConversation(db, members)));
-    await store([outgoing(convs[0]!, members[0]!)]); // warm up
-    const runs: number[] = [];
-    for (let run = 0; run < 5; run++) {
-      const batch = Array.from({ length: 100 }, (_, i) => outgoing(convs[i % convs.length]!, members[i % members.length]!));
-      const t0 = performance.now();
-      const results = await store(batch);
-      runs.push(performance.now() - t0);
-      expect(results.every((r) => r.ok && !r.message.duplicate)).toBe(true);
-    }
-    const best = Math.min(...runs);
-    console.info(`storeMessages on ${handle.kind}: 100 messages (10 conversations x 3 participants) in ${best.toFixed(1)} ms best of 5 = ${Math.round(100_000 / best)} msgs/s`);
-  });
-});
+}
 
 describe("InlineQueue", () => {
   test("stores before it returns, then announces each inbox event on the bus", async () => {
@@ -224,7 +87,7 @@ describe("InlineQueue", () => {
     expect(stored).toMatchObject({ id: msg.id, conversationId: conv, seq: "1", duplicate: false });
     expect(queue.kind).toBe("inline");
     expect(queue.ready()).toBe(true);
-    await new Promise((r) => setTimeout(r, 10));
+    await busFlushed(bus);
     for (const u of [a!, b!]) {
       expect(seen[u]).toEqual([{ position: "1", event_type: "message_created", conversation_id: conv, message_id: msg.id, seq: "1" }]);
     }
@@ -232,7 +95,7 @@ describe("InlineQueue", () => {
     // A retry: same message back, nothing new, no notices.
     const again = await queue.publish(msg);
     expect(again.stored).toMatchObject({ id: msg.id, seq: "1", duplicate: true });
-    await new Promise((r) => setTimeout(r, 10));
+    await busFlushed(bus);
     expect(seen[b!]).toHaveLength(1);
   });
 

@@ -103,6 +103,26 @@ async function drained(queue: JetStreamQueue): Promise<boolean> {
   return ci.num_pending === 0 && ci.num_ack_pending === 0;
 }
 
+/**
+ * Resolves once JetStream's own clock has run `ackWaitMs` past this call: a
+ * marker on a stream of its own, with that ack_wait, is fetched and left
+ * unacked, and comes back only when its ack_wait has passed. Whatever was
+ * delivered before the call and not acked would have been redelivered by then.
+ */
+async function ackWaitPassed(ackWaitMs: number): Promise<void> {
+  const clock = await newQueue(ackWaitMs);
+  await clock.js.publish(messageSubject(clock.subjectPrefix, randomUUID()), "marker");
+  const consumer = await clock.consumer();
+  const first = await consumer.next({ expires: 5_000 });
+  if (!first) throw new Error("the ack_wait marker was not delivered");
+  const deadline = Date.now() + ackWaitMs + 20_000;
+  while (Date.now() < deadline) {
+    const again = await consumer.next({ expires: ackWaitMs + 1_000 });
+    if (again?.redelivered) return;
+  }
+  throw new Error("the ack_wait marker was not redelivered");
+}
+
 async function workerCounts(registry: Registry): Promise<Record<string, number>> {
   const metric = registry.getSingleMetric("chatwire_worker_messages_total");
   const out: Record<string, number> = {};
@@ -205,12 +225,15 @@ describe("JetStream queue and message worker", () => {
     };
     // The first worker is slow, so messages are still waiting when it stops.
     let storedByFirst = 0;
+    let unblockFirst!: () => void;
+    const firstUnblocked = new Promise<void>((resolve) => (unblockFirst = resolve));
     const first = startWorker(queue, {
       leader: leaderFor("first"),
       hooks: {
         afterCommit: async (stored) => {
           storedByFirst += stored.length;
-          await new Promise((r) => setTimeout(r, 300));
+          // Held once it has stored some, until it is told to stop.
+          if (storedByFirst >= 20) await firstUnblocked;
         },
       },
     });
@@ -233,7 +256,9 @@ describe("JetStream queue and message worker", () => {
     );
     expect(second.standby).toBe(true);
     await waitFor("the first worker to store some", async () => storedByFirst >= 20);
-    await first.stop();
+    const firstStopped = first.stop();
+    unblockFirst();
+    await firstStopped;
     for (const conv of convs) await waitFor("stored", async () => (await messageCount(conv)) === 160);
     expect(second.standby).toBe(false);
     expect(storedByFirst).toBeLessThan(320);
@@ -342,7 +367,7 @@ describe("JetStream queue and message worker", () => {
     expect(await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).execute()).toEqual([{ id: good.id, seq: "1" }]);
 
     // Past ack_wait: nothing came back (a 2.9 server ignores a +TERM with a reason; a plain one works).
-    await new Promise((r) => setTimeout(r, 2500));
+    await ackWaitPassed(1500);
     const info = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
     expect(info.num_redelivered).toBe(0);
     expect(info.num_ack_pending).toBe(0);
@@ -390,7 +415,15 @@ describe("JetStream queue and message worker", () => {
     for (const m of msgs) await queue.publish(m);
     startWorker(queue, { db: db.withPlugin(failing), ackWaitMs: 2000 });
     // Longer than ack_wait: working() must keep JetStream from redelivering meanwhile.
-    await new Promise((r) => setTimeout(r, 3000));
+    await waitFor("the worker to hold the batch", async () => (await jsm.consumers.info(queue.names.stream, queue.names.consumer)).num_ack_pending === 5);
+    // A pull of the test's own waits meanwhile: were the batch not kept alive, JetStream would redeliver it there.
+    const probe = await (await queue.consumer()).fetch({ max_messages: 5, expires: 5_000 });
+    const probing = (async () => {
+      for await (const _ of probe);
+    })();
+    await ackWaitPassed(2000);
+    await probe.close();
+    await probing;
     expect(outage.failures).toBeGreaterThan(1);
     expect(await messageCount(conv)).toBe(0);
     const held = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
@@ -473,7 +506,7 @@ describe("JetStream queue and message worker", () => {
   test("stop() finishes the open pull and returns promptly", async () => {
     const queue = await newQueue();
     const worker = startWorker(queue);
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor("the worker's pull to be open", async () => (await jsm.consumers.info(queue.names.stream, queue.names.consumer)).num_waiting > 0);
     const t0 = Date.now();
     await worker.stop();
     expect(Date.now() - t0).toBeLessThan(2500);

@@ -2,6 +2,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ChatService, ParticipantRole, ReceiptState, type Message } from "../../gen/chat/chat_pb.js";
 import { bearerTransport, login } from "./helpers/login.js";
+import { queueDrained } from "./helpers/queue-state.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // chat.ChatService over real clients: curl-style JSON for the original four
@@ -103,7 +104,7 @@ describe("messages", () => {
     const second = await a.chat.sendMessage({ conversationId: conversation!.id, content: "once", clientMessageId: "retry-me" });
     expect(second.message!.id).toBe(first.message!.id);
     await stored(a, conversation!.id, 1);
-    await new Promise((r) => setTimeout(r, 200));
+    await queueDrained(s.server);
     const { messages } = await a.chat.listMessages({ conversationId: conversation!.id });
     expect(messages).toHaveLength(1);
     // The same id for another conversation is a client bug, not a retry.

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import type { ChatwireServer } from "../server.js";
 import { queueNames } from "../messaging/jetstream-queue.js";
 import { decodeNotice, messageIdFor, userSubject, type InboxNoticeWire, type OutgoingMessage } from "../messaging/message-queue.js";
+import { waitForConsumer } from "./helpers/queue-state.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // The JetStream wiring is always tested: NATS_URL, else the NATS every machine runs on 127.0.0.1.
@@ -114,7 +115,8 @@ describe("the message queue inside a running server", () => {
     expect(Date.now() - t0).toBeLessThan(5000);
     const later = [outgoing(conv, members[1]!), outgoing(conv, members[2]!)];
     for (const m of later) await api.server.ctx.messages.publish(m);
-    await new Promise((r) => setTimeout(r, 300));
+    // Both wait in the stream and no pull asks for them: nothing can store them now.
+    await waitForConsumer(api.server, "idle with both waiting", (c) => c.num_pending === 2 && c.num_ack_pending === 0 && c.num_waiting === 0);
     const none = await api.server.ctx.database.db.selectFrom("messages").select("id").where("id", "in", later.map((m) => m.id)).execute();
     expect(none).toEqual([]);
     await start({ NATS_URL: NATS, CHATWIRE_ROLES: "worker" }, api);

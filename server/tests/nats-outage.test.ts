@@ -177,13 +177,18 @@ async function allMessages(u: U, conversationId: string): Promise<Message[]> {
   return [...messages].reverse();
 }
 
-/** Waits (bounded) until the conversation holds `count` messages, then a moment more to catch extras. */
-async function stored(u: U, conversationId: string, count: number, timeoutMs = 10_000): Promise<Message[]> {
+/**
+ * Waits (bounded) until the conversation holds `count` messages; unless the
+ * test holds an ack back, then until the stream is empty too, so any extras
+ * would be stored by then.
+ */
+async function stored(u: U, conversationId: string, count: number, timeoutMs = 10_000, opts: { ackHeld?: boolean } = {}): Promise<Message[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const messages = await allMessages(u, conversationId);
     if (messages.length >= count) {
-      await sleep(300);
+      if (opts.ackHeld) return messages;
+      await allAcked(Math.max(1_000, deadline - Date.now()));
       return allMessages(u, conversationId);
     }
     if (Date.now() > deadline) throw new Error(`conversation ${conversationId}: ${messages.length} of ${count} messages stored after ${timeoutMs} ms`);
@@ -217,6 +222,19 @@ async function streamMessages(): Promise<number> {
     return (await jsm.streams.info(queueNames(s.config.natsSubjectPrefix).stream)).state.messages;
   } finally {
     await nc.close();
+  }
+}
+
+/**
+ * Waits (bounded) until the deployment's stream is empty: a work queue drops
+ * a message once it is acked, and the worker acks after its commit, so
+ * everything sent is stored and nothing can come again.
+ */
+async function allAcked(timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let left = await streamMessages(); left > 0; left = await streamMessages()) {
+    if (Date.now() > deadline) throw new Error(`the stream still holds ${left} messages after ${timeoutMs} ms`);
+    await sleep(50);
   }
 }
 
@@ -305,7 +323,7 @@ describe("NATS outage", () => {
     const ids = Array.from({ length: 8 }, (_, i) => `held-${i + 1}`);
     try {
       await a.chat.sendMessage({ conversationId: conv, content: ids[0]!, clientMessageId: ids[0]! });
-      await stored(b, conv, 1);
+      await stored(b, conv, 1, undefined, { ackHeld: true });
       for (const id of ids.slice(1)) {
         const res = await a.chat.sendMessage({ conversationId: conv, content: id, clientMessageId: id });
         expect(res.message!.seq).toBe(0n); // durable in JetStream, not stored yet
@@ -328,7 +346,7 @@ describe("NATS outage", () => {
     // Everything arrives; were the first message's ack lost, it comes again after ack_wait (2 s) and is found stored.
     const all = await stored(b, conv, ids.length, 15_000);
     expect(all.map((m) => m.clientMessageId)).toEqual(ids);
-    await sleep(2_500);
+    await allAcked();
     expectExactlyOnce(await allMessages(b, conv), ids);
     expect(await streamMessages()).toBe(0); // all acked
   });

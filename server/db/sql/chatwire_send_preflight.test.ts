@@ -1,0 +1,86 @@
+import { randomUUID } from "node:crypto";
+import type { Kysely } from "kysely";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { insertConversation, insertUsers, outgoing } from "../../tests/helpers/fixtures.js";
+import { createTestDatabase, type TestDatabase } from "../../tests/helpers/test-database.js";
+import { sendPreflight } from "../conversation-store.js";
+import { openDatabase, type DatabaseHandle } from "../database.js";
+import { storeMessages } from "../message-store.js";
+import { migrateToLatest } from "../migrate.js";
+import { block } from "../privacy-store.js";
+import type { Database } from "../schema.js";
+
+// chatwire_send_preflight.sql through its caller, sendPreflight (conversation-store.ts).
+// PostgreSQL when DATABASE_URL is set, else PGlite.
+const logger = pino({ level: "silent" });
+
+let testDb: TestDatabase;
+let handle: DatabaseHandle;
+let db: Kysely<Database>;
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
+  db = handle.db;
+  await migrateToLatest(db, logger);
+});
+
+afterAll(async () => {
+  await handle?.close();
+  await testDb?.drop();
+});
+
+async function directConversation(a: string, b: string): Promise<string> {
+  const { id } = await db.insertInto("conversations").values({ is_group: false }).returning("id").executeTakeFirstOrThrow();
+  await db.insertInto("conversation_participants").values([a, b].map((user_id) => ({ conversation_id: id, user_id }))).execute();
+  return id;
+}
+
+const nothing = { leftAt: null, iBlocked: false, blockedMe: false, existingConversationId: null };
+
+describe("chatwire_send_preflight, through sendPreflight", () => {
+  test("a participant of a direct conversation: the other participant, no blocks, no earlier send", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await directConversation(a!, b!);
+    expect(await sendPreflight(db, conv, a!, "k1")).toEqual({ ...nothing, otherId: b });
+    expect(await sendPreflight(db, conv, b!, "k1")).toEqual({ ...nothing, otherId: a });
+  });
+
+  test("blocks either way in a direct conversation, each side seen from the sender", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await directConversation(a!, b!);
+    await block(db, a!, b!, new Date());
+    expect(await sendPreflight(db, conv, a!, "k")).toEqual({ ...nothing, otherId: b, iBlocked: true });
+    expect(await sendPreflight(db, conv, b!, "k")).toEqual({ ...nothing, otherId: a, blockedMe: true });
+    await block(db, b!, a!, new Date());
+    expect(await sendPreflight(db, conv, a!, "k")).toEqual({ ...nothing, otherId: b, iBlocked: true, blockedMe: true });
+  });
+
+  test("a group has no other participant, so blocks between members do not show", async () => {
+    const [a, b, c] = await insertUsers(db, 3);
+    const conv = await insertConversation(db, [a!, b!, c!]);
+    await block(db, b!, a!, new Date());
+    expect(await sendPreflight(db, conv, a!, "k")).toEqual({ ...nothing, otherId: null });
+  });
+
+  test("a sender who left, one who never was a participant, a conversation that does not exist", async () => {
+    const [a, b, stranger] = await insertUsers(db, 3);
+    const conv = await insertConversation(db, [a!, b!]);
+    const leftAt = new Date("2026-01-02T03:04:05.000Z");
+    await db.updateTable("conversation_participants").set({ left_at: leftAt }).where("conversation_id", "=", conv).where("user_id", "=", b!).execute();
+    expect(await sendPreflight(db, conv, b!, "k")).toEqual({ ...nothing, leftAt, otherId: null });
+    expect(await sendPreflight(db, conv, stranger!, "k")).toEqual({ ...nothing, leftAt: undefined, otherId: null });
+    expect(await sendPreflight(db, randomUUID(), a!, "k")).toEqual({ ...nothing, leftAt: undefined, otherId: null });
+  });
+
+  test("an earlier send of the client message id, in this conversation or another", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await directConversation(a!, b!);
+    const other = await insertConversation(db, [a!, b!]);
+    await db.transaction().execute((trx) => storeMessages(trx, [outgoing(other, a!, "sent-before")], new Date()));
+    expect(await sendPreflight(db, conv, a!, "sent-before")).toEqual({ ...nothing, otherId: b, existingConversationId: other });
+    // Another sender's client ids are theirs.
+    expect(await sendPreflight(db, conv, b!, "sent-before")).toEqual({ ...nothing, otherId: a });
+  });
+});
