@@ -228,7 +228,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       }
       const mentions = [...new Set(req.mentionUserIds.map((id, i) => uuidField(`mention_user_ids[${i}]`, id)))];
       if (mentions.length > 0) {
-        const people = (await convs.currentParticipants(db, [conversationId])).get(conversationId) ?? [];
+        const people = await convs.participantsOf(db, conversationId);
         const members = new Set(people.map((p) => p.user_id));
         const stranger = mentions.find((id) => !members.has(id));
         if (stranger) throw bad(`mention_user_ids: ${stranger} is not a participant of this conversation`);
@@ -374,7 +374,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         if (Object.entries(fields).every(([k, v]) => conv[k as keyof typeof fields] === v)) return null;
         await convs.updateGroupFields(trx, conv.id, fields);
         const after = (await convs.getConversationRow(trx, conv.id))!;
-        const people = (await convs.currentParticipants(trx, [conv.id])).get(conv.id) ?? [];
+        const people = await convs.participantsOf(trx, conv.id);
         return {
           event: "group_updated",
           userIds: [],
@@ -521,7 +521,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         // Unchanged: deleted meanwhile, or a concurrent identical edit won (and announced it).
         const row = changed ?? (await history.getMessage(trx, message.id));
         if (!row || row.deleted_at) return undefined;
-        const people = (await convs.currentParticipants(trx, [row.conversation_id])).get(row.conversation_id) ?? [];
+        const people = await convs.participantsOf(trx, row.conversation_id);
         const view = toMessage(row, people, await history.reactionsOf(trx, [row.id]), await history.statusQuotesOf(trx, [row.id]), await readShared(trx, row.conversation_id));
         if (!changed) return view;
         const body = eventBody({ case: "messageEdited", value: { $typeName: "realtime.MessageEdited", message: view } }, clock.now());
@@ -569,7 +569,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
         await convs.lockConversationShared(trx, message.conversation_id);
         // False: a concurrent delete won and announced it.
         if (!(await history.tombstoneMessage(trx, message.id, now))) return;
-        const people = (await convs.currentParticipants(trx, [message.conversation_id])).get(message.conversation_id) ?? [];
+        const people = await convs.participantsOf(trx, message.conversation_id);
         emit(seeing(people, message.seq).map((userId) => messageDeleted(userId, message, true)));
       });
       return {};
@@ -586,7 +586,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       const reactions = await withEvents(async (trx, emit) => {
         await convs.lockConversationShared(trx, message.conversation_id);
         const changed = await history.setReaction(trx, message.id, me, emoji, clock.now());
-        const people = (await convs.currentParticipants(trx, [message.conversation_id])).get(message.conversation_id) ?? [];
+        const people = await convs.participantsOf(trx, message.conversation_id);
         const { reactions } = toMessage(message, people, await history.reactionsOf(trx, [message.id]));
         emit(
           // Unchanged (e.g. a retry): nothing to announce.
@@ -675,7 +675,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
     if (upToSeq > BigInt(conv.last_seq)) throw bad(`up_to_seq: ${upToSeq} is beyond the conversation's last message (seq ${conv.last_seq})`);
     return withEvents(async (trx, emit) => {
       await convs.lockConversationShared(trx, conversationId);
-      const before = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
+      const before = await convs.participantsOf(trx, conversationId);
       const w = await convs.raiseWatermarks(trx, conversationId, me, upToSeq.toString(), read, clock.now());
       const after = before.map((p) => (p.user_id === me ? { ...p, ...w } : p));
       const mine = before.find((p) => p.user_id === me);
@@ -754,7 +754,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
   /** conversation_updated for the caller's own devices (their mute/archive settings). */
   async function selfUpdated(trx: Transaction<Database>, conversationId: string, me: string): Promise<NewInboxEvent> {
     const row = (await convs.getConversationRow(trx, conversationId))!;
-    const people = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
+    const people = await convs.participantsOf(trx, conversationId);
     return storedEvent(
       me,
       { case: "conversationUpdated", value: { $typeName: "realtime.ConversationUpdated", conversation: snapshotFor(row, people, me), actorId: me } },
@@ -824,7 +824,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
       if (conv && my && my.left_at !== null && opts.formerIsDone) return [];
       if (!conv || !my || my.left_at !== null) throw notFound(conversationId);
       if (!conv.is_group) throw new ConnectError("this is a direct conversation, not a group", Code.FailedPrecondition);
-      const people = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
+      const people = await convs.participantsOf(trx, conversationId);
       const change = await apply(trx, { conv, my, people });
       if (!change) return [];
       const sys = await insertSystemMessage(
@@ -872,7 +872,7 @@ export function createChatService(ctx: AppContext): Partial<ServiceImpl<typeof C
   /** The participants as `my` sees them: current ones, or for a former participant those of when they left. */
   async function peopleSeenBy(my: convs.ParticipantRow): Promise<convs.ParticipantRow[]> {
     if (my.left_at !== null) return formerParticipants(my);
-    return (await convs.currentParticipants(db, [my.conversation_id])).get(my.conversation_id) ?? [];
+    return await convs.participantsOf(db, my.conversation_id);
   }
 }
 
