@@ -10,7 +10,7 @@ import { StatusService, file_status_status } from "../gen/status/status_pb.js";
 import { UserService, file_user_user } from "../gen/user/user_pb.js";
 import type { AppContext } from "./context.js";
 import { createAuthService } from "./services/auth-service.js";
-import { createChatService } from "./services/chat-service.js";
+import { createChatService } from "./services/chat/index.js";
 import { createRealtimeService } from "./services/realtime-service.js";
 import { createHealthService } from "./services/health-service.js";
 import { registerReflection } from "./services/reflection-service.js";

@@ -128,6 +128,11 @@ export function getConversationRow(db: Db, id: string): Promise<ConversationRow 
 }
 
 /** Current participants of the conversations, oldest first. */
+/** The current participants of one conversation (ordered as currentParticipants orders them). */
+export async function participantsOf(db: Db, conversationId: string): Promise<ParticipantRow[]> {
+  return (await currentParticipants(db, [conversationId])).get(conversationId) ?? [];
+}
+
 export async function currentParticipants(db: Db, conversationIds: string[]): Promise<Map<string, ParticipantRow[]>> {
   const out = new Map<string, ParticipantRow[]>();
   if (conversationIds.length === 0) return out;

@@ -21,7 +21,7 @@ export async function conversationCreatedEvents(
   lastSeq?: bigint,
 ): Promise<NewInboxEvent[]> {
   const row = (await convs.getConversationRow(trx, conversationId))!;
-  const people = (await convs.currentParticipants(trx, [conversationId])).get(conversationId) ?? [];
+  const people = await convs.participantsOf(trx, conversationId);
   const snapshotRow = lastSeq === undefined ? row : { ...row, last_seq: lastSeq.toString() };
   return userIds.map((userId) =>
     storedEvent(

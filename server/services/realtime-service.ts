@@ -209,7 +209,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
         const wait = Math.ceil((budget.windowStart + TYPING_WINDOW_MS - nowMs) / 1000);
         throw new ConnectError(`typing indicators: at most ${TYPING_BURST} per ${TYPING_WINDOW_MS / 1000} s per conversation; retry in ${wait} s`, Code.ResourceExhausted);
       }
-      const people = (await convs.currentParticipants(db, [conversationId])).get(conversationId) ?? [];
+      const people = await convs.participantsOf(db, conversationId);
       const others = people.map((p) => p.user_id).filter((id) => id !== me);
       const online = [...(await hub.online(others))];
       const now = clock.now();

@@ -75,6 +75,26 @@ describe.each(["connect", "grpc"] as const)("text limits in Unicode code points 
     await refused(chat().updateGroup({ conversationId: id, groupDescription: emoji(513) }), /group_description/);
   });
 
+  test("group fields: CreateConversation and UpdateGroup refuse the same things with the same words", async () => {
+    const id = (await chat().createConversation({ isGroup: true, participantIds: [bob.id], groupName: "rules" })).conversation!.id;
+    const longUrl = `https://x.example/${"a".repeat(2048)}`;
+    const cases: Array<[{ groupName?: string; groupDescription?: string; groupAvatarUrl?: string }, string]> = [
+      [{ groupName: "  " }, "group_name: a group needs a name"],
+      [{ groupName: emoji(101) }, "group_name: at most 100 characters"],
+      [{ groupDescription: emoji(513) }, "group_description: at most 512 characters"],
+      [{ groupAvatarUrl: "ftp://x.example/a.png" }, "group_avatar_url: must be an http(s) URL"],
+      [{ groupAvatarUrl: longUrl }, "group_avatar_url: at most 2048 characters"],
+    ];
+    for (const [fields, message] of cases) {
+      const exact = new RegExp(`^${message.replace(/[()]/g, "\\$&")}$`);
+      await refused(chat().createConversation({ isGroup: true, participantIds: [bob.id], groupName: "g", ...fields }), exact);
+      await refused(chat().updateGroup({ conversationId: id, ...fields }), exact);
+    }
+    const avatar = "https://x.example/team.png";
+    expect((await chat().createConversation({ isGroup: true, participantIds: [bob.id], groupName: "g", groupAvatarUrl: avatar })).conversation!.groupAvatarUrl).toBe(avatar);
+    expect((await chat().updateGroup({ conversationId: id, groupAvatarUrl: avatar })).conversation!.groupAvatarUrl).toBe(avatar);
+  });
+
   test("status text (700), about (140) and display name (64)", async () => {
     const statuses = createClient(StatusService, bearerTransport(s.url, alice.accessToken, protocol));
     expect((await statuses.createStatus({ content: emoji(700) })).status!.content).toBe(emoji(700));

@@ -1,0 +1,25 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { ChatService } from "../../../gen/chat/chat_pb.js";
+import type { AppContext } from "../../context.js";
+import { chatRoom } from "./context.js";
+import { conversationHandlers } from "./conversations.js";
+import { groupHandlers } from "./groups.js";
+import { messageHandlers } from "./messages.js";
+import { receiptHandlers } from "./receipts.js";
+
+/**
+ * chat.ChatService: the original four RPCs (CreateConversation, SendMessage,
+ * ListMessages, GetConversations) grown as chat.proto describes, plus
+ * conversation reads, group management, receipts, edits, deletes,
+ * reactions, mute and archive. Each room provides its handlers; the full
+ * ServiceImpl type makes a missing one a compile error, not Unimplemented.
+ */
+export function createChatService(ctx: AppContext): ServiceImpl<typeof ChatService> {
+  const room = chatRoom(ctx);
+  return {
+    ...conversationHandlers(room),
+    ...groupHandlers(room),
+    ...messageHandlers(room),
+    ...receiptHandlers(room),
+  };
+}
