@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import type { Clock } from "../context.js";
+import type { Clock } from "../clock.js";
 import { storeMessages } from "../db/message-store.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "./bus.js";

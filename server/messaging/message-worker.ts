@@ -2,7 +2,7 @@ import type { Consumer, JsMsg } from "@nats-io/jetstream";
 import { sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
-import { systemClock, type Clock } from "../context.js";
+import { systemClock, type Clock } from "../clock.js";
 import { insertDeadLetters, storeMessages, type NewDeadLetter, type StoreResult } from "../db/message-store.js";
 import type { LeaderLock } from "../db/leader-lock.js";
 import type { Database } from "../db/schema.js";
