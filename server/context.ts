@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { Clock } from "./clock.js";
 import type { OtpProvider } from "./auth/otp-provider.js";
 import type { SessionGuard } from "./auth/session-guard.js";
 import type { TokenService } from "./auth/tokens.js";
@@ -10,13 +11,6 @@ import type { NatsLink } from "./messaging/nats.js";
 import type { MessageQueue } from "./messaging/message-queue.js";
 import type { Metrics } from "./metrics.js";
 import type { RealtimeHub } from "./realtime/hub.js";
-
-/** Wall clock, injected so tests can move time (OTP expiry, stories). */
-export interface Clock {
-  now(): Date;
-}
-
-export const systemClock: Clock = { now: () => new Date() };
 
 /**
  * Everything a handler needs, built once per server by ChatwireServer.create.

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { TokenService } from "../../server/auth/tokens.js";
-import { systemClock } from "../../server/context.js";
+import { systemClock } from "../../server/clock.js";
 import { pool } from "./stats.js";
 
 /** A user with one logged-in device. */

@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import type { Clock } from "../context.js";
+import type { Clock } from "../clock.js";
 import { getSessionStates } from "../db/auth-store.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "../messaging/bus.js";

@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
-import type { Clock } from "../context.js";
+import type { Clock } from "../clock.js";
 import { isUuid } from "../domain/ids.js";
 
 export type TokenKind = "access" | "refresh";

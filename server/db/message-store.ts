@@ -1,20 +1,20 @@
 import { randomUUID } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
-import type { InboxNotice, OutgoingMessage, RejectReason, StoredMessage } from "../messaging/message-queue.js";
-import { eventBody, messageFromOutgoing, systemMessageView } from "../realtime/events.js";
+import type { InboxNotice, InboxRecipient, NewInboxEvent, OutgoingMessage, RejectReason, StoredMessage } from "../messaging/types.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-export const MESSAGE_CREATED = "message_created";
-
-/** What storeMessages did with one message, in input order. */
-export type StoreResult =
+/**
+ * What storeMessageRows did with one message, in input order. Rows only: the
+ * live events are built from them above the store (server/messaging/store.ts).
+ */
+export type StoreRowResult =
   | {
       ok: true;
       message: StoredMessage;
-      /** One per current participant; empty for a duplicate. Publish them after commit. */
-      notices: InboxNotice[];
+      /** The inbox rows written, one per current participant (by user id); empty for a duplicate. */
+      recipients: InboxRecipient[];
     }
   | { ok: false; reason: RejectReason; error: string };
 
@@ -52,7 +52,7 @@ interface StoreRow {
  * rows (by user id). Seqs and positions are assigned under those locks, so
  * they commit gapless and in order.
  */
-export async function storeMessages(db: Db, msgs: readonly OutgoingMessage[], now: Date): Promise<StoreResult[]> {
+export async function storeMessageRows(db: Db, msgs: readonly OutgoingMessage[], now: Date): Promise<StoreRowResult[]> {
   if (msgs.length === 0) return [];
   const createdAt = msgs.map((m) => {
     const sentAt = new Date(m.sentAt);
@@ -73,7 +73,7 @@ export async function storeMessages(db: Db, msgs: readonly OutgoingMessage[], no
   }));
   const { rows } = await sql<StoreRow>`select * from chatwire_store_messages(${JSON.stringify(batch)}::jsonb, ${now.toISOString()}::timestamptz)`.execute(db);
   if (rows.length !== msgs.length) throw new Error(`chatwire_store_messages returned ${rows.length} rows for ${msgs.length} messages`);
-  return rows.map((r, i): StoreResult => {
+  return rows.map((r, i): StoreRowResult => {
     const m = msgs[i]!;
     if (r.r_status === "conversation_not_found") {
       return { ok: false, reason: r.r_status, error: `conversation ${m.conversationId} does not exist` };
@@ -81,45 +81,16 @@ export async function storeMessages(db: Db, msgs: readonly OutgoingMessage[], no
     if (r.r_status === "sender_not_participant") {
       return { ok: false, reason: r.r_status, error: `sender ${m.senderId} is not a participant of conversation ${m.conversationId}` };
     }
-    const seq = String(r.r_seq);
     const message: StoredMessage = {
       id: r.r_id!,
       conversationId: r.r_conversation_id!,
-      seq,
+      seq: String(r.r_seq),
       createdAt: r.r_created_at instanceof Date ? r.r_created_at : new Date(r.r_created_at!),
       duplicate: r.r_status === "duplicate",
     };
-    if (message.duplicate) return { ok: true, message, notices: [] };
-    // Encoded once; every recipient's frame shares it (only the position differs).
-    const body = eventBody(
-      { case: "messageCreated", value: { $typeName: "realtime.MessageCreated", message: messageFromOutgoing(m, seq, createdAt[i]!) } },
-      now,
-    );
-    const notices: InboxNotice[] = r.r_recipients.map((userId, j) => ({
-      userId,
-      position: r.r_positions[j]!,
-      eventType: MESSAGE_CREATED,
-      conversationId: m.conversationId,
-      messageId: m.id,
-      seq,
-      body,
-    }));
-    return { ok: true, message, notices };
+    if (message.duplicate) return { ok: true, message, recipients: [] };
+    return { ok: true, message, recipients: r.r_recipients.map((userId, j) => ({ userId, position: r.r_positions[j]! })) };
   });
-}
-
-/** An event for a user's inbox (ARCHITECTURE.md, "The message path", step 3). */
-export interface NewInboxEvent {
-  userId: string;
-  eventType: string;
-  conversationId: string | null;
-  messageId: string | null;
-  /** Carried into the live notice when set (message events). */
-  seq?: string;
-  /** Stored as the event's jsonb payload. */
-  payload: Record<string, unknown>;
-  /** The realtime.Event without position, sent live (server/realtime/events.ts). */
-  body: Uint8Array;
 }
 
 /**
@@ -127,7 +98,7 @@ export interface NewInboxEvent {
  * its user's next position (in the given order per user), and returns the
  * notices to publish after commit, in the same order as `events`.
  * Locks the users' inbox_positions rows in user id order: callers that also
- * lock conversation rows must lock those first (as storeMessages does; the
+ * lock conversation rows must lock those first (as storeMessageRows does; the
  * rule both follow: server/db/sql/README.md).
  */
 export async function appendInboxEvents(trx: Transaction<Database>, events: readonly NewInboxEvent[], now: Date): Promise<InboxNotice[]> {
@@ -201,33 +172,23 @@ async function inChunks<T>(items: readonly T[], size: number, fn: (chunk: T[]) =
   for (let i = 0; i < items.length; i += size) await fn(items.slice(i, i + size));
 }
 
-export interface NewSystemMessage {
+/** A membership or group change, as written into the timeline. */
+export interface NewSystemMessageRow {
   conversationId: string;
   /** Who did it (the sender of the system message). */
   actorId: string;
   /** e.g. "participants_added", "participant_removed", "role_changed", "group_updated", "participant_left". */
   event: string;
   userIds: string[];
-  /** Who gets the inbox event: the participants who can see it. */
-  recipients: string[];
-  /**
-   * Further events of the same change (participant added, conversation
-   * updated ...), appended after the message's, in the same single
-   * appendInboxEvents call: one lock pass over inbox positions per transaction.
-   */
-  extraEvents?: (seq: string) => NewInboxEvent[];
 }
 
 /**
  * Writes a membership or group change into the timeline as a system message
- * with the conversation's next seq (same lock order as storeMessages:
- * conversation row, then inbox positions) and appends its inbox events.
+ * with the conversation's next seq, locking the conversation row: callers
+ * append its inbox events afterwards in the same transaction (lock order:
+ * conversation row, then inbox positions, as storeMessageRows).
  */
-export async function insertSystemMessage(
-  trx: Transaction<Database>,
-  m: NewSystemMessage,
-  now: Date,
-): Promise<{ id: string; seq: string; notices: InboxNotice[] }> {
+export async function insertSystemMessageRow(trx: Transaction<Database>, m: NewSystemMessageRow, now: Date): Promise<{ id: string; seq: string }> {
   const { last_seq: seq } = await trx
     .updateTable("conversations")
     .set({ last_seq: sql<string>`last_seq + 1`, last_activity_at: sql<Date>`greatest(last_activity_at, ${now}::timestamptz)` })
@@ -248,32 +209,5 @@ export async function insertSystemMessage(
       created_at: now,
     })
     .execute();
-  const body = eventBody(
-    {
-      case: "messageCreated",
-      value: {
-        $typeName: "realtime.MessageCreated",
-        message: systemMessageView({ id, conversationId: m.conversationId, actorId: m.actorId, event: m.event, userIds: m.userIds, seq: String(seq), createdAt: now }),
-      },
-    },
-    now,
-  );
-  const payload = { seq: String(seq), sender_id: m.actorId, system_event: m.event };
-  const notices = await appendInboxEvents(
-    trx,
-    [
-      ...[...new Set(m.recipients)].map((userId) => ({
-        userId,
-        eventType: MESSAGE_CREATED,
-        conversationId: m.conversationId,
-        messageId: id,
-        seq: String(seq),
-        payload,
-        body,
-      })),
-      ...(m.extraEvents?.(String(seq)) ?? []),
-    ],
-    now,
-  );
-  return { id, seq: String(seq), notices };
+  return { id, seq: String(seq) };
 }

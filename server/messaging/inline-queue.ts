@@ -1,10 +1,11 @@
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import type { Clock } from "../context.js";
-import { storeMessages } from "../db/message-store.js";
+import type { Clock } from "../clock.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "./bus.js";
-import { MessageRejectedError, publishNotices, type MessageQueue, type OutgoingMessage, type StoredMessage } from "./message-queue.js";
+import { MessageRejectedError, publishNotices, type MessageQueue } from "./message-queue.js";
+import { storeMessages } from "./store.js";
+import type { OutgoingMessage, StoredMessage } from "./types.js";
 
 export interface InlineQueueOptions {
   db: Kysely<Database>;

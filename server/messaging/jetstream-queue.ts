@@ -2,7 +2,8 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, Retenti
 import type { Consumer, ConsumerConfig, JetStreamClient, StreamConfig } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { QueueUnavailableError, type MessageQueue, type OutgoingMessage, type StatusQuote } from "./message-queue.js";
+import { QueueUnavailableError, type MessageQueue } from "./message-queue.js";
+import type { OutgoingMessage, StatusQuote } from "./types.js";
 import { natsConnected } from "./nats.js";
 import { isUuid } from "../domain/ids.js";
 

@@ -2,42 +2,7 @@ import { createHash } from "node:crypto";
 import { eventTypeOf } from "../realtime/events.js";
 import { decodeFrame, eventFrame } from "../realtime/wire.js";
 import type { EventBus } from "./bus.js";
-
-/** A user message accepted by SendMessage, on its way to being stored. */
-export interface OutgoingMessage {
-  /** messageIdFor(senderId, clientMessageId). */
-  id: string;
-  conversationId: string;
-  senderId: string;
-  clientMessageId: string;
-  content: string;
-  mediaUrl: string;
-  mediaType: string;
-  replyToMessageId: string | null;
-  mentionUserIds: string[];
-  /** ISO 8601; becomes the message's created_at (what SendMessage already told the sender). */
-  sentAt: string;
-  /** ReplyToStatus: the status quoted (stored separately in status_replies; carried for the live event). */
-  replyToStatus?: StatusQuote;
-}
-
-/** A status as a reply quotes it. */
-export interface StatusQuote {
-  statusId: string;
-  authorId: string;
-  contentType: string;
-  content: string;
-}
-
-export interface StoredMessage {
-  id: string;
-  conversationId: string;
-  /** Per-conversation sequence number (int8 as a decimal string). */
-  seq: string;
-  createdAt: Date;
-  /** The (sender, client message id) was stored before; nothing new was written. */
-  duplicate: boolean;
-}
+import type { InboxNotice, OutgoingMessage, RejectReason, StoredMessage } from "./types.js";
 
 /**
  * Where SendMessage hands a message (ARCHITECTURE.md, "The message path").
@@ -62,8 +27,6 @@ export class QueueUnavailableError extends Error {
     this.name = "QueueUnavailableError";
   }
 }
-
-export type RejectReason = "conversation_not_found" | "sender_not_participant";
 
 /**
  * The message can never be stored: the conversation is gone or the sender is
@@ -92,20 +55,6 @@ export function messageIdFor(senderId: string, clientMessageId: string): string 
   b[8] = (b[8]! & 0x3f) | 0x80;
   const h = b.toString("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-/** One event appended to a user's inbox, announced live after commit. */
-export interface InboxNotice {
-  userId: string;
-  /** The event's inbox position for this user (int8 as a decimal string). */
-  position: string;
-  eventType: string;
-  conversationId: string | null;
-  messageId: string | null;
-  /** Present for message events (int8 as a decimal string). */
-  seq?: string;
-  /** The realtime.Event, encoded without its position (shared by all recipients of one change). */
-  body: Uint8Array;
 }
 
 /** The bus subject of a user's live events (stored and ephemeral) and stream controls. */

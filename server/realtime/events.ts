@@ -2,8 +2,7 @@ import { create, fromJson, toJson, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { MessageKind, MessageSchema, ReceiptState, StatusReferenceSchema, type Message } from "../../gen/chat/chat_pb.js";
 import { EventSchema, type Event } from "../../gen/realtime/realtime_pb.js";
-import type { NewInboxEvent } from "../db/message-store.js";
-import type { OutgoingMessage } from "../messaging/message-queue.js";
+import type { NewInboxEvent, OutgoingMessage } from "../messaging/types.js";
 import { encodeEventBody } from "./wire.js";
 
 /** The `kind` of a realtime.Event (its oneof). */

@@ -7,7 +7,7 @@ import type { Logger } from "pino";
 import { PresenceSchema, SessionRevokedSchema, StatusPostedSchema, type Event } from "../../gen/realtime/realtime_pb.js";
 import type { SessionGuard } from "../auth/session-guard.js";
 import type { RealtimeConfig } from "../config.js";
-import type { Clock } from "../context.js";
+import type { Clock } from "../clock.js";
 import { pruneInbox } from "../db/inbox-store.js";
 import { appendInboxEvents } from "../db/message-store.js";
 import * as presence from "../db/presence-store.js";

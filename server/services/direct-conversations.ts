@@ -1,7 +1,8 @@
 import type { Transaction } from "kysely";
 import type { AppContext } from "../context.js";
 import * as convs from "../db/conversation-store.js";
-import { appendInboxEvents, type NewInboxEvent } from "../db/message-store.js";
+import { appendInboxEvents } from "../db/message-store.js";
+import type { NewInboxEvent } from "../messaging/types.js";
 import type { Database } from "../db/schema.js";
 import { toConversation } from "../domain/conversation-view.js";
 import { publishNotices } from "../messaging/message-queue.js";

@@ -4,7 +4,8 @@ import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, test } from "vitest";
 import type { ChatwireServer } from "../server.js";
 import { queueNames } from "../messaging/jetstream-queue.js";
-import { decodeNotice, messageIdFor, userSubject, type InboxNoticeWire, type OutgoingMessage } from "../messaging/message-queue.js";
+import { decodeNotice, messageIdFor, userSubject, type InboxNoticeWire } from "../messaging/message-queue.js";
+import type { OutgoingMessage } from "../messaging/types.js";
 import { waitForConsumer } from "./helpers/queue-state.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 

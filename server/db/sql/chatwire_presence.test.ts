@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { insertConversation, insertUsers, outgoing } from "../../tests/helpers/fixtures.js";
 import { createTestDatabase, type TestDatabase } from "../../tests/helpers/test-database.js";
 import { openDatabase, type DatabaseHandle } from "../database.js";
-import { storeMessages } from "../message-store.js";
+import { storeMessages } from "../../messaging/store.js";
 import { migrateToLatest } from "../migrate.js";
 import { closeStream, directPeers, openStream } from "../presence-store.js";
 import { block, filterPresenceViewers, presenceAudience, updatePrivacy, usersWithContact } from "../privacy-store.js";

@@ -6,7 +6,7 @@ import { insertConversation, insertUsers, outgoing } from "../../tests/helpers/f
 import { createTestDatabase, type TestDatabase } from "../../tests/helpers/test-database.js";
 import { sendPreflight } from "../conversation-store.js";
 import { openDatabase, type DatabaseHandle } from "../database.js";
-import { storeMessages } from "../message-store.js";
+import { storeMessages } from "../../messaging/store.js";
 import { migrateToLatest } from "../migrate.js";
 import { block } from "../privacy-store.js";
 import type { Database } from "../schema.js";

@@ -1,4 +1,4 @@
--- storeMessages (server/db/message-store.ts) in one round trip: a batch of
+-- storeMessageRows (server/db/message-store.ts) in one round trip: a batch of
 -- user messages goes in as one jsonb array, in order; each comes back with
 -- what happened to it and, when stored, its recipients and their inbox
 -- positions. The batch's conversation rows (by id) are locked by the first

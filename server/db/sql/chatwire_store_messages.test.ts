@@ -4,13 +4,13 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { insertConversation, insertUsers, outgoing } from "../../tests/helpers/fixtures.js";
 import { createTestDatabase, type TestDatabase } from "../../tests/helpers/test-database.js";
-import type { OutgoingMessage } from "../../messaging/message-queue.js";
+import { storeMessages } from "../../messaging/store.js";
+import type { OutgoingMessage } from "../../messaging/types.js";
 import { openDatabase, type DatabaseHandle } from "../database.js";
-import { storeMessages } from "../message-store.js";
 import { migrateToLatest } from "../migrate.js";
 import type { Database } from "../schema.js";
 
-// chatwire_store_messages.sql through its caller, storeMessages (message-store.ts),
+// chatwire_store_messages.sql through its callers, storeMessages (messaging/store.ts) over storeMessageRows (db/message-store.ts),
 // and the inbox_cascade trigger functions (chatwire_inbox_cascade_*.sql) on
 // what it stored. PostgreSQL when DATABASE_URL is set, else PGlite.
 const logger = pino({ level: "silent" });

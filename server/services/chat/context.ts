@@ -5,7 +5,8 @@ import type { ChatService, Conversation, Message } from "../../../gen/chat/chat_
 import type { AppContext } from "../../context.js";
 import * as convs from "../../db/conversation-store.js";
 import * as history from "../../db/history-store.js";
-import { appendInboxEvents, type NewInboxEvent } from "../../db/message-store.js";
+import { appendInboxEvents } from "../../db/message-store.js";
+import type { NewInboxEvent } from "../../messaging/types.js";
 import { readStateSharedIn } from "../../db/privacy-store.js";
 import type { Database } from "../../db/schema.js";
 import { asSeenBy, formerParticipants, toConversation } from "../../domain/conversation-view.js";

@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { MessageKind, MessageSchema, ReceiptState } from "../../../gen/chat/chat_pb.js";
 import * as convs from "../../db/conversation-store.js";
 import * as history from "../../db/history-store.js";
-import type { NewInboxEvent } from "../../db/message-store.js";
+import type { NewInboxEvent } from "../../messaging/types.js";
 import { readStateSharedIn } from "../../db/privacy-store.js";
 import { directBlockRefusal, requireDirectNotBlocked } from "../../domain/blocking.js";
 import { CLIENT_ID_MAX, EMOJI_MAX, MEDIA_TYPE_MAX, URL_MAX } from "../../domain/limits.js";

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import type { Database } from "../../db/schema.js";
-import { messageIdFor, type OutgoingMessage } from "../../messaging/message-queue.js";
+import { messageIdFor } from "../../messaging/message-queue.js";
+import type { OutgoingMessage } from "../../messaging/types.js";
 
 // Rows the message-path tests need before any message moves: users and a
 // conversation of them, written straight to the database (test set-up only).

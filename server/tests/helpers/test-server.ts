@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { loadConfig, type Config } from "../../config.js";
-import type { Clock } from "../../context.js";
+import type { Clock } from "../../clock.js";
 import { createLogger } from "../../logger.js";
 import { queueNames } from "../../messaging/jetstream-queue.js";
 import { ChatwireServer, type CreateOptions } from "../../server.js";
