@@ -1,12 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import { ConfigError, loadConfig } from "../config.js";
-import { openDatabase, type DatabaseHandle } from "../db/database.js";
-import { migrateToLatest } from "../db/migrate.js";
 import type { Database } from "../db/schema.js";
-import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
+import { migratedDatabase } from "../tests/helpers/test-database.js";
 import { InProcessBus } from "./bus.js";
 import { InlineQueue } from "./inline-queue.js";
 import { queueNames } from "./jetstream-queue.js";
@@ -45,20 +43,10 @@ describe("NATS_SUBJECT_PREFIX", () => {
 
 // ---- against a real database (PostgreSQL when DATABASE_URL is set, else PGlite) ----
 
-let testDb: TestDatabase;
-let handle: DatabaseHandle;
+const migrated = migratedDatabase(logger);
 let db: Kysely<Database>;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
-  db = handle.db;
-  await migrateToLatest(db, logger);
-});
-
-afterAll(async () => {
-  await handle?.close();
-  await testDb?.drop();
+beforeAll(() => {
+  db = migrated.db;
 });
 
 /** Resolves once the bus has delivered everything published before the call: a marker published after it arrives after it. */

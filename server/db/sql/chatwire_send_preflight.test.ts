@@ -1,13 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import { insertConversation, insertUsers, outgoing } from "../../tests/helpers/fixtures.js";
-import { createTestDatabase, type TestDatabase } from "../../tests/helpers/test-database.js";
+import { migratedDatabase } from "../../tests/helpers/test-database.js";
 import { sendPreflight } from "../conversation-store.js";
-import { openDatabase, type DatabaseHandle } from "../database.js";
 import { storeMessages } from "../../messaging/store.js";
-import { migrateToLatest } from "../migrate.js";
 import { block } from "../privacy-store.js";
 import type { Database } from "../schema.js";
 
@@ -15,20 +13,10 @@ import type { Database } from "../schema.js";
 // PostgreSQL when DATABASE_URL is set, else PGlite.
 const logger = pino({ level: "silent" });
 
-let testDb: TestDatabase;
-let handle: DatabaseHandle;
+const migrated = migratedDatabase(logger);
 let db: Kysely<Database>;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
-  db = handle.db;
-  await migrateToLatest(db, logger);
-});
-
-afterAll(async () => {
-  await handle?.close();
-  await testDb?.drop();
+beforeAll(() => {
+  db = migrated.db;
 });
 
 async function directConversation(a: string, b: string): Promise<string> {

@@ -1,13 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import { insertConversation, insertUsers, outgoing } from "../../tests/helpers/fixtures.js";
-import { createTestDatabase, type TestDatabase } from "../../tests/helpers/test-database.js";
+import { migratedDatabase } from "../../tests/helpers/test-database.js";
 import { storeMessages } from "../../messaging/store.js";
 import type { OutgoingMessage } from "../../messaging/types.js";
-import { openDatabase, type DatabaseHandle } from "../database.js";
-import { migrateToLatest } from "../migrate.js";
 import type { Database } from "../schema.js";
 
 // chatwire_store_messages.sql through its callers, storeMessages (messaging/store.ts) over storeMessageRows (db/message-store.ts),
@@ -15,20 +13,10 @@ import type { Database } from "../schema.js";
 // what it stored. PostgreSQL when DATABASE_URL is set, else PGlite.
 const logger = pino({ level: "silent" });
 
-let testDb: TestDatabase;
-let handle: DatabaseHandle;
+const migrated = migratedDatabase(logger);
 let db: Kysely<Database>;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
-  db = handle.db;
-  await migrateToLatest(db, logger);
-});
-
-afterAll(async () => {
-  await handle?.close();
-  await testDb?.drop();
+beforeAll(() => {
+  db = migrated.db;
 });
 
 const store = (msgs: OutgoingMessage[], now = new Date()) => db.transaction().execute((trx) => storeMessages(trx, msgs, now));
@@ -158,7 +146,7 @@ describe("chatwire_store_messages, through storeMessages", () => {
       expect(results.every((r) => r.ok && !r.message.duplicate)).toBe(true);
     }
     const best = Math.min(...runs);
-    console.info(`storeMessages on ${handle.kind}: 100 messages (10 conversations x 3 participants) in ${best.toFixed(1)} ms best of 5 = ${Math.round(100_000 / best)} msgs/s`);
+    console.info(`storeMessages on ${migrated.kind}: 100 messages (10 conversations x 3 participants) in ${best.toFixed(1)} ms best of 5 = ${Math.round(100_000 / best)} msgs/s`);
   });
 });
 

@@ -1,9 +1,8 @@
 import { sql, Migrator, type Kysely } from "kysely";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import { migrations } from "../../../migrations/index.js";
-import { createTestDatabase, type TestDatabase } from "../../tests/helpers/test-database.js";
-import { openDatabase, type DatabaseHandle } from "../database.js";
+import { migratedDatabase } from "../../tests/helpers/test-database.js";
 import { migrateToLatest } from "../migrate.js";
 import { definitionHash, readSqlFunction, SQL_FUNCTIONS } from "../sql-functions.js";
 
@@ -12,20 +11,10 @@ import { definitionHash, readSqlFunction, SQL_FUNCTIONS } from "../sql-functions
 const logger = pino({ level: "silent" });
 const SCRATCH = "chatwire_sql_drift";
 
-let testDb: TestDatabase;
-let handle: DatabaseHandle;
+const migrated = migratedDatabase(logger);
 let db: Kysely<any>;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
-  db = handle.db;
-  await migrateToLatest(db, logger);
-});
-
-afterAll(async () => {
-  await handle?.close();
-  await testDb?.drop();
+beforeAll(() => {
+  db = migrated.db;
 });
 
 /** Functions of the public schema that no extension owns, by name. */

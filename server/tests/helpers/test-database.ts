@@ -4,7 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { pino, type Logger } from 'pino';
-import { inject } from 'vitest';
+import type { Kysely } from 'kysely';
+import { afterAll, beforeAll, inject } from 'vitest';
+import { openDatabase, type DatabaseHandle } from '../../db/database.js';
+import { migrateToLatest } from '../../db/migrate.js';
+import type { Database } from '../../db/schema.js';
 
 export interface TestDatabase {
   /** Set for PostgreSQL; absent means PGlite in `dataDir`. */
@@ -77,4 +81,40 @@ async function withAdminClient<T>(adminUrl: string, fn: (client: pg.Client) => P
   } finally {
     await client.end();
   }
+}
+
+export interface MigratedDatabase {
+  /** The open, migrated database (read it inside tests or hooks: it is set by a beforeAll). */
+  readonly db: Kysely<Database>;
+  readonly kind: DatabaseHandle['kind'];
+}
+
+/**
+ * A fresh database migrated to the latest version for the calling test file:
+ * created and opened in a beforeAll, closed and dropped in an afterAll.
+ */
+export function migratedDatabase(logger: Logger = pino({ level: 'silent' })): MigratedDatabase {
+  let testDb: TestDatabase | undefined;
+  let handle: DatabaseHandle | undefined;
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+    handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
+    await migrateToLatest(handle.db, logger);
+  });
+  afterAll(async () => {
+    await handle?.close();
+    await testDb?.drop();
+  });
+  const opened = (): DatabaseHandle => {
+    if (!handle) throw new Error('migratedDatabase: read db inside a test or hook, after its beforeAll');
+    return handle;
+  };
+  return {
+    get db() {
+      return opened().db;
+    },
+    get kind() {
+      return opened().kind;
+    },
+  };
 }
