@@ -21,11 +21,7 @@ beforeAll(() => {
   db = migrated.db;
 });
 
-async function directConversation(a: string, b: string): Promise<string> {
-  const { id } = await db.insertInto("conversations").values({ is_group: false }).returning("id").executeTakeFirstOrThrow();
-  await db.insertInto("conversation_participants").values([a, b].map((user_id) => ({ conversation_id: id, user_id }))).execute();
-  return id;
-}
+const directConversation = (a: string, b: string) => insertConversation(db, [a, b], { isGroup: false });
 
 async function addContact(owner: string, contact: string): Promise<void> {
   const { phone_number } = await db.selectFrom("users").select("phone_number").where("id", "=", contact).executeTakeFirstOrThrow();

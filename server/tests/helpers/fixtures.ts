@@ -18,8 +18,8 @@ export async function insertUsers(db: Kysely<Database>, n: number): Promise<stri
   return rows.map((r) => r.id);
 }
 
-export async function insertConversation(db: Kysely<Database>, members: string[]): Promise<string> {
-  const { id } = await db.insertInto("conversations").values({ is_group: true }).returning("id").executeTakeFirstOrThrow();
+export async function insertConversation(db: Kysely<Database>, members: string[], { isGroup = true } = {}): Promise<string> {
+  const { id } = await db.insertInto("conversations").values({ is_group: isGroup }).returning("id").executeTakeFirstOrThrow();
   await db
     .insertInto("conversation_participants")
     .values(members.map((user_id) => ({ conversation_id: id, user_id })))
