@@ -34,7 +34,7 @@ import { findAnswer } from "../db/request-store.js";
 import { openDirectConversation } from "./direct-conversations.js";
 
 /** A status is invisible this long after posting, and purged after. */
-export const STATUS_TTL_MS = 24 * 3600 * 1000;
+const STATUS_TTL_MS = 24 * 3600 * 1000;
 const MAX_TEXT = 700;
 const MAX_URL = 2048;
 const MAX_AUDIENCE = 1024;
