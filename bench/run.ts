@@ -78,7 +78,7 @@ async function main(): Promise<void> {
     `Node ${process.version}, ${(await import("node:os")).cpus().length} cores (server and load generators share them).`,
     "",
     ...sections,
-    ...(failures.length ? ["### Failed scenarios", "", ...failures.map((f) => "```\n" + f + "\n```")] : []),
+    ...(failures.length ? ["### Failed scenarios", "", ...failures.map((f) => `\`\`\`\n${f}\n\`\`\``)] : []),
   ].join("\n");
   const file = path.join(ctx.resultsDir, "summary.md");
   writeFileSync(file, summary);

@@ -3,11 +3,11 @@ import net from "node:net";
 import path from "node:path";
 
 /** Which halves of Chatwire this process runs (ARCHITECTURE.md, "Roles"). */
-export type Role = "api" | "worker";
+type Role = "api" | "worker";
 
-export type Profile = "embedded" | "production";
+type Profile = "embedded" | "production";
 
-export interface TwilioConfig {
+interface TwilioConfig {
   accountSid: string;
   authToken: string;
   verifyServiceSid: string;
@@ -85,12 +85,12 @@ export interface RateLimitsConfig {
   syncContacts: RateWindow[];
 }
 
-export interface UsersConfig {
+interface UsersConfig {
   /** Phone numbers SyncContacts may check per account per 24 h (numbers already among its contacts are free). */
   contactSyncDailyBudget: number;
 }
 
-export interface StatusConfig {
+interface StatusConfig {
   /** How often expired statuses and their views are deleted. */
   purgeIntervalSeconds: number;
 }
@@ -112,14 +112,14 @@ export interface RealtimeConfig {
 }
 
 /** The message worker (JetStream consumer). */
-export interface WorkerConfig {
+interface WorkerConfig {
   /** Messages pulled and stored per transaction, at most. */
   batchSize: number;
   /** JetStream redelivers a message not acked this long after delivery (a crashed worker's). */
   ackWaitSeconds: number;
 }
 
-export interface ChatConfig {
+interface ChatConfig {
   /** Largest group, the owner included. */
   maxParticipants: number;
   maxTextLength: number;
@@ -129,7 +129,7 @@ export interface ChatConfig {
   deleteWindowSeconds: number;
 }
 
-export interface AuthConfig {
+interface AuthConfig {
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   /** A replaced refresh token still yields the current pair this long after rotation (lost responses). */

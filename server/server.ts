@@ -343,5 +343,3 @@ function createOtpProvider(config: Config, logger: Logger): OtpProvider {
   }
   return new TwilioOtpProvider({ ...config.twilio, logger });
 }
-
-export type { DatabaseHandle };

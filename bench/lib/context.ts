@@ -6,11 +6,11 @@ import { fileURLToPath } from "node:url";
 import type { Device } from "./fixtures.js";
 import { LoadProcess } from "./ipc.js";
 import { ServerProcess, freePort } from "./server-proc.js";
-import { fmt, table } from "./stats.js";
+import { table } from "./stats.js";
 
 export type Mode = "quick" | "full";
 
-export interface Target {
+interface Target {
   what: string;
   target: string;
   value: string;
@@ -125,4 +125,3 @@ export class BenchContext {
 
 export const mib = (bytes: number) => bytes / 1024 / 1024;
 export const kib = (bytes: number) => bytes / 1024;
-export { fmt };

@@ -19,14 +19,14 @@ function children(pid: number): number[] {
   return out;
 }
 
-export function processTree(pid: number): number[] {
+function processTree(pid: number): number[] {
   const all = [pid];
   for (let i = 0; i < all.length; i++) all.push(...children(all[i]!));
   return all;
 }
 
 /** CPU seconds (user + system) used so far by the tree. */
-export function cpuSeconds(pid: number): number {
+function cpuSeconds(pid: number): number {
   let ticks = 0;
   for (const p of processTree(pid)) {
     try {

@@ -28,7 +28,7 @@ interface Step {
  * Stops at the first step whose p99 passes 50 ms, loses messages or cannot
  * be sent at the asked rate.
  */
-export async function deliveryLadder(ctx: BenchContext, server: ServerProcess, pairs: Pair[], rates: number[], stepSeconds: number): Promise<Step[]> {
+async function deliveryLadder(ctx: BenchContext, server: ServerProcess, pairs: Pair[], rates: number[], stepSeconds: number): Promise<Step[]> {
   const devices = pairs.flatMap((p) => [p.a, p.b]);
   const subs = ctx.subscribers(devices, devices.length > 2000 ? 2 : 1);
   const sender = ctx.load("sender");

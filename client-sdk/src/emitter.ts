@@ -1,4 +1,4 @@
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: listeners of any signature share one set; Emitter<M> types them at the edges
 type Listener = (...args: any[]) => void;
 
 /** A tiny typed event emitter (no Node `events` in browser bundles). */

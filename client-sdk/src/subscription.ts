@@ -347,7 +347,10 @@ export class Subscription extends Emitter<SubscriptionEvents> implements AsyncIt
 
   #queue(event: Event): void {
     const w = this.#waiting.shift();
-    if (w) return w.resolve({ value: event, done: false });
+    if (w) {
+      w.resolve({ value: event, done: false });
+      return;
+    }
     this.#unread.push(event);
     if (this.#unread.length > UNREAD_LIMIT) this.#unread.shift();
   }

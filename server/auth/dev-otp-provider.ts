@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { maskPhone, type OtpProvider } from "./otp-provider.js";
 
 /** The one code the dev provider accepts; public on purpose, so it is fine to log. */
-export const DEV_OTP_CODE = "123456";
+const DEV_OTP_CODE = "123456";
 
 const DEV_CODE_BYTES = Buffer.from(DEV_OTP_CODE, "utf8");
 

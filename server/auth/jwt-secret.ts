@@ -22,7 +22,7 @@ export async function resolveJwtSecret(config: Config, logger: Logger): Promise<
   const secret = randomBytes(48).toString("base64url");
   // wx: two processes starting at once must not overwrite each other's secret.
   try {
-    await writeFile(file, secret + "\n", { mode: 0o600, flag: "wx" });
+    await writeFile(file, `${secret}\n`, { mode: 0o600, flag: "wx" });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "EEXIST") return (await readFile(file, "utf8")).trim();
     throw err;

@@ -13,7 +13,7 @@ export class RateLimitedError extends Error {
 }
 
 /** Counts one hit on `key`; throws RateLimitedError once more than `limit` fall in one window. */
-export async function enforceLimit(
+async function enforceLimit(
   db: Kysely<Database>,
   key: string,
   limit: number,

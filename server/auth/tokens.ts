@@ -44,7 +44,7 @@ const VERIFIED_CACHE_MAX = 10_000;
  * instance of this deployment and is refused. `nbf` we never set; when a token
  * carries one, jose refuses the token until that time.
  */
-export const MAX_CLOCK_SKEW_SECONDS = 60;
+const MAX_CLOCK_SKEW_SECONDS = 60;
 
 /** SHA-256 hex: what is stored of a refresh token. */
 export function hashToken(token: string): string {

@@ -104,10 +104,6 @@ export function getSessionStates(db: Db, sessionIds: readonly string[]): Promise
   return db.selectFrom("user_devices").select(["id", "user_id", "revoked_at", "refresh_expires_at"]).where("id", "in", sessionIds).execute();
 }
 
-export async function touchSession(db: Db, sessionId: string, now: Date): Promise<void> {
-  await db.updateTable("user_devices").set({ last_active_at: now }).where("id", "=", sessionId).execute();
-}
-
 /** Revokes one session (of `userId` when given); returns whether it was live. */
 export async function revokeSession(db: Db, sessionId: string, reason: string, now: Date, userId?: string): Promise<boolean> {
   let q = db

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { PGliteDialect } from './pglite-dialect.js';
 import type { Database } from './schema.js';
 
-export type DatabaseKind = 'postgres' | 'pglite';
+type DatabaseKind = 'postgres' | 'pglite';
 
 export interface OpenDatabaseOptions {
   /** PostgreSQL connection string; when absent an embedded PGlite is used. */

@@ -9,7 +9,7 @@ import { migrations } from '../../migrations/index.js';
 
 const logger = pino({ level: 'silent' });
 // Both backends are always tested, whatever the environment says.
-const ADMIN_URL = process.env['DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres';
+const ADMIN_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 // PGlite start-up takes seconds on slow machines.
 const SLOW = 60_000;
 
@@ -72,7 +72,7 @@ function sharedSchemaTests(getHandle: () => DatabaseHandle): void {
         'user_devices_refresh_token_hash_key',
       ]),
     );
-    expect(indexes['user_devices_refresh_token_hash_key']).toMatch(/UNIQUE INDEX .* WHERE \(refresh_token_hash IS NOT NULL\)/);
+    expect(indexes.user_devices_refresh_token_hash_key).toMatch(/UNIQUE INDEX .* WHERE \(refresh_token_hash IS NOT NULL\)/);
   });
 
   it('treats a second run as a no-op', async () => {

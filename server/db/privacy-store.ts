@@ -218,18 +218,6 @@ export async function readReceiptsEnabled(db: Db, userIds: readonly string[]): P
   return new Map([...settings].map(([id, s]) => [id, s.readReceipts]));
 }
 
-/** Whether the two users of a direct conversation are blocked either way. */
-export async function isBlockedEitherWay(db: Db, a: string, b: string): Promise<boolean> {
-  const row = await db
-    .selectFrom("blocked_users")
-    .select(sql<number>`1`.as("one"))
-    .where((eb) =>
-      eb.or([eb.and([eb("blocker_id", "=", a), eb("blocked_id", "=", b)]), eb.and([eb("blocker_id", "=", b), eb("blocked_id", "=", a)])]),
-    )
-    .executeTakeFirst();
-  return row !== undefined;
-}
-
 /**
  * Per conversation, whether its participants see each other's read state
  * (readStateShared), in one round trip: only direct conversations need their

@@ -8,7 +8,7 @@ type Db = Kysely<Database> | Transaction<Database>;
 // lost answer gets the first answer and causes nothing twice.
 
 /** How long an answer is kept: a client retries within this. */
-export const REQUEST_ANSWER_TTL_MS = 24 * 3600 * 1000;
+const REQUEST_ANSWER_TTL_MS = 24 * 3600 * 1000;
 
 export interface RequestKey {
   /** A user id, or a phone number before there is a user. */

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
 
 // Mirrors migrations/0001_initial.ts .. 0003_chat.ts. Columns with a database
 // default are Generated<> so inserts may omit them; timestamptz columns are JS
@@ -11,11 +11,11 @@ import type { ColumnType, Generated, Insertable, Selectable, Updateable } from '
 // literal, which is not valid jsonb.
 
 /** int8 NOT NULL without a default. */
-export type Int8 = ColumnType<string, string | number, string | number>;
+type Int8 = ColumnType<string, string | number, string | number>;
 /** int8 NOT NULL with a default. */
-export type GeneratedInt8 = ColumnType<string, string | number | undefined, string | number>;
+type GeneratedInt8 = ColumnType<string, string | number | undefined, string | number>;
 /** A jsonb column with a default, read as T, written as JSON text. */
-export type JsonbWithDefault<T> = ColumnType<T, string | undefined, string>;
+type JsonbWithDefault<T> = ColumnType<T, string | undefined, string>;
 
 export interface UsersTable {
   id: Generated<string>;
@@ -56,7 +56,7 @@ export interface UserDevicesTable {
 }
 
 /** The pending one-time code of a phone number (the code itself lives at Twilio, or is the dev code). */
-export interface OtpCodesTable {
+interface OtpCodesTable {
   phone_number: string;
   attempts: Generated<number>;
   max_attempts: number;
@@ -72,7 +72,7 @@ export interface OtpCodesTable {
 }
 
 /** What a mutating RPC answered to one request key of one caller, kept 24 h (0011). */
-export interface RequestAnswersTable {
+interface RequestAnswersTable {
   /** A user id, or a phone number before there is a user. */
   owner: string;
   rpc: string;
@@ -83,7 +83,7 @@ export interface RequestAnswersTable {
 }
 
 /** Fixed-window counters for abuse limits, shared by every instance. */
-export interface RateLimitsTable {
+interface RateLimitsTable {
   key: string;
   window_started_at: Date;
   window_seconds: number;
@@ -92,7 +92,7 @@ export interface RateLimitsTable {
 
 // ---- 0003_chat -----------------------------------------------------------------
 
-export interface ConversationsTable {
+interface ConversationsTable {
   id: Generated<string>;
   is_group: boolean;
   group_name: Generated<string>;
@@ -108,7 +108,7 @@ export interface ConversationsTable {
   last_activity_at: Generated<Date>;
 }
 
-export interface ConversationParticipantsTable {
+interface ConversationParticipantsTable {
   conversation_id: string;
   user_id: string;
   /** owner, admin or member. */
@@ -128,7 +128,7 @@ export interface ConversationParticipantsTable {
 }
 
 /** One row per watermark advance: kind is 'delivered' or 'read'. */
-export interface ReceiptMarksTable {
+interface ReceiptMarksTable {
   conversation_id: string;
   user_id: string;
   kind: string;
@@ -136,7 +136,7 @@ export interface ReceiptMarksTable {
   at: Date;
 }
 
-export interface MessagesTable {
+interface MessagesTable {
   /** Deterministic from (sender_id, client_message_id) for user messages: messageIdFor(). */
   id: string;
   conversation_id: string;
@@ -160,21 +160,21 @@ export interface MessagesTable {
   deleted_at: Date | null;
 }
 
-export interface MessageReactionsTable {
+interface MessageReactionsTable {
   message_id: string;
   user_id: string;
   emoji: string;
   created_at: Generated<Date>;
 }
 
-export interface HiddenMessagesTable {
+interface HiddenMessagesTable {
   user_id: string;
   message_id: string;
   hidden_at: Generated<Date>;
 }
 
 /** The per-user counter inbox positions are drawn from (under this row's lock). */
-export interface InboxPositionsTable {
+interface InboxPositionsTable {
   user_id: string;
   last_position: GeneratedInt8;
   /** Events at or below this position were pruned: a resume from before it must resync. */
@@ -182,7 +182,7 @@ export interface InboxPositionsTable {
 }
 
 /** One open Subscribe stream (presence across instances). */
-export interface PresenceStreamsTable {
+interface PresenceStreamsTable {
   stream_id: string;
   serial: GeneratedInt8;
   user_id: string;
@@ -194,7 +194,7 @@ export interface PresenceStreamsTable {
 }
 
 /** Per-user ordered events that a device's Subscribe(since) replays. */
-export interface InboxTable {
+interface InboxTable {
   user_id: string;
   /** 1, 2, 3 ... per user, no gaps. */
   position: Int8;
@@ -208,7 +208,7 @@ export interface InboxTable {
 }
 
 /** Queue messages that can never be stored, kept for inspection. */
-export interface DeadLettersTable {
+interface DeadLettersTable {
   id: Generated<string>;
   subject: string;
   /** The message body as received (UTF-8 text). */
@@ -220,7 +220,7 @@ export interface DeadLettersTable {
 // ---- 0005_users_status ---------------------------------------------------------
 
 /** A registered user in another user's address book. */
-export interface ContactsTable {
+interface ContactsTable {
   user_id: string;
   contact_user_id: string;
   /** E.164. */
@@ -229,14 +229,14 @@ export interface ContactsTable {
   created_at: Generated<Date>;
 }
 
-export interface BlockedUsersTable {
+interface BlockedUsersTable {
   blocker_id: string;
   blocked_id: string;
   created_at: Generated<Date>;
 }
 
 /** 'everyone' | 'contacts' | 'nobody' per setting; no row means the defaults. */
-export interface PrivacySettingsTable {
+interface PrivacySettingsTable {
   user_id: string;
   last_seen: Generated<string>;
   profile_photo: Generated<string>;
@@ -248,7 +248,7 @@ export interface PrivacySettingsTable {
   group_add: Generated<string>;
 }
 
-export interface StatusUpdatesTable {
+interface StatusUpdatesTable {
   id: Generated<string>;
   user_id: string;
   /** 'text' | 'image' | 'video'. */
@@ -265,18 +265,18 @@ export interface StatusUpdatesTable {
   expires_at: Date;
 }
 
-export interface StatusAudienceTable {
+interface StatusAudienceTable {
   status_id: string;
   user_id: string;
 }
 
-export interface StatusViewsTable {
+interface StatusViewsTable {
   status_id: string;
   viewer_id: string;
   viewed_at: Date;
 }
 
-export interface StatusRepliesTable {
+interface StatusRepliesTable {
   message_id: string;
   status_id: string;
   status_author_id: string;
@@ -316,7 +316,7 @@ export interface Database {
 // ---- 0010_limits_group_privacy ---------------------------------------------------
 
 /** rate-limiter-flexible's RateLimiterPostgres rows: per-user call limits with long windows. */
-export interface RateLimitPointsTable {
+interface RateLimitPointsTable {
   /** `<limit>_<window seconds>:<user id>`. */
   key: string;
   points: Generated<number>;
@@ -325,16 +325,4 @@ export interface RateLimitPointsTable {
 }
 
 export type User = Selectable<UsersTable>;
-export type NewUser = Insertable<UsersTable>;
-export type UserUpdate = Updateable<UsersTable>;
-
 export type UserDevice = Selectable<UserDevicesTable>;
-export type NewUserDevice = Insertable<UserDevicesTable>;
-export type UserDeviceUpdate = Updateable<UserDevicesTable>;
-
-export type Conversation = Selectable<ConversationsTable>;
-export type ConversationParticipant = Selectable<ConversationParticipantsTable>;
-export type Message = Selectable<MessagesTable>;
-export type NewMessage = Insertable<MessagesTable>;
-export type InboxEvent = Selectable<InboxTable>;
-export type DeadLetter = Selectable<DeadLettersTable>;

@@ -30,7 +30,7 @@ export async function requireNoBlockBetween(db: Db, me: string, other: string): 
 }
 
 /** The refusal for messaging `other`: "mine" when I blocked them, "theirs" when they blocked me. */
-export function blockError(other: string, whose: "mine" | "theirs"): ConnectError {
+function blockError(other: string, whose: "mine" | "theirs"): ConnectError {
   return whose === "mine"
     ? new ConnectError(`you have blocked user ${other}; unblock them (UserService.UnblockUser) to message them`, Code.PermissionDenied)
     : new ConnectError(`user ${other} has blocked you; you cannot message them`, Code.PermissionDenied);

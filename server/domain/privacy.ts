@@ -3,8 +3,6 @@
 
 export type Visibility = "everyone" | "contacts" | "nobody";
 
-export const VISIBILITIES: readonly Visibility[] = ["everyone", "contacts", "nobody"];
-
 export interface PrivacySettings {
   lastSeen: Visibility;
   profilePhoto: Visibility;

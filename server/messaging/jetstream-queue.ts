@@ -210,7 +210,7 @@ function isApiError(err: unknown, code: number): boolean {
   return err instanceof JetStreamApiError && err.code === code;
 }
 
-export function encodeOutgoing(msg: OutgoingMessage): Uint8Array {
+function encodeOutgoing(msg: OutgoingMessage): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(msg));
 }
 

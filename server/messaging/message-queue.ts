@@ -72,7 +72,7 @@ export interface InboxNoticeWire {
 }
 
 /** The bus frame of a notice: the event with its position (server/realtime/wire.ts). */
-export function encodeNotice(n: InboxNotice): Uint8Array {
+function encodeNotice(n: InboxNotice): Uint8Array {
   return eventFrame(n.body, n.position);
 }
 

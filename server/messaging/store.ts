@@ -7,7 +7,7 @@ import type { InboxNotice, NewInboxEvent, OutgoingMessage, RejectReason, StoredM
 // Storing a message and building its live events: the store (db/) writes rows
 // and says whose inbox got which position; the wire events are encoded here.
 
-export const MESSAGE_CREATED = "message_created";
+const MESSAGE_CREATED = "message_created";
 
 /** What storeMessages did with one message, in input order. */
 export type StoreResult =

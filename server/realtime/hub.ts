@@ -28,7 +28,7 @@ const FORCE_RESET_AFTER_MS = 2000;
  * reconnects with since_position set to it (or to the last position it
  * received, if its client library dropped events it had buffered).
  */
-export const RESUME_POSITION_KEY = "resume-position";
+const RESUME_POSITION_KEY = "resume-position";
 
 /** Why the server ends a stream: the error is made when the stream actually ends, with the last stored position sent on it. */
 export type StreamEnd = (lastSent: bigint) => ConnectError;

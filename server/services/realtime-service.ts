@@ -8,7 +8,7 @@ import {
   MessageCreatedSchema,
   MessageEditedSchema,
   ReadySchema,
-  RealtimeService,
+  type RealtimeService,
   ResyncRequiredSchema,
   TypingSchema,
   UserPresenceSchema,

@@ -10,7 +10,7 @@ import {
   StatusContentType,
   StatusFont,
   StatusSchema,
-  StatusService,
+  type StatusService,
   StatusViewerSchema,
   type Status,
 } from "../../gen/status/status_pb.js";
@@ -34,7 +34,7 @@ import { findAnswer } from "../db/request-store.js";
 import { openDirectConversation } from "./direct-conversations.js";
 
 /** A status is invisible this long after posting, and purged after. */
-export const STATUS_TTL_MS = 24 * 3600 * 1000;
+const STATUS_TTL_MS = 24 * 3600 * 1000;
 const MAX_TEXT = 700;
 const MAX_URL = 2048;
 const MAX_AUDIENCE = 1024;
@@ -141,7 +141,7 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
     return rows.map((r) => toStatus(r, r.user_id === me || views.has(r.id)));
   }
 
-  async function mine(me: string, rows: StatusRow[]): Promise<Status[]> {
+  async function mine(rows: StatusRow[]): Promise<Status[]> {
     const ids = rows.map((r) => r.id);
     const [lists, counts] = await Promise.all([statuses.audienceLists(db, ids), statuses.viewCounts(db, ids)]);
     return rows.map((r) => {
@@ -254,7 +254,7 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
 
     async listMyStatuses(_req, hc) {
       const me = callerId(hc);
-      return { statuses: await mine(me, await statuses.liveStatusesOf(db, [me], clock.now())) };
+      return { statuses: await mine(await statuses.liveStatusesOf(db, [me], clock.now())) };
     },
 
     async getStatusViewers(req, hc) {

@@ -8,7 +8,7 @@ import {
   PrivacySchema,
   ProfileSchema,
   SyncContactsResponseSchema,
-  UserService,
+  type UserService,
   Visibility,
   type Contact,
   type Privacy,

@@ -161,7 +161,7 @@ describe("api:release", () => {
     const log = path.join(dir, "CHANGELOG.md");
     const text = await readFile(log, "utf8");
     const unreleased = text.indexOf("## [Unreleased]\n") + "## [Unreleased]\n".length;
-    await writeFile(log, text.slice(0, unreleased) + "\n" + text.slice(text.indexOf("\n## [", unreleased) + 1));
+    await writeFile(log, `${text.slice(0, unreleased)}\n${text.slice(text.indexOf("\n## [", unreleased) + 1)}`);
     const empty = await release(dir, "minor");
     expect(empty.code, empty.out).toBe(1);
     expect(empty.out).toContain("[Unreleased] section lists nothing");

@@ -1,7 +1,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import { randomUUID } from "node:crypto";
-import { create, fromJson, toBinary, type DescField, type DescMessage, type DescMethod, type DescService, type JsonObject } from "@bufbuild/protobuf";
+import { fromJson, toBinary, type DescField, type DescMessage, type DescMethod, type DescService, type JsonObject } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { registerRoutes } from "../routes.js";

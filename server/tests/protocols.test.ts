@@ -57,7 +57,7 @@ async function listServicesOver(transport: Transport): Promise<string[]> {
   throw new Error("reflection stream ended without an answer");
 }
 
-describe.each(transports)("%s", (_name, makeTransport, caps) => {
+describe.each(transports)("%s", (_name, makeTransport) => {
   test("health Check answers SERVING", async () => {
     const health = createClient(Health, makeTransport());
     expect((await health.check({ service: "" })).status).toBe(Status.SERVING);

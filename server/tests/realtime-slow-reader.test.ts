@@ -5,7 +5,7 @@ import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/conn
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ChatService } from "../../gen/chat/chat_pb.js";
 import { RealtimeService, type Event } from "../../gen/realtime/realtime_pb.js";
-import { grpcJsClient, grpcJsServerStream } from "./helpers/grpc-js.js";
+import { grpcJsClient } from "./helpers/grpc-js.js";
 import { bearerTransport, login, type LoggedIn } from "./helpers/login.js";
 import { Subscription } from "./helpers/realtime.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";

@@ -7,7 +7,7 @@ import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { freePort, PrivatePostgres } from "./helpers/private-postgres.js";
-import { createTestDatabase, type TestDatabase } from "./helpers/test-database.js";
+import { createTestDatabase } from "./helpers/test-database.js";
 import { deleteQueueStream } from "./helpers/test-server.js";
 
 // Issue 13, finding 1: at start, an unreachable database or NATS is retried

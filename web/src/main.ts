@@ -287,7 +287,7 @@ function subscribe(since: bigint): void {
 }
 
 function onMessage(m: Message): void {
-  let cs = state.convs.get(m.conversationId);
+  const cs = state.convs.get(m.conversationId);
   if (!cs) {
     // A conversation we have not loaded yet (the event can precede its listing).
     void client.chat.getConversation({ conversationId: m.conversationId }).then(({ conversation }) => {

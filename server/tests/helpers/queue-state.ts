@@ -3,7 +3,7 @@ import { JetStreamQueue } from "../../messaging/jetstream-queue.js";
 import type { ChatwireServer } from "../../server.js";
 
 /** The deployment's JetStream consumer, as NATS reports it; undefined for the inline queue (embedded profile). */
-export async function queueConsumer(server: ChatwireServer): Promise<ConsumerInfo | undefined> {
+async function queueConsumer(server: ChatwireServer): Promise<ConsumerInfo | undefined> {
   const queue = server.ctx.messages;
   if (!(queue instanceof JetStreamQueue)) return undefined;
   const jsm = await jetstreamManager(queue.nc);

@@ -1,4 +1,4 @@
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { type Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { ChatService } from "../../../gen/chat/chat_pb.js";
 import { StatusService } from "../../../gen/status/status_pb.js";
 import { UserService } from "../../../gen/user/user_pb.js";

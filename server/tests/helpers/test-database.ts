@@ -37,7 +37,7 @@ export async function createTestDatabase(
   logger: Logger = pino({ level: 'silent' }),
   opts: TestDatabaseOptions = {},
 ): Promise<TestDatabase> {
-  const adminUrl = opts.adminUrl ?? process.env['DATABASE_URL'];
+  const adminUrl = opts.adminUrl ?? process.env.DATABASE_URL;
   const kind = opts.kind ?? (adminUrl ? 'postgres' : 'pglite');
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'chatwire-test-'));
   const removeDir = () => rm(dataDir, { recursive: true, force: true });
