@@ -509,14 +509,14 @@ export type ReceiptUpdated = Message<"realtime.ReceiptUpdated"> & {
   userId: string;
 
   /**
-   * Their delivered watermark.
+   * Their delivered watermark (a seq in the conversation).
    *
    * @generated from field: int64 last_delivered_seq = 3;
    */
   lastDeliveredSeq: bigint;
 
   /**
-   * Their read watermark.
+   * Their read watermark (a seq in the conversation).
    *
    * @generated from field: int64 last_read_seq = 4;
    */
@@ -579,7 +579,8 @@ export type ConversationUpdated = Message<"realtime.ConversationUpdated"> & {
   conversation?: Conversation | undefined;
 
   /**
-   * Who changed it.
+   * User id of who changed it (the caller's own id for their mute and
+   * archive settings).
    *
    * @generated from field: string actor_id = 2;
    */
@@ -600,21 +601,21 @@ export const ConversationUpdatedSchema: GenMessage<ConversationUpdated> = /*@__P
  */
 export type ParticipantAdded = Message<"realtime.ParticipantAdded"> & {
   /**
-   * The group.
+   * The group's conversation id.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * Who was added.
+   * User ids of those added.
    *
    * @generated from field: repeated string user_ids = 2;
    */
   userIds: string[];
 
   /**
-   * Who added them.
+   * User id of the admin who added them.
    *
    * @generated from field: string actor_id = 3;
    */
@@ -635,7 +636,7 @@ export const ParticipantAddedSchema: GenMessage<ParticipantAdded> = /*@__PURE__*
  */
 export type ParticipantRemoved = Message<"realtime.ParticipantRemoved"> & {
   /**
-   * The group.
+   * The group's conversation id.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -670,14 +671,14 @@ export const ParticipantRemovedSchema: GenMessage<ParticipantRemoved> = /*@__PUR
  */
 export type ParticipantRoleChanged = Message<"realtime.ParticipantRoleChanged"> & {
   /**
-   * The group.
+   * The group's conversation id.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * Whose role.
+   * User id of the participant whose role changed.
    *
    * @generated from field: string user_id = 2;
    */
@@ -691,7 +692,8 @@ export type ParticipantRoleChanged = Message<"realtime.ParticipantRoleChanged"> 
   role: ParticipantRole;
 
   /**
-   * Who changed it.
+   * User id of who changed it (the owner, or an admin promoting a member;
+   * the former owner when ownership passed on leaving).
    *
    * @generated from field: string actor_id = 4;
    */
