@@ -50,7 +50,8 @@ export type User = Message<"auth.User"> & {
   displayName: string;
 
   /**
-   * URL of the profile photo, or empty.
+   * URL of the profile photo (http or https, at most 2,048 characters), or
+   * empty.
    *
    * @generated from field: string profile_picture_url = 4;
    */
@@ -99,7 +100,8 @@ export const UserSchema: GenMessage<User> = /*@__PURE__*/
  */
 export type SendOTPRequest = Message<"auth.SendOTPRequest"> & {
   /**
-   * E.164 phone number to send the code to.
+   * E.164 phone number to send the code to, e.g. "+905551234567" (at most
+   * 32 characters; spaces, dashes and brackets are accepted).
    *
    * @generated from field: string phone_number = 1;
    */
@@ -129,14 +131,14 @@ export const SendOTPRequestSchema: GenMessage<SendOTPRequest> = /*@__PURE__*/
  */
 export type SendOTPResponse = Message<"auth.SendOTPResponse"> & {
   /**
-   * Human-readable confirmation.
+   * Human-readable confirmation ("OTP sent successfully").
    *
    * @generated from field: string message = 1;
    */
   message: string;
 
   /**
-   * Seconds before another SendOTP for this number is accepted.
+   * Seconds before another SendOTP for this number is accepted (30).
    *
    * @generated from field: int32 retry_after_seconds = 2;
    */
@@ -178,7 +180,7 @@ export type VerifyOTPRequest = Message<"auth.VerifyOTPRequest"> & {
   phoneNumber: string;
 
   /**
-   * The code received by SMS.
+   * The code received by SMS: 4 to 10 digits (surrounding spaces ignored).
    *
    * @generated from field: string otp_code = 2;
    */
@@ -234,14 +236,16 @@ export type VerifyOTPResponse = Message<"auth.VerifyOTPResponse"> & {
   user?: User | undefined;
 
   /**
-   * Short-lived bearer token (15 minutes).
+   * Short-lived bearer token for `Authorization: Bearer` (lifetime default
+   * 900 s, `ACCESS_TOKEN_TTL_SECONDS`).
    *
    * @generated from field: string access_token = 2;
    */
   accessToken: string;
 
   /**
-   * Long-lived single-use token to get a new pair (7 days).
+   * Long-lived single-use token for RefreshToken (lifetime without use
+   * default 604800 s = 7 days, `REFRESH_TOKEN_TTL_SECONDS`).
    *
    * @generated from field: string refresh_token = 3;
    */
@@ -290,7 +294,7 @@ export const VerifyOTPResponseSchema: GenMessage<VerifyOTPResponse> = /*@__PURE_
  */
 export type ValidateTokenRequest = Message<"auth.ValidateTokenRequest"> & {
   /**
-   * The access token to check.
+   * The access token to check (a JWT from VerifyOTP or RefreshToken).
    *
    * @generated from field: string access_token = 1;
    */
@@ -360,14 +364,15 @@ export const RefreshTokenRequestSchema: GenMessage<RefreshTokenRequest> = /*@__P
  */
 export type RefreshTokenResponse = Message<"auth.RefreshTokenResponse"> & {
   /**
-   * New access token.
+   * New access token (lifetime default 900 s, `ACCESS_TOKEN_TTL_SECONDS`).
    *
    * @generated from field: string access_token = 1;
    */
   accessToken: string;
 
   /**
-   * New refresh token; the one sent is dead now.
+   * New refresh token; the one sent is dead now (lifetime default 604800 s,
+   * `REFRESH_TOKEN_TTL_SECONDS`).
    *
    * @generated from field: string refresh_token = 2;
    */
@@ -616,6 +621,13 @@ export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*
  * Unauthenticated (a wrong, expired or used code or token), ResourceExhausted
  * (a limit; the seconds to wait are in the message and in the `retry-after`
  * response header/trailer), NotFound (RevokeSession of an unknown session).
+ * Each RPC below lists its own. Any RPC may also answer: InvalidArgument for
+ * U+0000 in any string field or a body that is not the request message;
+ * ResourceExhausted for a request larger than MAX_MESSAGE_BYTES (default
+ * 4 MiB); DeadlineExceeded when the call outlives its deadline (the client's,
+ * capped at MAX_REQUEST_TIMEOUT_MS, default 300000; REQUEST_TIMEOUT_MS,
+ * default 30000, when it sends none); Unavailable while the database cannot
+ * be reached (retry later).
  *
  * @generated from service auth.AuthService
  */
@@ -623,9 +635,15 @@ export const AuthService: GenService<{
   /**
    * SendOTP sends a one-time code by SMS to the phone number. The code is
    * valid for 10 minutes. Limits: one send per number per 30 s, five per
-   * number per 10 minutes, and a budget per client IP across numbers. With
+   * number per 10 minutes, and a budget per client IP across numbers
+   * (default 30 per hour, `OTP_SENDS_PER_IP_PER_HOUR`). With
    * client_request_id set, a retry while that code is pending returns the
    * first answer and sends no second SMS.
+   * Errors: InvalidArgument: phone_number not a valid E.164 number (or
+   * refused by the SMS provider), client_request_id over 64 characters.
+   * ResourceExhausted with `retry-after`: one of the limits above, or the SMS
+   * provider limiting the number. Unavailable: the SMS provider cannot be
+   * reached (nothing was sent; retry).
    *
    * @generated from rpc auth.AuthService.SendOTP
    */
@@ -643,6 +661,14 @@ export const AuthService: GenService<{
    * current refresh token and a fresh access token. Nothing is rotated, so
    * refresh-token reuse detection is not tripped by either answer's token.
    * The 60 s window allows five evaluated attempts of its own.
+   * Errors: InvalidArgument: phone_number not E.164, otp_code not 4 to 10
+   * digits, a device field over its length. FailedPrecondition: no code is
+   * pending for the number, the code has expired, or it was already used by
+   * another call (or the session it opened has ended): call SendOTP again.
+   * Unauthenticated: wrong code, with the attempts left in the message and in
+   * an `attempts-left` header/trailer. ResourceExhausted (no retry-after): the
+   * code took five wrong attempts and is dead. Unavailable: the SMS provider
+   * cannot be reached.
    *
    * @generated from rpc auth.AuthService.VerifyOTP
    */
@@ -652,8 +678,9 @@ export const AuthService: GenService<{
     output: typeof VerifyOTPResponseSchema;
   },
   /**
-   * ValidateToken tells whether an access token is valid. It never fails:
-   * an invalid, expired or revoked token answers `is_valid: false`.
+   * ValidateToken tells whether an access token is valid. It never fails for
+   * the token's sake: an invalid, expired or revoked token answers
+   * `is_valid: false` (only the errors every RPC may answer remain).
    *
    * @generated from rpc auth.AuthService.ValidateToken
    */
@@ -665,8 +692,12 @@ export const AuthService: GenService<{
   /**
    * RefreshToken exchanges a refresh token for a new token pair; the old
    * refresh token is dead afterwards (rotation). A retry with the replaced
-   * token within a few seconds (a lost response) gets the same new pair;
-   * presenting a replaced token later revokes the whole session (theft).
+   * token within a few seconds (default 5, `REFRESH_REUSE_GRACE_SECONDS`; a
+   * lost response) gets the same new pair; presenting a replaced token later
+   * revokes the whole session (theft).
+   * Errors: Unauthenticated: the token is malformed, badly signed or expired,
+   * its session is unknown or revoked, or it was already replaced (the
+   * session is revoked then; log in again).
    *
    * @generated from rpc auth.AuthService.RefreshToken
    */
@@ -678,6 +709,9 @@ export const AuthService: GenService<{
   /**
    * RevokeCurrentDevice ends the session the refresh token belongs to; its
    * access token stops working at once. A retry succeeds and does nothing.
+   * Errors: Unauthenticated: the token is malformed, badly signed or expired,
+   * its session is unknown, or the session is live and the token was
+   * replaced by a newer one (send the newest).
    *
    * @generated from rpc auth.AuthService.RevokeCurrentDevice
    */
@@ -689,6 +723,8 @@ export const AuthService: GenService<{
   /**
    * LogoutAllDevices ends every session of the access token's user. A retry
    * with the same access token (whose session it ended) succeeds and does nothing.
+   * Errors: Unauthenticated: the token is malformed, badly signed or expired,
+   * or its session was revoked other than by this logout.
    *
    * @generated from rpc auth.AuthService.LogoutAllDevices
    */
@@ -700,6 +736,7 @@ export const AuthService: GenService<{
   /**
    * ListSessions lists the caller's open sessions (one per logged-in device),
    * most recently active first. Needs a bearer token.
+   * Errors: Unauthenticated: no, or no valid, bearer token.
    *
    * @generated from rpc auth.AuthService.ListSessions
    */
@@ -710,8 +747,10 @@ export const AuthService: GenService<{
   },
   /**
    * RevokeSession ends one of the caller's sessions, e.g. a lost phone.
-   * Needs a bearer token. NotFound if the session is not the caller's.
-   * Revoking an already revoked session succeeds and does nothing.
+   * Needs a bearer token. Revoking an already revoked session succeeds and
+   * does nothing.
+   * Errors: Unauthenticated: no, or no valid, bearer token. InvalidArgument:
+   * session_id is not a UUID. NotFound: no such session of the caller.
    *
    * @generated from rpc auth.AuthService.RevokeSession
    */

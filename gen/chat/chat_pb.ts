@@ -10,11 +10,28 @@
 // caller is not a participant of answers NotFound (its existence is not
 // leaked); admin-only operations answer PermissionDenied to other participants.
 //
+// Every RPC may answer: Unauthenticated (no, or no valid, bearer token, or
+// its session revoked); InvalidArgument for U+0000 in any string field, a
+// body that is not the request message, or an id field (conversation_id,
+// message_id, user ids) that is not a UUID; ResourceExhausted for a request
+// larger than MAX_MESSAGE_BYTES (default 4 MiB); DeadlineExceeded when the
+// call outlives its deadline (the client's, capped at MAX_REQUEST_TIMEOUT_MS,
+// default 300000; REQUEST_TIMEOUT_MS, default 30000, when it sends none);
+// Unavailable while the database cannot be reached (retry later; for
+// SendMessage with the same client_message_id). Each RPC below lists its own
+// errors.
+//
 // Per-user call limits (the server's RATE_LIMIT_* settings, far above what a
-// person does) cover CreateConversation, SendMessage, EditMessage,
-// ReactToMessage and AddParticipants: past one, the call answers
-// ResourceExhausted with the seconds to wait in the message and in
-// `retry-after` (a response header on Connect, a trailer on gRPC).
+// person does) cover CreateConversation (groups: default 30 per hour and 100
+// per day, `RATE_LIMIT_CREATE_GROUP`; direct: default 300 per hour and 1,000
+// per day, `RATE_LIMIT_CREATE_DIRECT`), SendMessage (default 20 per second and
+// 600 per minute, `RATE_LIMIT_SEND_MESSAGE`), EditMessage (default 10 per
+// second and 300 per minute, `RATE_LIMIT_EDIT`), ReactToMessage (default 20
+// per second and 600 per minute, `RATE_LIMIT_REACT`) and AddParticipants
+// (default 100 per hour and 500 per day, `RATE_LIMIT_ADD_PARTICIPANTS`): past
+// one, the call answers ResourceExhausted with the seconds to wait in the
+// message and in `retry-after` (a response header on Connect, a trailer on
+// gRPC).
 // Retries: every mutating RPC is safe to retry after a lost answer. The retry
 // causes nothing twice (no second message, system message or realtime event)
 // and answers as the first call did: SendMessage through client_message_id,
@@ -73,7 +90,8 @@ export type Conversation = Message$1<"chat.Conversation"> & {
   isGroup: boolean;
 
   /**
-   * The group's name; empty for direct conversations.
+   * The group's name (1 to 100 characters: Unicode code points); empty for
+   * direct conversations.
    *
    * @generated from field: string group_name = 5;
    */
@@ -87,7 +105,8 @@ export type Conversation = Message$1<"chat.Conversation"> & {
   groupDescription: string;
 
   /**
-   * The group's avatar URL.
+   * The group's avatar URL (http or https, at most 2,048 characters); empty
+   * for none and for direct conversations.
    *
    * @generated from field: string group_avatar_url = 7;
    */
@@ -136,21 +155,22 @@ export type Conversation = Message$1<"chat.Conversation"> & {
   lastActivityAt?: Timestamp | undefined;
 
   /**
-   * Seq of the newest message.
+   * Seq of the newest stored message (0 when there is none).
    *
    * @generated from field: int64 last_seq = 14;
    */
   lastSeq: bigint;
 
   /**
-   * The caller's read watermark.
+   * The caller's read watermark: messages with seq up to this are read.
    *
    * @generated from field: int64 my_last_read_seq = 15;
    */
   myLastReadSeq: bigint;
 
   /**
-   * The caller's delivered watermark.
+   * The caller's delivered watermark: messages with seq up to this reached
+   * one of the caller's devices.
    *
    * @generated from field: int64 my_last_delivered_seq = 16;
    */
@@ -178,21 +198,21 @@ export const ConversationSchema: GenMessage<Conversation> = /*@__PURE__*/
  */
 export type Participant = Message$1<"chat.Participant"> & {
   /**
-   * The user's id.
+   * The participant's user id (UUID).
    *
    * @generated from field: string user_id = 1;
    */
   userId: string;
 
   /**
-   * Their role.
+   * Their role (MEMBER in direct conversations).
    *
    * @generated from field: chat.ParticipantRole role = 2;
    */
   role: ParticipantRole;
 
   /**
-   * When they joined.
+   * When they joined (were added to, or created, the conversation).
    *
    * @generated from field: google.protobuf.Timestamp joined_at = 3;
    */
@@ -213,7 +233,7 @@ export const ParticipantSchema: GenMessage<Participant> = /*@__PURE__*/
  */
 export type Reaction = Message$1<"chat.Reaction"> & {
   /**
-   * The emoji.
+   * The emoji (at most 16 Unicode code points).
    *
    * @generated from field: string emoji = 1;
    */
@@ -227,7 +247,7 @@ export type Reaction = Message$1<"chat.Reaction"> & {
   count: number;
 
   /**
-   * Who (user ids).
+   * The user ids of those participants.
    *
    * @generated from field: repeated string user_ids = 3;
    */
@@ -255,7 +275,7 @@ export type Message = Message$1<"chat.Message"> & {
   id: string;
 
   /**
-   * Its conversation.
+   * The id (UUID) of the conversation it belongs to.
    *
    * @generated from field: string conversation_id = 2;
    */
@@ -276,21 +296,24 @@ export type Message = Message$1<"chat.Message"> & {
   content: string;
 
   /**
-   * URL of attached media, if any.
+   * URL of attached media (http or https, at most 2,048 characters), or
+   * empty; empty once deleted for everyone.
    *
    * @generated from field: string media_url = 5;
    */
   mediaUrl: string;
 
   /**
-   * MIME type of the media, e.g. image/jpeg.
+   * MIME type of the media as the sender gave it, e.g. image/jpeg (at most
+   * 128 characters; not checked against the media), or empty.
    *
    * @generated from field: string media_type = 6;
    */
   mediaType: string;
 
   /**
-   * The sender's idempotency key.
+   * The sender's idempotency key (at most 64 characters; server-generated
+   * when the sender gave none).
    *
    * @generated from field: string client_message_id = 7;
    */
@@ -304,21 +327,26 @@ export type Message = Message$1<"chat.Message"> & {
   createdAt: string;
 
   /**
-   * Position in the conversation: 1, 2, 3… without gaps.
+   * Position in the conversation: 1, 2, 3… without gaps, assigned when the
+   * message is stored. 0 only in a SendMessage (or status ReplyToStatus)
+   * answer for a message queued but not yet stored (production profile: the
+   * answer comes once JetStream has it durably, before the worker stores
+   * it); the real seq arrives with the stored message, in the realtime
+   * `message_created` event and in ListMessages.
    *
    * @generated from field: int64 seq = 9;
    */
   seq: bigint;
 
   /**
-   * The message this one replies to, if any.
+   * Id of the message this one replies to (same conversation), or empty.
    *
    * @generated from field: string reply_to_message_id = 10;
    */
   replyToMessageId: string;
 
   /**
-   * User ids mentioned.
+   * User ids of the participants mentioned (each once).
    *
    * @generated from field: repeated string mention_user_ids = 11;
    */
@@ -339,7 +367,7 @@ export type Message = Message$1<"chat.Message"> & {
   deletedAt?: Timestamp | undefined;
 
   /**
-   * Reactions, by emoji.
+   * Reactions, one entry per emoji.
    *
    * @generated from field: repeated chat.Reaction reactions = 14;
    */
@@ -396,14 +424,14 @@ export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
  */
 export type StatusReference = Message$1<"chat.StatusReference"> & {
   /**
-   * The status (it may have expired since).
+   * The status's id (it may have expired since).
    *
    * @generated from field: string status_id = 1;
    */
   statusId: string;
 
   /**
-   * Its author.
+   * Its author's user id.
    *
    * @generated from field: string author_id = 2;
    */
@@ -438,7 +466,8 @@ export const StatusReferenceSchema: GenMessage<StatusReference> = /*@__PURE__*/
  */
 export type CreateConversationRequest = Message$1<"chat.CreateConversationRequest"> & {
   /**
-   * The other participants by user id (the caller may be included).
+   * The other participants by user id (UUIDs; the caller may be included,
+   * duplicates count once).
    *
    * @generated from field: repeated string participant_ids = 1;
    */
@@ -459,7 +488,8 @@ export type CreateConversationRequest = Message$1<"chat.CreateConversationReques
   groupName: string;
 
   /**
-   * Participants by phone number (E.164), as an alternative to ids.
+   * Participants by phone number (E.164), beside or instead of ids; each
+   * must be a Chatwire user's.
    *
    * @generated from field: repeated string participant_phone_numbers = 4;
    */
@@ -473,7 +503,9 @@ export type CreateConversationRequest = Message$1<"chat.CreateConversationReques
   groupDescription: string;
 
   /**
-   * The group's avatar URL.
+   * The group's avatar URL: http or https, at most 2,048 characters (after
+   * trimming); empty for none. Only checked as a URL: the server does not
+   * fetch it.
    *
    * @generated from field: string group_avatar_url = 6;
    */
@@ -511,7 +543,8 @@ export type CreateConversationResponse = Message$1<"chat.CreateConversationRespo
   conversation?: Conversation | undefined;
 
   /**
-   * True when this call created it.
+   * True when this call created it; false for an existing direct
+   * conversation or a retried group creation.
    *
    * @generated from field: bool created = 2;
    */
@@ -532,28 +565,32 @@ export const CreateConversationResponseSchema: GenMessage<CreateConversationResp
  */
 export type SendMessageRequest = Message$1<"chat.SendMessageRequest"> & {
   /**
-   * The conversation.
+   * Id (UUID) of a conversation the caller is a participant of.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * Text, at most 4,096 characters (Unicode code points, so 4,096 emoji fit).
+   * Text, at most 4,096 characters (Unicode code points, so 4,096 emoji fit;
+   * default 4096, `CHAT_MAX_TEXT_LENGTH`). May be empty when media_url is set.
    *
    * @generated from field: string content = 2;
    */
   content: string;
 
   /**
-   * URL of attached media.
+   * URL of attached media: http or https, at most 2,048 characters (after
+   * trimming). Only checked as a URL: the server neither fetches nor stores
+   * the media.
    *
    * @generated from field: string media_url = 3;
    */
   mediaUrl: string;
 
   /**
-   * MIME type of the media.
+   * MIME type of the media, e.g. image/jpeg: at most 128 characters (stored
+   * trimmed). Free text: not checked against a list or against the media.
    *
    * @generated from field: string media_type = 4;
    */
@@ -568,14 +605,15 @@ export type SendMessageRequest = Message$1<"chat.SendMessageRequest"> & {
   clientMessageId: string;
 
   /**
-   * The message replied to (same conversation).
+   * Id of the message replied to, in the same conversation; empty for none.
    *
    * @generated from field: string reply_to_message_id = 6;
    */
   replyToMessageId: string;
 
   /**
-   * Participants mentioned.
+   * User ids of participants mentioned (current participants only;
+   * duplicates count once).
    *
    * @generated from field: repeated string mention_user_ids = 7;
    */
@@ -590,13 +628,18 @@ export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PUR
   messageDesc(file_chat_chat, 7);
 
 /**
- * The stored message.
+ * The sent message.
  *
  * @generated from message chat.SendMessageResponse
  */
 export type SendMessageResponse = Message$1<"chat.SendMessageResponse"> & {
   /**
-   * The message with its id and seq.
+   * The message with its id. Its seq is the real one when the message is
+   * already stored (embedded profile, or a retry of a stored message); on
+   * the production profile a first answer comes as soon as JetStream holds
+   * the message durably, before the worker stores it, and carries `seq: 0`.
+   * The real seq then arrives in the stored message's realtime
+   * `message_created` event (Subscribe) and in ListMessages.
    *
    * @generated from field: chat.Message message = 1;
    */
@@ -617,14 +660,15 @@ export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__P
  */
 export type ListMessagesRequest = Message$1<"chat.ListMessagesRequest"> & {
   /**
-   * The conversation.
+   * Id (UUID) of a conversation the caller is or was a participant of.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * Only messages older than this one (original paging).
+   * Only messages older than this one (original paging); a message id of
+   * this conversation.
    *
    * @generated from field: string before_message_id = 2;
    */
@@ -765,7 +809,7 @@ export const GetConversationsResponseSchema: GenMessage<GetConversationsResponse
  */
 export type GetConversationRequest = Message$1<"chat.GetConversationRequest"> & {
   /**
-   * The conversation.
+   * Id (UUID) of a conversation the caller is or was a participant of.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -786,7 +830,7 @@ export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = 
  */
 export type GetConversationResponse = Message$1<"chat.GetConversationResponse"> & {
   /**
-   * As the caller sees it.
+   * As the caller sees it (a former participant: as it was when they left).
    *
    * @generated from field: chat.Conversation conversation = 1;
    */
@@ -807,7 +851,7 @@ export const GetConversationResponseSchema: GenMessage<GetConversationResponse> 
  */
 export type UpdateGroupRequest = Message$1<"chat.UpdateGroupRequest"> & {
   /**
-   * The group.
+   * Id (UUID) of the group.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -828,7 +872,8 @@ export type UpdateGroupRequest = Message$1<"chat.UpdateGroupRequest"> & {
   groupDescription?: string | undefined;
 
   /**
-   * New avatar URL, when set.
+   * New avatar URL, when set: http or https, at most 2,048 characters;
+   * empty removes it.
    *
    * @generated from field: optional string group_avatar_url = 4;
    */
@@ -849,7 +894,7 @@ export const UpdateGroupRequestSchema: GenMessage<UpdateGroupRequest> = /*@__PUR
  */
 export type UpdateGroupResponse = Message$1<"chat.UpdateGroupResponse"> & {
   /**
-   * After the change.
+   * The group as the caller sees it after the call.
    *
    * @generated from field: chat.Conversation conversation = 1;
    */
@@ -870,14 +915,15 @@ export const UpdateGroupResponseSchema: GenMessage<UpdateGroupResponse> = /*@__P
  */
 export type AddParticipantsRequest = Message$1<"chat.AddParticipantsRequest"> & {
   /**
-   * The group.
+   * Id (UUID) of the group.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * Users to add; those already in are ignored.
+   * User ids to add (at least one); those already in are ignored. The group
+   * may not pass CHAT_MAX_PARTICIPANTS (default 1024, owner included).
    *
    * @generated from field: repeated string user_ids = 2;
    */
@@ -898,7 +944,7 @@ export const AddParticipantsRequestSchema: GenMessage<AddParticipantsRequest> = 
  */
 export type AddParticipantsResponse = Message$1<"chat.AddParticipantsResponse"> & {
   /**
-   * After the change.
+   * The group as the caller sees it after the call.
    *
    * @generated from field: chat.Conversation conversation = 1;
    */
@@ -919,14 +965,14 @@ export const AddParticipantsResponseSchema: GenMessage<AddParticipantsResponse> 
  */
 export type RemoveParticipantRequest = Message$1<"chat.RemoveParticipantRequest"> & {
   /**
-   * The group.
+   * Id (UUID) of the group.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * The participant to remove.
+   * User id of the participant to remove (not the caller).
    *
    * @generated from field: string user_id = 2;
    */
@@ -947,7 +993,7 @@ export const RemoveParticipantRequestSchema: GenMessage<RemoveParticipantRequest
  */
 export type RemoveParticipantResponse = Message$1<"chat.RemoveParticipantResponse"> & {
   /**
-   * After the change.
+   * The group as the caller sees it after the call.
    *
    * @generated from field: chat.Conversation conversation = 1;
    */
@@ -968,14 +1014,14 @@ export const RemoveParticipantResponseSchema: GenMessage<RemoveParticipantRespon
  */
 export type SetParticipantRoleRequest = Message$1<"chat.SetParticipantRoleRequest"> & {
   /**
-   * The group.
+   * Id (UUID) of the group.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * The participant.
+   * User id of a current participant.
    *
    * @generated from field: string user_id = 2;
    */
@@ -1003,7 +1049,7 @@ export const SetParticipantRoleRequestSchema: GenMessage<SetParticipantRoleReque
  */
 export type SetParticipantRoleResponse = Message$1<"chat.SetParticipantRoleResponse"> & {
   /**
-   * After the change.
+   * The group as the caller sees it after the call.
    *
    * @generated from field: chat.Conversation conversation = 1;
    */
@@ -1024,7 +1070,7 @@ export const SetParticipantRoleResponseSchema: GenMessage<SetParticipantRoleResp
  */
 export type LeaveConversationRequest = Message$1<"chat.LeaveConversationRequest"> & {
   /**
-   * The group.
+   * Id (UUID) of the group.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -1060,14 +1106,15 @@ export const LeaveConversationResponseSchema: GenMessage<LeaveConversationRespon
  */
 export type EditMessageRequest = Message$1<"chat.EditMessageRequest"> & {
   /**
-   * The message.
+   * Id (UUID) of the caller's own message.
    *
    * @generated from field: string message_id = 1;
    */
   messageId: string;
 
   /**
-   * The new text (1..4,096 characters: Unicode code points).
+   * The new text (1..4,096 characters: Unicode code points; default 4096,
+   * `CHAT_MAX_TEXT_LENGTH`), not only whitespace.
    *
    * @generated from field: string content = 2;
    */
@@ -1088,7 +1135,7 @@ export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PUR
  */
 export type EditMessageResponse = Message$1<"chat.EditMessageResponse"> & {
   /**
-   * After the edit.
+   * The message after the edit, with edited_at set.
    *
    * @generated from field: chat.Message message = 1;
    */
@@ -1109,7 +1156,7 @@ export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__P
  */
 export type DeleteMessageRequest = Message$1<"chat.DeleteMessageRequest"> & {
   /**
-   * The message.
+   * Id (UUID) of a message the caller can see.
    *
    * @generated from field: string message_id = 1;
    */
@@ -1152,14 +1199,15 @@ export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*
  */
 export type ReactToMessageRequest = Message$1<"chat.ReactToMessageRequest"> & {
   /**
-   * The message.
+   * Id (UUID) of a message the caller can see.
    *
    * @generated from field: string message_id = 1;
    */
   messageId: string;
 
   /**
-   * One emoji (at most 16 Unicode code points); empty removes the caller's reaction.
+   * One emoji (at most 16 Unicode code points, no letters, digits or
+   * spaces); empty removes the caller's reaction.
    *
    * @generated from field: string emoji = 2;
    */
@@ -1180,7 +1228,7 @@ export const ReactToMessageRequestSchema: GenMessage<ReactToMessageRequest> = /*
  */
 export type ReactToMessageResponse = Message$1<"chat.ReactToMessageResponse"> & {
   /**
-   * By emoji.
+   * All reactions on the message now, one entry per emoji.
    *
    * @generated from field: repeated chat.Reaction reactions = 1;
    */
@@ -1201,7 +1249,7 @@ export const ReactToMessageResponseSchema: GenMessage<ReactToMessageResponse> = 
  */
 export type MarkDeliveredRequest = Message$1<"chat.MarkDeliveredRequest"> & {
   /**
-   * The conversation.
+   * Id (UUID) of a conversation the caller is a participant of.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -1229,7 +1277,7 @@ export const MarkDeliveredRequestSchema: GenMessage<MarkDeliveredRequest> = /*@_
  */
 export type MarkDeliveredResponse = Message$1<"chat.MarkDeliveredResponse"> & {
   /**
-   * Delivered watermark.
+   * The caller's delivered watermark now (a seq; never lower than before).
    *
    * @generated from field: int64 last_delivered_seq = 1;
    */
@@ -1250,7 +1298,7 @@ export const MarkDeliveredResponseSchema: GenMessage<MarkDeliveredResponse> = /*
  */
 export type MarkReadRequest = Message$1<"chat.MarkReadRequest"> & {
   /**
-   * The conversation.
+   * Id (UUID) of a conversation the caller is a participant of.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -1278,14 +1326,14 @@ export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
  */
 export type MarkReadResponse = Message$1<"chat.MarkReadResponse"> & {
   /**
-   * Read watermark.
+   * The caller's read watermark now (a seq; never lower than before).
    *
    * @generated from field: int64 last_read_seq = 1;
    */
   lastReadSeq: bigint;
 
   /**
-   * Delivered watermark (reading implies delivery).
+   * The caller's delivered watermark now (reading implies delivery).
    *
    * @generated from field: int64 last_delivered_seq = 2;
    */
@@ -1306,7 +1354,7 @@ export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*
  */
 export type GetMessageReceiptsRequest = Message$1<"chat.GetMessageReceiptsRequest"> & {
   /**
-   * The message.
+   * Id (UUID) of a message the caller can see.
    *
    * @generated from field: string message_id = 1;
    */
@@ -1327,7 +1375,7 @@ export const GetMessageReceiptsRequestSchema: GenMessage<GetMessageReceiptsReque
  */
 export type MessageReceipt = Message$1<"chat.MessageReceipt"> & {
   /**
-   * The participant.
+   * The participant's user id.
    *
    * @generated from field: string user_id = 1;
    */
@@ -1371,7 +1419,7 @@ export type GetMessageReceiptsResponse = Message$1<"chat.GetMessageReceiptsRespo
   receipts: MessageReceipt[];
 
   /**
-   * The aggregate state.
+   * The aggregate state over the other participants (as Message.receipt_state).
    *
    * @generated from field: chat.ReceiptState receipt_state = 2;
    */
@@ -1392,14 +1440,14 @@ export const GetMessageReceiptsResponseSchema: GenMessage<GetMessageReceiptsResp
  */
 export type MuteConversationRequest = Message$1<"chat.MuteConversationRequest"> & {
   /**
-   * The conversation.
+   * Id (UUID) of a conversation the caller is a participant of.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * Until when; unset unmutes.
+   * Until when (must be in the future); unset unmutes.
    *
    * @generated from field: google.protobuf.Timestamp muted_until = 2;
    */
@@ -1435,7 +1483,7 @@ export const MuteConversationResponseSchema: GenMessage<MuteConversationResponse
  */
 export type ArchiveConversationRequest = Message$1<"chat.ArchiveConversationRequest"> & {
   /**
-   * The conversation.
+   * Id (UUID) of a conversation the caller is a participant of.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -1597,11 +1645,19 @@ export const ChatService: GenService<{
   /**
    * CreateConversation opens a direct conversation (is_group false, exactly one
    * other participant, by id or by phone number) or creates a group (a name
-   * and up to 1,023 others). A direct conversation that already exists is
-   * returned as it is. InvalidArgument for bad ids or a group without a name;
-   * NotFound for unknown users; PermissionDenied for a group with a user whose
-   * group_add privacy setting (user.Privacy) does not admit the caller. A group
-   * is created once per client_request_id.
+   * and up to 1,023 others: `CHAT_MAX_PARTICIPANTS`, default 1024, counts the
+   * owner). A direct conversation that already exists is returned as it is. A
+   * group is created once per client_request_id.
+   * Errors: InvalidArgument: an id not a UUID or a phone number not E.164; a
+   * direct conversation without exactly one other participant; a group
+   * without a name, or with a name, description or avatar URL past its limit
+   * (see the request's fields), or more participants than the limit;
+   * client_request_id over 64 characters. NotFound: an id or phone number
+   * that is no Chatwire user. PermissionDenied: a direct conversation while
+   * either side has blocked the other; a group with a user who has blocked
+   * the caller, or whose group_add privacy setting (user.Privacy) does not
+   * admit the caller. ResourceExhausted with `retry-after`: the call limits
+   * above (group and direct counted apart).
    *
    * @generated from rpc chat.ChatService.CreateConversation
    */
@@ -1613,7 +1669,27 @@ export const ChatService: GenService<{
   /**
    * SendMessage sends a message; it answers once the message is durable. A
    * retry with the same client_message_id returns the same message.
-   * Text at most 4,096 characters (Unicode code points); text or media required.
+   * Text at most 4,096 characters (Unicode code points; default 4096,
+   * `CHAT_MAX_TEXT_LENGTH`); text or media required.
+   * Durable means different things per profile. Embedded (no NATS): the
+   * message is stored before the answer, which carries its seq. Production
+   * (NATS JetStream): the answer comes once JetStream has the message
+   * durably, before the worker stores it; such a queued answer has `seq: 0`
+   * (its id, client_message_id, created_at and content are final). The real
+   * seq arrives with the stored message: the `message_created` event on every
+   * participant's realtime Subscribe stream (the sender's devices included),
+   * and ListMessages. Match it by id or client_message_id. A retry after the
+   * message is stored answers it with its seq.
+   * Errors: InvalidArgument: content over the text limit; neither text nor
+   * media_url; media_url not http(s) or over 2,048 characters; media_type
+   * over 128 characters; client_message_id over 64 characters or already
+   * used by the caller in another conversation; reply_to_message_id not a
+   * message of this conversation; a mention_user_ids entry that is not a
+   * participant. NotFound: a conversation the caller is not (or no longer)
+   * in. PermissionDenied: a direct conversation while either side has
+   * blocked the other. ResourceExhausted with `retry-after`: the call limit
+   * above. Unavailable: the message queue (NATS) cannot take the message
+   * (retry with the same client_message_id; nothing is sent twice).
    *
    * @generated from rpc chat.ChatService.SendMessage
    */
@@ -1623,7 +1699,12 @@ export const ChatService: GenService<{
     output: typeof SendMessageResponseSchema;
   },
   /**
-   * ListMessages pages a conversation's history, newest first by default.
+   * ListMessages pages a conversation's history, newest first by default. A
+   * former participant pages what they saw while in.
+   * Errors: InvalidArgument: a negative limit, before_seq or after_seq;
+   * after_seq combined with before_seq or before_message_id;
+   * before_message_id not a message of this conversation. NotFound: a
+   * conversation the caller never was in.
    *
    * @generated from rpc chat.ChatService.ListMessages
    */
@@ -1634,6 +1715,8 @@ export const ChatService: GenService<{
   },
   /**
    * GetConversations lists the caller's conversations by last activity, newest first.
+   * Errors: InvalidArgument: a negative limit, or a page_token not from a
+   * previous page.
    *
    * @generated from rpc chat.ChatService.GetConversations
    */
@@ -1646,6 +1729,7 @@ export const ChatService: GenService<{
    * GetConversation returns one conversation of the caller. A former
    * participant of a group sees it as it was when they left: the participants,
    * their roles and the group's name, description and avatar of then.
+   * Errors: NotFound: a conversation the caller never was in.
    *
    * @generated from rpc chat.ChatService.GetConversation
    */
@@ -1658,6 +1742,10 @@ export const ChatService: GenService<{
    * UpdateGroup changes a group's name, description or avatar (admins and
    * owner). A call that changes nothing (every field given already has that
    * value, e.g. a retry) writes no system message and sends no event.
+   * Errors: InvalidArgument: no field set, an empty name, or a field past its
+   * limit or (avatar) not an http(s) URL. NotFound: a conversation the caller
+   * is not (or no longer) in. FailedPrecondition: a direct conversation.
+   * PermissionDenied: the caller is a plain member.
    *
    * @generated from rpc chat.ChatService.UpdateGroup
    */
@@ -1668,8 +1756,14 @@ export const ChatService: GenService<{
   },
   /**
    * AddParticipants adds users to a group (admins and owner). Users already in
-   * are skipped; when nobody is new nothing is written or sent. PermissionDenied
-   * for a user whose group_add privacy setting (user.Privacy) does not admit the caller.
+   * are skipped; when nobody is new nothing is written or sent.
+   * Errors: InvalidArgument: no user_ids. NotFound: a user_ids entry that is
+   * no user, or a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a direct conversation, or the group would pass
+   * `CHAT_MAX_PARTICIPANTS` (default 1024). PermissionDenied: the caller is a
+   * plain member; a user who has blocked the caller, or whose group_add
+   * privacy setting (user.Privacy) does not admit the caller.
+   * ResourceExhausted with `retry-after`: the call limit above.
    *
    * @generated from rpc chat.ChatService.AddParticipants
    */
@@ -1681,7 +1775,12 @@ export const ChatService: GenService<{
   /**
    * RemoveParticipant removes a user from a group (admins; the owner cannot be
    * removed). Removing a former participant (e.g. a retry) succeeds and does
-   * nothing; NotFound for a user who never was one.
+   * nothing.
+   * Errors: InvalidArgument: user_id is the caller (use LeaveConversation).
+   * NotFound: a user who never was a participant, or a conversation the
+   * caller is not (or no longer) in. FailedPrecondition: a direct
+   * conversation. PermissionDenied: the caller is a plain member; the target
+   * is the owner; the target is an admin and the caller is not the owner.
    *
    * @generated from rpc chat.ChatService.RemoveParticipant
    */
@@ -1693,6 +1792,12 @@ export const ChatService: GenService<{
   /**
    * SetParticipantRole makes a participant owner, admin or member (owner;
    * admins may promote to admin). Setting the role someone already has does nothing.
+   * Errors: InvalidArgument: role UNSPECIFIED or unknown. NotFound: user_id
+   * is not a current participant, or a conversation the caller is not (or
+   * no longer) in. FailedPrecondition: a direct conversation, or changing the
+   * owner's own role (make someone else owner instead). PermissionDenied:
+   * the caller is a plain member, or an admin doing more than making a
+   * member admin.
    *
    * @generated from rpc chat.ChatService.SetParticipantRole
    */
@@ -1705,7 +1810,9 @@ export const ChatService: GenService<{
    * LeaveConversation leaves a group; an owner hands ownership to the
    * longest-standing admin, else the longest-standing participant. Leaving a
    * group the caller has already left or been removed from succeeds and does
-   * nothing; NotFound for a group the caller never was in.
+   * nothing.
+   * Errors: NotFound: a group the caller never was in. FailedPrecondition: a
+   * direct conversation (which cannot be left).
    *
    * @generated from rpc chat.ChatService.LeaveConversation
    */
@@ -1716,8 +1823,15 @@ export const ChatService: GenService<{
   },
   /**
    * EditMessage changes the text of one's own message within the edit window
-   * (15 min). An edit to the text the message already has (e.g. a retry)
-   * answers the message as it is, even after the window, and sends no event.
+   * (default 900 s = 15 min, `CHAT_EDIT_WINDOW_SECONDS`). An edit to the text
+   * the message already has (e.g. a retry) answers the message as it is, even
+   * after the window, and sends no event.
+   * Errors: NotFound: a message the caller cannot see. PermissionDenied:
+   * someone else's message; a direct conversation while either side has
+   * blocked the other. FailedPrecondition: the message was deleted, or the
+   * edit window has passed. InvalidArgument: empty text, or text over the
+   * limit (`CHAT_MAX_TEXT_LENGTH`, default 4096). ResourceExhausted with
+   * `retry-after`: the call limit above.
    *
    * @generated from rpc chat.ChatService.EditMessage
    */
@@ -1727,10 +1841,15 @@ export const ChatService: GenService<{
     output: typeof EditMessageResponseSchema;
   },
   /**
-   * DeleteMessage deletes for everyone (own message within 60 h, or any
-   * message by a group admin: content purged, a tombstone stays) or for me
-   * (hidden on my devices only). Deleting again what is already deleted (for
-   * everyone, or hidden for me) succeeds and sends no event.
+   * DeleteMessage deletes for everyone (own message within default 216000 s =
+   * 60 h, `CHAT_DELETE_WINDOW_SECONDS`, or any message at any time by a group
+   * admin or owner: content purged, a tombstone stays) or for me (hidden on my
+   * devices only). Deleting again what is already deleted (for everyone, or
+   * hidden for me) succeeds and sends no event.
+   * Errors: NotFound: a message the caller cannot see. PermissionDenied (for
+   * everyone): the caller has left the conversation, or the message is
+   * someone else's and the caller is not a group admin. FailedPrecondition
+   * (for everyone): the caller's own message past the delete window.
    *
    * @generated from rpc chat.ChatService.DeleteMessage
    */
@@ -1742,7 +1861,12 @@ export const ChatService: GenService<{
   /**
    * ReactToMessage sets the caller's one reaction on a message; an empty emoji
    * removes it. Setting the reaction the caller already has sends no event.
-   * PermissionDenied in a direct conversation while either side has blocked the other.
+   * Errors: NotFound: a message the caller cannot see. PermissionDenied: the
+   * caller has left the conversation; a direct conversation while either
+   * side has blocked the other. FailedPrecondition: the message was deleted.
+   * InvalidArgument: emoji longer than 16 code points or containing letters,
+   * digits or spaces. ResourceExhausted with `retry-after`: the call limit
+   * above.
    *
    * @generated from rpc chat.ChatService.ReactToMessage
    */
@@ -1754,6 +1878,8 @@ export const ChatService: GenService<{
   /**
    * MarkDelivered moves the caller's delivered watermark up to a seq (never
    * down: a repeat changes nothing and sends no event).
+   * Errors: NotFound: a conversation the caller is not (or no longer) in.
+   * InvalidArgument: up_to_seq negative or beyond the conversation's last seq.
    *
    * @generated from rpc chat.ChatService.MarkDelivered
    */
@@ -1765,6 +1891,8 @@ export const ChatService: GenService<{
   /**
    * MarkRead moves the caller's read (and delivered) watermark up to a seq
    * (never down: a repeat changes nothing and sends no event).
+   * Errors: NotFound: a conversation the caller is not (or no longer) in.
+   * InvalidArgument: up_to_seq negative or beyond the conversation's last seq.
    *
    * @generated from rpc chat.ChatService.MarkRead
    */
@@ -1775,6 +1903,7 @@ export const ChatService: GenService<{
   },
   /**
    * GetMessageReceipts tells, per participant, when a message was delivered and read.
+   * Errors: NotFound: a message the caller cannot see.
    *
    * @generated from rpc chat.ChatService.GetMessageReceipts
    */
@@ -1786,6 +1915,8 @@ export const ChatService: GenService<{
   /**
    * MuteConversation mutes notifications until a time (unset: unmute). A call
    * that changes nothing sends no event.
+   * Errors: NotFound: a conversation the caller is not (or no longer) in.
+   * InvalidArgument: muted_until not in the future.
    *
    * @generated from rpc chat.ChatService.MuteConversation
    */
@@ -1797,6 +1928,7 @@ export const ChatService: GenService<{
   /**
    * ArchiveConversation archives or unarchives a conversation for the caller.
    * A call that changes nothing sends no event.
+   * Errors: NotFound: a conversation the caller is not (or no longer) in.
    *
    * @generated from rpc chat.ChatService.ArchiveConversation
    */

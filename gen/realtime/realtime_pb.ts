@@ -14,8 +14,19 @@
 //
 // Every RPC needs `Authorization: Bearer <access token>`.
 //
+// Every RPC may answer: Unauthenticated (no, or no valid, bearer token, or its
+// session revoked); InvalidArgument for U+0000 in any string field, a body
+// that is not the request message, or an id that is not a UUID;
+// ResourceExhausted for a request larger than MAX_MESSAGE_BYTES (default
+// 4 MiB); Unavailable while the database cannot be reached (retry later).
+// The unary calls also answer DeadlineExceeded when they outlive their
+// deadline (the client's, capped at MAX_REQUEST_TIMEOUT_MS, default 300000;
+// REQUEST_TIMEOUT_MS, default 30000, when it sends none). Each RPC below
+// lists its own errors.
+//
 // Per-user call limits (the server's RATE_LIMIT_* settings, far above what a
-// person does) cover SendTyping: past one, the call answers
+// person does) cover SendTyping (default 20 per second and 600 per minute
+// across conversations, `RATE_LIMIT_TYPING`): past one, the call answers
 // ResourceExhausted with the seconds to wait in the message and in
 // `retry-after` (a response header on Connect, a trailer on gRPC).
 
@@ -46,7 +57,8 @@ export type SubscribeRequest = Message<"realtime.SubscribeRequest"> & {
   /**
    * Replay stored events after this position, then go live. Unset: live from
    * now (`ready.position` says where the stream starts). A position older than
-   * the retention window (or unknown to the server) gets `resync_required`.
+   * the retention window (`INBOX_RETENTION_DAYS`, default 30 days) or ahead of
+   * the account's last position gets `resync_required`. Must not be negative.
    *
    * @generated from field: optional int64 since_position = 1;
    */
@@ -254,7 +266,8 @@ export type Ready = Message<"realtime.Ready"> & {
   position: bigint;
 
   /**
-   * Heartbeat interval in seconds: treat the connection as dead after missing two.
+   * Heartbeat interval in seconds (default 15, `REALTIME_HEARTBEAT_SECONDS`):
+   * treat the connection as dead after missing two.
    *
    * @generated from field: int32 heartbeat_seconds = 2;
    */
@@ -346,7 +359,10 @@ export const ResyncRequiredSchema: GenMessage<ResyncRequired> = /*@__PURE__*/
  */
 export type MessageCreated = Message<"realtime.MessageCreated"> & {
   /**
-   * The message as ListMessages shows it.
+   * The message as ListMessages shows it, once stored: its seq is the real
+   * one. This is where the sender's devices learn the seq of a message whose
+   * SendMessage answered seq 0 (queued, production profile); match it by id
+   * or client_message_id.
    *
    * @generated from field: chat.Message message = 1;
    */
@@ -388,14 +404,14 @@ export const MessageEditedSchema: GenMessage<MessageEdited> = /*@__PURE__*/
  */
 export type MessageDeleted = Message<"realtime.MessageDeleted"> & {
   /**
-   * The conversation.
+   * The conversation's id.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * The message.
+   * The deleted (or hidden) message's id.
    *
    * @generated from field: string message_id = 2;
    */
@@ -430,14 +446,14 @@ export const MessageDeletedSchema: GenMessage<MessageDeleted> = /*@__PURE__*/
  */
 export type ReactionChanged = Message<"realtime.ReactionChanged"> & {
   /**
-   * The conversation.
+   * The conversation's id.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * The message.
+   * The reacted-to message's id.
    *
    * @generated from field: string message_id = 2;
    */
@@ -479,7 +495,7 @@ export const ReactionChangedSchema: GenMessage<ReactionChanged> = /*@__PURE__*/
  */
 export type ReceiptUpdated = Message<"realtime.ReceiptUpdated"> & {
   /**
-   * The conversation.
+   * The conversation's id.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -493,14 +509,14 @@ export type ReceiptUpdated = Message<"realtime.ReceiptUpdated"> & {
   userId: string;
 
   /**
-   * Their delivered watermark.
+   * Their delivered watermark (a seq in the conversation).
    *
    * @generated from field: int64 last_delivered_seq = 3;
    */
   lastDeliveredSeq: bigint;
 
   /**
-   * Their read watermark.
+   * Their read watermark (a seq in the conversation).
    *
    * @generated from field: int64 last_read_seq = 4;
    */
@@ -563,7 +579,8 @@ export type ConversationUpdated = Message<"realtime.ConversationUpdated"> & {
   conversation?: Conversation | undefined;
 
   /**
-   * Who changed it.
+   * User id of who changed it (the caller's own id for their mute and
+   * archive settings).
    *
    * @generated from field: string actor_id = 2;
    */
@@ -584,21 +601,21 @@ export const ConversationUpdatedSchema: GenMessage<ConversationUpdated> = /*@__P
  */
 export type ParticipantAdded = Message<"realtime.ParticipantAdded"> & {
   /**
-   * The group.
+   * The group's conversation id.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * Who was added.
+   * User ids of those added.
    *
    * @generated from field: repeated string user_ids = 2;
    */
   userIds: string[];
 
   /**
-   * Who added them.
+   * User id of the admin who added them.
    *
    * @generated from field: string actor_id = 3;
    */
@@ -619,7 +636,7 @@ export const ParticipantAddedSchema: GenMessage<ParticipantAdded> = /*@__PURE__*
  */
 export type ParticipantRemoved = Message<"realtime.ParticipantRemoved"> & {
   /**
-   * The group.
+   * The group's conversation id.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -654,14 +671,14 @@ export const ParticipantRemovedSchema: GenMessage<ParticipantRemoved> = /*@__PUR
  */
 export type ParticipantRoleChanged = Message<"realtime.ParticipantRoleChanged"> & {
   /**
-   * The group.
+   * The group's conversation id.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * Whose role.
+   * User id of the participant whose role changed.
    *
    * @generated from field: string user_id = 2;
    */
@@ -675,7 +692,8 @@ export type ParticipantRoleChanged = Message<"realtime.ParticipantRoleChanged"> 
   role: ParticipantRole;
 
   /**
-   * Who changed it.
+   * User id of who changed it (the owner, or an admin promoting a member;
+   * the former owner when ownership passed on leaving).
    *
    * @generated from field: string actor_id = 4;
    */
@@ -696,14 +714,14 @@ export const ParticipantRoleChangedSchema: GenMessage<ParticipantRoleChanged> = 
  */
 export type Typing = Message<"realtime.Typing"> & {
   /**
-   * The conversation.
+   * The conversation's id.
    *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
-   * Who.
+   * Who is typing (user id).
    *
    * @generated from field: string user_id = 2;
    */
@@ -717,7 +735,8 @@ export type Typing = Message<"realtime.Typing"> & {
   active: boolean;
 
   /**
-   * When it expires unless repeated (active only).
+   * When it expires unless repeated (active only; `REALTIME_TYPING_TTL_MS`
+   * after the call, default 6000 ms).
    *
    * @generated from field: google.protobuf.Timestamp expires_at = 4;
    */
@@ -738,7 +757,7 @@ export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
  */
 export type Presence = Message<"realtime.Presence"> & {
   /**
-   * Who.
+   * Whose presence changed (user id).
    *
    * @generated from field: string user_id = 1;
    */
@@ -773,21 +792,21 @@ export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
  */
 export type StatusPosted = Message<"realtime.StatusPosted"> & {
   /**
-   * The status.
+   * The status's id (UUID), for StatusService.GetStatuses / ViewStatus.
    *
    * @generated from field: string status_id = 1;
    */
   statusId: string;
 
   /**
-   * Its author.
+   * Its author's user id.
    *
    * @generated from field: string author_id = 2;
    */
   authorId: string;
 
   /**
-   * When it disappears.
+   * When it disappears (24 hours after posting).
    *
    * @generated from field: google.protobuf.Timestamp expires_at = 3;
    */
@@ -829,7 +848,7 @@ export const SessionRevokedSchema: GenMessage<SessionRevoked> = /*@__PURE__*/
  */
 export type SendTypingRequest = Message<"realtime.SendTypingRequest"> & {
   /**
-   * The conversation.
+   * The conversation (UUID) the caller is a participant of.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -857,7 +876,7 @@ export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE_
  */
 export type SendTypingResponse = Message<"realtime.SendTypingResponse"> & {
   /**
-   * How many online participants it reached.
+   * How many other participants with an open Subscribe stream it was sent to.
    *
    * @generated from field: int32 delivered_to = 1;
    */
@@ -878,7 +897,7 @@ export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PUR
  */
 export type GetPresenceRequest = Message<"realtime.GetPresenceRequest"> & {
   /**
-   * Up to 256 user ids.
+   * Up to 256 user ids (UUIDs); duplicates are answered once.
    *
    * @generated from field: repeated string user_ids = 1;
    */
@@ -899,7 +918,7 @@ export const GetPresenceRequestSchema: GenMessage<GetPresenceRequest> = /*@__PUR
  */
 export type UserPresence = Message<"realtime.UserPresence"> & {
   /**
-   * Who.
+   * The user asked about (user id).
    *
    * @generated from field: string user_id = 1;
    */
@@ -957,10 +976,16 @@ export const RealtimeService: GenService<{
   /**
    * Subscribe streams the caller's events. With since_position set, it first
    * replays the stored events after that position; without it, it starts from
-   * now. The stream ends with Unauthenticated when the session is revoked,
-   * ResourceExhausted when the device cannot keep up (REALTIME_STREAM_BUFFER
-   * events waiting) or has too many streams open, Unavailable on server
-   * shutdown. A ResourceExhausted end comes after every event the stream sent
+   * now. Errors: InvalidArgument: a negative since_position (one too old or
+   * ahead of the account is not an error: it gets `resync_required`). The
+   * stream ends with Unauthenticated when the session is revoked,
+   * ResourceExhausted when the device cannot keep up (more than
+   * `REALTIME_STREAM_BUFFER` events waiting, default 1000) or when the user
+   * opens one stream more than `REALTIME_MAX_STREAMS_PER_USER` (default 10;
+   * the oldest stream is the one ended), Unavailable on server shutdown
+   * (reconnect, possibly to another instance), Canceled or DeadlineExceeded
+   * when the client cancels or its own deadline passes. A ResourceExhausted
+   * end comes after every event the stream sent
    * and names the last stored position it sent, in its message and in the
    * `resume-position` metadata (gRPC trailer, Connect end-stream metadata):
    * reconnect with since_position set to it, or to the last position you
@@ -979,10 +1004,15 @@ export const RealtimeService: GenService<{
   },
   /**
    * SendTyping tells the conversation's other online participants that the
-   * caller is (or stopped) typing. It expires on their side after a few seconds
-   * unless repeated; it is never stored. At most 10 calls per 5 s per conversation.
-   * PermissionDenied in a direct conversation while either side has blocked the other.
-   * A repeat only renews the indicator (safe to retry).
+   * caller is (or stopped) typing. It expires on their side after
+   * `REALTIME_TYPING_TTL_MS` (default 6000) unless repeated; it is never
+   * stored. A repeat only renews the indicator (safe to retry).
+   * Errors: InvalidArgument: conversation_id not a UUID. NotFound: a
+   * conversation the caller is not (or no longer) in. PermissionDenied: a
+   * direct conversation while either side has blocked the other.
+   * ResourceExhausted: more than 10 calls per 5 s in one conversation (the
+   * wait is in the message, no retry-after), or the per-user call limit above
+   * (with `retry-after`).
    *
    * @generated from rpc realtime.RealtimeService.SendTyping
    */
@@ -995,6 +1025,7 @@ export const RealtimeService: GenService<{
    * GetPresence answers whether users are online and when they were last seen,
    * for users the caller has a direct conversation with or has as contacts, as
    * their last-seen privacy and blocks allow (others are left out).
+   * Errors: InvalidArgument: more than 256 ids, or an id that is not a UUID.
    *
    * @generated from rpc realtime.RealtimeService.GetPresence
    */

@@ -13,9 +13,21 @@
 // and whom the status's audience includes. A status is gone 24 hours after
 // posting. A status the caller may not see answers NotFound.
 //
+// Every RPC may also answer: Unauthenticated (no, or no valid, bearer token,
+// or its session revoked); InvalidArgument for U+0000 in any string field, a
+// body that is not the request message, or a status_id / user_id that is not
+// a UUID; ResourceExhausted for a request larger than MAX_MESSAGE_BYTES
+// (default 4 MiB); DeadlineExceeded when the call outlives its deadline (the
+// client's, capped at MAX_REQUEST_TIMEOUT_MS, default 300000;
+// REQUEST_TIMEOUT_MS, default 30000, when it sends none); Unavailable while
+// the database cannot be reached (retry later). Each RPC below lists its own
+// errors.
+//
 // Per-user call limits (the server's RATE_LIMIT_* settings, far above what a
-// person does) cover CreateStatus and ReplyToStatus (which
-// counts with chat.ChatService.SendMessage): past one, the call answers
+// person does) cover CreateStatus (default 60 per hour and 200 per day,
+// `RATE_LIMIT_CREATE_STATUS`) and ReplyToStatus (which counts with
+// chat.ChatService.SendMessage: default 20 per second and 600 per minute,
+// `RATE_LIMIT_SEND_MESSAGE`): past one, the call answers
 // ResourceExhausted with the seconds to wait in the message and in
 // `retry-after` (a response header on Connect, a trailer on gRPC).
 // Retries: every mutating RPC is safe to retry after a lost answer. The retry
@@ -74,14 +86,15 @@ export type CreateStatusRequest = Message<"status.CreateStatusRequest"> & {
   contentType: StatusContentType;
 
   /**
-   * Background of a TEXT status, "#RRGGBB"; empty for the client's default.
+   * Background of a TEXT status, "#RRGGBB" (hex digits, stored upper-case);
+   * empty for the client's default. Must be empty for IMAGE and VIDEO.
    *
    * @generated from field: string background_color = 4;
    */
   backgroundColor: string;
 
   /**
-   * Typeface of a TEXT status.
+   * Typeface of a TEXT status; must be UNSPECIFIED for IMAGE and VIDEO.
    *
    * @generated from field: status.StatusFont font = 5;
    */
@@ -262,14 +275,16 @@ export type Status = Message<"status.Status"> & {
   font: StatusFont;
 
   /**
-   * The picture or video of an IMAGE or VIDEO status.
+   * The picture or video of an IMAGE or VIDEO status (http or https, at most
+   * 2,048 characters); empty for TEXT.
    *
    * @generated from field: string media_url = 8;
    */
   mediaUrl: string;
 
   /**
-   * Caption of a picture or video.
+   * Caption of a picture or video (at most 700 characters: Unicode code
+   * points); empty for TEXT.
    *
    * @generated from field: string caption = 9;
    */
@@ -601,7 +616,8 @@ export type ReplyToStatusRequest = Message<"status.ReplyToStatusRequest"> & {
   statusId: string;
 
   /**
-   * The reply text, 1 to CHAT_MAX_TEXT_LENGTH characters (Unicode code points).
+   * The reply text: 1 to 4,096 characters (Unicode code points; default
+   * 4096, `CHAT_MAX_TEXT_LENGTH`), not only whitespace.
    *
    * @generated from field: string content = 2;
    */
@@ -637,7 +653,8 @@ export type ReplyToStatusResponse = Message<"status.ReplyToStatusResponse"> & {
   conversationId: string;
 
   /**
-   * The reply message as chat.ChatService.SendMessage answers it.
+   * The reply message as chat.ChatService.SendMessage answers it: seq 0 while
+   * it is queued but not yet stored (production profile; see ReplyToStatus).
    *
    * @generated from field: chat.Message message = 2;
    */
@@ -807,6 +824,16 @@ export const StatusService: GenService<{
    * characters: Unicode code points); an image or video needs media_url. user_id, if set, must be
    * the caller's id (PermissionDenied otherwise). With client_request_id set,
    * a retry returns the first answer and posts nothing.
+   * Errors: PermissionDenied: user_id set to another user. InvalidArgument:
+   * an unknown content_type, audience or font; TEXT without content or with
+   * media_url or caption; IMAGE/VIDEO without media_url, with content, with
+   * background_color or font; content or caption over 700 code points;
+   * media_url over 2,048 characters or not http(s); background_color not
+   * #RRGGBB; audience_user_ids given for CONTACTS, empty for ONLY_SHARE_WITH,
+   * over 1,024, or not UUIDs; client_request_id over 64 characters.
+   * NotFound: an audience_user_ids entry that is no user. ResourceExhausted
+   * with `retry-after`: the call limit above. Aborted: a request with the
+   * same client_request_id is still in progress (retry).
    *
    * @generated from rpc status.StatusService.CreateStatus
    */
@@ -819,6 +846,8 @@ export const StatusService: GenService<{
    * GetStatuses returns the unexpired statuses the caller may see, newest
    * first: one user's when user_id is set (the caller's own included), else
    * everyone's, the caller's own included.
+   * Errors: InvalidArgument: user_id set but not a UUID. An unknown user, or
+   * one whose statuses the caller may not see, answers an empty list.
    *
    * @generated from rpc status.StatusService.GetStatuses
    */
@@ -832,6 +861,7 @@ export const StatusService: GenService<{
    * caller as a contact and whose audience includes the caller, grouped by
    * author (the author with the newest status first), each group newest
    * first, with a viewed flag per status.
+   * Errors: only those every RPC may answer.
    *
    * @generated from rpc status.StatusService.ListStatusFeed
    */
@@ -843,6 +873,7 @@ export const StatusService: GenService<{
   /**
    * ListMyStatuses returns the caller's unexpired statuses, newest first,
    * with their audience and view counts.
+   * Errors: only those every RPC may answer.
    *
    * @generated from rpc status.StatusService.ListMyStatuses
    */
@@ -854,8 +885,9 @@ export const StatusService: GenService<{
   /**
    * GetStatusViewers lists who viewed one of the caller's statuses and when,
    * newest first. Viewers with read receipts off are not listed; with the
-   * caller's own read receipts off the list is empty. PermissionDenied for
-   * anyone but the author.
+   * caller's own read receipts off the list is empty.
+   * Errors: NotFound: no such unexpired status the caller may see.
+   * PermissionDenied: a status the caller sees but did not post.
    *
    * @generated from rpc status.StatusService.GetStatusViewers
    */
@@ -867,6 +899,7 @@ export const StatusService: GenService<{
   /**
    * ViewStatus records that the caller viewed a status (once; later calls
    * return the first view's time). The author's own views are not recorded.
+   * Errors: NotFound: no such unexpired status the caller may see.
    *
    * @generated from rpc status.StatusService.ViewStatus
    */
@@ -877,8 +910,10 @@ export const StatusService: GenService<{
   },
   /**
    * DeleteStatus removes one of the caller's statuses and its views at once.
-   * PermissionDenied for anyone but the author. Deleting a status the caller
-   * has already deleted (within 24 h) succeeds and does nothing.
+   * Deleting a status the caller has already deleted (within 24 h) succeeds
+   * and does nothing.
+   * Errors: NotFound: no such unexpired status the caller may see.
+   * PermissionDenied: a status the caller sees but did not post.
    *
    * @generated from rpc status.StatusService.DeleteStatus
    */
@@ -890,9 +925,19 @@ export const StatusService: GenService<{
   /**
    * ReplyToStatus answers a status with a message in the direct conversation
    * between the caller and the author (opened if needed), sent like
-   * chat.ChatService.SendMessage. PermissionDenied when either has blocked
-   * the other; FailedPrecondition for the caller's own status. A retry with
-   * the same client_message_id returns the same message and sends nothing.
+   * chat.ChatService.SendMessage. A retry with the same client_message_id
+   * returns the same message and sends nothing. As with SendMessage, on the
+   * production profile the answer comes once the message is durable in the
+   * queue, before it is stored: message.seq is then 0, and the real seq
+   * arrives with the stored message (realtime message_created, ListMessages).
+   * Errors: NotFound: no such unexpired status the caller may see.
+   * FailedPrecondition: the caller's own status, or the caller has left the
+   * direct conversation with the author (or it is gone). PermissionDenied:
+   * either has blocked the other. InvalidArgument: empty content, content
+   * over the text limit, client_message_id over 64 characters or already
+   * used in another conversation. ResourceExhausted with `retry-after`: the
+   * SendMessage call limit above. Unavailable: the message queue (NATS)
+   * cannot take the message; retry with the same client_message_id.
    *
    * @generated from rpc status.StatusService.ReplyToStatus
    */

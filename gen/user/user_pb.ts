@@ -7,10 +7,20 @@
 //
 // Errors: InvalidArgument (a malformed field, named in the message), NotFound
 // (an unknown user id), ResourceExhausted (the daily contact-sync budget; the
-// seconds to wait are in the message), FailedPrecondition (blocking oneself).
+// seconds to wait are in the message and in `retry-after`),
+// FailedPrecondition (blocking oneself).
+// Every RPC may also answer: Unauthenticated (no, or no valid, bearer token,
+// or its session revoked); InvalidArgument for U+0000 in any string field or
+// a body that is not the request message; ResourceExhausted for a request
+// larger than MAX_MESSAGE_BYTES (default 4 MiB); DeadlineExceeded when the
+// call outlives its deadline (the client's, capped at MAX_REQUEST_TIMEOUT_MS,
+// default 300000; REQUEST_TIMEOUT_MS, default 30000, when it sends none);
+// Unavailable while the database cannot be reached (retry later). Each RPC
+// below lists its own errors.
 //
 // Per-user call limits (the server's RATE_LIMIT_* settings, far above what a
-// person does) cover SyncContacts: past one, the call answers
+// person does) cover SyncContacts (default 60 per hour and 500 per day,
+// `RATE_LIMIT_SYNC_CONTACTS`): past one, the call answers
 // ResourceExhausted with the seconds to wait in the message and in
 // `retry-after` (a response header on Connect, a trailer on gRPC).
 // Retries: every mutating RPC here sets a state (a profile field, a contact, a
@@ -63,7 +73,8 @@ export type Profile = Message<"user.Profile"> & {
   displayName: string;
 
   /**
-   * URL of the profile photo; empty if none or hidden from the caller.
+   * URL of the profile photo (http or https, at most 2,048 characters); empty
+   * if none or hidden from the caller.
    *
    * @generated from field: string profile_picture_url = 4;
    */
@@ -409,14 +420,16 @@ export type SyncContactsResponse = Message<"user.SyncContactsResponse"> & {
   invalidPhoneNumbers: string[];
 
   /**
-   * Numbers the caller may still check until budget_resets_at.
+   * Numbers not yet among the caller's contacts it may still check until
+   * budget_resets_at (out of CONTACT_SYNC_DAILY_BUDGET, default 5,000).
    *
    * @generated from field: int32 budget_remaining = 3;
    */
   budgetRemaining: number;
 
   /**
-   * When the daily budget starts afresh.
+   * When the budget starts afresh: 24 hours after the window's first
+   * spending.
    *
    * @generated from field: google.protobuf.Timestamp budget_resets_at = 4;
    */
@@ -797,6 +810,7 @@ export const VisibilitySchema: GenEnum<Visibility> = /*@__PURE__*/
 export const UserService: GenService<{
   /**
    * GetMe returns the caller's own profile, every field filled.
+   * Errors: NotFound: the caller's account no longer exists.
    *
    * @generated from rpc user.UserService.GetMe
    */
@@ -810,6 +824,9 @@ export const UserService: GenService<{
    * about line (at most 140; both in Unicode code points) or profile photo URL (http or https, at most
    * 2,048; empty removes it). Fields left unset stay as they are. A call that
    * changes nothing leaves updated_at as it was.
+   * Errors: InvalidArgument: no field set, display_name empty, too long or
+   * with control characters, about_text too long, profile_picture_url too long
+   * or not http(s). NotFound: the caller's account no longer exists.
    *
    * @generated from rpc user.UserService.UpdateProfile
    */
@@ -821,6 +838,7 @@ export const UserService: GenService<{
   /**
    * GetUsers returns up to 100 users by id, each with only what the caller may
    * see. Unknown ids are left out of the answer.
+   * Errors: InvalidArgument: no ids, more than 100, or an id that is not a UUID.
    *
    * @generated from rpc user.UserService.GetUsers
    */
@@ -833,9 +851,17 @@ export const UserService: GenService<{
    * SyncContacts checks up to 1,000 phone numbers from the caller's address
    * book, stores the registered ones as the caller's contacts and returns them.
    * Numbers not yet among the caller's contacts count against a daily budget
-   * per account (5,000 by default), so the directory cannot be crawled.
-   * Numbers that are already contacts are free; a retry without
-   * client_request_id costs budget again for the numbers that matched no user.
+   * per account (default 5,000 per 24 h, `CONTACT_SYNC_DAILY_BUDGET`), so the
+   * directory cannot be crawled. Numbers that are already contacts are free;
+   * a retry without client_request_id costs budget again for the numbers that
+   * matched no user. Invalid entries of phone_numbers are not an error (they
+   * come back in invalid_phone_numbers).
+   * Errors: InvalidArgument: more than 1,000 numbers in either list, an
+   * invalid number in remove_phone_numbers, client_request_id over 64
+   * characters. ResourceExhausted with `retry-after`: the budget cannot cover
+   * this call's new numbers (nothing is spent), or the call limit above.
+   * Aborted: a request with the same client_request_id is still in progress
+   * (retry).
    *
    * @generated from rpc user.UserService.SyncContacts
    */
@@ -846,6 +872,8 @@ export const UserService: GenService<{
   },
   /**
    * ListContacts pages the caller's contacts by phone number.
+   * Errors: InvalidArgument: negative limit, or a page_token not from a
+   * previous page.
    *
    * @generated from rpc user.UserService.ListContacts
    */
@@ -859,6 +887,8 @@ export const UserService: GenService<{
    * with the caller, send to an existing one, add the caller to a group, or
    * see the caller's photo, about, last seen, presence or statuses (and the
    * caller no longer sees theirs). Blocking twice is not an error.
+   * Errors: InvalidArgument: user_id not a UUID. FailedPrecondition: the
+   * caller's own id. NotFound: no such user.
    *
    * @generated from rpc user.UserService.BlockUser
    */
@@ -869,6 +899,8 @@ export const UserService: GenService<{
   },
   /**
    * UnblockUser lifts a block. Unblocking someone not blocked is not an error.
+   * Errors: InvalidArgument: user_id not a UUID. FailedPrecondition: the
+   * caller's own id. NotFound: no such user.
    *
    * @generated from rpc user.UserService.UnblockUser
    */
@@ -879,6 +911,7 @@ export const UserService: GenService<{
   },
   /**
    * ListBlocked lists the users the caller has blocked, most recent first.
+   * Errors: only those every RPC may answer.
    *
    * @generated from rpc user.UserService.ListBlocked
    */
@@ -889,6 +922,7 @@ export const UserService: GenService<{
   },
   /**
    * GetPrivacy returns the caller's privacy settings.
+   * Errors: only those every RPC may answer.
    *
    * @generated from rpc user.UserService.GetPrivacy
    */
@@ -900,6 +934,8 @@ export const UserService: GenService<{
   /**
    * UpdatePrivacy changes some of the caller's privacy settings; fields left
    * unset (or VISIBILITY_UNSPECIFIED) stay as they are.
+   * Errors: InvalidArgument: nothing to change, or a value outside the
+   * Visibility enum.
    *
    * @generated from rpc user.UserService.UpdatePrivacy
    */

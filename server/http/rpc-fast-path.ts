@@ -1,6 +1,5 @@
 import type http from "node:http";
 import type http2 from "node:http2";
-import { create, isMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, DescService, JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import {
   Code,
@@ -34,9 +33,11 @@ import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/
 import type { Logger } from "pino";
 import { withDeadline } from "../interceptors/deadline.js";
 import { toConnectError } from "../interceptors/errors.js";
-import { decodeError, envelope, isDecodeError } from "./node-adapter.js";
+import { envelope } from "./node-adapter.js";
 import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 import { LeanHeaders } from "./lean-headers.js";
+import { header, parse, readBody, unwrapEnvelope } from "./rpc-request.js";
+import { applyInterceptors, copyHeaders, drained, normalizeOutput } from "./rpc-stream.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -375,116 +376,4 @@ export class RpcFastPath {
     res.writeHead(status, head);
     res.end(out.data);
   }
-}
-
-/** A request that is not valid protobuf is the client's bad input: InvalidArgument (connect says Internal). */
-function parse(serialization: MethodSerializationLookup<DescMessage, DescMessage>, binary: boolean, bytes: Uint8Array, typeName: string) {
-  try {
-    return serialization.getI(binary).parse(bytes);
-  } catch (e) {
-    if (e instanceof ConnectError && isDecodeError(e)) throw decodeError(typeName, e.rawMessage);
-    throw e;
-  }
-}
-
-function header(v: string | string[] | undefined): string | null {
-  if (v === undefined) return null;
-  return typeof v === "string" ? v : v.join(", ");
-}
-
-/**
- * How far past readMaxBytes a body is still read (and dropped) before it is refused. Node's http2 client
- * (and so @grpc/grpc-js) refuses answers while more than 10 MB of its own request is unsent; reading up to
- * 4 × 4 MiB leaves a larger body's sender under that when the refusal arrives. Reading costs only bandwidth
- * the client spends anyway.
- */
-const DRAIN_FACTOR = 4;
-
-/** The whole request body, refused past `readMaxBytes` (as connect's readAllBytes). */
-function readBody(req: Req, readMaxBytes: number, contentLength: string | null): Promise<Uint8Array> {
-  const hint = contentLength === null ? NaN : Number(contentLength);
-  if (Number.isInteger(hint) && hint > readMaxBytes) {
-    req.resume();
-    return Promise.reject(new ConnectError(`message size ${hint} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    const tooLarge = () => new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
-    const onData = (chunk: Buffer) => {
-      if (failed) return;
-      size += chunk.byteLength;
-      // Past the limit the rest is read and dropped, and the refusal waits for the end of the body (see
-      // readInput in serveStream for why); past DRAIN_FACTOR times the limit it is refused at once.
-      if (size > DRAIN_FACTOR * readMaxBytes) {
-        failed = true;
-        chunks.length = 0;
-        reject(tooLarge());
-        return;
-      }
-      if (size <= readMaxBytes) chunks.push(chunk);
-      else chunks.length = 0;
-    };
-    req.on("data", onData);
-    req.once("end", () => {
-      if (failed) return;
-      if (size > readMaxBytes) return reject(tooLarge());
-      if (Number.isInteger(hint) && hint >= 0 && hint !== size) {
-        reject(new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument));
-        return;
-      }
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    });
-    req.once("error", (err) => {
-      if (!failed) reject(new ConnectError("the request body could not be read", Code.Canceled, undefined, undefined, err));
-      failed = true;
-    });
-  });
-}
-
-/** The one message of a unary gRPC or server-streaming request (5-byte envelope: flags, big-endian length). */
-function unwrapEnvelope(raw: Uint8Array, readMaxBytes: number, kind = "unary"): Uint8Array {
-  if (raw.byteLength === 0) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
-  if (raw.byteLength < 5) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  const flags = raw[0]!;
-  const length = ((raw[1]! << 24) | (raw[2]! << 16) | (raw[3]! << 8) | raw[4]!) >>> 0;
-  if (length > readMaxBytes) throw new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
-  if (raw.byteLength < 5 + length) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  if (raw.byteLength > 5 + length) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
-  if (flags !== 0) throw new ConnectError("received a compressed message without a grpc-encoding header", Code.InvalidArgument);
-  return raw.subarray(5);
-}
-
-/** Resolves when the response can take more, or is gone. */
-function drained(res: Res, closed: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    if (closed()) return resolve();
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
-}
-
-/** As connect's applyInterceptors: the first interceptor is the outermost. */
-function applyInterceptors(interceptors: Interceptor[], last: (req: StreamRequest) => Promise<StreamResponse>): (req: StreamRequest) => Promise<StreamResponse> {
-  let next = last as Parameters<Interceptor>[0];
-  for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next);
-  return next as (req: StreamRequest) => Promise<StreamResponse>;
-}
-
-function copyHeaders(from: Headers, to: Headers): void {
-  if (from === to) return;
-  to.forEach((_, key) => to.delete(key));
-  from.forEach((value, key) => to.set(key, value));
-}
-
-/** Handlers may yield init objects; connect turns them into messages (its normalize). */
-function normalizeOutput(schema: DescMessage, value: unknown): MessageShape<DescMessage> {
-  if (isMessage(value, schema)) return value;
-  return create(schema, value as MessageInitShape<DescMessage>);
 }
