@@ -26,7 +26,7 @@ import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { toMessage } from "../domain/message-view.js";
 import { formerParticipants } from "../domain/conversation-view.js";
 import { MESSAGE_EVENTS, eventBody, eventFromPayload } from "../realtime/events.js";
-import type { LocalStream } from "../realtime/hub.js";
+import type { LocalStream } from "../realtime/local-stream.js";
 import { resetTransportKey } from "../realtime/transport-key.js";
 
 const REPLAY_PAGE = 500;
