@@ -27,15 +27,11 @@ import type { OtpProvider } from "./auth/otp-provider.js";
 import { SessionGuard } from "./auth/session-guard.js";
 import { TokenService } from "./auth/tokens.js";
 import { TwilioOtpProvider } from "./auth/twilio-otp-provider.js";
-import { pruneAuthRows } from "./db/auth-store.js";
-import { pruneRequestAnswers } from "./db/request-store.js";
 import { PgLeaderLock } from "./db/leader-lock.js";
 import { isConnectionError } from "./db/connection-errors.js";
 import { targetOf, untilReachable } from "./startup-wait.js";
-import { purgeExpiredStatuses } from "./db/status-store.js";
 import { authInterceptor } from "./interceptors/auth.js";
 import { CallLimits, rateLimitInterceptor } from "./interceptors/rate-limit.js";
-import { pruneRateLimitPoints } from "./db/rate-limit-store.js";
 import { textFieldsInterceptor } from "./interceptors/text-fields.js";
 import { InProcessBus, NatsBus, type EventBus } from "./messaging/bus.js";
 import { createContextValues } from "@connectrpc/connect";
@@ -45,6 +41,8 @@ import type { MessageQueue } from "./messaging/message-queue.js";
 import { MessageWorker, type WorkerHooks } from "./messaging/message-worker.js";
 import { RealtimeHub } from "./realtime/hub.js";
 import { resetTransportKey, transportResetter } from "./realtime/transport-key.js";
+import { scheduleJobs } from "./jobs.js";
+import { Scheduler } from "./scheduler.js";
 
 export interface CreateOptions {
   logger?: Logger;
@@ -67,8 +65,8 @@ export class ChatwireServer {
   private listener: Listener | undefined;
   private boundPort: number | undefined;
   private stopping: Promise<void> | undefined;
-  private pruneTimer: NodeJS.Timeout | undefined;
-  private statusPurgeTimer: NodeJS.Timeout | undefined;
+  /** Every periodic job of this server (jobs.ts). */
+  private readonly scheduler: Scheduler;
   /** Consumes the JetStream queue; only with NATS and the "worker" role. */
   private worker: MessageWorker | undefined;
 
@@ -77,7 +75,9 @@ export class ChatwireServer {
     private readonly shutdown: AbortController,
     private readonly ownsDatabase: boolean,
     private readonly workerHooks: WorkerHooks | undefined,
-  ) {}
+  ) {
+    this.scheduler = new Scheduler(ctx.logger);
+  }
 
   static async create(config: Config, opts: CreateOptions = {}): Promise<ChatwireServer> {
     const logger = opts.logger ?? createLogger(config.logLevel);
@@ -170,17 +170,7 @@ export class ChatwireServer {
     let serviceNames: string[] = [];
     this.ctx.auth.guard.start();
     this.ctx.realtime.start();
-    this.pruneTimer = setInterval(() => {
-      pruneAuthRows(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "pruning auth rows failed"));
-      pruneRateLimitPoints(this.ctx.database.db, Date.now()).catch((err: unknown) => logger.warn({ err }, "pruning rate limit counters failed"));
-      pruneRequestAnswers(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "pruning request answers failed"));
-    }, 10 * 60_000);
-    this.pruneTimer.unref();
-    // Expired statuses are already invisible (read-time filter); this removes their rows and views.
-    this.statusPurgeTimer = setInterval(() => {
-      purgeExpiredStatuses(this.ctx.database.db, this.ctx.clock.now()).catch((err: unknown) => logger.warn({ err }, "purging expired statuses failed"));
-    }, config.status.purgeIntervalSeconds * 1000);
-    this.statusPurgeTimer.unref();
+    scheduleJobs(this.scheduler, this.ctx);
     const queue = this.ctx.messages;
     if (queue instanceof JetStreamQueue && config.roles.has("worker")) {
       this.worker = new MessageWorker({
@@ -319,11 +309,12 @@ export class ChatwireServer {
     const started = Date.now();
     health.setAll("NOT_SERVING");
     this.shutdown.abort(new ConnectError("server is shutting down; reconnect to another instance", Code.Unavailable));
-    clearInterval(this.pruneTimer);
-    clearInterval(this.statusPurgeTimer);
+    // No new runs from here; runs in progress end before the database closes.
+    const jobsStopped = this.scheduler.stop();
     await this.listener?.close(config.shutdownTimeoutMs);
     // Streams ended with the listener; their presence rows are removed before the database closes.
     await this.ctx.realtime.stop();
+    await jobsStopped;
     // After the API (its last SendMessage calls have published) and before
     // NATS drains (the worker still acks what it stored).
     await this.worker?.stop().catch((err: unknown) => logger.warn({ err }, "stopping the message worker failed"));

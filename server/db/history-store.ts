@@ -34,6 +34,12 @@ export function getMessage(db: Db, id: string): Promise<MessageRow | undefined> 
   return db.selectFrom("messages").selectAll().where("id", "=", id).executeTakeFirst() as Promise<MessageRow | undefined>;
 }
 
+/** The messages with these ids (those that still exist), in no particular order. */
+export function getMessages(db: Db, ids: readonly string[]): Promise<MessageRow[]> {
+  if (ids.length === 0) return Promise.resolve([]);
+  return db.selectFrom("messages").selectAll().where("id", "in", [...ids]).execute() as Promise<MessageRow[]>;
+}
+
 export function getMessageBySenderClientId(db: Db, senderId: string, clientMessageId: string): Promise<MessageRow | undefined> {
   return db
     .selectFrom("messages")

@@ -129,6 +129,12 @@ export async function contactsAmong(db: Db, ownerId: string, candidates: readonl
   return new Set(rows.map((r) => r.contact_user_id));
 }
 
+/** The users in `ownerId`'s contacts. */
+export async function contactsOf(db: Db, ownerId: string): Promise<string[]> {
+  const rows = await db.selectFrom("contacts").select("contact_user_id").where("user_id", "=", ownerId).execute();
+  return rows.map((r) => r.contact_user_id);
+}
+
 /** Of `owners`, those who have `userId` in their contacts. */
 export async function ownersHavingContact(db: Db, userId: string, owners: readonly string[]): Promise<Set<string>> {
   if (owners.length === 0) return new Set();

@@ -1,9 +1,7 @@
 import { describe, expect, test } from "vitest";
-import { Code } from "@connectrpc/connect";
 import { ReceiptState } from "../../gen/chat/chat_pb.js";
 import type { ConversationRow, ParticipantRow } from "../db/conversation-store.js";
 import type { MessageRow } from "../db/history-store.js";
-import { directBlockRefusal } from "./blocking.js";
 import { asSeenBy } from "./conversation-view.js";
 import { receiptState } from "./message-view.js";
 
@@ -64,15 +62,5 @@ describe("receiptState", () => {
   test("stops at delivered when read state is not shared", () => {
     expect(receiptState(msg, [person("s"), person("a", "0", "3")], false)).toBe(ReceiptState.DELIVERED);
     expect(receiptState(msg, [person("s"), person("a", "0", "0", "2")], false)).toBe(ReceiptState.SENT);
-  });
-});
-
-describe("directBlockRefusal", () => {
-  test("either way in a direct conversation, saying which way; groups pass", () => {
-    expect(directBlockRefusal({ otherId: null, iBlocked: true, blockedMe: true })).toBeUndefined();
-    expect(directBlockRefusal({ otherId: "x", iBlocked: false, blockedMe: false })).toBeUndefined();
-    expect(directBlockRefusal({ otherId: "x", iBlocked: true, blockedMe: false })).toMatchObject({ code: Code.PermissionDenied });
-    expect(directBlockRefusal({ otherId: "x", iBlocked: true, blockedMe: false })!.rawMessage).toMatch(/you have blocked user x/);
-    expect(directBlockRefusal({ otherId: "x", iBlocked: false, blockedMe: true })!.rawMessage).toMatch(/user x has blocked you/);
   });
 });

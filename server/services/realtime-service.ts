@@ -20,13 +20,13 @@ import * as history from "../db/history-store.js";
 import { readInbox, type InboxRow } from "../db/inbox-store.js";
 import * as presence from "../db/presence-store.js";
 import { contactsAmong, getPrivacyMany, readStateSharedIn, relationsTo } from "../db/privacy-store.js";
-import { requireDirectNotBlocked } from "../domain/blocking.js";
+import { requireDirectNotBlocked } from "./blocking.js";
 import { allows } from "../domain/privacy.js";
 import { bad, callerOf, uuidField } from "./rpc-input.js";
 import { toMessage } from "../domain/message-view.js";
 import { formerParticipants } from "../domain/conversation-view.js";
 import { MESSAGE_EVENTS, eventBody, eventFromPayload } from "../realtime/events.js";
-import type { LocalStream } from "../realtime/hub.js";
+import type { LocalStream } from "../realtime/local-stream.js";
 import { resetTransportKey } from "../realtime/transport-key.js";
 
 const REPLAY_PAGE = 500;
@@ -54,8 +54,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
     const messageIds = [...new Set(rows.filter((r) => r.message_id && isMessageEvent(r.event_type)).map((r) => r.message_id!))];
     const messages = new Map<string, history.MessageRow>();
     if (messageIds.length > 0) {
-      const found = (await db.selectFrom("messages").selectAll().where("id", "in", messageIds).execute()) as history.MessageRow[];
-      for (const m of found) messages.set(m.id, m);
+      for (const m of await history.getMessages(db, messageIds)) messages.set(m.id, m);
     }
     const conversationIds = [...new Set([...messages.values()].map((m) => m.conversation_id))];
     const [people, former, reactions, quotes, readShared] = await Promise.all([

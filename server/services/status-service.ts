@@ -20,7 +20,7 @@ import * as history from "../db/history-store.js";
 import * as privacy from "../db/privacy-store.js";
 import * as statuses from "../db/status-store.js";
 import type { StatusRow } from "../db/status-store.js";
-import { requireNoBlockBetween } from "../domain/blocking.js";
+import { requireNoBlockBetween } from "./blocking.js";
 import { statusVisible, type AudienceKind } from "../domain/privacy.js";
 import { codePoints } from "../domain/text.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor } from "../messaging/message-queue.js";
@@ -125,11 +125,11 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
 
   /** Everyone the status reaches now: the author's contacts and only-list, as the rules admit. */
   async function audienceOf(row: StatusRow, list: readonly string[]): Promise<string[]> {
-    const contacts = await db.selectFrom("contacts").select("contact_user_id").where("user_id", "=", row.user_id).execute();
-    const candidates = [...new Set([...contacts.map((c) => c.contact_user_id), ...list])].filter((id) => id !== row.user_id);
+    const contacts = await privacy.contactsOf(db, row.user_id);
+    const candidates = [...new Set([...contacts, ...list])].filter((id) => id !== row.user_id);
     if (candidates.length === 0) return [];
     const [setting, blocked] = await Promise.all([privacy.getPrivacy(db, row.user_id), privacy.blockedEitherWay(db, row.user_id, candidates)]);
-    const contactSet = new Set(contacts.map((c) => c.contact_user_id));
+    const contactSet = new Set(contacts);
     const audience = { kind: row.audience as AudienceKind, userIds: new Set(list) };
     return candidates.filter((v) =>
       statusVisible(setting.status, audience, v, { self: false, viewerIsContact: contactSet.has(v), blocked: blocked.has(v) }),

@@ -6,7 +6,7 @@ import * as convs from "../../db/conversation-store.js";
 import { insertSystemMessage } from "../../messaging/store.js";
 import type { NewInboxEvent } from "../../messaging/types.js";
 import type { Database } from "../../db/schema.js";
-import { requireNoBlockBetween, requireNotBlockedByAny } from "../../domain/blocking.js";
+import { requireNoBlockBetween, requireNotBlockedByAny } from "../blocking.js";
 import { checkGroupFields } from "../../domain/group-fields.js";
 import { isUuid } from "../../domain/ids.js";
 import { CLIENT_ID_MAX } from "../../domain/limits.js";

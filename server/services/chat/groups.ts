@@ -5,7 +5,7 @@ import * as convs from "../../db/conversation-store.js";
 import { insertSystemMessage } from "../../messaging/store.js";
 import type { NewInboxEvent } from "../../messaging/types.js";
 import type { Database } from "../../db/schema.js";
-import { requireNotBlockedByAny } from "../../domain/blocking.js";
+import { requireNotBlockedByAny } from "../blocking.js";
 import { roleToProto } from "../../domain/conversation-view.js";
 import { checkGroupFields, type GroupFields } from "../../domain/group-fields.js";
 import { publishNotices } from "../../messaging/message-queue.js";

@@ -6,7 +6,7 @@ import * as convs from "../../db/conversation-store.js";
 import * as history from "../../db/history-store.js";
 import type { NewInboxEvent } from "../../messaging/types.js";
 import { readStateSharedIn } from "../../db/privacy-store.js";
-import { directBlockRefusal, requireDirectNotBlocked } from "../../domain/blocking.js";
+import { directBlockRefusal, requireDirectNotBlocked } from "../blocking.js";
 import { CLIENT_ID_MAX, EMOJI_MAX, MEDIA_TYPE_MAX, URL_MAX } from "../../domain/limits.js";
 import { toMessage } from "../../domain/message-view.js";
 import { codePoints } from "../../domain/text.js";

@@ -1,0 +1,24 @@
+import type { AppContext } from "./context.js";
+import { pruneAuthRows } from "./db/auth-store.js";
+import { pruneRateLimitPoints } from "./db/rate-limit-store.js";
+import { pruneRequestAnswers } from "./db/request-store.js";
+import { purgeExpiredStatuses } from "./db/status-store.js";
+import { PRESENCE_RENEW_MS } from "./realtime/presence.js";
+import type { Scheduler } from "./scheduler.js";
+
+/** Expired auth rows, rate-limit counters and request answers are deleted this often. */
+const PRUNE_EVERY_MS = 10 * 60_000;
+
+/** Every periodic job of a server, in one place. */
+export function scheduleJobs(scheduler: Scheduler, ctx: AppContext): void {
+  const { db } = ctx.database;
+  const { clock, config, realtime } = ctx;
+  scheduler.every("presence renewal", PRESENCE_RENEW_MS, () => realtime.renewPresence());
+  scheduler.every("presence sweep", PRESENCE_RENEW_MS, () => realtime.sweepPresence());
+  scheduler.every("inbox pruning", config.realtime.inboxPruneIntervalSeconds * 1000, () => realtime.pruneInbox());
+  scheduler.every("auth row pruning", PRUNE_EVERY_MS, () => pruneAuthRows(db, clock.now()));
+  scheduler.every("rate limit counter pruning", PRUNE_EVERY_MS, () => pruneRateLimitPoints(db, Date.now()));
+  scheduler.every("request answer pruning", PRUNE_EVERY_MS, () => pruneRequestAnswers(db, clock.now()));
+  // Expired statuses are already invisible (read-time filter); this removes their rows and views.
+  scheduler.every("expired status purge", config.status.purgeIntervalSeconds * 1000, () => purgeExpiredStatuses(db, clock.now()));
+}
