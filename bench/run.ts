@@ -6,9 +6,11 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { queueNames } from "../server/messaging/jetstream-queue.js";
 import { BenchContext, type Mode, type ScenarioResult } from "./lib/context.js";
+import { scenarioBudget } from "./scenarios/budget.js";
 import { scenarioConnections } from "./scenarios/connections.js";
 import { scenarioAck, scenarioDelivery, scenarioEmbedded } from "./scenarios/delivery.js";
 import { scenarioFanout } from "./scenarios/fanout.js";
+import { scenarioStore } from "./scenarios/store.js";
 import { scenarioStorm } from "./scenarios/storm.js";
 import { scenarioUnary } from "./scenarios/unary.js";
 
@@ -24,6 +26,8 @@ const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioResult>> 
   5: scenarioFanout,
   6: scenarioStorm,
   7: scenarioEmbedded,
+  8: scenarioStore,
+  9: scenarioBudget,
 };
 
 async function main(): Promise<void> {

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { CpuSampler, PostgresPids, natsPids, trees } from "./cpu.js";
 import type { Device } from "./fixtures.js";
 import { LoadProcess } from "./ipc.js";
 import { ServerProcess, freePort } from "./server-proc.js";
@@ -37,6 +38,8 @@ export class BenchContext {
   readonly dataDir = path.join(os.tmpdir(), `chatwire-bench-${randomBytes(4).toString("hex")}`);
   private readonly servers = new Set<ServerProcess>();
   private readonly loads = new Set<LoadProcess>();
+  private readonly pgPids: PostgresPids;
+  private nats: number[] | undefined;
 
   constructor(
     readonly mode: Mode,
@@ -46,6 +49,7 @@ export class BenchContext {
     readonly serverEnv: Record<string, string>,
     readonly cpuProf: boolean,
   ) {
+    this.pgPids = new PostgresPids(databaseUrl, decodeURIComponent(new URL(databaseUrl).pathname.slice(1)));
     this.resultsDir = fileURLToPath(new URL(`../../../bench/results/${this.runId}/`, import.meta.url));
     mkdirSync(this.resultsDir, { recursive: true });
   }
@@ -55,7 +59,12 @@ export class BenchContext {
   }
 
   /** A production-profile server process on a free port (embedded: no DATABASE_URL / NATS_URL). */
-  async startServer(env: Record<string, string> = {}, profile: "production" | "embedded" = "production"): Promise<ServerProcess> {
+  async startServer(
+    env: Record<string, string> = {},
+    profile: "production" | "embedded" = "production",
+    /** Writes its V8 CPU profiles here (default: results/prof with --cpu-prof, else none). */
+    cpuProfDir?: string,
+  ): Promise<ServerProcess> {
     const port = await freePort();
     const server = await ServerProcess.start({
       port,
@@ -73,7 +82,7 @@ export class BenchContext {
         ...this.serverEnv,
         ...env,
       },
-      cpuProfDir: this.cpuProf ? path.join(this.resultsDir, "prof") : undefined,
+      cpuProfDir: cpuProfDir ?? (this.cpuProf ? path.join(this.resultsDir, "prof") : undefined),
     });
     this.servers.add(server);
     return server;
@@ -103,9 +112,25 @@ export class BenchContext {
     }));
   }
 
+  /**
+   * CPU by party while it runs: Chatwire = every running server's process
+   * tree; PostgreSQL = the bench database's backends plus the cluster's
+   * shared background processes (PostgresPids); NATS = the nats-server on the
+   * bench's NATS port; load = the load generators and this orchestrator.
+   */
+  cpuSampler(): CpuSampler {
+    return new CpuSampler({
+      chatwire: trees(() => [...this.servers].map((s) => s.pid)),
+      postgres: this.pgPids.source,
+      nats: () => (this.nats ??= natsPids(this.natsUrl)),
+      load: () => [process.pid, ...trees(() => [...this.loads].map((p) => p.pid))()],
+    });
+  }
+
   async cleanup(): Promise<void> {
     await Promise.all([...this.loads].map((p) => p.stop().catch(() => undefined)));
     await Promise.all([...this.servers].map((s) => s.stop().catch(() => undefined)));
+    await this.pgPids.close();
   }
 
   /** Prints the scenario's table and writes <id>-<name>.json and .md. */

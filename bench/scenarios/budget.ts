@@ -1,0 +1,64 @@
+import { existsSync, rmSync } from "node:fs";
+import path from "node:path";
+import pg from "pg";
+import { budget, budgetRows, readProfiles } from "../profile-budget.js";
+import { DbFixtures } from "../lib/fixtures.js";
+import { fmt, type BenchContext, type ScenarioResult } from "../lib/context.js";
+import { deliveryLadder } from "./delivery.js";
+
+/**
+ * The CPU budget of one 1:1 message by stage (issue 15 item 4): a server
+ * with --cpu-prof carries 100 devices' messages at a steady rate below its
+ * limit, with MarkDelivered on; its profile, written when it stops, is split
+ * by stage (bench/profile-budget.ts) and divided by the messages it stored.
+ */
+export async function scenarioBudget(ctx: BenchContext): Promise<ScenarioResult> {
+  const rate = ctx.quick ? 300 : 500;
+  const seconds = ctx.quick ? 8 : 20;
+  const profDir = path.join(ctx.resultsDir, "budget-prof");
+  rmSync(profDir, { recursive: true, force: true });
+  const server = await ctx.startServer({}, "production", profDir);
+  const fx = await DbFixtures.connect(ctx.databaseUrl, ctx.jwtSecret);
+  let messages = 0;
+  let step;
+  try {
+    const pairs = await fx.pairs(await fx.devices(100));
+    [step] = await deliveryLadder(ctx, server, pairs, { start: rate, max: rate, fixed: [rate], stepSeconds: seconds });
+    // Everything the server handled, the warm-up included (the profile window holds it too).
+    messages = await storedIn(ctx.databaseUrl, pairs.map((p) => p.conversationId));
+  } finally {
+    await fx.close();
+    await ctx.stopServer(server);
+  }
+  if (!step) throw new Error("the budget run made no step");
+  if (!existsSync(profDir)) throw new Error(`no CPU profile in ${profDir} (did the server exit cleanly?)`);
+  const b = budget(readProfiles([profDir]), messages, 15);
+  const procUs = (cores: number) => ((cores * 1e6) / Math.max(1, step.achieved)).toFixed(0);
+  console.log(`  budget: ${messages} messages, profile window ${(b.windowUs / 1e6).toFixed(1)} s`);
+  return {
+    id: 9,
+    name: "budget",
+    title: `CPU budget of one 1:1 message by stage (server --cpu-prof, 100 devices, ${rate} msg/s for ${seconds} s, MarkDelivered on)`,
+    headers: ["stage", "µs/msg", "share"],
+    rows: budgetRows(b),
+    targets: [],
+    notes: [
+      `${messages} messages stored (warm-up included), profile window ${(b.windowUs / 1e6).toFixed(1)} s (first SendMessage to last delivery), ${((b.busyUs / Math.max(1, b.windowUs)) * 100).toFixed(0)} % busy; the V8 profile sees the main thread only`,
+      `from /proc during the step (all threads): chatwire ${procUs(step.cores.chatwire)} µs/msg, postgres ${procUs(step.cores.postgres)}, nats ${procUs(step.cores.nats)}; ${fmt(step.perServerCore, 0)} msg per server-side core-second at ${fmt(step.achieved, 0)} msg/s (p99 ${fmt(step.latency.p99)} ms); MarkDelivered ${fmt(step.marksPerSecond, 0)}/s`,
+      "stages by stack frame, mapping in bench/profile-budget.ts; 'unattributed' rows are library code resumed after an await, with no Chatwire frame on its stack. Rerun on a saved profile: node dist/bench/profile-budget.js --messages=N <dir> --top=20",
+      `heaviest functions: ${b.top.slice(0, 8).map((t) => `${t.fn} (${t.file}, ${t.row}) ${(t.us / Math.max(1, messages)).toFixed(1)}`).join("; ")}`,
+    ],
+    data: { rate, seconds, messages, step, budget: { ...b, perMessage: Object.fromEntries(b.perMessage) } },
+  };
+}
+
+async function storedIn(databaseUrl: string, conversationIds: string[]): Promise<number> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: string }>("select count(*)::text as n from messages where conversation_id = any($1::uuid[])", [conversationIds]);
+    return Number(rows[0]!.n);
+  } finally {
+    await client.end();
+  }
+}
