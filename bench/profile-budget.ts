@@ -21,7 +21,8 @@ import { table } from "./lib/stats.js";
 // library (pg's result parsing, kysely's, the NATS client's protocol parser,
 // node:http2's session callbacks) has no Chatwire frame on its stack: it goes
 // to a shared row (PostgreSQL client, NATS client, HTTP/2 and sockets, RPC
-// libraries), not to a stage. Server files and functions:
+// libraries), not to a stage; native code and the microtask queue with no
+// other frame go to "V8 runtime". Server files and functions:
 //
 // | stage                | frames (server/...)                                                               |
 // |----------------------|-----------------------------------------------------------------------------------|
@@ -64,7 +65,7 @@ const SHARED = [
   "HTTP/2 and sockets (Node), unattributed",
   "RPC libraries (connect, protobuf), unattributed",
   "garbage collector",
-  "V8 and native (program)",
+  "V8 runtime (program, microtask queue)",
   "other",
 ] as const;
 
@@ -107,6 +108,8 @@ const FALLBACK: Array<{ row: Row; file: RegExp }> = [
   { row: "NATS client, unattributed", file: /node_modules\/@nats-io\// },
   { row: "RPC libraries (connect, protobuf), unattributed", file: /node_modules\/(@connectrpc|@bufbuild)\// },
   { row: "HTTP/2 and sockets (Node), unattributed", file: /^node:(internal\/)?(http2|net|stream|streams|stream_base_commons|internal\/stream_base_commons)/ },
+  // jose verifies and signs JWTs with WebCrypto, which resumes in Node's crypto job callbacks.
+  { row: "RPC decode and auth", file: /^node:internal\/crypto\// },
 ];
 
 interface CallFrame {
@@ -145,7 +148,7 @@ function classify(stack: CallFrame[]): Row | "idle" {
   const leaf = stack[0]!;
   if (leaf.functionName === "(idle)") return "idle";
   if (leaf.functionName === "(garbage collector)") return "garbage collector";
-  if (leaf.functionName === "(program)") return "V8 and native (program)";
+  if (leaf.functionName === "(program)") return "V8 runtime (program, microtask queue)";
   let best: { row: Row; priority: number } | undefined;
   for (const f of stack) {
     const rule = RULES.find((r) => r.file.test(f.url) && (!r.fn || r.fn.test(f.functionName)));
@@ -156,6 +159,8 @@ function classify(stack: CallFrame[]): Row | "idle" {
     const fb = FALLBACK.find((r) => r.file.test(f.url));
     if (fb) return fb.row;
   }
+  // Only native frames and the microtask queue (promise reactions, nextTick) on the stack.
+  if (stack.every((f) => f.url === "" || f.url === "node:internal/process/task_queues")) return "V8 runtime (program, microtask queue)";
   return "other";
 }
 
