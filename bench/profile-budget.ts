@@ -7,7 +7,12 @@ import { table } from "./lib/stats.js";
 // profiles (node --cpu-prof): every sample's time goes to the stage of its
 // stack (rules below), and each stage's total is divided by the messages sent.
 //
-//   node dist/bench/profile-budget.js --messages=N <file.cpuprofile | dir> ... [--top=20]
+//   node dist/bench/profile-budget.js --messages=N <file.cpuprofile | dir> ... [--top=20] [--cpu-seconds=S]
+//
+// --cpu-seconds: the profiled main threads' CPU time over the profile's life
+// (/proc/<pid>/task/<pid>/stat); the profiler samples by wall-clock, so on a
+// busy machine it counts time the process waited for a core, and this scales
+// the figures back to CPU. Leave it out on a quiet machine.
 //
 // or `npm run bench -- --only=9`, which runs the load, stops the server (its
 // profile is written on exit) and prints this table.
@@ -133,6 +138,8 @@ const MESSAGE_END: Row[] = ["store", "notices", "hub", "stream write", "MarkDeli
 
 export interface Budget {
   messages: number;
+  /** CPU time ÷ profile time (1 when no CPU time was given); every µs figure is multiplied by it. */
+  scale: number;
   /** µs per message by row (stages, then shared rows). */
   perMessage: Map<Row, number>;
   /** µs of CPU in the window (idle excluded), over all profiles. */
@@ -169,13 +176,14 @@ function classify(stack: CallFrame[]): Row | "idle" {
  * first message sample (preflight, publish) to its last (store … MarkDelivered),
  * so start-up, stream opening and shutdown are left out; divides by `messages`.
  */
-export function budget(profiles: CpuProfile[], messages: number, topN = 0): Budget {
+export function budget(profiles: CpuProfile[], messages: number, topN = 0, mainThreadCpuSeconds?: number): Budget {
   const totals = new Map<Row, number>();
   const fnTotals = new Map<string, { fn: string; file: string; row: Row | "idle"; us: number }>();
   let busyUs = 0;
   let windowUs = 0;
   let idleUs = 0;
   let samples = 0;
+  let lifeBusyUs = 0;
   for (const p of profiles) {
     const byId = new Map(p.nodes.map((n) => [n.id, n]));
     const parent = new Map<number, number>();
@@ -196,6 +204,7 @@ export function budget(profiles: CpuProfile[], messages: number, topN = 0): Budg
     let last = -1;
     p.samples.forEach((id, i) => {
       const r = row(id);
+      if (r !== "idle") lifeBusyUs += dur(i);
       if (first < 0 && (MESSAGE_START as string[]).includes(r)) first = i;
       if ((MESSAGE_END as string[]).includes(r)) last = i;
     });
@@ -220,10 +229,18 @@ export function budget(profiles: CpuProfile[], messages: number, topN = 0): Budg
       }
     }
   }
+  // The profiler samples by wall-clock: while the process is runnable but not
+  // running (a busy machine), the time goes to whatever was on the stack.
+  // Given the main threads' CPU time over the profiles' life, every figure is
+  // scaled to it, keeping the shares.
+  const scale = mainThreadCpuSeconds && lifeBusyUs > 0 ? (mainThreadCpuSeconds * 1e6) / lifeBusyUs : 1;
   const perMessage = new Map<Row, number>();
-  for (const r of [...STAGES, ...SHARED]) perMessage.set(r, (totals.get(r) ?? 0) / Math.max(1, messages));
-  const top = [...fnTotals.values()].sort((a, b) => b.us - a.us).slice(0, topN);
-  return { messages, perMessage, busyUs, windowUs, idleUs, samples, top };
+  for (const r of [...STAGES, ...SHARED]) perMessage.set(r, ((totals.get(r) ?? 0) * scale) / Math.max(1, messages));
+  const top = [...fnTotals.values()]
+    .sort((a, b) => b.us - a.us)
+    .slice(0, topN)
+    .map((t) => ({ ...t, us: t.us * scale }));
+  return { messages, scale, perMessage, busyUs: busyUs * scale, windowUs, idleUs, samples, top };
 }
 
 function shortUrl(url: string): string {
@@ -267,13 +284,14 @@ function main(): void {
   const args = process.argv.slice(2);
   const messages = Number(args.find((a) => a.startsWith("--messages="))?.slice(11));
   const top = Number(args.find((a) => a.startsWith("--top="))?.slice(6) ?? 0);
+  const cpuSeconds = Number(args.find((a) => a.startsWith("--cpu-seconds="))?.slice(14) ?? 0) || undefined;
   const inputs = args.filter((a) => !a.startsWith("--"));
   if (!messages || inputs.length === 0) {
-    console.error("usage: node dist/bench/profile-budget.js --messages=N <file.cpuprofile | dir> ... [--top=N]");
+    console.error("usage: node dist/bench/profile-budget.js --messages=N <file.cpuprofile | dir> ... [--top=N] [--cpu-seconds=S]");
     process.exit(2);
   }
-  const b = budget(readProfiles(inputs), messages, top);
-  console.log(`${b.messages} messages, ${(b.windowUs / 1e6).toFixed(1)} s of profile window, ${((b.busyUs / Math.max(1, b.windowUs)) * 100).toFixed(0)} % busy, ${b.samples} samples\n`);
+  const b = budget(readProfiles(inputs), messages, top, cpuSeconds);
+  console.log(`${b.messages} messages, ${(b.windowUs / 1e6).toFixed(1)} s of profile window, ${b.samples} samples, CPU/profile scale ${b.scale.toFixed(2)}\n`);
   console.log(table(["stage", "µs/msg", "share"], budgetRows(b)).text);
   if (top > 0) {
     console.log(`\nheaviest functions (self time in the window):`);

@@ -39,6 +39,10 @@ export class BenchContext {
   private readonly servers = new Set<ServerProcess>();
   private readonly loads = new Set<LoadProcess>();
   private readonly pgPids: PostgresPids;
+  /** Subscribers acknowledge with MarkDelivered as the SDK does (--no-mark-delivered: off). */
+  markDelivered = true;
+  /** Scenario 9's rate (--budget-rate=N; default 500, quick 200). */
+  budgetRate: number | undefined;
   private nats: number[] | undefined;
 
   constructor(
@@ -93,8 +97,8 @@ export class BenchContext {
     this.servers.delete(s);
   }
 
-  load(script: string, name?: string): LoadProcess {
-    const p = LoadProcess.start(script, name);
+  load(script: string, name?: string, defaults?: Record<string, unknown>): LoadProcess {
+    const p = LoadProcess.start(script, name, [], defaults);
     this.loads.add(p);
     return p;
   }
@@ -107,7 +111,7 @@ export class BenchContext {
   /** Spreads devices over `n` subscriber processes. */
   subscribers(devices: Device[], n: number): Array<{ proc: LoadProcess; devices: Device[] }> {
     return Array.from({ length: n }, (_, i) => ({
-      proc: this.load("subscriber", `subscriber-${i}`),
+      proc: this.load("subscriber", `subscriber-${i}`, { autoDeliver: this.markDelivered }),
       devices: devices.filter((_, j) => j % n === i),
     }));
   }

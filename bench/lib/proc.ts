@@ -40,6 +40,21 @@ export function cpuSeconds(pid: number): number {
   return ticks / TICKS_PER_SECOND;
 }
 
+/** CPU seconds (user + system) used so far by the main threads of the tree (the thread a V8 CPU profile samples). */
+export function mainThreadCpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/task/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // gone
+    }
+  }
+  return ticks / TICKS_PER_SECOND;
+}
+
 /** Resident set size of the tree, bytes. */
 export function rssBytes(pid: number): number {
   let kb = 0;

@@ -195,7 +195,7 @@ const HEADERS = ["devices", "target/s", "msg/s", "p50 ms", "p95 ms", "p99 ms", "
 const CPU_NOTES = [
   "cores (1.0 = one core busy) while the step sends, from /proc: chatwire = the server's process tree; postgres = the bench database's backends plus the cluster's shared background processes (checkpointer, WAL writer, ...) and the postmaster, found through pg_stat_activity; nats = the nats-server on the bench's NATS port; load = the sender and subscriber processes and the bench orchestrator. All share the machine's cores",
   "msg/core-s = msg/s ÷ (chatwire + postgres + nats cores): messages per server-side core-second, the figure that compares with ejabberd's",
-  "every subscribed device acknowledges what it receives with MarkDelivered, batched per conversation every 100 ms, as the SDK does (MarkDel/s)",
+  "every subscribed device acknowledges what it receives with MarkDelivered, batched per conversation every 100 ms, as the SDK does (MarkDel/s; --no-mark-delivered turns it off)",
 ];
 
 function best(steps: Step[], devices: number): Step | undefined {
