@@ -92,8 +92,8 @@ export class BenchContext {
     return server;
   }
 
-  async stopServer(s: ServerProcess): Promise<void> {
-    await s.stop();
+  async stopServer(s: ServerProcess, graceMs?: number): Promise<void> {
+    await s.stop(graceMs);
     this.servers.delete(s);
   }
 
