@@ -116,9 +116,9 @@ export async function deliveryLadder(ctx: BenchContext, server: ServerProcess, p
       const cores = await sampler.stop();
       const marks1 = await marks();
       const rss = rssBytes(server.pid);
-      // Drain: wait (bounded) until every stored message reached its receiver;
-      // longer after an overloaded step, so its backlog does not spill into the next.
-      const drainUntil = Date.now() + (r.achievedRate >= rate * 0.9 ? 10_000 : 30_000);
+      // Drain: wait (bounded) until every stored message reached its receiver,
+      // so an overloaded step's backlog does not spill into the next.
+      const drainUntil = Date.now() + (ctx.quick ? 15_000 : 30_000);
       let received = 0;
       while (Date.now() < drainUntil) {
         const got = await Promise.all(subs.map((s) => s.proc.call<Record<string, number>>("received")));
