@@ -128,6 +128,8 @@ interface ProfileNode {
   children?: number[];
 }
 export interface CpuProfile {
+  /** µs, CLOCK_MONOTONIC (as process.hrtime in any process on the machine). */
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -172,11 +174,24 @@ function classify(stack: CallFrame[]): Row | "idle" {
 }
 
 /**
- * Adds up the profiles' samples by row, over each profile's window from its
- * first message sample (preflight, publish) to its last (store … MarkDelivered),
- * so start-up, stream opening and shutdown are left out; divides by `messages`.
+ * Adds up the profiles' samples by row and divides by `messages`. The window:
+ * [fromUs, toUs] when given (the bench's sending step), else each profile's
+ * first message sample (preflight, publish) to its last (store …
+ * MarkDelivered), so start-up, stream opening and shutdown are left out.
  */
-export function budget(profiles: CpuProfile[], messages: number, topN = 0, mainThreadCpuSeconds?: number): Budget {
+export interface BudgetOptions {
+  /** The heaviest functions to list. */
+  top?: number;
+  /** Only samples in [fromUs, toUs] (CLOCK_MONOTONIC µs) instead of the first-to-last-message window. */
+  fromUs?: number;
+  toUs?: number;
+  /** The profiled main threads' CPU seconds over the same window (or the profiles' whole life without one). */
+  mainThreadCpuSeconds?: number;
+}
+
+export function budget(profiles: CpuProfile[], messages: number, o: BudgetOptions = {}): Budget {
+  const topN = o.top ?? 0;
+  const mainThreadCpuSeconds = o.mainThreadCpuSeconds;
   const totals = new Map<Row, number>();
   const fnTotals = new Map<string, { fn: string; file: string; row: Row | "idle"; us: number }>();
   let busyUs = 0;
@@ -202,8 +217,17 @@ export function budget(profiles: CpuProfile[], messages: number, topN = 0, mainT
     const dur = (i: number) => p.timeDeltas[i + 1] ?? 0;
     let first = -1;
     let last = -1;
+    let at = p.startTime;
     p.samples.forEach((id, i) => {
+      at += p.timeDeltas[i] ?? 0;
       const r = row(id);
+      if (o.fromUs !== undefined && o.toUs !== undefined) {
+        if (at >= o.fromUs && at <= o.toUs) {
+          if (first < 0) first = i;
+          last = i;
+        }
+        return;
+      }
       if (r !== "idle") lifeBusyUs += dur(i);
       if (first < 0 && (MESSAGE_START as string[]).includes(r)) first = i;
       if ((MESSAGE_END as string[]).includes(r)) last = i;
@@ -233,7 +257,8 @@ export function budget(profiles: CpuProfile[], messages: number, topN = 0, mainT
   // running (a busy machine), the time goes to whatever was on the stack.
   // Given the main threads' CPU time over the profiles' life, every figure is
   // scaled to it, keeping the shares.
-  const scale = mainThreadCpuSeconds && lifeBusyUs > 0 ? (mainThreadCpuSeconds * 1e6) / lifeBusyUs : 1;
+  const scaleBase = o.fromUs !== undefined ? busyUs : lifeBusyUs;
+  const scale = mainThreadCpuSeconds && scaleBase > 0 ? (mainThreadCpuSeconds * 1e6) / scaleBase : 1;
   const perMessage = new Map<Row, number>();
   for (const r of [...STAGES, ...SHARED]) perMessage.set(r, ((totals.get(r) ?? 0) * scale) / Math.max(1, messages));
   const top = [...fnTotals.values()]
@@ -290,7 +315,7 @@ function main(): void {
     console.error("usage: node dist/bench/profile-budget.js --messages=N <file.cpuprofile | dir> ... [--top=N] [--cpu-seconds=S]");
     process.exit(2);
   }
-  const b = budget(readProfiles(inputs), messages, top, cpuSeconds);
+  const b = budget(readProfiles(inputs), messages, { top, mainThreadCpuSeconds: cpuSeconds });
   console.log(`${b.messages} messages, ${(b.windowUs / 1e6).toFixed(1)} s of profile window, ${b.samples} samples, CPU/profile scale ${b.scale.toFixed(2)}\n`);
   console.log(table(["stage", "µs/msg", "share"], budgetRows(b)).text);
   if (top > 0) {

@@ -1,6 +1,6 @@
 import { perServerCore, type PartyCores } from "../lib/cpu.js";
 import { apiPairs, DbFixtures, type Pair } from "../lib/fixtures.js";
-import { rssBytes } from "../lib/proc.js";
+import { mainThreadCpuSeconds, rssBytes } from "../lib/proc.js";
 import type { ServerProcess } from "../lib/server-proc.js";
 import { sleep, summarize, type Summary } from "../lib/stats.js";
 import { ACK_P50_MS, ACK_RATE, DELIVERY_P99_MS, DELIVERY_TARGETS, PER_SERVER_CORE_SECOND, thousands } from "../lib/targets.js";
@@ -26,6 +26,10 @@ export interface Step {
   marksFailed: number;
   rssMiB: number;
   pass: boolean;
+  /** The sending, in CLOCK_MONOTONIC µs (the clock of V8's CPU profiles), and the server's main-thread CPU seconds meanwhile. */
+  fromUs: number;
+  toUs: number;
+  mainThreadCpuSeconds: number;
 }
 
 export interface LadderOptions {
@@ -108,11 +112,15 @@ export async function deliveryLadder(ctx: BenchContext, server: ServerProcess, p
       const sampler = ctx.cpuSampler();
       const marks0 = await marks();
       await sampler.start();
+      const main0 = mainThreadCpuSeconds(server.pid);
+      const fromUs = monotonicUs();
       const r = await sender.call<{ sent: number; ok: number; failed: number; achievedRate: number; sendSeconds: number; ack: Summary; errors: Record<string, number> }>("run", {
         rate,
         seconds: ladder.stepSeconds,
         tag,
       });
+      const toUs = monotonicUs();
+      const mainCpu = mainThreadCpuSeconds(server.pid) - main0;
       const cores = await sampler.stop();
       const marks1 = await marks();
       const rss = rssBytes(server.pid);
@@ -150,6 +158,9 @@ export async function deliveryLadder(ctx: BenchContext, server: ServerProcess, p
         marksFailed: marks1.failed - marks0.failed,
         rssMiB: mib(rss),
         pass,
+        fromUs,
+        toUs,
+        mainThreadCpuSeconds: mainCpu,
       };
       steps.push(step);
       if (r.failed > 0) console.log(`  step ${rate}/s: ${r.failed} failed sends: ${JSON.stringify(r.errors)}`);
@@ -167,6 +178,8 @@ export async function deliveryLadder(ctx: BenchContext, server: ServerProcess, p
   }
   return steps;
 }
+
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
 function stepRows(steps: Step[]): Array<Array<string | number>> {
   return steps.map((s) => [
