@@ -38,6 +38,8 @@ export class CpuSampler {
   private boot0 = 0;
   private timer: NodeJS.Timeout | undefined;
   private sampling: Promise<void> = Promise.resolve();
+  /** Seconds between start() and stop(). */
+  elapsed = 0;
 
   constructor(
     private readonly sources: Record<Party, PidSource>,
@@ -60,7 +62,7 @@ export class CpuSampler {
     clearInterval(this.timer);
     await this.sampling;
     await this.sample(false);
-    const dt = (performance.now() - this.t0) / 1000;
+    const dt = (this.elapsed = (performance.now() - this.t0) / 1000);
     const out: PartyCores = { chatwire: 0, postgres: 0, nats: 0, load: 0 };
     for (const [key, ticks] of this.last) {
       const party = key.slice(0, key.indexOf(":")) as Party;
@@ -183,8 +185,12 @@ export function natsPids(natsUrl: string): number[] {
   return candidates.length === 1 ? candidates : [];
 }
 
-/** Messages per server-side core-second: msg/s over the cores Chatwire, PostgreSQL and NATS used together. */
-export function perServerCore(msgPerSecond: number, c: PartyCores): number {
-  const cores = c.chatwire + c.postgres + c.nats;
-  return cores > 0 ? msgPerSecond / cores : 0;
+/**
+ * Messages per server-side core-second: the messages handled over the CPU
+ * seconds Chatwire, PostgreSQL and NATS used together in `seconds` (= msg/s
+ * over their cores, with both measured over the same interval).
+ */
+export function perServerCore(messages: number, c: PartyCores, seconds: number): number {
+  const cpuSeconds = (c.chatwire + c.postgres + c.nats) * seconds;
+  return cpuSeconds > 0 ? messages / cpuSeconds : 0;
 }

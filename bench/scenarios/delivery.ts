@@ -153,7 +153,7 @@ export async function deliveryLadder(ctx: BenchContext, server: ServerProcess, p
         latency,
         ack: r.ack,
         cores,
-        perServerCore: perServerCore(r.achievedRate, cores),
+        perServerCore: perServerCore(r.ok, cores, sampler.elapsed),
         marksPerSecond: (marks1.sent - marks0.sent) / seconds,
         marksFailed: marks1.failed - marks0.failed,
         rssMiB: mib(rss),
