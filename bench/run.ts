@@ -6,13 +6,15 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { queueNames } from "../server/messaging/jetstream-queue.js";
 import { BenchContext, type Mode, type ScenarioResult } from "./lib/context.js";
+import { scenarioBudget } from "./scenarios/budget.js";
 import { scenarioConnections } from "./scenarios/connections.js";
 import { scenarioAck, scenarioDelivery, scenarioEmbedded } from "./scenarios/delivery.js";
 import { scenarioFanout } from "./scenarios/fanout.js";
+import { scenarioStore } from "./scenarios/store.js";
 import { scenarioStorm } from "./scenarios/storm.js";
 import { scenarioUnary } from "./scenarios/unary.js";
 
-// npm run bench [-- --quick] [-- --only=1,4] [-- --cpu-prof]
+// npm run bench [-- --quick] [-- --only=1,4] [-- --cpu-prof] [-- --no-mark-delivered] [-- --budget-rate=N]
 // Production profile on the machine's PostgreSQL and NATS: a fresh database
 // and a fresh NATS prefix per run, both removed at the end.
 
@@ -24,6 +26,8 @@ const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioResult>> 
   5: scenarioFanout,
   6: scenarioStorm,
   7: scenarioEmbedded,
+  8: scenarioStore,
+  9: scenarioBudget,
 };
 
 async function main(): Promise<void> {
@@ -42,6 +46,9 @@ async function main(): Promise<void> {
   const url = new URL(adminUrl);
   url.pathname = `/${dbName}`;
   const ctx = new BenchContext(mode, url.toString(), natsUrl, serverEnv, args.includes("--cpu-prof") || Boolean(process.env.BENCH_CPU_PROF));
+  ctx.markDelivered = !args.includes("--no-mark-delivered");
+  const budgetRate = Number(args.find((a) => a.startsWith("--budget-rate="))?.slice(14));
+  if (budgetRate > 0) ctx.budgetRate = budgetRate;
   console.log(`chatwire bench (${mode}): database ${dbName}, NATS prefix ${ctx.prefix}, results in ${ctx.resultsDir}`);
   const started = Date.now();
   const sections: string[] = [];

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { CpuSampler, PostgresPids, natsPids, trees } from "./cpu.js";
 import type { Device } from "./fixtures.js";
 import { LoadProcess } from "./ipc.js";
 import { ServerProcess, freePort } from "./server-proc.js";
@@ -10,7 +11,7 @@ import { table } from "./stats.js";
 
 export type Mode = "quick" | "full";
 
-interface Target {
+export interface Target {
   what: string;
   target: string;
   value: string;
@@ -37,6 +38,12 @@ export class BenchContext {
   readonly dataDir = path.join(os.tmpdir(), `chatwire-bench-${randomBytes(4).toString("hex")}`);
   private readonly servers = new Set<ServerProcess>();
   private readonly loads = new Set<LoadProcess>();
+  private readonly pgPids: PostgresPids;
+  /** Subscribers acknowledge with MarkDelivered as the SDK does (--no-mark-delivered: off). */
+  markDelivered = true;
+  /** Scenario 9's rate (--budget-rate=N; default 500, quick 200). */
+  budgetRate: number | undefined;
+  private nats: number[] | undefined;
 
   constructor(
     readonly mode: Mode,
@@ -46,6 +53,7 @@ export class BenchContext {
     readonly serverEnv: Record<string, string>,
     readonly cpuProf: boolean,
   ) {
+    this.pgPids = new PostgresPids(databaseUrl, decodeURIComponent(new URL(databaseUrl).pathname.slice(1)));
     this.resultsDir = fileURLToPath(new URL(`../../../bench/results/${this.runId}/`, import.meta.url));
     mkdirSync(this.resultsDir, { recursive: true });
   }
@@ -55,7 +63,12 @@ export class BenchContext {
   }
 
   /** A production-profile server process on a free port (embedded: no DATABASE_URL / NATS_URL). */
-  async startServer(env: Record<string, string> = {}, profile: "production" | "embedded" = "production"): Promise<ServerProcess> {
+  async startServer(
+    env: Record<string, string> = {},
+    profile: "production" | "embedded" = "production",
+    /** Writes its V8 CPU profiles here (default: results/prof with --cpu-prof, else none). */
+    cpuProfDir?: string,
+  ): Promise<ServerProcess> {
     const port = await freePort();
     const server = await ServerProcess.start({
       port,
@@ -73,19 +86,19 @@ export class BenchContext {
         ...this.serverEnv,
         ...env,
       },
-      cpuProfDir: this.cpuProf ? path.join(this.resultsDir, "prof") : undefined,
+      cpuProfDir: cpuProfDir ?? (this.cpuProf ? path.join(this.resultsDir, "prof") : undefined),
     });
     this.servers.add(server);
     return server;
   }
 
-  async stopServer(s: ServerProcess): Promise<void> {
-    await s.stop();
+  async stopServer(s: ServerProcess, graceMs?: number): Promise<void> {
+    await s.stop(graceMs);
     this.servers.delete(s);
   }
 
-  load(script: string, name?: string): LoadProcess {
-    const p = LoadProcess.start(script, name);
+  load(script: string, name?: string, defaults?: Record<string, unknown>): LoadProcess {
+    const p = LoadProcess.start(script, name, [], defaults);
     this.loads.add(p);
     return p;
   }
@@ -98,14 +111,30 @@ export class BenchContext {
   /** Spreads devices over `n` subscriber processes. */
   subscribers(devices: Device[], n: number): Array<{ proc: LoadProcess; devices: Device[] }> {
     return Array.from({ length: n }, (_, i) => ({
-      proc: this.load("subscriber", `subscriber-${i}`),
+      proc: this.load("subscriber", `subscriber-${i}`, { autoDeliver: this.markDelivered }),
       devices: devices.filter((_, j) => j % n === i),
     }));
+  }
+
+  /**
+   * CPU by party while it runs: Chatwire = every running server's process
+   * tree; PostgreSQL = the bench database's backends plus the cluster's
+   * shared background processes (PostgresPids); NATS = the nats-server on the
+   * bench's NATS port; load = the load generators and this orchestrator.
+   */
+  cpuSampler(): CpuSampler {
+    return new CpuSampler({
+      chatwire: trees(() => [...this.servers].map((s) => s.pid)),
+      postgres: this.pgPids.source,
+      nats: () => (this.nats ??= natsPids(this.natsUrl)),
+      load: () => [process.pid, ...trees(() => [...this.loads].map((p) => p.pid))()],
+    });
   }
 
   async cleanup(): Promise<void> {
     await Promise.all([...this.loads].map((p) => p.stop().catch(() => undefined)));
     await Promise.all([...this.servers].map((s) => s.stop().catch(() => undefined)));
+    await this.pgPids.close();
   }
 
   /** Prints the scenario's table and writes <id>-<name>.json and .md. */

@@ -24,6 +24,8 @@ export class LoadProcess {
   private constructor(
     readonly name: string,
     private readonly child: ChildProcess,
+    /** Merged under every call's argument object (what the scenario does not say). */
+    private readonly defaults: Record<string, unknown> = {},
   ) {
     child.on("message", (m: Response) => {
       const w = this.waiting.get(m.id);
@@ -40,10 +42,10 @@ export class LoadProcess {
   }
 
   /** Forks dist/bench/load/<script>.js. */
-  static start(script: string, name = script, execArgv: string[] = []): LoadProcess {
+  static start(script: string, name = script, execArgv: string[] = [], defaults: Record<string, unknown> = {}): LoadProcess {
     const file = fileURLToPath(new URL(`../load/${script}.js`, import.meta.url));
     const child = fork(file, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: ["--max-old-space-size=4096", ...execArgv] });
-    return new LoadProcess(name, child);
+    return new LoadProcess(name, child, defaults);
   }
 
   get pid(): number {
@@ -68,7 +70,8 @@ export class LoadProcess {
           reject(e);
         },
       });
-      this.child.send({ id, method, arg } satisfies Request);
+      const withDefaults = arg !== null && typeof arg === "object" && !Array.isArray(arg) ? { ...this.defaults, ...arg } : arg;
+      this.child.send({ id, method, arg: withDefaults } satisfies Request);
     });
   }
 

@@ -19,7 +19,7 @@ function children(pid: number): number[] {
   return out;
 }
 
-function processTree(pid: number): number[] {
+export function processTree(pid: number): number[] {
   const all = [pid];
   for (let i = 0; i < all.length; i++) all.push(...children(all[i]!));
   return all;
@@ -33,6 +33,21 @@ function cpuSeconds(pid: number): number {
       const stat = readFileSync(`/proc/${p}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
+    } catch {
+      // gone
+    }
+  }
+  return ticks / TICKS_PER_SECOND;
+}
+
+/** CPU seconds (user + system) used so far by the main threads of the tree (the thread a V8 CPU profile samples). */
+export function mainThreadCpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/task/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
     } catch {
       // gone
     }

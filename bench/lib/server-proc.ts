@@ -74,9 +74,10 @@ export class ServerProcess {
     return this.stderr.join("");
   }
 
-  async stop(): Promise<void> {
+  /** SIGTERM (graceful stop; a --cpu-prof profile is written on exit), SIGKILL after `graceMs`. */
+  async stop(graceMs = 15_000): Promise<void> {
     if (this.exitInfo) return;
-    await stopChild(this.child, 15_000);
+    await stopChild(this.child, graceMs);
   }
 }
 

@@ -18,7 +18,7 @@ export function summarize(samples: ArrayLike<number>): Summary {
   return { n, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: s[n - 1]!, mean: sum / n };
 }
 
-function fmt(v: number, digits = 1): string {
+export function fmt(v: number, digits = 1): string {
   if (!Number.isFinite(v)) return "–";
   if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString("en-US");
   if (Number.isInteger(v)) return String(v);

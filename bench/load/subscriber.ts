@@ -1,7 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type http2 from "node:http2";
+import { MarkDeliveredRequestSchema } from "../../gen/chat/chat_pb.js";
 import { EventSchema, SubscribeRequestSchema } from "../../gen/realtime/realtime_pb.js";
-import { FrameReader, connectH2, grpcFrame, grpcHeaders } from "../lib/h2.js";
+import { FrameReader, connectH2, grpcFrame, grpcHeaders, unary } from "../lib/h2.js";
 import { serve } from "../lib/ipc.js";
 import { nowMs, pool, sleep } from "../lib/stats.js";
 
@@ -9,6 +10,11 @@ import { nowMs, pool, sleep } from "../lib/stats.js";
 // connection, as phones would. Records, per device, what a client must
 // check: stored positions without gaps or repeats, heartbeats, and the
 // send→receive latency of bench messages (content "bench:<tag>:<sent ms>").
+// Like the SDK (client-sdk/src/subscription.ts, autoDeliver), each device
+// acknowledges the messages it receives from others with MarkDelivered,
+// batched per conversation: the first such message starts a 100 ms timer, and
+// when it fires one MarkDelivered per conversation goes out with the highest
+// seq seen, on the device's own connection.
 
 interface DeviceSpec {
   userId: string;
@@ -31,6 +37,9 @@ interface DeviceState {
   maxHeartbeatGapMs: number;
   ended?: string;
   onCaughtUp?: () => void;
+  /** MarkDelivered batch: conversation → highest seq received from others. */
+  deliver: Map<string, bigint>;
+  deliverTimer?: NodeJS.Timeout;
 }
 
 let url = "";
@@ -41,6 +50,40 @@ let latencies = new Map<string, number[]>();
 /** Per tag and message: latest arrival (group fan-out: time to the last member). */
 let lastArrival = new Map<string, Map<string, { first: number; last: number; count: number; sent: number }>>();
 let trackPerMessage = false;
+let autoDeliver = true;
+let deliverDelayMs = 100;
+const marks = { sent: 0, ok: 0, failed: 0, skipped: 0, errors: new Map<string, number>() };
+
+function noteDelivered(d: DeviceState, conversationId: string, seq: bigint, senderId: string): void {
+  if (!autoDeliver || seq <= 0n || senderId === d.spec.userId) return;
+  const seen = d.deliver.get(conversationId) ?? 0n;
+  if (seq > seen) d.deliver.set(conversationId, seq);
+  d.deliverTimer ??= setTimeout(() => flushDelivered(d), deliverDelayMs);
+}
+
+function flushDelivered(d: DeviceState): void {
+  clearTimeout(d.deliverTimer);
+  d.deliverTimer = undefined;
+  const session = d.session;
+  for (const [conversationId, upToSeq] of d.deliver) {
+    // The SDK's call would wait for a new connection; a dropped device here just skips (its next message acknowledges again).
+    if (!session || session.closed || session.destroyed) {
+      marks.skipped++;
+      continue;
+    }
+    marks.sent++;
+    const body = grpcFrame(toBinary(MarkDeliveredRequestSchema, create(MarkDeliveredRequestSchema, { conversationId, upToSeq })));
+    void unary(session, grpcHeaders("/chat.ChatService/MarkDelivered", d.spec.token), body, true).then((r) => {
+      if (r.status === 0) marks.ok++;
+      else {
+        marks.failed++;
+        const key = `${r.status} ${r.message ?? ""}`.slice(0, 120);
+        marks.errors.set(key, (marks.errors.get(key) ?? 0) + 1);
+      }
+    });
+  }
+  d.deliver.clear();
+}
 
 function onEvent(d: DeviceState, payload: Buffer): void {
   const e = fromBinary(EventSchema, payload);
@@ -71,6 +114,7 @@ function onEvent(d: DeviceState, payload: Buffer): void {
     d.onCaughtUp?.();
   } else if (k.case === "messageCreated") {
     const m = k.value.message;
+    if (m) noteDelivered(d, m.conversationId, m.seq, m.senderId);
     if (!m || m.senderId === d.spec.userId || !m.content.startsWith("bench:")) return;
     const [, tag, sent] = m.content.split(":");
     const lat = now - Number(sent);
@@ -141,13 +185,37 @@ function counts() {
 }
 
 serve({
-  async open(arg: { url: string; devices: DeviceSpec[]; concurrency: number; heartbeatSeconds?: number; timeoutMs?: number; perMessage?: boolean }) {
+  async open(arg: {
+    url: string;
+    devices: DeviceSpec[];
+    concurrency: number;
+    heartbeatSeconds?: number;
+    timeoutMs?: number;
+    perMessage?: boolean;
+    /** MarkDelivered as the SDK does (default true). */
+    autoDeliver?: boolean;
+    deliverDelayMs?: number;
+  }) {
     url = arg.url;
+    autoDeliver = arg.autoDeliver ?? true;
+    deliverDelayMs = arg.deliverDelayMs ?? 100;
     if (arg.heartbeatSeconds) heartbeatMs = arg.heartbeatSeconds * 1000;
     trackPerMessage = arg.perMessage ?? false;
     const started = nowMs();
     const fresh = arg.devices.map((spec) => {
-      const d: DeviceState = { spec, last: 0n, caughtUp: false, stored: 0, duplicates: 0, gaps: 0, lastEventAt: 0, heartbeats: 0, lateHeartbeats: 0, maxHeartbeatGapMs: 0 };
+      const d: DeviceState = {
+        spec,
+        last: 0n,
+        caughtUp: false,
+        stored: 0,
+        duplicates: 0,
+        gaps: 0,
+        lastEventAt: 0,
+        heartbeats: 0,
+        lateHeartbeats: 0,
+        maxHeartbeatGapMs: 0,
+        deliver: new Map(),
+      };
       devices.push(d);
       return d;
     });
@@ -197,6 +265,11 @@ serve({
     return out;
   },
 
+  /** MarkDelivered calls so far: sent, answered ok, failed (with the first errors), skipped (no connection). */
+  marks() {
+    return { sent: marks.sent, ok: marks.ok, failed: marks.failed, skipped: marks.skipped, errors: Object.fromEntries([...marks.errors].slice(0, 3)) };
+  },
+
   check() {
     let duplicates = 0;
     let gaps = 0;
@@ -233,6 +306,7 @@ serve({
 
   async close() {
     for (const d of devices) {
+      clearTimeout(d.deliverTimer);
       d.stream?.close();
       d.session?.destroy();
     }

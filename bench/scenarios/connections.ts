@@ -1,6 +1,7 @@
 import { DbFixtures } from "../lib/fixtures.js";
 import { rssBytes } from "../lib/proc.js";
 import { sleep } from "../lib/stats.js";
+import { IDLE_STREAM_KIB } from "../lib/targets.js";
 import { kib, mib, type BenchContext, type ScenarioResult } from "../lib/context.js";
 
 /** Idle subscribed devices, each on its own HTTP/2 connection: memory per stream, time to open, heartbeats on time. */
@@ -44,7 +45,7 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
       rows: [[open, (openMs / 1000).toFixed(1), open / (openMs / 1000), mib(rssBefore), mib(Math.max(rssOpen, rssAfter)), kib(perStream), hb, expected, `${(onTime * 100).toFixed(1)} %`, (maxGap / 1000).toFixed(2), live]],
       targets: [
         { what: "idle streams held", target: `${n.toLocaleString("en-US")}`, value: `${live}`, met: live >= n },
-        { what: "RSS per idle stream", target: "≤ 16 KiB", value: `${kib(perStream).toFixed(1)} KiB`, met: perStream <= 16 * 1024 },
+        { what: "RSS per idle stream", target: `≤ ${IDLE_STREAM_KIB} KiB`, value: `${kib(perStream).toFixed(1)} KiB`, met: perStream <= IDLE_STREAM_KIB * 1024 },
         { what: "heartbeats on time", target: "100 %", value: `${(onTime * 100).toFixed(1)} %`, met: late === 0 && hb >= expected * 0.95 },
       ],
       notes: [
