@@ -17,8 +17,10 @@ returns table (
 )
 language plpgsql as $fn$
 begin
+  -- = any(array(...)): an index scan of the primary key whatever the batch
+  -- size, so the cached generic plan serves every call (no planning per call).
   perform 1 from conversations c
-  where c.id in (select (x->>'c')::uuid from jsonb_array_elements(p_batch) x limit jsonb_array_length(p_batch))
+  where c.id = any (array(select (x->>'c')::uuid from jsonb_array_elements(p_batch) x))
   order by c.id
   for no key update;
 
