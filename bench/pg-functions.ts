@@ -19,7 +19,7 @@ import { PrivatePostgres } from "../server/tests/helpers/private-postgres.js";
 // pg_stat_statements and auto_explain loaded; never the machine's server).
 //
 //   npm run build && node dist/bench/pg-functions.js [--devices=2000] [--calls=300]
-//       [--sizes=1,2.4,10,100] [--history=20000] [--explain]
+//       [--sizes=1,2.4,10,100|none] [--history=20000] [--explain]
 //
 // Per function and batch size: wall time per call as the caller sees it, the
 // backend's CPU (utime+stime of its /proc entry, 10 ms ticks: hence many
@@ -39,7 +39,8 @@ const args = new Map(
 );
 const DEVICES = Number(args.get("devices") ?? 2000);
 const CALLS = Number(args.get("calls") ?? 300);
-const SIZES = (args.get("sizes") ?? "1,2.4,10,100").split(",").map(Number);
+// --sizes=none: only the preflight and the stream functions.
+const SIZES = args.get("sizes") === "none" ? [] : (args.get("sizes") ?? "1,2.4,10,100").split(",").map(Number);
 const HISTORY = Number(args.get("history") ?? 20000);
 const EXPLAIN = args.has("explain");
 const TICKS_PER_SECOND = 100;
