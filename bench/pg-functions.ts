@@ -121,6 +121,17 @@ async function main(): Promise<void> {
       }),
     );
     top.push(`chatwire_send_preflight:\n${await nested(pool, CALLS)}`);
+    // The same call as a named prepared statement (parsed and planned once per connection), for comparison.
+    rows.push(
+      await measure(pool, backend, "preflight (prepared)", "1", async (i) => {
+        const s = senders[(i * 7919) % senders.length]!;
+        await pool.query({
+          name: "preflight",
+          text: "select * from chatwire_send_preflight($1::uuid, $2::uuid, $3::text)",
+          values: [s.conversationId, s.sender, randomUUID()],
+        });
+      }),
+    );
 
     // Each device opens one stream (comes online: audience read), then closes it (goes offline).
     const users = pairs.flatMap((p) => [p.a, p.b]);
