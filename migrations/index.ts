@@ -12,6 +12,7 @@ import * as m0010 from './0010_limits_group_privacy.js';
 import * as m0011 from './0011_idempotency.js';
 import * as m0012 from './0012_former_participant_view.js';
 import * as m0013 from './0013_sql_functions.js';
+import * as m0014 from './0014_message_path_cost.js';
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -29,4 +30,5 @@ export const migrations: Record<string, Migration> = {
   '0011_idempotency': m0011,
   '0012_former_participant_view': m0012,
   '0013_sql_functions': m0013,
+  '0014_message_path_cost': m0014,
 };

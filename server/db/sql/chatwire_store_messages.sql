@@ -17,8 +17,10 @@ returns table (
 )
 language plpgsql as $fn$
 begin
+  -- = any(array(...)): an index scan of the primary key whatever the batch
+  -- size, so the cached generic plan serves every call (no planning per call).
   perform 1 from conversations c
-  where c.id in (select (x->>'c')::uuid from jsonb_array_elements(p_batch) x)
+  where c.id = any (array(select (x->>'c')::uuid from jsonb_array_elements(p_batch) x))
   order by c.id
   for no key update;
 
@@ -30,24 +32,26 @@ begin
   with input as (
     select t.* from jsonb_to_recordset(p_batch) as t(
       o int, id uuid, c uuid, s uuid, k text, t text, u text, y text, r uuid, m jsonb, a timestamptz)
+    limit jsonb_array_length(p_batch)
   ),
-  existing as (
-    select m.id, m.conversation_id, m.seq, m.created_at, m.sender_id, m.client_message_id
-    from messages m
-    where (m.sender_id, m.client_message_id) in (select i.s, i.k from input i)
-  ),
-  checked as (
+  -- One index probe per message for each fact (lateral ... limit 1 is not
+  -- pulled up into a join the planner could hash over a whole table).
+  checked as materialized (
     select i.*,
       e.id as e_id, e.conversation_id as e_conversation_id, e.seq as e_seq, e.created_at as e_created_at,
-      cv.id is not null as conversation_exists,
+      cv.last_seq is not null as conversation_exists,
       cv.last_seq,
-      exists (
-        select 1 from conversation_participants p
-        where p.conversation_id = i.c and p.user_id = i.s and p.left_at is null
-      ) as sender_in
+      sp.sender_in is not null as sender_in
     from input i
-    left join existing e on e.sender_id = i.s and e.client_message_id = i.k
-    left join conversations cv on cv.id = i.c
+    left join lateral (
+      select m.id, m.conversation_id, m.seq, m.created_at from messages m
+      where m.sender_id = i.s and m.client_message_id = i.k limit 1
+    ) e on true
+    left join lateral (select c.last_seq from conversations c where c.id = i.c limit 1) cv on true
+    left join lateral (
+      select true as sender_in from conversation_participants p
+      where p.conversation_id = i.c and p.user_id = i.s and p.left_at is null limit 1
+    ) sp on true
   ),
   -- Stored: the first storable occurrence of its (sender, client message id).
   firsts as (
