@@ -53,7 +53,7 @@ export class UserChannels {
   release(s: LocalStream): void {
     s.detach();
     const ch = this.channels.get(s.userId);
-    if (!ch || !ch.streams.delete(s) || ch.streams.size > 0) return;
+    if (!ch?.streams.delete(s) || ch.streams.size > 0) return;
     ch.linger = setTimeout(() => {
       if (ch.streams.size > 0 || this.channels.get(s.userId) !== ch) return;
       this.channels.delete(s.userId);
