@@ -11,7 +11,11 @@ export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof Error && err.name === "AbortError") return new ConnectError("request canceled", Code.Canceled);
   if (isConnectionError(err)) {
-    return new ConnectError("the database cannot be reached right now; retry shortly (a retry of SendMessage with the same client_message_id is safe)", Code.Unavailable, undefined, undefined, err);
+    // pg-pool says the same "timeout exceeded when trying to connect" whether PostgreSQL is down or every pooled
+    // connection stayed busy for the connect timeout (an overloaded server): the message names both.
+    const busy = err instanceof Error && err.message.startsWith("timeout exceeded when trying to connect");
+    const what = busy ? "the database is unreachable or too busy right now (no connection within the timeout)" : "the database cannot be reached right now";
+    return new ConnectError(`${what}; retry shortly (a retry of SendMessage with the same client_message_id is safe)`, Code.Unavailable, undefined, undefined, err);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
