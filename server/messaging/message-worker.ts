@@ -1,15 +1,11 @@
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
-import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import { Counter, type Registry } from "prom-client";
+import { Counter } from "prom-client";
 import { systemClock, type Clock } from "../clock.js";
 import { databaseAnswers } from "../db/database.js";
 import { insertDeadLetters, type NewDeadLetter } from "../db/message-store.js";
-import type { LeaderLock } from "../db/leader-lock.js";
-import type { Database } from "../db/schema.js";
 import { isConnectionError } from "../db/connection-errors.js";
-import type { EventBus } from "./bus.js";
-import { decodeOutgoing, type JetStreamQueue } from "./jetstream-queue.js";
+import { decodeOutgoing } from "./jetstream-queue.js";
 import { publishNotices } from "./message-queue.js";
 import { storeMessages, type StoreResult } from "./store.js";
 import type { InboxNotice, OutgoingMessage } from "./types.js";

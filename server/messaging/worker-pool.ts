@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { Gauge } from "prom-client";
 import type { LeaderLock } from "../db/leader-lock.js";
 import type { PartitionLocks } from "../db/partition-locks.js";
+import type { LegacyState } from "./jetstream-queue.js";
 import { MessageWorker } from "./message-worker.js";
 import type { MessageWorkerOptions } from "./message-worker-options.js";
 
@@ -185,7 +186,7 @@ export class WorkerPool {
     if (queue.legacy === "blocking") this.consumersMissing = true;
     else if (this.consumersMissing) {
       await queue.provision();
-      this.consumersMissing = queue.legacy === "blocking";
+      this.consumersMissing = (queue.legacy as LegacyState) === "blocking";
     }
     if (queue.legacy !== "none" && !this.drainer) {
       this.logger.info({ consumer: queue.names.legacyConsumer, state: queue.legacy }, "the consumer of the release before partitions is left: draining it");
