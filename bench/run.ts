@@ -4,7 +4,7 @@ import path from "node:path";
 import pg from "pg";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { queueNames } from "../server/messaging/jetstream-queue.js";
+import { streamName } from "../server/messaging/jetstream-queue.js";
 import { BenchContext, type Mode, type ScenarioResult } from "./lib/context.js";
 import { scenarioBudget } from "./scenarios/budget.js";
 import { scenarioConnections } from "./scenarios/connections.js";
@@ -108,7 +108,7 @@ async function deleteStream(natsUrl: string, prefix: string): Promise<void> {
   const nc = await connect({ servers: natsUrl.split(","), reconnect: false });
   try {
     const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(queueNames(prefix).stream).catch(() => undefined);
+    await jsm.streams.delete(streamName(prefix)).catch(() => undefined);
   } finally {
     await nc.close();
   }

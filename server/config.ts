@@ -117,6 +117,11 @@ interface WorkerConfig {
   batchSize: number;
   /** JetStream redelivers a message not acked this long after delivery (a crashed worker's). */
   ackWaitSeconds: number;
+  /**
+   * Conversations hash into this many partitions, each worked by one worker at
+   * a time. Fixed for a deployment: change it only with no messages queued.
+   */
+  partitions: number;
 }
 
 interface ChatConfig {
@@ -308,6 +313,7 @@ export function loadConfig(env: Env = process.env): Config {
   const worker: WorkerConfig = {
     batchSize: intVar(get, "WORKER_BATCH_SIZE", 100, 1, 1000),
     ackWaitSeconds: intVar(get, "WORKER_ACK_WAIT_SECONDS", 30, 1, 3600),
+    partitions: intVar(get, "MESSAGE_PARTITIONS", 16, 1, 1024),
   };
 
   if (isProduction) {

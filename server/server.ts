@@ -38,7 +38,9 @@ import { createContextValues } from "@connectrpc/connect";
 import { InlineQueue } from "./messaging/inline-queue.js";
 import { JetStreamQueue } from "./messaging/jetstream-queue.js";
 import type { MessageQueue } from "./messaging/message-queue.js";
-import { MessageWorker, type WorkerHooks } from "./messaging/message-worker.js";
+import type { WorkerHooks } from "./messaging/message-worker.js";
+import { WorkerPool } from "./messaging/worker-pool.js";
+import { LocalPartitionLocks, PgPartitionLocks } from "./db/partition-locks.js";
 import { RealtimeHub } from "./realtime/hub.js";
 import { resetTransportKey, transportResetter } from "./realtime/transport-key.js";
 import { scheduleJobs } from "./jobs.js";
@@ -67,8 +69,8 @@ export class ChatwireServer {
   private stopping: Promise<void> | undefined;
   /** Every periodic job of this server (jobs.ts). */
   private readonly scheduler: Scheduler;
-  /** Consumes the JetStream queue; only with NATS and the "worker" role. */
-  private worker: MessageWorker | undefined;
+  /** Consumes the JetStream queue's partitions; only with NATS and the "worker" role. */
+  private worker: WorkerPool | undefined;
 
   private constructor(
     readonly ctx: AppContext,
@@ -109,6 +111,7 @@ export class ChatwireServer {
           subjectPrefix: config.natsSubjectPrefix,
           logger,
           ackWaitMs: config.worker.ackWaitSeconds * 1000,
+          partitions: config.worker.partitions,
         });
         await jetStreamQueue.provision();
       }
@@ -173,7 +176,7 @@ export class ChatwireServer {
     scheduleJobs(this.scheduler, this.ctx);
     const queue = this.ctx.messages;
     if (queue instanceof JetStreamQueue && config.roles.has("worker")) {
-      this.worker = new MessageWorker({
+      this.worker = new WorkerPool({
         queue,
         db: this.ctx.database.db,
         bus: this.ctx.bus,
@@ -183,11 +186,13 @@ export class ChatwireServer {
         ackWaitMs: config.worker.ackWaitSeconds * 1000,
         registry: metrics.registry,
         hooks: this.workerHooks,
-        // One active worker per deployment (per-conversation order); the rest stand by.
-        leader: config.databaseUrl ? new PgLeaderLock(config.databaseUrl, `chatwire-worker:${queue.names.stream}`, logger) : undefined,
+        // One worker per partition at a time (per-conversation order); the workers of all instances share them.
+        locks: config.databaseUrl ? new PgPartitionLocks(config.databaseUrl, `chatwire-partitions:${queue.names.stream}`, logger) : new LocalPartitionLocks(),
+        // The lock of releases before partitions: draining their consumer excludes an old worker still running.
+        legacyLock: config.databaseUrl ? new PgLeaderLock(config.databaseUrl, `chatwire-worker:${queue.names.stream}`, logger) : undefined,
       });
       this.worker.start();
-      // Ready means it knows whether it is the active worker or standing by.
+      // Ready means it knows which partitions it holds (none: standing by).
       await Promise.race([this.worker.decided, new Promise((r) => setTimeout(r, 3000).unref())]);
     }
     const interceptors = [
@@ -291,7 +296,13 @@ export class ChatwireServer {
     const queueReady = this.ctx.messages.ready();
     checks.queue = `${this.ctx.messages.kind}: ${queueReady ? "ok" : "unavailable"}`;
     ready &&= queueReady;
-    if (this.worker) checks.worker = !this.worker.running ? "stopped" : this.worker.standby ? "standby" : "running";
+    if (this.worker) {
+      checks.worker = !this.worker.running ? "stopped" : this.worker.standby ? "standby" : "running";
+      // "3 of 16: 0,5,9": the partitions this instance's worker holds (MESSAGE_PARTITIONS).
+      const owned = this.worker.owned;
+      checks.partitions = `${owned.length} of ${this.ctx.config.worker.partitions}: ${owned.join(",")}`;
+      if (this.worker.draining) checks.partitions += " (draining the pre-partition consumer)";
+    }
     return { ready, checks };
   }
 

@@ -112,3 +112,18 @@ function makeHandle(db: Kysely<Database>, kind: DatabaseKind, afterDestroy: () =
     },
   };
 }
+
+/** Whether the database answers a trivial query within `timeoutMs` (the message worker's poison check). */
+export async function databaseAnswers(db: Kysely<Database>, timeoutMs = 2000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      sql`select 1`.execute(db).then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+    ]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,5 +1,5 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import type { Consumer, ConsumerConfig, JetStreamClient, StreamConfig } from "@nats-io/jetstream";
+import type { Consumer, ConsumerConfig, JetStreamClient, JetStreamManager, StreamConfig } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { QueueUnavailableError, type MessageQueue } from "./message-queue.js";
@@ -11,22 +11,53 @@ import { isUuid } from "../domain/ids.js";
 export interface QueueNames {
   /** `<PREFIX>_MESSAGES`: stream names are upper case by convention and take no '-'. */
   stream: string;
-  /** `<prefix>.msg.>`; one subject per conversation below it. */
+  /** `<prefix>.msg.>`: `<prefix>.msg.<partition>.<conversation>` below it (and the old `<prefix>.msg.<conversation>`). */
   subjects: string;
-  /** `<prefix>-message-worker`: the durable pull consumer every worker shares. */
-  consumer: string;
+  /** `<prefix>-message-worker-<p>`: partition p's durable pull consumer, index p. */
+  consumers: string[];
+  /** `<prefix>.msg.<p>.*`: partition p's filter subject, index p. */
+  filters: string[];
+  /**
+   * `<prefix>-message-worker`: the single consumer of releases before partitions
+   * (unfiltered, on `<prefix>.msg.<conversation>`), drained and removed on upgrade.
+   */
+  legacyConsumer: string;
+  /** `<prefix>.msg.*`: the subjects releases before partitions published to. */
+  legacySubjects: string;
 }
 
-export function queueNames(prefix: string): QueueNames {
+/** The deployment's message stream (`<PREFIX>_MESSAGES`). */
+export function streamName(prefix: string): string {
+  return `${prefix.toUpperCase().replaceAll("-", "_")}_MESSAGES`;
+}
+
+export function queueNames(prefix: string, partitions: number): QueueNames {
+  const all = Array.from({ length: partitions }, (_, p) => p);
   return {
-    stream: `${prefix.toUpperCase().replaceAll("-", "_")}_MESSAGES`,
+    stream: streamName(prefix),
     subjects: `${prefix}.msg.>`,
-    consumer: `${prefix}-message-worker`,
+    consumers: all.map((p) => `${prefix}-message-worker-${p}`),
+    filters: all.map((p) => `${prefix}.msg.${p}.*`),
+    legacyConsumer: `${prefix}-message-worker`,
+    legacySubjects: `${prefix}.msg.*`,
   };
 }
 
-export function messageSubject(prefix: string, conversationId: string): string {
-  return `${prefix}.msg.${conversationId}`;
+/**
+ * A conversation's partition: FNV-1a of its id, modulo the partition count.
+ * Stable across processes and releases (a message's partition is in its subject).
+ */
+export function partitionOf(conversationId: string, partitions: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < conversationId.length; i++) {
+    h ^= conversationId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % partitions;
+}
+
+export function messageSubject(prefix: string, partitions: number, conversationId: string): string {
+  return `${prefix}.msg.${partitionOf(conversationId, partitions)}.${conversationId}`;
 }
 
 /** The Nats-Msg-Id of a message: JetStream drops a second publish of it within the duplicate window. */
@@ -39,6 +70,8 @@ export interface JetStreamQueueOptions {
   /** Whether NATS is connected right now (NatsLink.connected); default: what the connection itself tells. */
   connected?: () => boolean;
   subjectPrefix: string;
+  /** MESSAGE_PARTITIONS: fixed for a deployment while messages are queued. Default 16. */
+  partitions?: number;
   logger: Logger;
   /** How long publish() waits for JetStream's ack before QueueUnavailableError. Default 5 s. */
   publishTimeoutMs?: number;
@@ -51,6 +84,16 @@ export interface JetStreamQueueOptions {
 const DEFAULT_PUBLISH_TIMEOUT_MS = 5_000;
 const DEFAULT_ACK_WAIT_MS = 30_000;
 const DEFAULT_DUPLICATE_WINDOW_MS = 2 * 60_000;
+const DEFAULT_PARTITIONS = 16;
+
+/** Where the consumer of releases before partitions stands (see QueueNames.legacyConsumer). */
+export type LegacyState =
+  /** Gone: nothing of the old single subject is left, or nobody has looked yet. */
+  | "none"
+  /** The old unfiltered consumer: while it exists no partition consumer can be created (work-queue streams take no overlapping filters). */
+  | "blocking"
+  /** Filtered on the old subjects only (messages an old instance published after the drain): drained beside the partitions. */
+  | "filtered";
 
 /**
  * The production queue: a JetStream stream (work-queue retention, file
@@ -61,12 +104,14 @@ const DEFAULT_DUPLICATE_WINDOW_MS = 2 * 60_000;
 export class JetStreamQueue implements MessageQueue {
   readonly kind = "jetstream";
   readonly names: QueueNames;
+  readonly partitions: number;
   readonly js: JetStreamClient;
   private readonly logger: Logger;
   private provisioned = false;
 
   constructor(private readonly opts: JetStreamQueueOptions) {
-    this.names = queueNames(opts.subjectPrefix);
+    this.partitions = opts.partitions ?? DEFAULT_PARTITIONS;
+    this.names = queueNames(opts.subjectPrefix, this.partitions);
     this.js = jetstream(opts.nc);
     this.logger = opts.logger.child({ component: "jetstream-queue", stream: this.names.stream });
   }
@@ -80,12 +125,13 @@ export class JetStreamQueue implements MessageQueue {
   }
 
   /**
-   * Creates the stream and the durable consumer, or brings an existing pair's
-   * settings up to date. Safe to run from every instance at every start.
+   * Creates the stream and a durable consumer per partition, or brings
+   * existing ones' settings up to date, and finds what is left of the old
+   * single consumer (legacy). Safe to run from every instance at every start.
    */
   async provision(): Promise<void> {
     const jsm = await jetstreamManager(this.opts.nc);
-    const { stream, subjects, consumer } = this.names;
+    const { stream, subjects } = this.names;
     const duplicateWindow = nanos(this.opts.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS);
     const streamConfig: Partial<StreamConfig> & { name: string } = {
       name: stream,
@@ -115,9 +161,25 @@ export class JetStreamQueue implements MessageQueue {
       this.logger.info({ subjects }, "JetStream stream updated");
     }
 
+    this.legacy = await this.legacyState(jsm);
+    if (this.legacy === "none") this.legacy = await this.adoptLegacySubjects(jsm);
+    // The old unfiltered consumer overlaps them all: they are created once it is drained (provision() again).
+    if (this.legacy !== "blocking") {
+      for (let p = 0; p < this.partitions; p++) await this.ensureConsumer(jsm, this.names.consumers[p]!, this.names.filters[p]!);
+    }
+    this.provisioned = true;
+  }
+
+  /**
+   * Creates one durable consumer, or brings an existing one's settings up to
+   * date (a filter subject cannot change on NATS 2.9: that needs a new name).
+   */
+  private async ensureConsumer(jsm: JetStreamManager, consumer: string, filter: string): Promise<void> {
+    const { stream } = this.names;
     const ackWait = nanos(this.opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS);
     const consumerConfig: Partial<ConsumerConfig> = {
       durable_name: consumer,
+      filter_subject: filter,
       ack_policy: AckPolicy.Explicit,
       ack_wait: ackWait,
       deliver_policy: DeliverPolicy.All,
@@ -133,7 +195,7 @@ export class JetStreamQueue implements MessageQueue {
     if (!current) {
       try {
         await jsm.consumers.add(stream, consumerConfig);
-        this.logger.info({ consumer }, "JetStream consumer created");
+        this.logger.info({ consumer, filter }, "JetStream consumer created");
       } catch (err) {
         const now = await jsm.consumers.info(stream, consumer).catch(() => undefined);
         if (!now) throw err;
@@ -146,12 +208,62 @@ export class JetStreamQueue implements MessageQueue {
       await jsm.consumers.update(stream, consumer, { ack_wait: ackWait, max_deliver: -1, max_ack_pending: consumerConfig.max_ack_pending });
       this.logger.info({ consumer }, "JetStream consumer updated");
     }
-    this.provisioned = true;
   }
 
-  /** The shared durable consumer (provision() first). */
-  consumer(): Promise<Consumer> {
-    return this.js.consumers.get(this.names.stream, this.names.consumer);
+  /** What provision() (or the last legacyState()) found of the old single consumer. */
+  legacy: LegacyState = "none";
+
+  /** Looks the old single consumer up again (it is removed by whichever instance drained it). */
+  async legacyState(jsm?: JetStreamManager): Promise<LegacyState> {
+    const m = jsm ?? (await jetstreamManager(this.opts.nc));
+    const info = await m.consumers.info(this.names.stream, this.names.legacyConsumer).catch((err: unknown) => {
+      if (isApiError(err, JetStreamApiCodes.ConsumerNotFound)) return undefined;
+      throw err;
+    });
+    this.legacy = !info ? "none" : info.config.filter_subject ? "filtered" : "blocking";
+    return this.legacy;
+  }
+
+  /**
+   * Messages on the old subjects with no consumer left to take them (an
+   * instance of an older release published them after the drain): a consumer
+   * filtered on just those subjects takes them, beside the partitions.
+   */
+  async adoptLegacySubjects(jsm?: JetStreamManager): Promise<LegacyState> {
+    const m = jsm ?? (await jetstreamManager(this.opts.nc));
+    const info = await m.streams.info(this.names.stream, { subjects_filter: this.names.legacySubjects });
+    if (Object.keys(info.state.subjects ?? {}).length === 0) return "none";
+    this.logger.warn({ consumer: this.names.legacyConsumer }, "messages on the old single subject: a consumer filtered on them takes them");
+    await this.ensureConsumer(m, this.names.legacyConsumer, this.names.legacySubjects);
+    this.legacy = "filtered";
+    return this.legacy;
+  }
+
+  /**
+   * Removes the old consumer once it holds nothing: nothing waits and nothing
+   * is delivered unacked. True when it is gone (then provision() again).
+   */
+  async removeLegacyIfDrained(): Promise<boolean> {
+    const jsm = await jetstreamManager(this.opts.nc);
+    const info = await jsm.consumers.info(this.names.stream, this.names.legacyConsumer).catch((err: unknown) => {
+      if (isApiError(err, JetStreamApiCodes.ConsumerNotFound)) return undefined;
+      throw err;
+    });
+    if (info && (info.num_pending > 0 || info.num_ack_pending > 0)) return false;
+    if (info) await jsm.consumers.delete(this.names.stream, this.names.legacyConsumer);
+    this.logger.info({ consumer: this.names.legacyConsumer }, "the old single consumer is drained and removed");
+    this.legacy = "none";
+    return true;
+  }
+
+  /** A durable consumer by name: names.consumers[p], or names.legacyConsumer (provision() first). */
+  consumer(name: string = this.names.consumers[0]!): Promise<Consumer> {
+    return this.js.consumers.get(this.names.stream, name);
+  }
+
+  /** The subject a conversation's messages are published on. */
+  subjectOf(conversationId: string): string {
+    return messageSubject(this.opts.subjectPrefix, this.partitions, conversationId);
   }
 
   async publish(msg: OutgoingMessage): Promise<Record<string, never>> {
@@ -162,7 +274,7 @@ export class JetStreamQueue implements MessageQueue {
     if (!this.isConnected()) throw new QueueUnavailableError("NATS is not connected");
     await this.sameTurn();
     try {
-      await this.js.publish(messageSubject(this.opts.subjectPrefix, msg.conversationId), encodeOutgoing(msg), {
+      await this.js.publish(this.subjectOf(msg.conversationId), encodeOutgoing(msg), {
         msgID: natsMsgId(msg.senderId, msg.clientMessageId),
         timeout: this.opts.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS,
         expect: { streamName: this.names.stream },

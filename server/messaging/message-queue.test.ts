@@ -7,7 +7,7 @@ import type { Database } from "../db/schema.js";
 import { migratedDatabase } from "../tests/helpers/test-database.js";
 import { InProcessBus } from "./bus.js";
 import { InlineQueue } from "./inline-queue.js";
-import { queueNames } from "./jetstream-queue.js";
+import { messageSubject, partitionOf, queueNames } from "./jetstream-queue.js";
 import { decodeNotice, MessageRejectedError, messageIdFor, userSubject, type InboxNoticeWire } from "./message-queue.js";
 import { insertConversation, insertUsers, outgoing } from "../tests/helpers/fixtures.js";
 
@@ -28,9 +28,33 @@ describe("NATS_SUBJECT_PREFIX", () => {
   test("defaults to chatwire and names the stream, subjects and consumer", () => {
     const c = loadConfig({});
     expect(c.natsSubjectPrefix).toBe("chatwire");
-    expect(c.worker).toEqual({ batchSize: 100, ackWaitSeconds: 30 });
-    expect(queueNames("chatwire")).toEqual({ stream: "CHATWIRE_MESSAGES", subjects: "chatwire.msg.>", consumer: "chatwire-message-worker" });
-    expect(queueNames("t-1_a").stream).toBe("T_1_A_MESSAGES");
+    expect(c.worker).toEqual({ batchSize: 100, ackWaitSeconds: 30, partitions: 16 });
+    expect(loadConfig({ MESSAGE_PARTITIONS: "4" }).worker.partitions).toBe(4);
+    expect(() => loadConfig({ MESSAGE_PARTITIONS: "0" })).toThrow(ConfigError);
+    expect(() => loadConfig({ MESSAGE_PARTITIONS: "2000" })).toThrow(ConfigError);
+    expect(queueNames("chatwire", 2)).toEqual({
+      stream: "CHATWIRE_MESSAGES",
+      subjects: "chatwire.msg.>",
+      consumers: ["chatwire-message-worker-0", "chatwire-message-worker-1"],
+      filters: ["chatwire.msg.0.*", "chatwire.msg.1.*"],
+      legacyConsumer: "chatwire-message-worker",
+      legacySubjects: "chatwire.msg.*",
+    });
+    expect(queueNames("t-1_a", 16).stream).toBe("T_1_A_MESSAGES");
+  });
+
+  test("a conversation's partition is stable, in range, and spreads conversations evenly", () => {
+    const conv = "0190f1e2-7a4b-7c3d-8e5f-0123456789ab";
+    expect(partitionOf(conv, 16)).toBe(partitionOf(conv, 16));
+    expect(messageSubject("chatwire", 16, conv)).toBe(`chatwire.msg.${partitionOf(conv, 16)}.${conv}`);
+    const counts = new Array<number>(16).fill(0);
+    for (let i = 0; i < 16_000; i++) counts[partitionOf(randomUUID(), 16)]!++;
+    // Each partition gets its 1,000 give or take a few percent (binomial sd about 31).
+    for (const n of counts) {
+      expect(n).toBeGreaterThan(850);
+      expect(n).toBeLessThan(1150);
+    }
+    expect(partitionOf(conv, 1)).toBe(0);
     expect(loadConfig({ NATS_SUBJECT_PREFIX: "team-a_2" }).natsSubjectPrefix).toBe("team-a_2");
   });
 

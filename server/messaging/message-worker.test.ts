@@ -11,7 +11,7 @@ import type { Database } from "../db/schema.js";
 import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
 import { PgLeaderLock, type LeaderLock } from "../db/leader-lock.js";
 import { NatsBus } from "./bus.js";
-import { JetStreamQueue, messageSubject, natsMsgId } from "./jetstream-queue.js";
+import { JetStreamQueue, natsMsgId } from "./jetstream-queue.js";
 import { decodeNotice, QueueUnavailableError, userSubject, type InboxNoticeWire } from "./message-queue.js";
 import { MessageWorker, type WorkerHooks } from "./message-worker.js";
 import { insertConversation, insertUsers, outgoing } from "../tests/helpers/fixtures.js";
@@ -50,7 +50,7 @@ afterAll(async () => {
 
 /** A queue with its own stream and consumer (deleted in afterAll). */
 async function newQueue(ackWaitMs = 30_000): Promise<JetStreamQueue> {
-  const queue = new JetStreamQueue({ nc, subjectPrefix: `wt${randomBytes(5).toString("hex")}`, logger, ackWaitMs });
+  const queue = new JetStreamQueue({ nc, subjectPrefix: `wt${randomBytes(5).toString("hex")}`, logger, ackWaitMs, partitions: 1 });
   streams.push(queue.names.stream);
   await queue.provision();
   return queue;
@@ -99,7 +99,7 @@ async function inboxCount(conversationId: string): Promise<number> {
 
 /** Everything delivered was acked (or termed) and nothing waits. */
 async function drained(queue: JetStreamQueue): Promise<boolean> {
-  const ci = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+  const ci = await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!);
   return ci.num_pending === 0 && ci.num_ack_pending === 0;
 }
 
@@ -111,7 +111,7 @@ async function drained(queue: JetStreamQueue): Promise<boolean> {
  */
 async function ackWaitPassed(ackWaitMs: number): Promise<void> {
   const clock = await newQueue(ackWaitMs);
-  await clock.js.publish(messageSubject(clock.subjectPrefix, randomUUID()), "marker");
+  await clock.js.publish(clock.subjectOf(randomUUID()), "marker");
   const consumer = await clock.consumer();
   const first = await consumer.next({ expires: 5_000 });
   if (!first) throw new Error("the ack_wait marker was not delivered");
@@ -138,12 +138,12 @@ describe("JetStream queue and message worker", () => {
     await queue.provision();
     expect((await jsm.streams.info(queue.names.stream)).config.duplicate_window).toBe(120 * 1e9);
     // Another instance with other settings brings the existing pair up to date.
-    await new JetStreamQueue({ nc, subjectPrefix: queue.subjectPrefix, logger, ackWaitMs: 5000, duplicateWindowMs: 60_000 }).provision();
+    await new JetStreamQueue({ nc, subjectPrefix: queue.subjectPrefix, logger, ackWaitMs: 5000, duplicateWindowMs: 60_000, partitions: 1 }).provision();
     const si = await jsm.streams.info(queue.names.stream);
     expect(si.config).toMatchObject({ subjects: [`${queue.subjectPrefix}.msg.>`], storage: "file", retention: "workqueue", duplicate_window: 60 * 1e9 });
     expect(queue.names.stream).toBe(`${queue.subjectPrefix.toUpperCase()}_MESSAGES`);
-    const ci = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
-    expect(ci.config).toMatchObject({ durable_name: `${queue.subjectPrefix}-message-worker`, ack_policy: "explicit", ack_wait: 5000 * 1e6, max_deliver: -1 });
+    const ci = await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!);
+    expect(ci.config).toMatchObject({ durable_name: `${queue.subjectPrefix}-message-worker-0`, filter_subject: `${queue.subjectPrefix}.msg.0.*`, ack_policy: "explicit", ack_wait: 5000 * 1e6, max_deliver: -1 });
     expect(queue.ready()).toBe(true);
   });
 
@@ -277,10 +277,10 @@ describe("JetStream queue and message worker", () => {
     const m = outgoing(conv, a!);
     await queue.publish(m);
     await queue.publish(m); // a client retry within the window
-    const raw = await queue.js.publish(messageSubject(queue.subjectPrefix, conv), JSON.stringify(m), { msgID: natsMsgId(m.senderId, m.clientMessageId) });
+    const raw = await queue.js.publish(queue.subjectOf(conv), JSON.stringify(m), { msgID: natsMsgId(m.senderId, m.clientMessageId) });
     expect(raw.duplicate).toBe(true);
     // After the window JetStream no longer knows the id: a new stream message, same (sender, client id).
-    const late = await queue.js.publish(messageSubject(queue.subjectPrefix, conv), JSON.stringify({ ...m, sentAt: new Date().toISOString() }), {
+    const late = await queue.js.publish(queue.subjectOf(conv), JSON.stringify({ ...m, sentAt: new Date().toISOString() }), {
       msgID: `${natsMsgId(m.senderId, m.clientMessageId)}:after-window`,
     });
     expect(late.duplicate).toBe(false);
@@ -313,7 +313,7 @@ describe("JetStream queue and message worker", () => {
     await waitFor("the crashing worker committed", async () => committed >= 3); // under load a redelivery may reach the crashing worker too
     expect(await messageCount(conv)).toBe(3);
     await crashing.stop(); // holds nothing: the "crashed" batch was neither acked nor naked
-    const info = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+    const info = await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!);
     expect(info.num_ack_pending).toBe(3);
 
     const registry = new Registry();
@@ -334,7 +334,7 @@ describe("JetStream queue and message worker", () => {
     const conv = await insertConversation(db, [a!, b!]);
     const msgs = Array.from({ length: 50 }, (_, i) => outgoing(conv, i % 2 ? a! : b!));
     for (const m of msgs) await queue.publish(m);
-    const info = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+    const info = await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!);
     expect(info.num_pending).toBe(50);
     expect(await messageCount(conv)).toBe(0);
 
@@ -354,7 +354,7 @@ describe("JetStream queue and message worker", () => {
     await queue.publish(outgoing(doomed, a!));
     await db.deleteFrom("conversations").where("id", "=", doomed).execute();
     await queue.publish(outgoing(conv, stranger!));
-    await queue.js.publish(messageSubject(queue.subjectPrefix, conv), "{not json");
+    await queue.js.publish(queue.subjectOf(conv), "{not json");
     const good = outgoing(conv, b!);
     await queue.publish(good);
 
@@ -362,13 +362,13 @@ describe("JetStream queue and message worker", () => {
     await waitFor("consumer drained", () => drained(queue));
     const letters = await db.selectFrom("dead_letters").selectAll().where("subject", "like", `${queue.subjectPrefix}.%`).orderBy("error").execute();
     expect(letters.map((l) => l.error.split(":")[0])).toEqual(["conversation_not_found", "sender_not_participant", "undecodable"]);
-    expect(letters.map((l) => l.subject)).toContain(messageSubject(queue.subjectPrefix, doomed));
+    expect(letters.map((l) => l.subject)).toContain(queue.subjectOf(doomed));
     expect(letters.find((l) => l.error.startsWith("undecodable"))!.payload).toBe("{not json");
     expect(await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).execute()).toEqual([{ id: good.id, seq: "1" }]);
 
     // Past ack_wait: nothing came back (a 2.9 server ignores a +TERM with a reason; a plain one works).
     await ackWaitPassed(1500);
-    const info = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+    const info = await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!);
     expect(info.num_redelivered).toBe(0);
     expect(info.num_ack_pending).toBe(0);
     expect(await db.selectFrom("dead_letters").select("id").where("subject", "like", `${queue.subjectPrefix}.%`).execute()).toHaveLength(3);
@@ -390,7 +390,7 @@ describe("JetStream queue and message worker", () => {
       { id: before.id, seq: "1" },
       { id: after.id, seq: "2" },
     ]);
-    const letters = await db.selectFrom("dead_letters").select(["error", "payload"]).where("subject", "=", messageSubject(queue.subjectPrefix, conv)).execute();
+    const letters = await db.selectFrom("dead_letters").select(["error", "payload"]).where("subject", "=", queue.subjectOf(conv)).execute();
     expect(letters).toHaveLength(1);
     expect(letters[0]!.error).toMatch(/foreign key/);
     expect(JSON.parse(letters[0]!.payload)).toMatchObject({ id: bad.id });
@@ -415,7 +415,7 @@ describe("JetStream queue and message worker", () => {
     for (const m of msgs) await queue.publish(m);
     startWorker(queue, { db: db.withPlugin(failing), ackWaitMs: 2000 });
     // Longer than ack_wait: working() must keep JetStream from redelivering meanwhile.
-    await waitFor("the worker to hold the batch", async () => (await jsm.consumers.info(queue.names.stream, queue.names.consumer)).num_ack_pending === 5);
+    await waitFor("the worker to hold the batch", async () => (await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!)).num_ack_pending === 5);
     // A pull of the test's own waits meanwhile: were the batch not kept alive, JetStream would redeliver it there.
     const probe = await (await queue.consumer()).fetch({ max_messages: 5, expires: 5_000 });
     const probing = (async () => {
@@ -426,7 +426,7 @@ describe("JetStream queue and message worker", () => {
     await probing;
     expect(outage.failures).toBeGreaterThan(1);
     expect(await messageCount(conv)).toBe(0);
-    const held = await jsm.consumers.info(queue.names.stream, queue.names.consumer);
+    const held = await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!);
     expect(held.num_ack_pending).toBe(5);
     expect(held.num_redelivered).toBe(0);
     outage.on = false;
@@ -487,7 +487,7 @@ describe("JetStream queue and message worker", () => {
     await waitFor("the first worker to lead", async () => first.running && !first.standby);
     const msgs = Array.from({ length: 5 }, (_, i) => outgoing(conv, i % 2 ? a! : b!));
     for (const m of msgs) await queue.publish(m);
-    await waitFor("the first worker to hold the batch", async () => failures > 0 && (await jsm.consumers.info(queue.names.stream, queue.names.consumer)).num_ack_pending === 5);
+    await waitFor("the first worker to hold the batch", async () => failures > 0 && (await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!)).num_ack_pending === 5);
     const second = startWorker(queue, { leader: leaderFor("second"), ackWaitMs: 60_000 });
     await waitFor("the second worker to stand by", async () => second.standby);
 
@@ -506,7 +506,7 @@ describe("JetStream queue and message worker", () => {
   test("stop() finishes the open pull and returns promptly", async () => {
     const queue = await newQueue();
     const worker = startWorker(queue);
-    await waitFor("the worker's pull to be open", async () => (await jsm.consumers.info(queue.names.stream, queue.names.consumer)).num_waiting > 0);
+    await waitFor("the worker's pull to be open", async () => (await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!)).num_waiting > 0);
     const t0 = Date.now();
     await worker.stop();
     expect(Date.now() - t0).toBeLessThan(2500);

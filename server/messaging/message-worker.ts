@@ -1,55 +1,21 @@
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
-import { sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
-import { Counter, type Registry } from "prom-client";
+import { Counter } from "prom-client";
 import { systemClock, type Clock } from "../clock.js";
+import { databaseAnswers } from "../db/database.js";
 import { insertDeadLetters, type NewDeadLetter } from "../db/message-store.js";
-import type { LeaderLock } from "../db/leader-lock.js";
-import type { Database } from "../db/schema.js";
 import { isConnectionError } from "../db/connection-errors.js";
-import type { EventBus } from "./bus.js";
-import { decodeOutgoing, type JetStreamQueue } from "./jetstream-queue.js";
+import { decodeOutgoing } from "./jetstream-queue.js";
 import { publishNotices } from "./message-queue.js";
 import { storeMessages, type StoreResult } from "./store.js";
-import type { InboxNotice, OutgoingMessage, StoredMessage } from "./types.js";
+import type { InboxNotice, OutgoingMessage } from "./types.js";
+import type { MessageWorkerOptions } from "./message-worker-options.js";
 
-export interface WorkerHooks {
-  /**
-   * Tests only: runs after a batch committed, before its notices and acks.
-   * Throwing simulates a crash at that point: the batch is neither acked nor
-   * naked, so JetStream redelivers it after ack_wait.
-   */
-  afterCommit?: (stored: StoredMessage[]) => void | Promise<void>;
-}
-
-export interface MessageWorkerOptions {
-  queue: JetStreamQueue;
-  db: Kysely<Database>;
-  bus: EventBus;
-  logger: Logger;
-  clock?: Clock;
-  /** Messages per pull and at most per transaction. Default 100. */
-  batchSize?: number;
-  /** Lifetime of one pull request; a stop waits for the open one to end. Default 2 s. */
-  fetchExpiresMs?: number;
-  /** The consumer's ack_wait: held messages are kept alive (working()) well within it. Default 30 s. */
-  ackWaitMs?: number;
-  /** Failed attempts (with the database reachable) after which a message is taken for poison. Default 5. */
-  poisonAttempts?: number;
-  /**
-   * Only the holder pulls (the others stand by): one active worker per
-   * deployment keeps each conversation's messages in the order they were sent.
-   * Without one (a single process), this worker is always active.
-   */
-  leader?: LeaderLock;
-  /** How often a standby worker tries to become the active one. Default 1 s. */
-  standbyPollMs?: number;
-  /** Registers chatwire_worker_messages_total here when given. */
-  registry?: Registry;
-  hooks?: WorkerHooks;
-}
+export type { MessageWorkerOptions, WorkerHooks } from "./message-worker-options.js";
 
 type Result = "stored" | "duplicate" | "dead_letter";
+
+const WORKER_MESSAGES = "chatwire_worker_messages_total";
 
 /**
  * The message worker (ARCHITECTURE.md, "The message path", step 2): pulls
@@ -78,6 +44,7 @@ export class MessageWorker {
   private readonly ackWaitMs: number;
   private readonly poisonAttempts: number;
   private readonly counter: Counter<"result"> | undefined;
+  private readonly consumerName: string;
   /** Delivered to us and not yet acked, termed or naked. */
   private readonly inFlight = new Set<JsMsg>();
   private loop: Promise<void> | undefined;
@@ -98,9 +65,11 @@ export class MessageWorker {
     this.fetchExpiresMs = Math.max(1000, opts.fetchExpiresMs ?? 2000);
     this.ackWaitMs = opts.ackWaitMs ?? 30_000;
     this.poisonAttempts = opts.poisonAttempts ?? 5;
+    this.consumerName = opts.consumerName ?? opts.queue.names.consumers[0]!;
     this.counter = opts.registry
-      ? new Counter({
-          name: "chatwire_worker_messages_total",
+      ? (opts.registry.getSingleMetric(WORKER_MESSAGES) as Counter<"result"> | undefined) ??
+        new Counter({
+          name: WORKER_MESSAGES,
           help: "Queue messages the worker finished, by result: stored, duplicate (stored before), dead_letter",
           labelNames: ["result"],
           registers: [opts.registry],
@@ -109,8 +78,11 @@ export class MessageWorker {
   }
 
   get running(): boolean {
-    return this.loop !== undefined && !this.stopping;
+    return this.loop !== undefined && !this.stopping && !this.drained;
   }
+
+  /** untilDrained() said so: the loop has ended. */
+  drained = false;
 
   /** Not (yet) the active worker: waiting for another instance's to stop (see `leader`). */
   get standby(): boolean {
@@ -129,7 +101,7 @@ export class MessageWorker {
     this.keepAlive.unref();
     this.unwatchLeader = this.opts.leader?.onLost(() => this.leadershipLost());
     this.loop = this.run();
-    this.logger.info({ consumer: this.opts.queue.names.consumer, batchSize: this.batchSize }, "message worker started");
+    this.logger.info({ consumer: this.consumerName, batchSize: this.batchSize }, "message worker started");
   }
 
   /**
@@ -164,9 +136,14 @@ export class MessageWorker {
       }
       this.settled?.();
       try {
-        consumer ??= await this.opts.queue.consumer();
-        await this.pullOnce(consumer);
+        consumer ??= await this.opts.queue.consumer(this.consumerName);
+        const delivered = await this.pullOnce(consumer);
         failures = 0;
+        if (delivered === 0 && this.opts.untilDrained && (await this.opts.untilDrained())) {
+          this.drained = true;
+          this.logger.info({ consumer: this.consumerName }, "consumer drained: message worker done");
+          return;
+        }
       } catch (err) {
         if (this.stopping) break;
         failures++;
@@ -179,14 +156,14 @@ export class MessageWorker {
     }
   }
 
-  /** One pull request: stores what it delivers, batch by batch, while it is still delivering. */
-  private async pullOnce(consumer: Consumer): Promise<void> {
+  /** One pull request: stores what it delivers, batch by batch, while it is still delivering. Returns how many it delivered. */
+  private async pullOnce(consumer: Consumer): Promise<number> {
     // Short pulls that run to their end, even on stop: a pull cut short would
     // leave the server delivering into a dead inbox until ack_wait.
     const leadership = this.leadership;
     this.pulling = true;
     try {
-      await this.pullAndStore(consumer, leadership);
+      return await this.pullAndStore(consumer, leadership);
     } finally {
       this.pulling = false;
       // The lock was lost meanwhile: the pull has ended, so what we hold can go back in order now.
@@ -194,9 +171,10 @@ export class MessageWorker {
     }
   }
 
-  private async pullAndStore(consumer: Consumer, leadership: number): Promise<void> {
+  private async pullAndStore(consumer: Consumer, leadership: number): Promise<number> {
     const messages = await consumer.fetch({ max_messages: this.batchSize, expires: this.fetchExpiresMs });
     const buffer: JsMsg[] = [];
+    let delivered = 0;
     let ended = false;
     let failed: unknown;
     let wake: (() => void) | undefined;
@@ -205,6 +183,7 @@ export class MessageWorker {
         for await (const m of messages) {
           this.inFlight.add(m);
           buffer.push(m);
+          delivered++;
           wake?.();
         }
       } catch (err) {
@@ -235,6 +214,7 @@ export class MessageWorker {
       await pump;
     }
     if (failed) throw failed;
+    return delivered;
   }
 
   private async handle(batch: JsMsg[], leadership: number): Promise<void> {
@@ -250,7 +230,7 @@ export class MessageWorker {
         return;
       } catch (err) {
         const dataError = isDataError(err);
-        const poison = dataError || (attempt >= this.poisonAttempts && (await this.databaseAnswers()));
+        const poison = dataError || (attempt >= this.poisonAttempts && (await databaseAnswers(this.opts.db)));
         const ctx = {
           err,
           attempt,
@@ -376,20 +356,6 @@ export class MessageWorker {
 
   private count(result: Result): void {
     this.counter?.inc({ result });
-  }
-
-  private async databaseAnswers(): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      return await Promise.race([
-        sql`select 1`.execute(this.opts.db).then(() => true),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 2000))),
-      ]);
-    } catch {
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   /** Sleeps, cut short by stop(). */

@@ -3,7 +3,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, test } from "vitest";
 import type { ChatwireServer } from "../server.js";
-import { queueNames } from "../messaging/jetstream-queue.js";
+import { streamName } from "../messaging/jetstream-queue.js";
 import { decodeNotice, messageIdFor, userSubject, type InboxNoticeWire } from "../messaging/message-queue.js";
 import type { OutgoingMessage } from "../messaging/types.js";
 import { waitForConsumer } from "./helpers/queue-state.js";
@@ -127,7 +127,7 @@ describe("the message queue inside a running server", () => {
 
   test("a test server's stream is removed when it stops", async () => {
     const s = await start({ NATS_URL: NATS });
-    const stream = queueNames(s.config.natsSubjectPrefix).stream;
+    const stream = streamName(s.config.natsSubjectPrefix);
     const nc = await connect({ servers: NATS.split(",") });
     try {
       const jsm = await jetstreamManager(nc);

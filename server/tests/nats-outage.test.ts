@@ -10,7 +10,7 @@ import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AuthService } from "../../gen/auth/auth_pb.js";
 import { ChatService, type Message } from "../../gen/chat/chat_pb.js";
-import { queueNames } from "../messaging/jetstream-queue.js";
+import { streamName } from "../messaging/jetstream-queue.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/test-database.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
@@ -219,7 +219,7 @@ async function streamMessages(): Promise<number> {
   const nc = await connect({ servers: nats.url, reconnect: false });
   try {
     const jsm = await jetstreamManager(nc);
-    return (await jsm.streams.info(queueNames(s.config.natsSubjectPrefix).stream)).state.messages;
+    return (await jsm.streams.info(streamName(s.config.natsSubjectPrefix))).state.messages;
   } finally {
     await nc.close();
   }

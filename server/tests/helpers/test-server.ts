@@ -4,7 +4,7 @@ import { connect } from "@nats-io/transport-node";
 import { loadConfig, type Config } from "../../config.js";
 import type { Clock } from "../../clock.js";
 import { createLogger } from "../../logger.js";
-import { queueNames } from "../../messaging/jetstream-queue.js";
+import { streamName } from "../../messaging/jetstream-queue.js";
 import { ChatwireServer, type CreateOptions } from "../../server.js";
 import { createTestDatabase, type TestDatabase } from "./test-database.js";
 
@@ -99,7 +99,7 @@ export async function deleteQueueStream(config: Pick<Config, "natsUrl" | "natsSu
   if (!nc) return;
   try {
     const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(queueNames(config.natsSubjectPrefix).stream).catch(() => undefined);
+    await jsm.streams.delete(streamName(config.natsSubjectPrefix)).catch(() => undefined);
   } finally {
     await nc.close();
   }
