@@ -1,3 +1,4 @@
+import os from "node:os";
 import { describe, expect, test } from "vitest";
 import { ConfigError, loadConfig } from "./config.js";
 
@@ -118,5 +119,18 @@ describe("per-user call limits and trusted proxies", () => {
     const err = errorOf(env);
     expect(err.variable).toBe(variable);
     expect(err.message.startsWith(`${variable}:`)).toBe(true);
+  });
+  test("CHATWIRE_PROCESSES: 1 by default, a number or auto (one per core), more than one only with PostgreSQL and NATS", () => {
+    const pg = { DATABASE_URL: "postgres://db/chatwire", NATS_URL: "nats://127.0.0.1:4222" };
+    expect(loadConfig({}).processes).toBe(1);
+    expect(loadConfig({ ...pg, CHATWIRE_PROCESSES: "3" }).processes).toBe(3);
+    expect(loadConfig({ ...pg, CHATWIRE_PROCESSES: "auto" }).processes).toBe(os.availableParallelism());
+    expect(loadConfig({ CHATWIRE_PROCESSES: "1" }).processes).toBe(1);
+    expect(errorOf({ ...pg, CHATWIRE_PROCESSES: "many" }).message).toBe('CHATWIRE_PROCESSES: must be a whole number or auto (one per core), got "many"');
+    expect(errorOf({ ...pg, CHATWIRE_PROCESSES: "0" }).variable).toBe("CHATWIRE_PROCESSES");
+    expect(errorOf({ CHATWIRE_PROCESSES: "2" }).message).toMatch(/^CHATWIRE_PROCESSES: 2 processes need DATABASE_URL and NATS_URL: the embedded database \(PGlite\)/);
+    expect(errorOf({ DATABASE_URL: pg.DATABASE_URL, CHATWIRE_PROCESSES: "2" }).variable).toBe("CHATWIRE_PROCESSES");
+    expect(loadConfig({ ...pg, CHATWIRE_PROCESS_INDEX: "1" }).processIndex).toBe(1);
+    expect(loadConfig(pg).processIndex).toBeUndefined();
   });
 });

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 
 /** Which halves of Chatwire this process runs (ARCHITECTURE.md, "Roles"). */
@@ -49,6 +50,10 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** At start, how long an unreachable database or NATS is retried before the process gives up. */
   startupWaitSeconds: number;
+  /** Server processes sharing the port (CHATWIRE_PROCESSES; server/cluster.ts); 1: this process serves. Needs DATABASE_URL and NATS_URL above 1. */
+  processes: number;
+  /** Set in a process the supervisor forked: its slot, 0 to processes-1 (CHATWIRE_PROCESS_INDEX, set by server/cluster.ts). */
+  processIndex: number | undefined;
   auth: AuthConfig;
   worker: WorkerConfig;
   chat: ChatConfig;
@@ -152,6 +157,9 @@ interface AuthConfig {
 }
 
 /** A bad or missing environment variable; the message names it. */
+/** Set by the supervisor (server/cluster.ts) in each process it forks: that process's slot. */
+export const PROCESS_INDEX_VARIABLE = "CHATWIRE_PROCESS_INDEX";
+
 export class ConfigError extends Error {
   constructor(
     readonly variable: string,
@@ -310,6 +318,18 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError("TRUSTED_PROXY_HEADER", `must be x-forwarded-for or forwarded, got "${get("TRUSTED_PROXY_HEADER")}"`);
   }
   const trustedProxyHeader = proxyHeader;
+  const processesRaw = get("CHATWIRE_PROCESSES") ?? "1";
+  if (processesRaw !== "auto" && !/^\d+$/.test(processesRaw)) {
+    throw new ConfigError("CHATWIRE_PROCESSES", `must be a whole number or auto (one per core), got "${processesRaw}"`);
+  }
+  const processes = processesRaw === "auto" ? os.availableParallelism() : intVar(get, "CHATWIRE_PROCESSES", 1, 1, 256);
+  if (processes > 1 && (databaseUrl === undefined || natsUrl === undefined)) {
+    throw new ConfigError(
+      "CHATWIRE_PROCESSES",
+      `${processes} processes need DATABASE_URL and NATS_URL: the embedded database (PGlite) and the in-process queue and bus belong to one process. Set CHATWIRE_PROCESSES=1 or configure PostgreSQL and NATS`,
+    );
+  }
+  const processIndex = get(PROCESS_INDEX_VARIABLE) === undefined ? undefined : intVar(get, PROCESS_INDEX_VARIABLE, 0, 0, 255);
   const worker: WorkerConfig = {
     batchSize: intVar(get, "WORKER_BATCH_SIZE", 100, 1, 1000),
     ackWaitSeconds: intVar(get, "WORKER_ACK_WAIT_SECONDS", 30, 1, 3600),
@@ -357,6 +377,8 @@ export function loadConfig(env: Env = process.env): Config {
     rpcFastPath,
     shutdownTimeoutMs,
     startupWaitSeconds,
+    processes,
+    processIndex,
     auth,
     worker,
     rateLimits,

@@ -1,5 +1,7 @@
+import cluster from "node:cluster";
 import { writeSync } from "node:fs";
-import { ConfigError, loadConfig } from "./config.js";
+import { superviseProcesses } from "./cluster.js";
+import { ConfigError, PROCESS_INDEX_VARIABLE, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { ChatwireServer } from "./server.js";
 import { StartupError } from "./startup-wait.js";
@@ -16,7 +18,12 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.logLevel);
+  if (config.processes > 1 && cluster.isPrimary) {
+    superviseProcesses({ processes: config.processes, logger: createLogger(config.logLevel, { pid: process.pid, supervisor: true }), indexVariable: PROCESS_INDEX_VARIABLE });
+    return;
+  }
+  // Several processes write to one log: each line says which (slot and pid).
+  const logger = createLogger(config.logLevel, config.processIndex === undefined ? {} : { proc: config.processIndex, pid: process.pid });
   const server = await ChatwireServer.create(config, { logger });
   await server.start();
 

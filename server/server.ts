@@ -129,6 +129,8 @@ export class ChatwireServer {
       jetStreamQueue ?? new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger });
     const guard = new SessionGuard(database.db, bus, config.auth.sessionCacheSeconds * 1000, clock, logger);
     const metrics = new Metrics();
+    // One /metrics per process (each scrape reaches whichever process gets the connection): say which.
+    if (config.processIndex !== undefined) metrics.registry.setDefaultLabels({ process: String(config.processIndex) });
     const ctx: AppContext = {
       config,
       logger,

@@ -91,8 +91,17 @@ export class RealtimeHub implements StreamHost {
     this.stopRevocations?.();
     // Streams have ended with the listener; drop the subscriptions still lingering.
     this.channels.dropIdle();
-    const deadline = new Promise((r) => setTimeout(r, 3000).unref());
-    while (this.pending.size > 0) await Promise.race([Promise.allSettled([...this.pending]), deadline]).then(() => undefined);
+    // Bounded: once the deadline has passed, racing it again resolves at once, so looping on it would spin forever
+    // in microtasks (no timer, signal or I/O ever runs again) while this process still holds the worker's leader lock.
+    let late = false;
+    const deadline = new Promise<void>((r) => {
+      setTimeout(() => {
+        late = true;
+        r();
+      }, 3000).unref();
+    });
+    while (this.pending.size > 0 && !late) await Promise.race([Promise.allSettled([...this.pending]), deadline]);
+    if (this.pending.size > 0) this.opts.logger.warn({ pending: this.pending.size }, "stream clean-ups still running after 3 s; stopping without them");
   }
 
   get openStreams(): number {
