@@ -109,6 +109,7 @@ export class ChatwireServer {
           subjectPrefix: config.natsSubjectPrefix,
           logger,
           ackWaitMs: config.worker.ackWaitSeconds * 1000,
+          replicas: config.natsStreamReplicas,
         });
         await jetStreamQueue.provision();
       }
