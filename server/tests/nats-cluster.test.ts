@@ -4,7 +4,9 @@ import { connect } from "@nats-io/transport-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ChatService } from "../../gen/chat/chat_pb.js";
-import { queueNames } from "../messaging/jetstream-queue.js";
+import { randomBytes } from "node:crypto";
+import { pino } from "pino";
+import { JetStreamQueue, queueNames } from "../messaging/jetstream-queue.js";
 import { bearerTransport, login } from "./helpers/login.js";
 import { PrivateNatsCluster } from "./helpers/private-nats.js";
 import { protocolTransport, Subscription } from "./helpers/realtime.js";
@@ -95,6 +97,29 @@ interface Sender {
 }
 
 describe("NATS cluster", () => {
+  test("NATS_STREAM_REPLICAS changed on an existing stream is applied at the next start (provision)", async () => {
+    const nc = await connect({ servers: cluster.urls.split(",") });
+    const subjectPrefix = `wr${randomBytes(5).toString("hex")}`;
+    const queue = (replicas: number) => new JetStreamQueue({ nc, subjectPrefix, logger: pino({ level: "silent" }), replicas });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const { stream } = queueNames(subjectPrefix);
+      await queue(1).provision();
+      expect((await jsm.streams.info(stream)).config.num_replicas).toBe(1);
+      await queue(3).provision();
+      expect((await jsm.streams.info(stream)).config.num_replicas).toBe(3);
+      // The new peers join and catch up: the stream then lives on all three servers.
+      const peers = async () => {
+        const { cluster: c } = await jsm.streams.info(stream);
+        return new Set([c?.leader, ...(c?.replicas ?? []).filter((r) => r.current).map((r) => r.name)].filter(Boolean));
+      };
+      await until("the stream on all three servers", async () => (await peers()).size === 3, 15_000, 100);
+      // No delete: the stream goes with the cluster in afterAll.
+    } finally {
+      await nc.close();
+    }
+  });
+
   test("SIGKILL of the stream leader while 5,000 messages are sent: nothing lost or doubled, gapless seq, delivery continues", async () => {
     expect(a.server.ctx.messages.kind).toBe("jetstream");
     expect(a.config.natsUrl!.split(",")).toHaveLength(3);
@@ -121,7 +146,9 @@ describe("NATS cluster", () => {
     const odd: string[] = [];
     let acked = 0;
     let killedAt: number | undefined;
+    /** The first acknowledgement of an attempt started after the kill, and the last Unavailable answer. */
     let firstAckAfterKill: number | undefined;
+    let lastUnavailableAt: number | undefined;
     const work = Array.from({ length: MESSAGES }, (_, n) => ({
       sender: senders[n % CONVERSATIONS]!,
       clientMessageId: `m-${n}`,
@@ -133,16 +160,18 @@ describe("NATS cluster", () => {
         const { sender, clientMessageId } = item;
         item.startedAfterKill = killedAt !== undefined;
         for (let attempt = 1; ; attempt++) {
+          const attemptAfterKill = killedAt !== undefined;
           try {
             await sender.chat.sendMessage({ conversationId: sender.conversationId, content: clientMessageId, clientMessageId }, { timeoutMs: 20_000 });
             answers.ok = (answers.ok ?? 0) + 1;
             acked++;
-            if (killedAt !== undefined && firstAckAfterKill === undefined) firstAckAfterKill = Date.now();
+            if (attemptAfterKill && firstAckAfterKill === undefined) firstAckAfterKill = Date.now();
             break;
           } catch (err) {
             const ce = ConnectError.from(err);
             const code = Code[ce.code].toLowerCase();
             answers[code] = (answers[code] ?? 0) + 1;
+            if (code === "unavailable") lastUnavailableAt = Date.now();
             if (odd.length < 10 && (code !== "unavailable" || odd.length < 3)) odd.push(`${sender.via} ${code}: ${ce.rawMessage}`);
             if (attempt > 200) throw new Error(`${clientMessageId}: still failing after ${attempt} attempts: ${ce.message}`);
             await sleep(100);
@@ -204,7 +233,7 @@ describe("NATS cluster", () => {
 
     console.info(
       `[nats-cluster] stream ${stream} R${before.config.num_replicas}: leader ${leader} (pid ${pid}) killed after ${ackedAtKill} of ${MESSAGES} acks (${sendRate}/s); ` +
-        `first ack after the kill in ${firstAckAfterKill! - killedAt} ms; new stream leader ${newLeader}; ` +
+        `first ack of a send started after the kill ${firstAckAfterKill! - killedAt} ms after it, last Unavailable ${lastUnavailableAt === undefined ? "-" : lastUnavailableAt - killedAt} ms after it; new stream leader ${newLeader}; ` +
         `all acked ${sendsDoneAt - killedAt} ms after the kill, all stored ${storedAllMs} ms later; answers ${JSON.stringify(answers)}; ` +
         `lost ${lost}, doubled ${doubled}; ${afterKill.length} post-kill messages of conversation 0 delivered live ` +
         `${deliveredMs instanceof Error ? `NOT: ${deliveredMs.message}` : `(${deliveredMs} ms after the last was stored)`}; ` +
