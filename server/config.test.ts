@@ -37,6 +37,14 @@ describe("loadConfig", () => {
     expect(c).toMatchObject({ profile: "production", host: "0.0.0.0", natsUrl: "nats://127.0.0.1:4222" });
   });
 
+  test("a NATS cluster: several servers in NATS_URL, stream replicas 1 by default, up to 5", () => {
+    const c = loadConfig({ NATS_URL: "nats://10.0.0.1:4222, nats://10.0.0.2:4222,10.0.0.3:4222", NATS_STREAM_REPLICAS: "3" });
+    expect(c.natsUrl).toBe("nats://10.0.0.1:4222, nats://10.0.0.2:4222,10.0.0.3:4222");
+    expect(c.natsStreamReplicas).toBe(3);
+    expect(loadConfig({}).natsStreamReplicas).toBe(1);
+    expect(errorOf({ NATS_URL: "nats://10.0.0.1:4222,http://10.0.0.2" }).variable).toBe("NATS_URL");
+  });
+
   test("a complete production configuration is accepted", () => {
     const c = loadConfig({ ...PROD, CORS_ORIGINS: "https://app.example.com, https://m.example.com", CHATWIRE_ROLES: "worker" });
     expect(c.authDevMode).toBe(false);
@@ -49,6 +57,9 @@ describe("loadConfig", () => {
     [{ PORT: "70000" }, "PORT"],
     [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
     [{ NATS_URL: "http://x y" }, "NATS_URL"],
+    [{ NATS_STREAM_REPLICAS: "0" }, "NATS_STREAM_REPLICAS"],
+    [{ NATS_STREAM_REPLICAS: "6" }, "NATS_STREAM_REPLICAS"],
+    [{ NATS_STREAM_REPLICAS: "three" }, "NATS_STREAM_REPLICAS"],
     [{ JWT_SECRET: "short" }, "JWT_SECRET"],
     [{ AUTH_DEV_MODE: "maybe" }, "AUTH_DEV_MODE"],
     [{ TWILIO_ACCOUNT_SID: "AC1" }, "TWILIO_AUTH_TOKEN"],

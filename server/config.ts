@@ -28,6 +28,8 @@ export interface Config {
    * Lets deployments (and test runs) share one NATS without seeing each other.
    */
   natsSubjectPrefix: string;
+  /** Copies JetStream keeps of the message stream (1, or 3 or 5 on a NATS cluster of at least that many servers). */
+  natsStreamReplicas: number;
   dataDir: string;
   /** Undefined outside NODE_ENV=production: a dev secret is kept under dataDir. */
   jwtSecret: string | undefined;
@@ -203,6 +205,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (!/^[a-z0-9_-]{1,32}$/.test(natsSubjectPrefix)) {
     throw new ConfigError("NATS_SUBJECT_PREFIX", `must be 1 to 32 of a-z, 0-9, _ and -, got "${natsSubjectPrefix}"`);
   }
+  const natsStreamReplicas = intVar(get, "NATS_STREAM_REPLICAS", 1, 1, 5);
   const profile: Profile = databaseUrl ? "production" : "embedded";
 
   const port = intVar(get, "PORT", 8080, 0, 65535);
@@ -359,6 +362,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     natsUrl,
     natsSubjectPrefix,
+    natsStreamReplicas,
     chat,
     realtime,
     users,

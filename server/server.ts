@@ -112,6 +112,7 @@ export class ChatwireServer {
           logger,
           ackWaitMs: config.worker.ackWaitSeconds * 1000,
           partitions: config.worker.partitions,
+          replicas: config.natsStreamReplicas,
         });
         await jetStreamQueue.provision();
       }

@@ -5,6 +5,10 @@ import { toConnectError } from "./errors.js";
 import { Code } from "@connectrpc/connect";
 import { isConnectionError } from "../db/connection-errors.js";
 import { MigrationError } from "../db/migrate.js";
+import { JetStreamApiError } from "@nats-io/jetstream";
+import { InvalidSubjectError, NoRespondersError, RequestError, connect } from "@nats-io/transport-node";
+import { QueueUnavailableError } from "../messaging/message-queue.js";
+import { isNatsUnavailableError } from "../messaging/nats.js";
 
 /** The error a real pg client or pool gives for `server` (a port and what happens there). */
 async function errorOf(fn: () => Promise<unknown>): Promise<unknown> {
@@ -62,6 +66,32 @@ describe("isConnectionError / toConnectError", () => {
     for (const err of cases) {
       expect(isConnectionError(err), String(err)).toBe(false);
       expect(toConnectError(err).code).toBe(Code.Internal);
+    }
+  });
+
+  test("NATS that cannot answer (refused, silent, no responder, JetStream 503 as while a stream elects a leader) answers Unavailable; a refused request does not", async () => {
+    const closedPort = await tcpServer(() => undefined);
+    servers.pop()!.close();
+    const refused = await errorOf(() => connect({ servers: `127.0.0.1:${closedPort}`, reconnect: false, timeout: 500 }));
+    const held: net.Socket[] = [];
+    const silent = await tcpServer((sock) => held.push(sock));
+    const timedOut = await errorOf(() => connect({ servers: `127.0.0.1:${silent}`, reconnect: false, timeout: 200 }));
+    held.forEach((sock) => sock.destroy());
+    const jetStream503 = new JetStreamApiError({ code: 503, err_code: 10008, description: "JetStream system temporarily unavailable" });
+    const unavailable = {
+      refused,
+      timedOut,
+      "no responders, wrapped in a RequestError": new RequestError("request failed", { cause: new NoRespondersError("$JS.API.STREAM.INFO.X") }),
+      "JetStream 503": jetStream503,
+      "the queue's own wrapper": new QueueUnavailableError("the message queue did not accept the message", { cause: timedOut }),
+    };
+    for (const [name, err] of Object.entries(unavailable)) {
+      expect(toConnectError(err).code, `${name}: ${String(err)}`).toBe(Code.Unavailable);
+    }
+    const bugs = [new JetStreamApiError({ code: 400, err_code: 10058, description: "stream name already in use with a different configuration" }), new InvalidSubjectError("a b")];
+    for (const err of bugs) {
+      expect(isNatsUnavailableError(err), String(err)).toBe(false);
+      expect(toConnectError(err).code, String(err)).toBe(Code.Internal);
     }
   });
 });

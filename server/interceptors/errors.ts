@@ -1,10 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isConnectionError } from "../db/connection-errors.js";
+import { QueueUnavailableError } from "../messaging/message-queue.js";
+import { isNatsUnavailableError } from "../messaging/nats.js";
 
 /**
  * The one place a throw that is not a ConnectError gets its code, for
  * connect-node (through the observability interceptor) and the fast path alike:
- * a dependency that cannot be reached is Unavailable (retry later), a
+ * a dependency that cannot be reached (PostgreSQL, NATS) is Unavailable (retry later), a
  * cancelled call Canceled, anything else a bug (Internal, without our internals).
  */
 export function toConnectError(err: unknown): ConnectError {
@@ -16,6 +18,9 @@ export function toConnectError(err: unknown): ConnectError {
     const busy = err instanceof Error && err.message.startsWith("timeout exceeded when trying to connect");
     const what = busy ? "the database is unreachable or too busy right now (no connection within the timeout)" : "the database cannot be reached right now";
     return new ConnectError(`${what}; retry shortly (a retry of SendMessage with the same client_message_id is safe)`, Code.Unavailable, undefined, undefined, err);
+  }
+  if (err instanceof QueueUnavailableError || isNatsUnavailableError(err)) {
+    return new ConnectError("messaging (NATS) cannot be reached right now; retry shortly (a retry of SendMessage with the same client_message_id is safe)", Code.Unavailable, undefined, undefined, err);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }

@@ -79,6 +79,8 @@ export interface JetStreamQueueOptions {
   ackWaitMs?: number;
   /** Stream duplicate_window for Nats-Msg-Id. Default 2 min. */
   duplicateWindowMs?: number;
+  /** Stream num_replicas (config.natsStreamReplicas); the consumer inherits it. Default 1. */
+  replicas?: number;
 }
 
 const DEFAULT_PUBLISH_TIMEOUT_MS = 5_000;
@@ -141,7 +143,7 @@ export class JetStreamQueue implements MessageQueue {
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
       duplicate_window: duplicateWindow,
-      num_replicas: 1,
+      num_replicas: this.opts.replicas ?? 1,
     };
     const existing = await jsm.streams.info(stream).catch((err: unknown) => {
       if (isApiError(err, JetStreamApiCodes.StreamNotFound)) return undefined;
@@ -156,8 +158,12 @@ export class JetStreamQueue implements MessageQueue {
         const now = await jsm.streams.info(stream).catch(() => undefined);
         if (!now) throw err;
       }
-    } else if (existing.config.duplicate_window !== duplicateWindow || existing.config.subjects?.join() !== subjects) {
-      await jsm.streams.update(stream, { subjects: [subjects], duplicate_window: duplicateWindow });
+    } else if (
+      existing.config.duplicate_window !== duplicateWindow ||
+      existing.config.subjects?.join() !== subjects ||
+      existing.config.num_replicas !== streamConfig.num_replicas
+    ) {
+      await jsm.streams.update(stream, { subjects: [subjects], duplicate_window: duplicateWindow, num_replicas: streamConfig.num_replicas });
       this.logger.info({ subjects }, "JetStream stream updated");
     }
 

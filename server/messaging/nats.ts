@@ -1,4 +1,13 @@
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { JetStreamApiError } from "@nats-io/jetstream";
+import {
+  ClosedConnectionError,
+  ConnectionError,
+  DrainingConnectionError,
+  NoRespondersError,
+  TimeoutError,
+  connect,
+  type NatsConnection,
+} from "@nats-io/transport-node";
 import type { Logger } from "pino";
 
 /**
@@ -46,4 +55,29 @@ export class NatsLink {
 /** What a bare connection can tell of itself: not closed or draining, a server selected. */
 export function natsConnected(nc: NatsConnection): boolean {
   return !nc.isClosed() && !nc.isDraining() && nc.getServer() !== "";
+}
+
+/**
+ * A NATS client failure that means NATS, or a JetStream leader, cannot answer
+ * right now (a lost connection, no responder, a timeout as during a leader
+ * election, JetStream's 503), so the caller should retry later: Unavailable,
+ * never Internal. JetStreamQueue already wraps its publishes as
+ * QueueUnavailableError; this covers any other NATS call on a request path.
+ */
+export function isNatsUnavailableError(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; depth++) {
+    if (
+      e instanceof TimeoutError ||
+      e instanceof NoRespondersError ||
+      e instanceof ClosedConnectionError ||
+      e instanceof DrainingConnectionError ||
+      e instanceof ConnectionError ||
+      (e instanceof JetStreamApiError && e.status === 503)
+    ) {
+      return true;
+    }
+    // A RequestError (and our own wrappers) carry what went wrong as the cause.
+    e = e.cause;
+  }
+  return false;
 }

@@ -1,8 +1,3 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -11,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AuthService } from "../../gen/auth/auth_pb.js";
 import { ChatService, type Message } from "../../gen/chat/chat_pb.js";
 import { streamName } from "../messaging/jetstream-queue.js";
+import { PrivateNats } from "./helpers/private-nats.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/test-database.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
@@ -21,106 +17,12 @@ import { startTestServer, type TestServer } from "./helpers/test-server.js";
 // NATS on 4222, and a real PostgreSQL database (the production profile) on
 // both CI profiles.
 
-const NATS_SERVER = "/usr/sbin/nats-server";
 const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// ---------------------------------------------------------------- nats-server
-
-class NatsProcess {
-  private child: ChildProcess | undefined;
-  private log = "";
-
-  private constructor(
-    readonly port: number,
-    readonly storeDir: string,
-  ) {}
-
-  static async create(): Promise<NatsProcess> {
-    const storeDir = await mkdtemp(path.join(os.tmpdir(), "chatwire-nats-outage-"));
-    return new NatsProcess(await freePort(), storeDir);
-  }
-
-  get running(): boolean {
-    return this.child !== undefined;
-  }
-
-  get url(): string {
-    return `nats://127.0.0.1:${this.port}`;
-  }
-
-  /** Starts nats-server with JetStream and waits (bounded) until it accepts connections. */
-  async start(timeoutMs = 10_000): Promise<void> {
-    if (this.child) throw new Error("nats-server already running");
-    const child = spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.child = child;
-    const keep = (b: Buffer) => (this.log = (this.log + b.toString()).slice(-8000));
-    child.stdout!.on("data", keep);
-    child.stderr!.on("data", keep);
-    let exited = false;
-    child.once("exit", () => (exited = true));
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (exited) {
-        this.child = undefined;
-        throw new Error(`nats-server exited at start (code ${child.exitCode}):\n${this.log}`);
-      }
-      if (await accepts(this.port)) return;
-      if (Date.now() > deadline) {
-        await this.stop();
-        throw new Error(`nats-server did not accept connections on ${this.port} within ${timeoutMs} ms:\n${this.log}`);
-      }
-      await sleep(50);
-    }
-  }
-
-  /** SIGTERM, and waits for the exit (SIGKILL after `timeoutMs`). */
-  async stop(timeoutMs = 5_000): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  async dispose(): Promise<void> {
-    await this.stop();
-    await rm(this.storeDir, { recursive: true, force: true });
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ port, host: "127.0.0.1" });
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.once("connect", () => done(true));
-    sock.once("error", () => done(false));
-    sock.setTimeout(500, () => done(false));
-  });
-}
-
 // ---------------------------------------------------------------- Chatwire
 
-let nats: NatsProcess;
+let nats: PrivateNats;
 let db: TestDatabase;
 let s: TestServer;
 
@@ -128,7 +30,7 @@ let s: TestServer;
 let holdAfterCommit: Promise<void> | undefined;
 
 beforeAll(async () => {
-  nats = await NatsProcess.create();
+  nats = await PrivateNats.create();
   await nats.start();
   db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: ADMIN_URL });
   // startTestServer makes a database of its own too; DATABASE_URL here wins over
