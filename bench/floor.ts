@@ -48,7 +48,10 @@ async function runServer(args: ServerArgs): Promise<void> {
         res.writeHead(200, { "content-type": "application/grpc+proto" });
         res.write(frame);
         keep.add(res);
-        beat(() => res.write(frame), () => !res.stream.destroyed);
+        beat(
+          () => res.write(frame),
+          () => !res.stream.destroyed,
+        );
         res.stream.once("close", () => keep.delete(res));
       });
     });
@@ -60,7 +63,10 @@ async function runServer(args: ServerArgs): Promise<void> {
       stream.on("end", () => {
         stream.respond({ ":status": 200, "content-type": "application/grpc+proto" });
         stream.write(frame);
-        beat(() => stream.write(frame), () => !stream.destroyed);
+        beat(
+          () => stream.write(frame),
+          () => !stream.destroyed,
+        );
       });
     });
   }

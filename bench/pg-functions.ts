@@ -293,16 +293,16 @@ async function seed(pool: pg.Pool, n: number): Promise<Pair[]> {
   const pairs: Pair[] = [];
   for (let i = 0; i + 1 < ids.length; i += 2) {
     const [a, b] = [ids[i]!, ids[i + 1]!];
-    const { rows } = await pool.query<{ id: string }>(
-      "insert into conversations (is_group, direct_key, created_by) values (false, $1, $2) returning id",
-      [[a, b].sort().join(":"), a],
-    );
+    const { rows } = await pool.query<{ id: string }>("insert into conversations (is_group, direct_key, created_by) values (false, $1, $2) returning id", [
+      [a, b].sort().join(":"),
+      a,
+    ]);
     pairs.push({ a, b, conversationId: rows[0]!.id });
   }
-  await pool.query(
-    "insert into conversation_participants (conversation_id, user_id) select * from unnest($1::uuid[], $2::uuid[])",
-    [pairs.flatMap((p) => [p.conversationId, p.conversationId]), pairs.flatMap((p) => [p.a, p.b])],
-  );
+  await pool.query("insert into conversation_participants (conversation_id, user_id) select * from unnest($1::uuid[], $2::uuid[])", [
+    pairs.flatMap((p) => [p.conversationId, p.conversationId]),
+    pairs.flatMap((p) => [p.a, p.b]),
+  ]);
   return pairs;
 }
 

@@ -320,7 +320,12 @@ function main(): void {
   console.log(table(["stage", "µs/msg", "share"], budgetRows(b)).text);
   if (top > 0) {
     console.log(`\nheaviest functions (self time in the window):`);
-    console.log(table(["function", "file", "row", "µs/msg"], b.top.map((t) => [t.fn, t.file, t.row, (t.us / b.messages).toFixed(2)])).text);
+    console.log(
+      table(
+        ["function", "file", "row", "µs/msg"],
+        b.top.map((t) => [t.fn, t.file, t.row, (t.us / b.messages).toFixed(2)]),
+      ).text,
+    );
   }
 }
 

@@ -1,5 +1,5 @@
-import { sql, type Kysely } from 'kysely';
-import { applySqlFunctions } from '../server/db/sql-functions.js';
+import { sql, type Kysely } from "kysely";
+import { applySqlFunctions } from "../server/db/sql-functions.js";
 
 // The inbox is the hottest insert of the message path: one row per recipient
 // of every message (1,024 for a message to a full group). Its three foreign
@@ -15,7 +15,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     drop constraint inbox_user_id_fkey,
     drop constraint inbox_conversation_id_fkey,
     drop constraint inbox_message_id_fkey`.execute(db);
-  for (const parent of ['users', 'conversations', 'messages']) {
+  for (const parent of ["users", "conversations", "messages"]) {
     await applySqlFunctions(db, [`chatwire_inbox_cascade_${parent}`]);
     await sql
       .raw(
@@ -27,7 +27,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const parent of ['users', 'conversations', 'messages']) {
+  for (const parent of ["users", "conversations", "messages"]) {
     await sql.raw(`drop trigger inbox_cascade on ${parent}`).execute(db);
     await sql.raw(`drop function chatwire_inbox_cascade_${parent}()`).execute(db);
   }

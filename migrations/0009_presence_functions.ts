@@ -1,5 +1,5 @@
-import { sql, type Kysely } from 'kysely';
-import { applySqlFunctions } from '../server/db/sql-functions.js';
+import { sql, type Kysely } from "kysely";
+import { applySqlFunctions } from "../server/db/sql-functions.js";
 
 // Opening and closing a Subscribe stream in one round trip each, and who may
 // hear a user's presence: the functions chatwire_presence_audience,
@@ -7,7 +7,7 @@ import { applySqlFunctions } from '../server/db/sql-functions.js';
 // server/db/sql/. (Databases migrated before 0013 got them as presence_*;
 // 0013 renames them.)
 export async function up(db: Kysely<any>): Promise<void> {
-  await applySqlFunctions(db, ['chatwire_presence_audience', 'chatwire_presence_open_stream', 'chatwire_presence_close_stream']);
+  await applySqlFunctions(db, ["chatwire_presence_audience", "chatwire_presence_open_stream", "chatwire_presence_close_stream"]);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely } from "kysely";
 
 // A former group participant sees the group as it was when they left
 // (issue 13): who was in it, with their roles and receipt watermarks, and its
@@ -10,7 +10,7 @@ import { sql, type Kysely } from 'kysely';
 // leave and had not ended by then (someone who left and came back since is
 // missing), watermarks capped at the leave, the group fields as they are now.
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.alterTable('conversation_participants').addColumn('left_view', 'jsonb').execute();
+  await db.schema.alterTable("conversation_participants").addColumn("left_view", "jsonb").execute();
   await backfillFormerViews(db);
 }
 
@@ -44,5 +44,5 @@ export async function backfillFormerViews(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  await db.schema.alterTable('conversation_participants').dropColumn('left_view').execute();
+  await db.schema.alterTable("conversation_participants").dropColumn("left_view").execute();
 }

@@ -67,9 +67,7 @@ export function buf(args, input) {
     child.stdout.on("data", (c) => out.push(c));
     child.stderr.on("data", (c) => err.push(c));
     child.on("error", (e) => reject(new Error(`cannot run ${BUF} (npm install first?): ${e.message}`)));
-    child.on("close", (code) =>
-      resolve({ code: code ?? 1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }),
-    );
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
     child.stdin.on("error", () => {}); // buf may exit before reading all of stdin; its exit code says why
     child.stdin.end(input ?? Buffer.alloc(0));
   });

@@ -67,7 +67,7 @@ export function nextVersion(current, bump) {
  */
 export function releaseChangelog(changelog, version, date) {
   const heading = /^## \[Unreleased\][^\n]*\n/im.exec(changelog);
-  if (!heading) throw new Refusal("CHANGELOG.md has no \"## [Unreleased]\" section");
+  if (!heading) throw new Refusal('CHANGELOG.md has no "## [Unreleased]" section');
   const start = heading.index + heading[0].length;
   const rest = changelog.slice(start);
   const nextHeading = /^## \[/m.exec(rest);
@@ -139,10 +139,7 @@ export async function releaseApi({ root = REPO_ROOT, bump, date = new Date().toI
   if (dirty) throw new Refusal(`proto/ has uncommitted changes; commit them first so the release is a commit's API:\n${dirty}`);
 
   const currentImage = await buildImage(root, ["--exclude-source-info"]);
-  const [check, added] = await Promise.all([
-    checkApi({ workspace: root, image: currentImage }),
-    additions(currentImage, path.join(root, RELEASED_IMAGE)),
-  ]);
+  const [check, added] = await Promise.all([checkApi({ workspace: root, image: currentImage }), additions(currentImage, path.join(root, RELEASED_IMAGE))]);
   const original = check.results.find((r) => r.rules === "FILE");
   if (original && !original.ok) {
     report(check, log);
@@ -153,7 +150,9 @@ export async function releaseApi({ root = REPO_ROOT, bump, date = new Date().toI
     throw new Refusal(`the API breaks compatibility (above): that needs a major release (${nextVersion(current, "major").next}), not ${kind}`);
   }
   if (added.length > 0 && kind === "patch") {
-    throw new Refusal(`the API grew since ${current} (${added.slice(0, 5).join("; ")}${added.length > 5 ? "; …" : ""}): that needs a minor release, not a patch`);
+    throw new Refusal(
+      `the API grew since ${current} (${added.slice(0, 5).join("; ")}${added.length > 5 ? "; …" : ""}): that needs a minor release, not a patch`,
+    );
   }
 
   // Everything checked: write. The image goes through a temporary file so a failure leaves the old one.

@@ -139,7 +139,9 @@ describe("per-user call limits and trusted proxies", () => {
     expect(loadConfig({ CHATWIRE_PROCESSES: "1" }).processes).toBe(1);
     expect(errorOf({ ...pg, CHATWIRE_PROCESSES: "many" }).message).toBe('CHATWIRE_PROCESSES: must be a whole number or auto (one per core), got "many"');
     expect(errorOf({ ...pg, CHATWIRE_PROCESSES: "0" }).variable).toBe("CHATWIRE_PROCESSES");
-    expect(errorOf({ CHATWIRE_PROCESSES: "2" }).message).toMatch(/^CHATWIRE_PROCESSES: 2 processes need DATABASE_URL and NATS_URL: the embedded database \(PGlite\)/);
+    expect(errorOf({ CHATWIRE_PROCESSES: "2" }).message).toMatch(
+      /^CHATWIRE_PROCESSES: 2 processes need DATABASE_URL and NATS_URL: the embedded database \(PGlite\)/,
+    );
     expect(errorOf({ DATABASE_URL: pg.DATABASE_URL, CHATWIRE_PROCESSES: "2" }).variable).toBe("CHATWIRE_PROCESSES");
     expect(loadConfig({ ...pg, CHATWIRE_PROCESS_INDEX: "1" }).processIndex).toBe(1);
     expect(loadConfig(pg).processIndex).toBeUndefined();

@@ -234,7 +234,15 @@ export function loadConfig(env: Env = process.env): Config {
   const authDevMode = boolVar(get, "AUTH_DEV_MODE", twilio === undefined && !isProduction);
 
   const corsRaw = get("CORS_ORIGINS");
-  const corsOrigins = corsRaw === undefined ? (isProduction ? [] : ["*"]) : corsRaw.split(",").map((o) => o.trim()).filter(Boolean);
+  const corsOrigins =
+    corsRaw === undefined
+      ? isProduction
+        ? []
+        : ["*"]
+      : corsRaw
+          .split(",")
+          .map((o) => o.trim())
+          .filter(Boolean);
   for (const origin of corsOrigins) {
     if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
       throw new ConfigError("CORS_ORIGINS", `"${origin}" is not an origin such as https://app.example.com (no path, no trailing slash) or *`);
@@ -246,7 +254,10 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError("LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
   }
 
-  const rolesRaw = (get("CHATWIRE_ROLES") ?? "api,worker").split(",").map((r) => r.trim()).filter(Boolean);
+  const rolesRaw = (get("CHATWIRE_ROLES") ?? "api,worker")
+    .split(",")
+    .map((r) => r.trim())
+    .filter(Boolean);
   if (rolesRaw.length === 0 || rolesRaw.some((r) => r !== "api" && r !== "worker")) {
     throw new ConfigError("CHATWIRE_ROLES", `must be "api", "worker" or "api,worker", got "${get("CHATWIRE_ROLES")}"`);
   }
@@ -350,7 +361,10 @@ export function loadConfig(env: Env = process.env): Config {
       throw new ConfigError("AUTH_DEV_MODE", "the dev OTP code is refused when NODE_ENV=production; configure TWILIO_* instead");
     }
     if (twilio === undefined) {
-      throw new ConfigError("TWILIO_ACCOUNT_SID", "Twilio Verify (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_VERIFY_SERVICE_SID) is required when NODE_ENV=production");
+      throw new ConfigError(
+        "TWILIO_ACCOUNT_SID",
+        "Twilio Verify (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_VERIFY_SERVICE_SID) is required when NODE_ENV=production",
+      );
     }
   }
 
@@ -419,7 +433,11 @@ function windowsVar(get: (n: string) => string | undefined, name: string, def: s
   if (raw === "off" || raw === "0") return [];
   const windows = raw.split(",").map((part) => {
     const m = /^(\d+)\/(\d*)([smhd])$/.exec(part.trim());
-    if (!m) throw new ConfigError(name, `"${part.trim()}" is not a window such as 20/1s or 600/1m (calls/<n><s|m|h|d>); the whole value is a comma-separated list, or off`);
+    if (!m)
+      throw new ConfigError(
+        name,
+        `"${part.trim()}" is not a window such as 20/1s or 600/1m (calls/<n><s|m|h|d>); the whole value is a comma-separated list, or off`,
+      );
     const points = Number(m[1]);
     const seconds = Number(m[2] === "" ? 1 : m[2]) * WINDOW_UNITS[m[3]!]!;
     if (points < 1 || points > 1_000_000_000) throw new ConfigError(name, `calls per window must be between 1 and 1000000000, got ${points}`);

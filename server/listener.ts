@@ -5,10 +5,7 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import { drainHttp2Request } from "./http/drain.js";
 
-export type RequestHandler = (
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-) => void;
+export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
 export interface ListenerOptions {
   host: string;
@@ -40,7 +37,11 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * body: the response says `Connection: close` and the connection ends with
  * it, so the client opens a new one.
  */
-function settleUnreadBody(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse, drainBytes: number): void {
+function settleUnreadBody(
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+  drainBytes: number,
+): void {
   if (req.httpVersionMajor === 2) {
     res.once("finish", () => void drainHttp2Request(req as http2.Http2ServerRequest, drainBytes, true));
     return;
@@ -191,10 +192,7 @@ export class Listener {
     const sweep = setInterval(() => this.h1?.closeIdleConnections(), 50);
     sweep.unref();
     try {
-      await Promise.race([
-        closed,
-        new Promise<void>((resolve) => setTimeout(resolve, graceMs + 500).unref()),
-      ]);
+      await Promise.race([closed, new Promise<void>((resolve) => setTimeout(resolve, graceMs + 500).unref())]);
       for (const s of this.sockets) s.destroy();
     } finally {
       clearTimeout(timer);

@@ -19,7 +19,11 @@ async function main(): Promise<void> {
     throw err;
   }
   if (config.processes > 1 && cluster.isPrimary) {
-    superviseProcesses({ processes: config.processes, logger: createLogger(config.logLevel, { pid: process.pid, supervisor: true }), indexVariable: PROCESS_INDEX_VARIABLE });
+    superviseProcesses({
+      processes: config.processes,
+      logger: createLogger(config.logLevel, { pid: process.pid, supervisor: true }),
+      indexVariable: PROCESS_INDEX_VARIABLE,
+    });
     return;
   }
   // Several processes write to one log: each line says which (slot and pid).

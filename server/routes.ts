@@ -39,11 +39,7 @@ export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[]
     files.push(file_user_user, file_status_status);
   }
 
-  const names = [
-    ...services.map((s) => s.typeName),
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
-  ];
+  const names = [...services.map((s) => s.typeName), "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
   registerReflection(router, files, () => names);
   return names;
 }

@@ -126,8 +126,7 @@ export class ChatwireServer {
     const bus = opts.bus ?? (nats ? new NatsBus(nats.nc, logger) : new InProcessBus());
     const otp = opts.otp ?? createOtpProvider(config, logger);
     const shutdown = new AbortController();
-    const messages: MessageQueue =
-      jetStreamQueue ?? new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger });
+    const messages: MessageQueue = jetStreamQueue ?? new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger });
     const guard = new SessionGuard(database.db, bus, config.auth.sessionCacheSeconds * 1000, clock, logger);
     const metrics = new Metrics();
     // One /metrics per process (each scrape reaches whichever process gets the connection): say which.
@@ -210,9 +209,7 @@ export class ChatwireServer {
     // The client's address, for per-IP limits: the socket's, or what a TRUSTED_PROXIES proxy says it is.
     const clientAddress = new ClientAddress(config.trustedProxies, config.trustedProxyHeader);
     const contextValues = (req: Http2ServerRequest | IncomingMessage) =>
-      createContextValues()
-        .set(peerKey, clientAddress.of(req.socket?.remoteAddress, req.headers))
-        .set(resetTransportKey, transportResetter(req));
+      createContextValues().set(peerKey, clientAddress.of(req.socket?.remoteAddress, req.headers)).set(resetTransportKey, transportResetter(req));
     // JSON as the original API named it (phone_number, access_token) and with every field
     // present (is_valid: false), as Postman shows it; parsing accepts both spellings, and
     // unknown fields from newer clients are ignored.
@@ -259,10 +256,7 @@ export class ChatwireServer {
     this.boundPort = await this.listener.listen();
     health.set("", "SERVING");
     for (const name of serviceNames) health.set(name, "SERVING");
-    logger.info(
-      { host: config.host, port: this.boundPort, tls: Boolean(config.tls), services: serviceNames },
-      `chatwire listening on ${this.url}`,
-    );
+    logger.info({ host: config.host, port: this.boundPort, tls: Boolean(config.tls), services: serviceNames }, `chatwire listening on ${this.url}`);
     return this.boundPort;
   }
 

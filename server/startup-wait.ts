@@ -48,7 +48,10 @@ export async function untilReachable<T>(attempt: () => Promise<T>, opts: WaitOpt
       }
       const delay = Math.min(FIRST_DELAY_MS * 2 ** (n - 1), MAX_DELAY_MS, left);
       // One line per attempt and no stack: this is an expected state, not a bug.
-      opts.logger.warn({ dependency: opts.dependency, target: opts.target, attempt: n, retryInMs: delay, error: reason }, `${opts.dependency} unreachable; retrying`);
+      opts.logger.warn(
+        { dependency: opts.dependency, target: opts.target, attempt: n, retryInMs: delay, error: reason },
+        `${opts.dependency} unreachable; retrying`,
+      );
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }

@@ -144,7 +144,9 @@ export class BenchContext {
       ["target", "wanted", "got", "met"],
       r.targets.map((x) => [x.what, x.target, x.value, x.met === undefined ? "n/a" : x.met ? "yes" : "NO"]),
     );
-    console.log(`\n== ${r.id}. ${r.title} (${this.mode}) ==\n${t.text}\n${r.targets.length ? `\n${targets.text}\n` : ""}${r.notes.map((n) => `  · ${n}`).join("\n")}`);
+    console.log(
+      `\n== ${r.id}. ${r.title} (${this.mode}) ==\n${t.text}\n${r.targets.length ? `\n${targets.text}\n` : ""}${r.notes.map((n) => `  · ${n}`).join("\n")}`,
+    );
     const md = `### ${r.id}. ${r.title}\n\n${t.markdown}\n${r.targets.length ? `\n${targets.markdown}\n` : ""}${r.notes.length ? `\n${r.notes.map((n) => `- ${n}`).join("\n")}\n` : ""}`;
     writeFileSync(path.join(this.resultsDir, `${r.id}-${r.name}.json`), JSON.stringify({ mode: this.mode, runId: this.runId, ...r }, null, 2));
     writeFileSync(path.join(this.resultsDir, `${r.id}-${r.name}.md`), md);

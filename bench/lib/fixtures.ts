@@ -51,10 +51,7 @@ export class DbFixtures {
     const out: Device[] = [];
     for (let i = 0; i < n; i += 5000) {
       const phones = nextPhones(Math.min(5000, n - i));
-      const users = await this.client.query<{ id: string }>(
-        "insert into users (phone_number) select unnest($1::text[]) returning id",
-        [phones],
-      );
+      const users = await this.client.query<{ id: string }>("insert into users (phone_number) select unnest($1::text[]) returning id", [phones]);
       const ids = users.rows.map((r) => r.id);
       const sessions = await this.client.query<{ id: string; user_id: string }>(
         `insert into user_devices (user_id, device_id, device_name, device_type, refresh_token_hash, refresh_expires_at)
@@ -92,10 +89,10 @@ export class DbFixtures {
         userIds.push(p.a.userId, p.b.userId);
         out.push({ a: p.a, b: p.b, conversationId: id });
       }
-      await this.client.query(
-        "insert into conversation_participants (conversation_id, user_id) select * from unnest($1::uuid[], $2::uuid[])",
-        [convIds, userIds],
-      );
+      await this.client.query("insert into conversation_participants (conversation_id, user_id) select * from unnest($1::uuid[], $2::uuid[])", [
+        convIds,
+        userIds,
+      ]);
     }
     return out;
   }

@@ -57,7 +57,11 @@ serve({
       const body = grpcFrame(
         toBinary(
           SendMessageRequestSchema,
-          create(SendMessageRequestSchema, { conversationId: s.conversationId, content: `bench:${arg.tag}:${t0.toFixed(3)}`, clientMessageId: `${arg.tag}-${counter}-${process.pid}` }),
+          create(SendMessageRequestSchema, {
+            conversationId: s.conversationId,
+            content: `bench:${arg.tag}:${t0.toFixed(3)}`,
+            clientMessageId: `${arg.tag}-${counter}-${process.pid}`,
+          }),
         ),
       );
       inFlight++;

@@ -220,7 +220,10 @@ serve({
       return d;
     });
     const ok = await pool(fresh, arg.concurrency, (d) => openOne(d, undefined, arg.timeoutMs ?? 60_000));
-    const errors = fresh.filter((d) => d.ended).slice(0, 3).map((d) => d.ended);
+    const errors = fresh
+      .filter((d) => d.ended)
+      .slice(0, 3)
+      .map((d) => d.ended);
     return { opened: ok.filter(Boolean).length, ms: nowMs() - started, errors };
   },
 
@@ -291,7 +294,10 @@ serve({
       lateHeartbeats,
       maxHeartbeatGapMs,
       positions: devices.map((d) => [d.spec.userId, d.last.toString()] as const),
-      endedSample: devices.filter((d) => d.ended).slice(0, 3).map((d) => d.ended),
+      endedSample: devices
+        .filter((d) => d.ended)
+        .slice(0, 3)
+        .map((d) => d.ended),
     };
   },
 

@@ -26,7 +26,10 @@ export async function scenarioBudget(ctx: BenchContext): Promise<ScenarioResult>
     const pairs = await fx.pairs(await fx.devices(100));
     [step] = await deliveryLadder(ctx, server, pairs, { start: rate, max: rate, fixed: [rate], stepSeconds: seconds });
     // Everything the server handled, the warm-up included (the profile window holds it too).
-    messages = await storedIn(ctx.databaseUrl, pairs.map((p) => p.conversationId));
+    messages = await storedIn(
+      ctx.databaseUrl,
+      pairs.map((p) => p.conversationId),
+    );
   } finally {
     await fx.close();
     // The profile is written when the process exits on its own: give a busy machine time.
@@ -50,7 +53,10 @@ export async function scenarioBudget(ctx: BenchContext): Promise<ScenarioResult>
       `window: the ${seconds} s of sending (${step.ok} messages sent and acked; ${messages} stored with the warm-up), ${b.samples} samples; the V8 profile sees the main thread only, and its wall-clock samples are scaled to the main thread's CPU time over the same seconds from /proc (× ${b.scale.toFixed(2)}; near 1 on a quiet machine, far below when the server waited for a core)`,
       `from /proc during the step (all threads): chatwire ${procUs(step.cores.chatwire)} µs/msg, postgres ${procUs(step.cores.postgres)}, nats ${procUs(step.cores.nats)}; ${fmt(step.perServerCore, 0)} msg per server-side core-second at ${fmt(step.achieved, 0)} msg/s (p99 ${fmt(step.latency.p99)} ms); MarkDelivered ${fmt(step.marksPerSecond, 0)}/s`,
       "stages by stack frame, mapping in bench/profile-budget.ts; 'unattributed' rows are library code resumed after an await, with no Chatwire frame on its stack. Rerun on a saved profile: node dist/bench/profile-budget.js --messages=N <dir> --top=20 [--cpu-seconds=S]",
-      `heaviest functions: ${b.top.slice(0, 8).map((t) => `${t.fn} (${t.file}, ${t.row}) ${(t.us / Math.max(1, step.ok)).toFixed(1)}`).join("; ")}`,
+      `heaviest functions: ${b.top
+        .slice(0, 8)
+        .map((t) => `${t.fn} (${t.file}, ${t.row}) ${(t.us / Math.max(1, step.ok)).toFixed(1)}`)
+        .join("; ")}`,
     ],
     data: { rate, seconds, messages, step, budget: { ...b, perMessage: Object.fromEntries(b.perMessage) } },
   };

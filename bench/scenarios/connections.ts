@@ -18,7 +18,13 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
     const rssBefore = rssBytes(server.pid);
     const t0 = performance.now();
     const opened = await Promise.all(
-      subs.map((s) => s.proc.call<{ opened: number; errors: string[] }>("open", { url: server.url, devices: s.devices, concurrency: 200, heartbeatSeconds, timeoutMs: 120_000 }, 600_000)),
+      subs.map((s) =>
+        s.proc.call<{ opened: number; errors: string[] }>(
+          "open",
+          { url: server.url, devices: s.devices, concurrency: 200, heartbeatSeconds, timeoutMs: 120_000 },
+          600_000,
+        ),
+      ),
     );
     const openMs = performance.now() - t0;
     const open = opened.reduce((a, o) => a + o.opened, 0);
@@ -28,7 +34,11 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
     const rssOpen = rssBytes(server.pid);
     const windowS = heartbeatSeconds * 3 + 1;
     await sleep(windowS * 1000);
-    const checks = await Promise.all(subs.map((s) => s.proc.call<{ caughtUp: number; ended: number; heartbeats: number; lateHeartbeats: number; maxHeartbeatGapMs: number; endedSample: string[] }>("check")));
+    const checks = await Promise.all(
+      subs.map((s) =>
+        s.proc.call<{ caughtUp: number; ended: number; heartbeats: number; lateHeartbeats: number; maxHeartbeatGapMs: number; endedSample: string[] }>("check"),
+      ),
+    );
     const rssAfter = rssBytes(server.pid);
     const hb = checks.reduce((a, c) => a + c.heartbeats, 0);
     const late = checks.reduce((a, c) => a + c.lateHeartbeats, 0);
@@ -41,17 +51,51 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
       id: 3,
       name: "connections",
       title: `Idle subscribed devices, one HTTP/2 connection each (heartbeat every ${heartbeatSeconds} s)`,
-      headers: ["streams", "open s", "opened/s", "RSS before MiB", "RSS held MiB", "RSS/stream KiB", "heartbeats", "expected ≥", "on time", "max gap s", "still open"],
-      rows: [[open, (openMs / 1000).toFixed(1), open / (openMs / 1000), mib(rssBefore), mib(Math.max(rssOpen, rssAfter)), kib(perStream), hb, expected, `${(onTime * 100).toFixed(1)} %`, (maxGap / 1000).toFixed(2), live]],
+      headers: [
+        "streams",
+        "open s",
+        "opened/s",
+        "RSS before MiB",
+        "RSS held MiB",
+        "RSS/stream KiB",
+        "heartbeats",
+        "expected ≥",
+        "on time",
+        "max gap s",
+        "still open",
+      ],
+      rows: [
+        [
+          open,
+          (openMs / 1000).toFixed(1),
+          open / (openMs / 1000),
+          mib(rssBefore),
+          mib(Math.max(rssOpen, rssAfter)),
+          kib(perStream),
+          hb,
+          expected,
+          `${(onTime * 100).toFixed(1)} %`,
+          (maxGap / 1000).toFixed(2),
+          live,
+        ],
+      ],
       targets: [
         { what: "idle streams held", target: `${n.toLocaleString("en-US")}`, value: `${live}`, met: live >= n },
-        { what: "RSS per idle stream", target: `≤ ${IDLE_STREAM_KIB} KiB`, value: `${kib(perStream).toFixed(1)} KiB`, met: perStream <= IDLE_STREAM_KIB * 1024 },
+        {
+          what: "RSS per idle stream",
+          target: `≤ ${IDLE_STREAM_KIB} KiB`,
+          value: `${kib(perStream).toFixed(1)} KiB`,
+          met: perStream <= IDLE_STREAM_KIB * 1024,
+        },
         { what: "heartbeats on time", target: "100 %", value: `${(onTime * 100).toFixed(1)} %`, met: late === 0 && hb >= expected * 0.95 },
       ],
       notes: [
         "RSS per stream = (server RSS with the streams open − RSS before) / streams; includes the HTTP/2 session, socket and presence row work",
         "on time: the heartbeat came within max(1 s, 20 %) of the interval after the stream's previous event",
-        ...checks.flatMap((c) => c.endedSample).slice(0, 3).map((e) => `ended stream: ${e}`),
+        ...checks
+          .flatMap((c) => c.endedSample)
+          .slice(0, 3)
+          .map((e) => `ended stream: ${e}`),
       ],
       data: { n, open, openMs, rssBefore, rssOpen, rssAfter, perStream, heartbeats: hb, late, expected, maxGap },
     };

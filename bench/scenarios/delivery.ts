@@ -95,10 +95,16 @@ export async function deliveryLadder(ctx: BenchContext, server: ServerProcess, p
   const steps: Step[] = [];
   const marks = async () => {
     const all = await Promise.all(subs.map((s) => s.proc.call<Marks>("marks")));
-    return { sent: all.reduce((a, m) => a + m.sent, 0), failed: all.reduce((a, m) => a + m.failed, 0), errors: Object.assign({}, ...all.map((m) => m.errors)) as Record<string, number> };
+    return {
+      sent: all.reduce((a, m) => a + m.sent, 0),
+      failed: all.reduce((a, m) => a + m.failed, 0),
+      errors: Object.assign({}, ...all.map((m) => m.errors)) as Record<string, number>,
+    };
   };
   try {
-    const opened = await Promise.all(subs.map((s) => s.proc.call<{ opened: number; errors: string[] }>("open", { url: server.url, devices: s.devices, concurrency: 100 })));
+    const opened = await Promise.all(
+      subs.map((s) => s.proc.call<{ opened: number; errors: string[] }>("open", { url: server.url, devices: s.devices, concurrency: 100 })),
+    );
     const open = opened.reduce((a, o) => a + o.opened, 0);
     if (open < devices.length) throw new Error(`only ${open} of ${devices.length} streams opened: ${opened.flatMap((o) => o.errors).join("; ")}`);
     await sender.call("setup", { url: server.url, senders: pairs.map((p) => ({ token: p.a.token, conversationId: p.conversationId })), connections: 4 });
@@ -114,7 +120,15 @@ export async function deliveryLadder(ctx: BenchContext, server: ServerProcess, p
       await sampler.start();
       const main0 = mainThreadCpuSeconds(server.pid);
       const fromUs = monotonicUs();
-      const r = await sender.call<{ sent: number; ok: number; failed: number; achievedRate: number; sendSeconds: number; ack: Summary; errors: Record<string, number> }>("run", {
+      const r = await sender.call<{
+        sent: number;
+        ok: number;
+        failed: number;
+        achievedRate: number;
+        sendSeconds: number;
+        ack: Summary;
+        errors: Record<string, number>;
+      }>("run", {
         rate,
         seconds: ladder.stepSeconds,
         tag,
@@ -203,7 +217,25 @@ function stepRows(steps: Step[]): Array<Array<string | number>> {
   ]);
 }
 
-const HEADERS = ["devices", "target/s", "msg/s", "p50 ms", "p95 ms", "p99 ms", "ack p50", "lost", "failed", "chatwire", "postgres", "nats", "load", "msg/core-s", "MarkDel/s", "RSS MiB", ""];
+const HEADERS = [
+  "devices",
+  "target/s",
+  "msg/s",
+  "p50 ms",
+  "p95 ms",
+  "p99 ms",
+  "ack p50",
+  "lost",
+  "failed",
+  "chatwire",
+  "postgres",
+  "nats",
+  "load",
+  "msg/core-s",
+  "MarkDel/s",
+  "RSS MiB",
+  "",
+];
 
 const CPU_NOTES = [
   "cores (1.0 = one core busy) while the step sends, from /proc: chatwire = the server's process tree; postgres = the bench database's backends plus the cluster's shared background processes (checkpointer, WAL writer, ...) and the postmaster, found through pg_stat_activity; nats = the nats-server on the bench's NATS port; load = the sender and subscriber processes and the bench orchestrator. All share the machine's cores",
@@ -234,7 +266,12 @@ export async function scenarioDelivery(ctx: BenchContext): Promise<ScenarioResul
   for (const n of sizes) {
     const b = best(all, n);
     const want = DELIVERY_TARGETS[n]!;
-    targets.push({ what: `msg/s at p99 ≤ ${DELIVERY_P99_MS} ms, ${thousands(n)} devices`, target: `≥ ${thousands(want)}`, value: fmt(b?.achieved ?? 0, 0), met: (b?.achieved ?? 0) >= want });
+    targets.push({
+      what: `msg/s at p99 ≤ ${DELIVERY_P99_MS} ms, ${thousands(n)} devices`,
+      target: `≥ ${thousands(want)}`,
+      value: fmt(b?.achieved ?? 0, 0),
+      met: (b?.achieved ?? 0) >= want,
+    });
   }
   for (const n of sizes) {
     const b = best(all, n);
@@ -277,9 +314,44 @@ export async function scenarioAck(ctx: BenchContext): Promise<ScenarioResult> {
     id: 2,
     name: "ack",
     title: `SendMessage → durable ack (JetStream publish acked), ${thousands(ACK_RATE)} msg/s, 100 devices subscribed`,
-    headers: ["target/s", "msg/s", "ack p50 ms", "ack p95 ms", "ack p99 ms", "ack max ms", "delivery p99 ms", "failed", "chatwire", "postgres", "nats", "msg/core-s"],
-    rows: [[s.rate, s.achieved, s.ack.p50, s.ack.p95, s.ack.p99, s.ack.max, s.latency.p99, s.failed, s.cores.chatwire.toFixed(2), s.cores.postgres.toFixed(2), s.cores.nats.toFixed(2), s.perServerCore]],
-    targets: [{ what: `send → ack p50 at ${thousands(ACK_RATE)} msg/s`, target: `≤ ${ACK_P50_MS} ms`, value: `${s.ack.p50.toFixed(2)} ms`, met: s.ack.p50 <= ACK_P50_MS && s.achieved >= ACK_RATE * 0.9 }],
+    headers: [
+      "target/s",
+      "msg/s",
+      "ack p50 ms",
+      "ack p95 ms",
+      "ack p99 ms",
+      "ack max ms",
+      "delivery p99 ms",
+      "failed",
+      "chatwire",
+      "postgres",
+      "nats",
+      "msg/core-s",
+    ],
+    rows: [
+      [
+        s.rate,
+        s.achieved,
+        s.ack.p50,
+        s.ack.p95,
+        s.ack.p99,
+        s.ack.max,
+        s.latency.p99,
+        s.failed,
+        s.cores.chatwire.toFixed(2),
+        s.cores.postgres.toFixed(2),
+        s.cores.nats.toFixed(2),
+        s.perServerCore,
+      ],
+    ],
+    targets: [
+      {
+        what: `send → ack p50 at ${thousands(ACK_RATE)} msg/s`,
+        target: `≤ ${ACK_P50_MS} ms`,
+        value: `${s.ack.p50.toFixed(2)} ms`,
+        met: s.ack.p50 <= ACK_P50_MS && s.achieved >= ACK_RATE * 0.9,
+      },
+    ],
     notes: ["ack: the gRPC SendMessage response, sent once JetStream has the message on disk (seq assigned later by the worker)", ...CPU_NOTES],
     data: s,
   };
@@ -302,7 +374,10 @@ export async function scenarioEmbedded(ctx: BenchContext): Promise<ScenarioResul
     headers: HEADERS,
     rows: stepRows(steps),
     targets: [{ what: `msg/s at p99 ≤ ${DELIVERY_P99_MS} ms (for the README)`, target: "–", value: fmt(b?.achieved ?? 0, 0), met: undefined }],
-    notes: ["SendMessage stores the message before it answers (inline queue), so ack = stored; PGlite runs inside the server process (postgres and nats are idle here)", ...CPU_NOTES],
+    notes: [
+      "SendMessage stores the message before it answers (inline queue), so ack = stored; PGlite runs inside the server process (postgres and nats are idle here)",
+      ...CPU_NOTES,
+    ],
     data: steps,
   };
 }

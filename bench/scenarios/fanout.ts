@@ -14,7 +14,9 @@ export async function scenarioFanout(ctx: BenchContext): Promise<ScenarioResult>
   const subs = ctx.subscribers(devices, 1);
   const sender = ctx.load("sender");
   try {
-    const opened = await Promise.all(subs.map((s) => s.proc.call<{ opened: number }>("open", { url: server.url, devices: s.devices, concurrency: 100, perMessage: true })));
+    const opened = await Promise.all(
+      subs.map((s) => s.proc.call<{ opened: number }>("open", { url: server.url, devices: s.devices, concurrency: 100, perMessage: true })),
+    );
     const open = opened.reduce((a, o) => a + o.opened, 0);
     await sender.call("setup", { url: server.url, senders: [{ token: devices[0]!.token, conversationId: groupId }], connections: 1 });
     // One warm-up message, not counted.
@@ -33,7 +35,13 @@ export async function scenarioFanout(ctx: BenchContext): Promise<ScenarioResult>
         if (got.reduce((a, g) => a + (g[tag] ?? 0), 0) >= members - 1) break;
         await sleep(20);
       }
-      const taken = await Promise.all(subs.map((s) => s.proc.call<{ latencies: Record<string, number[]>; perMessage: Record<string, Array<{ sent: number; last: number; count: number }>> }>("take", { tags: [tag] })));
+      const taken = await Promise.all(
+        subs.map((s) =>
+          s.proc.call<{ latencies: Record<string, number[]>; perMessage: Record<string, Array<{ sent: number; last: number; count: number }>> }>("take", {
+            tags: [tag],
+          }),
+        ),
+      );
       const per = taken.flatMap((t) => t.perMessage[tag] ?? []);
       const lats = taken.flatMap((t) => t.latencies[tag] ?? []);
       allMs.push(...lats);
@@ -48,7 +56,17 @@ export async function scenarioFanout(ctx: BenchContext): Promise<ScenarioResult>
       id: 5,
       name: "fanout",
       title: `Group fan-out: one message to ${members} members, all subscribed (${messages} messages, one at a time)`,
-      headers: ["members", "subscribed", "messages", "last member p50 ms", "last member p99 ms", "last member max ms", "per member p50 ms", "per member p99 ms", "incomplete"],
+      headers: [
+        "members",
+        "subscribed",
+        "messages",
+        "last member p50 ms",
+        "last member p99 ms",
+        "last member max ms",
+        "per member p50 ms",
+        "per member p99 ms",
+        "incomplete",
+      ],
       rows: [[members, open, messages, last.p50, last.p99, last.max, each.p50, each.p99, incomplete]],
       targets: [{ what: "time to the last member, p99", target: "≤ 250 ms", value: `${last.p99.toFixed(1)} ms`, met: last.p99 <= 250 && incomplete === 0 }],
       notes: ["from the SendMessage call to the 1,023rd other member's stream; the sender's own device is not counted"],

@@ -84,9 +84,22 @@ export async function scenarioStore(ctx: BenchContext): Promise<ScenarioResult> 
       const cores = await sampler.stop();
       const perSecond = stored / elapsed;
       const l = summarize(lat);
-      rows.push([c.batch, c.lanes, perSecond, lat.length / elapsed, l.p50, l.p99, cores.postgres.toFixed(2), cores.postgres > 0 ? perSecond / cores.postgres : 0, ((cores.postgres * 1e6) / perSecond).toFixed(0), cores.load.toFixed(2)]);
+      rows.push([
+        c.batch,
+        c.lanes,
+        perSecond,
+        lat.length / elapsed,
+        l.p50,
+        l.p99,
+        cores.postgres.toFixed(2),
+        cores.postgres > 0 ? perSecond / cores.postgres : 0,
+        ((cores.postgres * 1e6) / perSecond).toFixed(0),
+        cores.load.toFixed(2),
+      ]);
       data.push({ ...c, stored, elapsed, perSecond, batchMs: l, cores });
-      console.log(`  batch ${c.batch} × ${c.lanes}: ${perSecond.toFixed(0)} msg/s, batch p50 ${l.p50.toFixed(2)} ms, postgres ${cores.postgres.toFixed(2)} cores`);
+      console.log(
+        `  batch ${c.batch} × ${c.lanes}: ${perSecond.toFixed(0)} msg/s, batch p50 ${l.p50.toFixed(2)} ms, postgres ${cores.postgres.toFixed(2)} cores`,
+      );
       await sleep(300);
     }
   } finally {

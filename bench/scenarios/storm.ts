@@ -38,7 +38,9 @@ export async function scenarioStorm(ctx: BenchContext): Promise<ScenarioResult> 
     const sampler = ctx.cpuSampler();
     await sampler.start();
     const t0 = performance.now();
-    const resumed = await Promise.all(subs.map((s) => s.proc.call<{ resumed: number; ms: number }>("resume", { concurrency: 250, timeoutMs: 60_000 }, 600_000)));
+    const resumed = await Promise.all(
+      subs.map((s) => s.proc.call<{ resumed: number; ms: number }>("resume", { concurrency: 250, timeoutMs: 60_000 }, 600_000)),
+    );
     const caughtUpMs = performance.now() - t0;
     const cores = await sampler.stop();
     const sent = await sending;
@@ -58,9 +60,28 @@ export async function scenarioStorm(ctx: BenchContext): Promise<ScenarioResult> 
       name: "storm",
       title: `Reconnect storm: ${n} devices drop at once and resume with their positions while ${rate} msg/s flow`,
       headers: ["devices", "subscribed", "resumed", "all caught up s", "messages sent", "lost", "doubled", "chatwire", "postgres", "nats", "load"],
-      rows: [[n, open, resumedN, (caughtUpMs / 1000).toFixed(2), sent.ok, lost, duplicates, cores.chatwire.toFixed(2), cores.postgres.toFixed(2), cores.nats.toFixed(2), cores.load.toFixed(2)]],
+      rows: [
+        [
+          n,
+          open,
+          resumedN,
+          (caughtUpMs / 1000).toFixed(2),
+          sent.ok,
+          lost,
+          duplicates,
+          cores.chatwire.toFixed(2),
+          cores.postgres.toFixed(2),
+          cores.nats.toFixed(2),
+          cores.load.toFixed(2),
+        ],
+      ],
       targets: [
-        { what: "all caught up", target: `≤ ${STORM_SECONDS} s`, value: `${(caughtUpMs / 1000).toFixed(2)} s`, met: caughtUpMs <= STORM_SECONDS * 1000 && resumedN === n },
+        {
+          what: "all caught up",
+          target: `≤ ${STORM_SECONDS} s`,
+          value: `${(caughtUpMs / 1000).toFixed(2)} s`,
+          met: caughtUpMs <= STORM_SECONDS * 1000 && resumedN === n,
+        },
         { what: "lost events", target: "0", value: String(lost), met: lost === 0 },
         { what: "doubled events", target: "0", value: String(duplicates), met: duplicates === 0 },
       ],
@@ -68,7 +89,10 @@ export async function scenarioStorm(ctx: BenchContext): Promise<ScenarioResult> 
         "each device reconnects on a new HTTP/2 connection (250 at a time per subscriber process) with since_position = the last stored position it saw",
         "lost counts gaps in the stored positions a device received plus, at the end, how far its last position is short of inbox_positions in the database",
         "cores busy from the first reconnect until every device caught up, by party (as in scenario 1)",
-        ...checks.flatMap((c) => c.endedSample).slice(0, 3).map((e) => `ended stream: ${e}`),
+        ...checks
+          .flatMap((c) => c.endedSample)
+          .slice(0, 3)
+          .map((e) => `ended stream: ${e}`),
       ],
       data: { n, open, resumedN, caughtUpMs, sent, lost, tailLost, duplicates, cores },
     };

@@ -107,10 +107,12 @@ describe("Subscription", () => {
     expect(f.requests.map((r) => r.since)).toEqual([undefined, 8n]);
     expect(disconnects).toEqual([Code.Unavailable]);
     expect(sub.position).toBe(9n);
-    await expect.poll(() => f.delivered, SLOW).toEqual([
-      { conversationId: "c1", upToSeq: 4n },
-      { conversationId: "c1", upToSeq: 5n },
-    ]);
+    await expect
+      .poll(() => f.delivered, SLOW)
+      .toEqual([
+        { conversationId: "c1", upToSeq: 4n },
+        { conversationId: "c1", upToSeq: 5n },
+      ]);
     sub.close();
     await sub.done;
   });

@@ -253,10 +253,7 @@ export class Subscription extends Emitter<SubscriptionEvents> implements AsyncIt
     const arm = () => {
       clearTimeout(watchdog);
       const ms = this.opts.heartbeatTimeoutMs ?? heartbeatSeconds * 2000 + 2000;
-      watchdog = setTimeout(
-        () => attempt.abort(new ConnectError(`no event or heartbeat for ${ms} ms: connection presumed dead`, Code.Unavailable)),
-        ms,
-      );
+      watchdog = setTimeout(() => attempt.abort(new ConnectError(`no event or heartbeat for ${ms} ms: connection presumed dead`, Code.Unavailable)), ms);
     };
     arm();
     try {

@@ -18,10 +18,7 @@ export class DevOtpProvider implements OtpProvider {
 
   async send(phoneE164: string): Promise<void> {
     // Loud on purpose: seeing this in a production log means anyone can sign in as anyone.
-    this.#logger.warn(
-      { otpProvider: this.name, phone: maskPhone(phoneE164) },
-      `dev OTP provider in use: no SMS sent, the code is ${DEV_OTP_CODE}`,
-    );
+    this.#logger.warn({ otpProvider: this.name, phone: maskPhone(phoneE164) }, `dev OTP provider in use: no SMS sent, the code is ${DEV_OTP_CODE}`);
   }
 
   async check(_phoneE164: string, code: string): Promise<boolean> {

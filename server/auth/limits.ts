@@ -13,14 +13,7 @@ export class RateLimitedError extends Error {
 }
 
 /** Counts one hit on `key`; throws RateLimitedError once more than `limit` fall in one window. */
-async function enforceLimit(
-  db: Kysely<Database>,
-  key: string,
-  limit: number,
-  windowSeconds: number,
-  now: Date,
-  what: string,
-): Promise<void> {
+async function enforceLimit(db: Kysely<Database>, key: string, limit: number, windowSeconds: number, now: Date, what: string): Promise<void> {
   const { count, windowEndsAt } = await hitRateLimit(db, key, windowSeconds, now);
   if (count > limit) {
     const wait = Math.max(1, Math.ceil((windowEndsAt.getTime() - now.getTime()) / 1000));

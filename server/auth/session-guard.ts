@@ -59,11 +59,7 @@ export class SessionGuard {
     if (hit && (!hit.live || hit.until > now)) return hit.live;
     const row = await this.read(sessionId);
     const live =
-      row !== undefined &&
-      row.user_id === userId &&
-      row.revoked_at === null &&
-      row.refresh_expires_at !== null &&
-      row.refresh_expires_at > this.clock.now();
+      row !== undefined && row.user_id === userId && row.revoked_at === null && row.refresh_expires_at !== null && row.refresh_expires_at > this.clock.now();
     if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
     // A revoked session never comes back, so that answer is kept for good.
     this.cache.set(sessionId, { live, until: now + this.cacheMs });

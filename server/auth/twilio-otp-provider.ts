@@ -77,15 +77,11 @@ export class TwilioOtpProvider implements OtpProvider {
   }
 
   async send(phoneE164: string): Promise<void> {
-    await this.#call("send", phoneE164, () =>
-      this.#service.verifications.create({ to: phoneE164, channel: "sms" }),
-    );
+    await this.#call("send", phoneE164, () => this.#service.verifications.create({ to: phoneE164, channel: "sms" }));
   }
 
   async check(phoneE164: string, code: string): Promise<boolean> {
-    const result = await this.#call("check", phoneE164, () =>
-      this.#service.verificationChecks.create({ to: phoneE164, code }),
-    );
+    const result = await this.#call("check", phoneE164, () => this.#service.verificationChecks.create({ to: phoneE164, code }));
     return result.status === "approved";
   }
 
@@ -129,9 +125,10 @@ function asTwilioApiError(err: unknown): TwilioApiError | undefined {
 function toOtpProviderError(err: unknown, operation: string, exchange: Exchange): OtpProviderError {
   const api = asTwilioApiError(err);
   const kind = api === undefined ? "unavailable" : kindOf(api);
-  const message = api === undefined
-    ? `twilio verify ${operation}: request failed`
-    : `twilio verify ${operation}: HTTP ${api.status}${api.code === undefined ? "" : ` code ${api.code}`}`;
+  const message =
+    api === undefined
+      ? `twilio verify ${operation}: request failed`
+      : `twilio verify ${operation}: HTTP ${api.status}${api.code === undefined ? "" : ` code ${api.code}`}`;
   const retryAfterSeconds = kind === "rate_limited" ? parseRetryAfter(exchange.retryAfter) : undefined;
   return new OtpProviderError(message, kind, retryAfterSeconds, { cause: sanitizeCause(err) });
 }

@@ -70,13 +70,7 @@ export async function setRefreshToken(db: Db, sessionId: string, r: RefreshState
  * Rotates atomically: succeeds only if `presentedHash` is still the current
  * token of a live session, so of concurrent refreshes exactly one wins.
  */
-export function rotateRefreshToken(
-  db: Db,
-  sessionId: string,
-  presentedHash: string,
-  next: RefreshState,
-  now: Date,
-): Promise<UserDevice | undefined> {
+export function rotateRefreshToken(db: Db, sessionId: string, presentedHash: string, next: RefreshState, now: Date): Promise<UserDevice | undefined> {
   return db
     .updateTable("user_devices")
     .set({
@@ -100,7 +94,10 @@ export function getSession(db: Db, sessionId: string): Promise<UserDevice | unde
 }
 
 /** What a liveness check needs of several sessions, in one query (missing ids are absent). */
-export function getSessionStates(db: Db, sessionIds: readonly string[]): Promise<Array<Pick<UserDevice, "id" | "user_id" | "revoked_at" | "refresh_expires_at">>> {
+export function getSessionStates(
+  db: Db,
+  sessionIds: readonly string[],
+): Promise<Array<Pick<UserDevice, "id" | "user_id" | "revoked_at" | "refresh_expires_at">>> {
   return db.selectFrom("user_devices").select(["id", "user_id", "revoked_at", "refresh_expires_at"]).where("id", "in", sessionIds).execute();
 }
 
@@ -151,7 +148,16 @@ export async function issueOtp(
   now: Date,
   sendRequestId: string | null = null,
 ): Promise<void> {
-  const fresh = { attempts: 0, max_attempts: maxAttempts, expires_at: expiresAt, created_at: now, session_id: null, replay_mac: null, new_user: false, send_request_id: sendRequestId };
+  const fresh = {
+    attempts: 0,
+    max_attempts: maxAttempts,
+    expires_at: expiresAt,
+    created_at: now,
+    session_id: null,
+    replay_mac: null,
+    new_user: false,
+    send_request_id: sendRequestId,
+  };
   await db
     .insertInto("otp_codes")
     .values({ phone_number: phoneNumber, ...fresh })
@@ -209,7 +215,6 @@ export function getOtp(db: Db, phoneNumber: string) {
   return db.selectFrom("otp_codes").selectAll().where("phone_number", "=", phoneNumber).executeTakeFirst();
 }
 
-
 // ---- abuse limits ------------------------------------------------------------------
 
 /**
@@ -217,12 +222,7 @@ export function getOtp(db: Db, phoneNumber: string) {
  * statement (exact under concurrency). Returns the count in the current
  * window and when that window ends.
  */
-export async function hitRateLimit(
-  db: Db,
-  key: string,
-  windowSeconds: number,
-  now: Date,
-): Promise<{ count: number; windowEndsAt: Date }> {
+export async function hitRateLimit(db: Db, key: string, windowSeconds: number, now: Date): Promise<{ count: number; windowEndsAt: Date }> {
   const expired = sql<boolean>`rate_limits.window_started_at <= ${now}::timestamptz - make_interval(secs => rate_limits.window_seconds)`;
   const row = await db
     .insertInto("rate_limits")
@@ -241,13 +241,15 @@ export async function hitRateLimit(
 
 /** Takes back a hit that did not lead to work (a refusal by a later limit). */
 export async function unhitRateLimit(db: Db, key: string): Promise<void> {
-  await db.updateTable("rate_limits").set((eb) => ({ count: eb("count", "-", 1) })).where("key", "=", key).where("count", ">", 0).execute();
+  await db
+    .updateTable("rate_limits")
+    .set((eb) => ({ count: eb("count", "-", 1) }))
+    .where("key", "=", key)
+    .where("count", ">", 0)
+    .execute();
 }
 
 export async function pruneAuthRows(db: Db, now: Date): Promise<void> {
   await db.deleteFrom("otp_codes").where("expires_at", "<", now).execute();
-  await db
-    .deleteFrom("rate_limits")
-    .where(sql<boolean>`window_started_at < ${now}::timestamptz - make_interval(secs => window_seconds)`)
-    .execute();
+  await db.deleteFrom("rate_limits").where(sql<boolean>`window_started_at < ${now}::timestamptz - make_interval(secs => window_seconds)`).execute();
 }

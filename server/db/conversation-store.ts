@@ -111,12 +111,7 @@ export async function insertConversation(db: Db, c: NewConversation): Promise<Co
 
 /** The caller's participation, current or former; undefined if never a participant. */
 export function getParticipation(db: Db, conversationId: string, userId: string): Promise<ParticipantRow | undefined> {
-  return db
-    .selectFrom("conversation_participants")
-    .selectAll()
-    .where("conversation_id", "=", conversationId)
-    .where("user_id", "=", userId)
-    .executeTakeFirst();
+  return db.selectFrom("conversation_participants").selectAll().where("conversation_id", "=", conversationId).where("user_id", "=", userId).executeTakeFirst();
 }
 
 export function getConversationRow(db: Db, id: string): Promise<ConversationRow | undefined> {
@@ -182,16 +177,7 @@ export async function listConversations(
     .selectFrom("conversation_participants as p")
     .innerJoin("conversations as c", "c.id", "p.conversation_id")
     .selectAll("p")
-    .select([
-      "c.id",
-      "c.is_group",
-      "c.group_name",
-      "c.group_description",
-      "c.group_avatar_url",
-      "c.last_seq",
-      "c.created_at",
-      "c.last_activity_at",
-    ])
+    .select(["c.id", "c.is_group", "c.group_name", "c.group_description", "c.group_avatar_url", "c.last_seq", "c.created_at", "c.last_activity_at"])
     .where("p.user_id", "=", userId)
     .where("p.left_at", "is", null);
   if (!opts.includeArchived) q = q.where("p.archived", "=", false);
@@ -384,12 +370,7 @@ export async function markLeft(trx: Transaction<Database>, conversationId: strin
 }
 
 export async function setRole(trx: Transaction<Database>, conversationId: string, userId: string, role: Role): Promise<void> {
-  await trx
-    .updateTable("conversation_participants")
-    .set({ role })
-    .where("conversation_id", "=", conversationId)
-    .where("user_id", "=", userId)
-    .execute();
+  await trx.updateTable("conversation_participants").set({ role }).where("conversation_id", "=", conversationId).where("user_id", "=", userId).execute();
 }
 
 /**

@@ -1,13 +1,13 @@
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
-import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
-import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
-import type { Logger } from 'pino';
-import { PGliteDialect } from './pglite-dialect.js';
-import type { Database } from './schema.js';
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
+import { Kysely, PostgresDialect, sql } from "kysely";
+import pg from "pg";
+import type { Logger } from "pino";
+import { PGliteDialect } from "./pglite-dialect.js";
+import type { Database } from "./schema.js";
 
-type DatabaseKind = 'postgres' | 'pglite';
+type DatabaseKind = "postgres" | "pglite";
 
 export interface OpenDatabaseOptions {
   /** PostgreSQL connection string; when absent an embedded PGlite is used. */
@@ -26,7 +26,7 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-export const IN_MEMORY_DATA_DIR = 'memory://';
+export const IN_MEMORY_DATA_DIR = "memory://";
 
 const DEFAULT_POOL_MAX = 10;
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -43,7 +43,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseH
 }
 
 function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): DatabaseHandle {
-  const logger = opts.logger.child({ component: 'db', kind: 'postgres' });
+  const logger = opts.logger.child({ component: "db", kind: "postgres" });
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: opts.poolMax ?? DEFAULT_POOL_MAX,
@@ -53,47 +53,47 @@ function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): DatabaseH
     keepAlive: true,
     // Per-pool parsers so nobody's global pg.types.setTypeParser changes our mapping.
     types: {
-      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-        oid === pg.types.builtins.INT8 && format !== 'binary'
+      getTypeParser: ((oid: number, format?: "text" | "binary") =>
+        oid === pg.types.builtins.INT8 && format !== "binary"
           ? (value: string) => value
           : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
   // An idle client can error (server restart, network drop); without a
   // listener the pool re-emits it as an uncaught 'error' and kills the process.
-  pool.on('error', (err) => {
-    logger.warn({ err: err.message, code: (err as { code?: string }).code }, 'idle postgres connection lost');
+  pool.on("error", (err) => {
+    logger.warn({ err: err.message, code: (err as { code?: string }).code }, "idle postgres connection lost");
   });
   // A checked-out client has no pool listener at all (pg-pool removes it on
   // acquire), and pg emits 'error' on it when the server goes away, even when
   // its query also fails. Unheard, that error kills the process (PostgreSQL
   // killed mid-query). The query's own rejection reaches the caller; the pool
   // drops the broken client when it is released.
-  pool.on('connect', (client) => {
-    client.on('error', (err) => {
-      logger.debug({ err: err.message }, 'postgres connection lost while in use');
+  pool.on("connect", (client) => {
+    client.on("error", (err) => {
+      logger.debug({ err: err.message }, "postgres connection lost while in use");
     });
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return makeHandle(db, 'postgres', async () => {});
+  return makeHandle(db, "postgres", async () => {});
 }
 
 async function openPGlite(opts: OpenDatabaseOptions): Promise<DatabaseHandle> {
-  const logger = opts.logger.child({ component: 'db', kind: 'pglite' });
+  const logger = opts.logger.child({ component: "db", kind: "pglite" });
   let dataDir: string;
   if (opts.dataDir === IN_MEMORY_DATA_DIR) {
     dataDir = IN_MEMORY_DATA_DIR;
   } else {
-    dataDir = path.resolve(opts.dataDir, 'pgdata');
+    dataDir = path.resolve(opts.dataDir, "pgdata");
     await mkdir(dataDir, { recursive: true });
   }
   const pglite = await PGlite.create(dataDir, {
     parsers: { [pgliteTypes.INT8]: (value: string) => value },
   });
-  logger.info({ dataDir }, 'pglite database opened');
+  logger.info({ dataDir }, "pglite database opened");
   const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
   // Kysely skips driver.destroy() if no query ever ran, so close PGlite here too.
-  return makeHandle(db, 'pglite', async () => {
+  return makeHandle(db, "pglite", async () => {
     if (!pglite.closed) await pglite.close();
   });
 }

@@ -37,16 +37,17 @@ export function getMessage(db: Db, id: string): Promise<MessageRow | undefined> 
 /** The messages with these ids (those that still exist), in no particular order. */
 export function getMessages(db: Db, ids: readonly string[]): Promise<MessageRow[]> {
   if (ids.length === 0) return Promise.resolve([]);
-  return db.selectFrom("messages").selectAll().where("id", "in", [...ids]).execute() as Promise<MessageRow[]>;
-}
-
-export function getMessageBySenderClientId(db: Db, senderId: string, clientMessageId: string): Promise<MessageRow | undefined> {
   return db
     .selectFrom("messages")
     .selectAll()
-    .where("sender_id", "=", senderId)
-    .where("client_message_id", "=", clientMessageId)
-    .executeTakeFirst() as Promise<MessageRow | undefined>;
+    .where("id", "in", [...ids])
+    .execute() as Promise<MessageRow[]>;
+}
+
+export function getMessageBySenderClientId(db: Db, senderId: string, clientMessageId: string): Promise<MessageRow | undefined> {
+  return db.selectFrom("messages").selectAll().where("sender_id", "=", senderId).where("client_message_id", "=", clientMessageId).executeTakeFirst() as Promise<
+    MessageRow | undefined
+  >;
 }
 
 /**
@@ -159,12 +160,7 @@ export async function setReaction(db: Db, messageId: string, userId: string, emo
   const row = await db
     .insertInto("message_reactions")
     .values({ message_id: messageId, user_id: userId, emoji, created_at: now })
-    .onConflict((oc) =>
-      oc
-        .columns(["message_id", "user_id"])
-        .doUpdateSet({ emoji, created_at: now })
-        .where("message_reactions.emoji", "<>", emoji),
-    )
+    .onConflict((oc) => oc.columns(["message_id", "user_id"]).doUpdateSet({ emoji, created_at: now }).where("message_reactions.emoji", "<>", emoji))
     .returning("message_id")
     .executeTakeFirst();
   return row !== undefined;

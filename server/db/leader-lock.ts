@@ -89,7 +89,10 @@ export class PgLeaderLock implements LeaderLock {
     this.dropClient(client);
     if (err) client.end().catch(() => undefined);
     if (!wasHeld) return;
-    this.logger.warn({ err: err?.message ?? "connection ended" }, "leader lock lost: its database connection died; this worker stops until it takes the lock again");
+    this.logger.warn(
+      { err: err?.message ?? "connection ended" },
+      "leader lock lost: its database connection died; this worker stops until it takes the lock again",
+    );
     for (const listener of this.lostListeners) listener();
   }
 

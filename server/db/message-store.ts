@@ -111,9 +111,7 @@ export async function appendInboxEvents(trx: Transaction<Database>, events: read
     const rows = await trx
       .insertInto("inbox_positions")
       .values(chunk.map((userId) => ({ user_id: userId, last_position: counts.get(userId)! })))
-      .onConflict((oc) =>
-        oc.column("user_id").doUpdateSet({ last_position: sql<string>`inbox_positions.last_position + excluded.last_position` }),
-      )
+      .onConflict((oc) => oc.column("user_id").doUpdateSet({ last_position: sql<string>`inbox_positions.last_position + excluded.last_position` }))
       .returning(["user_id", "last_position"])
       .execute();
     for (const r of rows) next.set(r.user_id, BigInt(r.last_position) - BigInt(counts.get(r.user_id)!) + 1n);

@@ -1,9 +1,9 @@
-import { Migrator, type Kysely } from 'kysely';
-import type { Logger } from 'pino';
-import { migrations } from '../../migrations/index.js';
+import { Migrator, type Kysely } from "kysely";
+import type { Logger } from "pino";
+import { migrations } from "../../migrations/index.js";
 
 export class MigrationError extends Error {
-  override readonly name = 'MigrationError';
+  override readonly name = "MigrationError";
   /** Undefined when the failure happened outside a migration (e.g. taking the lock). */
   readonly migrationName: string | undefined;
 
@@ -25,12 +25,12 @@ function createMigrator(db: Kysely<any>): Migrator {
 export async function migrateToLatest(db: Kysely<any>, logger: Logger): Promise<{ applied: string[] }> {
   const { error, results = [] } = await createMigrator(db).migrateToLatest();
   if (error !== undefined) {
-    const failed = results.find((r) => r.status === 'Error');
+    const failed = results.find((r) => r.status === "Error");
     throw new MigrationError(failed?.migrationName, error);
   }
-  const applied = results.filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  const applied = results.filter((r) => r.status === "Success").map((r) => r.migrationName);
   for (const migration of applied) {
-    logger.info({ migration }, 'migration applied');
+    logger.info({ migration }, "migration applied");
   }
   return { applied };
 }

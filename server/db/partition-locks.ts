@@ -89,23 +89,27 @@ export class PgPartitionLocks implements PartitionLocks {
   async liveWorkers(): Promise<number[]> {
     // Each live worker (its shared member lock) with the partitions its session holds.
     const session = this.session();
-    const { rows } = await this.serial(() => session.query<{ held: number }>(
-      `select (select count(*) from pg_locks p
+    const { rows } = await this.serial(() =>
+      session.query<{ held: number }>(
+        `select (select count(*) from pg_locks p
                 where p.pid = m.pid and p.locktype = 'advisory' and p.granted and p.objsubid = 2
                   and p.database = m.database and p.classid = m.classid and p.objid <> m.objid)::int as held
          from pg_locks m
         where m.locktype = 'advisory' and m.granted and m.objsubid = 2
           and m.database = (select oid from pg_database where datname = current_database())
           and m.classid = $1::int8::oid and m.objid = $2::int8::oid`,
-      [this.namespace, MEMBER_KEY],
-    ));
+        [this.namespace, MEMBER_KEY],
+      ),
+    );
     return rows.length > 0 ? rows.map((r) => r.held) : [this.locked.size];
   }
 
   async tryLock(partition: number): Promise<boolean> {
     if (this.locked.has(partition)) return true;
     const client = this.session();
-    const { rows } = await this.serial(() => client.query<{ ok: boolean }>("select pg_try_advisory_lock($1::int4, $2::int4) as ok", [this.namespace, partition]));
+    const { rows } = await this.serial(() =>
+      client.query<{ ok: boolean }>("select pg_try_advisory_lock($1::int4, $2::int4) as ok", [this.namespace, partition]),
+    );
     // The session may have died while the answer was on its way.
     if (this.client !== client || rows[0]?.ok !== true) return false;
     this.locked.add(partition);

@@ -1,4 +1,4 @@
-import type { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from "@electric-sql/pglite";
 import {
   CompiledQuery,
   IdentifierNode,
@@ -16,7 +16,7 @@ import {
   type QueryCompiler,
   type QueryResult,
   type TransactionSettings,
-} from 'kysely';
+} from "kysely";
 
 export interface PGliteDialectConfig {
   /** Ownership passes to the dialect: destroying the Kysely instance closes it. */
@@ -92,16 +92,16 @@ class PGliteDriver implements Driver {
     const release = await this.#mutex.lock();
     if (this.#destroyed || this.#pglite.closed) {
       release();
-      throw new Error('PGlite database is closed');
+      throw new Error("PGlite database is closed");
     }
     this.#release = release;
     return this.#connection;
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    let statement = 'begin';
+    let statement = "begin";
     if (settings.isolationLevel || settings.accessMode) {
-      statement = 'start transaction';
+      statement = "start transaction";
       if (settings.isolationLevel) statement += ` isolation level ${settings.isolationLevel}`;
       if (settings.accessMode) statement += ` ${settings.accessMode}`;
     }
@@ -109,35 +109,23 @@ class PGliteDriver implements Driver {
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('commit'));
+    await connection.executeQuery(CompiledQuery.raw("commit"));
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('rollback'));
+    await connection.executeQuery(CompiledQuery.raw("rollback"));
   }
 
-  async savepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler['compileQuery'],
-  ): Promise<void> {
-    await connection.executeQuery(compileQuery(savepointCommand('savepoint', savepointName), createQueryId()));
+  async savepoint(connection: DatabaseConnection, savepointName: string, compileQuery: QueryCompiler["compileQuery"]): Promise<void> {
+    await connection.executeQuery(compileQuery(savepointCommand("savepoint", savepointName), createQueryId()));
   }
 
-  async rollbackToSavepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler['compileQuery'],
-  ): Promise<void> {
-    await connection.executeQuery(compileQuery(savepointCommand('rollback to', savepointName), createQueryId()));
+  async rollbackToSavepoint(connection: DatabaseConnection, savepointName: string, compileQuery: QueryCompiler["compileQuery"]): Promise<void> {
+    await connection.executeQuery(compileQuery(savepointCommand("rollback to", savepointName), createQueryId()));
   }
 
-  async releaseSavepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler['compileQuery'],
-  ): Promise<void> {
-    await connection.executeQuery(compileQuery(savepointCommand('release', savepointName), createQueryId()));
+  async releaseSavepoint(connection: DatabaseConnection, savepointName: string, compileQuery: QueryCompiler["compileQuery"]): Promise<void> {
+    await connection.executeQuery(compileQuery(savepointCommand("release", savepointName), createQueryId()));
   }
 
   async releaseConnection(): Promise<void> {
@@ -164,7 +152,7 @@ function savepointCommand(command: string, savepointName: string): RawNode {
   return RawNode.createWithChildren([RawNode.createWithSql(`${command} `), IdentifierNode.create(savepointName)]);
 }
 
-const WRITE_COMMANDS = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE']);
+const WRITE_COMMANDS = new Set(["INSERT", "UPDATE", "DELETE", "MERGE"]);
 
 class PGliteConnection implements DatabaseConnection {
   readonly #pglite: PGlite;
@@ -179,16 +167,13 @@ class PGliteConnection implements DatabaseConnection {
     return {
       rows: result.rows ?? [],
       // rowCount is per statement; affectedRows is cumulative and only a fallback.
-      numAffectedRows:
-        command !== undefined && WRITE_COMMANDS.has(command)
-          ? BigInt(result.rowCount ?? result.affectedRows ?? 0)
-          : undefined,
+      numAffectedRows: command !== undefined && WRITE_COMMANDS.has(command) ? BigInt(result.rowCount ?? result.affectedRows ?? 0) : undefined,
     };
   }
 
   async *streamQuery<R>(compiledQuery: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
     if (!Number.isInteger(chunkSize) || chunkSize <= 0) {
-      throw new Error('chunkSize must be a positive integer');
+      throw new Error("chunkSize must be a positive integer");
     }
     // PGlite has no cursor API: the whole result is buffered, then yielded in
     // chunks. Acceptable because PGlite only backs dev and test databases.

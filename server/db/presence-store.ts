@@ -72,7 +72,11 @@ function uuidArray(v: string[] | string | null): string[] {
 export async function renewStreams(db: Db, streamIds: readonly string[], expiresAt: Date): Promise<void> {
   if (streamIds.length === 0) return;
   for (let i = 0; i < streamIds.length; i += 5000) {
-    await db.updateTable("presence_streams").set({ expires_at: expiresAt }).where("stream_id", "in", streamIds.slice(i, i + 5000)).execute();
+    await db
+      .updateTable("presence_streams")
+      .set({ expires_at: expiresAt })
+      .where("stream_id", "in", streamIds.slice(i, i + 5000))
+      .execute();
   }
 }
 
@@ -88,11 +92,7 @@ export async function sweepExpired(db: Kysely<Database>, now: Date): Promise<str
     const still = await online(trx, users, now);
     const offline = users.filter((u) => !still.has(u));
     if (offline.length > 0) {
-      await trx
-        .updateTable("users")
-        .set({ last_seen_at: now })
-        .where("id", "in", offline)
-        .execute();
+      await trx.updateTable("users").set({ last_seen_at: now }).where("id", "in", offline).execute();
     }
     return offline;
   });
@@ -113,7 +113,11 @@ export async function online(db: Db, userIds: readonly string[], now: Date): Pro
 
 export async function lastSeen(db: Db, userIds: readonly string[]): Promise<Map<string, Date | null>> {
   if (userIds.length === 0) return new Map();
-  const rows = await db.selectFrom("users").select(["id", "last_seen_at"]).where("id", "in", [...userIds]).execute();
+  const rows = await db
+    .selectFrom("users")
+    .select(["id", "last_seen_at"])
+    .where("id", "in", [...userIds])
+    .execute();
   return new Map(rows.map((r) => [r.id, r.last_seen_at]));
 }
 

@@ -98,14 +98,24 @@ export function listBlocked(db: Db, blockerId: string): Promise<Array<{ blocked_
 /** Of `others`, those `userId` has blocked. */
 export async function blockedBy(db: Db, userId: string, others: readonly string[]): Promise<Set<string>> {
   if (others.length === 0) return new Set();
-  const rows = await db.selectFrom("blocked_users").select("blocked_id").where("blocker_id", "=", userId).where("blocked_id", "in", [...others]).execute();
+  const rows = await db
+    .selectFrom("blocked_users")
+    .select("blocked_id")
+    .where("blocker_id", "=", userId)
+    .where("blocked_id", "in", [...others])
+    .execute();
   return new Set(rows.map((r) => r.blocked_id));
 }
 
 /** Of `others`, those who have blocked `userId`. */
 export async function blockersOf(db: Db, userId: string, others: readonly string[]): Promise<Set<string>> {
   if (others.length === 0) return new Set();
-  const rows = await db.selectFrom("blocked_users").select("blocker_id").where("blocked_id", "=", userId).where("blocker_id", "in", [...others]).execute();
+  const rows = await db
+    .selectFrom("blocked_users")
+    .select("blocker_id")
+    .where("blocked_id", "=", userId)
+    .where("blocker_id", "in", [...others])
+    .execute();
   return new Set(rows.map((r) => r.blocker_id));
 }
 
@@ -138,7 +148,12 @@ export async function contactsOf(db: Db, ownerId: string): Promise<string[]> {
 /** Of `owners`, those who have `userId` in their contacts. */
 export async function ownersHavingContact(db: Db, userId: string, owners: readonly string[]): Promise<Set<string>> {
   if (owners.length === 0) return new Set();
-  const rows = await db.selectFrom("contacts").select("user_id").where("contact_user_id", "=", userId).where("user_id", "in", [...owners]).execute();
+  const rows = await db
+    .selectFrom("contacts")
+    .select("user_id")
+    .where("contact_user_id", "=", userId)
+    .where("user_id", "in", [...owners])
+    .execute();
   return new Set(rows.map((r) => r.user_id));
 }
 
@@ -152,9 +167,7 @@ export async function usersWithContact(db: Db, userId: string): Promise<string[]
 export async function relationsTo(db: Db, viewerId: string, subjectIds: readonly string[]): Promise<Map<string, Relation>> {
   const subjects = [...new Set(subjectIds)];
   const [theyHaveMe, blocked] = await Promise.all([ownersHavingContact(db, viewerId, subjects), blockedEitherWay(db, viewerId, subjects)]);
-  return new Map(
-    subjects.map((id) => [id, { self: id === viewerId, viewerIsContact: theyHaveMe.has(id), blocked: blocked.has(id) }]),
-  );
+  return new Map(subjects.map((id) => [id, { self: id === viewerId, viewerIsContact: theyHaveMe.has(id), blocked: blocked.has(id) }]));
 }
 
 /**
@@ -171,9 +184,7 @@ export async function filterPresenceViewers(db: Db, subjectId: string, viewerIds
     contactsAmong(db, subjectId, viewers),
     blockedEitherWay(db, subjectId, viewers),
   ]);
-  return new Set(
-    viewers.filter((v) => allows(settings.lastSeen, { self: v === subjectId, viewerIsContact: contacts.has(v), blocked: blocked.has(v) })),
-  );
+  return new Set(viewers.filter((v) => allows(settings.lastSeen, { self: v === subjectId, viewerIsContact: contacts.has(v), blocked: blocked.has(v) })));
 }
 
 /** A row of chatwire_presence_audience (server/db/sql/): a candidate viewer and what the last-seen rule decides on. */

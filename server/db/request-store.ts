@@ -43,10 +43,7 @@ export async function claimKey(trx: Transaction<Database>, k: RequestKey, now: D
     .insertInto("request_answers")
     .values({ owner: k.owner, rpc: k.rpc, request_key: k.key, answer: new Uint8Array(), created_at: now })
     .onConflict((oc) =>
-      oc
-        .columns(["owner", "rpc", "request_key"])
-        .doUpdateSet({ answer: new Uint8Array(), created_at: now })
-        .where("request_answers.created_at", "<=", cutoff),
+      oc.columns(["owner", "rpc", "request_key"]).doUpdateSet({ answer: new Uint8Array(), created_at: now }).where("request_answers.created_at", "<=", cutoff),
     )
     .returning("owner")
     .executeTakeFirst();
@@ -55,17 +52,14 @@ export async function claimKey(trx: Transaction<Database>, k: RequestKey, now: D
 
 /** Records the answer of a claimed key (same transaction as the claim). */
 export async function saveAnswer(trx: Transaction<Database>, k: RequestKey, answer: Uint8Array): Promise<void> {
-  await trx
-    .updateTable("request_answers")
-    .set({ answer })
-    .where("owner", "=", k.owner)
-    .where("rpc", "=", k.rpc)
-    .where("request_key", "=", k.key)
-    .execute();
+  await trx.updateTable("request_answers").set({ answer }).where("owner", "=", k.owner).where("rpc", "=", k.rpc).where("request_key", "=", k.key).execute();
 }
 
 /** Deletes answers past the TTL (the periodic prune). */
 export async function pruneRequestAnswers(db: Db, now: Date): Promise<number> {
-  const res = await db.deleteFrom("request_answers").where("created_at", "<=", new Date(now.getTime() - REQUEST_ANSWER_TTL_MS)).executeTakeFirst();
+  const res = await db
+    .deleteFrom("request_answers")
+    .where("created_at", "<=", new Date(now.getTime() - REQUEST_ANSWER_TTL_MS))
+    .executeTakeFirst();
   return Number(res.numDeletedRows);
 }

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Selectable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from "kysely";
 
 // Mirrors migrations/0001_initial.ts .. 0003_chat.ts. Columns with a database
 // default are Generated<> so inserts may omit them; timestamptz columns are JS

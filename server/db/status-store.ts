@@ -85,7 +85,11 @@ export function getLiveStatus(db: Db, id: string, now: Date): Promise<StatusRow 
 export async function audienceLists(db: Db, statusIds: readonly string[]): Promise<Map<string, Set<string>>> {
   const out = new Map<string, Set<string>>();
   if (statusIds.length === 0) return out;
-  const rows = await db.selectFrom("status_audience").select(["status_id", "user_id"]).where("status_id", "in", [...statusIds]).execute();
+  const rows = await db
+    .selectFrom("status_audience")
+    .select(["status_id", "user_id"])
+    .where("status_id", "in", [...statusIds])
+    .execute();
   for (const r of rows) {
     const set = out.get(r.status_id) ?? new Set<string>();
     set.add(r.user_id);
@@ -198,10 +202,7 @@ export async function purgeExpiredStatuses(db: Db, now: Date): Promise<number> {
   return Number(res.numDeletedRows);
 }
 
-export async function insertReply(
-  db: Db,
-  r: { messageId: string; status: StatusRow; replierId: string; conversationId: string; now: Date },
-): Promise<void> {
+export async function insertReply(db: Db, r: { messageId: string; status: StatusRow; replierId: string; conversationId: string; now: Date }): Promise<void> {
   await db
     .insertInto("status_replies")
     .values({

@@ -8,7 +8,11 @@ type Db = Kysely<Database> | Transaction<Database>;
 
 export function getUsers(db: Db, ids: readonly string[]): Promise<User[]> {
   if (ids.length === 0) return Promise.resolve([]);
-  return db.selectFrom("users").selectAll().where("id", "in", [...ids]).execute();
+  return db
+    .selectFrom("users")
+    .selectAll()
+    .where("id", "in", [...ids])
+    .execute();
 }
 
 export async function updateProfile(
@@ -20,13 +24,22 @@ export async function updateProfile(
   // updated_at moves only when a value does: a repeat (a retry) answers the same profile.
   const changed = [sql<boolean>`false`, ...Object.entries(fields).map(([col, value]) => sql<boolean>`${sql.ref(col)} is distinct from ${value}`)];
   const updatedAt = sql<Date>`case when ${sql.join(changed, sql` or `)} then ${now}::timestamptz else updated_at end`;
-  return db.updateTable("users").set({ ...fields, updated_at: updatedAt }).where("id", "=", userId).returningAll().executeTakeFirst();
+  return db
+    .updateTable("users")
+    .set({ ...fields, updated_at: updatedAt })
+    .where("id", "=", userId)
+    .returningAll()
+    .executeTakeFirst();
 }
 
 /** Registered users by E.164 number. */
 export async function usersByPhone(db: Db, phones: readonly string[]): Promise<User[]> {
   if (phones.length === 0) return [];
-  return db.selectFrom("users").selectAll().where("phone_number", "in", [...phones]).execute();
+  return db
+    .selectFrom("users")
+    .selectAll()
+    .where("phone_number", "in", [...phones])
+    .execute();
 }
 
 /** Of `phones`, those already among the user's contacts. */
@@ -52,7 +65,11 @@ export async function addContacts(db: Db, userId: string, contacts: ReadonlyArra
 
 export async function removeContactsByPhone(db: Db, userId: string, phones: readonly string[]): Promise<number> {
   if (phones.length === 0) return 0;
-  const res = await db.deleteFrom("contacts").where("user_id", "=", userId).where("contact_phone_number", "in", [...phones]).executeTakeFirst();
+  const res = await db
+    .deleteFrom("contacts")
+    .where("user_id", "=", userId)
+    .where("contact_phone_number", "in", [...phones])
+    .executeTakeFirst();
   return Number(res.numDeletedRows);
 }
 

@@ -34,9 +34,7 @@ export function toConversation(conv: ConversationRow, people: ParticipantRow[], 
     lastSeq: BigInt(conv.last_seq),
     myLastReadSeq: BigInt(my?.last_read_seq ?? 0),
     myLastDeliveredSeq: BigInt(my?.last_delivered_seq ?? 0),
-    participants: people.map((p) =>
-      create(ParticipantSchema, { userId: p.user_id, role: roleToProto(p.role), joinedAt: timestampFromDate(p.joined_at) }),
-    ),
+    participants: people.map((p) => create(ParticipantSchema, { userId: p.user_id, role: roleToProto(p.role), joinedAt: timestampFromDate(p.joined_at) })),
   });
 }
 

@@ -77,4 +77,3 @@ export function toMessage(
     replyToStatus: quotes?.get(row.id),
   });
 }
-

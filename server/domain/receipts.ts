@@ -53,8 +53,7 @@ export function receiptUpdates(before: readonly Watermarks[], me: string, w: Omi
     const delivered = othersMin(after, viewer, "last_delivered_seq");
     const readAll = canSeeRead ? othersMin(after, viewer, "last_read_seq") : 0n;
     if (viewer !== me) {
-      const changed =
-        delivered !== othersMin(before, viewer, "last_delivered_seq") || (canSeeRead && readAll !== othersMin(before, viewer, "last_read_seq"));
+      const changed = delivered !== othersMin(before, viewer, "last_delivered_seq") || (canSeeRead && readAll !== othersMin(before, viewer, "last_read_seq"));
       if (!changed) continue;
     }
     updates.push({

@@ -75,7 +75,11 @@ function forwardedFor(value: string): string[] {
   return value.split(",").map((element) => {
     for (const pair of element.split(";")) {
       const eq = pair.indexOf("=");
-      if (eq > 0 && pair.slice(0, eq).trim().toLowerCase() === "for") return pair.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
+      if (eq > 0 && pair.slice(0, eq).trim().toLowerCase() === "for")
+        return pair
+          .slice(eq + 1)
+          .trim()
+          .replace(/^"(.*)"$/, "$1");
     }
     return "";
   });

@@ -93,10 +93,14 @@ function mapDecodeErrors(res: UniversalServerResponse, contentType: string, type
     if (trailer === undefined) return res;
     return {
       ...res,
-      body: mapChunks(body, (chunk) => chunk, () => {
-        const err = findTrailerError(trailer);
-        if (isDecodeError(err)) setTrailerStatus(trailer, decodeError(typeName, err.rawMessage));
-      }),
+      body: mapChunks(
+        body,
+        (chunk) => chunk,
+        () => {
+          const err = findTrailerError(trailer);
+          if (isDecodeError(err)) setTrailerStatus(trailer, decodeError(typeName, err.rawMessage));
+        },
+      ),
     };
   }
   if (contentType.startsWith("application/connect+")) {

@@ -183,7 +183,15 @@ export class RpcFastPath {
   }
 
   /** The handler context connect would build, from the node request, without its per-call signal machinery. */
-  private context(req: Req, route: Route, protocol: Protocol, signal: AbortSignal, deadline: number | undefined, responseHeader: Headers, responseTrailer: Headers): HandlerContext {
+  private context(
+    req: Req,
+    route: Route,
+    protocol: Protocol,
+    signal: AbortSignal,
+    deadline: number | undefined,
+    responseHeader: Headers,
+    responseTrailer: Headers,
+  ): HandlerContext {
     return {
       method: route.spec.method,
       service: route.service,
@@ -205,8 +213,7 @@ export class RpcFastPath {
    * Connect unary response, which says so only when it compresses).
    */
   private start(req: Req, protocol: Protocol, binary: boolean, streaming: boolean) {
-    const contentType =
-      protocol === "grpc" ? "application/grpc+proto" : `application/${streaming ? "connect+" : ""}${binary ? "proto" : "json"}`;
+    const contentType = protocol === "grpc" ? "application/grpc+proto" : `application/${streaming ? "connect+" : ""}${binary ? "proto" : "json"}`;
     const responseHeader = LeanHeaders.of("content-type", contentType);
     const responseTrailer = protocol === "grpc" ? LeanHeaders.of("grpc-status", "0") : new LeanHeaders();
     const acceptName = protocol === "grpc" ? "grpc-accept-encoding" : streaming ? "connect-accept-encoding" : "accept-encoding";
@@ -275,7 +282,13 @@ export class RpcFastPath {
           method: spec.method,
           header: context.responseHeader,
           trailer: context.responseTrailer,
-          message: impl(first, { ...context, service: r.service, requestHeader: r.header, signal: r.signal, values: r.contextValues }) as AsyncIterable<DescMessage>,
+          message: impl(first, {
+            ...context,
+            service: r.service,
+            requestHeader: r.header,
+            signal: r.signal,
+            values: r.contextValues,
+          }) as AsyncIterable<DescMessage>,
         } as StreamResponse;
       });
       const response = await call({

@@ -21,7 +21,10 @@ export function drained(res: Res, closed: () => boolean): Promise<void> {
 }
 
 /** As connect's applyInterceptors: the first interceptor is the outermost. */
-export function applyInterceptors(interceptors: Interceptor[], last: (req: StreamRequest) => Promise<StreamResponse>): (req: StreamRequest) => Promise<StreamResponse> {
+export function applyInterceptors(
+  interceptors: Interceptor[],
+  last: (req: StreamRequest) => Promise<StreamResponse>,
+): (req: StreamRequest) => Promise<StreamResponse> {
   let next = last as Parameters<Interceptor>[0];
   for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next);
   return next as (req: StreamRequest) => Promise<StreamResponse>;

@@ -62,7 +62,14 @@ describe("isConnectionError / toConnectError", () => {
     // pg's own error class, as it arrives for a statement PostgreSQL refused.
     const refusedStatement = (code: string, message: string) => Object.assign(new pg.DatabaseError(message, 0, "error"), { code });
     const syntax = refusedStatement("42601", 'syntax error at or near "selec"');
-    const cases = [syntax, refusedStatement("23505", "duplicate key value violates unique constraint"), refusedStatement("22P02", "invalid input syntax for type uuid"), new TypeError("x is undefined"), new MigrationError("0001", syntax), "a string"];
+    const cases = [
+      syntax,
+      refusedStatement("23505", "duplicate key value violates unique constraint"),
+      refusedStatement("22P02", "invalid input syntax for type uuid"),
+      new TypeError("x is undefined"),
+      new MigrationError("0001", syntax),
+      "a string",
+    ];
     for (const err of cases) {
       expect(isConnectionError(err), String(err)).toBe(false);
       expect(toConnectError(err).code).toBe(Code.Internal);
@@ -88,7 +95,10 @@ describe("isConnectionError / toConnectError", () => {
     for (const [name, err] of Object.entries(unavailable)) {
       expect(toConnectError(err).code, `${name}: ${String(err)}`).toBe(Code.Unavailable);
     }
-    const bugs = [new JetStreamApiError({ code: 400, err_code: 10058, description: "stream name already in use with a different configuration" }), new InvalidSubjectError("a b")];
+    const bugs = [
+      new JetStreamApiError({ code: 400, err_code: 10058, description: "stream name already in use with a different configuration" }),
+      new InvalidSubjectError("a b"),
+    ];
     for (const err of bugs) {
       expect(isNatsUnavailableError(err), String(err)).toBe(false);
       expect(toConnectError(err).code, String(err)).toBe(Code.Internal);

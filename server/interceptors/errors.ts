@@ -17,10 +17,22 @@ export function toConnectError(err: unknown): ConnectError {
     // connection stayed busy for the connect timeout (an overloaded server): the message names both.
     const busy = err instanceof Error && err.message.startsWith("timeout exceeded when trying to connect");
     const what = busy ? "the database is unreachable or too busy right now (no connection within the timeout)" : "the database cannot be reached right now";
-    return new ConnectError(`${what}; retry shortly (a retry of SendMessage with the same client_message_id is safe)`, Code.Unavailable, undefined, undefined, err);
+    return new ConnectError(
+      `${what}; retry shortly (a retry of SendMessage with the same client_message_id is safe)`,
+      Code.Unavailable,
+      undefined,
+      undefined,
+      err,
+    );
   }
   if (err instanceof QueueUnavailableError || isNatsUnavailableError(err)) {
-    return new ConnectError("messaging (NATS) cannot be reached right now; retry shortly (a retry of SendMessage with the same client_message_id is safe)", Code.Unavailable, undefined, undefined, err);
+    return new ConnectError(
+      "messaging (NATS) cannot be reached right now; retry shortly (a retry of SendMessage with the same client_message_id is safe)",
+      Code.Unavailable,
+      undefined,
+      undefined,
+      err,
+    );
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }

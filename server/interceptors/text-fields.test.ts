@@ -25,7 +25,9 @@ describe("U+0000 in a string field is refused, naming the field", () => {
   test("top-level and repeated strings", async () => {
     expect(await refusal(SendMessageRequestSchema, create(SendMessageRequestSchema, { conversationId: "c", content: "hello" }))).toBeUndefined();
     expect(await refusal(SendMessageRequestSchema, create(SendMessageRequestSchema, { content: "a\0b" }))).toBe("content: must not contain U+0000");
-    expect(await refusal(SendMessageRequestSchema, create(SendMessageRequestSchema, { clientMessageId: "\0" }))).toBe("client_message_id: must not contain U+0000");
+    expect(await refusal(SendMessageRequestSchema, create(SendMessageRequestSchema, { clientMessageId: "\0" }))).toBe(
+      "client_message_id: must not contain U+0000",
+    );
     expect(await refusal(CreateConversationRequestSchema, create(CreateConversationRequestSchema, { participantIds: ["a", "b\0"] }))).toBe(
       "participant_ids[1]: must not contain U+0000",
     );
@@ -34,7 +36,9 @@ describe("U+0000 in a string field is refused, naming the field", () => {
   test("strings inside oneofs, nested and repeated messages", async () => {
     const ok = create(EventSchema, { kind: { case: "reactionChanged", value: { emoji: "x", reactions: [{ emoji: "y", userIds: ["u"] }] } } });
     expect(await refusal(EventSchema, ok)).toBeUndefined();
-    const bad = create(EventSchema, { kind: { case: "reactionChanged", value: { emoji: "x", reactions: [{ emoji: "y" }, { emoji: "z", userIds: ["u", "v\0"] }] } } });
+    const bad = create(EventSchema, {
+      kind: { case: "reactionChanged", value: { emoji: "x", reactions: [{ emoji: "y" }, { emoji: "z", userIds: ["u", "v\0"] }] } },
+    });
     expect(await refusal(EventSchema, bad)).toBe("reaction_changed.reactions[1].user_ids[1]: must not contain U+0000");
   });
 

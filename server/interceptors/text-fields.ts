@@ -134,10 +134,12 @@ function fieldFinder(field: DescField, seen: Parameters<typeof compile>[1]): ((v
           : field.mapKind === "message"
             ? (() => {
                 const sub = compile(field.message, seen);
-                return sub === null ? null : (x: unknown) => {
-                  const p = sub(x as Record<string, unknown>);
-                  return p === undefined ? undefined : `.${p}`;
-                };
+                return sub === null
+                  ? null
+                  : (x: unknown) => {
+                      const p = sub(x as Record<string, unknown>);
+                      return p === undefined ? undefined : `.${p}`;
+                    };
               })()
             : null;
       if (!stringKeys && value === null) return null;

@@ -206,11 +206,7 @@ export class JetStreamQueue implements MessageQueue {
         const now = await jsm.consumers.info(stream, consumer).catch(() => undefined);
         if (!now) throw err;
       }
-    } else if (
-      current.config.ack_wait !== ackWait ||
-      current.config.max_deliver !== -1 ||
-      current.config.max_ack_pending !== consumerConfig.max_ack_pending
-    ) {
+    } else if (current.config.ack_wait !== ackWait || current.config.max_deliver !== -1 || current.config.max_ack_pending !== consumerConfig.max_ack_pending) {
       await jsm.consumers.update(stream, consumer, { ack_wait: ackWait, max_deliver: -1, max_ack_pending: consumerConfig.max_ack_pending });
       this.logger.info({ consumer }, "JetStream consumer updated");
     }
@@ -331,7 +327,6 @@ function isApiError(err: unknown, code: number): boolean {
 function encodeOutgoing(msg: OutgoingMessage): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(msg));
 }
-
 
 /** Parses a queue message body; an Error names what is wrong (such a message is dead-lettered). */
 export function decodeOutgoing(data: Uint8Array): OutgoingMessage | Error {

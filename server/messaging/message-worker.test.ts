@@ -88,12 +88,20 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>
 }
 
 async function messageCount(conversationId: string): Promise<number> {
-  const r = await db.selectFrom("messages").select(({ fn }) => fn.countAll<string>().as("n")).where("conversation_id", "=", conversationId).executeTakeFirstOrThrow();
+  const r = await db
+    .selectFrom("messages")
+    .select(({ fn }) => fn.countAll<string>().as("n"))
+    .where("conversation_id", "=", conversationId)
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 
 async function inboxCount(conversationId: string): Promise<number> {
-  const r = await db.selectFrom("inbox").select(({ fn }) => fn.countAll<string>().as("n")).where("conversation_id", "=", conversationId).executeTakeFirstOrThrow();
+  const r = await db
+    .selectFrom("inbox")
+    .select(({ fn }) => fn.countAll<string>().as("n"))
+    .where("conversation_id", "=", conversationId)
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 
@@ -143,7 +151,13 @@ describe("JetStream queue and message worker", () => {
     expect(si.config).toMatchObject({ subjects: [`${queue.subjectPrefix}.msg.>`], storage: "file", retention: "workqueue", duplicate_window: 60 * 1e9 });
     expect(queue.names.stream).toBe(`${queue.subjectPrefix.toUpperCase()}_MESSAGES`);
     const ci = await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!);
-    expect(ci.config).toMatchObject({ durable_name: `${queue.subjectPrefix}-message-worker-0`, filter_subject: `${queue.subjectPrefix}.msg.0.*`, ack_policy: "explicit", ack_wait: 5000 * 1e6, max_deliver: -1 });
+    expect(ci.config).toMatchObject({
+      durable_name: `${queue.subjectPrefix}-message-worker-0`,
+      filter_subject: `${queue.subjectPrefix}.msg.0.*`,
+      ack_policy: "explicit",
+      ack_wait: 5000 * 1e6,
+      max_deliver: -1,
+    });
     expect(queue.ready()).toBe(true);
   });
 
@@ -487,7 +501,10 @@ describe("JetStream queue and message worker", () => {
     await waitFor("the first worker to lead", async () => first.running && !first.standby);
     const msgs = Array.from({ length: 5 }, (_, i) => outgoing(conv, i % 2 ? a! : b!));
     for (const m of msgs) await queue.publish(m);
-    await waitFor("the first worker to hold the batch", async () => failures > 0 && (await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!)).num_ack_pending === 5);
+    await waitFor(
+      "the first worker to hold the batch",
+      async () => failures > 0 && (await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!)).num_ack_pending === 5,
+    );
     const second = startWorker(queue, { leader: leaderFor("second"), ackWaitMs: 60_000 });
     await waitFor("the second worker to stand by", async () => second.standby);
 

@@ -67,13 +67,13 @@ export class MessageWorker {
     this.poisonAttempts = opts.poisonAttempts ?? 5;
     this.consumerName = opts.consumerName ?? opts.queue.names.consumers[0]!;
     this.counter = opts.registry
-      ? (opts.registry.getSingleMetric(WORKER_MESSAGES) as Counter<"result"> | undefined) ??
+      ? ((opts.registry.getSingleMetric(WORKER_MESSAGES) as Counter<"result"> | undefined) ??
         new Counter({
           name: WORKER_MESSAGES,
           help: "Queue messages the worker finished, by result: stored, duplicate (stored before), dead_letter",
           labelNames: ["result"],
           registers: [opts.registry],
-        })
+        }))
       : undefined;
   }
 
@@ -95,9 +95,12 @@ export class MessageWorker {
 
   start(): void {
     if (this.loop) return;
-    this.keepAlive = setInterval(() => {
-      for (const m of this.inFlight) m.working();
-    }, Math.max(200, Math.floor(this.ackWaitMs / 3)));
+    this.keepAlive = setInterval(
+      () => {
+        for (const m of this.inFlight) m.working();
+      },
+      Math.max(200, Math.floor(this.ackWaitMs / 3)),
+    );
     this.keepAlive.unref();
     this.unwatchLeader = this.opts.leader?.onLost(() => this.leadershipLost());
     this.loop = this.run();
@@ -297,7 +300,11 @@ export class MessageWorker {
     );
     // Rare: only for messages that can never be stored. If this fails the
     // batch is retried; the stored messages come back as duplicates.
-    await insertDeadLetters(this.opts.db, rejected.map(({ m, error }) => letterOf(m, error)), now);
+    await insertDeadLetters(
+      this.opts.db,
+      rejected.map(({ m, error }) => letterOf(m, error)),
+      now,
+    );
     const rejectedSet = new Set(rejected.map((r) => r.m));
     valid.forEach(({ m }, i) => {
       if (!rejectedSet.has(m)) this.count((results[i] as Extract<StoreResult, { ok: true }>).message.duplicate ? "duplicate" : "stored");
@@ -332,7 +339,10 @@ export class MessageWorker {
   private leadershipLost(): void {
     this.leadership++;
     this.leading = false;
-    this.logger.warn({ held: this.inFlight.size }, "leader lock lost: stopped storing; handing the messages in hand back and standing by until the lock is taken again");
+    this.logger.warn(
+      { held: this.inFlight.size },
+      "leader lock lost: stopped storing; handing the messages in hand back and standing by until the lock is taken again",
+    );
     if (!this.pulling) this.handBack();
     this.wakeSleep?.();
   }

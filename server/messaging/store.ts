@@ -23,11 +23,7 @@ export type StoreResult =
  * Stores a batch of user messages (storeMessageRows: one round trip, its own
  * transaction or the caller's) and builds each new message's live notices.
  */
-export async function storeMessages(
-  db: Kysely<Database> | Transaction<Database>,
-  msgs: readonly OutgoingMessage[],
-  now: Date,
-): Promise<StoreResult[]> {
+export async function storeMessages(db: Kysely<Database> | Transaction<Database>, msgs: readonly OutgoingMessage[], now: Date): Promise<StoreResult[]> {
   const rows = await storeMessageRows(db, msgs, now);
   return rows.map((r, i): StoreResult => {
     if (!r.ok) return r;

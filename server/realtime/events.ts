@@ -28,12 +28,7 @@ export function eventBody(kind: EventKind, at: Date): Uint8Array {
  * An inbox event for one user whose stored payload is the event itself (as
  * proto JSON), so the replay sends exactly what the live stream sent.
  */
-export function storedEvent(
-  userId: string,
-  kind: EventKind,
-  at: Date,
-  refs: { conversationId: string | null; messageId?: string | null },
-): NewInboxEvent {
+export function storedEvent(userId: string, kind: EventKind, at: Date, refs: { conversationId: string | null; messageId?: string | null }): NewInboxEvent {
   const event = create(EventSchema, { at: timestampFromDate(at), kind });
   return {
     userId,
@@ -73,7 +68,15 @@ export function messageFromOutgoing(m: OutgoingMessage, seq: string, createdAt: 
 }
 
 /** A just-written system message (group changes) as ListMessages shows it. */
-export function systemMessageView(m: { id: string; conversationId: string; actorId: string; event: string; userIds: string[]; seq: string; createdAt: Date }): Message {
+export function systemMessageView(m: {
+  id: string;
+  conversationId: string;
+  actorId: string;
+  event: string;
+  userIds: string[];
+  seq: string;
+  createdAt: Date;
+}): Message {
   return create(MessageSchema, {
     id: m.id,
     conversationId: m.conversationId,

@@ -71,4 +71,3 @@ export function decodeFrame(payload: Uint8Array): BusFrame | undefined {
   }
   return undefined;
 }
-

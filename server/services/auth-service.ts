@@ -1,12 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import {
-  type AuthService,
-  SessionSchema,
-  UserSchema,
-  type User as UserMessage,
-} from "../../gen/auth/auth_pb.js";
+import { type AuthService, SessionSchema, UserSchema, type User as UserMessage } from "../../gen/auth/auth_pb.js";
 import { peerKey } from "../auth/auth-context.js";
 import { RateLimitedError, enforceLimits } from "../auth/limits.js";
 import { OtpProviderError, maskPhone } from "../auth/otp-provider.js";
@@ -123,8 +118,18 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
           db,
           [
             { key: `otp:resend:${phone}`, limit: 1, windowSeconds: cfg.otpResendSeconds, what: "a code was just sent to this number" },
-            { key: `otp:window:${phone}`, limit: cfg.otpSendsPerWindow, windowSeconds: cfg.otpSendWindowSeconds, what: "too many codes requested for this number" },
-            { key: `otp:ip:${hc.values.get(peerKey)}`, limit: cfg.otpSendsPerIpPerHour, windowSeconds: 3600, what: "too many codes requested from this address" },
+            {
+              key: `otp:window:${phone}`,
+              limit: cfg.otpSendsPerWindow,
+              windowSeconds: cfg.otpSendWindowSeconds,
+              what: "too many codes requested for this number",
+            },
+            {
+              key: `otp:ip:${hc.values.get(peerKey)}`,
+              limit: cfg.otpSendsPerIpPerHour,
+              windowSeconds: 3600,
+              what: "too many codes requested from this address",
+            },
           ],
           now,
         ),

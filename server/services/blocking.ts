@@ -34,7 +34,14 @@ export async function requireNoBlockBetween(db: Db, me: string, other: string): 
 
 /** Adding users to a group: none of them may have blocked the one adding them. */
 export async function requireNotBlockedByAny(db: Db, adder: string, userIds: readonly string[]): Promise<void> {
-  const first = firstBlocker(userIds, await blockersOf(db, adder, userIds.filter((id) => id !== adder)));
+  const first = firstBlocker(
+    userIds,
+    await blockersOf(
+      db,
+      adder,
+      userIds.filter((id) => id !== adder),
+    ),
+  );
   if (first) throw new ConnectError(`user ${first} has blocked you; you cannot add them to a group`, Code.PermissionDenied);
 }
 

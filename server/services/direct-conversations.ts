@@ -31,7 +31,12 @@ export async function conversationCreatedEvents(
         case: "conversationCreated",
         value: {
           $typeName: "realtime.ConversationCreated",
-          conversation: toConversation(snapshotRow, people, people.find((p) => p.user_id === userId), now),
+          conversation: toConversation(
+            snapshotRow,
+            people,
+            people.find((p) => p.user_id === userId),
+            now,
+          ),
         },
       },
       now,

@@ -8,8 +8,7 @@ import {
 } from "../../gen/health/v1/health_pb.js";
 import type { HealthState, ServingState } from "../health.js";
 
-const toStatus = (s: ServingState | undefined): Status =>
-  s === undefined ? Status.SERVICE_UNKNOWN : s === "SERVING" ? Status.SERVING : Status.NOT_SERVING;
+const toStatus = (s: ServingState | undefined): Status => (s === undefined ? Status.SERVICE_UNKNOWN : s === "SERVING" ? Status.SERVING : Status.NOT_SERVING);
 
 /** grpc.health.v1.Health: Check, Watch and List over the server's HealthState. */
 export function createHealthService(health: HealthState): ServiceImpl<typeof Health> {

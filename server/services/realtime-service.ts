@@ -35,7 +35,6 @@ const MAX_PRESENCE_IDS = 256;
 const TYPING_BURST = 10;
 const TYPING_WINDOW_MS = 5000;
 
-
 /**
  * realtime.RealtimeService: Subscribe (replay from the inbox, then live
  * events from the user's bus subject, with no gap or duplicate at the seam),
@@ -206,7 +205,10 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
         typingBudget.set(key, { windowStart: nowMs, count: 1 });
       } else if (++budget.count > TYPING_BURST) {
         const wait = Math.ceil((budget.windowStart + TYPING_WINDOW_MS - nowMs) / 1000);
-        throw new ConnectError(`typing indicators: at most ${TYPING_BURST} per ${TYPING_WINDOW_MS / 1000} s per conversation; retry in ${wait} s`, Code.ResourceExhausted);
+        throw new ConnectError(
+          `typing indicators: at most ${TYPING_BURST} per ${TYPING_WINDOW_MS / 1000} s per conversation; retry in ${wait} s`,
+          Code.ResourceExhausted,
+        );
       }
       const people = await convs.participantsOf(db, conversationId);
       const others = people.map((p) => p.user_id).filter((id) => id !== me);

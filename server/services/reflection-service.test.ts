@@ -17,11 +17,7 @@ import type { FileDescriptorProto } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
 import { AuthService, file_auth_auth } from "../../gen/auth/auth_pb.js";
-import {
-  Health,
-  HealthCheckResponse_ServingStatus,
-  file_health_v1_health,
-} from "../../gen/health/v1/health_pb.js";
+import { Health, HealthCheckResponse_ServingStatus, file_health_v1_health } from "../../gen/health/v1/health_pb.js";
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { registerReflection } from "./reflection-service.js";
@@ -61,17 +57,12 @@ function extensionFile(): DescFile {
       },
     ],
   });
-  return createFileRegistry(proto, (name) =>
-    name === file_google_protobuf_timestamp.proto.name ? file_google_protobuf_timestamp : undefined,
-  ).getFile("test/ext.proto")!;
+  return createFileRegistry(proto, (name) => (name === file_google_protobuf_timestamp.proto.name ? file_google_protobuf_timestamp : undefined)).getFile(
+    "test/ext.proto",
+  )!;
 }
 
-const SERVICES = [
-  AuthService.typeName,
-  Health.typeName,
-  v1.ServerReflection.typeName,
-  v1alpha.ServerReflection.typeName,
-];
+const SERVICES = [AuthService.typeName, Health.typeName, v1.ServerReflection.typeName, v1alpha.ServerReflection.typeName];
 
 let server: http2.Http2Server;
 let port: number;
@@ -83,13 +74,7 @@ beforeAll(async () => {
       routes: (router) => {
         registerReflection(
           router,
-          [
-            file_auth_auth,
-            file_health_v1_health,
-            v1.file_grpc_reflection_v1_reflection,
-            v1alpha.file_grpc_reflection_v1alpha_reflection,
-            extensionFile(),
-          ],
+          [file_auth_auth, file_health_v1_health, v1.file_grpc_reflection_v1_reflection, v1alpha.file_grpc_reflection_v1alpha_reflection, extensionFile()],
           () => SERVICES,
         );
         router.service(Health, {
@@ -118,10 +103,7 @@ afterAll(async () => {
 // --- grpc-js client, loaded from the upstream reflection.proto (as Postman does)
 
 const require = createRequire(import.meta.url);
-const protoRoot = require.resolve("@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto").replace(
-  /grpc\/reflection\/v1\/reflection\.proto$/,
-  "",
-);
+const protoRoot = require.resolve("@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto").replace(/grpc\/reflection\/v1\/reflection\.proto$/, "");
 
 type Version = "v1" | "v1alpha";
 
@@ -137,11 +119,7 @@ interface GrpcRequest {
 interface GrpcResponse {
   validHost: string;
   originalRequest: GrpcRequest & { messageRequest?: string };
-  messageResponse:
-    | "fileDescriptorResponse"
-    | "allExtensionNumbersResponse"
-    | "listServicesResponse"
-    | "errorResponse";
+  messageResponse: "fileDescriptorResponse" | "allExtensionNumbersResponse" | "listServicesResponse" | "errorResponse";
   fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
   allExtensionNumbersResponse?: { baseTypeName: string; extensionNumber: number[] };
   listServicesResponse?: { service: { name: string }[] };
@@ -191,11 +169,8 @@ async function ask(version: Version, request: GrpcRequest): Promise<GrpcResponse
 
 function decodeFiles(res: GrpcResponse): FileDescriptorProto[] {
   expect(res.messageResponse, JSON.stringify(res.errorResponse)).toBe("fileDescriptorResponse");
-  return res.fileDescriptorResponse!.fileDescriptorProto.map((bytes) =>
-    fromBinary(FileDescriptorProtoSchema, new Uint8Array(bytes)),
-  );
+  return res.fileDescriptorResponse!.fileDescriptorProto.map((bytes) => fromBinary(FileDescriptorProtoSchema, new Uint8Array(bytes)));
 }
-
 
 describe.each<Version>(["v1", "v1alpha"])("grpc.reflection.%s over @grpc/grpc-js", (version) => {
   it("lists every service and echoes host and original request", async () => {
@@ -251,9 +226,7 @@ describe.each<Version>(["v1", "v1alpha"])("grpc.reflection.%s over @grpc/grpc-js
       ["Watch", "server_streaming"],
       ["List", "unary"],
     ]);
-    expect(registry.getService(`grpc.reflection.${version}.ServerReflection`)!.methods[0]!.methodKind).toBe(
-      "bidi_streaming",
-    );
+    expect(registry.getService(`grpc.reflection.${version}.ServerReflection`)!.methods[0]!.methodKind).toBe("bidi_streaming");
     const verify = registry.getService("auth.AuthService")!.methods.find((m) => m.name === "VerifyOTP")!;
     expect(verify.output.field.user!.message!.typeName).toBe("auth.User");
     const status = registry.getMessage("grpc.health.v1.HealthCheckResponse")!.field.status!;
@@ -288,9 +261,7 @@ describe.each<Version>(["v1", "v1alpha"])("grpc.reflection.%s over @grpc/grpc-js
   });
 
   it("answers extension requests from the registered files", async () => {
-    const files = decodeFiles(
-      await ask(version, { fileContainingExtension: { containingType: "test.ext.Extendable", extensionNumber: 101 } }),
-    );
+    const files = decodeFiles(await ask(version, { fileContainingExtension: { containingType: "test.ext.Extendable", extensionNumber: 101 } }));
     expect(files[0]!.name).toBe("test/ext.proto");
 
     const numbers = await ask(version, { allExtensionNumbersOfType: "test.ext.Extendable" });

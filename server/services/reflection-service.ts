@@ -37,15 +37,8 @@ type ResponseBody =
   | { case: "listServicesResponse"; value: { service: { name: string }[] } }
   | { case: "errorResponse"; value: { errorCode: number; errorMessage: string } };
 
-export function registerReflection(
-  router: ConnectRouter,
-  files: DescFile[],
-  serviceNames: () => string[],
-): void {
-  const answer = createReflector(
-    [...files, v1.file_grpc_reflection_v1_reflection, v1alpha.file_grpc_reflection_v1alpha_reflection],
-    serviceNames,
-  );
+export function registerReflection(router: ConnectRouter, files: DescFile[], serviceNames: () => string[]): void {
+  const answer = createReflector([...files, v1.file_grpc_reflection_v1_reflection, v1alpha.file_grpc_reflection_v1alpha_reflection], serviceNames);
   router.service(v1.ServerReflection, {
     async *serverReflectionInfo(requests) {
       for await (const req of requests) {
@@ -70,10 +63,7 @@ export function registerReflection(
   });
 }
 
-function createReflector(
-  roots: DescFile[],
-  serviceNames: () => string[],
-): (req: ReflectionRequest) => ResponseBody {
+function createReflector(roots: DescFile[], serviceNames: () => string[]): (req: ReflectionRequest) => ResponseBody {
   const filesByName = new Map<string, DescFile>();
   const symbols = new Map<string, DescFile>();
   const messageTypes = new Set<string>();
@@ -179,9 +169,7 @@ function createReflector(
       case "fileContainingExtension": {
         const { containingType, extensionNumber } = request.value;
         const extension = extensions.get(stripDot(containingType))?.get(extensionNumber);
-        return extension
-          ? withDependencies(extension.file)
-          : error(Code.NotFound, `extension not found: ${containingType} field ${extensionNumber}`);
+        return extension ? withDependencies(extension.file) : error(Code.NotFound, `extension not found: ${containingType} field ${extensionNumber}`);
       }
       case "allExtensionNumbersOfType": {
         const typeName = stripDot(request.value);

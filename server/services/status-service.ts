@@ -96,7 +96,10 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
     const [settings, relations, lists] = await Promise.all([
       privacy.getPrivacyMany(db, authors),
       privacy.relationsTo(db, viewerId, authors),
-      statuses.audienceLists(db, rows.filter((r) => r.audience !== "contacts").map((r) => r.id)),
+      statuses.audienceLists(
+        db,
+        rows.filter((r) => r.audience !== "contacts").map((r) => r.id),
+      ),
     ]);
     return rows.filter((r) =>
       statusVisible(
@@ -131,13 +134,15 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
     const [setting, blocked] = await Promise.all([privacy.getPrivacy(db, row.user_id), privacy.blockedEitherWay(db, row.user_id, candidates)]);
     const contactSet = new Set(contacts);
     const audience = { kind: row.audience as AudienceKind, userIds: new Set(list) };
-    return candidates.filter((v) =>
-      statusVisible(setting.status, audience, v, { self: false, viewerIsContact: contactSet.has(v), blocked: blocked.has(v) }),
-    );
+    return candidates.filter((v) => statusVisible(setting.status, audience, v, { self: false, viewerIsContact: contactSet.has(v), blocked: blocked.has(v) }));
   }
 
   async function withViewed(me: string, rows: StatusRow[]): Promise<Status[]> {
-    const views = await statuses.viewsBy(db, me, rows.map((r) => r.id));
+    const views = await statuses.viewsBy(
+      db,
+      me,
+      rows.map((r) => r.id),
+    );
     return rows.map((r) => toStatus(r, r.user_id === me || views.has(r.id)));
   }
 
@@ -235,7 +240,13 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       const candidates = (await statuses.candidateStatusesFor(db, me, clock.now())).filter((r) => r.user_id !== me);
       // The feed is people who have me as a contact (an only-list naming a stranger is not enough).
       const havingMe = await privacy.ownersHavingContact(db, me, [...new Set(candidates.map((r) => r.user_id))]);
-      const visible = await withViewed(me, await visibleTo(me, candidates.filter((r) => havingMe.has(r.user_id))));
+      const visible = await withViewed(
+        me,
+        await visibleTo(
+          me,
+          candidates.filter((r) => havingMe.has(r.user_id)),
+        ),
+      );
       const byAuthor = new Map<string, Status[]>();
       // Rows come newest first, so each group is newest first and Map order is by newest status.
       for (const s of visible) byAuthor.set(s.userId, [...(byAuthor.get(s.userId) ?? []), s]);

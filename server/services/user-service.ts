@@ -45,7 +45,6 @@ const PROTO_TO_VISIBILITY: Partial<Record<Visibility, VisibilitySetting>> = {
   [Visibility.NOBODY]: "nobody",
 };
 
-
 /** The caller's own profile: nothing hidden. */
 function ownProfile(u: User): Profile {
   return create(ProfileSchema, userFields(u));
@@ -119,7 +118,15 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
   }
 
   async function contactsOf(me: string, rows: users.ContactRow[], via: Kysely<Database> = db): Promise<Contact[]> {
-    const profiles = new Map((await profilesFor(via, me, rows.map((r) => r.contact_user_id))).map((p) => [p.id, p]));
+    const profiles = new Map(
+      (
+        await profilesFor(
+          via,
+          me,
+          rows.map((r) => r.contact_user_id),
+        )
+      ).map((p) => [p.id, p]),
+    );
     return rows.flatMap((r) => {
       const user = profiles.get(r.contact_user_id);
       return user ? [create(ContactSchema, { phoneNumber: r.contact_phone_number, user, addedAt: timestampFromDate(r.created_at) })] : [];
@@ -221,7 +228,11 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
             found.map((u) => ({ userId: u.id, phone: u.phone_number })),
             now,
           );
-          const rows = await users.contactsByUserIds(trx, id, found.map((u) => u.id));
+          const rows = await users.contactsByUserIds(
+            trx,
+            id,
+            found.map((u) => u.id),
+          );
           return {
             answer: create(SyncContactsResponseSchema, {
               contacts: await contactsOf(id, rows, trx),
@@ -281,7 +292,15 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
     async listBlocked(_req, hc) {
       const id = callerId(hc);
       const rows = await privacy.listBlocked(db, id);
-      const profiles = new Map((await profilesFor(db, id, rows.map((r) => r.blocked_id))).map((p) => [p.id, p]));
+      const profiles = new Map(
+        (
+          await profilesFor(
+            db,
+            id,
+            rows.map((r) => r.blocked_id),
+          )
+        ).map((p) => [p.id, p]),
+      );
       return {
         blocked: rows.flatMap((r) => {
           const user = profiles.get(r.blocked_id);

@@ -170,7 +170,9 @@ describe("api:release", () => {
     // The API grew, so a patch is refused and nothing is written.
     const patch = await release(dir, "patch");
     expect(patch.code, patch.out).toBe(1);
-    expect(patch.out).toMatch(new RegExp(`refused: the API grew since ${before.replaceAll(".", "\\.")} \\(added .*\\): that needs a minor release, not a patch`));
+    expect(patch.out).toMatch(
+      new RegExp(`refused: the API grew since ${before.replaceAll(".", "\\.")} \\(added .*\\): that needs a minor release, not a patch`),
+    );
     expect(await sdkVersion(dir)).toBe(before);
     expect((await readFile(path.join(dir, "proto/released.binpb"))).equals(baseline)).toBe(true);
 
@@ -184,7 +186,9 @@ describe("api:release", () => {
     expect(readme).toContain(`chatwire-client-${expected}.tgz`);
     expect(readme).not.toContain(`chatwire-client-${before}.tgz`);
     const changelog = await readFile(path.join(dir, "CHANGELOG.md"), "utf8");
-    expect(changelog).toMatch(new RegExp(`## \\[Unreleased\\]\\n\\n## \\[${expected}\\] - 2030-01-02\\n\\n### Added\\n\\n- \`chat.ChatService.PinMessage\`\\.\\n\\n## \\[${before}\\]`));
+    expect(changelog).toMatch(
+      new RegExp(`## \\[Unreleased\\]\\n\\n## \\[${expected}\\] - 2030-01-02\\n\\n### Added\\n\\n- \`chat.ChatService.PinMessage\`\\.\\n\\n## \\[${before}\\]`),
+    );
 
     // The baseline moved: the additions are now released, so taking one back breaks.
     await edit(path.join(dir, "proto/chat/chat.proto"), "service ChatService {", "  rpc PinMessage(PinMessageRequest) returns (PinMessageResponse);\n", "");

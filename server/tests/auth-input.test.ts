@@ -191,21 +191,9 @@ describe.each([viaFetch, viaClient])("bad input ($name)", (c) => {
   test("device_name of 65 characters → InvalidArgument; 64 are fine", async () => {
     const phone = freshNumber();
     expectOk(await c.call("SendOTP", { phoneNumber: phone }));
-    expectRefused(
-      await c.call("VerifyOTP", { phoneNumber: phone, otpCode: DEV_CODE, deviceName: "n".repeat(65) }),
-      Code.InvalidArgument,
-      /device_name/,
-    );
-    expectRefused(
-      await c.call("VerifyOTP", { phoneNumber: phone, otpCode: DEV_CODE, deviceId: "i".repeat(129) }),
-      Code.InvalidArgument,
-      /device_id/,
-    );
-    expectRefused(
-      await c.call("VerifyOTP", { phoneNumber: phone, otpCode: DEV_CODE, deviceType: "t".repeat(33) }),
-      Code.InvalidArgument,
-      /device_type/,
-    );
+    expectRefused(await c.call("VerifyOTP", { phoneNumber: phone, otpCode: DEV_CODE, deviceName: "n".repeat(65) }), Code.InvalidArgument, /device_name/);
+    expectRefused(await c.call("VerifyOTP", { phoneNumber: phone, otpCode: DEV_CODE, deviceId: "i".repeat(129) }), Code.InvalidArgument, /device_id/);
+    expectRefused(await c.call("VerifyOTP", { phoneNumber: phone, otpCode: DEV_CODE, deviceType: "t".repeat(33) }), Code.InvalidArgument, /device_type/);
     expectOk(await c.call("VerifyOTP", { phoneNumber: phone, otpCode: DEV_CODE, deviceName: "n".repeat(64) }));
   });
 });
@@ -328,7 +316,10 @@ describe("never Internal or Unknown", () => {
     const access = l.accessToken;
     const calls: Array<[string, () => Promise<unknown>]> = [
       ...BAD_PHONES.map(([what, phone]): [string, () => Promise<unknown>] => [`SendOTP ${what}`, () => client.sendOTP({ phoneNumber: phone })]),
-      ...BAD_PHONES.map(([what, phone]): [string, () => Promise<unknown>] => [`VerifyOTP ${what}`, () => client.verifyOTP({ phoneNumber: phone, otpCode: DEV_CODE })]),
+      ...BAD_PHONES.map(([what, phone]): [string, () => Promise<unknown>] => [
+        `VerifyOTP ${what}`,
+        () => client.verifyOTP({ phoneNumber: phone, otpCode: DEV_CODE }),
+      ]),
       ["VerifyOTP letters", () => client.verifyOTP({ phoneNumber: otpPhone, otpCode: "12a456" })],
       ["VerifyOTP wrong code", () => client.verifyOTP({ phoneNumber: otpPhone, otpCode: "000000" })],
       ["VerifyOTP long device_name", () => client.verifyOTP({ phoneNumber: otpPhone, otpCode: DEV_CODE, deviceName: "n".repeat(65) })],

@@ -50,9 +50,7 @@ afterAll(async () => {
 
 // --- What one step of the flow gives, whichever client made it.
 
-type Answer =
-  | { ok: true; body: JsonObject }
-  | { ok: false; code: string; message: string };
+type Answer = { ok: true; body: JsonObject } | { ok: false; code: string; message: string };
 
 interface FlowClient {
   /** The request body as typed into Postman or passed to `curl -d`. */
@@ -175,7 +173,6 @@ function reflect(client: ReflectionClient, request: ReflectionRequest): Promise<
   });
 }
 
-
 /** How Postman shows a response: proto field names, every field (defaults too). */
 const POSTMAN_JSON = { useProtoFieldName: true, alwaysEmitImplicit: true } as const;
 
@@ -250,15 +247,7 @@ const SEND_OTP_ANSWER = {
   ok: true,
   body: { message: "OTP sent successfully", retry_after_seconds: 30, expires_in_seconds: 600, attempts_left: 5 },
 };
-const VERIFY_OTP_FIELDS = [
-  "user",
-  "access_token",
-  "refresh_token",
-  "session_id",
-  "is_new_user",
-  "access_token_expires_at",
-  "refresh_token_expires_at",
-];
+const VERIFY_OTP_FIELDS = ["user", "access_token", "refresh_token", "session_id", "is_new_user", "access_token_expires_at", "refresh_token_expires_at"];
 
 describe("(a) Postman: @grpc/grpc-js with the schema learned by reflection", () => {
   afterAll(() => postman?.channel.close());
@@ -281,14 +270,9 @@ describe("(a) Postman: @grpc/grpc-js with the schema learned by reflection", () 
     } finally {
       reflection.close();
     }
-    expect(authService.methods.map((m) => m.name)).toEqual(expect.arrayContaining([
-      "SendOTP",
-      "VerifyOTP",
-      "ValidateToken",
-      "RefreshToken",
-      "RevokeCurrentDevice",
-      "LogoutAllDevices",
-    ]));
+    expect(authService.methods.map((m) => m.name)).toEqual(
+      expect.arrayContaining(["SendOTP", "VerifyOTP", "ValidateToken", "RefreshToken", "RevokeCurrentDevice", "LogoutAllDevices"]),
+    );
     postman = new PostmanClient(address, authService);
   });
 

@@ -64,11 +64,7 @@ const ms = (t: Timestamp | undefined) => timestampDate(t!).getTime();
 
 /** The stored refresh token hash of a session, read straight from the database. */
 async function storedRefreshHash(sessionId: string): Promise<string | null> {
-  const row = await s.server.ctx.database.db
-    .selectFrom("user_devices")
-    .select("refresh_token_hash")
-    .where("id", "=", sessionId)
-    .executeTakeFirstOrThrow();
+  const row = await s.server.ctx.database.db.selectFrom("user_devices").select("refresh_token_hash").where("id", "=", sessionId).executeTakeFirstOrThrow();
   return row.refresh_token_hash;
 }
 const sha256 = (token: string) => createHash("sha256").update(token).digest("hex");
@@ -277,10 +273,7 @@ describe("ListSessions and RevokeSession", () => {
     // A refresh is activity: the phone moves to the top.
     clock.advance(1_000);
     await auth.refreshToken({ refreshToken: phoneSession.refreshToken });
-    expect((await auth.listSessions({}, bearer(laptop.accessToken))).sessions.map((x) => x.sessionId)).toEqual([
-      phoneSession.sessionId,
-      laptop.sessionId,
-    ]);
+    expect((await auth.listSessions({}, bearer(laptop.accessToken))).sessions.map((x) => x.sessionId)).toEqual([phoneSession.sessionId, laptop.sessionId]);
 
     // Revoking another of my sessions (a lost phone): gone from the list, its token refused.
     expect((await auth.revokeSession({ sessionId: phoneSession.sessionId }, bearer(laptop.accessToken))).success).toBe(true);
@@ -373,7 +366,11 @@ describe("session checks in a burst", () => {
     for (let i = 0; i < 8; i++) logins.push(await login(freshNumber()));
     // Revoked behind this instance's back (its cache has not seen these sessions yet).
     const revoked = new Set([logins[1]!.sessionId, logins[4]!.sessionId, logins[6]!.sessionId]);
-    await s.server.ctx.database.db.updateTable("user_devices").set({ revoked_at: clock.now() }).where("id", "in", [...revoked]).execute();
+    await s.server.ctx.database.db
+      .updateTable("user_devices")
+      .set({ revoked_at: clock.now() })
+      .where("id", "in", [...revoked])
+      .execute();
     const answers = await Promise.all(logins.map((l) => auth.validateToken({ accessToken: l.accessToken })));
     expect(answers.map((a) => a.isValid)).toEqual(logins.map((l) => !revoked.has(l.sessionId)));
     expect(answers.filter((a) => a.isValid).map((a) => a.userId)).toEqual(logins.filter((l) => !revoked.has(l.sessionId)).map((l) => l.user!.id));

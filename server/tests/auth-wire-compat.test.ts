@@ -369,9 +369,9 @@ describe("our responses decode as the original messages", () => {
       refresh_token: JWT2,
     });
     expect(skipped).toEqual([4, 5, 6, 7]);
-    expect(
-      toBinary(VerifyOTPResponseSchema, create(VerifyOTPResponseSchema, { user, accessToken: JWT, refreshToken: JWT2 })),
-    ).toEqual(message(lengthDelimited(1, userBytes), str(2, JWT), str(3, JWT2)));
+    expect(toBinary(VerifyOTPResponseSchema, create(VerifyOTPResponseSchema, { user, accessToken: JWT, refreshToken: JWT2 }))).toEqual(
+      message(lengthDelimited(1, userBytes), str(2, JWT), str(3, JWT2)),
+    );
   });
 
   test("ValidateTokenResponse, valid and invalid", () => {

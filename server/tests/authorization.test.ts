@@ -284,9 +284,7 @@ describe("authorization table", () => {
       ) as Record<Exclude<Role, "anonymous">, Clients>),
     };
     // O has M, R and X as contacts (so they may see O's statuses).
-    const phones = await Promise.all(
-      (["member", "removed", "blocked"] as const).map(async (r) => (await clients[r].user.getMe({})).user!.phoneNumber),
-    );
+    const phones = await Promise.all((["member", "removed", "blocked"] as const).map(async (r) => (await clients[r].user.getMe({})).user!.phoneNumber));
     await clients.owner.user.syncContacts({ phoneNumbers: phones });
     const O = clients.owner;
     const D = (await O.chat.createConversation({ participantIds: [people.blocked.id] })).conversation!.id;

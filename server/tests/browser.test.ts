@@ -36,7 +36,15 @@ beforeAll(async () => {
     executablePath: CHROMIUM,
     headless: true,
     // As root in a sandboxed machine, with no network beyond localhost.
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
 }, 120_000);
 

@@ -7,11 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { BUF, EXIT_UNAVAILABLE, EXIT_UNIMPLEMENTED, HEALTH_SCHEMA, ROOT, buf, bufEnv, jsonDocuments } from "./helpers/buf.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
-const EXPECTED_SERVICES = [
-  "grpc.health.v1.Health",
-  "grpc.reflection.v1.ServerReflection",
-  "grpc.reflection.v1alpha.ServerReflection",
-];
+const EXPECTED_SERVICES = ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
 beforeAll(() => {
   if (!existsSync(BUF)) throw new Error(`${BUF} not found: run \`npm install\` (the Buf CLI is a devDependency)`);
@@ -40,8 +36,12 @@ describe("buf curl against a running server", () => {
 
     test("a request body is sent: Check of a named service", async () => {
       const r = await buf([
-        "curl", "--protocol", "grpc", "--http2-prior-knowledge",
-        "-d", '{"service": "grpc.reflection.v1.ServerReflection"}',
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "-d",
+        '{"service": "grpc.reflection.v1.ServerReflection"}',
         `${s.url}/grpc.health.v1.Health/Check`,
       ]);
       expect(r.code).toBe(0);
@@ -94,19 +94,13 @@ describe("buf curl against a running server", () => {
     });
 
     test("the schema may also name the .proto file", async () => {
-      const r = await buf([
-        "curl", "--protocol", protocol, "--schema", `${HEALTH_SCHEMA}/health/v1/health.proto`,
-        `${s.url}/grpc.health.v1.Health/Check`,
-      ]);
+      const r = await buf(["curl", "--protocol", protocol, "--schema", `${HEALTH_SCHEMA}/health/v1/health.proto`, `${s.url}/grpc.health.v1.Health/Check`]);
       expect(r.code).toBe(0);
       expect(JSON.parse(r.stdout)).toEqual({ status: "SERVING" });
     });
 
     test("Check of an unknown service fails with not_found", async () => {
-      const r = await buf([
-        "curl", "--protocol", protocol, "--schema", HEALTH_SCHEMA, "-d", '{"service": "no.Such"}',
-        `${s.url}/grpc.health.v1.Health/Check`,
-      ]);
+      const r = await buf(["curl", "--protocol", protocol, "--schema", HEALTH_SCHEMA, "-d", '{"service": "no.Such"}', `${s.url}/grpc.health.v1.Health/Check`]);
       expect(r.code).toBe(5 << 3);
       expect(r.stderr).toContain('"code": "not_found"');
     });
@@ -115,11 +109,7 @@ describe("buf curl against a running server", () => {
   test("--schema without reflection also lists the methods", async () => {
     const r = await buf(["curl", "--schema", HEALTH_SCHEMA, "--list-methods"]);
     expect(r.code).toBe(0);
-    expect(r.stdout.trim().split("\n").sort()).toEqual([
-      "grpc.health.v1.Health/Check",
-      "grpc.health.v1.Health/List",
-      "grpc.health.v1.Health/Watch",
-    ]);
+    expect(r.stdout.trim().split("\n").sort()).toEqual(["grpc.health.v1.Health/Check", "grpc.health.v1.Health/List", "grpc.health.v1.Health/Watch"]);
   });
 
   describe("errors", () => {
@@ -129,10 +119,7 @@ describe("buf curl against a running server", () => {
       // A schema for a service this server does not serve: the call reaches the server.
       dir = await mkdtemp(path.join(os.tmpdir(), "chatwire-buf-"));
       ghost = path.join(dir, "ghost.proto");
-      await writeFile(
-        ghost,
-        'syntax = "proto3";\npackage ghost.v1;\nmessage Empty {}\nservice GhostService { rpc Haunt(Empty) returns (Empty); }\n',
-      );
+      await writeFile(ghost, 'syntax = "proto3";\npackage ghost.v1;\nmessage Empty {}\nservice GhostService { rpc Haunt(Empty) returns (Empty); }\n');
     });
     afterAll(async () => {
       await rm(dir, { recursive: true, force: true });

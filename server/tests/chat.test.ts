@@ -276,7 +276,12 @@ describe("edits, deletes, reactions, receipts, mute and archive", () => {
     await a.chat.reactToMessage({ messageId: m!.id, emoji: "👍" });
     await b.chat.reactToMessage({ messageId: m!.id, emoji: "👍" });
     let r = await b.chat.reactToMessage({ messageId: m!.id, emoji: "❤️" });
-    expect(r.reactions.map((x) => [x.emoji, x.count]).sort()).toEqual([["❤️", 1], ["👍", 1]].sort());
+    expect(r.reactions.map((x) => [x.emoji, x.count]).sort()).toEqual(
+      [
+        ["❤️", 1],
+        ["👍", 1],
+      ].sort(),
+    );
     r = await a.chat.reactToMessage({ messageId: m!.id, emoji: "" });
     expect(r.reactions.map((x) => [x.emoji, x.userIds])).toEqual([["❤️", [b.id]]]);
     expect(await codeOf(a.chat.reactToMessage({ messageId: m!.id, emoji: "hello" }))).toBe(Code.InvalidArgument);
@@ -314,7 +319,6 @@ describe("edits, deletes, reactions, receipts, mute and archive", () => {
     expect(theirs.mutedUntil).toBeUndefined();
     expect(await codeOf(a.chat.muteConversation({ conversationId: id, mutedUntil: { seconds: 1n, nanos: 0 } }))).toBe(Code.InvalidArgument);
   });
-
 });
 
 describe("groups", () => {

@@ -127,9 +127,19 @@ function casesFor(method: DescMethod, random: () => number): Case[] {
   cases.push({ kind: "garbage-frame", raw: frame(bytes(16), 16 + Math.floor(random() * 1000)) });
   cases.push({ kind: "truncated-frame", raw: Buffer.from([0, 0, 0]) });
   cases.push({ kind: "wrong-types", json: JSON.stringify(wrongTypes(input)) });
-  for (const f of stringFields(input)) valid(`nul:${f.name}`, withStrings(input, () => "before\u0000after", f));
-  valid("long-strings", withStrings(input, () => "x".repeat(20_000)));
-  valid("random-ids", withStrings(input, (_, i) => (i % 2 === 0 ? randomUUID() : Buffer.from(bytes(12)).toString("hex"))));
+  for (const f of stringFields(input))
+    valid(
+      `nul:${f.name}`,
+      withStrings(input, () => "before\u0000after", f),
+    );
+  valid(
+    "long-strings",
+    withStrings(input, () => "x".repeat(20_000)),
+  );
+  valid(
+    "random-ids",
+    withStrings(input, (_, i) => (i % 2 === 0 ? randomUUID() : Buffer.from(bytes(12)).toString("hex"))),
+  );
   return cases;
 }
 
@@ -144,11 +154,35 @@ interface Outcome {
   detail?: string;
 }
 
-const GRPC_CODES = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated"];
+const GRPC_CODES = [
+  "ok",
+  "canceled",
+  "unknown",
+  "invalid_argument",
+  "deadline_exceeded",
+  "not_found",
+  "already_exists",
+  "permission_denied",
+  "resource_exhausted",
+  "failed_precondition",
+  "aborted",
+  "out_of_range",
+  "unimplemented",
+  "internal",
+  "unavailable",
+  "data_loss",
+  "unauthenticated",
+];
 
 // --- gRPC over one HTTP/2 connection ---------------------------------------------------------
 
-function grpcCall(session: http2.ClientHttp2Session, path: string, body: Uint8Array, token: string | undefined, streaming: boolean): Promise<{ code: string; detail?: string }> {
+function grpcCall(
+  session: http2.ClientHttp2Session,
+  path: string,
+  body: Uint8Array,
+  token: string | undefined,
+  streaming: boolean,
+): Promise<{ code: string; detail?: string }> {
   return new Promise((resolve) => {
     const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", "grpc-timeout": "5S" };
     if (token) headers.authorization = `Bearer ${token}`;
@@ -355,7 +389,10 @@ describe("fuzz: every method of every registered service, on every protocol", ()
     // The counts the closing note quotes.
     const byCode = new Map<string, number>();
     for (const o of outcomes) byCode.set(`${o.protocol} ${o.code}`, (byCode.get(`${o.protocol} ${o.code}`) ?? 0) + 1);
-    const table = [...byCode.entries()].sort().map(([k, n]) => `  ${k.padEnd(40)} ${n}`).join("\n");
+    const table = [...byCode.entries()]
+      .sort()
+      .map(([k, n]) => `  ${k.padEnd(40)} ${n}`)
+      .join("\n");
     console.log(
       `fuzz seed ${SEED} (${process.env.DATABASE_URL ? "production" : "embedded"} profile): ${outcomes.length} requests over ${methods} methods of ${services.length} services in ${((Date.now() - started) / 1000).toFixed(1)} s\n${table}`,
     );
@@ -363,7 +400,12 @@ describe("fuzz: every method of every registered service, on every protocol", ()
     // The one 5xx allowed: a bidi stream (reflection) over HTTP/1.1 is 505 HTTP Version Not Supported, as the Connect protocol says.
     const bidiOverH1 = (o: Outcome) => o.code === "http-505" && o.protocol !== "grpc" && bidi.has(o.method);
     const bad = outcomes.filter(
-      (o) => o.code === "internal" || o.code === "unknown" || (o.code.startsWith("http-5") && !bidiOverH1(o)) || o.code.startsWith("no-grpc-status") || o.code === "transport-error",
+      (o) =>
+        o.code === "internal" ||
+        o.code === "unknown" ||
+        (o.code.startsWith("http-5") && !bidiOverH1(o)) ||
+        o.code.startsWith("no-grpc-status") ||
+        o.code === "transport-error",
     );
     expect(bad.map((o) => `${o.protocol} ${o.method} ${o.kind} auth=${o.auth}: ${o.code} ${o.detail ?? ""}`)).toEqual([]);
     expect(broken).toEqual([]);

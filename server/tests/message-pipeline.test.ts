@@ -34,7 +34,11 @@ async function seedConversation(server: ChatwireServer, n: number): Promise<{ co
       .returning("id")
       .execute()
   ).map((r) => r.id);
-  const { id } = await db.insertInto("conversations").values({ is_group: n > 2 }).returning("id").executeTakeFirstOrThrow();
+  const { id } = await db
+    .insertInto("conversations")
+    .values({ is_group: n > 2 })
+    .returning("id")
+    .executeTakeFirstOrThrow();
   await db
     .insertInto("conversation_participants")
     .values(members.map((user_id) => ({ conversation_id: id, user_id })))
@@ -118,7 +122,15 @@ describe("the message queue inside a running server", () => {
     for (const m of later) await api.server.ctx.messages.publish(m);
     // Both wait in the stream and no pull asks for them: nothing can store them now.
     await waitForConsumer(api.server, "idle with both waiting", (c) => c.num_pending === 2 && c.num_ack_pending === 0 && c.num_waiting === 0);
-    const none = await api.server.ctx.database.db.selectFrom("messages").select("id").where("id", "in", later.map((m) => m.id)).execute();
+    const none = await api.server.ctx.database.db
+      .selectFrom("messages")
+      .select("id")
+      .where(
+        "id",
+        "in",
+        later.map((m) => m.id),
+      )
+      .execute();
     expect(none).toEqual([]);
     await start({ NATS_URL: NATS, CHATWIRE_ROLES: "worker" }, api);
     expect(await waitForRow(api.server, later[0]!.id)).toEqual({ seq: "2" });

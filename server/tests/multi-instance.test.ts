@@ -108,10 +108,18 @@ async function sendAll(url: string, sends: Array<{ from: Device; conversationId:
   for (let i = 0; i < sends.length; i += 20) {
     await Promise.all(
       sends.slice(i, i + 20).map(({ from, conversationId, text }) =>
-        createClient(ChatService, createGrpcTransport({ baseUrl: url, interceptors: [(next) => (req) => {
-            req.header.set("authorization", `Bearer ${from.token}`);
-            return next(req);
-          }] })).sendMessage({
+        createClient(
+          ChatService,
+          createGrpcTransport({
+            baseUrl: url,
+            interceptors: [
+              (next) => (req) => {
+                req.header.set("authorization", `Bearer ${from.token}`);
+                return next(req);
+              },
+            ],
+          }),
+        ).sendMessage({
           conversationId,
           content: text,
           clientMessageId: text,
@@ -160,8 +168,14 @@ describe("two processes on one database and NATS prefix", () => {
     const onB = pairs.map(([, y]) => subscribe(urlB, y));
     await Promise.all([...onA, ...onB].map((s) => s.untilKind("caughtUp", 1, 30_000)));
     await Promise.all([
-      sendAll(urlB, pairs.map(([x], i) => ({ from: x, conversationId: conversations[i]!, text: `to-b-${i}` }))),
-      sendAll(urlA, pairs.map(([, y], i) => ({ from: y, conversationId: conversations[i]!, text: `to-a-${i}` }))),
+      sendAll(
+        urlB,
+        pairs.map(([x], i) => ({ from: x, conversationId: conversations[i]!, text: `to-b-${i}` })),
+      ),
+      sendAll(
+        urlA,
+        pairs.map(([, y], i) => ({ from: y, conversationId: conversations[i]!, text: `to-a-${i}` })),
+      ),
     ]);
     // Each device gets both messages of its conversation (its own too: the inbox is per account), once each.
     const both = (i: number) => (x: Subscription) => texts(x).includes(`to-a-${i}`) && texts(x).includes(`to-b-${i}`);
@@ -191,7 +205,10 @@ describe("two processes on one database and NATS prefix", () => {
     await Promise.all(open.splice(0).map((s) => s.close()));
     const again = pairs.map(([x]) => subscribe(urlB, x));
     await Promise.all(again.map((s) => s.untilKind("caughtUp", 1, 30_000)));
-    await sendAll(urlB, pairs.map(([, y], i) => ({ from: y, conversationId: conversations[i]!, text: `after-${i}` })));
+    await sendAll(
+      urlB,
+      pairs.map(([, y], i) => ({ from: y, conversationId: conversations[i]!, text: `after-${i}` })),
+    );
     await Promise.all(again.map((s, i) => s.until((x) => texts(x).includes(`after-${i}`), 30_000, `after-${i}`)));
     const stored = await sql<{ n: string }>`select count(*) as n from messages`.execute(database.db);
     expect(Number(stored.rows[0]!.n)).toBe(PAIRS * 3);

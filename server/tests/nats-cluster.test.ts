@@ -213,7 +213,10 @@ describe("NATS cluster", () => {
       );
       await until("the stream empty (every message acked by the worker)", async () => (await streamInfo()).state.messages === 0, 30_000, 200);
       rows = (
-        await check.query("select conversation_id, seq::text as seq, client_message_id from messages where conversation_id = any($1) order by conversation_id, messages.seq", [ids])
+        await check.query(
+          "select conversation_id, seq::text as seq, client_message_id from messages where conversation_id = any($1) order by conversation_id, messages.seq",
+          [ids],
+        )
       ).rows;
     } finally {
       await check.end();
@@ -226,8 +229,16 @@ describe("NATS cluster", () => {
     // Delivery continues: what conversation 0's sender sent after the kill reached the watcher's open stream.
     const afterKill = work.filter((w) => w.startedAfterKill && w.sender === senders[0]).map((w) => w.clientMessageId);
     const delivered = () => new Set(sub.of("messageCreated").map((m) => m.message!.clientMessageId));
-    const deliveredMs = await until(`${afterKill.length} post-kill messages delivered to the subscriber`, () => afterKill.every((id) => delivered().has(id)), 30_000, 100).catch(
-      (err: Error) => new Error(`${err.message}; missing ${afterKill.filter((id) => !delivered().has(id)).length}; stream ${sub.ended ? `ended: ${sub.ended.error?.message}` : "open"}`),
+    const deliveredMs = await until(
+      `${afterKill.length} post-kill messages delivered to the subscriber`,
+      () => afterKill.every((id) => delivered().has(id)),
+      30_000,
+      100,
+    ).catch(
+      (err: Error) =>
+        new Error(
+          `${err.message}; missing ${afterKill.filter((id) => !delivered().has(id)).length}; stream ${sub.ended ? `ended: ${sub.ended.error?.message}` : "open"}`,
+        ),
     );
     const after = await streamInfo();
 
@@ -247,11 +258,17 @@ describe("NATS cluster", () => {
     for (const sender of senders) {
       const mine = rows.filter((r) => r.conversation_id === sender.conversationId);
       const expected = work.filter((w) => w.sender === sender).map((w) => w.clientMessageId);
-      expect(mine.map((r) => Number(r.seq)), "seq is gapless").toEqual(Array.from({ length: expected.length }, (_, i) => i + 1));
+      expect(
+        mine.map((r) => Number(r.seq)),
+        "seq is gapless",
+      ).toEqual(Array.from({ length: expected.length }, (_, i) => i + 1));
       expect(mine.map((r) => r.client_message_id).sort(), "each message exactly once").toEqual([...expected].sort());
     }
     expect(newLeader).not.toBe(leader);
-    expect(Object.keys(answers).filter((c) => c !== "ok" && c !== "unavailable"), odd.join("\n")).toEqual([]);
+    expect(
+      Object.keys(answers).filter((c) => c !== "ok" && c !== "unavailable"),
+      odd.join("\n"),
+    ).toEqual([]);
     expect(afterKill.length).toBeGreaterThan(0);
     expect(deliveredMs instanceof Error ? deliveredMs.message : "delivered").toBe("delivered");
     expect(crashes, String(crashes[0])).toEqual([]);

@@ -99,7 +99,11 @@ describe("PostgreSQL outage", () => {
           const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
           // Between two statements, no query in flight: pg emits 'error' on the client itself.
           await admin.query("select pg_terminate_backend($1)", [rows[0]!.pid]);
-          await until("the connection to be gone", async () => (await admin.query("select count(*)::int as n from pg_stat_activity where pid = $1", [rows[0]!.pid])).rows[0].n === 0, 5_000);
+          await until(
+            "the connection to be gone",
+            async () => (await admin.query("select count(*)::int as n from pg_stat_activity where pid = $1", [rows[0]!.pid])).rows[0].n === 0,
+            5_000,
+          );
           await sql`select 1`.execute(trx);
         })
         .then(
@@ -147,10 +151,7 @@ describe("PostgreSQL outage", () => {
         const { sender, clientMessageId } = item;
         for (;;) {
           try {
-            await sender.chat.sendMessage(
-              { conversationId: sender.conversationId, content: clientMessageId, clientMessageId },
-              { timeoutMs: 15_000 },
-            );
+            await sender.chat.sendMessage({ conversationId: sender.conversationId, content: clientMessageId, clientMessageId }, { timeoutMs: 15_000 });
             count("ok", sender.protocol, "");
             acked++;
             if (restartedAt !== undefined && firstAckAfterRestart === undefined) firstAckAfterRestart = Date.now();
@@ -223,7 +224,10 @@ describe("PostgreSQL outage", () => {
         100,
       );
       rows = (
-        await check.query("select conversation_id, seq::text as seq, client_message_id from messages where conversation_id = any($1) order by conversation_id, messages.seq", [ids])
+        await check.query(
+          "select conversation_id, seq::text as seq, client_message_id from messages where conversation_id = any($1) order by conversation_id, messages.seq",
+          [ids],
+        )
       ).rows;
     } finally {
       await check.end();
@@ -248,11 +252,17 @@ describe("PostgreSQL outage", () => {
     for (const sender of senders) {
       const mine = rows.filter((r) => r.conversation_id === sender.conversationId);
       const expected = work.filter((w) => w.sender === sender).map((w) => w.clientMessageId);
-      expect(mine.map((r) => Number(r.seq)), "seq is gapless").toEqual(Array.from({ length: expected.length }, (_, i) => i + 1));
+      expect(
+        mine.map((r) => Number(r.seq)),
+        "seq is gapless",
+      ).toEqual(Array.from({ length: expected.length }, (_, i) => i + 1));
       expect(mine.map((r) => r.client_message_id).sort(), "each message exactly once").toEqual([...expected].sort());
     }
     expect(internal, odd.join("\n")).toBe(0);
-    expect(Object.keys(outageAnswers).filter((c) => c !== "unavailable" && c !== "ok" && c !== "deadline_exceeded"), odd.join("\n")).toEqual([]);
+    expect(
+      Object.keys(outageAnswers).filter((c) => c !== "unavailable" && c !== "ok" && c !== "deadline_exceeded"),
+      odd.join("\n"),
+    ).toEqual([]);
     expect(readyzUpMs).toBeLessThan(5_000);
     expect(firstAckMs).toBeLessThan(5_000);
     expect(crashes, String(crashes[0])).toEqual([]);

@@ -174,7 +174,10 @@ describe("read receipts off: in a direct chat neither side sees the other's read
       const replay = new Subscription(bearerTransport(s.url, sender.token), 0n);
       try {
         await replay.untilKind("caughtUp");
-        const created = replay.of("messageCreated").map((e) => e.message!).find((m) => m.id === sent.id)!;
+        const created = replay
+          .of("messageCreated")
+          .map((e) => e.message!)
+          .find((m) => m.id === sent.id)!;
         expect(created.receiptState).not.toBe(ReceiptState.READ);
         const fromReader = replay.of("receiptUpdated").filter((e) => e.userId === reader.id);
         expect(fromReader.length).toBeGreaterThan(0);

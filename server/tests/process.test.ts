@@ -22,10 +22,27 @@ const MAIN = path.join(ROOT, "dist/server/main.js");
 
 /** Every variable config.ts reads: the child gets only what a test gives it. */
 const CONFIG_VARS = [
-  "NODE_ENV", "PORT", "HOST", "DATABASE_URL", "NATS_URL", "CHATWIRE_DATA_DIR", "JWT_SECRET", "LOG_LEVEL",
-  "AUTH_DEV_MODE", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_VERIFY_SERVICE_SID", "CORS_ORIGINS",
-  "CHATWIRE_ROLES", "TLS_CERT_FILE", "TLS_KEY_FILE", "MAX_MESSAGE_BYTES", "REQUEST_TIMEOUT_MS",
-  "MAX_REQUEST_TIMEOUT_MS", "SHUTDOWN_TIMEOUT_MS", "NATS_SUBJECT_PREFIX",
+  "NODE_ENV",
+  "PORT",
+  "HOST",
+  "DATABASE_URL",
+  "NATS_URL",
+  "CHATWIRE_DATA_DIR",
+  "JWT_SECRET",
+  "LOG_LEVEL",
+  "AUTH_DEV_MODE",
+  "TWILIO_ACCOUNT_SID",
+  "TWILIO_AUTH_TOKEN",
+  "TWILIO_VERIFY_SERVICE_SID",
+  "CORS_ORIGINS",
+  "CHATWIRE_ROLES",
+  "TLS_CERT_FILE",
+  "TLS_KEY_FILE",
+  "MAX_MESSAGE_BYTES",
+  "REQUEST_TIMEOUT_MS",
+  "MAX_REQUEST_TIMEOUT_MS",
+  "SHUTDOWN_TIMEOUT_MS",
+  "NATS_SUBJECT_PREFIX",
 ];
 
 function childEnv(vars: Record<string, string | undefined>): NodeJS.ProcessEnv {
@@ -82,9 +99,7 @@ function spawnChatwire(vars: Record<string, string | undefined>): ChatwireProces
         resolve({ port: line.port, line });
       }
     });
-    void exited.then(({ code, signal }) =>
-      reject(new Error(`chatwire exited (code ${code}, signal ${signal}) before listening; stderr:\n${stderr}`)),
-    );
+    void exited.then(({ code, signal }) => reject(new Error(`chatwire exited (code ${code}, signal ${signal}) before listening; stderr:\n${stderr}`)));
   });
   listening.catch(() => undefined); // observed by the tests that need it
   const proc: ChatwireProcess = { child, logs, stderr: () => stderr, listening, exited };

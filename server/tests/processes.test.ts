@@ -39,7 +39,15 @@ afterAll(async () => {
 });
 
 function spawn(vars: Record<string, string | undefined>): ChatwireProcess {
-  const p = spawnChatwire({ PORT: "0", HOST: "127.0.0.1", JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: "info", RATE_LIMITS: "off", SHUTDOWN_TIMEOUT_MS: "2000", ...vars });
+  const p = spawnChatwire({
+    PORT: "0",
+    HOST: "127.0.0.1",
+    JWT_SECRET: TEST_JWT_SECRET,
+    LOG_LEVEL: "info",
+    RATE_LIMITS: "off",
+    SHUTDOWN_TIMEOUT_MS: "2000",
+    ...vars,
+  });
   procs.push(p);
   return p;
 }
@@ -92,10 +100,18 @@ describe("CHATWIRE_PROCESSES=2", () => {
     const url = `http://127.0.0.1:${first[0]!.port as number}`;
     // The supervisor says who it is; every server line says which process wrote it.
     expect(p.logs.find((l) => l.msg === "starting server processes sharing the port")).toMatchObject({ supervisor: true, processes: 2 });
-    expect(p.logs.filter((l) => l.msg === "chatwire initialised").map((l) => l.proc).sort()).toEqual([0, 1]);
+    expect(
+      p.logs
+        .filter((l) => l.msg === "chatwire initialised")
+        .map((l) => l.proc)
+        .sort(),
+    ).toEqual([0, 1]);
 
     // Connections until each process holds at least four (the primary hands them out in turn).
-    const byProc = new Map<string, Http2SessionManager[]>([["0", []], ["1", []]]);
+    const byProc = new Map<string, Http2SessionManager[]>([
+      ["0", []],
+      ["1", []],
+    ]);
     for (let i = 0; i < 40 && [...byProc.values()].some((l) => l.length < 4); i++) {
       const c = await connection(url);
       byProc.get(c.proc)!.push(c.manager);
@@ -112,7 +128,13 @@ describe("CHATWIRE_PROCESSES=2", () => {
     ];
     const conversations = await Promise.all(pairs.map(([x, y]) => insertConversation(database!.db, [x.userId, y.userId], { isGroup: false })));
     // Recipient's stream on one process, sender's call on the other, both ways.
-    const plan = pairs.map(([x, y], i) => ({ to: y, from: x, streamOn: i === 0 ? on1[0]! : on0[0]!, sendOn: i === 0 ? on0[1]! : on1[1]!, conversationId: conversations[i]! }));
+    const plan = pairs.map(([x, y], i) => ({
+      to: y,
+      from: x,
+      streamOn: i === 0 ? on1[0]! : on0[0]!,
+      sendOn: i === 0 ? on0[1]! : on1[1]!,
+      conversationId: conversations[i]!,
+    }));
     const streams = plan.map((q) => {
       const s = new Subscription(transport(url, q.streamOn, q.to.token));
       open.push(s);
@@ -120,7 +142,11 @@ describe("CHATWIRE_PROCESSES=2", () => {
     });
     await Promise.all(streams.map((s) => s.untilKind("caughtUp", 1, 30_000)));
     for (const [i, q] of plan.entries()) {
-      await createClient(ChatService, transport(url, q.sendOn, q.from.token)).sendMessage({ conversationId: q.conversationId, content: `across ${i}`, clientMessageId: `across-${i}` });
+      await createClient(ChatService, transport(url, q.sendOn, q.from.token)).sendMessage({
+        conversationId: q.conversationId,
+        content: `across ${i}`,
+        clientMessageId: `across-${i}`,
+      });
     }
     for (const [i, s] of streams.entries()) {
       await s.until((x) => x.of("messageCreated").some((m) => m.message!.content === `across ${i}`), 30_000, `across ${i}`);
@@ -132,7 +158,11 @@ describe("CHATWIRE_PROCESSES=2", () => {
     process.kill(victim, "SIGKILL");
     const died = await p.waitLog((l) => l.msg === "a server process died; starting another", 30_000, "the supervisor noticing");
     expect(died).toMatchObject({ proc: 0, childPid: victim, signal: "SIGKILL" });
-    const replacement = await p.waitLog((l) => l.msg.startsWith("chatwire listening on ") && l.proc === 0 && l.pid !== victim, 60_000, "a replacement process 0");
+    const replacement = await p.waitLog(
+      (l) => l.msg.startsWith("chatwire listening on ") && l.proc === 0 && l.pid !== victim,
+      60_000,
+      "a replacement process 0",
+    );
     expect(replacement.port).toBe(first[0]!.port);
     const seen = new Set<string>();
     for (let i = 0; i < 20 && seen.size < 2; i++) seen.add((await connection(url)).proc);
@@ -149,7 +179,14 @@ describe("CHATWIRE_PROCESSES=2", () => {
   test("processes that keep exiting before they listen: the supervisor gives up with exit 1", async () => {
     const missing = new URL(ADMIN_URL);
     missing.pathname = `/chatwire_missing_${randomBytes(4).toString("hex")}`;
-    const p = spawn({ DATABASE_URL: missing.toString(), NATS_URL, NATS_SUBJECT_PREFIX: prefix, CHATWIRE_DATA_DIR: testDb.dataDir, CHATWIRE_PROCESSES: "2", STARTUP_WAIT_SECONDS: "0" });
+    const p = spawn({
+      DATABASE_URL: missing.toString(),
+      NATS_URL,
+      NATS_SUBJECT_PREFIX: prefix,
+      CHATWIRE_DATA_DIR: testDb.dataDir,
+      CHATWIRE_PROCESSES: "2",
+      STARTUP_WAIT_SECONDS: "0",
+    });
     const { code } = await p.exited;
     expect(code).toBe(1);
     const gaveUp = p.logs.find((l: LogLine) => l.msg.startsWith("a server process keeps exiting before it listens"));

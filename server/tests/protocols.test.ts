@@ -3,15 +3,8 @@ import { Code, ConnectError, createClient, type Transport } from "@connectrpc/co
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import {
-  Health,
-  HealthCheckResponse_ServingStatus as Status,
-} from "../../gen/health/v1/health_pb.js";
-import {
-  ServerReflection,
-  ServerReflectionRequestSchema,
-  type ServerReflectionResponse,
-} from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/health/v1/health_pb.js";
+import { ServerReflection, ServerReflectionRequestSchema, type ServerReflectionResponse } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { grpcJsBidi, grpcJsClient, grpcJsServerStream, grpcJsUnary, firstMessage } from "./helpers/grpc-js.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
@@ -83,7 +76,6 @@ describe.each(transports)("%s", (_name, makeTransport) => {
     abort.abort();
     expect(seen).toEqual([Status.SERVING, Status.NOT_SERVING]);
   });
-
 });
 
 // Bidi streams need HTTP/2 end to end; over HTTP/1.1 only unary and server-streaming exist.
@@ -127,7 +119,13 @@ describe("@grpc/grpc-js over h2c (what grpcurl, Postman and Node stubs use)", ()
 
   test("an unknown method is UNIMPLEMENTED", async () => {
     const err = await new Promise<grpc.ServiceError>((resolve) => {
-      client.makeUnaryRequest("/no.Such/Thing", (x: Buffer) => x, (x: Buffer) => x, Buffer.alloc(0), (e) => resolve(e!));
+      client.makeUnaryRequest(
+        "/no.Such/Thing",
+        (x: Buffer) => x,
+        (x: Buffer) => x,
+        Buffer.alloc(0),
+        (e) => resolve(e!),
+      );
     });
     expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
   });

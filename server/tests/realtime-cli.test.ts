@@ -20,7 +20,17 @@ class BufSubscriber {
   constructor(url: string, token: string, body: string) {
     this.child = spawn(
       BUF,
-      ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "-H", `authorization: Bearer ${token}`, "-d", body, `${url}/realtime.RealtimeService/Subscribe`],
+      [
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "-H",
+        `authorization: Bearer ${token}`,
+        "-d",
+        body,
+        `${url}/realtime.RealtimeService/Subscribe`,
+      ],
       { cwd: ROOT, env: bufEnv(), stdio: ["ignore", "pipe", "pipe"] },
     );
     this.child.stdout!.on("data", (c: Buffer) => (this.out += c.toString()));
@@ -90,11 +100,19 @@ describe("realtime from the command line", () => {
     for (const text of ["one", "two", "three"]) await call(alice, "chat.ChatService/SendMessage", { conversation_id: conv.id, content: text });
     const mine = (await call(bob, "chat.ChatService/SendMessage", { conversation_id: conv.id, content: "from bob" })).message as { id: string };
     await sub.until(() => sub.of("messageCreated").length === 4, "four messages");
-    const bobsSeq = (sub.of("messageCreated").map((d) => (d.messageCreated as { message: { id: string; seq: string } }).message).find((m) => m.id === mine.id))!.seq;
+    const bobsSeq = sub
+      .of("messageCreated")
+      .map((d) => (d.messageCreated as { message: { id: string; seq: string } }).message)
+      .find((m) => m.id === mine.id)!.seq;
     await call(alice, "chat.ChatService/MarkRead", { conversation_id: conv.id, up_to_seq: bobsSeq });
     await call(alice, "realtime.RealtimeService/SendTyping", { conversation_id: conv.id, active: true });
     await sub.until(() => sub.of("receiptUpdated").length === 1 && sub.of("typing").length >= 1, "receipt and typing");
-    expect(sub.of("messageCreated").map((d) => (d.messageCreated as { message: { content: string } }).message.content)).toEqual(["one", "two", "three", "from bob"]);
+    expect(sub.of("messageCreated").map((d) => (d.messageCreated as { message: { content: string } }).message.content)).toEqual([
+      "one",
+      "two",
+      "three",
+      "from bob",
+    ]);
     expect(sub.of("receiptUpdated")[0]!.receiptUpdated).toMatchObject({ userId: alice.id, readByAllSeq: bobsSeq });
     expect(sub.of("typing")[0]!.typing).toMatchObject({ userId: alice.id, active: true });
 
@@ -109,7 +127,13 @@ describe("realtime from the command line", () => {
     await again.until(() => again.of("caughtUp").length === 1, "caughtUp after restart");
     const replayed = again.docs.filter((d) => d.position !== undefined && d.position !== "0");
     expect(replayed.map((d) => BigInt(d.position!))).toEqual([1n, 2n, 3n, 4n, 5n].map((n) => last + n));
-    expect(replayed.map((d) => (d.messageCreated as { message: { content: string } }).message.content)).toEqual(["away 0", "away 1", "away 2", "away 3", "away 4"]);
+    expect(replayed.map((d) => (d.messageCreated as { message: { content: string } }).message.content)).toEqual([
+      "away 0",
+      "away 1",
+      "away 2",
+      "away 3",
+      "away 4",
+    ]);
     expect((again.of("caughtUp")[0]!.caughtUp as { replayed: number }).replayed).toBe(5);
     await again.kill();
   });

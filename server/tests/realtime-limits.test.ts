@@ -32,10 +32,7 @@ async function metric(name: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  s = await startTestServer(
-    { REALTIME_STREAM_BUFFER: "20", REALTIME_MAX_STREAMS_PER_USER: "2", REALTIME_HEARTBEAT_SECONDS: "1" },
-    { clock },
-  );
+  s = await startTestServer({ REALTIME_STREAM_BUFFER: "20", REALTIME_MAX_STREAMS_PER_USER: "2", REALTIME_HEARTBEAT_SECONDS: "1" }, { clock });
   [alice, bob] = (await Promise.all(["+14155550401", "+14155550402"].map((p) => login(s.url, p)))) as [LoggedIn, LoggedIn];
   direct = (await chat(alice).createConversation({ participantIds: [bob.id] })).conversation!.id;
 }, 60_000);

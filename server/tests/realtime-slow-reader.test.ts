@@ -53,7 +53,9 @@ async function sendUntilCut(tag: string): Promise<number> {
 
 /** The numbers of the messages tagged `tag`, in arrival order. */
 const numbers = (events: Event[], tag: string) =>
-  events.flatMap((e) => (e.kind.case === "messageCreated" && e.kind.value.message!.content.startsWith(`${tag} `) ? [Number(e.kind.value.message!.content.split(" ")[1])] : []));
+  events.flatMap((e) =>
+    e.kind.case === "messageCreated" && e.kind.value.message!.content.startsWith(`${tag} `) ? [Number(e.kind.value.message!.content.split(" ")[1])] : [],
+  );
 const lastStored = (events: Event[]) => events.filter((e) => e.position > 0n).at(-1)?.position ?? 0n;
 
 /** Resumes from `since` and checks the two streams together hold every message once, at consecutive positions. */
@@ -72,10 +74,13 @@ async function resumeAndCheck(first: Event[], since: bigint, tag: string, sent: 
   }
 }
 
-const h2Bearer = (token: string): Interceptor => (next) => (req) => {
-  req.header.set("authorization", `Bearer ${token}`);
-  return next(req);
-};
+const h2Bearer =
+  (token: string): Interceptor =>
+  (next) =>
+  (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
 
 describe("a device that stops reading its stream", () => {
   test("grpc-js: RESOURCE_EXHAUSTED with the resume position in the trailers; resuming from what it received loses nothing", async () => {
@@ -117,45 +122,56 @@ describe("a device that stops reading its stream", () => {
   });
 
   test.each([
-    ["Connect over HTTP/2 (fast path)", "connect", (token: string): Transport => createConnectTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [h2Bearer(token)] })],
-    ["gRPC-Web over HTTP/2 (connect-node)", "grpcweb", (token: string): Transport => createGrpcWebTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [h2Bearer(token)] })],
-  ])("%s: ResourceExhausted after everything the stream sent; its resume position is the last one received, and resuming from it loses nothing", async (_name, tag, transport) => {
-    const client = createClient(RealtimeService, transport(bob.accessToken));
-    const events: Event[] = [];
-    let gate: Promise<void> | undefined;
-    let open = () => {};
-    let error: ConnectError | undefined;
-    const done = (async () => {
-      try {
-        for await (const e of client.subscribe({})) {
-          events.push(e);
-          // After caughtUp the device stops reading until the gate opens.
-          if (e.kind.case === "caughtUp") gate = new Promise<void>((r) => (open = r));
-          if (gate) await gate;
+    [
+      "Connect over HTTP/2 (fast path)",
+      "connect",
+      (token: string): Transport => createConnectTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [h2Bearer(token)] }),
+    ],
+    [
+      "gRPC-Web over HTTP/2 (connect-node)",
+      "grpcweb",
+      (token: string): Transport => createGrpcWebTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [h2Bearer(token)] }),
+    ],
+  ])(
+    "%s: ResourceExhausted after everything the stream sent; its resume position is the last one received, and resuming from it loses nothing",
+    async (_name, tag, transport) => {
+      const client = createClient(RealtimeService, transport(bob.accessToken));
+      const events: Event[] = [];
+      let gate: Promise<void> | undefined;
+      let open = () => {};
+      let error: ConnectError | undefined;
+      const done = (async () => {
+        try {
+          for await (const e of client.subscribe({})) {
+            events.push(e);
+            // After caughtUp the device stops reading until the gate opens.
+            if (e.kind.case === "caughtUp") gate = new Promise<void>((r) => (open = r));
+            if (gate) await gate;
+          }
+        } catch (err) {
+          error = ConnectError.from(err);
         }
-      } catch (err) {
-        error = ConnectError.from(err);
+      })();
+      const until = Date.now() + 10_000;
+      while (!gate) {
+        if (Date.now() > until) throw new Error("no caughtUp");
+        await new Promise((r) => setTimeout(r, 20));
       }
-    })();
-    const until = Date.now() + 10_000;
-    while (!gate) {
-      if (Date.now() > until) throw new Error("no caughtUp");
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const sent = await sendUntilCut(tag);
-    // The device stays silent a while after the cut (the server used to reset
-    // the stream after 2 s, and the status with the position never came).
-    await new Promise((r) => setTimeout(r, 3000));
-    gate = undefined;
-    open();
-    await done;
-    expect(error?.code).toBe(Code.ResourceExhausted);
-    const position = BigInt(error!.metadata.get("resume-position") ?? "-1");
-    expect(error!.rawMessage).toContain(`ended after position ${position}. Reconnect with since_position ${position}`);
-    expect(lastStored(events)).toBe(position);
-    // The cut came before the stream could send everything.
-    expect(numbers(events, tag).length).toBeGreaterThan(0);
-    expect(numbers(events, tag).length).toBeLessThan(sent);
-    await resumeAndCheck(events, position, tag, sent);
-  });
+      const sent = await sendUntilCut(tag);
+      // The device stays silent a while after the cut (the server used to reset
+      // the stream after 2 s, and the status with the position never came).
+      await new Promise((r) => setTimeout(r, 3000));
+      gate = undefined;
+      open();
+      await done;
+      expect(error?.code).toBe(Code.ResourceExhausted);
+      const position = BigInt(error!.metadata.get("resume-position") ?? "-1");
+      expect(error!.rawMessage).toContain(`ended after position ${position}. Reconnect with since_position ${position}`);
+      expect(lastStored(events)).toBe(position);
+      // The cut came before the stream could send everything.
+      expect(numbers(events, tag).length).toBeGreaterThan(0);
+      expect(numbers(events, tag).length).toBeLessThan(sent);
+      await resumeAndCheck(events, position, tag, sent);
+    },
+  );
 });

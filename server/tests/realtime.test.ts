@@ -29,7 +29,11 @@ const subscribe = (server: TestServer, who: LoggedIn, protocol: Protocol, since?
   return s;
 };
 const texts = (s: Subscription, conversationId?: string) =>
-  s.of("messageCreated").map((m) => m.message!).filter((m) => !conversationId || m.conversationId === conversationId).map((m) => m.content);
+  s
+    .of("messageCreated")
+    .map((m) => m.message!)
+    .filter((m) => !conversationId || m.conversationId === conversationId)
+    .map((m) => m.content);
 
 beforeAll(async () => {
   a = await startTestServer({ REALTIME_TYPING_TTL_MS: "400" }, { clock });
@@ -70,7 +74,12 @@ describe("Subscribe", () => {
       const positions = s.stored().map((e) => e.position);
       expect(positions.every((p, i) => i === 0 || p === positions[i - 1]! + 1n)).toBe(true);
       // Every message carries its seq as ListMessages would show it.
-      expect(s.of("messageCreated").filter((m) => m.message!.conversationId === direct).map((m) => m.message!.seq)).toEqual([1n, 2n, 3n, 4n, 5n]);
+      expect(
+        s
+          .of("messageCreated")
+          .filter((m) => m.message!.conversationId === direct)
+          .map((m) => m.message!.seq),
+      ).toEqual([1n, 2n, 3n, 4n, 5n]);
     }
     await Promise.all(streams.map((s) => s.close()));
   });

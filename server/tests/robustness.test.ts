@@ -98,10 +98,7 @@ describe("the one port under bad input", () => {
 describe("graceful stop", () => {
   test("open streams end with Unavailable, the port closes, and stop finishes quickly", async () => {
     const s = await startTestServer();
-    const transports = [
-      createGrpcTransport({ baseUrl: s.url }),
-      createConnectTransport({ baseUrl: s.url, httpVersion: "1.1" }),
-    ];
+    const transports = [createGrpcTransport({ baseUrl: s.url }), createConnectTransport({ baseUrl: s.url, httpVersion: "1.1" })];
     const outcomes = transports.map(async (t) => {
       const seen: Status[] = [];
       try {

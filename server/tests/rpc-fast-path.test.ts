@@ -129,7 +129,9 @@ describe("the RPC fast path answers as connect-node does", () => {
     const ok = await same((u) => h2(u, grpcHeaders("/auth.AuthService/ValidateToken"), grpcBody(ValidateTokenRequestSchema, { accessToken: a.accessToken })));
     expect(ok.trailers["grpc-status"]).toBe("0");
     expect(ok.body.length).toBeGreaterThan(5);
-    const invalid = await same((u) => h2(u, grpcHeaders("/auth.AuthService/ValidateToken"), grpcBody(ValidateTokenRequestSchema, { accessToken: "not-a-token" })));
+    const invalid = await same((u) =>
+      h2(u, grpcHeaders("/auth.AuthService/ValidateToken"), grpcBody(ValidateTokenRequestSchema, { accessToken: "not-a-token" })),
+    );
     expect(invalid.trailers["grpc-status"]).toBe("0");
     const badPhone = await same((u) => h2(u, grpcHeaders("/auth.AuthService/SendOTP"), grpcBody(SendOTPRequestSchema, { phoneNumber: "12" })));
     expect(badPhone.trailers["grpc-status"]).toBe("3");
@@ -156,7 +158,9 @@ describe("the RPC fast path answers as connect-node does", () => {
     const compressed = await same((u) => h2(u, grpcHeaders("/auth.AuthService/ValidateToken", { "grpc-encoding": "gzip" }), env));
     expect(compressed.trailers["grpc-status"]).toBe("3");
     const stream = Buffer.concat([Buffer.from([0, 0, 0, 0, 3]), Buffer.from([0xff, 0xff, 0xff])]);
-    const connectStream = await same((u) => h1(u, "/realtime.RealtimeService/Subscribe", { "content-type": "application/connect+proto", authorization: `Bearer ${a.accessToken}` }, stream));
+    const connectStream = await same((u) =>
+      h1(u, "/realtime.RealtimeService/Subscribe", { "content-type": "application/connect+proto", authorization: `Bearer ${a.accessToken}` }, stream),
+    );
     expect(connectStream.body[0]).toBe(2);
     expect(JSON.parse(connectStream.body.subarray(5).toString()).error.code).toBe("invalid_argument");
   });
@@ -172,10 +176,18 @@ describe("the RPC fast path answers as connect-node does", () => {
     expect(gz.body[0]).toBe(1);
     expect(gunzipSync(gz.body.subarray(5)).equals(plainList.body.subarray(5))).toBe(true);
     await h1(fast.url, "/auth.AuthService/SendOTP", { "content-type": "application/json" }, Buffer.from(JSON.stringify({ phone_number: "+14155550199" })));
-    const wrong = await h2(fast.url, grpcHeaders("/auth.AuthService/VerifyOTP"), grpcBody(VerifyOTPRequestSchema, { phoneNumber: "+14155550199", otpCode: "000000" }));
+    const wrong = await h2(
+      fast.url,
+      grpcHeaders("/auth.AuthService/VerifyOTP"),
+      grpcBody(VerifyOTPRequestSchema, { phoneNumber: "+14155550199", otpCode: "000000" }),
+    );
     expect(wrong.trailers["grpc-status"]).toBe("16");
     expect(wrong.trailers["attempts-left"]).toBe("4");
-    const wrongAgain = await h2(plain.url, grpcHeaders("/auth.AuthService/VerifyOTP"), grpcBody(VerifyOTPRequestSchema, { phoneNumber: "+14155550199", otpCode: "000000" }));
+    const wrongAgain = await h2(
+      plain.url,
+      grpcHeaders("/auth.AuthService/VerifyOTP"),
+      grpcBody(VerifyOTPRequestSchema, { phoneNumber: "+14155550199", otpCode: "000000" }),
+    );
     expect(Object.keys(wrongAgain.trailers).sort()).toEqual(Object.keys(wrong.trailers).sort());
     expect(Object.keys(wrongAgain.headers).sort()).toEqual(Object.keys(wrong.headers).sort());
   });
@@ -216,12 +228,21 @@ describe("the RPC fast path answers as connect-node does", () => {
   });
 
   test("what the fast path does not take still works through connect-node: GET, gRPC-Web, compressed requests, bad timeouts", async () => {
-    const web = await h1(fast.url, "/auth.AuthService/ValidateToken", { "content-type": "application/grpc-web+proto" }, grpcBody(ValidateTokenRequestSchema, { accessToken: a.accessToken }));
+    const web = await h1(
+      fast.url,
+      "/auth.AuthService/ValidateToken",
+      { "content-type": "application/grpc-web+proto" },
+      grpcBody(ValidateTokenRequestSchema, { accessToken: a.accessToken }),
+    );
     expect(web.status).toBe(200);
     expect(web.headers["content-type"]).toBe("application/grpc-web+proto");
-    const badTimeout = await same((u) => h1(u, "/auth.AuthService/ValidateToken", { "content-type": "application/json", "connect-timeout-ms": "soon" }, Buffer.from("{}")));
+    const badTimeout = await same((u) =>
+      h1(u, "/auth.AuthService/ValidateToken", { "content-type": "application/json", "connect-timeout-ms": "soon" }, Buffer.from("{}")),
+    );
     expect(JSON.parse(badTimeout.body.toString()).code).toBe("invalid_argument");
-    const unknownEncoding = await same((u) => h2(u, grpcHeaders("/auth.AuthService/ValidateToken", { "grpc-encoding": "snappy" }), grpcBody(ValidateTokenRequestSchema, {})));
+    const unknownEncoding = await same((u) =>
+      h2(u, grpcHeaders("/auth.AuthService/ValidateToken", { "grpc-encoding": "snappy" }), grpcBody(ValidateTokenRequestSchema, {})),
+    );
     expect(unknownEncoding.trailers["grpc-status"]).toBe("12");
     const unknownMethod = await same((u) => h1(u, "/auth.AuthService/Nope", { "content-type": "application/json" }, Buffer.from("{}")));
     expect(unknownMethod.status).toBe(404);
@@ -248,7 +269,10 @@ describe("the RPC fast path answers as connect-node does", () => {
 
     const before = await fastPathCalls(fast);
     const auth = { authorization: `Bearer ${a.accessToken}` };
-    for (const headers of [grpcHeaders("/realtime.RealtimeService/Subscribe", auth), connectHeaders("/realtime.RealtimeService/Subscribe", "application/connect+proto", auth)]) {
+    for (const headers of [
+      grpcHeaders("/realtime.RealtimeService/Subscribe", auth),
+      connectHeaders("/realtime.RealtimeService/Subscribe", "application/connect+proto", auth),
+    ]) {
       const [x, y] = await Promise.all([fast.url, plain.url].map((u) => subscribeUntilCaughtUp(u, headers, sub)));
       expect(x!.headers).toEqual(y!.headers);
       const summary = (events: Event[]) => events.map((e) => `${e.kind.case}@${e.position}`);
@@ -337,7 +361,11 @@ async function openStream(baseUrl: string, headers: Record<string, string>, body
 }
 
 /** Reads a Subscribe stream until caught_up, then cancels it. */
-async function subscribeUntilCaughtUp(baseUrl: string, headers: Record<string, string>, body: Uint8Array): Promise<{ headers: Record<string, string>; events: Event[] }> {
+async function subscribeUntilCaughtUp(
+  baseUrl: string,
+  headers: Record<string, string>,
+  body: Uint8Array,
+): Promise<{ headers: Record<string, string>; events: Event[] }> {
   const s = await openStream(baseUrl, headers, body);
   try {
     await s.waitFor((e) => e.kind.case === "caughtUp");

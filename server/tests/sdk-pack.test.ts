@@ -114,7 +114,10 @@ test("a browser bundle of the installed package holds no Node code; its size is 
     configFile: false,
     build: { write: false, minify: true, target: "es2022" },
   })) as { output: Array<{ type: string; fileName: string; code?: string }> };
-  const js = out.output.filter((o) => o.type === "chunk").map((o) => o.code!).join("\n");
+  const js = out.output
+    .filter((o) => o.type === "chunk")
+    .map((o) => o.code!)
+    .join("\n");
   expect(js).not.toMatch(/node:http|Http2SessionManager|from"http2"/);
   const size = { minified: Buffer.byteLength(js), gzip: gzipSync(js, { level: 9 }).length };
   await mkdir(path.join(ROOT, "test-output"), { recursive: true });

@@ -1,13 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import {
-  createChatwireClient,
-  MemoryTokenStore,
-  type ChatwireClient,
-  type TokenStore,
-  type Tokens,
-  type TransportKind,
-} from "../../client-sdk/src/node.js";
+import { createChatwireClient, MemoryTokenStore, type ChatwireClient, type TokenStore, type Tokens, type TransportKind } from "../../client-sdk/src/node.js";
 import { DEV_CODE } from "./helpers/login.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
@@ -64,9 +57,9 @@ describe.each(["connect", "grpc-web", "grpc"] as const)("over %s", (transport) =
     const { conversation } = await a.c.chat.createConversation({ participantPhoneNumbers: [b.phone] });
     const sent = await a.c.sendMessage(conversation!.id, "hello from the SDK");
     expect(sent.clientMessageId).toMatch(/^[0-9a-f-]{36}$/);
-    await expect.poll(async () => (await b.c.chat.listMessages({ conversationId: conversation!.id })).messages.map((m) => m.content), SLOW).toContain(
-      "hello from the SDK",
-    );
+    await expect
+      .poll(async () => (await b.c.chat.listMessages({ conversationId: conversation!.id })).messages.map((m) => m.content), SLOW)
+      .toContain("hello from the SDK");
   });
 });
 

@@ -66,7 +66,9 @@ async function until<T>(what: string, check: () => T | undefined | false, timeou
     const v = check();
     if (v) return v;
     if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${timeoutMs} ms${proc ? `\nlogs:\n${proc.logs.map((l) => JSON.stringify(l)).join("\n")}\nstderr:\n${proc.stderr()}` : ""}`);
+      throw new Error(
+        `${what}: not within ${timeoutMs} ms${proc ? `\nlogs:\n${proc.logs.map((l) => JSON.stringify(l)).join("\n")}\nstderr:\n${proc.stderr()}` : ""}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -153,7 +155,11 @@ describe("start-up wait", () => {
     expect(ms).toBeGreaterThanOrEqual(2_000);
     expect(ms).toBeLessThan(15_000);
     const stderr = proc.stderr().trim();
-    expect(stderr).toMatch(new RegExp(`^chatwire: could not start: database at 127\\.0\\.0\\.1:${port} unreachable: gave up after \\d+ attempt\\(s\\) \\(STARTUP_WAIT_SECONDS=2\\); last error: .*ECONNREFUSED`));
+    expect(stderr).toMatch(
+      new RegExp(
+        `^chatwire: could not start: database at 127\\.0\\.0\\.1:${port} unreachable: gave up after \\d+ attempt\\(s\\) \\(STARTUP_WAIT_SECONDS=2\\); last error: .*ECONNREFUSED`,
+      ),
+    );
     expect(stderr.split("\n")).toHaveLength(1);
     expect(stderr + JSON.stringify(proc.logs)).not.toContain("secret-password");
     expect(retryLines(proc, "database").length).toBeGreaterThanOrEqual(2);
@@ -173,7 +179,11 @@ describe("start-up wait", () => {
     });
     const { code } = await proc.exited;
     expect(code).toBe(1);
-    expect(proc.stderr().trim()).toMatch(new RegExp(`^chatwire: could not start: NATS at 127\\.0\\.0\\.1:${port} unreachable: gave up after \\d+ attempt\\(s\\) \\(STARTUP_WAIT_SECONDS=2\\); last error: `));
+    expect(proc.stderr().trim()).toMatch(
+      new RegExp(
+        `^chatwire: could not start: NATS at 127\\.0\\.0\\.1:${port} unreachable: gave up after \\d+ attempt\\(s\\) \\(STARTUP_WAIT_SECONDS=2\\); last error: `,
+      ),
+    );
     expect(retryLines(proc, "NATS").length).toBeGreaterThanOrEqual(2);
   }, 30_000);
 });

@@ -61,8 +61,13 @@ describe("the original contract", () => {
         new Promise<Buffer>((resolve, reject) => {
           const md = new grpc.Metadata();
           md.set("authorization", `Bearer ${token}`);
-          client.makeUnaryRequest(`/status.StatusService/${method}`, (x: Uint8Array) => Buffer.from(x), (x: Buffer) => x, req, md, (err, res) =>
-            err ? reject(err) : resolve(res!),
+          client.makeUnaryRequest(
+            `/status.StatusService/${method}`,
+            (x: Uint8Array) => Buffer.from(x),
+            (x: Buffer) => x,
+            req,
+            md,
+            (err, res) => (err ? reject(err) : resolve(res!)),
           );
         });
       tick();
@@ -172,7 +177,12 @@ describe("feed, views and viewers", () => {
       [x2, false],
       [x1, false],
     ]);
-    expect(authors[0].statuses[0]).toMatchObject({ content_type: "STATUS_CONTENT_TYPE_IMAGE", media_url: "https://cdn.example.com/p.jpg", content: "https://cdn.example.com/p.jpg", caption: "pic" });
+    expect(authors[0].statuses[0]).toMatchObject({
+      content_type: "STATUS_CONTENT_TYPE_IMAGE",
+      media_url: "https://cdn.example.com/p.jpg",
+      content: "https://cdn.example.com/p.jpg",
+      caption: "pic",
+    });
     expect(authors[0].all_viewed).toBe(false);
     expect(authors[1]).toMatchObject({ all_viewed: true });
     expect(authors[1].statuses[0]).toMatchObject({ id: y1, viewed: true, background_color: "#25D366", font: "STATUS_FONT_SERIF" });
@@ -267,7 +277,11 @@ describe("bad input", () => {
     ["an unknown content type", () => ({ content: "hi", contentType: 7 as StatusContentType }), Code.InvalidArgument],
     ["ONLY_SHARE_WITH nobody", () => ({ content: "hi", audience: StatusAudience.ONLY_SHARE_WITH }), Code.InvalidArgument],
     ["a list with CONTACTS", () => ({ content: "hi", audience: StatusAudience.CONTACTS, audienceUserIds: [`${a.id}x`] }), Code.InvalidArgument],
-    ["an unknown audience user", () => ({ content: "hi", audience: StatusAudience.CONTACTS_EXCEPT, audienceUserIds: ["00000000-0000-4000-8000-000000000000"] }), Code.NotFound],
+    [
+      "an unknown audience user",
+      () => ({ content: "hi", audience: StatusAudience.CONTACTS_EXCEPT, audienceUserIds: ["00000000-0000-4000-8000-000000000000"] }),
+      Code.NotFound,
+    ],
     ["a malformed user_id", () => ({ userId: "me", content: "hi" }), Code.InvalidArgument],
   ])("CreateStatus with %s", async (_name, req, code) => {
     expect(await codeOf(a.statuses.createStatus(req()))).toBe(code);

@@ -91,7 +91,9 @@ describe.each(["connect", "grpc"] as const)("text limits in Unicode code points 
       await refused(chat().updateGroup({ conversationId: id, ...fields }), exact);
     }
     const avatar = "https://x.example/team.png";
-    expect((await chat().createConversation({ isGroup: true, participantIds: [bob.id], groupName: "g", groupAvatarUrl: avatar })).conversation!.groupAvatarUrl).toBe(avatar);
+    expect(
+      (await chat().createConversation({ isGroup: true, participantIds: [bob.id], groupName: "g", groupAvatarUrl: avatar })).conversation!.groupAvatarUrl,
+    ).toBe(avatar);
     expect((await chat().updateGroup({ conversationId: id, groupAvatarUrl: avatar })).conversation!.groupAvatarUrl).toBe(avatar);
   });
 

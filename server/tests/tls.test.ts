@@ -39,9 +39,23 @@ async function makeCertificate(): Promise<void> {
   certFile = path.join(dir, "cert.pem");
   keyFile = path.join(dir, "key.pem");
   await run("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", "/CN=localhost",
-    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
   ]);
   ca = await readFile(certFile);
 }
@@ -71,9 +85,7 @@ function httpsRequest(urlPath: string, init: { method?: string; headers?: Record
       (res) => {
         let body = "";
         res.setEncoding("utf8").on("data", (c: string) => (body += c));
-        res.on("end", () =>
-          resolve({ status: res.statusCode, httpVersion: res.httpVersion, alpn: (res.socket as tls.TLSSocket).alpnProtocol, body }),
-        );
+        res.on("end", () => resolve({ status: res.statusCode, httpVersion: res.httpVersion, alpn: (res.socket as tls.TLSSocket).alpnProtocol, body }));
       },
     );
     req.on("error", reject);
@@ -113,11 +125,7 @@ async function firstWatch(transport: Transport): Promise<Status> {
   }
 }
 
-const EXPECTED_SERVICES = [
-  "grpc.health.v1.Health",
-  "grpc.reflection.v1.ServerReflection",
-  "grpc.reflection.v1alpha.ServerReflection",
-];
+const EXPECTED_SERVICES = ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
 describe("TLS (TLS_CERT_FILE, TLS_KEY_FILE)", () => {
   test("the server reports an https URL", () => {

@@ -89,7 +89,9 @@ describe("a body the server will not read does not break its connection", () => 
       expect(await check(session)).toEqual({ status: "0", rstCode: 0 });
       // The same through connect-node (a request marked gzip-compressed does not take the fast path).
       const compressed = await Promise.all(
-        Array.from({ length: 3 }, () => grpcCall(session, "/chat.ChatService/SendMessage", frame(5 * 1024 * 1024), user.accessToken, { "grpc-encoding": "gzip" })),
+        Array.from({ length: 3 }, () =>
+          grpcCall(session, "/chat.ChatService/SendMessage", frame(5 * 1024 * 1024), user.accessToken, { "grpc-encoding": "gzip" }),
+        ),
       );
       expect(compressed).toEqual(Array.from({ length: 3 }, () => ({ status: "8", rstCode: 0 })));
       expect(await check(session)).toEqual({ status: "0", rstCode: 0 });

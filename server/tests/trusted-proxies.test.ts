@@ -65,10 +65,13 @@ describe("TRUSTED_PROXIES set: the proxy names the client", () => {
   });
 
   test("gRPC-Web (connect-node's path, not the fast path) reads the same header", async () => {
-    const forwardedAs = (ip: string): Interceptor => (next) => (req) => {
-      req.header.set("x-forwarded-for", ip);
-      return next(req);
-    };
+    const forwardedAs =
+      (ip: string): Interceptor =>
+      (next) =>
+      (req) => {
+        req.header.set("x-forwarded-for", ip);
+        return next(req);
+      };
     const auth = createClient(AuthService, createGrpcWebTransport({ baseUrl: trusted.url, httpVersion: "1.1", interceptors: [forwardedAs("203.0.113.20")] }));
     await auth.sendOTP({ phoneNumber: freshNumber() });
     await auth.sendOTP({ phoneNumber: freshNumber() });

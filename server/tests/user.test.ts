@@ -144,7 +144,11 @@ describe("privacy", () => {
     const [contact, stranger, blocked, blocker] = [await newUser(), await newUser(), await newUser(), await newUser()];
     await subject.users.updateProfile({ aboutText: "about me", profilePictureUrl: "https://cdn.example.com/s.png" });
     const db = s.server.ctx.database.db;
-    await db.updateTable("users").set({ last_seen_at: new Date("2026-01-02T03:04:05Z") }).where("id", "=", subject.id).execute();
+    await db
+      .updateTable("users")
+      .set({ last_seen_at: new Date("2026-01-02T03:04:05Z") })
+      .where("id", "=", subject.id)
+      .execute();
     await subject.users.syncContacts({ phoneNumbers: [contact.phone, blocked.phone, blocker.phone] });
     await subject.users.blockUser({ userId: blocked.id });
     await blocker.users.blockUser({ userId: subject.id });
@@ -165,7 +169,12 @@ describe("privacy", () => {
     }
     const allowed = await filterPresenceViewers(db, subject.id, [contact.id, stranger.id, blocked.id, blocker.id, subject.id]);
     expect([...allowed].sort()).toEqual(
-      [subject.id, ...Object.entries(viewers).filter(([n]) => expected[n as keyof typeof expected]).map(([, v]) => v.id)].sort(),
+      [
+        subject.id,
+        ...Object.entries(viewers)
+          .filter(([n]) => expected[n as keyof typeof expected])
+          .map(([, v]) => v.id),
+      ].sort(),
     );
     // Realtime's announcement audience (one query) decides the same: once every viewer
     // has the subject as a contact, it is exactly the allowed ones.

@@ -1,13 +1,4 @@
-import {
-  Code,
-  ConnectError,
-  createChatwireClient,
-  MessageKind,
-  ReceiptState,
-  type Conversation,
-  type Message,
-  type Subscription,
-} from "@chatwire/client";
+import { Code, ConnectError, createChatwireClient, MessageKind, ReceiptState, type Conversation, type Message, type Subscription } from "@chatwire/client";
 import "./style.css";
 
 // The Chatwire browser client: plain DOM, one module. State lives in the
@@ -43,11 +34,7 @@ const app = document.getElementById("app")!;
 // ---------- tiny DOM helper ----------
 
 type Child = Node | string | null | undefined | false;
-function h<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  props: Record<string, unknown> = {},
-  ...children: Child[]
-): HTMLElementTagNameMap[K] {
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Record<string, unknown> = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
     if (v === undefined || v === false) continue;
@@ -173,9 +160,7 @@ function renderLogin(message = ""): void {
     h("label", {}, "Phone number", phoneInput),
     h("button", { type: "submit" }, "Send code"),
   );
-  app.replaceChildren(
-    h("main", { class: "card" }, h("h1", {}, "Chatwire"), h("p", {}, "Log in with your phone number."), phoneForm, codeForm, status),
-  );
+  app.replaceChildren(h("main", { class: "card" }, h("h1", {}, "Chatwire"), h("p", {}, "Log in with your phone number."), phoneForm, codeForm, status));
   phoneInput.focus();
 }
 
@@ -427,10 +412,13 @@ async function openConversation(id: string): Promise<void> {
   renderList();
   const other = cs.conv.isGroup ? undefined : cs.conv.participantIds.find((p) => p !== state.me);
   if (other) {
-    client.realtime.getPresence({ userIds: [other] }).then(({ users }) => {
-      for (const u of users) state.presence.set(u.userId, { online: u.online, lastSeen: u.lastSeenAt ? Number(u.lastSeenAt.seconds) * 1000 : undefined });
-      renderTyping();
-    }, () => undefined);
+    client.realtime.getPresence({ userIds: [other] }).then(
+      ({ users }) => {
+        for (const u of users) state.presence.set(u.userId, { online: u.online, lastSeen: u.lastSeenAt ? Number(u.lastSeenAt.seconds) * 1000 : undefined });
+        renderTyping();
+      },
+      () => undefined,
+    );
   }
   if (!cs.loaded) {
     await loadMessages(cs);
@@ -533,7 +521,13 @@ function renderTyping(): void {
   delete el.dataset.typing;
   const other = cs.conv.isGroup ? undefined : cs.conv.participantIds.find((p) => p !== state.me);
   const p = other ? state.presence.get(other) : undefined;
-  el.textContent = !p ? "" : p.online ? "online" : p.lastSeen ? `last seen ${new Date(p.lastSeen).toLocaleString([], { dateStyle: "short", timeStyle: "short" })}` : "";
+  el.textContent = !p
+    ? ""
+    : p.online
+      ? "online"
+      : p.lastSeen
+        ? `last seen ${new Date(p.lastSeen).toLocaleString([], { dateStyle: "short", timeStyle: "short" })}`
+        : "";
 }
 setInterval(renderTyping, 1000);
 
@@ -596,7 +590,12 @@ function showNewChat(group: boolean): void {
       },
       group && h("label", {}, "Group name", name),
       h("label", {}, group ? "Phone numbers" : "Their phone number", phones),
-      h("div", { class: "row" }, h("button", { type: "submit" }, group ? "Create group" : "Start chat"), h("button", { type: "button", class: "link", onclick: () => box.replaceChildren() }, "Cancel")),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "submit" }, group ? "Create group" : "Start chat"),
+        h("button", { type: "button", class: "link", onclick: () => box.replaceChildren() }, "Cancel"),
+      ),
       status,
     ),
   );

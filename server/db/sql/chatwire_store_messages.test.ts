@@ -62,7 +62,12 @@ describe("chatwire_store_messages, through storeMessages", () => {
     const conv = await insertConversation(db, [a!, b!]);
     const first = outgoing(conv, a!, "same-id");
     const [r1] = await store([first]);
-    const results = await store([outgoing(conv, a!, "same-id", { content: "changed" }), outgoing(conv, b!), outgoing(conv, b!, "b-dup"), outgoing(conv, b!, "b-dup")]);
+    const results = await store([
+      outgoing(conv, a!, "same-id", { content: "changed" }),
+      outgoing(conv, b!),
+      outgoing(conv, b!, "b-dup"),
+      outgoing(conv, b!, "b-dup"),
+    ]);
     expect(r1).toMatchObject({ ok: true, message: { id: first.id, seq: "1", duplicate: false } });
     expect(results.map((r) => r.ok && [r.message.seq, r.message.duplicate])).toEqual([
       ["1", true],
@@ -78,7 +83,11 @@ describe("chatwire_store_messages, through storeMessages", () => {
       { seq: "2", content: expect.any(String) },
       { seq: "3", content: expect.any(String) },
     ]);
-    const inbox = await db.selectFrom("inbox").select(({ fn }) => fn.countAll<string>().as("n")).where("conversation_id", "=", conv).executeTakeFirstOrThrow();
+    const inbox = await db
+      .selectFrom("inbox")
+      .select(({ fn }) => fn.countAll<string>().as("n"))
+      .where("conversation_id", "=", conv)
+      .executeTakeFirstOrThrow();
     expect(Number(inbox.n)).toBe(6);
   });
 
@@ -94,12 +103,7 @@ describe("chatwire_store_messages, through storeMessages", () => {
   test("a repeat of a rejected message's client id is judged on its own; a repeat of a stored one is a duplicate", async () => {
     const [a, b] = await insertUsers(db, 2);
     const conv = await insertConversation(db, [a!, b!]);
-    const results = await store([
-      outgoing(randomUUID(), a!, "k1"),
-      outgoing(conv, a!, "k1"),
-      outgoing(conv, a!, "k1"),
-      outgoing(randomUUID(), a!, "k1"),
-    ]);
+    const results = await store([outgoing(randomUUID(), a!, "k1"), outgoing(conv, a!, "k1"), outgoing(conv, a!, "k1"), outgoing(randomUUID(), a!, "k1")]);
     expect(results.map((r) => (r.ok ? [r.message.seq, r.message.duplicate, r.notices.length] : r.reason))).toEqual([
       "conversation_not_found",
       ["1", false, 2],
@@ -146,7 +150,9 @@ describe("chatwire_store_messages, through storeMessages", () => {
       expect(results.every((r) => r.ok && !r.message.duplicate)).toBe(true);
     }
     const best = Math.min(...runs);
-    console.info(`storeMessages on ${migrated.kind}: 100 messages (10 conversations x 3 participants) in ${best.toFixed(1)} ms best of 5 = ${Math.round(100_000 / best)} msgs/s`);
+    console.info(
+      `storeMessages on ${migrated.kind}: 100 messages (10 conversations x 3 participants) in ${best.toFixed(1)} ms best of 5 = ${Math.round(100_000 / best)} msgs/s`,
+    );
   });
 });
 
@@ -157,7 +163,15 @@ describe("chatwire_inbox_cascade_users, _conversations, _messages", () => {
     const other = await insertConversation(db, [a!, b!]);
     await store([outgoing(conv, a!), outgoing(conv, b!), outgoing(other, a!)]);
     const count = async (col: "user_id" | "conversation_id", id: string) =>
-      Number((await db.selectFrom("inbox").select(({ fn }) => fn.countAll<string>().as("n")).where(col, "=", id).executeTakeFirstOrThrow()).n);
+      Number(
+        (
+          await db
+            .selectFrom("inbox")
+            .select(({ fn }) => fn.countAll<string>().as("n"))
+            .where(col, "=", id)
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     expect([await count("conversation_id", conv), await count("conversation_id", other), await count("user_id", c!)]).toEqual([6, 2, 2]);
     const [first] = await db.selectFrom("messages").select("id").where("conversation_id", "=", conv).orderBy("seq").execute();
     await db.deleteFrom("messages").where("id", "=", first!.id).execute();

@@ -71,7 +71,16 @@ export function chatRoom(ctx: AppContext) {
       readStateSharedIn(db, ids),
     ]);
     const lastRows = [...last.values()];
-    const [reactions, quotes] = await Promise.all([history.reactionsOf(db, lastRows.map((m) => m.id)), history.statusQuotesOf(db, lastRows.map((m) => m.id))]);
+    const [reactions, quotes] = await Promise.all([
+      history.reactionsOf(
+        db,
+        lastRows.map((m) => m.id),
+      ),
+      history.statusQuotesOf(
+        db,
+        lastRows.map((m) => m.id),
+      ),
+    ]);
     return rows.map((r) => {
       // A former participant sees the group as it was when they left.
       const { conv, people } = asSeenBy(r, participants.get(r.id) ?? [], r.my);
@@ -108,7 +117,12 @@ export function chatRoom(ctx: AppContext) {
 
   /** A conversation as `userId`, one of `people`, sees it now (for realtime events). */
   function snapshotFor(conv: convs.ConversationRow, people: convs.ParticipantRow[], userId: string): Conversation {
-    return toConversation(conv, people, people.find((p) => p.user_id === userId), clock.now());
+    return toConversation(
+      conv,
+      people,
+      people.find((p) => p.user_id === userId),
+      clock.now(),
+    );
   }
 
   /** A message the caller may see (in their window, not hidden), or NotFound. */

@@ -119,7 +119,10 @@ export function groupHandlers(
             people.map((p) =>
               storedEvent(
                 p.user_id,
-                { case: "conversationUpdated", value: { $typeName: "realtime.ConversationUpdated", conversation: snapshotFor({ ...after, last_seq: seq }, people, p.user_id), actorId: me } },
+                {
+                  case: "conversationUpdated",
+                  value: { $typeName: "realtime.ConversationUpdated", conversation: snapshotFor({ ...after, last_seq: seq }, people, p.user_id), actorId: me },
+                },
                 clock.now(),
                 { conversationId: conv.id },
               ),
@@ -156,9 +159,14 @@ export function groupHandlers(
           events: () => [
             ...created,
             ...[...current, ...fresh].map((userId) =>
-              storedEvent(userId, { case: "participantAdded", value: { $typeName: "realtime.ParticipantAdded", conversationId: conv.id, userIds: fresh, actorId: me } }, clock.now(), {
-                conversationId: conv.id,
-              }),
+              storedEvent(
+                userId,
+                { case: "participantAdded", value: { $typeName: "realtime.ParticipantAdded", conversationId: conv.id, userIds: fresh, actorId: me } },
+                clock.now(),
+                {
+                  conversationId: conv.id,
+                },
+              ),
             ),
           ],
         };
@@ -205,7 +213,13 @@ export function groupHandlers(
         if (them.role === "owner") throw new ConnectError("hand ownership over by making someone else the owner", Code.FailedPrecondition);
         if (role === "owner") await convs.setRole(trx, conv.id, me, "admin");
         await convs.setRole(trx, conv.id, target, role);
-        const changes: Array<[string, convs.Role]> = role === "owner" ? [[target, "owner"], [me, "admin"]] : [[target, role]];
+        const changes: Array<[string, convs.Role]> =
+          role === "owner"
+            ? [
+                [target, "owner"],
+                [me, "admin"],
+              ]
+            : [[target, role]];
         return {
           event: role === "owner" ? "owner_changed" : "role_changed",
           userIds: [target],
@@ -217,24 +231,29 @@ export function groupHandlers(
 
     async leaveConversation(req, hc) {
       const me = callerOf(hc).userId;
-      await changeGroup(me, req.conversationId, async (trx, { my, conv, people }) => {
-        const others = people.filter((p) => p.user_id !== me);
-        let heir: convs.ParticipantRow | undefined;
-        if (my.role === "owner" && others.length > 0) {
-          // people are ordered by joined_at: the longest-standing admin, else participant.
-          heir = others.find((p) => p.role === "admin") ?? others[0]!;
-          await convs.setRole(trx, conv.id, heir.user_id, "owner");
-        }
-        return {
-          event: "participant_left",
-          userIds: [me],
-          after: (seq: string) => convs.markLeft(trx, conv.id, me, seq, clock.now()),
-          events: () => [
-            ...people.map((p) => participantRemoved(p.user_id, conv.id, me, me)),
-            ...(heir ? others.map((p) => roleChanged(p.user_id, conv.id, heir.user_id, "owner", me)) : []),
-          ],
-        };
-      }, { formerIsDone: true });
+      await changeGroup(
+        me,
+        req.conversationId,
+        async (trx, { my, conv, people }) => {
+          const others = people.filter((p) => p.user_id !== me);
+          let heir: convs.ParticipantRow | undefined;
+          if (my.role === "owner" && others.length > 0) {
+            // people are ordered by joined_at: the longest-standing admin, else participant.
+            heir = others.find((p) => p.role === "admin") ?? others[0]!;
+            await convs.setRole(trx, conv.id, heir.user_id, "owner");
+          }
+          return {
+            event: "participant_left",
+            userIds: [me],
+            after: (seq: string) => convs.markLeft(trx, conv.id, me, seq, clock.now()),
+            events: () => [
+              ...people.map((p) => participantRemoved(p.user_id, conv.id, me, me)),
+              ...(heir ? others.map((p) => roleChanged(p.user_id, conv.id, heir.user_id, "owner", me)) : []),
+            ],
+          };
+        },
+        { formerIsDone: true },
+      );
       return {};
     },
   };

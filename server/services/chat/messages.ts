@@ -16,9 +16,7 @@ import { bad, callerOf, uuidField } from "../rpc-input.js";
 import { notFound, pageSize, readShared, windowOf, type ChatHandlers, type ChatRoom } from "./context.js";
 
 /** Sending, paging, editing, deleting and reacting to messages. */
-export function messageHandlers(
-  room: ChatRoom,
-): ChatHandlers<"sendMessage" | "listMessages" | "editMessage" | "deleteMessage" | "reactToMessage"> {
+export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "listMessages" | "editMessage" | "deleteMessage" | "reactToMessage"> {
   const { ctx, db, clock, participation, withEvents, visibleMessage, messageFor, peopleSeenBy } = room;
   const MAX_TEXT = ctx.config.chat.maxTextLength;
   const EDIT_WINDOW_MS = ctx.config.chat.editWindowSeconds * 1000;
@@ -182,7 +180,13 @@ export function messageHandlers(
         const row = changed ?? (await history.getMessage(trx, message.id));
         if (!row || row.deleted_at) return undefined;
         const people = await convs.participantsOf(trx, row.conversation_id);
-        const view = toMessage(row, people, await history.reactionsOf(trx, [row.id]), await history.statusQuotesOf(trx, [row.id]), await readShared(trx, row.conversation_id));
+        const view = toMessage(
+          row,
+          people,
+          await history.reactionsOf(trx, [row.id]),
+          await history.statusQuotesOf(trx, [row.id]),
+          await readShared(trx, row.conversation_id),
+        );
         if (!changed) return view;
         const body = eventBody({ case: "messageEdited", value: { $typeName: "realtime.MessageEdited", message: view } }, clock.now());
         emit(
@@ -223,7 +227,10 @@ export function messageHandlers(
       // Already deleted for everyone (e.g. a retry): done, whatever the window says now.
       if (message.deleted_at) return {};
       if (own && !admin && now.getTime() - message.created_at.getTime() > DELETE_WINDOW_MS) {
-        throw new ConnectError(`messages can be deleted for everyone for ${ctx.config.chat.deleteWindowSeconds / 3600} hours after sending`, Code.FailedPrecondition);
+        throw new ConnectError(
+          `messages can be deleted for everyone for ${ctx.config.chat.deleteWindowSeconds / 3600} hours after sending`,
+          Code.FailedPrecondition,
+        );
       }
       await withEvents(async (trx, emit) => {
         await convs.lockConversationShared(trx, message.conversation_id);

@@ -62,16 +62,15 @@ export function receiptHandlers(room: ChatRoom): ChatHandlers<"getMessageReceipt
       ]);
       const showRead = readShared.get(message.conversation_id) ?? true;
       // One row per participant the message reached (not those who joined after it).
-      const receipts = recipientsOf(message, people)
-        .map((p) => {
-          const d = BigInt(p.last_delivered_seq) >= BigInt(message.seq) ? (delivered.get(p.user_id) ?? read.get(p.user_id)) : undefined;
-          const r = showRead && BigInt(p.last_read_seq) >= BigInt(message.seq) ? read.get(p.user_id) : undefined;
-          return create(MessageReceiptSchema, {
-            userId: p.user_id,
-            deliveredAt: d ? timestampFromDate(d) : undefined,
-            readAt: r ? timestampFromDate(r) : undefined,
-          });
+      const receipts = recipientsOf(message, people).map((p) => {
+        const d = BigInt(p.last_delivered_seq) >= BigInt(message.seq) ? (delivered.get(p.user_id) ?? read.get(p.user_id)) : undefined;
+        const r = showRead && BigInt(p.last_read_seq) >= BigInt(message.seq) ? read.get(p.user_id) : undefined;
+        return create(MessageReceiptSchema, {
+          userId: p.user_id,
+          deliveredAt: d ? timestampFromDate(d) : undefined,
+          readAt: r ? timestampFromDate(r) : undefined,
         });
+      });
       return { receipts, receiptState: receiptState(message, people, showRead) };
     },
 

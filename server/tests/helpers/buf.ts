@@ -57,4 +57,3 @@ export function jsonDocuments(out: string): unknown[] {
   }
   return docs;
 }
-

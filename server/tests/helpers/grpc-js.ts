@@ -11,8 +11,14 @@ export function grpcJsClient(baseUrl: string): grpc.Client {
 }
 
 const path = (m: DescMethod): string => `/${m.parent.typeName}/${m.name}`;
-const serialize = <D extends DescMessage>(schema: D) => (v: MessageShape<D>) => Buffer.from(toBinary(schema, v));
-const deserialize = <D extends DescMessage>(schema: D) => (b: Buffer) => fromBinary(schema, b);
+const serialize =
+  <D extends DescMessage>(schema: D) =>
+  (v: MessageShape<D>) =>
+    Buffer.from(toBinary(schema, v));
+const deserialize =
+  <D extends DescMessage>(schema: D) =>
+  (b: Buffer) =>
+    fromBinary(schema, b);
 
 export function grpcJsUnary<I extends DescMessage, O extends DescMessage>(
   client: grpc.Client,
@@ -21,13 +27,8 @@ export function grpcJsUnary<I extends DescMessage, O extends DescMessage>(
   metadata = new grpc.Metadata(),
 ): Promise<MessageShape<O>> {
   return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      path(method),
-      serialize(method.input),
-      deserialize(method.output),
-      create(method.input, req),
-      metadata,
-      (err, res) => (err ? reject(err) : resolve(res!)),
+    client.makeUnaryRequest(path(method), serialize(method.input), deserialize(method.output), create(method.input, req), metadata, (err, res) =>
+      err ? reject(err) : resolve(res!),
     );
   });
 }

@@ -211,7 +211,9 @@ export class PrivateNatsCluster {
       const leader = leaders[0];
       if (leader && leaders.every((l) => l === leader) && (await this.apiAnswers())) return leader;
       if (Date.now() > deadline) {
-        throw new Error(`NATS cluster ${this.name}: no JetStream meta leader within ${timeoutMs} ms (leaders seen ${last})\n${running.map((n) => n.output).join("\n")}`);
+        throw new Error(
+          `NATS cluster ${this.name}: no JetStream meta leader within ${timeoutMs} ms (leaders seen ${last})\n${running.map((n) => n.output).join("\n")}`,
+        );
       }
       await sleep(100);
     }

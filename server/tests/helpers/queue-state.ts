@@ -32,7 +32,9 @@ export async function waitForConsumer(server: ChatwireServer, what: string, done
     const c = await queueConsumer(server);
     if (c === undefined || done(c)) return;
     if (Date.now() > deadline) {
-      throw new Error(`queue consumers not ${what} within ${timeoutMs} ms (pending ${c.num_pending}, ack pending ${c.num_ack_pending}, waiting pulls ${c.num_waiting})`);
+      throw new Error(
+        `queue consumers not ${what} within ${timeoutMs} ms (pending ${c.num_pending}, ack pending ${c.num_ack_pending}, waiting pulls ${c.num_waiting})`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
