@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
 import type { Logger } from "pino";
+import { lockSession } from "./lock-session.js";
 
 /** Who may do a job that must run in one place at a time (the message worker). */
 export interface LeaderLock {
@@ -13,9 +14,6 @@ export interface LeaderLock {
    */
   onLost(listener: () => void): () => void;
 }
-
-/** How long taking the lock may wait for a connection before the attempt counts as failed. */
-const CONNECT_TIMEOUT_MS = 5_000;
 
 /**
  * A PostgreSQL session-level advisory lock on its own connection: held while
@@ -41,17 +39,7 @@ export class PgLeaderLock implements LeaderLock {
     let client = this.client;
     try {
       if (!client) {
-        const fresh = new pg.Client({
-          connectionString: this.databaseUrl,
-          connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-          // A silently dead peer (network cut) is noticed, and the lock given up, in bounded time.
-          keepAlive: true,
-          keepAliveInitialDelayMillis: 10_000,
-        });
-        // Every error of this connection (also those emitted while a query is
-        // in flight) is heard here; unheard, pg's 'error' kills the process.
-        fresh.on("error", (err) => this.lose(fresh, err));
-        fresh.on("end", () => this.lose(fresh, undefined));
+        const fresh = lockSession(this.databaseUrl, (c, err) => this.lose(c, err));
         client = this.client = fresh;
         await fresh.connect();
       }

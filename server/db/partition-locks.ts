@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
 import type { Logger } from "pino";
+import { lockSession } from "./lock-session.js";
 
 /**
  * How the message workers of a deployment share its partitions
@@ -25,7 +26,6 @@ export interface PartitionLocks {
   close(): Promise<void>;
 }
 
-const CONNECT_TIMEOUT_MS = 5_000;
 /** The second key of the shared lock every live worker holds; partitions are 0 … P-1. */
 const MEMBER_KEY = 2_147_483_647;
 
@@ -60,15 +60,7 @@ export class PgPartitionLocks implements PartitionLocks {
     let client = this.client;
     try {
       if (!client) {
-        const fresh = new pg.Client({
-          connectionString: this.databaseUrl,
-          connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-          keepAlive: true,
-          keepAliveInitialDelayMillis: 10_000,
-        });
-        // Unheard, pg's 'error' kills the process.
-        fresh.on("error", (err) => this.lose(fresh, err));
-        fresh.on("end", () => this.lose(fresh, undefined));
+        const fresh = lockSession(this.databaseUrl, (c, err) => this.lose(c, err));
         client = this.client = fresh;
         await fresh.connect();
       }

@@ -4,7 +4,7 @@ import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { QueueUnavailableError, type MessageQueue } from "./message-queue.js";
 import type { OutgoingMessage, StatusQuote } from "./types.js";
-import { natsConnected } from "./nats.js";
+import { isNatsUnavailableError, natsConnected } from "./nats.js";
 import { isUuid } from "../domain/ids.js";
 
 /** NATS names owned by one deployment (config.natsSubjectPrefix). */
@@ -167,13 +167,32 @@ export class JetStreamQueue implements MessageQueue {
       this.logger.info({ subjects }, "JetStream stream updated");
     }
 
-    this.legacy = await this.legacyState(jsm);
+    this.legacy = await this.retrying("the consumer of releases before partitions", () => this.legacyState(jsm));
     if (this.legacy === "none") this.legacy = await this.adoptLegacySubjects(jsm);
     // The old unfiltered consumer overlaps them all: they are created once it is drained (provision() again).
     if (this.legacy !== "blocking") {
-      for (let p = 0; p < this.partitions; p++) await this.ensureConsumer(jsm, this.names.consumers[p]!, this.names.filters[p]!);
+      for (let p = 0; p < this.partitions; p++) {
+        await this.retrying(`consumer ${this.names.consumers[p]}`, () => this.ensureConsumer(jsm, this.names.consumers[p]!, this.names.filters[p]!));
+      }
     }
     this.provisioned = true;
+  }
+
+  /**
+   * Runs a consumer API call of provision(), again on a timeout or a JetStream 503 (at most 5 attempts, 0.5 s
+   * apart, growing): right after a stream's replica count changes, or during a leader election in a cluster,
+   * the consumer API answers late for a few seconds, and that must not fail the start.
+   */
+  private async retrying<T>(what: string, call: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (attempt >= 5 || !isNatsUnavailableError(err)) throw err;
+        this.logger.warn({ err, attempt }, `JetStream did not answer for ${what}; trying again`);
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
+    }
   }
 
   /**

@@ -34,6 +34,8 @@ import { deleteQueueStream, TEST_JWT_SECRET } from "./helpers/test-server.js";
 const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const NATS_URL = process.env.NATS_URL || "nats://127.0.0.1:4222";
 const PAIRS = 100;
+/** A small partition count, so the two processes settle quickly at half each. */
+const PARTITIONS = 4;
 
 const prefix = `t${randomBytes(6).toString("hex")}`;
 let testDb: TestDatabase;
@@ -54,6 +56,7 @@ function start(): ChatwireProcess {
     AUTH_DEV_MODE: "true",
     RATE_LIMITS: "off",
     SHUTDOWN_TIMEOUT_MS: "2000",
+    MESSAGE_PARTITIONS: String(PARTITIONS),
   });
   procs.push(p);
   return p;
@@ -69,16 +72,16 @@ async function readiness(url: string): Promise<{ ready: boolean; checks: Record<
   return (await res.json()) as { ready: boolean; checks: Record<string, string> };
 }
 
-/** Waits until `url`'s worker is the active one (or fails after `timeoutMs` saying what it still is). */
-async function untilActiveWorker(url: string, timeoutMs: number): Promise<void> {
+/** Waits until `url`'s /readyz says it holds `share` of the partitions ("8 of 16"), or fails saying what it holds. */
+async function untilPartitions(url: string, share: string, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < until) {
-    last = (await readiness(url)).checks.worker ?? "none";
-    if (last === "running") return;
+    last = (await readiness(url)).checks.partitions ?? "none";
+    if (last.startsWith(`${share}:`) || last === share) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`the worker at ${url} never became the active one in ${timeoutMs} ms (still "${last}"): another process holds the leader lock`);
+  throw new Error(`the workers at ${url} never held ${share} partitions in ${timeoutMs} ms (still "${last}"): another process holds their locks`);
 }
 
 async function directConversations(pairs: Array<[Device, Device]>): Promise<string[]> {
@@ -152,11 +155,12 @@ describe("two processes on one database and NATS prefix", () => {
   test(`${PAIRS * 2} devices, each pair split over the two: every message crosses and arrives once`, async () => {
     a = start();
     urlA = await listening(a);
-    // A's worker is the active one; B's stands by (one per deployment, PostgreSQL advisory lock).
-    await untilActiveWorker(urlA, 20_000);
+    // A's workers hold every partition; once B starts, the two share them (PostgreSQL advisory locks).
+    await untilPartitions(urlA, `${PARTITIONS} of ${PARTITIONS}`, 20_000);
     b = start();
     urlB = await listening(b);
-    expect((await readiness(urlB)).checks.worker).toBe("standby");
+    await untilPartitions(urlB, `${PARTITIONS / 2} of ${PARTITIONS}`, 20_000);
+    await untilPartitions(urlA, `${PARTITIONS / 2} of ${PARTITIONS}`, 20_000);
 
     database = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger: pino({ level: "silent" }) });
     const devices = await insertDevices(database.db, PAIRS * 2, 14_150_000_000 + Math.floor(Math.random() * 1000) * 1000);
@@ -191,15 +195,16 @@ describe("two processes on one database and NATS prefix", () => {
       await blocker.query("begin");
       await blocker.query("select 1 from users where id = any($1::uuid[]) for update", [pairs.map(([x]) => x.userId)]);
       a.child.kill("SIGTERM");
-      // B takes the lock within its standby poll once A's worker has let go (it never did: A spun holding it).
-      await untilActiveWorker(urlB, 20_000);
-      expect(a.logs.some((l) => l.msg === "stream clean-ups still running after 3 s; stopping without them")).toBe(true);
+      // A's stop waits at most 3 s for its streams' clean-ups (it used to spin forever here, holding its workers' locks).
+      await a.waitLog((l) => l.msg === "stream clean-ups still running after 3 s; stopping without them", 20_000, "the clean-up warning");
     } finally {
       await blocker.query("rollback").catch(() => undefined);
       await blocker.end();
     }
     const { code } = await a.exited;
     expect(code).toBe(0);
+    // B takes over what A held: every partition.
+    await untilPartitions(urlB, `${PARTITIONS} of ${PARTITIONS}`, 20_000);
 
     // A's devices come back through B (the load balancer's only instance now) and receive what is sent through B.
     await Promise.all(open.splice(0).map((s) => s.close()));

@@ -1,12 +1,12 @@
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ChatService } from "../../gen/chat/chat_pb.js";
 import { randomBytes } from "node:crypto";
 import { pino } from "pino";
 import { JetStreamQueue, streamName } from "../messaging/jetstream-queue.js";
+import { storedOutcome, until } from "./helpers/fault-load.js";
 import { bearerTransport, login } from "./helpers/login.js";
 import { PrivateNatsCluster } from "./helpers/private-nats.js";
 import { protocolTransport, Subscription } from "./helpers/realtime.js";
@@ -67,16 +67,6 @@ afterAll(async () => {
   process.off("uncaughtException", onCrash);
   process.off("unhandledRejection", onCrash);
 });
-
-/** Polls until `check` holds (bounded); returns the ms it took. */
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not so after ${timeoutMs} ms`);
-    await sleep(everyMs);
-  }
-}
 
 /** The message stream as the cluster reports it, asked on a connection of our own to the running nodes. */
 async function streamInfo() {
@@ -199,32 +189,9 @@ describe("NATS cluster", () => {
     expect(acked).toBe(MESSAGES);
 
     // Every acknowledged message stored once, asked of PostgreSQL itself; then the stream is empty (all acked).
-    const check = new pg.Client({ connectionString: db.databaseUrl });
-    await check.connect();
-    let rows: Array<{ conversation_id: string; seq: string; client_message_id: string }>;
-    let storedAllMs: number;
-    try {
-      const ids = senders.map((x) => x.conversationId);
-      storedAllMs = await until(
-        `${MESSAGES} messages stored`,
-        async () => Number((await check.query("select count(*) as n from messages where conversation_id = any($1)", [ids])).rows[0].n) >= MESSAGES,
-        60_000,
-        100,
-      );
-      await until("the stream empty (every message acked by the worker)", async () => (await streamInfo()).state.messages === 0, 30_000, 200);
-      rows = (
-        await check.query(
-          "select conversation_id, seq::text as seq, client_message_id from messages where conversation_id = any($1) order by conversation_id, messages.seq",
-          [ids],
-        )
-      ).rows;
-    } finally {
-      await check.end();
-    }
-    const storedKeys = rows.map((r) => `${r.conversation_id}/${r.client_message_id}`);
-    const distinct = new Set(storedKeys);
-    const lost = work.filter((w) => !distinct.has(`${w.sender.conversationId}/${w.clientMessageId}`)).length;
-    const doubled = storedKeys.length - distinct.size;
+    const { storedAllMs, rows, lost, doubled } = await storedOutcome(db.databaseUrl!, work, 60_000, () =>
+      until("the stream empty (every message acked by the worker)", async () => (await streamInfo()).state.messages === 0, 30_000, 200),
+    );
 
     // Delivery continues: what conversation 0's sender sent after the kill reached the watcher's open stream.
     const afterKill = work.filter((w) => w.startedAfterKill && w.sender === senders[0]).map((w) => w.clientMessageId);

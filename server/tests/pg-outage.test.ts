@@ -5,6 +5,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ChatService } from "../../gen/chat/chat_pb.js";
 import { toConnectError } from "../interceptors/errors.js";
+import { storedOutcome, until } from "./helpers/fault-load.js";
 import { login } from "./helpers/login.js";
 import { PrivatePostgres } from "./helpers/private-postgres.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
@@ -76,16 +77,6 @@ async function readyz(): Promise<{ status: number; checks: Record<string, string
   const res = await fetch(`${s.url}/readyz`);
   const body = (await res.json()) as { checks?: Record<string, string> };
   return { status: res.status, checks: body.checks ?? {} };
-}
-
-/** Polls until `check` holds (bounded); returns the ms it took. */
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not so after ${timeoutMs} ms`);
-    await sleep(everyMs);
-  }
 }
 
 describe("PostgreSQL outage", () => {
@@ -211,31 +202,7 @@ describe("PostgreSQL outage", () => {
 
     // Every acknowledged message stored once (the worker may still be catching up), asked of PostgreSQL itself.
     expect(s.config.databaseUrl).toBe(pgp.url);
-    const check = new pg.Client({ connectionString: pgp.url });
-    await check.connect();
-    let storedAllMs: number;
-    let rows: Array<{ conversation_id: string; seq: string; client_message_id: string }>;
-    try {
-      const ids = senders.map((x) => x.conversationId);
-      storedAllMs = await until(
-        `${MESSAGES} messages stored`,
-        async () => Number((await check.query("select count(*) as n from messages where conversation_id = any($1)", [ids])).rows[0].n) >= MESSAGES,
-        30_000,
-        100,
-      );
-      rows = (
-        await check.query(
-          "select conversation_id, seq::text as seq, client_message_id from messages where conversation_id = any($1) order by conversation_id, messages.seq",
-          [ids],
-        )
-      ).rows;
-    } finally {
-      await check.end();
-    }
-    const storedKeys = rows.map((r) => `${r.conversation_id}/${r.client_message_id}`);
-    const distinct = new Set(storedKeys);
-    const lost = work.filter((w) => !distinct.has(`${w.sender.conversationId}/${w.clientMessageId}`)).length;
-    const doubled = storedKeys.length - distinct.size;
+    const { storedAllMs, rows, lost, doubled } = await storedOutcome(pgp.url, work, 30_000);
     const all = Object.values(answers).flatMap((byCode) => Object.entries(byCode));
     const internal = all.filter(([code]) => code === "internal" || code === "unknown").reduce((n, [, k]) => n + k, 0);
     console.info(
