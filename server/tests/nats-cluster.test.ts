@@ -6,7 +6,7 @@ import { ChatService } from "../../gen/chat/chat_pb.js";
 import { randomBytes } from "node:crypto";
 import { pino } from "pino";
 import { JetStreamQueue, streamName } from "../messaging/jetstream-queue.js";
-import { storedOutcome, until } from "./helpers/fault-load.js";
+import { expectStoredOnceGapless, storedOutcome, until } from "./helpers/fault-load.js";
 import { bearerTransport, login } from "./helpers/login.js";
 import { PrivateNatsCluster } from "./helpers/private-nats.js";
 import { protocolTransport, Subscription } from "./helpers/realtime.js";
@@ -220,17 +220,7 @@ describe("NATS cluster", () => {
     );
     await sub.close();
 
-    expect({ lost, doubled }).toEqual({ lost: 0, doubled: 0 });
-    expect(rows.length).toBe(MESSAGES);
-    for (const sender of senders) {
-      const mine = rows.filter((r) => r.conversation_id === sender.conversationId);
-      const expected = work.filter((w) => w.sender === sender).map((w) => w.clientMessageId);
-      expect(
-        mine.map((r) => Number(r.seq)),
-        "seq is gapless",
-      ).toEqual(Array.from({ length: expected.length }, (_, i) => i + 1));
-      expect(mine.map((r) => r.client_message_id).sort(), "each message exactly once").toEqual([...expected].sort());
-    }
+    expectStoredOnceGapless({ rows, lost, doubled }, work);
     expect(newLeader).not.toBe(leader);
     expect(
       Object.keys(answers).filter((c) => c !== "ok" && c !== "unavailable"),

@@ -5,7 +5,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ChatService } from "../../gen/chat/chat_pb.js";
 import { toConnectError } from "../interceptors/errors.js";
-import { storedOutcome, until } from "./helpers/fault-load.js";
+import { expectStoredOnceGapless, storedOutcome, until } from "./helpers/fault-load.js";
 import { login } from "./helpers/login.js";
 import { PrivatePostgres } from "./helpers/private-postgres.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
@@ -214,17 +214,7 @@ describe("PostgreSQL outage", () => {
         `lost ${lost}, doubled ${doubled}, internal ${internal}` +
         (odd.length ? `; other answers: ${odd.join(" | ")}` : ""),
     );
-    expect({ lost, doubled }).toEqual({ lost: 0, doubled: 0 });
-    expect(rows.length).toBe(MESSAGES);
-    for (const sender of senders) {
-      const mine = rows.filter((r) => r.conversation_id === sender.conversationId);
-      const expected = work.filter((w) => w.sender === sender).map((w) => w.clientMessageId);
-      expect(
-        mine.map((r) => Number(r.seq)),
-        "seq is gapless",
-      ).toEqual(Array.from({ length: expected.length }, (_, i) => i + 1));
-      expect(mine.map((r) => r.client_message_id).sort(), "each message exactly once").toEqual([...expected].sort());
-    }
+    expectStoredOnceGapless({ rows, lost, doubled }, work);
     expect(internal, odd.join("\n")).toBe(0);
     expect(
       Object.keys(outageAnswers).filter((c) => c !== "unavailable" && c !== "ok" && c !== "deadline_exceeded"),

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
+import { expect } from "vitest";
 
 // Shared by the fault tests that kill a dependency while messages are sent with client retries
 // (pg-outage, nats-cluster): the bounded wait, and the count of what was lost and doubled, asked of
@@ -59,5 +60,24 @@ export async function storedOutcome(
     return { storedAllMs, rows, lost, doubled: storedKeys.length - distinct.size };
   } finally {
     await check.end();
+  }
+}
+
+/**
+ * Asserts what a fault test promises: nothing of `work` lost or stored twice, and in each conversation seq runs
+ * 1, 2, 3, … with no gap, each of its client_message_ids exactly once.
+ */
+export function expectStoredOnceGapless(outcome: { rows: StoredRow[]; lost: number; doubled: number }, work: readonly SentMessage[]): void {
+  const { rows, lost, doubled } = outcome;
+  expect({ lost, doubled }).toEqual({ lost: 0, doubled: 0 });
+  expect(rows.length).toBe(work.length);
+  for (const conversationId of new Set(work.map((w) => w.sender.conversationId))) {
+    const mine = rows.filter((r) => r.conversation_id === conversationId);
+    const expected = work.filter((w) => w.sender.conversationId === conversationId).map((w) => w.clientMessageId);
+    expect(
+      mine.map((r) => Number(r.seq)),
+      "seq is gapless",
+    ).toEqual(Array.from({ length: expected.length }, (_, i) => i + 1));
+    expect(mine.map((r) => r.client_message_id).sort(), "each message exactly once").toEqual([...expected].sort());
   }
 }
