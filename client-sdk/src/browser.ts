@@ -2,6 +2,7 @@ import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { ChatwireClient, type ChatwireClientOptions, type Platform, type TransportKind, type TransportSettings } from "./client.js";
 import { randomId } from "./retry.js";
+import { LocalStorageOutboxStore, MemoryOutboxStore } from "./outbox.js";
 import { LocalStorageTokenStore, MemoryTokenStore } from "./tokens.js";
 
 export * from "./common.js";
@@ -41,6 +42,12 @@ export function createChatwireClient(options: ChatwireClientOptions): ChatwireCl
       }
     },
     defaultTokenStore: () => (hasLocalStorage() ? new LocalStorageTokenStore() : new MemoryTokenStore()),
+    defaultOutboxStore: () => (hasLocalStorage() ? new LocalStorageOutboxStore() : new MemoryOutboxStore()),
+    onOnline(fn) {
+      if (typeof globalThis.addEventListener !== "function") return () => undefined;
+      globalThis.addEventListener("online", fn);
+      return () => globalThis.removeEventListener("online", fn);
+    },
     defaultDevice() {
       let id = hasLocalStorage() ? localStorage.getItem(DEVICE_KEY) : null;
       if (!id) {

@@ -6,7 +6,8 @@ import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
 import { StatusService } from "../../gen/status/status_pb.js";
 import { UserService } from "../../gen/user/user_pb.js";
 import { Emitter } from "./emitter.js";
-import { backoffDelay, randomId, sleep } from "./retry.js";
+import { Outbox, type OutboxOptions, type OutboxStore } from "./outbox.js";
+import { backoffDelay, isTransient, randomId, sleep } from "./retry.js";
 import { expiryOf, Session } from "./session.js";
 import { Subscription, type SubscribeOptions } from "./subscription.js";
 import type { TokenStore, Tokens } from "./tokens.js";
@@ -55,6 +56,8 @@ export interface ChatwireClientOptions {
   interceptors?: Interceptor[];
   /** How often `sendMessage` retries on Unavailable (default 5). */
   sendRetries?: number;
+  /** The outbox of messages queued while offline (`client.outbox`): its store and give-up time. */
+  outbox?: OutboxOptions;
 }
 
 /** AuthService, plus the login flow in two calls. */
@@ -78,10 +81,11 @@ export interface Platform {
   transport(kind: TransportKind, settings: TransportSettings): Transport;
   defaultTokenStore(): TokenStore;
   defaultDevice(): Required<Pick<DeviceInfo, "id" | "type">> & DeviceInfo;
+  defaultOutboxStore(): OutboxStore;
+  /** Calls `fn` when the network comes back (browsers' `online` event); returns a function that stops it. */
+  onOnline?(fn: () => void): () => void;
   close?(): void;
 }
-
-const RETRY_SEND = new Set([Code.Unavailable, Code.DeadlineExceeded]);
 
 /**
  * A Chatwire client: typed clients for every service (`auth`, `chat`,
@@ -100,6 +104,12 @@ export class ChatwireClient extends Emitter<ClientEvents> {
   readonly status: Client<typeof StatusService>;
   /** The token store in use. */
   readonly tokens: TokenStore;
+  /**
+   * Messages queued with `outbox.enqueue` are kept (memory in Node, localStorage in browsers)
+   * and sent in order, each under one `clientMessageId`, whenever the server can be reached.
+   */
+  readonly outbox: Outbox;
+  readonly #offOnline: (() => void) | undefined;
   readonly #session: Session;
   readonly #subs = new Set<Subscription>();
   readonly #platform: Platform;
@@ -166,12 +176,22 @@ export class ChatwireClient extends Emitter<ClientEvents> {
             return await rawSend(request, opts);
           } catch (err) {
             const ce = ConnectError.from(err);
-            if (!RETRY_SEND.has(ce.code) || attempt >= retries || opts?.signal?.aborted) throw ce;
+            if (!isTransient(ce) || attempt >= retries || opts?.signal?.aborted) throw ce;
             await sleep(backoffDelay(attempt, 200, 5_000), opts?.signal);
           }
         }
       },
     });
+    this.outbox = new Outbox(
+      async (conversationId, content, extra) => {
+        const res = await rawSend({ ...extra, conversationId, content });
+        if (!res.message) throw new ConnectError("SendMessage answered without a message", Code.Internal);
+        return res.message;
+      },
+      options.outbox ?? {},
+      platform.defaultOutboxStore(),
+    );
+    this.#offOnline = platform.onOnline?.(() => this.outbox.flush());
     this.realtime = createClient(RealtimeService, transport);
     this.users = createClient(UserService, transport);
     this.status = createClient(StatusService, transport);
@@ -223,6 +243,8 @@ export class ChatwireClient extends Emitter<ClientEvents> {
   /** Closes subscriptions and (in Node) open HTTP/2 connections, so the process can exit. Tokens stay. */
   close(): void {
     for (const sub of this.#subs) sub.close();
+    this.outbox.close();
+    this.#offOnline?.();
     this.#platform.close?.();
   }
 }

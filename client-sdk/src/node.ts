@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { ChatwireClient, type ChatwireClientOptions, type Platform, type TransportKind, type TransportSettings } from "./client.js";
+import { MemoryOutboxStore } from "./outbox.js";
 import { MemoryTokenStore } from "./tokens.js";
 
 export * from "./common.js";
@@ -36,6 +37,7 @@ export function createChatwireClient(options: ChatwireClientOptions): ChatwireCl
       }
     },
     defaultTokenStore: () => new MemoryTokenStore(),
+    defaultOutboxStore: () => new MemoryOutboxStore(),
     defaultDevice: () => ({ id: randomUUID(), type: "node", name: `node on ${hostname()}` }),
     close() {
       for (const s of sessions) s.abort();

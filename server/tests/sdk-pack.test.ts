@@ -43,7 +43,9 @@ const received = (async () => {
 const sent = await a.sendMessage(conversation.id, "hello over " + transport);
 const message = await received;
 const deliveredSeq = await delivered;
-console.log(JSON.stringify({ sent: sent.content, received: message.content, seq: String(message.seq), delivered: String(deliveredSeq) }));
+const entry = await a.outbox.enqueue(conversation.id, "queued over " + transport);
+const queued = await a.outbox.sent(entry.clientMessageId);
+console.log(JSON.stringify({ sent: sent.content, received: message.content, seq: String(message.seq), delivered: String(deliveredSeq), queued: queued.content, queuedState: entry.state }));
 a.close();
 b.close();
 `;
@@ -86,6 +88,7 @@ test("the tarball is installed as files, not a workspace link, with its generate
   expect(Object.keys(pkg.exports["."] as object)).toEqual(["browser", "node", "default"]);
   expect(existsSync(path.join(installed, "dist/gen/chat/chat_pb.js"))).toBe(true);
   expect(existsSync(path.join(installed, "src"))).toBe(false);
+  expect(await readFile(path.join(installed, "LICENSE"), "utf8")).toMatch(/^MIT License/);
 });
 
 let phone = 10;
@@ -99,6 +102,7 @@ describe.each(["connect", "grpc-web", "grpc"])("a Node script over %s", (transpo
     expect(result.received).toBe(`hello over ${transport}`);
     expect(BigInt(result.seq!)).toBeGreaterThan(0n);
     expect(result.delivered).toBe(result.seq);
+    expect([result.queued, result.queuedState]).toEqual([`queued over ${transport}`, "sent"]);
   });
 });
 
