@@ -13,6 +13,7 @@ import { createAuthService } from "./services/auth-service.js";
 import { createChatService } from "./services/chat/index.js";
 import { createRealtimeService } from "./services/realtime-service.js";
 import { createHealthService } from "./services/health-service.js";
+import { documentedDescriptors } from "./services/documented-descriptors.js";
 import { registerReflection } from "./services/reflection-service.js";
 import { createStatusService } from "./services/status-service.js";
 import { createUserService } from "./services/user-service.js";
@@ -40,6 +41,6 @@ export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[]
   }
 
   const names = [...services.map((s) => s.typeName), "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
-  registerReflection(router, files, () => names);
+  registerReflection(router, files, () => names, documentedDescriptors(files, ctx.logger));
   return names;
 }

@@ -1,9 +1,6 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as grpc from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
 import { create, createFileRegistry, fromBinary, isFieldSet } from "@bufbuild/protobuf";
 import type { DescFile } from "@bufbuild/protobuf";
 import {
@@ -21,7 +18,13 @@ import { Health, HealthCheckResponse_ServingStatus, file_health_v1_health } from
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { registerReflection } from "./reflection-service.js";
-import { registryOf } from "../tests/helpers/reflection.js";
+import {
+  reflectionExchange,
+  registryOf,
+  type GrpcReflectionRequest,
+  type GrpcReflectionResponse,
+  type ReflectionVersion,
+} from "../tests/helpers/reflection.js";
 
 // A proto2 file with an extension, built without json_name, to cover the
 // extension requests and json_name restoration (gen/ has no extensions).
@@ -100,74 +103,16 @@ afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-// --- grpc-js client, loaded from the upstream reflection.proto (as Postman does)
+type Version = ReflectionVersion;
+const exchange = (version: Version, requests: GrpcReflectionRequest[]) => reflectionExchange(`127.0.0.1:${port}`, version, requests);
 
-const require = createRequire(import.meta.url);
-const protoRoot = require.resolve("@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto").replace(/grpc\/reflection\/v1\/reflection\.proto$/, "");
-
-type Version = "v1" | "v1alpha";
-
-interface GrpcRequest {
-  host?: string;
-  fileByFilename?: string;
-  fileContainingSymbol?: string;
-  fileContainingExtension?: { containingType: string; extensionNumber: number };
-  allExtensionNumbersOfType?: string;
-  listServices?: string;
-}
-
-interface GrpcResponse {
-  validHost: string;
-  originalRequest: GrpcRequest & { messageRequest?: string };
-  messageResponse: "fileDescriptorResponse" | "allExtensionNumbersResponse" | "listServicesResponse" | "errorResponse";
-  fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
-  allExtensionNumbersResponse?: { baseTypeName: string; extensionNumber: number[] };
-  listServicesResponse?: { service: { name: string }[] };
-  errorResponse?: { errorCode: number; errorMessage: string };
-}
-
-type ReflectionClient = grpc.Client & {
-  ServerReflectionInfo(): grpc.ClientDuplexStream<GrpcRequest, GrpcResponse>;
-};
-
-function grpcClient(version: Version): ReflectionClient {
-  const definition = loadSync(`grpc/reflection/${version}/reflection.proto`, {
-    includeDirs: [protoRoot],
-    oneofs: true,
-    defaults: true,
-  });
-  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-    grpc: { reflection: Record<Version, { ServerReflection: grpc.ServiceClientConstructor }> };
-  };
-  const Ctor = loaded.grpc.reflection[version].ServerReflection;
-  return new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as ReflectionClient;
-}
-
-/** Sends all requests on one stream and collects every response. */
-async function exchange(version: Version, requests: GrpcRequest[]): Promise<GrpcResponse[]> {
-  const client = grpcClient(version);
-  try {
-    return await new Promise<GrpcResponse[]>((resolve, reject) => {
-      const responses: GrpcResponse[] = [];
-      const call = client.ServerReflectionInfo();
-      call.on("data", (res: GrpcResponse) => responses.push(res));
-      call.on("error", reject);
-      call.on("end", () => resolve(responses));
-      for (const req of requests) call.write(req);
-      call.end();
-    });
-  } finally {
-    client.close();
-  }
-}
-
-async function ask(version: Version, request: GrpcRequest): Promise<GrpcResponse> {
+async function ask(version: Version, request: GrpcReflectionRequest): Promise<GrpcReflectionResponse> {
   const [response, ...rest] = await exchange(version, [request]);
   expect(rest).toHaveLength(0);
   return response!;
 }
 
-function decodeFiles(res: GrpcResponse): FileDescriptorProto[] {
+function decodeFiles(res: GrpcReflectionResponse): FileDescriptorProto[] {
   expect(res.messageResponse, JSON.stringify(res.errorResponse)).toBe("fileDescriptorResponse");
   return res.fileDescriptorResponse!.fileDescriptorProto.map((bytes) => fromBinary(FileDescriptorProtoSchema, new Uint8Array(bytes)));
 }
@@ -292,7 +237,7 @@ describe.each<Version>(["v1", "v1alpha"])("grpc.reflection.%s over @grpc/grpc-js
   });
 
   it("answers several requests on one stream in order", async () => {
-    const requests: GrpcRequest[] = [
+    const requests: GrpcReflectionRequest[] = [
       { fileContainingSymbol: "grpc.health.v1.Health" },
       { listServices: "" },
       { fileContainingSymbol: "auth.User" },

@@ -11,6 +11,11 @@
  *   qualified names of the services the server exposes (the caller includes
  *   the reflection services and grpc.health.v1.Health when registered).
  *
+ * - `documented`: file name → serialized descriptor carrying the proto comments
+ *   (documentedDescriptors()); such a file is served as it is, so grpcurl
+ *   `describe` and Postman show the comments. Other files are served from
+ *   their embedded descriptors (no comments).
+ *
  * Registers `ServerReflectionInfo` of both reflection versions on `router`,
  * backed by one implementation. Each request on the stream gets exactly one
  * response, in order. Failed lookups are answered in-stream with an
@@ -37,8 +42,8 @@ type ResponseBody =
   | { case: "listServicesResponse"; value: { service: { name: string }[] } }
   | { case: "errorResponse"; value: { errorCode: number; errorMessage: string } };
 
-export function registerReflection(router: ConnectRouter, files: DescFile[], serviceNames: () => string[]): void {
-  const answer = createReflector([...files, v1.file_grpc_reflection_v1_reflection, v1alpha.file_grpc_reflection_v1alpha_reflection], serviceNames);
+export function registerReflection(router: ConnectRouter, files: DescFile[], serviceNames: () => string[], documented = new Map<string, Uint8Array>()): void {
+  const answer = createReflector([...files, v1.file_grpc_reflection_v1_reflection, v1alpha.file_grpc_reflection_v1alpha_reflection], serviceNames, documented);
   router.service(v1.ServerReflection, {
     async *serverReflectionInfo(requests) {
       for await (const req of requests) {
@@ -63,7 +68,7 @@ export function registerReflection(router: ConnectRouter, files: DescFile[], ser
   });
 }
 
-function createReflector(roots: DescFile[], serviceNames: () => string[]): (req: ReflectionRequest) => ResponseBody {
+function createReflector(roots: DescFile[], serviceNames: () => string[], documented: Map<string, Uint8Array>): (req: ReflectionRequest) => ResponseBody {
   const filesByName = new Map<string, DescFile>();
   const symbols = new Map<string, DescFile>();
   const messageTypes = new Set<string>();
@@ -121,7 +126,7 @@ function createReflector(roots: DescFile[], serviceNames: () => string[]): (req:
   const serialize = (file: DescFile): Uint8Array => {
     let bytes = serialized.get(file);
     if (!bytes) {
-      bytes = toBinary(FileDescriptorProtoSchema, withJsonNames(file));
+      bytes = documented.get(file.proto.name) ?? toBinary(FileDescriptorProtoSchema, withJsonNames(file));
       serialized.set(file, bytes);
     }
     return bytes;

@@ -105,7 +105,7 @@ describe("api:check", () => {
     const file = section(out, "FILE");
     expect(file).toContain("FAILED");
     expect(file).toMatch(/chat\/chat\.proto:\d+:\d+:Previously present field "4" with name "content" on message "Message" was deleted/);
-    expect(section(out, "PACKAGE")).toMatch(/: ok$/);
+    expect(section(out, "PACKAGE")).toMatch(/: ok$/m);
   });
 
   test("a renamed field in user.proto fails (JSON names are part of the contract)", async () => {
@@ -117,7 +117,7 @@ describe("api:check", () => {
     expect(other).toContain("FAILED");
     expect(other).toMatch(/user\/user\.proto:\d+:\d+:Field "3" with name "name" on message "Profile" changed option "json_name" from "displayName" to "name"/);
     expect(other).toMatch(/user\/user\.proto:\d+:\d+:Field "3" on message "Profile" changed name from "display_name" to "name"/);
-    expect(section(out, "FILE")).toMatch(/: ok$/);
+    expect(section(out, "FILE")).toMatch(/: ok$/m);
   });
 
   test("a deleted RPC outside the original services fails (stricter than WIRE_JSON, which allows it)", async () => {
@@ -125,7 +125,7 @@ describe("api:check", () => {
     await edit(
       path.join(dir, "proto/realtime/realtime.proto"),
       "service RealtimeService {",
-      "  rpc GetPresence(GetPresenceRequest) returns (GetPresenceResponse);\n",
+      "  rpc GetPresence(GetPresenceRequest) returns (GetPresenceResponse) {\n    option idempotency_level = NO_SIDE_EFFECTS;\n  }\n",
       "",
     );
     const { code, out } = await apiCheck(dir);
@@ -133,13 +133,40 @@ describe("api:check", () => {
     expect(section(out, "PACKAGE")).toMatch(/realtime\/realtime\.proto:\d+:\d+:Previously present RPC "GetPresence" on service "RealtimeService" was deleted/);
   });
 
+  test("an RPC newly marked NO_SIDE_EFFECTS passes (GET is added, POST stays); any other idempotency change fails", async () => {
+    const dir = await copyWorkspace();
+    const chat = path.join(dir, "proto/chat/chat.proto");
+    await edit(
+      chat,
+      "service ChatService {",
+      "  rpc SendMessage(SendMessageRequest) returns (SendMessageResponse);",
+      "  rpc SendMessage(SendMessageRequest) returns (SendMessageResponse) {\n    option idempotency_level = IDEMPOTENT;\n  }",
+    );
+    await edit(
+      path.join(dir, "proto/user/user.proto"),
+      "service UserService {",
+      "  rpc UpdateProfile(UpdateProfileRequest) returns (UpdateProfileResponse);",
+      "  rpc UpdateProfile(UpdateProfileRequest) returns (UpdateProfileResponse) {\n    option idempotency_level = NO_SIDE_EFFECTS;\n  }",
+    );
+    const { code, out } = await apiCheck(dir);
+    expect(code, out).toBe(1);
+    expect(section(out, "FILE")).toMatch(
+      /RPC "SendMessage" on service "ChatService" changed option "idempotency_level" from "IDEMPOTENCY_UNKNOWN" to "IDEMPOTENT"/,
+    );
+    const other = section(out, "PACKAGE");
+    expect(other).toMatch(/: ok$/m);
+    expect(other).toMatch(
+      /allowed \(POST still works; GET added\): user\/user\.proto:\d+:\d+:RPC "UpdateProfile" on service "UserService" changed option "idempotency_level" from "IDEMPOTENCY_UNKNOWN" to "NO_SIDE_EFFECTS"/,
+    );
+  });
+
   test("added fields, RPCs, enum values, services and a new package pass", async () => {
     const dir = await copyWorkspace();
     await addEverything(dir);
     const { code, out } = await apiCheck(dir);
     expect(out).toContain("api:check: compatible with the released API");
-    expect(section(out, "FILE")).toMatch(/: ok$/);
-    expect(section(out, "PACKAGE")).toMatch(/: ok$/);
+    expect(section(out, "FILE")).toMatch(/: ok$/m);
+    expect(section(out, "PACKAGE")).toMatch(/: ok$/m);
     expect(code).toBe(0);
   });
 });
@@ -195,7 +222,7 @@ describe("api:release", () => {
     const back = await apiCheck(dir);
     expect(back.code, back.out).toBe(1);
     expect(section(back.out, "FILE")).toContain('Previously present RPC "PinMessage" on service "ChatService" was deleted');
-    expect(section(back.out, "PACKAGE")).toMatch(/: ok$/);
+    expect(section(back.out, "PACKAGE")).toMatch(/: ok$/m);
   });
 
   test("a break outside the original services needs a major release; in them, no release allows it", async () => {
@@ -206,7 +233,12 @@ describe("api:release", () => {
     const chat = path.join(dir, "proto/chat/chat.proto");
     const chatText = await readFile(chat, "utf8");
     await edit(chat, "message Message {", "  string content = 4;", "  string content = 40;");
-    await edit(realtime, "service RealtimeService {", "  rpc GetPresence(GetPresenceRequest) returns (GetPresenceResponse);\n", "");
+    await edit(
+      realtime,
+      "service RealtimeService {",
+      "  rpc GetPresence(GetPresenceRequest) returns (GetPresenceResponse) {\n    option idempotency_level = NO_SIDE_EFFECTS;\n  }\n",
+      "",
+    );
 
     const frozen = await release(dir, "major");
     expect(frozen.code, frozen.out).toBe(1);

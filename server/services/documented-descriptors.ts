@@ -1,0 +1,57 @@
+import { readFileSync } from "node:fs";
+import { fromBinary, toBinary, type DescFile } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type DescriptorProto, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "pino";
+
+/**
+ * The API's descriptors with their proto comments (`source_code_info`), for reflection: protoc-gen-es embeds
+ * descriptors without them, so `npm run generate` also writes `gen/descriptors.binpb` (`buf build`, imports
+ * and source info included; CI checks it is reproducible like the rest of gen/). The build copies it to
+ * dist/gen/. Returns file name → serialized FileDescriptorProto, only for files whose definitions match
+ * the generated code the server runs (an out-of-date file is left out with a warning: its comments could
+ * describe fields that are not there).
+ */
+export function documentedDescriptors(
+  files: DescFile[],
+  logger?: Logger,
+  source = new URL("../../gen/descriptors.binpb", import.meta.url),
+): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  let set: FileDescriptorProto[];
+  try {
+    set = fromBinary(FileDescriptorSetSchema, readFileSync(source)).file;
+  } catch (err) {
+    logger?.warn(
+      { err, file: source.pathname },
+      "reflection serves descriptors without proto comments: gen/descriptors.binpb could not be read (npm run generate)",
+    );
+    return out;
+  }
+  const byName = new Map(set.map((f) => [f.name, f]));
+  for (const file of files) {
+    const documented = byName.get(file.proto.name);
+    if (!documented) continue;
+    if (shape(documented) !== shape(file.proto)) {
+      logger?.warn(
+        { file: file.proto.name },
+        "gen/descriptors.binpb does not match the generated code for this file (npm run generate): served without comments",
+      );
+      continue;
+    }
+    out.set(file.proto.name, toBinary(FileDescriptorProtoSchema, documented));
+  }
+  return out;
+}
+
+/** What a client could call or decode: services, methods, messages, fields and enum values, without comments or options. */
+function shape(f: FileDescriptorProto): string {
+  const msg = (m: DescriptorProto): string =>
+    `${m.name}{${m.field.map((x) => `${x.name}=${x.number}:${x.type}:${x.typeName}`).join(",")}|${m.nestedType.map(msg).join(";")}|${m.enumType.map((e) => `${e.name}(${e.value.map((v) => `${v.name}=${v.number}`).join(",")})`).join(";")}}`;
+  return [
+    f.package,
+    f.dependency.join(","),
+    f.messageType.map(msg).join(";"),
+    f.enumType.map((e) => `${e.name}(${e.value.map((v) => `${v.name}=${v.number}`).join(",")})`).join(";"),
+    f.service.map((s) => `${s.name}(${s.method.map((m) => `${m.name}:${m.inputType}>${m.outputType}:${m.serverStreaming}`).join(",")})`).join(";"),
+  ].join("\n");
+}
