@@ -32,7 +32,8 @@ for (const [at, entry] of Object.entries(packages)) {
 const root = packages[""] ?? {};
 for (const field of ["dependencies", "devDependencies"]) {
   for (const [name, range] of Object.entries(pkg[field] ?? {})) {
-    if (root[field]?.[name] !== range) problems.push(`package.json ${field}.${name} ${range} is not what the lockfile records (${root[field]?.[name] ?? "nothing"}): npm install`);
+    if (root[field]?.[name] !== range)
+      problems.push(`package.json ${field}.${name} ${range} is not what the lockfile records (${root[field]?.[name] ?? "nothing"}): npm install`);
   }
 }
 
