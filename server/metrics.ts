@@ -11,7 +11,9 @@ export class Metrics {
   readonly fastPathCalls: Counter<"protocol">;
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: "chatwire_process_" });
+    // prom-client's standard names (process_cpu_seconds_total, nodejs_eventloop_lag_seconds, ...), as stock
+    // Node.js dashboards expect them; instances are told apart by the scrape's job/instance labels.
+    collectDefaultMetrics({ register: this.registry });
     this.fastPathCalls = new Counter({
       name: "chatwire_rpc_fast_path_total",
       help: "Unary and server-streaming calls served by the lean handler instead of connect-node (RPC_FAST_PATH), by protocol",

@@ -1,4 +1,5 @@
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
 import { toConnectError } from "./errors.js";
@@ -19,7 +20,8 @@ export function observabilityInterceptor(logger: Logger, metrics: Metrics): Inte
     const finish = (err: unknown): void => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const ce = err === undefined ? undefined : ConnectError.from(err);
-      const code = ce === undefined ? "ok" : Code[ce.code].toLowerCase();
+      // As on the wire (Connect's JSON errors): "invalid_argument", not "invalidargument".
+      const code = ce === undefined ? "ok" : codeToString(ce.code);
       metrics.rpcTotal.inc({ method, code, protocol });
       metrics.rpcDuration.observe({ method, code }, ms / 1000);
       const line = { rpc: method, code, ms: Math.round(ms * 100) / 100, protocol };

@@ -92,6 +92,13 @@ describe("the one port under bad input", () => {
     expect(metrics).toMatch(/chatwire_rpc_requests_total\{method="grpc.health.v1.Health\/Check",code="ok",protocol="connect"\} \d+/);
     expect(metrics).toContain("chatwire_rpc_duration_seconds_bucket");
     expect(metrics).toContain("chatwire_open_streams");
+    // The standard process metrics, under the names stock Node.js dashboards use.
+    expect(metrics).toMatch(/^process_cpu_seconds_total \d/m);
+    expect(metrics).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
+    // Codes spelled as on the wire.
+    const bad = await fetch(`${s.url}/auth.AuthService/SendOTP`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"phone_number":"12345"}' });
+    expect(((await bad.json()) as { code: string }).code).toBe("invalid_argument");
+    expect(await (await fetch(`${s.url}/metrics`)).text()).toMatch(/chatwire_rpc_requests_total\{method="auth.AuthService\/SendOTP",code="invalid_argument",protocol="connect"\} 1/);
   });
 });
 
