@@ -96,9 +96,15 @@ describe("the one port under bad input", () => {
     expect(metrics).toMatch(/^process_cpu_seconds_total \d/m);
     expect(metrics).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
     // Codes spelled as on the wire.
-    const bad = await fetch(`${s.url}/auth.AuthService/SendOTP`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"phone_number":"12345"}' });
+    const bad = await fetch(`${s.url}/auth.AuthService/SendOTP`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"phone_number":"12345"}',
+    });
     expect(((await bad.json()) as { code: string }).code).toBe("invalid_argument");
-    expect(await (await fetch(`${s.url}/metrics`)).text()).toMatch(/chatwire_rpc_requests_total\{method="auth.AuthService\/SendOTP",code="invalid_argument",protocol="connect"\} 1/);
+    expect(await (await fetch(`${s.url}/metrics`)).text()).toMatch(
+      /chatwire_rpc_requests_total\{method="auth.AuthService\/SendOTP",code="invalid_argument",protocol="connect"\} 1/,
+    );
   });
 });
 
