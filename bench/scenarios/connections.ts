@@ -3,6 +3,11 @@ import { rssBytes } from "../lib/proc.js";
 import { sleep } from "../lib/stats.js";
 import { IDLE_STREAM_KIB } from "../lib/targets.js";
 import { kib, mib, type BenchContext, type ScenarioResult } from "../lib/context.js";
+import type { PartyCores } from "../lib/cpu.js";
+
+/** Idle CPU is measured over this long with 0, 100 and all the streams open (nothing sent). */
+const IDLE_WINDOW_MS = 20_000;
+const IDLE_STEPS = [0, 100];
 
 /** Idle subscribed devices, each on its own HTTP/2 connection: memory per stream, time to open, heartbeats on time. */
 export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioResult> {
@@ -16,18 +21,39 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
   try {
     await sleep(1000);
     const rssBefore = rssBytes(server.pid);
-    const t0 = performance.now();
-    const opened = await Promise.all(
-      subs.map((s) =>
-        s.proc.call<{ opened: number; errors: string[] }>(
-          "open",
-          { url: server.url, devices: s.devices, concurrency: 200, heartbeatSeconds, timeoutMs: 120_000 },
-          600_000,
-        ),
-      ),
-    );
-    const openMs = performance.now() - t0;
-    const open = opened.reduce((a, o) => a + o.opened, 0);
+    // Idle CPU (nothing sent, presence on): with 0 and 100 streams open, then with all of them.
+    const idle: Array<{ streams: number; cores: PartyCores }> = [];
+    const measureIdle = async (streams: number) => {
+      await sleep(2000);
+      const sampler = ctx.cpuSampler();
+      await sampler.start();
+      await sleep(IDLE_WINDOW_MS);
+      idle.push({ streams, cores: await sampler.stop() });
+    };
+    let openMs = 0;
+    let open = 0;
+    let openedUpTo = 0;
+    const openUpTo = async (count: number) => {
+      const t0 = performance.now();
+      const opened = await Promise.all(
+        subs.map((s) => {
+          const mine = s.devices.slice(Math.floor((openedUpTo * s.devices.length) / n), Math.floor((count * s.devices.length) / n));
+          return s.proc.call<{ opened: number; errors: string[] }>(
+            "open",
+            { url: server.url, devices: mine, concurrency: 200, heartbeatSeconds, timeoutMs: 120_000 },
+            600_000,
+          );
+        }),
+      );
+      openMs += performance.now() - t0;
+      open += opened.reduce((a, o) => a + o.opened, 0);
+      openedUpTo = count;
+    };
+    for (const step of IDLE_STEPS) {
+      if (step > 0) await openUpTo(step);
+      await measureIdle(step);
+    }
+    await openUpTo(n);
     // Settle, then count heartbeats over a few intervals.
     await sleep(2000);
     await Promise.all(subs.map((s) => s.proc.call("resetHeartbeats")));
@@ -40,6 +66,7 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
       ),
     );
     const rssAfter = rssBytes(server.pid);
+    await measureIdle(open);
     const hb = checks.reduce((a, c) => a + c.heartbeats, 0);
     const late = checks.reduce((a, c) => a + c.lateHeartbeats, 0);
     const live = checks.reduce((a, c) => a + c.caughtUp, 0);
@@ -63,6 +90,7 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
         "on time",
         "max gap s",
         "still open",
+        ...idle.map((i) => `idle CPU ms/s @${i.streams}`),
       ],
       rows: [
         [
@@ -77,6 +105,7 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
           `${(onTime * 100).toFixed(1)} %`,
           (maxGap / 1000).toFixed(2),
           live,
+          ...idle.map((i) => (i.cores.chatwire * 1000).toFixed(1)),
         ],
       ],
       targets: [
@@ -90,6 +119,8 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
         { what: "heartbeats on time", target: "100 %", value: `${(onTime * 100).toFixed(1)} %`, met: late === 0 && hb >= expected * 0.95 },
       ],
       notes: [
+        `idle CPU: the server's process tree (all threads, /proc), the bench database's PostgreSQL backends and nats-server over ${IDLE_WINDOW_MS / 1000} s with nothing sent, presence on, heartbeat every ${heartbeatSeconds} s`,
+        `idle CPU with PostgreSQL and NATS (ms/s): ${idle.map((i) => `${i.streams} streams: chatwire ${(i.cores.chatwire * 1000).toFixed(1)}, postgres ${(i.cores.postgres * 1000).toFixed(1)}, nats ${(i.cores.nats * 1000).toFixed(1)}`).join("; ")}`,
         "RSS per stream = (server RSS with the streams open − RSS before) / streams; includes the HTTP/2 session, socket and presence row work",
         "on time: the heartbeat came within max(1 s, 20 %) of the interval after the stream's previous event",
         ...checks
@@ -97,7 +128,7 @@ export async function scenarioConnections(ctx: BenchContext): Promise<ScenarioRe
           .slice(0, 3)
           .map((e) => `ended stream: ${e}`),
       ],
-      data: { n, open, openMs, rssBefore, rssOpen, rssAfter, perStream, heartbeats: hb, late, expected, maxGap },
+      data: { n, open, openMs, idle, rssBefore, rssOpen, rssAfter, perStream, heartbeats: hb, late, expected, maxGap },
     };
   } finally {
     await Promise.all(subs.map((s) => s.proc.call("close").catch(() => undefined)));

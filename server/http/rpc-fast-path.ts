@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, DescService, JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
@@ -105,6 +106,8 @@ export class RpcFastPath {
   private readonly endStream: ReturnType<typeof createEndStreamSerialization>;
 
   constructor(private readonly opts: RpcFastPathOptions) {
+    // Every open stream listens for the shutdown (serveStream): thousands are expected, not a leak.
+    setMaxListeners(0, opts.shutdownSignal);
     this.compressMinBytes = opts.compressMinBytes ?? 1024;
     this.endStream = createEndStreamSerialization(opts.jsonOptions);
   }

@@ -107,7 +107,7 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       // Made on the first typing indicator: most streams never see one.
       let typingTimers: Map<string, NodeJS.Timeout> | undefined;
       try {
-        const current = BigInt(bounds.last);
+        let current = BigInt(bounds.last);
         let last = since ?? current;
         let resync: string | undefined;
         if (since !== undefined && since < BigInt(bounds.prunedThrough)) {
@@ -122,9 +122,13 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
         }
         stream.lastDelivered = last;
 
-        // Replay from the database. Live stored events are only noted meanwhile;
-        // the last read happens after the switch to live, so the two overlap and
-        // the overlap is dropped by position below.
+        // Replay from the database. Live stored events are only noted meanwhile
+        // (maxNotified); the switch to live happens in the same synchronous step
+        // as the check that nothing noted is left unread, so every later notice
+        // is buffered, and a gap in them is read below. (The user's subject was
+        // subscribed before the inbox bounds were read, so a position past
+        // `current` always comes as a notice.) A device that missed nothing
+        // (since_position = current) goes live without reading the inbox.
         let replayed = 0;
         const replayFrom = async function* (upTo?: bigint) {
           for (;;) {
@@ -138,22 +142,16 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
             if (rows.length < REPLAY_PAGE) return;
           }
         };
-        if (since !== undefined && !resync) {
-          for (;;) {
-            for await (const e of replayFrom()) {
-              replayed++;
-              yield e;
-            }
-            if (stream.maxNotified <= last) break;
-          }
-        }
-        stream.live = true;
-        if (since !== undefined) {
+        // (A fresh stream, or one told to resync, starts at `current`: it reads only what was noted meanwhile.)
+        if (resync || since === undefined) current = last;
+        while (last < current || stream.maxNotified > last) {
           for await (const e of replayFrom()) {
             replayed++;
             yield e;
           }
+          current = last;
         }
+        stream.live = true;
         yield control({ case: "caughtUp", value: create(CaughtUpSchema, { position: last, replayed }) });
 
         const heartbeatMs = cfg.heartbeatSeconds * 1000;
