@@ -28,7 +28,7 @@ describe("loadConfig", () => {
     const c = loadConfig({});
     expect(c).toMatchObject({ profile: "embedded", port: 8080, host: "127.0.0.1", authDevMode: true, corsOrigins: ["*"], logLevel: "info" });
     expect(c.dataDir).toMatch(/\.chatwire$/);
-    expect([...c.roles].sort()).toEqual(["api", "worker"]);
+    expect([...c.roles].sort()).toEqual(["api", "push", "worker"]);
     expect(c.maxMessageBytes).toBe(4 * 1024 * 1024);
   });
 
