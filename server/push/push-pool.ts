@@ -115,7 +115,13 @@ export class PushPool {
         }
       }
     })();
-    this.running.set(p, { stop: () => ((stopped = true), wake?.()), done });
+    this.running.set(p, {
+      stop: () => {
+        stopped = true;
+        wake?.();
+      },
+      done,
+    });
   }
 
   private take(m: JsMsg): void {

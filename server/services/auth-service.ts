@@ -200,7 +200,17 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
         });
         // The original API's push_token: an FCM registration for the new session.
         const pushToken = req.pushToken.trim();
-        if (pushToken) await upsertRegistration(trx, { sessionId: session.id, userId: user.id, platform: "fcm", token: pushToken, apnsSandbox: false, p256dh: "", auth: "", now });
+        if (pushToken)
+          await upsertRegistration(trx, {
+            sessionId: session.id,
+            userId: user.id,
+            platform: "fcm",
+            token: pushToken,
+            apnsSandbox: false,
+            p256dh: "",
+            auth: "",
+            now,
+          });
         const refresh = tokens.claimsFor("refresh", user.id, session.id);
         const token = await tokens.sign("refresh", refresh);
         await store.setRefreshToken(trx, session.id, { hash: hashToken(token), jti: refresh.jti, issuedAt: refresh.issuedAt, expiresAt: refresh.expiresAt });

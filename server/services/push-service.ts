@@ -50,7 +50,7 @@ function parseRegistration(req: RegisterPushTokenRequest): Pick<store.NewRegistr
     try {
       url = new URL(endpoint);
     } catch {}
-    if (!url || url.protocol !== "https:" || endpoint.length > MAX_ENDPOINT) {
+    if (url?.protocol !== "https:" || endpoint.length > MAX_ENDPOINT) {
       throw bad(`web_push.endpoint: must be an https URL of at most ${MAX_ENDPOINT} characters (PushSubscription.endpoint)`);
     }
     const p256dh = base64urlBytes("web_push.p256dh", w.p256dh, 65);
