@@ -19,3 +19,4 @@ export * from "../../gen/chat/chat_pb.js";
 export * from "../../gen/realtime/realtime_pb.js";
 export * from "../../gen/user/user_pb.js";
 export * from "../../gen/status/status_pb.js";
+export * from "../../gen/push/push_pb.js";

@@ -41,7 +41,15 @@ async function device(pushToken = ""): Promise<Device> {
   await anon.sendOTP({ phoneNumber: number });
   const r = await anon.verifyOTP({ phoneNumber: number, otpCode: DEV_CODE, deviceId: `dev-${number}`, pushToken });
   const t = bearerTransport(s.url, r.accessToken);
-  return { id: r.user!.id, sessionId: r.sessionId, token: r.accessToken, refreshToken: r.refreshToken, push: createClient(PushService, t), chat: createClient(ChatService, t), auth: createClient(AuthService, t) };
+  return {
+    id: r.user!.id,
+    sessionId: r.sessionId,
+    token: r.accessToken,
+    refreshToken: r.refreshToken,
+    push: createClient(PushService, t),
+    chat: createClient(ChatService, t),
+    auth: createClient(AuthService, t),
+  };
 }
 
 /** Until every stored message has gone through push delivery: the queues empty and nothing waiting in a collapse window. */
@@ -114,7 +122,10 @@ afterAll(async () => {
 describe("push delivery", () => {
   test("a burst is one content-free push per offline device, at FCM, APNs and Web Push; none to the sender", async () => {
     await burst(sender, group, 5, "burst");
-    await until("a push at each fake", () => fcm.delivered("fcm-token-android").length > 0 && apns.delivered("ab".repeat(32)).length > 0 && web.delivered(sub.endpoint).length > 0);
+    await until(
+      "a push at each fake",
+      () => fcm.delivered("fcm-token-android").length > 0 && apns.delivered("ab".repeat(32)).length > 0 && web.delivered(sub.endpoint).length > 0,
+    );
     await settled();
     expect(fcm.delivered("fcm-token-android")).toHaveLength(1);
     expect(apns.delivered("ab".repeat(32))).toHaveLength(1);
@@ -150,7 +161,10 @@ describe("push delivery", () => {
     await iphone.chat.muteConversation({ conversationId: group });
     await stream.close();
     const db = s.server.ctx.database.db;
-    await until("the browser offline", async () => !(await db.selectFrom("presence_streams").select("stream_id").where("session_id", "=", browser.sessionId).executeTakeFirst()));
+    await until(
+      "the browser offline",
+      async () => !(await db.selectFrom("presence_streams").select("stream_id").where("session_id", "=", browser.sessionId).executeTakeFirst()),
+    );
   }, 60_000);
 
   test("previews when the user allows them; 5xx retried; a 410 removes the token", async () => {
@@ -194,9 +208,9 @@ describe("PushService", () => {
     expect(await codeOf(d.push.registerPushToken({ platform: PushPlatform.WEB_PUSH, webPush: { endpoint: "http://insecure.example/x", ...sub.keys } }))).toBe(
       Code.InvalidArgument,
     );
-    expect(await codeOf(d.push.registerPushToken({ platform: PushPlatform.WEB_PUSH, webPush: { endpoint: sub.endpoint, p256dh: "AAAA", auth: sub.keys.auth } }))).toBe(
-      Code.InvalidArgument,
-    );
+    expect(
+      await codeOf(d.push.registerPushToken({ platform: PushPlatform.WEB_PUSH, webPush: { endpoint: sub.endpoint, p256dh: "AAAA", auth: sub.keys.auth } })),
+    ).toBe(Code.InvalidArgument);
     expect(await codeOf(d.push.updatePushSettings({}))).toBe(Code.InvalidArgument);
   });
 

@@ -307,7 +307,10 @@ async function verifyVapid(header: string, origin: string): Promise<void> {
   const m = /^vapid t=([^,\s]+),\s*k=([A-Za-z0-9_-]+)$/.exec(header);
   if (!m) throw new Error("no VAPID authorization");
   const raw = Buffer.from(m[2]!, "base64url");
-  const key = await importJWK({ kty: "EC", crv: "P-256", x: raw.subarray(1, 33).toString("base64url"), y: raw.subarray(33, 65).toString("base64url") }, "ES256");
+  const key = await importJWK(
+    { kty: "EC", crv: "P-256", x: raw.subarray(1, 33).toString("base64url"), y: raw.subarray(33, 65).toString("base64url") },
+    "ES256",
+  );
   const { payload } = await jwtVerify(m[1]!, key, { audience: origin });
   if (typeof payload.sub !== "string" || !/^(mailto:|https:)/.test(payload.sub)) throw new Error("VAPID sub");
 }
