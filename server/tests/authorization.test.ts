@@ -1,3 +1,4 @@
+import { createECDH } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { DescMessage, DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createConnectRouter, type Client, type Transport } from "@connectrpc/connect";
@@ -363,7 +364,7 @@ describe("authorization table", () => {
 // a row (a new one fails the test until its row is written).
 describe("caller-scoped RPCs (push.PushService)", () => {
   const SELF: Record<string, { request: Record<string, unknown>; anonymous: Outcome }> = {
-    RegisterPushToken: { request: { platform: PushPlatform.FCM, token: "auth-table-token" }, anonymous: U },
+    RegisterPushToken: { request: { platform: PushPlatform.WEB_PUSH }, anonymous: U },
     UnregisterPushToken: { request: {}, anonymous: U },
     GetPushToken: { request: {}, anonymous: U },
     GetWebPushKey: { request: {}, anonymous: U },
@@ -389,13 +390,17 @@ describe("caller-scoped RPCs (push.PushService)", () => {
     const [owner, other] = [await login(s.url, nextPhone()), await login(s.url, nextPhone())];
     const mine = createClient(PushService, bearerTransport(s.url, owner.accessToken));
     const theirs = createClient(PushService, bearerTransport(s.url, other.accessToken));
-    await mine.registerPushToken({ platform: PushPlatform.FCM, token: "owner-token" });
+    // Web Push: the one platform a development server has keys for (generated VAPID keys).
+    const browserKey = createECDH("prime256v1");
+    browserKey.generateKeys();
+    const webPush = { endpoint: "https://push.example.com/owner", p256dh: browserKey.getPublicKey().toString("base64url"), auth: "AAAAAAAAAAAAAAAAAAAAAA" };
+    await mine.registerPushToken({ platform: PushPlatform.WEB_PUSH, webPush });
     await mine.updatePushSettings({ showPreviews: true });
     expect((await theirs.getPushToken({})).registration).toBeUndefined();
     expect((await theirs.unregisterPushToken({})).wasRegistered).toBe(false);
     expect((await theirs.getPushSettings({})).settings?.showPreviews).toBe(false);
     await theirs.updatePushSettings({ showPreviews: false });
-    expect((await mine.getPushToken({})).registration?.token).toBe("owner-token");
+    expect((await mine.getPushToken({})).registration?.webPush?.endpoint).toBe(webPush.endpoint);
     expect((await mine.getPushSettings({})).settings?.showPreviews).toBe(true);
   });
 });
