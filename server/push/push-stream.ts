@@ -1,5 +1,5 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiError, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import type { Consumer, JetStreamClient } from "@nats-io/jetstream";
+import type { Consumer, JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { partitionOf } from "../messaging/jetstream-queue.js";
@@ -62,23 +62,25 @@ export class PushStream {
       await jsm.streams.add(config).catch(() => jsm.streams.info(this.stream));
       this.logger.info("JetStream push stream created");
     });
-    for (let p = 0; p < this.consumers.length; p++) {
-      const durable_name = this.consumers[p]!;
-      await jsm.consumers.info(this.stream, durable_name).catch(async (err: unknown) => {
-        if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
-        await jsm.consumers
-          .add(this.stream, {
-            durable_name,
-            filter_subject: this.filters[p]!,
-            ack_policy: AckPolicy.Explicit,
-            ack_wait: nanos(this.opts.ackWaitMs),
-            deliver_policy: DeliverPolicy.All,
-            max_deliver: 5,
-            max_ack_pending: 10_000,
-          })
-          .catch(() => jsm.consumers.info(this.stream, durable_name));
-      });
-    }
+    // In parallel: one round trip's wait for all of them at every start.
+    await Promise.all(this.consumers.map((durable_name, p) => this.ensureConsumer(jsm, durable_name, p)));
+  }
+
+  private async ensureConsumer(jsm: JetStreamManager, durable_name: string, p: number): Promise<void> {
+    await jsm.consumers.info(this.stream, durable_name).catch(async (err: unknown) => {
+      if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
+      await jsm.consumers
+        .add(this.stream, {
+          durable_name,
+          filter_subject: this.filters[p]!,
+          ack_policy: AckPolicy.Explicit,
+          ack_wait: nanos(this.opts.ackWaitMs),
+          deliver_policy: DeliverPolicy.All,
+          max_deliver: 5,
+          max_ack_pending: 10_000,
+        })
+        .catch(() => jsm.consumers.info(this.stream, durable_name));
+    });
   }
 
   /**

@@ -62,7 +62,8 @@ export class Push {
       maxAttempts: config.push.maxAttempts,
     });
     let stream: PushStream | undefined;
-    if (o.nats) {
+    // Only the worker (which publishes) and the push role (which consumes) need the stream.
+    if (o.nats && (config.roles.has("worker") || config.roles.has("push"))) {
       stream = new PushStream({
         nc: o.nats.nc,
         subjectPrefix: config.natsSubjectPrefix,
