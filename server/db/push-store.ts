@@ -109,6 +109,8 @@ export async function pushTargets(db: Db, conversationId: string, senderId: stri
       select cp.user_id from conversation_participants cp
        where cp.conversation_id = ${conversationId} and cp.left_at is null and cp.user_id <> ${senderId}
          and (cp.muted_until is null or cp.muted_until <= ${now})
+         -- Only users with a device to wake: the unread counts below are not worked out for the others.
+         and exists (select 1 from push_tokens t where t.user_id = cp.user_id)
     ),
     unread as (
       select cp.user_id, cp.conversation_id,
@@ -126,7 +128,7 @@ export async function pushTargets(db: Db, conversationId: string, senderId: stri
       left join push_settings s on s.user_id = t.user_id
      where t.user_id in (select user_id from recipients)
        and d.revoked_at is null and (d.refresh_expires_at is null or d.refresh_expires_at > ${now})
-       and not exists (select 1 from presence_streams p where p.session_id = t.session_id and p.expires_at > ${now})
+       and not exists (select 1 from presence_streams p where p.user_id = t.user_id and p.session_id = t.session_id and p.expires_at > ${now})
   `.execute(db);
   return rows.map((r) => ({
     userId: r.user_id,

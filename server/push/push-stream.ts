@@ -1,6 +1,6 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiError, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Consumer, JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { headers, nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { partitionOf } from "../messaging/jetstream-queue.js";
 import type { OutgoingMessage } from "../messaging/types.js";
@@ -84,17 +84,23 @@ export class PushStream {
   }
 
   /**
-   * Publishes the stored messages' push events without waiting for JetStream's
-   * acks (the message worker must not wait on push). A message whose publish
-   * fails gets no push; its recipients still receive it when they reconnect.
+   * Publishes the stored messages' push events as plain NATS messages on the
+   * stream's subjects (JetStream stores them; Nats-Msg-Id drops a repeat):
+   * no ack awaited, so the message worker neither waits nor pays a request
+   * per message. A message whose event is lost (NATS gone at that instant)
+   * gets no push; its recipients still receive it when they reconnect.
    */
   publish(stored: readonly OutgoingMessage[]): void {
     for (const m of stored) {
       const event: PushEvent = { messageId: m.id, conversationId: m.conversationId, senderId: m.senderId };
       const subject = `${this.opts.subjectPrefix}.push.${partitionOf(m.conversationId, this.opts.partitions)}.${m.conversationId}`;
-      this.js.publish(subject, JSON.stringify(event), { msgID: `push:${m.id}`, timeout: 5000 }).catch((err: unknown) => {
+      const h = headers();
+      h.set("Nats-Msg-Id", `push:${m.id}`);
+      try {
+        this.opts.nc.publish(subject, JSON.stringify(event), { headers: h });
+      } catch (err) {
         this.logger.warn({ err: (err as Error).message, messageId: m.id }, "publishing a push event failed: that message gets no push");
-      });
+      }
     }
   }
 
