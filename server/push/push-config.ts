@@ -1,10 +1,12 @@
 import { existsSync } from "node:fs";
-import { ConfigError, intVar } from "../config-vars.js";
+import { boolVar, ConfigError, intVar } from "../config-vars.js";
 
 // The push settings (PUSH_*, VAPID_*, FCM_*, APNS_*): parsed here from the
 // `get` config.ts hands over (config.ts stays the only reader of process.env).
 
 export interface PushConfig {
+  /** PUSH_ENABLED=false: no push at all (no stream, no delivery); the RPCs still store registrations. */
+  enabled: boolean;
   /**
    * Web Push: VAPID keys (base64url) and the contact the push services see.
    * Keys unset outside production: generated once into CHATWIRE_DATA_DIR/vapid.json.
@@ -76,6 +78,7 @@ export function pushConfigFrom(get: (n: string) => string | undefined, isProduct
       : undefined;
 
   return {
+    enabled: boolVar(get, "PUSH_ENABLED", true),
     vapid,
     fcm,
     apns,

@@ -43,6 +43,8 @@ export class Push {
     readonly dispatcher: PushDispatcher,
     /** Production profile: where the message worker puts what it stored, for the push role. */
     readonly stream: PushStream | undefined,
+    /** Push is on (PUSH_ENABLED) and some provider is configured. */
+    readonly sends: boolean,
   ) {}
 
   static async create(o: PushCreateOptions): Promise<Push> {
@@ -62,8 +64,9 @@ export class Push {
       maxAttempts: config.push.maxAttempts,
     });
     let stream: PushStream | undefined;
-    // Only the worker (which publishes) and the push role (which consumes) need the stream.
-    if (o.nats && (config.roles.has("worker") || config.roles.has("push"))) {
+    // Only the worker (which publishes) and the push role (which consumes) need the stream, and only when something can be sent.
+    const sends = config.push.enabled && providers.length > 0;
+    if (o.nats && sends && (config.roles.has("worker") || config.roles.has("push"))) {
       stream = new PushStream({
         nc: o.nats.nc,
         subjectPrefix: config.natsSubjectPrefix,
@@ -75,15 +78,19 @@ export class Push {
       await stream.provision();
     }
     const platforms = new Set(providers.map((p) => p.platform));
-    logger.info({ providers: [...platforms], stream: stream?.stream }, "push configured");
-    return new Push(platforms, vapid?.publicKey, dispatcher, stream);
+    logger.info({ providers: [...platforms], enabled: sends, stream: stream?.stream }, "push configured");
+    return new Push(platforms, vapid?.publicKey, dispatcher, stream, sends);
   }
 
-  /** The message worker's onStored: the batch's new messages onto the push stream. */
-  readonly published = (stored: OutgoingMessage[]): void => this.stream?.publish(stored);
+  /** The message worker's onStored (undefined without a push stream): the batch's new messages onto it. */
+  get published(): ((stored: OutgoingMessage[]) => void) | undefined {
+    const stream = this.stream;
+    return stream ? (stored) => stream.publish(stored) : undefined;
+  }
 
   /** The embedded profile: the inline queue's stored messages go straight to the dispatcher. */
   inline(queue: MessageQueue): MessageQueue {
+    if (!this.sends) return queue;
     const dispatcher = this.dispatcher;
     return {
       kind: queue.kind,
