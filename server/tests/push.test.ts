@@ -171,6 +171,7 @@ describe("push delivery", () => {
     expect((await android.push.updatePushSettings({ showPreviews: true })).settings?.showPreviews).toBe(true);
     fcm.answers.set("fcm-token-android", { status: 503, headers: { "retry-after": "0" }, body: '{"error":{"status":"UNAVAILABLE"}}' });
     web.answers.set(sub.endpoint, { status: 410, body: "gone" });
+    apns.answers.set("ab".repeat(32), { status: 429, headers: { "retry-after": "0" }, body: '{"reason":"TooManyRequests"}' });
     const before = fcm.delivered("fcm-token-android").length;
     await sender.chat.sendMessage({ conversationId: group, content: "Selam!", clientMessageId: "preview-1" });
     await until("the retried FCM push", () => fcm.delivered("fcm-token-android").length > before);
@@ -178,6 +179,14 @@ describe("push delivery", () => {
     await settled();
     expect(fcm.delivered("fcm-token-android").at(-1)!.body.data).toMatchObject({ conversation_id: group, body: "Selam!" });
     expect(fcm.received.filter((r) => r.token === "fcm-token-android" && r.status === 503)).toHaveLength(1);
+    // APNs: 429 then delivered, content-free (the iPhone's user allows no previews).
+    expect(
+      apns.received
+        .filter((r) => r.token === "ab".repeat(32))
+        .map((r) => r.status)
+        .slice(-2),
+    ).toEqual([429, 200]);
+    expect(apns.delivered("ab".repeat(32)).at(-1)!.body.aps.alert).toEqual({ title: "Chatwire", body: "New message" });
     expect(await metric("chatwire_push_notifications_total", 'provider="web_push",result="invalid_token"')).toBe(1);
     expect(await metric("chatwire_push_notifications_total", 'provider="fcm",result="retry"')).toBeGreaterThanOrEqual(1);
   }, 60_000);
@@ -188,6 +197,17 @@ describe("push delivery", () => {
     await iphone.auth.revokeCurrentDevice({ refreshToken: iphone.refreshToken });
     expect(await row()).toBeUndefined();
   });
+
+  test("an FCM token FCM calls UNREGISTERED is removed", async () => {
+    fcm.answers.set("fcm-token-android", {
+      status: 404,
+      body: '{"error":{"code":404,"status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}',
+    });
+    await sender.chat.sendMessage({ conversationId: group, content: "still there?", clientMessageId: "unregistered-1" });
+    await until("the Android registration removed", async () => (await android.push.getPushToken({})).registration === undefined);
+    expect(fcm.received.filter((r) => r.token === "fcm-token-android").at(-1)!.status).toBe(404);
+    expect(await metric("chatwire_push_notifications_total", 'provider="fcm",result="invalid_token"')).toBe(1);
+  }, 60_000);
 });
 
 describe("PushService", () => {
