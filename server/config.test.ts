@@ -28,7 +28,7 @@ describe("loadConfig", () => {
     const c = loadConfig({});
     expect(c).toMatchObject({ profile: "embedded", port: 8080, host: "127.0.0.1", authDevMode: true, corsOrigins: ["*"], logLevel: "info" });
     expect(c.dataDir).toMatch(/\.chatwire$/);
-    expect([...c.roles].sort()).toEqual(["api", "worker"]);
+    expect([...c.roles].sort()).toEqual(["api", "push", "worker"]);
     expect(c.maxMessageBytes).toBe(4 * 1024 * 1024);
   });
 
@@ -71,6 +71,12 @@ describe("loadConfig", () => {
     [{ TLS_CERT_FILE: "/nonexistent.crt", TLS_KEY_FILE: "/nonexistent.key" }, "TLS_CERT_FILE"],
     [{ MAX_MESSAGE_BYTES: "-1" }, "MAX_MESSAGE_BYTES"],
     [{ STARTUP_WAIT_SECONDS: "1m" }, "STARTUP_WAIT_SECONDS"],
+    [{ VAPID_PRIVATE_KEY: "x".repeat(43) }, "VAPID_PUBLIC_KEY"],
+    [{ VAPID_PUBLIC_KEY: "short", VAPID_PRIVATE_KEY: "x".repeat(43) }, "VAPID_PUBLIC_KEY"],
+    [{ VAPID_SUBJECT: "push@example.com" }, "VAPID_SUBJECT"],
+    [{ FCM_SERVICE_ACCOUNT_FILE: "/nonexistent.json" }, "FCM_SERVICE_ACCOUNT_FILE"],
+    [{ APNS_KEY_ID: "ABC123" }, "APNS_KEY_FILE"],
+    [{ PUSH_COLLAPSE_MS: "1s" }, "PUSH_COLLAPSE_MS"],
   ])("%o is refused naming %s", (env, variable) => {
     const err = errorOf(env);
     expect(err.variable).toBe(variable);

@@ -2,12 +2,13 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { boolVar, ConfigError, cidrsVar, intVar, type RateWindow, windowsVar } from "./config-vars.js";
+import { pushConfigFrom, type PushConfig } from "./push/push-config.js";
 
 export { ConfigError };
 export type { RateWindow };
 
 /** Which halves of Chatwire this process runs (ARCHITECTURE.md, "Roles"). */
-type Role = "api" | "worker";
+type Role = "api" | "worker" | "push";
 
 type Profile = "embedded" | "production";
 
@@ -70,6 +71,8 @@ export interface Config {
   trustedProxies: string[];
   /** Which header trusted proxies name the client in. */
   trustedProxyHeader: "x-forwarded-for" | "forwarded";
+  /** Push notifications (server/push/): providers and delivery. */
+  push: PushConfig;
 }
 
 /**
@@ -240,12 +243,12 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError("LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
   }
 
-  const rolesRaw = (get("CHATWIRE_ROLES") ?? "api,worker")
+  const rolesRaw = (get("CHATWIRE_ROLES") ?? "api,worker,push")
     .split(",")
     .map((r) => r.trim())
     .filter(Boolean);
-  if (rolesRaw.length === 0 || rolesRaw.some((r) => r !== "api" && r !== "worker")) {
-    throw new ConfigError("CHATWIRE_ROLES", `must be "api", "worker" or "api,worker", got "${get("CHATWIRE_ROLES")}"`);
+  if (rolesRaw.length === 0 || rolesRaw.some((r) => r !== "api" && r !== "worker" && r !== "push")) {
+    throw new ConfigError("CHATWIRE_ROLES", `must be a comma-separated list of api, worker and push, got "${get("CHATWIRE_ROLES")}"`);
   }
   const roles = new Set(rolesRaw as Role[]);
 
@@ -388,5 +391,6 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimits,
     trustedProxies,
     trustedProxyHeader,
+    push: pushConfigFrom(get, isProduction, dataDir),
   };
 }

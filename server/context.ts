@@ -10,6 +10,7 @@ import type { EventBus } from "./messaging/bus.js";
 import type { NatsLink } from "./messaging/nats.js";
 import type { MessageQueue } from "./messaging/message-queue.js";
 import type { Metrics } from "./metrics.js";
+import type { Push } from "./push/push.js";
 import type { RealtimeHub } from "./realtime/hub.js";
 
 /**
@@ -34,6 +35,8 @@ export interface AppContext {
   /** Live events to users' devices (streams, typing, presence, ephemeral fan-out). */
   realtime: RealtimeHub;
   metrics: Metrics;
+  /** Push notifications: providers, dispatcher, and the push stream on the production profile. */
+  push: Push;
   health: HealthState;
   clock: Clock;
   /** Aborted (with a ConnectError Unavailable) when the server starts stopping. */

@@ -8,6 +8,7 @@ import { RealtimeService, file_realtime_realtime } from "../gen/realtime/realtim
 import { Health, file_health_v1_health } from "../gen/health/v1/health_pb.js";
 import { StatusService, file_status_status } from "../gen/status/status_pb.js";
 import { UserService, file_user_user } from "../gen/user/user_pb.js";
+import { PushService, file_push_push } from "../gen/push/push_pb.js";
 import type { AppContext } from "./context.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createChatService } from "./services/chat/index.js";
@@ -17,6 +18,7 @@ import { documentedDescriptors } from "./services/documented-descriptors.js";
 import { registerReflection } from "./services/reflection-service.js";
 import { createStatusService } from "./services/status-service.js";
 import { createUserService } from "./services/user-service.js";
+import { createPushService } from "./services/push-service.js";
 
 /**
  * Every service registered in one place. Returns the names of the services
@@ -38,6 +40,9 @@ export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[]
     router.service(StatusService, createStatusService(ctx));
     services.push(UserService, StatusService);
     files.push(file_user_user, file_status_status);
+    router.service(PushService, createPushService(ctx));
+    services.push(PushService);
+    files.push(file_push_push);
   }
 
   const names = [...services.map((s) => s.typeName), "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { IncomingMessage } from "node:http";
+import type { Agent as HttpsAgent } from "node:https";
 import type { Http2ServerRequest } from "node:http2";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
@@ -45,6 +46,8 @@ import { RealtimeHub } from "./realtime/hub.js";
 import { resetTransportKey, transportResetter } from "./realtime/transport-key.js";
 import { scheduleJobs } from "./jobs.js";
 import { Scheduler } from "./scheduler.js";
+import { Push } from "./push/push.js";
+import { PushPool } from "./push/push-pool.js";
 
 export interface CreateOptions {
   logger?: Logger;
@@ -57,6 +60,8 @@ export interface CreateOptions {
   otp?: OtpProvider;
   /** Tests only: hooks into the message worker. */
   workerHooks?: WorkerHooks;
+  /** Tests only: an https agent trusting the fake Web Push service's certificate. */
+  webPushAgent?: HttpsAgent;
 }
 
 /**
@@ -71,6 +76,8 @@ export class ChatwireServer {
   private readonly scheduler: Scheduler;
   /** Consumes the JetStream queue's partitions; only with NATS and the "worker" role. */
   private worker: WorkerPool | undefined;
+  /** Consumes the push stream's partitions; only with NATS and the "push" role. */
+  private pushPool: PushPool | undefined;
 
   private constructor(
     readonly ctx: AppContext,
@@ -126,9 +133,19 @@ export class ChatwireServer {
     const bus = opts.bus ?? (nats ? new NatsBus(nats.nc, logger) : new InProcessBus());
     const otp = opts.otp ?? createOtpProvider(config, logger);
     const shutdown = new AbortController();
-    const messages: MessageQueue = jetStreamQueue ?? new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger });
     const guard = new SessionGuard(database.db, bus, config.auth.sessionCacheSeconds * 1000, clock, logger);
     const metrics = new Metrics();
+    let push: Push;
+    try {
+      push = await Push.create({ config, db: database.db, logger, clock, registry: metrics.registry, nats, webPushAgent: opts.webPushAgent });
+    } catch (err) {
+      await nats?.nc.close();
+      if (!opts.database) await database.close();
+      throw err;
+    }
+    const inline = new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger });
+    // Embedded: the push role sends right after the inline store.
+    const messages: MessageQueue = jetStreamQueue ?? (config.roles.has("push") ? push.inline(inline) : inline);
     // One /metrics per process (each scrape reaches whichever process gets the connection): say which.
     if (config.processIndex !== undefined) metrics.registry.setDefaultLabels({ process: String(config.processIndex) });
     const ctx: AppContext = {
@@ -158,6 +175,7 @@ export class ChatwireServer {
         metrics,
       }),
       metrics,
+      push,
       health: new HealthState(),
       clock,
       shutdownSignal: shutdown.signal,
@@ -188,6 +206,8 @@ export class ChatwireServer {
         ackWaitMs: config.worker.ackWaitSeconds * 1000,
         registry: metrics.registry,
         hooks: this.workerHooks,
+        // What it stored goes onto the push stream, for the push role.
+        onStored: this.ctx.push.published,
         // One worker per partition at a time (per-conversation order); the workers of all instances share them.
         locks: config.databaseUrl ? new PgPartitionLocks(config.databaseUrl, `chatwire-partitions:${queue.names.stream}`, logger) : new LocalPartitionLocks(),
         // The lock of releases before partitions: draining their consumer excludes an old worker still running.
@@ -196,6 +216,19 @@ export class ChatwireServer {
       this.worker.start();
       // Ready means it knows which partitions it holds (none: standing by).
       await Promise.race([this.worker.decided, new Promise((r) => setTimeout(r, 3000).unref())]);
+    }
+    const pushStream = this.ctx.push.stream;
+    if (pushStream && config.roles.has("push")) {
+      this.pushPool = new PushPool({
+        stream: pushStream,
+        dispatcher: this.ctx.push.dispatcher,
+        locks: config.databaseUrl
+          ? new PgPartitionLocks(config.databaseUrl, `chatwire-push-partitions:${pushStream.stream}`, logger)
+          : new LocalPartitionLocks(),
+        logger,
+        ackWaitMs: config.worker.ackWaitSeconds * 1000,
+      });
+      this.pushPool.start();
     }
     const interceptors = [
       observabilityInterceptor(logger, metrics),
@@ -300,6 +333,7 @@ export class ChatwireServer {
       checks.partitions = `${owned.length} of ${this.ctx.config.worker.partitions}: ${owned.join(",")}`;
       if (this.worker.draining) checks.partitions += " (draining the pre-partition consumer)";
     }
+    if (this.pushPool) checks.push = `${this.pushPool.owned.length} of ${this.ctx.config.worker.partitions} partitions`;
     return { ready, checks };
   }
 
@@ -326,6 +360,9 @@ export class ChatwireServer {
     // After the API (its last SendMessage calls have published) and before
     // NATS drains (the worker still acks what it stored).
     await this.worker?.stop().catch((err: unknown) => logger.warn({ err }, "stopping the message worker failed"));
+    // Pushes waiting for their collapse window go out now; then no more.
+    await this.pushPool?.stop().catch((err: unknown) => logger.warn({ err }, "stopping push delivery failed"));
+    await this.ctx.push.dispatcher.stop();
     this.ctx.auth.guard.stop();
     if (this.ctx.nats && !this.ctx.nats.nc.isClosed()) {
       await this.ctx.nats.nc.drain().catch((err: unknown) => logger.warn({ err }, "NATS drain failed"));

@@ -5,6 +5,7 @@ import { ChatService, type Message, type SendMessageRequest, type SendMessageReq
 import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
 import { StatusService } from "../../gen/status/status_pb.js";
 import { UserService } from "../../gen/user/user_pb.js";
+import { PushService } from "../../gen/push/push_pb.js";
 import { Emitter } from "./emitter.js";
 import { Outbox, type OutboxOptions, type OutboxStore } from "./outbox.js";
 import { backoffDelay, isTransient, randomId, sleep } from "./retry.js";
@@ -102,6 +103,8 @@ export class ChatwireClient extends Emitter<ClientEvents> {
   readonly users: Client<typeof UserService>;
   /** StatusService: 24-hour status updates, their feed, views and replies. */
   readonly status: Client<typeof StatusService>;
+  /** PushService: this device's push registration (FCM, APNs, Web Push), the VAPID key, push settings. */
+  readonly push: Client<typeof PushService>;
   /** The token store in use. */
   readonly tokens: TokenStore;
   /**
@@ -195,6 +198,7 @@ export class ChatwireClient extends Emitter<ClientEvents> {
     this.realtime = createClient(RealtimeService, transport);
     this.users = createClient(UserService, transport);
     this.status = createClient(StatusService, transport);
+    this.push = createClient(PushService, transport);
   }
 
   /** The logged-in user's id, or undefined when logged out. */

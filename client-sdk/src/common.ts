@@ -26,3 +26,4 @@ export { EventSchema as ChatwireEventSchema } from "../../gen/realtime/realtime_
 export type { Event } from "../../gen/realtime/realtime_pb.js";
 export * from "../../gen/user/user_pb.js";
 export * from "../../gen/status/status_pb.js";
+export * from "../../gen/push/push_pb.js";

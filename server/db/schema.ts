@@ -311,6 +311,8 @@ export interface Database {
   status_views: StatusViewsTable;
   status_replies: StatusRepliesTable;
   rate_limit_points: RateLimitPointsTable;
+  push_tokens: PushTokensTable;
+  push_settings: PushSettingsTable;
 }
 
 // ---- 0010_limits_group_privacy ---------------------------------------------------
@@ -324,5 +326,29 @@ interface RateLimitPointsTable {
   expire: string | null;
 }
 
+// ---- 0017_push ----------------------------------------------------------------------
+
+/** Where a session's device is woken (at most one per session; dies with it). */
+interface PushTokensTable {
+  session_id: string;
+  user_id: string;
+  /** 'fcm' | 'apns' | 'web_push'. */
+  platform: string;
+  /** The FCM or APNs token, or the Web Push endpoint. */
+  token: string;
+  apns_sandbox: Generated<boolean>;
+  /** Web Push keys (base64url); empty otherwise. */
+  p256dh: Generated<string>;
+  auth: Generated<string>;
+  updated_at: Date;
+}
+
+interface PushSettingsTable {
+  user_id: string;
+  show_previews: Generated<boolean>;
+  updated_at: Date;
+}
+
 export type User = Selectable<UsersTable>;
+export type PushTokenRow = Selectable<PushTokensTable>;
 export type UserDevice = Selectable<UserDevicesTable>;

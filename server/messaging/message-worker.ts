@@ -294,6 +294,7 @@ export class MessageWorker {
     // batch (which finds these stored, and announces nothing) loses no notice.
     const notices = results.flatMap((r): InboxNotice[] => (r.ok ? r.notices : []));
     publishNotices(this.opts.bus, this.opts.queue.subjectPrefix, notices);
+    this.opts.onStored?.(valid.flatMap(({ out }, i) => (results[i]?.ok && !results[i].message.duplicate ? [out] : [])));
     this.logger.debug(
       { messages: batch.length, notices: notices.length, storeMs: +(storedAt - started).toFixed(2), publishMs: +(performance.now() - storedAt).toFixed(2) },
       "batch stored",

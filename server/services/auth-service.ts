@@ -9,6 +9,7 @@ import { InvalidPhoneNumberError, normalizePhoneNumber } from "../auth/phone.js"
 import { TokenError, TokenService, hashToken, type TokenClaims } from "../auth/tokens.js";
 import type { AppContext } from "../context.js";
 import * as store from "../db/auth-store.js";
+import { deleteRegistrations, upsertRegistration } from "../db/push-store.js";
 import type { User, UserDevice } from "../db/schema.js";
 import { isUuid } from "../domain/ids.js";
 import { codePoints } from "../domain/text.js";
@@ -62,6 +63,8 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
    */
   async function revoked(userId: string, sessionIds: string[]): Promise<void> {
     guard.revoked(sessionIds);
+    // Their push registrations die with them (delivery skips revoked sessions anyway).
+    await deleteRegistrations(db, sessionIds).catch((err: unknown) => logger.warn({ err, userId, sessionIds }, "removing push registrations failed"));
     await ctx.realtime
       .sessionsRevoked(userId, sessionIds)
       .catch((err: unknown) => logger.warn({ err, userId, sessionIds }, "storing session_revoked events failed"));
@@ -195,6 +198,19 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
           pushToken: req.pushToken.trim(),
           now,
         });
+        // The original API's push_token: an FCM registration for the new session.
+        const pushToken = req.pushToken.trim();
+        if (pushToken)
+          await upsertRegistration(trx, {
+            sessionId: session.id,
+            userId: user.id,
+            platform: "fcm",
+            token: pushToken,
+            apnsSandbox: false,
+            p256dh: "",
+            auth: "",
+            now,
+          });
         const refresh = tokens.claimsFor("refresh", user.id, session.id);
         const token = await tokens.sign("refresh", refresh);
         await store.setRefreshToken(trx, session.id, { hash: hashToken(token), jti: refresh.jti, issuedAt: refresh.issuedAt, expiresAt: refresh.expiresAt });

@@ -1,3 +1,4 @@
+import { createECDH } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { DescMessage, DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createConnectRouter, type Client, type Transport } from "@connectrpc/connect";
@@ -7,6 +8,7 @@ import { AuthService } from "../../gen/auth/auth_pb.js";
 import { ChatService, ParticipantRole } from "../../gen/chat/chat_pb.js";
 import { StatusAudience, StatusService } from "../../gen/status/status_pb.js";
 import { UserService } from "../../gen/user/user_pb.js";
+import { PushPlatform, PushService } from "../../gen/push/push_pb.js";
 import { registerRoutes } from "../routes.js";
 import { bearerTransport, login } from "./helpers/login.js";
 import { phoneSequence } from "./helpers/social.js";
@@ -352,5 +354,53 @@ describe("authorization table", () => {
     // The matrix size, for the record (issue 13's closing note).
     console.log(`authorization table: ${served.size} RPCs × ${ROLES.length} callers = ${cells} cells`);
     expect(cells).toBe(served.size * ROLES.length);
+  });
+});
+
+// RPCs that name no resource act on the caller's own session or account: the
+// push registration of the calling session, the caller's push settings. Their
+// rows: no token is Unauthenticated; another user's call neither sees nor
+// removes the owner's registration or setting. Every push.PushService RPC has
+// a row (a new one fails the test until its row is written).
+describe("caller-scoped RPCs (push.PushService)", () => {
+  const SELF: Record<string, { request: Record<string, unknown>; anonymous: Outcome }> = {
+    RegisterPushToken: { request: { platform: PushPlatform.WEB_PUSH }, anonymous: U },
+    UnregisterPushToken: { request: {}, anonymous: U },
+    GetPushToken: { request: {}, anonymous: U },
+    GetWebPushKey: { request: {}, anonymous: U },
+    GetPushSettings: { request: {}, anonymous: U },
+    UpdatePushSettings: { request: { showPreviews: true }, anonymous: U },
+  };
+
+  test("each answers Unauthenticated without a token and touches only the caller's own session and settings", async () => {
+    const router = createConnectRouter();
+    registerRoutes(router, s.server.ctx);
+    const served = router.handlers.filter((h) => h.service.typeName === "push.PushService").map((h) => h.method.name);
+    expect(served.sort()).toEqual(Object.keys(SELF).sort());
+
+    const anonymous = createClient(PushService, createConnectTransport({ baseUrl: s.url, httpVersion: "1.1" })) as unknown as Record<
+      string,
+      (req: Record<string, unknown>) => Promise<unknown>
+    >;
+    for (const [name, row] of Object.entries(SELF)) {
+      const method = name.charAt(0).toLowerCase() + name.slice(1);
+      expect(await outcome(anonymous[method]!(row.request)), name).toBe(row.anonymous);
+    }
+
+    const [owner, other] = [await login(s.url, nextPhone()), await login(s.url, nextPhone())];
+    const mine = createClient(PushService, bearerTransport(s.url, owner.accessToken));
+    const theirs = createClient(PushService, bearerTransport(s.url, other.accessToken));
+    // Web Push: the one platform a development server has keys for (generated VAPID keys).
+    const browserKey = createECDH("prime256v1");
+    browserKey.generateKeys();
+    const webPush = { endpoint: "https://push.example.com/owner", p256dh: browserKey.getPublicKey().toString("base64url"), auth: "AAAAAAAAAAAAAAAAAAAAAA" };
+    await mine.registerPushToken({ platform: PushPlatform.WEB_PUSH, webPush });
+    await mine.updatePushSettings({ showPreviews: true });
+    expect((await theirs.getPushToken({})).registration).toBeUndefined();
+    expect((await theirs.unregisterPushToken({})).wasRegistered).toBe(false);
+    expect((await theirs.getPushSettings({})).settings?.showPreviews).toBe(false);
+    await theirs.updatePushSettings({ showPreviews: false });
+    expect((await mine.getPushToken({})).registration?.webPush?.endpoint).toBe(webPush.endpoint);
+    expect((await mine.getPushSettings({})).settings?.showPreviews).toBe(true);
   });
 });

@@ -176,3 +176,45 @@ test("the app's files are served at / with their types; nothing outside dist/web
   const rpc = await fetch(`${s.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
   expect(await rpc.json()).toEqual({ status: "SERVING" });
 });
+
+test("the service worker shows a Web Push as a notification (delivered through the DevTools protocol)", async () => {
+  // The browser vendors' push services cannot be reached here, so the push is
+  // delivered to the registered service worker by Chromium itself
+  // (ServiceWorker.deliverPushMessage), with the payload the server sends.
+  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  contexts.push(context);
+  context.setDefaultTimeout(15_000);
+  await context.grantPermissions(["notifications"], { origin: s.url });
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  const registrations = new Map<string, string>();
+  cdp.on("ServiceWorker.workerRegistrationUpdated", (e: { registrations: Array<{ registrationId: string; scopeURL: string; isDeleted: boolean }> }) => {
+    for (const r of e.registrations) if (!r.isDeleted) registrations.set(r.scopeURL, r.registrationId);
+  });
+  await cdp.send("ServiceWorker.enable");
+  await logIn(page, "+14155580011");
+  // The page registers /sw.js after login; wait until it is active.
+  expect(await page.evaluate(async () => (await navigator.serviceWorker.ready).active?.scriptURL)).toBe(`${s.url}/sw.js`);
+  await expect.poll(() => registrations.get(`${s.url}/`), SLOW).toBeDefined();
+
+  const conversationId = "0b7f5a52-2f0e-4a43-9c53-8d2f4b1e6f10";
+  await cdp.send("ServiceWorker.deliverPushMessage", {
+    origin: s.url,
+    registrationId: registrations.get(`${s.url}/`)!,
+    data: JSON.stringify({ conversation_id: conversationId, unread: 3, badge: 4 }),
+  });
+  const shown = () =>
+    page.evaluate(async () =>
+      (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data as unknown })),
+    );
+  await expect.poll(shown, SLOW).toEqual([{ title: "Chatwire", body: "3 new messages", tag: conversationId, data: { conversationId } }]);
+
+  // With previews allowed the push carries a title and text; the same conversation's notification is replaced.
+  await cdp.send("ServiceWorker.deliverPushMessage", {
+    origin: s.url,
+    registrationId: registrations.get(`${s.url}/`)!,
+    data: JSON.stringify({ conversation_id: conversationId, unread: 4, badge: 5, title: "Ayşe", body: "Selam!" }),
+  });
+  await expect.poll(shown, SLOW).toEqual([{ title: "Ayşe", body: "Selam!", tag: conversationId, data: { conversationId } }]);
+  await shot(page, "10-push-service-worker");
+});

@@ -1,4 +1,5 @@
 import { Code, ConnectError, createChatwireClient, MessageKind, ReceiptState, type Conversation, type Message, type Subscription } from "@chatwire/client";
+import { enablePush, registerServiceWorker } from "./push.js";
 import "./style.css";
 
 // The Chatwire browser client: plain DOM, one module. State lives in the
@@ -187,6 +188,12 @@ async function start(): Promise<void> {
         ),
         h(
           "div",
+          { class: "push" },
+          h("button", { class: "link", "data-testid": "enable-push", onclick: () => void turnOnPush() }, "Notifications"),
+          h("span", { id: "push-status", "data-testid": "push-status" }),
+        ),
+        h(
+          "div",
           { class: "actions" },
           h("button", { onclick: () => showNewChat(false), "data-testid": "new-chat" }, "New chat"),
           h("button", { onclick: () => showNewChat(true), "data-testid": "new-group" }, "New group"),
@@ -197,8 +204,22 @@ async function start(): Promise<void> {
       h("section", { id: "pane", class: "pane" }, h("p", { class: "empty" }, "Pick a conversation or start a new one.")),
     ),
   );
+  // The service worker shows pushes while this page is closed; a click on one opens its conversation here.
+  void registerServiceWorker().catch(() => undefined);
   await reload();
 }
+
+/** The "Notifications" button: permission, subscription, registration for this session. */
+async function turnOnPush(): Promise<void> {
+  const status = document.getElementById("push-status");
+  if (status) status.textContent = "…";
+  const text = await enablePush(client).catch((err: unknown) => `Notifications unavailable: ${errorText(err)}`);
+  if (status) status.textContent = text;
+}
+
+navigator.serviceWorker?.addEventListener("message", (e: MessageEvent<{ type?: string; conversationId?: string }>) => {
+  if (e.data?.type === "open-conversation" && e.data.conversationId && state.convs.has(e.data.conversationId)) void openConversation(e.data.conversationId);
+});
 
 /** Loads the conversation list, then (re)subscribes from the position it was read at. */
 async function reload(): Promise<void> {

@@ -100,6 +100,8 @@ export async function deleteQueueStream(config: Pick<Config, "natsUrl" | "natsSu
   try {
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(streamName(config.natsSubjectPrefix)).catch(() => undefined);
+    // The push stream (server/push/push-stream.ts) beside it.
+    await jsm.streams.delete(`${config.natsSubjectPrefix.toUpperCase().replaceAll("-", "_")}_PUSH`).catch(() => undefined);
   } finally {
     await nc.close();
   }
