@@ -8,13 +8,13 @@ import { decodeOutgoing, type JetStreamQueue } from "./jetstream-queue.js";
 import { storeMessages, type StoreResult } from "./store.js";
 
 /** A message read from the stream by sequence (not a delivery: it has no ack subject). */
-export interface HeldMessage {
+interface HeldMessage {
   streamSeq: number;
   subject: string;
   data: Uint8Array;
 }
 
-export interface HeldRange {
+interface HeldRange {
   /** ack_floor + 1 … delivered, in stream sequence: what a previous owner may hold unacked. */
   from: number;
   to: number;
@@ -35,7 +35,7 @@ export interface HeldRange {
  * First waits (at most waitMs) for the previous worker's open pull requests
  * to end: until they expire the server may still deliver into them.
  */
-export async function heldByPreviousOwner(queue: JetStreamQueue, consumer: string, waitMs: number, sleep: (ms: number) => Promise<void>): Promise<HeldRange> {
+async function heldByPreviousOwner(queue: JetStreamQueue, consumer: string, waitMs: number, sleep: (ms: number) => Promise<void>): Promise<HeldRange> {
   const jsm = await jetstreamManager(queue.nc, { checkAPI: false });
   const { stream, subjects } = queue.names;
   const deadline = performance.now() + waitMs;
