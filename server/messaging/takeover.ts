@@ -35,12 +35,18 @@ interface HeldRange {
  * First waits (at most waitMs) for the previous worker's open pull requests
  * to end: until they expire the server may still deliver into them.
  */
-async function heldByPreviousOwner(queue: JetStreamQueue, consumer: string, waitMs: number, sleep: (ms: number) => Promise<void>): Promise<HeldRange> {
+async function heldByPreviousOwner(
+  queue: JetStreamQueue,
+  consumer: string,
+  waitMs: number,
+  sleep: (ms: number) => Promise<void>,
+  stillOwner: () => boolean,
+): Promise<HeldRange> {
   const jsm = await jetstreamManager(queue.nc, { checkAPI: false });
   const { stream, subjects } = queue.names;
   const deadline = performance.now() + waitMs;
   let info = await jsm.consumers.info(stream, consumer);
-  while (info.num_waiting > 0 && performance.now() < deadline) {
+  while (info.num_waiting > 0 && performance.now() < deadline && stillOwner()) {
     await sleep(100);
     info = await jsm.consumers.info(stream, consumer);
   }
@@ -48,7 +54,7 @@ async function heldByPreviousOwner(queue: JetStreamQueue, consumer: string, wait
   const to = info.delivered.stream_seq;
   const filter = info.config.filter_subject || subjects;
   const messages: HeldMessage[] = [];
-  for (let seq = from; seq <= to; ) {
+  for (let seq = from; seq <= to && stillOwner(); ) {
     // The first message at or after seq on the filter (NATS 2.9: next_by_subj takes wildcards).
     // (The client's type names next_by_subj for direct gets only; STREAM.MSG.GET takes it too.)
     const m = await jsm.streams.getMessage(stream, { seq, next_by_subj: filter } as MsgRequest);
@@ -86,8 +92,8 @@ export interface TakeOverOptions {
  * worker retries the whole takeover).
  */
 export async function storeHeldByPreviousOwner(o: TakeOverOptions): Promise<void> {
-  const held = await heldByPreviousOwner(o.queue, o.consumer, o.waitMs, o.sleep);
-  if (held.messages.length === 0) return;
+  const held = await heldByPreviousOwner(o.queue, o.consumer, o.waitMs, o.sleep, o.stillOwner);
+  if (held.messages.length === 0 || !o.stillOwner()) return;
   const ctx = { consumer: o.consumer, messages: held.messages.length, streamSeqs: [held.from, held.to], pullsStillOpen: held.pullsStillOpen };
   o.logger.info(ctx, "storing what the previous worker held unacked, before anything new");
   let newlyStored = 0;
