@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { QueueUnavailableError, type MessageQueue } from "./message-queue.js";
 import type { OutgoingMessage, StatusQuote } from "./types.js";
 import { isNatsUnavailableError, natsConnected } from "./nats.js";
+import { JetStreamPublisher } from "./jetstream-publisher.js";
 import { isUuid } from "../domain/ids.js";
 
 /** NATS names owned by one deployment (config.natsSubjectPrefix). */
@@ -108,6 +109,7 @@ export class JetStreamQueue implements MessageQueue {
   readonly names: QueueNames;
   readonly partitions: number;
   readonly js: JetStreamClient;
+  private readonly publisher: JetStreamPublisher;
   private readonly logger: Logger;
   private provisioned = false;
 
@@ -115,6 +117,7 @@ export class JetStreamQueue implements MessageQueue {
     this.partitions = opts.partitions ?? DEFAULT_PARTITIONS;
     this.names = queueNames(opts.subjectPrefix, this.partitions);
     this.js = jetstream(opts.nc);
+    this.publisher = new JetStreamPublisher(opts.nc, opts.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS);
     this.logger = opts.logger.child({ component: "jetstream-queue", stream: this.names.stream });
   }
 
@@ -295,11 +298,8 @@ export class JetStreamQueue implements MessageQueue {
     if (!this.isConnected()) throw new QueueUnavailableError("NATS is not connected");
     await this.sameTurn();
     try {
-      await this.js.publish(this.subjectOf(msg.conversationId), encodeOutgoing(msg), {
-        msgID: natsMsgId(msg.senderId, msg.clientMessageId),
-        timeout: this.opts.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS,
-        expect: { streamName: this.names.stream },
-      });
+      // A duplicate (the same Nats-Msg-Id within the window) is a success: the message is in the stream.
+      await this.publisher.publish(this.subjectOf(msg.conversationId), encodeOutgoing(msg), natsMsgId(msg.senderId, msg.clientMessageId), this.names.stream);
       return {};
     } catch (err) {
       // Whatever went wrong, the message may or may not be in the stream; a
@@ -343,8 +343,10 @@ function isApiError(err: unknown, code: number): boolean {
   return err instanceof JetStreamApiError && err.code === code;
 }
 
+const encoder = new TextEncoder();
+
 function encodeOutgoing(msg: OutgoingMessage): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(msg));
+  return encoder.encode(JSON.stringify(msg));
 }
 
 /** Parses a queue message body; an Error names what is wrong (such a message is dead-lettered). */

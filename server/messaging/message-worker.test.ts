@@ -342,6 +342,30 @@ describe("JetStream queue and message worker", () => {
     expect(await inboxCount(conv)).toBe(6);
   });
 
+  test("a worker that died holding deliveries unacked: the next one stores those first, in order, before newer ones (not after ack_wait)", async () => {
+    const queue = await newQueue(60_000);
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
+    const msgs = Array.from({ length: 10 }, (_, i) => outgoing(conv, a!, `held-${i}`));
+    for (const m of msgs.slice(0, 5)) await queue.publish(m);
+    // The "dead" worker: pulled the first five and will never ack them (redelivery only after 60 s).
+    const dead = await (await queue.consumer()).fetch({ max_messages: 5, expires: 5_000 });
+    let held = 0;
+    for await (const _ of dead) held++;
+    expect(held).toBe(5);
+    for (const m of msgs.slice(5)) await queue.publish(m);
+
+    const registry = new Registry();
+    startWorker(queue, { ackWaitMs: 60_000, registry });
+    await waitFor("all ten stored", async () => (await messageCount(conv)) === 10);
+    const rows = await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows).toEqual(msgs.map((m, i) => ({ id: m.id, seq: String(i + 1) })));
+    expect(await inboxCount(conv)).toBe(20);
+    // Only the five newer ones came through a delivery; the five held are still pending on JetStream (they come back as duplicates).
+    await waitFor("the newer five acked", async () => (await workerCounts(registry)).stored === 5);
+    expect((await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!)).num_ack_pending).toBe(5);
+  });
+
   test("messages sent while no worker runs are all stored, once and in order, when one starts", async () => {
     const queue = await newQueue();
     const [a, b] = await insertUsers(db, 2);

@@ -8,6 +8,7 @@ import { isConnectionError } from "../db/connection-errors.js";
 import { decodeOutgoing } from "./jetstream-queue.js";
 import { publishNotices } from "./message-queue.js";
 import { storeMessages, type StoreResult } from "./store.js";
+import { storeHeldByPreviousOwner } from "./takeover.js";
 import type { InboxNotice, OutgoingMessage } from "./types.js";
 import type { MessageWorkerOptions } from "./message-worker-options.js";
 
@@ -57,6 +58,8 @@ export class MessageWorker {
   /** A pull request is open on the server (messages may still arrive for it). */
   private pulling = false;
   private unwatchLeader: (() => void) | undefined;
+  /** The leadership under which the previous owner's unacked messages were stored (takeOver); -1: not yet. */
+  private tookOver = -1;
 
   constructor(private readonly opts: MessageWorkerOptions) {
     this.logger = opts.logger.child({ component: "message-worker", stream: opts.queue.names.stream });
@@ -140,6 +143,22 @@ export class MessageWorker {
       this.settled?.();
       try {
         consumer ??= await this.opts.queue.consumer(this.consumerName);
+        // Newly the consumer's worker (at start, or the lock taken again): what a previous owner held unacked goes first.
+        if (this.tookOver !== this.leadership) {
+          const leadership = this.leadership;
+          await storeHeldByPreviousOwner({
+            ...this.opts,
+            consumer: this.consumerName,
+            batchSize: this.batchSize,
+            clock: this.clock,
+            logger: this.logger,
+            waitMs: this.fetchExpiresMs + 1000,
+            sleep: (ms) => this.sleep(ms),
+            stillOwner: () => leadership === this.leadership && !this.stopping,
+            stored: (results, messages) => this.stored(results, messages),
+          });
+          this.tookOver = leadership;
+        }
         const delivered = await this.pullOnce(consumer);
         failures = 0;
         if (delivered === 0 && this.opts.untilDrained && (await this.opts.untilDrained())) {
@@ -292,11 +311,12 @@ export class MessageWorker {
     }
     // Committed: announce before anything else can fail, so a retry of the
     // batch (which finds these stored, and announces nothing) loses no notice.
-    const notices = results.flatMap((r): InboxNotice[] => (r.ok ? r.notices : []));
-    publishNotices(this.opts.bus, this.opts.queue.subjectPrefix, notices);
-    this.opts.onStored?.(valid.flatMap(({ out }, i) => (results[i]?.ok && !results[i].message.duplicate ? [out] : [])));
+    const notices = this.stored(
+      results,
+      valid.map(({ out }) => out),
+    );
     this.logger.debug(
-      { messages: batch.length, notices: notices.length, storeMs: +(storedAt - started).toFixed(2), publishMs: +(performance.now() - storedAt).toFixed(2) },
+      { messages: batch.length, notices, storeMs: +(storedAt - started).toFixed(2), publishMs: +(performance.now() - storedAt).toFixed(2) },
       "batch stored",
     );
     // Rare: only for messages that can never be stored. If this fails the
@@ -320,6 +340,19 @@ export class MessageWorker {
     );
     // Plain term(): 2.9 servers do not understand a +TERM with a reason.
     this.release([...rejectedSet], "term");
+  }
+
+  /**
+   * THE point where a batch is known stored (committed), for pulled batches
+   * and a previous owner's held messages alike: the new messages' live
+   * notices go out, and the newly stored ones to onStored (push). `messages[i]`
+   * is what `results[i]` stored. Returns how many notices.
+   */
+  private stored(results: readonly StoreResult[], messages: readonly OutgoingMessage[]): number {
+    const notices = results.flatMap((r): InboxNotice[] => (r.ok ? r.notices : []));
+    publishNotices(this.opts.bus, this.opts.queue.subjectPrefix, notices);
+    this.opts.onStored?.(messages.filter((_, i) => results[i]?.ok && !results[i].message.duplicate));
+    return notices.length;
   }
 
   /** Dead-letters one message in its own transaction; false if even that failed. */
