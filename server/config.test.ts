@@ -77,6 +77,7 @@ describe("loadConfig", () => {
     [{ FCM_SERVICE_ACCOUNT_FILE: "/nonexistent.json" }, "FCM_SERVICE_ACCOUNT_FILE"],
     [{ APNS_KEY_ID: "ABC123" }, "APNS_KEY_FILE"],
     [{ PUSH_COLLAPSE_MS: "1s" }, "PUSH_COLLAPSE_MS"],
+    [{ WEB_PUSH_ALLOWED_HOSTS: "https://push.example" }, "WEB_PUSH_ALLOWED_HOSTS"],
   ])("%o is refused naming %s", (env, variable) => {
     const err = errorOf(env);
     expect(err.variable).toBe(variable);

@@ -20,6 +20,21 @@ export interface PushConfig {
   collapseMs: number;
   /** Attempts per push while the service answers 429 or 5xx (with backoff). */
   maxAttempts: number;
+  /**
+   * WEB_PUSH_ALLOWED_HOSTS: the push services a Web Push subscription may point at (a host or a parent
+   * domain each), so a client cannot make the server POST to any URL it likes; "any" with `*`.
+   */
+  webPushHosts: string[] | "any";
+}
+
+/** The browsers' push services: Chrome/Edge/Opera (FCM), Firefox (Mozilla autopush), Edge (WNS), Safari (Apple). */
+export const DEFAULT_WEB_PUSH_HOSTS = ["fcm.googleapis.com", "push.services.mozilla.com", "notify.windows.com", "push.apple.com"];
+
+/** Whether a Web Push endpoint's host is one of the allowed push services (equal to one, or below it). */
+export function webPushHostAllowed(host: string, allowed: string[] | "any"): boolean {
+  if (allowed === "any") return true;
+  const h = host.toLowerCase().replace(/\.$/, "");
+  return allowed.some((a) => h === a || h.endsWith(`.${a}`));
 }
 
 const base64url = /^[A-Za-z0-9_-]+$/;
@@ -84,5 +99,21 @@ export function pushConfigFrom(get: (n: string) => string | undefined, isProduct
     apns,
     collapseMs: intVar(get, "PUSH_COLLAPSE_MS", 1000, 0, 60_000),
     maxAttempts: intVar(get, "PUSH_MAX_ATTEMPTS", 5, 1, 20),
+    webPushHosts: webPushHostsVar(get("WEB_PUSH_ALLOWED_HOSTS")),
   };
+}
+
+function webPushHostsVar(raw: string | undefined): string[] | "any" {
+  if (raw === undefined) return DEFAULT_WEB_PUSH_HOSTS;
+  if (raw.trim() === "*") return "any";
+  const hosts = raw
+    .split(",")
+    .map((h) => h.trim().toLowerCase())
+    .filter(Boolean);
+  for (const h of hosts) {
+    if (!/^[a-z0-9.-]+$|^\[[0-9a-f:]+\]$/.test(h))
+      throw new ConfigError("WEB_PUSH_ALLOWED_HOSTS", `"${h}" is not a host name such as push.services.mozilla.com (or * for any)`);
+  }
+  if (hosts.length === 0) throw new ConfigError("WEB_PUSH_ALLOWED_HOSTS", "lists no host (unset it for the browsers' push services, or * for any)");
+  return hosts;
 }

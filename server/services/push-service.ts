@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { webPushHostAllowed } from "../push/push-config.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { PushPlatform, PushRegistrationSchema, type PushRegistration, type PushService, type RegisterPushTokenRequest } from "../../gen/push/push_pb.js";
@@ -39,7 +40,10 @@ function base64urlBytes(field: string, value: string, bytes: number): string {
 }
 
 /** What a RegisterPushToken request asks to store, validated. */
-function parseRegistration(req: RegisterPushTokenRequest): Pick<store.NewRegistration, "platform" | "token" | "apnsSandbox" | "p256dh" | "auth"> {
+function parseRegistration(
+  req: RegisterPushTokenRequest,
+  webPushHosts: string[] | "any",
+): Pick<store.NewRegistration, "platform" | "token" | "apnsSandbox" | "p256dh" | "auth"> {
   const platform = PLATFORM_NAMES[req.platform];
   if (!platform) throw bad(`platform: must be PUSH_PLATFORM_FCM, PUSH_PLATFORM_APNS or PUSH_PLATFORM_WEB_PUSH, got ${req.platform}`);
   if (platform === "web_push") {
@@ -52,6 +56,9 @@ function parseRegistration(req: RegisterPushTokenRequest): Pick<store.NewRegistr
     } catch {}
     if (url?.protocol !== "https:" || endpoint.length > MAX_ENDPOINT) {
       throw bad(`web_push.endpoint: must be an https URL of at most ${MAX_ENDPOINT} characters (PushSubscription.endpoint)`);
+    }
+    if (!webPushHostAllowed(url.hostname, webPushHosts)) {
+      throw bad(`web_push.endpoint: ${url.hostname} is not a push service this server sends to (WEB_PUSH_ALLOWED_HOSTS)`);
     }
     const p256dh = base64urlBytes("web_push.p256dh", w.p256dh, 65);
     if (Buffer.from(p256dh, "base64url")[0] !== 0x04) throw bad("web_push.p256dh: must be an uncompressed P-256 point (first byte 0x04)");
@@ -71,7 +78,7 @@ export function createPushService(ctx: AppContext): ServiceImpl<typeof PushServi
   return {
     async registerPushToken(req, hc) {
       const caller = callerOf(hc);
-      const r = parseRegistration(req);
+      const r = parseRegistration(req, ctx.config.push.webPushHosts);
       if (!ctx.push.platforms.has(r.platform)) {
         throw new ConnectError(
           `platform: ${PLATFORM_LABEL[r.platform]} is not configured on this server; it could never send to this token`,

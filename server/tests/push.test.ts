@@ -100,7 +100,8 @@ beforeAll(async () => {
   const dir = await scratchDir();
   [fcm, apns, web] = await Promise.all([FakeFcm.start(dir), FakeApns.start(dir), FakeWebPush.start(dir)]);
   s = await startTestServer(
-    { FCM_SERVICE_ACCOUNT_FILE: fcm.serviceAccountFile, FCM_ENDPOINT: fcm.url, ...apns.env, PUSH_COLLAPSE_MS: "1500" },
+    // The fake Web Push service is on 127.0.0.1: allowed here, as the browsers' push services are by default.
+    { FCM_SERVICE_ACCOUNT_FILE: fcm.serviceAccountFile, FCM_ENDPOINT: fcm.url, ...apns.env, PUSH_COLLAPSE_MS: "1500", WEB_PUSH_ALLOWED_HOSTS: "127.0.0.1" },
     { webPushAgent: web.agent },
   );
   sender = await device("fcm-token-of-the-sender");
@@ -231,6 +232,9 @@ describe("PushService", () => {
     expect(
       await codeOf(d.push.registerPushToken({ platform: PushPlatform.WEB_PUSH, webPush: { endpoint: sub.endpoint, p256dh: "AAAA", auth: sub.keys.auth } })),
     ).toBe(Code.InvalidArgument);
+    // Not a push service the server sends to: it would otherwise POST wherever a client points it.
+    const elsewhere = d.push.registerPushToken({ platform: PushPlatform.WEB_PUSH, webPush: { endpoint: "https://internal.example/admin", ...sub.keys } });
+    await expect(elsewhere).rejects.toThrow("web_push.endpoint: internal.example is not a push service this server sends to (WEB_PUSH_ALLOWED_HOSTS)");
     expect(await codeOf(d.push.updatePushSettings({}))).toBe(Code.InvalidArgument);
   });
 
