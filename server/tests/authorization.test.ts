@@ -393,7 +393,11 @@ describe("caller-scoped RPCs (push.PushService)", () => {
     // Web Push: the one platform a development server has keys for (generated VAPID keys).
     const browserKey = createECDH("prime256v1");
     browserKey.generateKeys();
-    const webPush = { endpoint: "https://updates.push.services.mozilla.com/wpush/v2/owner", p256dh: browserKey.getPublicKey().toString("base64url"), auth: "AAAAAAAAAAAAAAAAAAAAAA" };
+    const webPush = {
+      endpoint: "https://updates.push.services.mozilla.com/wpush/v2/owner",
+      p256dh: browserKey.getPublicKey().toString("base64url"),
+      auth: "AAAAAAAAAAAAAAAAAAAAAA",
+    };
     await mine.registerPushToken({ platform: PushPlatform.WEB_PUSH, webPush });
     await mine.updatePushSettings({ showPreviews: true });
     expect((await theirs.getPushToken({})).registration).toBeUndefined();
