@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import pino from "pino";
 import { sendPreflight } from "../server/db/conversation-store.js";
+import { PreparingClient } from "../server/db/database.js";
 import { storeMessageRows } from "../server/db/message-store.js";
 import { migrateToLatest } from "../server/db/migrate.js";
 import { closeStream, openStream } from "../server/db/presence-store.js";
@@ -20,12 +21,14 @@ import { PrivatePostgres } from "../server/tests/helpers/private-postgres.js";
 // pg_stat_statements and auto_explain loaded; never the machine's server).
 //
 //   npm run build && node dist/bench/pg-functions.js [--devices=2000] [--calls=300]
-//       [--sizes=1,2.4,10,100|none] [--history=20000] [--explain]
+//       [--sizes=1,2.4,10,100|none] [--history=20000] [--explain] [--unprepared]
 //
 // Per function and batch size: wall time per call as the caller sees it, the
 // backend's CPU (utime+stime of its /proc entry, 10 ms ticks: hence many
 // calls), pg_stat_statements' execution time of the call, each per call and
 // per message, and the statements inside that cost most (track = all).
+// The calls go as the server sends them, named prepared statements
+// (database.ts PreparingClient); --unprepared sends them unnamed, for comparison.
 // --explain prints EXPLAIN (ANALYZE, BUFFERS) of every statement inside one
 // call of each function (auto_explain, log_nested_statements, as notices).
 
@@ -44,6 +47,7 @@ const CALLS = Number(args.get("calls") ?? 300);
 const SIZES = args.get("sizes") === "none" ? [] : (args.get("sizes") ?? "1,2.4,10,100").split(",").map(Number);
 const HISTORY = Number(args.get("history") ?? 20000);
 const EXPLAIN = args.has("explain");
+const UNPREPARED = args.has("unprepared");
 const TICKS_PER_SECOND = 100;
 
 interface Pair {
@@ -77,7 +81,8 @@ async function main(): Promise<void> {
   );
   await server.start();
   const notices: string[] = [];
-  const pool = new pg.Pool({ connectionString: server.url, max: 1 });
+  // As the server's pool: the functions' calls as named prepared statements (--unprepared: as unnamed ones).
+  const pool = new pg.Pool({ connectionString: server.url, max: 1, ...(UNPREPARED ? {} : { Client: PreparingClient }) });
   pool.on("connect", (c) => c.on("notice", (n) => notices.push(n.message ?? "")));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const onSignal = () => void server.dispose().finally(() => process.exit(130));
@@ -122,17 +127,6 @@ async function main(): Promise<void> {
       }),
     );
     top.push(`chatwire_send_preflight:\n${await nested(pool, CALLS)}`);
-    // The same call as a named prepared statement (parsed and planned once per connection), for comparison.
-    rows.push(
-      await measure(pool, backend, "preflight (prepared)", "1", async (i) => {
-        const s = senders[(i * 7919) % senders.length]!;
-        await pool.query({
-          name: "preflight",
-          text: "select * from chatwire_send_preflight($1::uuid, $2::uuid, $3::text)",
-          values: [s.conversationId, s.sender, randomUUID()],
-        });
-      }),
-    );
 
     // MarkDelivered as the SDK sends it: a device acknowledges up to the next seq of one of its
     // conversations (each call moves the watermark: two receipt_updated events appended).
