@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import { pino } from "pino";
 import { beforeAll, describe, expect, test } from "vitest";
 import { receiptUpdates } from "../../domain/receipts.js";
@@ -146,5 +146,21 @@ describe("chatwire_mark_receipts, through markReceipts", () => {
     const alone = await conversationWith([people[0]!], 2);
     const r = await markAndCheck(alone, people[0]!, 2, true, new Date());
     expect([...r.positions.keys()]).toEqual([people[0]]);
+  });
+
+  test("on PostgreSQL its call is a named prepared statement (database.ts PreparingClient), one per connection", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await conversationWith([a!, b!], 3, false);
+    const { statements, last } = await db.connection().execute(async (c) => {
+      await markReceipts(c, conv, a!, 1n, false, new Date());
+      const last = await markReceipts(c, conv, a!, 2n, false, new Date());
+      const statements =
+        migrated.kind === "postgres"
+          ? (await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(c)).rows.map((r) => r.statement)
+          : [];
+      return { statements, last };
+    });
+    expect(watermarksOf(last)).toEqual({ last_delivered_seq: "2", last_read_seq: "0" });
+    expect(statements.filter((s) => s.includes("chatwire_mark_receipts(")).length).toBe(migrated.kind === "postgres" ? 1 : 0);
   });
 });
