@@ -5,9 +5,11 @@ import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import pino from "pino";
 import { sendPreflight } from "../server/db/conversation-store.js";
+import { PreparingClient } from "../server/db/database.js";
 import { storeMessageRows } from "../server/db/message-store.js";
 import { migrateToLatest } from "../server/db/migrate.js";
 import { closeStream, openStream } from "../server/db/presence-store.js";
+import { markReceipts } from "../server/db/receipt-store.js";
 import type { Database } from "../server/db/schema.js";
 import type { OutgoingMessage } from "../server/messaging/types.js";
 import { PrivatePostgres } from "../server/tests/helpers/private-postgres.js";
@@ -19,12 +21,14 @@ import { PrivatePostgres } from "../server/tests/helpers/private-postgres.js";
 // pg_stat_statements and auto_explain loaded; never the machine's server).
 //
 //   npm run build && node dist/bench/pg-functions.js [--devices=2000] [--calls=300]
-//       [--sizes=1,2.4,10,100|none] [--history=20000] [--explain]
+//       [--sizes=1,2.4,10,100|none] [--history=20000] [--explain] [--unprepared]
 //
 // Per function and batch size: wall time per call as the caller sees it, the
 // backend's CPU (utime+stime of its /proc entry, 10 ms ticks: hence many
 // calls), pg_stat_statements' execution time of the call, each per call and
 // per message, and the statements inside that cost most (track = all).
+// The calls go as the server sends them, named prepared statements
+// (database.ts PreparingClient); --unprepared sends them unnamed, for comparison.
 // --explain prints EXPLAIN (ANALYZE, BUFFERS) of every statement inside one
 // call of each function (auto_explain, log_nested_statements, as notices).
 
@@ -43,6 +47,7 @@ const CALLS = Number(args.get("calls") ?? 300);
 const SIZES = args.get("sizes") === "none" ? [] : (args.get("sizes") ?? "1,2.4,10,100").split(",").map(Number);
 const HISTORY = Number(args.get("history") ?? 20000);
 const EXPLAIN = args.has("explain");
+const UNPREPARED = args.has("unprepared");
 const TICKS_PER_SECOND = 100;
 
 interface Pair {
@@ -76,7 +81,8 @@ async function main(): Promise<void> {
   );
   await server.start();
   const notices: string[] = [];
-  const pool = new pg.Pool({ connectionString: server.url, max: 1 });
+  // As the server's pool: the functions' calls as named prepared statements (--unprepared: as unnamed ones).
+  const pool = new pg.Pool({ connectionString: server.url, max: 1, ...(UNPREPARED ? {} : { Client: PreparingClient }) });
   pool.on("connect", (c) => c.on("notice", (n) => notices.push(n.message ?? "")));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const onSignal = () => void server.dispose().finally(() => process.exit(130));
@@ -121,17 +127,29 @@ async function main(): Promise<void> {
       }),
     );
     top.push(`chatwire_send_preflight:\n${await nested(pool, CALLS)}`);
-    // The same call as a named prepared statement (parsed and planned once per connection), for comparison.
+
+    // MarkDelivered as the SDK sends it: a device acknowledges up to the next seq of one of its
+    // conversations (each call moves the watermark: two receipt_updated events appended).
+    const marked = new Map<string, number>();
+    const markArgs = (i: number) => {
+      const p = pairs[(i * 7919) % pairs.length]!;
+      const upTo = (marked.get(p.conversationId) ?? 0) + 1;
+      marked.set(p.conversationId, upTo);
+      return { p, upTo };
+    };
+    for (let i = 0; i < 20; i++) {
+      const { p, upTo } = markArgs(CALLS * 3 + i);
+      await markReceipts(db, p.conversationId, p.b, BigInt(upTo), false, new Date());
+    }
     rows.push(
-      await measure(pool, backend, "preflight (prepared)", "1", async (i) => {
-        const s = senders[(i * 7919) % senders.length]!;
-        await pool.query({
-          name: "preflight",
-          text: "select * from chatwire_send_preflight($1::uuid, $2::uuid, $3::text)",
-          values: [s.conversationId, s.sender, randomUUID()],
-        });
+      await measure(pool, backend, "mark_receipts", "1", async (i) => {
+        const { p, upTo } = markArgs(i);
+        await markReceipts(db, p.conversationId, p.b, BigInt(upTo), false, new Date());
       }),
     );
+    top.push(`chatwire_mark_receipts:\n${await nested(pool, CALLS)}`);
+    // The statements MarkDelivered sent one by one before migration 0015, for comparison (exec ms: not counted).
+    rows.push(await measure(pool, backend, "mark, statements before 0015", "1", (i) => markOneByOne(pool, markArgs(CALLS + i))));
 
     // Each device opens one stream (comes online: audience read), then closes it (goes offline).
     const users = pairs.flatMap((p) => [p.a, p.b]);
@@ -179,6 +197,10 @@ async function main(): Promise<void> {
         console.log(`\n===== EXPLAIN (ANALYZE, BUFFERS): ${title}\n${notices.filter((n) => n.includes("Query Text")).join("\n\n")}`);
       };
       await show("chatwire_store_messages, 10 messages", () => storeMessageRows(db, batchOf(pairs, 10), new Date()));
+      await show("chatwire_mark_receipts", () => {
+        const { p, upTo } = markArgs(1);
+        return markReceipts(db, p.conversationId, p.b, BigInt(upTo), false, new Date());
+      });
       await show("chatwire_send_preflight", () => sendPreflight(db, pairs[1]!.conversationId, pairs[1]!.a, randomUUID()));
       streams.length = 0;
       await show("chatwire_presence_open_stream", () => open(0));
@@ -188,6 +210,56 @@ async function main(): Promise<void> {
   } finally {
     await db.destroy().catch(() => undefined);
     await server.dispose();
+  }
+}
+
+/** MarkDelivered's statements before chatwire_mark_receipts (the watermark moves; 1:1: two events). */
+async function markOneByOne(pool: pg.Pool, { p, upTo }: { p: Pair; upTo: number }): Promise<void> {
+  const [c, me, other] = [p.conversationId, p.b, p.a];
+  await pool.query("select * from conversation_participants where conversation_id = $1 and user_id = $2", [c, me]);
+  await pool.query("select * from conversations where id = $1", [c]);
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    await client.query("select id from conversations where id = $1 for key share", [c]);
+    await client.query("select * from conversation_participants where conversation_id in ($1) and left_at is null order by joined_at, user_id", [c]);
+    await client.query(
+      "update conversation_participants set last_delivered_seq = greatest(last_delivered_seq, $1::bigint) where conversation_id = $2 and user_id = $3 returning last_delivered_seq, last_read_seq",
+      [upTo, c, me],
+    );
+    await client.query("insert into receipt_marks (conversation_id, user_id, kind, up_to_seq, at) values ($1, $2, $3, $4, $5) on conflict do nothing", [
+      c,
+      me,
+      "delivered",
+      upTo,
+      new Date(),
+    ]);
+    await client.query(
+      `select c.id, c.is_group, ps.read_receipts from conversations as c inner join conversation_participants as p on p.conversation_id = c.id
+       left join privacy_settings as ps on ps.user_id = p.user_id where c.id in ($1) and c.is_group = $2`,
+      [c, false],
+    );
+    const users = [me, other].sort();
+    const { rows } = await client.query<{ user_id: string; last_position: string }>(
+      `insert into inbox_positions (user_id, last_position) values ($1, $2), ($3, $4)
+       on conflict (user_id) do update set last_position = inbox_positions.last_position + excluded.last_position returning user_id, last_position`,
+      [users[0], 1, users[1], 1],
+    );
+    await client.query(
+      "insert into inbox (user_id, position, event_type, conversation_id, message_id, payload, created_at) values ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)",
+      rows.flatMap((r) => [
+        r.user_id,
+        r.last_position,
+        "receipt_updated",
+        c,
+        null,
+        JSON.stringify({ event: { receiptUpdated: { conversationId: c } } }),
+        new Date(),
+      ]),
+    );
+    await client.query("commit");
+  } finally {
+    client.release();
   }
 }
 

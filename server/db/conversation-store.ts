@@ -244,34 +244,6 @@ export async function inboxPosition(db: Db, userId: string): Promise<string> {
   return row?.last_position ?? "0";
 }
 
-/** Moves a watermark up (never down) to at most the conversation's last seq; records when. */
-export async function raiseWatermarks(
-  db: Db,
-  conversationId: string,
-  userId: string,
-  upToSeq: string,
-  read: boolean,
-  now: Date,
-): Promise<{ last_delivered_seq: string; last_read_seq: string }> {
-  const row = await db
-    .updateTable("conversation_participants")
-    .set((eb) => ({
-      last_delivered_seq: sql<string>`greatest(${eb.ref("last_delivered_seq")}, ${upToSeq}::bigint)`,
-      ...(read ? { last_read_seq: sql<string>`greatest(${eb.ref("last_read_seq")}, ${upToSeq}::bigint)` } : {}),
-    }))
-    .where("conversation_id", "=", conversationId)
-    .where("user_id", "=", userId)
-    .returning(["last_delivered_seq", "last_read_seq"])
-    .executeTakeFirstOrThrow();
-  const kinds = read ? ["delivered", "read"] : ["delivered"];
-  await db
-    .insertInto("receipt_marks")
-    .values(kinds.map((kind) => ({ conversation_id: conversationId, user_id: userId, kind, up_to_seq: upToSeq, at: now })))
-    .onConflict((oc) => oc.doNothing())
-    .execute();
-  return row;
-}
-
 /** False when it already was so (nothing to announce). */
 export async function setMuted(db: Db, conversationId: string, userId: string, until: Date | null): Promise<boolean> {
   const res = await db

@@ -98,8 +98,8 @@ export async function storeMessageRows(db: Db, msgs: readonly OutgoingMessage[],
  * its user's next position (in the given order per user), and returns the
  * notices to publish after commit, in the same order as `events`.
  * Locks the users' inbox_positions rows in user id order: callers that also
- * lock conversation rows must lock those first (as storeMessageRows does; the
- * rule both follow: server/db/sql/README.md).
+ * lock conversation rows must lock those first (as storeMessageRows and
+ * markReceipts do; the rule all three follow: server/db/sql/README.md).
  */
 export async function appendInboxEvents(trx: Transaction<Database>, events: readonly NewInboxEvent[], now: Date): Promise<InboxNotice[]> {
   if (events.length === 0) return [];

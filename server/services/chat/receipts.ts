@@ -1,51 +1,56 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { MessageReceiptSchema } from "../../../gen/chat/chat_pb.js";
-import * as convs from "../../db/conversation-store.js";
 import * as history from "../../db/history-store.js";
 import { readStateSharedIn } from "../../db/privacy-store.js";
 import { receiptState, recipientsOf } from "../../domain/message-view.js";
-import { receiptUpdates, watermarksMoved } from "../../domain/receipts.js";
-import { storedEvent } from "../../realtime/events.js";
+import { markReceipts } from "../../db/receipt-store.js";
+import { receiptUpdates } from "../../domain/receipts.js";
+import { publishNotices } from "../../messaging/message-queue.js";
+import type { InboxNotice } from "../../messaging/types.js";
+import { eventBody } from "../../realtime/events.js";
 import { bad, callerOf, uuidField } from "../rpc-input.js";
 import { notFound, type ChatHandlers, type ChatRoom } from "./context.js";
 
 /** Delivery and read receipts: reading them per message, and raising the caller's watermarks. */
 export function receiptHandlers(room: ChatRoom): ChatHandlers<"getMessageReceipts" | "markDelivered" | "markRead"> {
-  const { db, clock, participation, withEvents, visibleMessage, peopleSeenBy } = room;
+  const { ctx, db, clock, visibleMessage, peopleSeenBy } = room;
 
   /**
    * Raises the caller's delivered (and with `read` read) watermark to `upToSeq`
-   * and tells whoever's receipt view changed. The aggregation is pure
-   * (domain/receipts.ts); this is its database side, under the conversation's
-   * shared lock so concurrent marks see each other's watermarks.
+   * and tells whoever's receipt view changed, in one database round trip
+   * (receipt-store.ts markReceipts: the checks, the raise under the
+   * conversation's shared lock and the inbox events, in one transaction). The
+   * events' content is the pure aggregation of domain/receipts.ts; the
+   * function appended them at the positions it returns.
    */
   async function mark(me: string, rawConversationId: string, upToSeq: bigint, read: boolean) {
     const conversationId = uuidField("conversation_id", rawConversationId);
-    await participation(conversationId, me);
-    const conv = await convs.getConversationRow(db, conversationId);
-    if (!conv) throw notFound(conversationId);
-    if (upToSeq < 0n) throw bad("up_to_seq: must not be negative");
-    if (upToSeq > BigInt(conv.last_seq)) throw bad(`up_to_seq: ${upToSeq} is beyond the conversation's last message (seq ${conv.last_seq})`);
-    return withEvents(async (trx, emit) => {
-      await convs.lockConversationShared(trx, conversationId);
-      const before = await convs.participantsOf(trx, conversationId);
-      const w = await convs.raiseWatermarks(trx, conversationId, me, upToSeq.toString(), read, clock.now());
-      if (!watermarksMoved(before, me, w)) return w;
-      // Read state is shared in groups, and in a direct chat only while both have read receipts on.
-      const canSeeRead = (await readStateSharedIn(trx, [conversationId])).get(conversationId) ?? true;
-      emit(
-        receiptUpdates(before, me, w, canSeeRead).map(({ viewer, ...receipt }) =>
-          storedEvent(
-            viewer,
-            { case: "receiptUpdated", value: { $typeName: "realtime.ReceiptUpdated", conversationId, userId: me, ...receipt } },
-            clock.now(),
-            { conversationId },
-          ),
-        ),
-      );
-      return w;
-    });
+    const now = clock.now();
+    const r = await markReceipts(db, conversationId, me, upToSeq, read, now);
+    switch (r.status) {
+      case "not_participant":
+      case "conversation_not_found":
+        throw notFound(conversationId);
+      case "negative":
+        throw bad("up_to_seq: must not be negative");
+      case "beyond":
+        throw bad(`up_to_seq: ${upToSeq} is beyond the conversation's last message (seq ${r.lastSeq})`);
+    }
+    const w = r.watermarks;
+    if (r.positions.size === 0) return w;
+    const notices: InboxNotice[] = [];
+    for (const { viewer, ...receipt } of receiptUpdates(r.before, me, w, r.readShared ?? true)) {
+      const position = r.positions.get(viewer);
+      if (position === undefined) {
+        ctx.logger.error({ conversationId, userId: me, viewer }, "chatwire_mark_receipts appended no event for a viewer receiptUpdates names");
+        continue;
+      }
+      const kind = { case: "receiptUpdated", value: { $typeName: "realtime.ReceiptUpdated", conversationId, userId: me, ...receipt } } as const;
+      notices.push({ userId: viewer, position, eventType: "receipt_updated", conversationId, messageId: null, body: eventBody(kind, now) });
+    }
+    publishNotices(ctx.bus, ctx.config.natsSubjectPrefix, notices);
+    return w;
   }
 
   return {

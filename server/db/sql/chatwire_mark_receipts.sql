@@ -1,0 +1,158 @@
+-- MarkDelivered and MarkRead (server/services/chat/receipts.ts, through
+-- conversation-store.ts markReceipts) in one round trip and one transaction:
+-- the caller's participation, the conversation and the up_to_seq range are
+-- checked in the order the RPC answers them; under the conversation's shared
+-- lock the caller's watermarks are raised (and the mark recorded for
+-- GetMessageReceipts); when they moved, the receipt_updated inbox events are
+-- appended, locking the viewers' inbox_positions rows in user id order (the
+-- lock order of README.md). The receipt rule is domain/receipts.ts
+-- receiptUpdates (canonical; chatwire_mark_receipts.test.ts holds this copy
+-- to it), the read-state rule domain/privacy.ts readStateShared.
+--
+-- r_status: marked | not_participant | conversation_not_found | negative | beyond (r_last_seq tells the end).
+-- r_before: the current participants' watermarks before, [{user_id, last_delivered_seq, last_read_seq}] (seqs
+-- as text), ordered as conversation-store.ts participantsOf; r_positions: {viewer user id: inbox position}
+-- of the events appended (empty when the watermarks did not move).
+create or replace function chatwire_mark_receipts(
+  p_conversation_id uuid, p_user_id uuid, p_up_to_seq bigint, p_read boolean, p_now timestamptz
+)
+returns table (
+  r_status text, r_last_seq bigint, r_before jsonb, r_delivered bigint, r_read bigint, r_read_shared boolean,
+  r_positions jsonb
+)
+language plpgsql as $fn$
+declare
+  v_last_seq bigint;
+  v_before jsonb;
+  v_old_delivered bigint;
+  v_old_read bigint;
+  v_delivered bigint;
+  v_read bigint;
+  v_shared boolean;
+  v_at text;
+  v_positions jsonb;
+begin
+  if not exists (
+    select 1 from conversation_participants p
+    where p.conversation_id = p_conversation_id and p.user_id = p_user_id and p.left_at is null
+  ) then
+    return query select 'not_participant', null::bigint, null::jsonb, null::bigint, null::bigint, null::boolean, null::jsonb;
+    return;
+  end if;
+  select c.last_seq into v_last_seq from conversations c where c.id = p_conversation_id for key share;
+  if not found then
+    return query select 'conversation_not_found', null::bigint, null::jsonb, null::bigint, null::bigint, null::boolean, null::jsonb;
+    return;
+  end if;
+  if p_up_to_seq < 0 or p_up_to_seq > v_last_seq then
+    return query select case when p_up_to_seq < 0 then 'negative' else 'beyond' end, v_last_seq,
+      null::jsonb, null::bigint, null::bigint, null::boolean, null::jsonb;
+    return;
+  end if;
+
+  select jsonb_agg(jsonb_build_object(
+           'user_id', p.user_id, 'last_delivered_seq', p.last_delivered_seq::text, 'last_read_seq', p.last_read_seq::text
+         ) order by p.joined_at, p.user_id),
+         max(p.last_delivered_seq) filter (where p.user_id = p_user_id),
+         max(p.last_read_seq) filter (where p.user_id = p_user_id)
+    into v_before, v_old_delivered, v_old_read
+  from conversation_participants p
+  where p.conversation_id = p_conversation_id and p.left_at is null;
+
+  update conversation_participants p
+  set last_delivered_seq = greatest(p.last_delivered_seq, p_up_to_seq),
+      last_read_seq = case when p_read then greatest(p.last_read_seq, p_up_to_seq) else p.last_read_seq end
+  where p.conversation_id = p_conversation_id and p.user_id = p_user_id
+  returning p.last_delivered_seq, p.last_read_seq into v_delivered, v_read;
+
+  insert into receipt_marks (conversation_id, user_id, kind, up_to_seq, at)
+  select p_conversation_id, p_user_id, k.kind, p_up_to_seq, p_now
+  from unnest(case when p_read then array['delivered', 'read'] else array['delivered'] end) as k(kind)
+  on conflict do nothing;
+
+  if v_delivered = v_old_delivered and v_read = v_old_read then
+    return query select 'marked', v_last_seq, v_before, v_delivered, v_read, null::boolean, '{}'::jsonb;
+    return;
+  end if;
+
+  -- Shared in groups; in a direct chat only while every participant has read receipts on (default on).
+  select coalesce(bool_and(coalesce(ps.read_receipts, true)), true) into v_shared
+  from conversations c
+  join conversation_participants p on p.conversation_id = c.id
+  left join privacy_settings ps on ps.user_id = p.user_id
+  where c.id = p_conversation_id and not c.is_group;
+
+  -- As protobuf-es toJson writes a Timestamp: fractional digits only when not zero, 3 or 6 of them.
+  v_at := to_char(p_now at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+    || case
+         when extract(microseconds from p_now)::bigint % 1000000 = 0 then ''
+         when extract(microseconds from p_now)::bigint % 1000 = 0 then to_char(p_now at time zone 'UTC', '.MS')
+         else to_char(p_now at time zone 'UTC', '.US')
+       end
+    || 'Z';
+
+  -- Each viewer's "everyone else" minimum from the two smallest values and how often the smallest occurs
+  -- (linear in the group's size): the viewer's own value is excluded only when it alone is the smallest.
+  with people as (
+    select (x->>'user_id')::uuid as user_id,
+           (x->>'last_delivered_seq')::bigint as d0, (x->>'last_read_seq')::bigint as r0,
+           case when (x->>'user_id')::uuid = p_user_id then v_delivered else (x->>'last_delivered_seq')::bigint end as d1,
+           case when (x->>'user_id')::uuid = p_user_id then v_read else (x->>'last_read_seq')::bigint end as r1
+    from jsonb_array_elements(v_before) x
+  ),
+  stats as (
+    select count(*) as n,
+      min(d0) as d0m, min(r0) as r0m, min(d1) as d1m, min(r1) as r1m
+    from people
+  ),
+  stats2 as (
+    select s.*,
+      (select count(*) from people q where q.d0 = s.d0m) as d0c, (select min(q.d0) from people q where q.d0 > s.d0m) as d0n,
+      (select count(*) from people q where q.r0 = s.r0m) as r0c, (select min(q.r0) from people q where q.r0 > s.r0m) as r0n,
+      (select count(*) from people q where q.d1 = s.d1m) as d1c, (select min(q.d1) from people q where q.d1 > s.d1m) as d1n,
+      (select count(*) from people q where q.r1 = s.r1m) as r1c, (select min(q.r1) from people q where q.r1 > s.r1m) as r1n
+    from stats s
+  ),
+  mins as (
+    select q.user_id,
+      case when s.n = 1 then 0 when q.d0 = s.d0m and s.d0c = 1 then s.d0n else s.d0m end as d_before,
+      case when s.n = 1 then 0 when q.r0 = s.r0m and s.r0c = 1 then s.r0n else s.r0m end as r_before,
+      case when s.n = 1 then 0 when q.d1 = s.d1m and s.d1c = 1 then s.d1n else s.d1m end as d_after,
+      case when s.n = 1 then 0 when q.r1 = s.r1m and s.r1c = 1 then s.r1n else s.r1m end as r_after
+    from people q, stats2 s
+  ),
+  updates as (
+    select m.user_id as viewer,
+      m.d_after as delivered_all,
+      case when v_shared then m.r_after else 0 end as read_all,
+      case when m.user_id = p_user_id or v_shared then v_read else 0 end as read_seq
+    from mins m
+    where m.user_id = p_user_id or m.d_after <> m.d_before or (v_shared and m.r_after <> m.r_before)
+  ),
+  bumped as (
+    insert into inbox_positions as ip (user_id, last_position)
+    select u.viewer, 1 from updates u order by u.viewer
+    on conflict (user_id) do update set last_position = ip.last_position + 1
+    returning ip.user_id, ip.last_position
+  ),
+  appended as (
+    insert into inbox (user_id, position, event_type, conversation_id, message_id, payload, created_at)
+    select b.user_id, b.last_position, 'receipt_updated', p_conversation_id, null,
+      jsonb_build_object('event', jsonb_build_object('at', v_at, 'receiptUpdated', jsonb_strip_nulls(jsonb_build_object(
+        'conversationId', p_conversation_id::text,
+        'userId', p_user_id::text,
+        'lastDeliveredSeq', nullif(v_delivered, 0)::text,
+        'lastReadSeq', nullif(u.read_seq, 0)::text,
+        'deliveredToAllSeq', nullif(u.delivered_all, 0)::text,
+        'readByAllSeq', nullif(u.read_all, 0)::text
+      )))),
+      p_now
+    from bumped b join updates u on u.viewer = b.user_id
+    order by b.user_id
+    returning user_id, position
+  )
+  select coalesce(jsonb_object_agg(a.user_id::text, a.position::text), '{}'::jsonb) into v_positions from appended a;
+
+  return query select 'marked', v_last_seq, v_before, v_delivered, v_read, v_shared, v_positions;
+end
+$fn$;

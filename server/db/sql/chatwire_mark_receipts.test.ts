@@ -1,0 +1,163 @@
+import { randomUUID } from "node:crypto";
+import { type Kysely, sql } from "kysely";
+import { pino } from "pino";
+import { beforeAll, describe, expect, test } from "vitest";
+import { receiptUpdates, watermarksMoved } from "../../domain/receipts.js";
+import { storedEvent } from "../../realtime/events.js";
+import { insertConversation, insertUsers } from "../../tests/helpers/fixtures.js";
+import { migratedDatabase } from "../../tests/helpers/test-database.js";
+import { updatePrivacy } from "../privacy-store.js";
+import { markReceipts, type MarkOutcome } from "../receipt-store.js";
+import type { Database } from "../schema.js";
+
+// chatwire_mark_receipts.sql through its caller, markReceipts (receipt-store.ts),
+// held to the canonical rule: every event it appends is the one
+// domain/receipts.ts receiptUpdates owes, stored as storedEvent stores it.
+// PostgreSQL when DATABASE_URL is set, else PGlite.
+const logger = pino({ level: "silent" });
+
+const migrated = migratedDatabase(logger);
+let db: Kysely<Database>;
+beforeAll(() => {
+  db = migrated.db;
+});
+
+async function conversationWith(members: string[], lastSeq: number, isGroup = true): Promise<string> {
+  const conv = await insertConversation(db, members, { isGroup });
+  await db
+    .updateTable("conversations")
+    .set({ last_seq: String(lastSeq) })
+    .where("id", "=", conv)
+    .execute();
+  return conv;
+}
+
+const inboxCount = async () =>
+  Number(
+    (
+      await db
+        .selectFrom("inbox")
+        .select((eb) => eb.fn.countAll<string>().as("n"))
+        .executeTakeFirstOrThrow()
+    ).n,
+  );
+
+/** Marks, then checks the appended events against receiptUpdates and storedEvent; returns the outcome. */
+async function markAndCheck(conv: string, me: string, upTo: number, read: boolean, now: Date) {
+  const r = await markReceipts(db, conv, me, BigInt(upTo), read, now);
+  if (r.status !== "marked") throw new Error(`not marked: ${r.status}`);
+  const expected = watermarksMoved(r.before, me, r.watermarks) ? receiptUpdates(r.before, me, r.watermarks, r.readShared!) : [];
+  expect([...r.positions.keys()].sort()).toEqual(expected.map((u) => u.viewer).sort());
+  for (const { viewer, ...receipt } of expected) {
+    const row = await db
+      .selectFrom("inbox")
+      .selectAll()
+      .where("user_id", "=", viewer)
+      .where("position", "=", r.positions.get(viewer)!)
+      .executeTakeFirstOrThrow();
+    const want = storedEvent(
+      viewer,
+      { case: "receiptUpdated", value: { $typeName: "realtime.ReceiptUpdated", conversationId: conv, userId: me, ...receipt } },
+      now,
+      { conversationId: conv },
+    );
+    expect({ type: row.event_type, conversation: row.conversation_id, message: row.message_id, payload: row.payload, at: row.created_at }).toEqual({
+      type: want.eventType,
+      conversation: conv,
+      message: null,
+      payload: want.payload,
+      at: now,
+    });
+  }
+  return r;
+}
+
+const watermarksOf = (r: MarkOutcome) => (r.status === "marked" ? r.watermarks : undefined);
+
+describe("chatwire_mark_receipts, through markReceipts", () => {
+  test("refusals in the RPC's order: not a participant (or left, or no such conversation), then the range", async () => {
+    const [a, b, stranger] = await insertUsers(db, 3);
+    const conv = await conversationWith([a!, b!], 3);
+    await db.updateTable("conversation_participants").set({ left_at: new Date() }).where("conversation_id", "=", conv).where("user_id", "=", b!).execute();
+    const now = new Date();
+    expect(await markReceipts(db, conv, stranger!, -1n, false, now)).toEqual({ status: "not_participant" });
+    expect(await markReceipts(db, conv, b!, 1n, true, now)).toEqual({ status: "not_participant" });
+    expect(await markReceipts(db, randomUUID(), a!, 1n, false, now)).toEqual({ status: "not_participant" });
+    expect(await markReceipts(db, conv, a!, -1n, false, now)).toEqual({ status: "negative" });
+    expect(await markReceipts(db, conv, a!, 4n, true, now)).toEqual({ status: "beyond", lastSeq: "3" });
+    const marks = await db.selectFrom("receipt_marks").select("user_id").where("conversation_id", "=", conv).execute();
+    expect(marks).toEqual([]);
+  });
+
+  test("a direct chat: delivered then read, each viewer's event as receiptUpdates says; a repeat changes nothing", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await conversationWith([a!, b!], 5, false);
+    const r1 = await markAndCheck(conv, b!, 3, false, new Date("2026-01-02T03:04:05.000Z"));
+    expect(r1).toMatchObject({ watermarks: { last_delivered_seq: "3", last_read_seq: "0" }, readShared: true });
+    expect(r1.positions.size).toBe(2);
+    const r2 = await markAndCheck(conv, b!, 5, true, new Date("2026-01-02T03:04:05.123Z"));
+    expect(watermarksOf(r2)).toEqual({ last_delivered_seq: "5", last_read_seq: "5" });
+    const before = await inboxCount();
+    const again = await markAndCheck(conv, b!, 5, true, new Date());
+    expect(again).toMatchObject({ watermarks: { last_delivered_seq: "5", last_read_seq: "5" }, positions: new Map() });
+    // A lower seq never lowers a watermark.
+    expect(watermarksOf(await markAndCheck(conv, b!, 2, true, new Date()))).toEqual({ last_delivered_seq: "5", last_read_seq: "5" });
+    expect(await inboxCount()).toBe(before);
+    // Each mark recorded once per kind and seq (GetMessageReceipts' first-mark times).
+    const marks = await db
+      .selectFrom("receipt_marks")
+      .select(["kind", "up_to_seq"])
+      .where("conversation_id", "=", conv)
+      .orderBy("up_to_seq")
+      .orderBy("kind")
+      .execute();
+    expect(marks).toEqual([
+      { kind: "delivered", up_to_seq: "2" },
+      { kind: "read", up_to_seq: "2" },
+      { kind: "delivered", up_to_seq: "3" },
+      { kind: "delivered", up_to_seq: "5" },
+      { kind: "read", up_to_seq: "5" },
+    ]);
+  });
+
+  test("read state hidden in a direct chat where one side turned read receipts off, shown in a group", async () => {
+    const [a, b, c] = await insertUsers(db, 3);
+    await updatePrivacy(db, a!, { readReceipts: false }, new Date());
+    const direct = await conversationWith([a!, b!], 4, false);
+    expect(await markAndCheck(direct, b!, 4, true, new Date())).toMatchObject({ readShared: false });
+    const group = await conversationWith([a!, b!, c!], 4);
+    expect(await markAndCheck(group, b!, 4, true, new Date())).toMatchObject({ readShared: true });
+  });
+
+  test("a group: random marks, ties and all, append exactly what receiptUpdates owes", async () => {
+    const people = await insertUsers(db, 5);
+    const conv = await conversationWith(people, 12);
+    let seed = 7;
+    const next = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    for (let i = 0; i < 40; i++) {
+      await markAndCheck(conv, people[next(5)]!, next(13), next(2) === 0, new Date(Date.UTC(2026, 0, 1, 0, 0, i, next(2) * 250)));
+    }
+    const alone = await conversationWith([people[0]!], 2);
+    const r = await markAndCheck(alone, people[0]!, 2, true, new Date());
+    expect([...r.positions.keys()]).toEqual([people[0]]);
+  });
+
+  test("on PostgreSQL its call is a named prepared statement (database.ts PreparingClient), one per connection", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await conversationWith([a!, b!], 3, false);
+    const { statements, last } = await db.connection().execute(async (c) => {
+      await markReceipts(c, conv, a!, 1n, false, new Date());
+      const last = await markReceipts(c, conv, a!, 2n, false, new Date());
+      const statements =
+        migrated.kind === "postgres"
+          ? (await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(c)).rows.map((r) => r.statement)
+          : [];
+      return { statements, last };
+    });
+    expect(watermarksOf(last)).toEqual({ last_delivered_seq: "2", last_read_seq: "0" });
+    expect(statements.filter((s) => s.includes("chatwire_mark_receipts(")).length).toBe(migrated.kind === "postgres" ? 1 : 0);
+  });
+});
