@@ -20,6 +20,20 @@ export class ConfigError extends Error {
   }
 }
 
+/** Several bad or missing variables, reported together; `variable` and the first line are the first one's. */
+export class ConfigErrors extends ConfigError {
+  constructor(readonly errors: ConfigError[]) {
+    super(errors[0]!.variable, "");
+    this.message = errors.map((e) => e.message).join("\n");
+    this.name = "ConfigErrors";
+  }
+
+  /** One error as itself, several as a ConfigErrors. */
+  static of(errors: ConfigError[]): ConfigError {
+    return errors.length === 1 ? errors[0]! : new ConfigErrors(errors);
+  }
+}
+
 export function intVar(get: (n: string) => string | undefined, name: string, def: number, min: number, max: number): number {
   const raw = get(name);
   if (raw === undefined) return def;

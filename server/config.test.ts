@@ -1,6 +1,6 @@
 import os from "node:os";
 import { describe, expect, test } from "vitest";
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, ConfigErrors, loadConfig } from "./config.js";
 
 const SECRET = "x".repeat(40);
 const PROD = {
@@ -22,6 +22,33 @@ function errorOf(env: Record<string, string>): ConfigError {
   }
   throw new Error("loadConfig accepted a bad configuration");
 }
+
+describe("all problems at once", () => {
+  test("NODE_ENV=production without its requirements lists each of them in one error", () => {
+    const err = errorOf({ NODE_ENV: "production" });
+    expect(err).toBeInstanceOf(ConfigErrors);
+    expect((err as ConfigErrors).errors.map((e) => e.variable)).toEqual(["DATABASE_URL", "JWT_SECRET", "TWILIO_ACCOUNT_SID"]);
+    expect(err.message.split("\n")).toHaveLength(3);
+  });
+
+  test("bad values anywhere are all reported, with production's missing ones after them", () => {
+    const err = errorOf({ NODE_ENV: "production", PORT: "eighty", LOG_LEVEL: "loud", CORS_ORIGINS: "example.com/" });
+    expect((err as ConfigErrors).errors.map((e) => e.variable)).toEqual([
+      "PORT",
+      "CORS_ORIGINS",
+      "LOG_LEVEL",
+      "DATABASE_URL",
+      "JWT_SECRET",
+      "TWILIO_ACCOUNT_SID",
+    ]);
+  });
+
+  test("one problem is a plain ConfigError, as before", () => {
+    const err = errorOf({ PORT: "eighty" });
+    expect(err).not.toBeInstanceOf(ConfigErrors);
+    expect(err.message).toBe('PORT: must be a whole number, got "eighty"');
+  });
+});
 
 describe("loadConfig", () => {
   test("nothing configured: embedded profile on 127.0.0.1:8080 with dev OTP and open CORS", () => {

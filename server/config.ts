@@ -1,10 +1,10 @@
 import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { boolVar, ConfigError, cidrsVar, intVar, type RateWindow, windowsVar } from "./config-vars.js";
+import { boolVar, ConfigError, ConfigErrors, cidrsVar, intVar, type RateWindow, windowsVar } from "./config-vars.js";
 import { pushConfigFrom, type PushConfig } from "./push/push-config.js";
 
-export { ConfigError };
+export { ConfigError, ConfigErrors };
 export type { RateWindow };
 
 /** Which halves of Chatwire this process runs (ARCHITECTURE.md, "Roles"). */
@@ -167,10 +167,33 @@ const DEV_JWT_MIN = 32;
 type Env = Record<string, string | undefined>;
 
 /**
- * The only reader of process.env. Validates every variable and fills defaults,
- * throwing a ConfigError naming the first bad one.
+ * The only reader of process.env. Validates every variable and fills defaults.
+ * Throws a ConfigError naming the bad variable, or a ConfigErrors listing every
+ * one, so a start reports all problems at once: after a bad value the check goes
+ * on as if that variable were unset (its default), until nothing more is wrong or
+ * a missing one stops it.
  */
 export function loadConfig(env: Env = process.env): Config {
+  const errors: ConfigError[] = [];
+  let current = env;
+  for (;;) {
+    try {
+      const config = checkConfig(current);
+      if (errors.length === 0) return config;
+      break;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      errors.push(...(err instanceof ConfigErrors ? err.errors : [err]));
+      const set = current[err.variable]?.trim();
+      // A missing variable (or one already dropped) cannot be passed over: report what was found.
+      if (set === undefined || set === "" || errors.length >= 20) break;
+      current = { ...current, [err.variable]: undefined };
+    }
+  }
+  throw ConfigErrors.of(errors);
+}
+
+function checkConfig(env: Env): Config {
   const get = (name: string): string | undefined => {
     const v = env[name]?.trim();
     return v === undefined || v === "" ? undefined : v;
@@ -340,21 +363,26 @@ export function loadConfig(env: Env = process.env): Config {
   };
 
   if (isProduction) {
+    // All of production's requirements at once: one start lists everything missing.
+    const missing: ConfigError[] = [];
     if (databaseUrl === undefined) {
-      throw new ConfigError("DATABASE_URL", "is required when NODE_ENV=production (the embedded database is for development only)");
+      missing.push(new ConfigError("DATABASE_URL", "is required when NODE_ENV=production (the embedded database is for development only)"));
     }
     if (jwtSecret === undefined) {
-      throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production");
+      missing.push(new ConfigError("JWT_SECRET", "is required when NODE_ENV=production"));
     }
     if (authDevMode) {
-      throw new ConfigError("AUTH_DEV_MODE", "the dev OTP code is refused when NODE_ENV=production; configure TWILIO_* instead");
+      missing.push(new ConfigError("AUTH_DEV_MODE", "the dev OTP code is refused when NODE_ENV=production; configure TWILIO_* instead"));
     }
     if (twilio === undefined) {
-      throw new ConfigError(
-        "TWILIO_ACCOUNT_SID",
-        "Twilio Verify (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_VERIFY_SERVICE_SID) is required when NODE_ENV=production",
+      missing.push(
+        new ConfigError(
+          "TWILIO_ACCOUNT_SID",
+          "Twilio Verify (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_VERIFY_SERVICE_SID) is required when NODE_ENV=production",
+        ),
       );
     }
+    if (missing.length > 0) throw ConfigErrors.of(missing);
   }
 
   return {

@@ -247,10 +247,37 @@ describe("node dist/server/main.js", () => {
       const p = spawnChatwire(vars);
       const { code, signal } = await p.exited;
       // stderr first: if the exit code is wrong, the failure shows what the process said.
-      expect(p.stderr()).toMatch(new RegExp(`^chatwire: configuration error: ${variable}: \\S`));
+      expect(p.stderr()).toMatch(new RegExp(`(^|\\n)chatwire: configuration error: ${variable}: \\S`));
       expect({ code, signal }).toEqual({ code: 2, signal: null });
       // Nothing was started: no log lines, no listening.
       expect(p.logs).toEqual([]);
     });
+
+    test("every problem in one start: NODE_ENV=production with a bad PORT lists all four", async () => {
+      const p = spawnChatwire({ ...ok, NODE_ENV: "production", PORT: "abc" });
+      const { code } = await p.exited;
+      const lines = p.stderr().trim().split("\n");
+      expect(lines[0]).toBe("chatwire: 4 configuration errors:");
+      expect(lines.slice(1).map((l) => /^chatwire: configuration error: (\w+):/.exec(l)?.[1])).toEqual([
+        "PORT",
+        "DATABASE_URL",
+        "JWT_SECRET",
+        "TWILIO_ACCOUNT_SID",
+      ]);
+      expect(code).toBe(2);
+    });
+  });
+
+  test("a port already in use says which setting to change, without a stack trace", async () => {
+    const first = spawnChatwire({ PORT: "0", HOST: "127.0.0.1" });
+    const { port } = await first.listening;
+    const second = spawnChatwire({ PORT: String(port), HOST: "127.0.0.1" });
+    const { code } = await second.exited;
+    expect(second.stderr()).toBe(
+      `chatwire: could not start: 127.0.0.1:${port} is already in use (another Chatwire or another program holds it); set PORT to a free port (PORT=0 picks one) or HOST to another interface\n`,
+    );
+    expect(code).toBe(1);
+    first.child.kill("SIGTERM");
+    await first.exited;
   });
 });
