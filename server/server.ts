@@ -19,7 +19,7 @@ import { ClientAddress } from "./http/client-address.js";
 import { createNodeAdapter } from "./http/node-adapter.js";
 import { createLogger } from "./logger.js";
 import { NatsLink } from "./messaging/nats.js";
-import { Metrics } from "./metrics.js";
+import { Metrics, registerLiveGauges } from "./metrics.js";
 import { registerRoutes } from "./routes.js";
 import { peerKey } from "./auth/auth-context.js";
 import { DevOtpProvider } from "./auth/dev-otp-provider.js";
@@ -143,7 +143,7 @@ export class ChatwireServer {
       if (!opts.database) await database.close();
       throw err;
     }
-    const inline = new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger });
+    const inline = new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger, counter: metrics.messagesStored });
     // Embedded: the push role sends right after the inline store.
     const messages: MessageQueue = jetStreamQueue ?? (config.roles.has("push") ? push.inline(inline) : inline);
     // One /metrics per process (each scrape reaches whichever process gets the connection): say which.
@@ -180,6 +180,10 @@ export class ChatwireServer {
       clock,
       shutdownSignal: shutdown.signal,
     };
+    registerLiveGauges(metrics, {
+      openStreams: () => ctx.realtime.openStreams,
+      backlog: () => (jetStreamQueue ? jetStreamQueue.backlog() : Promise.resolve({ messages: 0, oldestAgeSeconds: 0 })),
+    });
     logger.info(
       { profile: config.profile, database: database.kind, nats: Boolean(nats), queue: messages.kind, roles: [...config.roles], ms: Date.now() - started },
       "chatwire initialised",

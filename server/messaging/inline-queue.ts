@@ -1,5 +1,6 @@
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
+import type { Counter } from "prom-client";
 import type { Clock } from "../clock.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "./bus.js";
@@ -14,6 +15,8 @@ export interface InlineQueueOptions {
   subjectPrefix: string;
   clock: Clock;
   logger: Logger;
+  /** chatwire_worker_messages_total: counted here as the worker counts (stored, duplicate, rejected). */
+  counter?: Counter<"result">;
 }
 
 /**
@@ -32,6 +35,7 @@ export class InlineQueue implements MessageQueue {
   async publish(msg: OutgoingMessage): Promise<{ stored: StoredMessage }> {
     const [result] = await storeMessages(this.opts.db, [msg], this.opts.clock.now());
     if (!result) throw new Error("storeMessages returned no result");
+    this.opts.counter?.inc({ result: !result.ok ? "rejected" : result.message.duplicate ? "duplicate" : "stored" });
     if (!result.ok) {
       this.logger.info({ messageId: msg.id, conversationId: msg.conversationId, reason: result.reason }, "message rejected");
       throw new MessageRejectedError(result.reason, result.error);

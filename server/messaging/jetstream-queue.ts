@@ -313,6 +313,13 @@ export class JetStreamQueue implements MessageQueue {
     return this.provisioned && this.isConnected();
   }
 
+  /** What is accepted and not yet stored: the stream's messages (work-queue retention drops them once acked) and the oldest one's age. */
+  async backlog(): Promise<{ messages: number; oldestAgeSeconds: number }> {
+    const { state } = await (await jetstreamManager(this.opts.nc)).streams.info(this.names.stream);
+    const oldest = state.messages > 0 ? Date.parse(state.first_ts) : Number.NaN;
+    return { messages: state.messages, oldestAgeSeconds: Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0 };
+  }
+
   /**
    * Resolves in the check phase of the current event-loop turn, together with
    * every other publish started in this turn: their JetStream publishes then

@@ -118,6 +118,7 @@ export class RealtimeHub implements StreamHost {
     const s = new LocalStream(userId, sessionId, this.opts.config.streamBufferEvents, this, resetTransport);
     this.channels.attach(s);
     this.streams.set(s.id, s);
+    this.opts.metrics.streamsOpened.inc();
     let result: OpenResult;
     try {
       result = await this.presence.open(s);

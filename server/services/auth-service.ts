@@ -1,4 +1,6 @@
 import { create } from "@bufbuild/protobuf";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
+import type { Counter } from "prom-client";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type AuthService, SessionSchema, UserSchema, type User as UserMessage } from "../../gen/auth/auth_pb.js";
@@ -100,7 +102,7 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
     return { user: userMessage(user), isNewUser: used.new_user, ...tokensOut };
   }
 
-  return {
+  const handlers: ServiceImpl<typeof AuthService> = {
     async sendOTP(req, hc) {
       const phone = phoneOf(req.phoneNumber);
       const now = clock.now();
@@ -330,6 +332,12 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
       return { success: true };
     },
   };
+  // OTP outcomes by result (as on the wire), for dashboards: how many codes go out, how many logins succeed.
+  return {
+    ...handlers,
+    sendOTP: countedBy(ctx.metrics.otpSends, handlers.sendOTP),
+    verifyOTP: countedBy(ctx.metrics.otpChecks, handlers.verifyOTP),
+  };
 }
 
 function checkLength(field: string, value: string, max: number): void {
@@ -381,4 +389,18 @@ function sessionMessage(r: UserDevice, currentSessionId: string) {
     lastActiveAt: timestampFromDate(r.last_active_at),
     current: r.id === currentSessionId,
   });
+}
+
+/** Wraps a unary handler so each call's outcome is counted: "ok" or the error's code as on the wire. */
+function countedBy<Req, Res, Ctx>(counter: Counter<"result">, handler: (req: Req, ctx: Ctx) => Res | Promise<Res>): (req: Req, ctx: Ctx) => Promise<Res> {
+  return async (req, hc) => {
+    try {
+      const res = await handler(req, hc);
+      counter.inc({ result: "ok" });
+      return res;
+    } catch (err) {
+      counter.inc({ result: codeToString(ConnectError.from(err).code) });
+      throw err;
+    }
+  };
 }
