@@ -1,4 +1,5 @@
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ContextValues } from "@connectrpc/connect";
+import { respecGrpcMessage } from "./grpc-message.js";
 import type { ConnectRouterOptions } from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
@@ -86,9 +87,11 @@ function mapDecodeErrors(res: UniversalServerResponse, contentType: string, type
   if (res.body === undefined || res.body instanceof Uint8Array) return res;
   const body = res.body;
   if (contentType.startsWith("application/grpc-web")) {
+    respecGrpcMessage(res.header);
     return { ...res, body: mapChunks(body, (chunk) => (chunk[0] === trailerFlag ? grpcWebTrailer(chunk, typeName) : chunk)) };
   }
   if (contentType.startsWith("application/grpc")) {
+    respecGrpcMessage(res.header);
     const trailer = res.trailer;
     if (trailer === undefined) return res;
     return {
@@ -99,6 +102,7 @@ function mapDecodeErrors(res: UniversalServerResponse, contentType: string, type
         () => {
           const err = findTrailerError(trailer);
           if (isDecodeError(err)) setTrailerStatus(trailer, decodeError(typeName, err.rawMessage));
+          respecGrpcMessage(trailer);
         },
       ),
     };
@@ -121,8 +125,9 @@ async function* mapChunks(body: AsyncIterable<Uint8Array>, map: (chunk: Uint8Arr
 function grpcWebTrailer(chunk: Uint8Array, typeName: string): Uint8Array {
   const trailer = trailerParse(chunk.subarray(5));
   const err = findTrailerError(trailer);
-  if (!isDecodeError(err)) return chunk;
-  setTrailerStatus(trailer, decodeError(typeName, err.rawMessage));
+  if (err === undefined) return chunk;
+  if (isDecodeError(err)) setTrailerStatus(trailer, decodeError(typeName, err.rawMessage));
+  respecGrpcMessage(trailer);
   return envelope(trailerFlag, trailerSerialize(trailer));
 }
 

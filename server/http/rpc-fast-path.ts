@@ -1,4 +1,5 @@
 import { setMaxListeners } from "node:events";
+import { respecGrpcMessage } from "./grpc-message.js";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, DescService, JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
@@ -332,6 +333,7 @@ export class RpcFastPath {
     sendHead();
     if (protocol === "grpc") {
       setTrailerStatus(responseTrailer, error);
+      respecGrpcMessage(responseTrailer);
       res.addTrailers(responseTrailer.copyTo({}));
       res.end();
       return;
@@ -366,6 +368,7 @@ export class RpcFastPath {
       const head = responseHeader.copyTo({});
       if (error) {
         setTrailerStatus(responseTrailer, error);
+        respecGrpcMessage(responseTrailer);
         res.writeHead(200, head);
       } else {
         const out = await this.compress(compression, body!);
