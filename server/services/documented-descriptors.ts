@@ -1,30 +1,23 @@
-import { readFileSync } from "node:fs";
 import { fromBinary, toBinary, type DescFile } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type DescriptorProto, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
+import { documentedDescriptorSet } from "../../gen/descriptors.js";
 
 /**
  * The API's descriptors with their proto comments (`source_code_info`), for reflection: protoc-gen-es embeds
- * descriptors without them, so `npm run generate` also writes `gen/descriptors.binpb` (`buf build`, imports
- * and source info included; CI checks it is reproducible like the rest of gen/). The build copies it to
- * dist/gen/. Returns file name → serialized FileDescriptorProto, only for files whose definitions match
+ * descriptors without them, so `buf generate` also writes `gen/descriptors.ts` (scripts/protoc-gen-descriptors.mjs:
+ * the FileDescriptorSet in base64; CI checks it is reproducible like the rest of gen/). Returns file name →
+ * serialized FileDescriptorProto, only for files whose definitions match
  * the generated code the server runs (an out-of-date file is left out with a warning: its comments could
  * describe fields that are not there).
  */
-export function documentedDescriptors(
-  files: DescFile[],
-  logger?: Logger,
-  source = new URL("../../gen/descriptors.binpb", import.meta.url),
-): Map<string, Uint8Array> {
+export function documentedDescriptors(files: DescFile[], logger?: Logger, base64Set: string = documentedDescriptorSet): Map<string, Uint8Array> {
   const out = new Map<string, Uint8Array>();
   let set: FileDescriptorProto[];
   try {
-    set = fromBinary(FileDescriptorSetSchema, readFileSync(source)).file;
+    set = fromBinary(FileDescriptorSetSchema, Buffer.from(base64Set, "base64")).file;
   } catch (err) {
-    logger?.warn(
-      { err, file: source.pathname },
-      "reflection serves descriptors without proto comments: gen/descriptors.binpb could not be read (npm run generate)",
-    );
+    logger?.warn({ err }, "reflection serves descriptors without proto comments: gen/descriptors.ts does not decode (buf generate)");
     return out;
   }
   const byName = new Map(set.map((f) => [f.name, f]));
@@ -32,10 +25,7 @@ export function documentedDescriptors(
     const documented = byName.get(file.proto.name);
     if (!documented) continue;
     if (shape(documented) !== shape(file.proto)) {
-      logger?.warn(
-        { file: file.proto.name },
-        "gen/descriptors.binpb does not match the generated code for this file (npm run generate): served without comments",
-      );
+      logger?.warn({ file: file.proto.name }, "gen/descriptors.ts does not match the generated code for this file (buf generate): served without comments");
       continue;
     }
     out.set(file.proto.name, toBinary(FileDescriptorProtoSchema, documented));
