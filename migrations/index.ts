@@ -13,6 +13,7 @@ import * as m0011 from "./0011_idempotency.js";
 import * as m0012 from "./0012_former_participant_view.js";
 import * as m0013 from "./0013_sql_functions.js";
 import * as m0014 from "./0014_message_path_cost.js";
+import * as m0016 from "./0016_media.js";
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -31,4 +32,5 @@ export const migrations: Record<string, Migration> = {
   "0012_former_participant_view": m0012,
   "0013_sql_functions": m0013,
   "0014_message_path_cost": m0014,
+  "0016_media": m0016,
 };

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { boolVar, ConfigError, cidrsVar, intVar, type RateWindow, windowsVar } from "./config-vars.js";
+import { mediaConfig, type MediaConfig } from "./media/media-config.js";
 
 export { ConfigError };
 export type { RateWindow };
@@ -65,6 +66,7 @@ export interface Config {
   realtime: RealtimeConfig;
   users: UsersConfig;
   status: StatusConfig;
+  media: MediaConfig;
   rateLimits: RateLimitsConfig;
   /** Proxies whose X-Forwarded-For / Forwarded may name the client (CIDRs, normalised "address/prefix"); empty: none. */
   trustedProxies: string[];
@@ -367,6 +369,7 @@ export function loadConfig(env: Env = process.env): Config {
     realtime,
     users,
     status,
+    media: mediaConfig(get, dataDir),
     dataDir,
     jwtSecret,
     authDevMode,

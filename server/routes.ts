@@ -8,6 +8,8 @@ import { RealtimeService, file_realtime_realtime } from "../gen/realtime/realtim
 import { Health, file_health_v1_health } from "../gen/health/v1/health_pb.js";
 import { StatusService, file_status_status } from "../gen/status/status_pb.js";
 import { UserService, file_user_user } from "../gen/user/user_pb.js";
+import { MediaService, file_media_media } from "../gen/media/media_pb.js";
+import { createMediaService } from "./media/media-service.js";
 import type { AppContext } from "./context.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createChatService } from "./services/chat/index.js";
@@ -37,6 +39,9 @@ export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[]
     router.service(StatusService, createStatusService(ctx));
     services.push(UserService, StatusService);
     files.push(file_user_user, file_status_status);
+    router.service(MediaService, createMediaService(ctx, ctx.media));
+    services.push(MediaService);
+    files.push(file_media_media);
   }
 
   const names = [...services.map((s) => s.typeName), "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];

@@ -45,6 +45,7 @@ import { RealtimeHub } from "./realtime/hub.js";
 import { resetTransportKey, transportResetter } from "./realtime/transport-key.js";
 import { scheduleJobs } from "./jobs.js";
 import { Scheduler } from "./scheduler.js";
+import { MediaHub } from "./media/media-hub.js";
 
 export interface CreateOptions {
   logger?: Logger;
@@ -129,6 +130,21 @@ export class ChatwireServer {
     const messages: MessageQueue = jetStreamQueue ?? new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger });
     const guard = new SessionGuard(database.db, bus, config.auth.sessionCacheSeconds * 1000, clock, logger);
     const metrics = new Metrics();
+    const tokens = new TokenService(
+      jwtSecret,
+      { accessTtlSeconds: config.auth.accessTokenTtlSeconds, refreshTtlSeconds: config.auth.refreshTokenTtlSeconds },
+      clock,
+    );
+    const media = await MediaHub.create({
+      config: config.media,
+      db: database.db,
+      tokens,
+      guard,
+      secret: jwtSecret,
+      corsOrigins: config.corsOrigins,
+      clock,
+      logger,
+    });
     // One /metrics per process (each scrape reaches whichever process gets the connection): say which.
     if (config.processIndex !== undefined) metrics.registry.setDefaultLabels({ process: String(config.processIndex) });
     const ctx: AppContext = {
@@ -139,11 +155,7 @@ export class ChatwireServer {
       bus,
       messages,
       auth: {
-        tokens: new TokenService(
-          jwtSecret,
-          { accessTtlSeconds: config.auth.accessTokenTtlSeconds, refreshTtlSeconds: config.auth.refreshTokenTtlSeconds },
-          clock,
-        ),
+        tokens,
         guard,
         otp,
       },
@@ -157,6 +169,7 @@ export class ChatwireServer {
         config: config.realtime,
         metrics,
       }),
+      media,
       metrics,
       health: new HealthState(),
       clock,
@@ -251,6 +264,7 @@ export class ChatwireServer {
       metrics,
       readiness: () => this.readiness(),
       rpc,
+      media: (req, res) => this.ctx.media.handle(req, res),
     });
     this.listener = new Listener(handler, { host: config.host, port: config.port, tls: config.tls, logger, drainBytes: 4 * config.maxMessageBytes });
     this.boundPort = await this.listener.listen();
