@@ -44,7 +44,8 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex("media_refs_media_idx").on("media_refs").column("media_id").execute();
   await db.schema.createIndex("media_refs_conversation_idx").on("media_refs").column("conversation_id").execute();
   await db.schema.createIndex("media_refs_status_idx").on("media_refs").column("status_id").execute();
-  await db.schema.createIndex("media_refs_message_idx").on("media_refs").column("message_id").execute();
+  // Unique: a retried SendMessage adds its reference once.
+  await db.schema.createIndex("media_refs_message_idx").on("media_refs").columns(["message_id", "media_id"]).unique().execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -86,15 +86,19 @@ export async function deleteMediaRow(db: Db, id: string, uploaderId?: string): P
 
 /**
  * Whether `userId` may download the item besides its uploader: a participant
- * (current or former) of a conversation it was sent in.
+ * of a conversation it was sent in whose history shows that message.
  */
 export async function sentToParticipant(db: Db, mediaId: string, userId: string): Promise<boolean> {
   const row = await db
     .selectFrom("media_refs as r")
     .innerJoin("conversation_participants as p", "p.conversation_id", "r.conversation_id")
+    .innerJoin("messages as m", "m.id", "r.message_id")
     .select("r.media_id")
     .where("r.media_id", "=", mediaId)
     .where("p.user_id", "=", userId)
+    // The message is within the participant's window (sent after they joined, before they left).
+    .whereRef("m.seq", ">", "p.joined_seq")
+    .where((eb) => eb.or([eb("p.left_seq", "is", null), eb("m.seq", "<=", eb.ref("p.left_seq"))]))
     .limit(1)
     .executeTakeFirst();
   return row !== undefined;
@@ -122,6 +126,8 @@ export async function addReference(db: Db, mediaId: string, target: MediaTarget,
         ? { media_id: mediaId, conversation_id: null, status_id: target.statusId, message_id: null }
         : { media_id: mediaId, conversation_id: target.conversationId, status_id: null, message_id: target.messageId },
     )
+    // A retried SendMessage references again: once is enough.
+    .onConflict((oc) => oc.doNothing())
     .execute();
   await db.updateTable("media").set({ referenced_at: now }).where("id", "=", mediaId).where("referenced_at", "is", null).execute();
 }

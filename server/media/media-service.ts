@@ -21,6 +21,7 @@ import { findAnswer } from "../db/request-store.js";
 import { statusVisible, type AudienceKind } from "../domain/privacy.js";
 import { oncePerKey, requestIdField } from "../services/request-replay.js";
 import { bad, callerId, uuidField } from "../services/rpc-input.js";
+import { mediaView } from "./attach.js";
 import { declaredType, maxBytesOf, type MediaKindName, THUMBNAIL_MAX_BYTES, thumbnailTypeOk } from "./kinds.js";
 import type { MediaHub } from "./media-hub.js";
 import { UNREFERENCED_TTL_MS } from "./media-hub.js";
@@ -42,26 +43,6 @@ const MiB = 1024 * 1024;
 const notFound = (id: string) => new ConnectError(`media ${id} not found`, Code.NotFound);
 const tooMuch = (message: string) => new ConnectError(message, Code.ResourceExhausted);
 const mib = (n: number) => `${Math.round((n / MiB) * 10) / 10} MiB`;
-
-/** A media row as messages, statuses and GetMedia describe it. */
-export function mediaView(r: MediaRow): Media {
-  return create(MediaSchema, {
-    mediaId: r.id,
-    kind: KINDS[r.kind] ?? MediaKind.UNSPECIFIED,
-    mimeType: r.mime_type,
-    sizeBytes: BigInt(r.size_bytes),
-    sha256: r.sha256,
-    fileName: r.file_name,
-    width: r.width,
-    height: r.height,
-    durationMs: r.duration_ms,
-    thumbnail: r.thumbnail ?? new Uint8Array(),
-    encrypted: r.encrypted,
-    state: r.state === "ready" ? MediaState.READY : MediaState.PENDING,
-    uploaderId: r.uploader_id,
-    createdAt: timestampFromDate(r.created_at),
-  });
-}
 
 /** media.MediaService: declare uploads (the bytes go over tus), look media up, delete them. */
 export function createMediaService(ctx: AppContext, hub: MediaHub): ServiceImpl<typeof MediaService> {

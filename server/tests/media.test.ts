@@ -1,7 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MediaKind, MediaState } from "../../gen/media/media_pb.js";
-import { fakeMp4, MiB, mediaClient, sha256, tusUpload } from "./helpers/media.js";
+import { fakeMp4, MiB, mediaClient, sha256, tusUpload, whenSome } from "./helpers/media.js";
 import { startFakeS3, type FakeS3 } from "./helpers/s3-fake.js";
 import { codeOf, phoneSequence, socialUser, type SocialUser } from "./helpers/social.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
@@ -36,11 +36,12 @@ describe.each(storages)("media on %s", (name, env) => {
   let s: TestServer;
   const nextPhone = phoneSequence(name === "disk" ? "711" : "712");
   let alice: SocialUser;
+  let bob: SocialUser;
   let stranger: SocialUser;
 
   beforeAll(async () => {
     s = await startTestServer(env());
-    [alice, stranger] = [await socialUser(s, nextPhone()), await socialUser(s, nextPhone())];
+    [alice, bob, stranger] = [await socialUser(s, nextPhone()), await socialUser(s, nextPhone()), await socialUser(s, nextPhone())];
   });
   afterAll(async () => {
     await s?.stop();
@@ -100,7 +101,17 @@ describe.each(storages)("media on %s", (name, env) => {
     });
     expect(got.downloadUrl).toMatch(new RegExp(`^/media/${created.mediaId}\\?exp=\\d+&sig=`));
 
-    // The stored bytes, read back whole and by ranges, are the video's.
+    // Alice sends it to Bob; Bob's history carries its description, and Bob may download it.
+    const conversationId = (await alice.chat.createConversation({ participantIds: [bob.id] })).conversation!.id;
+    const sent = await alice.chat.sendMessage({ conversationId, mediaId: created.mediaId, content: "look" });
+    expect(sent.message).toMatchObject({ mediaUrl: `/media/${created.mediaId}`, mediaType: "video/mp4" });
+    expect(sent.message?.media).toMatchObject({ mediaId: created.mediaId, width: 1280, height: 720, durationMs: 61_000 });
+    const seen = await whenSome(async () => (await bob.chat.listMessages({ conversationId })).messages.find((m) => m.id === sent.message!.id && m.seq > 0n));
+    expect(seen.media).toMatchObject({ mediaId: created.mediaId, kind: MediaKind.VIDEO, sizeBytes: BigInt(video.length) });
+    const forBob = await mediaClient(s, bob.token).getMedia({ mediaId: created.mediaId });
+    expect(forBob.downloadUrl).toMatch(/^\/media\//);
+
+    // The stored bytes, read back whole by Alice and by ranges by Bob, are the video's.
     const whole = await fetch(`${s.url}${got.downloadUrl}`);
     expect(whole.status).toBe(200);
     expect(whole.headers.get("content-type")).toBe("video/mp4");
@@ -109,7 +120,7 @@ describe.each(storages)("media on %s", (name, env) => {
     const parts: Buffer[] = [];
     for (let start = 0; start < video.length; start += 7 * MiB) {
       const end = Math.min(start + 7 * MiB, video.length) - 1;
-      const r = await fetch(`${s.url}${got.downloadUrl}`, { headers: { range: `bytes=${start}-${end}` } });
+      const r = await fetch(`${s.url}${forBob.downloadUrl}`, { headers: { range: `bytes=${start}-${end}` } });
       expect(r.status).toBe(206);
       expect(r.headers.get("content-range")).toBe(`bytes ${start}-${end}/${video.length}`);
       parts.push(Buffer.from(await r.arrayBuffer()));

@@ -76,3 +76,13 @@ export function tusUpload(
     upload.start();
   });
 }
+
+/** What `get` answers once it answers something (a stored message, in production the worker's doing); polls for up to 10 s. */
+export async function whenSome<T>(get: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 400; i++) {
+    const v = await get();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error("not there after 10 s");
+}
