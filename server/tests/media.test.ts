@@ -73,7 +73,7 @@ describe.each(storages)("media on %s", (name, env) => {
     expect(again.mediaId).toBe(created.mediaId);
 
     // First half, then the connection is "lost".
-    const first = await tusUpload(s, alice.token, created.mediaId, video, { chunk: 2 * MiB, stopAfter: 10 * MiB });
+    const first = await tusUpload(s, alice.token, created.mediaId, video, { chunk: 5 * MiB, stopAfter: 10 * MiB });
     expect(first.url).toMatch(new RegExp(`/media/uploads/${created.mediaId}$`));
     const head = await fetch(first.url!, { method: "HEAD", headers: { "tus-resumable": "1.0.0", authorization: `Bearer ${alice.token}` } });
     expect(head.status).toBe(200);
@@ -88,7 +88,7 @@ describe.each(storages)("media on %s", (name, env) => {
     expect(foreign.status).toBe(404);
 
     // Resume where it stopped: tus-js-client asks the offset (HEAD) and sends only the rest.
-    await tusUpload(s, alice.token, created.mediaId, video, { chunk: 4 * MiB, resumeUrl: first.url! });
+    await tusUpload(s, alice.token, created.mediaId, video, { chunk: 5 * MiB, resumeUrl: first.url! });
 
     const got = await media.getMedia({ mediaId: created.mediaId });
     expect(got.media).toMatchObject({
@@ -135,5 +135,6 @@ describe.each(storages)("media on %s", (name, env) => {
     expect((await fetch(`${s.url}${forged}`)).status).toBe(403);
     const later = got.downloadUrl.replace(/exp=(\d+)/, (_m, e: string) => `exp=${Number(e) + 3600}`);
     expect((await fetch(`${s.url}${later}`)).status).toBe(403);
-  });
+    // 20 MiB through tus and back four times: seconds, or a minute on a loaded machine.
+  }, 120_000);
 });
