@@ -14,7 +14,8 @@ const ALLOWED: Record<Exclude<MediaKindName, "document">, readonly string[]> = {
   image: IMAGE,
   // file-type tells webm audio from video only by the tracks; an audio-only webm may sniff as video/webm.
   video: VIDEO,
-  audio: [...AUDIO, "video/webm"],
+  // An ogg without an opus or vorbis header in its first page sniffs as the bare container.
+  audio: [...AUDIO, "video/webm", "application/ogg"],
   sticker: ["image/webp", "image/png"],
 };
 
