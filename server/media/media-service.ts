@@ -3,15 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { fileTypeFromBuffer } from "file-type";
-import {
-  CreateUploadResponseSchema,
-  DeleteMediaResponseSchema,
-  type Media,
-  MediaKind,
-  MediaSchema,
-  type MediaService,
-  MediaState,
-} from "../../gen/media/media_pb.js";
+import { CreateUploadResponseSchema, DeleteMediaResponseSchema, MediaKind, type MediaService } from "../../gen/media/media_pb.js";
 import type { AppContext } from "../context.js";
 import * as store from "../db/media-store.js";
 import type { MediaRow } from "../db/media-store.js";
@@ -23,8 +15,7 @@ import { oncePerKey, requestIdField } from "../services/request-replay.js";
 import { bad, callerId, uuidField } from "../services/rpc-input.js";
 import { mediaView } from "./attach.js";
 import { declaredType, maxBytesOf, type MediaKindName, THUMBNAIL_MAX_BYTES, thumbnailTypeOk } from "./kinds.js";
-import type { MediaHub } from "./media-hub.js";
-import { UNREFERENCED_TTL_MS } from "./media-hub.js";
+import { type MediaHub, UNREFERENCED_TTL_MS } from "./media-hub.js";
 import { UPLOADS_PATH } from "./uploads.js";
 
 const KIND_NAMES: Partial<Record<MediaKind, MediaKindName>> = {
@@ -34,7 +25,6 @@ const KIND_NAMES: Partial<Record<MediaKind, MediaKindName>> = {
   [MediaKind.DOCUMENT]: "document",
   [MediaKind.STICKER]: "sticker",
 };
-const KINDS = Object.fromEntries(Object.entries(KIND_NAMES).map(([k, v]) => [v, Number(k) as MediaKind])) as Record<string, MediaKind>;
 const SHA256 = /^[0-9a-f]{64}$/;
 const MAX_FILE_NAME = 255;
 const DAY_MS = 24 * 3600 * 1000;
