@@ -4,6 +4,7 @@ import { AuthService, type SendOTPResponse, type VerifyOTPResponse } from "../..
 import { ChatService, type Message, type SendMessageRequest, type SendMessageRequestSchema, type SendMessageResponse } from "../../gen/chat/chat_pb.js";
 import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
 import { StatusService } from "../../gen/status/status_pb.js";
+import { MediaService } from "../../gen/media/media_pb.js";
 import { UserService } from "../../gen/user/user_pb.js";
 import { Emitter } from "./emitter.js";
 import { backoffDelay, randomId, sleep } from "./retry.js";
@@ -98,6 +99,8 @@ export class ChatwireClient extends Emitter<ClientEvents> {
   readonly users: Client<typeof UserService>;
   /** StatusService: 24-hour status updates, their feed, views and replies. */
   readonly status: Client<typeof StatusService>;
+  /** MediaService: declare uploads (the bytes go over tus to `/media/uploads/`), download URLs, deletion. */
+  readonly media: Client<typeof MediaService>;
   /** The token store in use. */
   readonly tokens: TokenStore;
   readonly #session: Session;
@@ -175,6 +178,7 @@ export class ChatwireClient extends Emitter<ClientEvents> {
     this.realtime = createClient(RealtimeService, transport);
     this.users = createClient(UserService, transport);
     this.status = createClient(StatusService, transport);
+    this.media = createClient(MediaService, transport);
   }
 
   /** The logged-in user's id, or undefined when logged out. */

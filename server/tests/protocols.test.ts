@@ -22,6 +22,7 @@ const EXPECTED_SERVICES = [
   "grpc.health.v1.Health",
   "grpc.reflection.v1.ServerReflection",
   "grpc.reflection.v1alpha.ServerReflection",
+  "media.MediaService",
   "realtime.RealtimeService",
   "status.StatusService",
   "user.UserService",
