@@ -181,3 +181,51 @@ describe("per-user call limits and trusted proxies", () => {
     expect(loadConfig(pg).processIndex).toBeUndefined();
   });
 });
+
+describe("media settings", () => {
+  test("defaults: disk under the data dir, WhatsApp-like limits, 5-minute download URLs", () => {
+    const c = loadConfig({ CHATWIRE_DATA_DIR: "/var/lib/chatwire" });
+    expect(c.media).toEqual({
+      dir: "/var/lib/chatwire/media",
+      s3: undefined,
+      maxBytes: { image: 16 * 1024 * 1024, video: 64 * 1024 * 1024, audio: 64 * 1024 * 1024, document: 100 * 1024 * 1024 },
+      userQuotaBytes: 2 * 1024 ** 3,
+      dailyUploadBytes: 1024 ** 3,
+      urlTtlSeconds: 300,
+    });
+    expect(loadConfig({ MEDIA_DIR: "/srv/media", MEDIA_MAX_VIDEO_BYTES: "1000" }).media).toMatchObject({ dir: "/srv/media", maxBytes: { video: 1000 } });
+  });
+
+  test("S3: a bucket turns it on; an endpoint means path-style URLs; keys come in pairs", () => {
+    const s3 = loadConfig({
+      MEDIA_S3_BUCKET: "media",
+      MEDIA_S3_ENDPOINT: "http://127.0.0.1:9000",
+      MEDIA_S3_ACCESS_KEY_ID: "k",
+      MEDIA_S3_SECRET_ACCESS_KEY: "s",
+    }).media.s3;
+    expect(s3).toEqual({
+      bucket: "media",
+      endpoint: "http://127.0.0.1:9000",
+      region: "us-east-1",
+      credentials: { accessKeyId: "k", secretAccessKey: "s" },
+      forcePathStyle: true,
+    });
+    expect(loadConfig({ MEDIA_S3_BUCKET: "media", MEDIA_S3_REGION: "eu-west-1" }).media.s3).toMatchObject({
+      region: "eu-west-1",
+      credentials: undefined,
+      forcePathStyle: false,
+    });
+  });
+
+  test.each([
+    [{ MEDIA_S3_BUCKET: "Not A Bucket" }, "MEDIA_S3_BUCKET"],
+    [{ MEDIA_S3_BUCKET: "media", MEDIA_S3_ENDPOINT: "ftp://x" }, "MEDIA_S3_ENDPOINT"],
+    [{ MEDIA_S3_BUCKET: "media", MEDIA_S3_ACCESS_KEY_ID: "k" }, "MEDIA_S3_SECRET_ACCESS_KEY"],
+    [{ MEDIA_S3_ENDPOINT: "http://127.0.0.1:9000" }, "MEDIA_S3_ENDPOINT"],
+    [{ MEDIA_MAX_IMAGE_BYTES: "0" }, "MEDIA_MAX_IMAGE_BYTES"],
+    [{ MEDIA_USER_QUOTA_BYTES: "lots" }, "MEDIA_USER_QUOTA_BYTES"],
+    [{ MEDIA_URL_TTL_SECONDS: "5" }, "MEDIA_URL_TTL_SECONDS"],
+  ])("%o is refused, naming %s", (env, variable) => {
+    expect(errorOf(env).variable).toBe(variable);
+  });
+});

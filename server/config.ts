@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { boolVar, ConfigError, ConfigErrors, cidrsVar, intVar, type RateWindow, windowsVar } from "./config-vars.js";
+import { mediaConfig, type MediaConfig } from "./media/media-config.js";
 import { pushConfigFrom, type PushConfig } from "./push/push-config.js";
 
 export { ConfigError, ConfigErrors };
@@ -66,6 +67,7 @@ export interface Config {
   realtime: RealtimeConfig;
   users: UsersConfig;
   status: StatusConfig;
+  media: MediaConfig;
   rateLimits: RateLimitsConfig;
   /** Proxies whose X-Forwarded-For / Forwarded may name the client (CIDRs, normalised "address/prefix"); empty: none. */
   trustedProxies: string[];
@@ -398,6 +400,7 @@ function checkConfig(env: Env): Config {
     realtime,
     users,
     status,
+    media: mediaConfig(get, dataDir),
     dataDir,
     jwtSecret,
     authDevMode,

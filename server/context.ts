@@ -9,6 +9,7 @@ import type { HealthState } from "./health.js";
 import type { EventBus } from "./messaging/bus.js";
 import type { NatsLink } from "./messaging/nats.js";
 import type { MessageQueue } from "./messaging/message-queue.js";
+import type { MediaHub } from "./media/media-hub.js";
 import type { Metrics } from "./metrics.js";
 import type { Push } from "./push/push.js";
 import type { RealtimeHub } from "./realtime/hub.js";
@@ -34,6 +35,8 @@ export interface AppContext {
   };
   /** Live events to users' devices (streams, typing, presence, ephemeral fan-out). */
   realtime: RealtimeHub;
+  /** Media storage, tus uploads and signed downloads (server/media/). */
+  media: MediaHub;
   metrics: Metrics;
   /** Push notifications: providers, dispatcher, and the push stream on the production profile. */
   push: Push;

@@ -8,6 +8,7 @@ import type { Scheduler } from "./scheduler.js";
 
 /** Expired auth rows, rate-limit counters and request answers are deleted this often. */
 const PRUNE_EVERY_MS = 10 * 60_000;
+const MEDIA_COLLECT_EVERY_MS = 15 * 60_000;
 
 /** Every periodic job of a server, in one place. */
 export function scheduleJobs(scheduler: Scheduler, ctx: AppContext): void {
@@ -20,5 +21,7 @@ export function scheduleJobs(scheduler: Scheduler, ctx: AppContext): void {
   scheduler.every("rate limit counter pruning", PRUNE_EVERY_MS, () => pruneRateLimitPoints(db, Date.now()));
   scheduler.every("request answer pruning", PRUNE_EVERY_MS, () => pruneRequestAnswers(db, clock.now()));
   // Expired statuses are already invisible (read-time filter); this removes their rows and views.
+  // Media never referenced within 24 h, or whose last message or status is gone.
+  scheduler.every("media collection", MEDIA_COLLECT_EVERY_MS, () => ctx.media.collect());
   scheduler.every("expired status purge", config.status.purgeIntervalSeconds * 1000, () => purgeExpiredStatuses(db, clock.now()));
 }

@@ -9,6 +9,8 @@ import { Health, file_health_v1_health } from "../gen/health/v1/health_pb.js";
 import { StatusService, file_status_status } from "../gen/status/status_pb.js";
 import { UserService, file_user_user } from "../gen/user/user_pb.js";
 import { PushService, file_push_push } from "../gen/push/push_pb.js";
+import { MediaService, file_media_media } from "../gen/media/media_pb.js";
+import { createMediaService } from "./media/media-service.js";
 import type { AppContext } from "./context.js";
 import { createAuthService } from "./services/auth-service.js";
 import { createChatService } from "./services/chat/index.js";
@@ -43,6 +45,9 @@ export function registerRoutes(router: ConnectRouter, ctx: AppContext): string[]
     router.service(PushService, createPushService(ctx));
     services.push(PushService);
     files.push(file_push_push);
+    router.service(MediaService, createMediaService(ctx, ctx.media));
+    services.push(MediaService);
+    files.push(file_media_media);
   }
 
   const names = [...services.map((s) => s.typeName), "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];

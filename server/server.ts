@@ -48,6 +48,7 @@ import { scheduleJobs } from "./jobs.js";
 import { Scheduler } from "./scheduler.js";
 import { Push } from "./push/push.js";
 import { PushPool } from "./push/push-pool.js";
+import { MediaHub } from "./media/media-hub.js";
 
 export interface CreateOptions {
   logger?: Logger;
@@ -146,6 +147,21 @@ export class ChatwireServer {
     const inline = new InlineQueue({ db: database.db, bus, subjectPrefix: config.natsSubjectPrefix, clock, logger, counter: metrics.messagesStored });
     // Embedded: the push role sends right after the inline store.
     const messages: MessageQueue = jetStreamQueue ?? (config.roles.has("push") ? push.inline(inline) : inline);
+    const tokens = new TokenService(
+      jwtSecret,
+      { accessTtlSeconds: config.auth.accessTokenTtlSeconds, refreshTtlSeconds: config.auth.refreshTokenTtlSeconds },
+      clock,
+    );
+    const media = await MediaHub.create({
+      config: config.media,
+      db: database.db,
+      tokens,
+      guard,
+      secret: jwtSecret,
+      corsOrigins: config.corsOrigins,
+      clock,
+      logger,
+    });
     // One /metrics per process (each scrape reaches whichever process gets the connection): say which.
     if (config.processIndex !== undefined) metrics.registry.setDefaultLabels({ process: String(config.processIndex) });
     const ctx: AppContext = {
@@ -156,11 +172,7 @@ export class ChatwireServer {
       bus,
       messages,
       auth: {
-        tokens: new TokenService(
-          jwtSecret,
-          { accessTtlSeconds: config.auth.accessTokenTtlSeconds, refreshTtlSeconds: config.auth.refreshTokenTtlSeconds },
-          clock,
-        ),
+        tokens,
         guard,
         otp,
       },
@@ -174,6 +186,7 @@ export class ChatwireServer {
         config: config.realtime,
         metrics,
       }),
+      media,
       metrics,
       push,
       health: new HealthState(),
@@ -288,6 +301,7 @@ export class ChatwireServer {
       metrics,
       readiness: () => this.readiness(),
       rpc,
+      media: (req, res) => this.ctx.media.handle(req, res),
     });
     this.listener = new Listener(handler, { host: config.host, port: config.port, tls: config.tls, logger, drainBytes: 4 * config.maxMessageBytes });
     this.boundPort = await this.listener.listen();

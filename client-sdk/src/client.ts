@@ -4,6 +4,7 @@ import { AuthService, type SendOTPResponse, type VerifyOTPResponse } from "../..
 import { ChatService, type Message, type SendMessageRequest, type SendMessageRequestSchema, type SendMessageResponse } from "../../gen/chat/chat_pb.js";
 import { RealtimeService } from "../../gen/realtime/realtime_pb.js";
 import { StatusService } from "../../gen/status/status_pb.js";
+import { MediaService } from "../../gen/media/media_pb.js";
 import { UserService } from "../../gen/user/user_pb.js";
 import { PushService } from "../../gen/push/push_pb.js";
 import { Emitter } from "./emitter.js";
@@ -105,6 +106,8 @@ export class ChatwireClient extends Emitter<ClientEvents> {
   readonly status: Client<typeof StatusService>;
   /** PushService: this device's push registration (FCM, APNs, Web Push), the VAPID key, push settings. */
   readonly push: Client<typeof PushService>;
+  /** MediaService: declare uploads (the bytes go over tus to `/media/uploads/`), download URLs, deletion. */
+  readonly media: Client<typeof MediaService>;
   /** The token store in use. */
   readonly tokens: TokenStore;
   /**
@@ -199,6 +202,7 @@ export class ChatwireClient extends Emitter<ClientEvents> {
     this.users = createClient(UserService, transport);
     this.status = createClient(StatusService, transport);
     this.push = createClient(PushService, transport);
+    this.media = createClient(MediaService, transport);
   }
 
   /** The logged-in user's id, or undefined when logged out. */

@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, Selectable } from "kysely";
+import type { MediaTables } from "./media-schema.js";
 
 // Mirrors migrations/0001_initial.ts .. 0003_chat.ts. Columns with a database
 // default are Generated<> so inserts may omit them; timestamptz columns are JS
@@ -287,7 +288,7 @@ interface StatusRepliesTable {
   created_at: Date;
 }
 
-export interface Database {
+export interface Database extends MediaTables {
   users: UsersTable;
   user_devices: UserDevicesTable;
   otp_codes: OtpCodesTable;

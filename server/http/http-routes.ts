@@ -19,6 +19,8 @@ export interface HttpRoutesOptions {
   readiness: () => Promise<Readiness>;
   /** The Connect adapter: every RPC path. */
   rpc: RequestHandler;
+  /** Media uploads (tus) and downloads under /media/: true when it took the request. */
+  media?: (req: Req, res: Res) => boolean;
   /** The built browser client served at `/` (default: `dist/web`, see defaultWebDir). */
   webDir?: string;
 }
@@ -51,6 +53,7 @@ export function createHttpRoutes(opts: HttpRoutesOptions): RequestHandler {
   };
 
   return (req, res) => {
+    if (opts.media?.(req, res)) return;
     const allowed = applyCors(req, res);
     if (req.method === "OPTIONS" && req.headers["access-control-request-method"] !== undefined) {
       if (allowed) {

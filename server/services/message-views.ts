@@ -4,6 +4,7 @@ import * as convs from "../db/conversation-store.js";
 import * as history from "../db/history-store.js";
 import { readStateSharedIn } from "../db/privacy-store.js";
 import { toMessage } from "../domain/message-view.js";
+import { withMedia } from "../media/attach.js";
 
 /**
  * A stored message as a current participant sees it in ListMessages (reactions,
@@ -20,5 +21,6 @@ export async function storedMessageView(ctx: AppContext, row: history.MessageRow
     history.reactionsOf(db, [row.id]),
     history.statusQuotesOf(db, [row.id]),
   ]);
-  return toMessage(row, people.get(row.conversation_id) ?? [], reactions, quotes, readShared.get(row.conversation_id));
+  const message = toMessage(row, people.get(row.conversation_id) ?? [], reactions, quotes, readShared.get(row.conversation_id));
+  return (await withMedia(db, [message]))[0]!;
 }

@@ -32,6 +32,8 @@ import { bad, callerId, uuidField } from "./rpc-input.js";
 import { oncePerKey, requestIdField } from "./request-replay.js";
 import { findAnswer } from "../db/request-store.js";
 import { openDirectConversation } from "./direct-conversations.js";
+import { addReference } from "../db/media-store.js";
+import { attachableMedia, mediaPath, mediaView, withMedia } from "../media/attach.js";
 
 /** A status is invisible this long after posting, and purged after. */
 const STATUS_TTL_MS = 24 * 3600 * 1000;
@@ -61,6 +63,14 @@ const PROTO_TO_AUDIENCE: Partial<Record<StatusAudience, AudienceKind>> = {
   [StatusAudience.CONTACTS_EXCEPT]: "except",
   [StatusAudience.ONLY_SHARE_WITH]: "only",
 };
+
+/** A status's content type for media of `kind`: image or video, matching content_type unless that is unset. */
+function mediaContentType(kind: string, asked: StatusContentType): "image" | "video" {
+  if (kind !== "image" && kind !== "video") throw bad(`media_id: a status shows an image or a video, not ${kind} media`);
+  if (asked !== StatusContentType.UNSPECIFIED && PROTO_TO_TYPE[asked] !== kind)
+    throw bad(`content_type: the media is ${kind}; leave content_type unset or match it`);
+  return kind;
+}
 
 const notFound = (id: string) => new ConnectError(`status ${id} not found`, Code.NotFound);
 
@@ -143,19 +153,25 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       me,
       rows.map((r) => r.id),
     );
-    return rows.map((r) => toStatus(r, r.user_id === me || views.has(r.id)));
+    return withMedia(
+      db,
+      rows.map((r) => toStatus(r, r.user_id === me || views.has(r.id))),
+    );
   }
 
   async function mine(rows: StatusRow[]): Promise<Status[]> {
     const ids = rows.map((r) => r.id);
     const [lists, counts] = await Promise.all([statuses.audienceLists(db, ids), statuses.viewCounts(db, ids)]);
-    return rows.map((r) => {
-      const s = toStatus(r, true);
-      s.audience = AUDIENCE_TO_PROTO[r.audience] ?? StatusAudience.CONTACTS;
-      s.audienceUserIds = [...(lists.get(r.id) ?? [])].sort();
-      s.viewCount = counts.get(r.id) ?? 0;
-      return s;
-    });
+    return withMedia(
+      db,
+      rows.map((r) => {
+        const s = toStatus(r, true);
+        s.audience = AUDIENCE_TO_PROTO[r.audience] ?? StatusAudience.CONTACTS;
+        s.audienceUserIds = [...(lists.get(r.id) ?? [])].sort();
+        s.viewCount = counts.get(r.id) ?? 0;
+        return s;
+      }),
+    );
   }
 
   return {
@@ -164,10 +180,12 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       if (req.userId.trim() !== "" && uuidField("user_id", req.userId) !== me) {
         throw new ConnectError("user_id: you can only post statuses as yourself (leave it empty)", Code.PermissionDenied);
       }
-      const contentType = PROTO_TO_TYPE[req.contentType];
+      // Media uploaded here (media.MediaService): its kind decides the content type.
+      const media = req.mediaId.trim() === "" ? undefined : await attachableMedia(db, me, req.mediaId, req.mediaUrl);
+      const contentType = media ? mediaContentType(media.kind, req.contentType) : PROTO_TO_TYPE[req.contentType];
       if (!contentType) throw bad("content_type: one of STATUS_CONTENT_TYPE_TEXT, _IMAGE, _VIDEO");
       const content = req.content.trim();
-      const mediaUrl = req.mediaUrl.trim();
+      const mediaUrl = media ? mediaPath(media.id) : req.mediaUrl.trim();
       const caption = req.caption.trim();
       const color = req.backgroundColor.trim();
       if (contentType === "text") {
@@ -178,7 +196,7 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
       } else {
         if (mediaUrl === "") throw bad(`media_url: an ${contentType} status needs the URL of its ${contentType}`);
         if (mediaUrl.length > MAX_URL) throw bad(`media_url: at most ${MAX_URL} characters`);
-        if (!isHttpUrl(mediaUrl)) throw bad(`media_url: "${mediaUrl}" is not an http(s) URL`);
+        if (!media && !isHttpUrl(mediaUrl)) throw bad(`media_url: "${mediaUrl}" is not an http(s) URL`);
         if (content !== "") throw bad("content: must be empty for an image or video status (use caption)");
         if (codePoints(caption) > MAX_TEXT) throw bad(`caption: at most ${MAX_TEXT} characters (got ${codePoints(caption)})`);
         if (color !== "" || req.font !== StatusFont.UNSPECIFIED) throw bad("background_color and font are for text statuses");
@@ -213,8 +231,10 @@ export function createStatusService(ctx: AppContext): ServiceImpl<typeof StatusS
           createdAt: now,
           expiresAt: new Date(now.getTime() + STATUS_TTL_MS),
         });
+        if (media) await addReference(trx, media.id, { statusId: row.id }, now);
         // What mine() reads back, known here: the audience as given, no views yet.
         const status = toStatus(row, true);
+        status.media = media && mediaView(media);
         status.audience = AUDIENCE_TO_PROTO[row.audience] ?? StatusAudience.CONTACTS;
         status.audienceUserIds = [...list].sort();
         status.viewCount = 0;

@@ -9,8 +9,10 @@ import { ChatService, ParticipantRole } from "../../gen/chat/chat_pb.js";
 import { StatusAudience, StatusService } from "../../gen/status/status_pb.js";
 import { UserService } from "../../gen/user/user_pb.js";
 import { PushPlatform, PushService } from "../../gen/push/push_pb.js";
+import { MediaKind } from "../../gen/media/media_pb.js";
 import { registerRoutes } from "../routes.js";
 import { bearerTransport, login } from "./helpers/login.js";
+import { fakeJpeg, mediaClient, sha256, tusUpload } from "./helpers/media.js";
 import { phoneSequence } from "./helpers/social.js";
 import { FakeClock, startTestServer, type TestServer } from "./helpers/test-server.js";
 
@@ -63,6 +65,8 @@ interface World {
   st: string;
   /** O's other session (RevokeSession). */
   oSession: string;
+  /** O's photo, sent in G before R's removal. */
+  media: string;
 }
 
 /** The conversation and message each caller addresses. */
@@ -203,6 +207,16 @@ const TABLE: Record<string, Row> = {
     request: (w) => ({ statusId: w.st, content: "nice" }),
     expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: NF, owner: FP },
   },
+  "media.MediaService/GetMedia": {
+    // Sent in G before R left: in R's history too. X shares only D with O, where it was not sent.
+    request: (w) => ({ mediaId: w.media }),
+    expect: { anonymous: U, stranger: NF, member: "ok", removed: "ok", blocked: NF, owner: "ok" },
+  },
+  "media.MediaService/DeleteMedia": {
+    request: (w) => ({ mediaId: w.media }),
+    expect: { anonymous: U, stranger: NF, member: NF, removed: NF, blocked: NF, owner: "ok" },
+    fresh: ["owner"],
+  },
   "user.UserService/GetUsers": {
     // Profiles come back within each owner's privacy settings (checked in user.test.ts).
     request: (w) => ({ userIds: [w.O] }),
@@ -316,9 +330,20 @@ describe("authorization table", () => {
     const G = (await O.chat.createConversation({ isGroup: true, groupName: "Auth", participantIds: [M, R, T] })).conversation!.id;
     const g1 = (await O.chat.sendMessage({ conversationId: G, content: "hello group" })).message!.id;
     await stored(G, g1);
+    const photo = fakeJpeg(2000);
+    const media = (
+      await mediaClient(s, people.owner.token).createUpload({
+        kind: MediaKind.IMAGE,
+        mimeType: "image/jpeg",
+        sizeBytes: BigInt(photo.length),
+        sha256: sha256(photo),
+      })
+    ).mediaId;
+    await tusUpload(s, people.owner.token, media, photo, { chunk: photo.length });
+    await stored(G, (await O.chat.sendMessage({ conversationId: G, mediaId: media })).message!.id);
     await O.chat.removeParticipant({ conversationId: G, userId: R });
     const st = (await O.status.createStatus({ content: "O's status", audience: StatusAudience.CONTACTS_EXCEPT, audienceUserIds: [R] })).statusId;
-    return { O: people.owner.id, M, R, X, T, G, g1, ...base, st };
+    return { O: people.owner.id, M, R, X, T, G, g1, ...base, st, media };
   }
 
   test("every RPC that takes an id has a row, and each caller gets what the row says", async () => {

@@ -23,6 +23,7 @@ const EXPECTED_SERVICES = [
   "grpc.reflection.v1.ServerReflection",
   "grpc.reflection.v1alpha.ServerReflection",
   "push.PushService",
+  "media.MediaService",
   "realtime.RealtimeService",
   "status.StatusService",
   "user.UserService",

@@ -10,6 +10,8 @@ import { directBlockRefusal, requireDirectNotBlocked } from "../blocking.js";
 import { CLIENT_ID_MAX, EMOJI_MAX, MEDIA_TYPE_MAX, URL_MAX } from "../../domain/limits.js";
 import { toMessage } from "../../domain/message-view.js";
 import { codePoints } from "../../domain/text.js";
+import { addReference, dropMessageReferences } from "../../db/media-store.js";
+import { attachableMedia, mediaPath, mediaView, withMedia } from "../../media/attach.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor } from "../../messaging/message-queue.js";
 import { eventBody, storedEvent } from "../../realtime/events.js";
 import { bad, callerOf, uuidField } from "../rpc-input.js";
@@ -51,9 +53,12 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
       if (refusal) throw refusal;
       const content = req.content;
       if (codePoints(content) > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${codePoints(content)})`);
-      const mediaUrl = req.mediaUrl.trim();
+      // Media uploaded here (media.MediaService) travels as media_url "/media/<id>" with its type.
+      const media = req.mediaId.trim() === "" ? undefined : await attachableMedia(db, me, req.mediaId, req.mediaUrl);
+      const mediaUrl = media ? mediaPath(media.id) : req.mediaUrl.trim();
+      if (media) req.mediaType = media.mime_type;
       if (content.trim() === "" && mediaUrl === "") throw bad("content: a message needs text or media_url");
-      if (mediaUrl && !/^https?:\/\/\S+$/.test(mediaUrl)) throw bad("media_url: must be an http(s) URL");
+      if (mediaUrl && !media && !/^https?:\/\/\S+$/.test(mediaUrl)) throw bad("media_url: must be an http(s) URL");
       if (mediaUrl.length > URL_MAX) throw bad(`media_url: at most ${URL_MAX} characters`);
       if (req.mediaType.length > MEDIA_TYPE_MAX) throw bad(`media_type: at most ${MEDIA_TYPE_MAX} characters`);
       if (clientMessageId.length > CLIENT_ID_MAX) throw bad(`client_message_id: at most ${CLIENT_ID_MAX} characters`);
@@ -83,6 +88,7 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
 
       const sentAt = clock.now();
       const id = messageIdFor(me, clientMessageId);
+      if (media) await addReference(db, media.id, { conversationId, messageId: id }, sentAt);
       let stored;
       try {
         ({ stored } = await ctx.messages.publish({
@@ -126,6 +132,7 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
           mentionUserIds: mentions,
           receiptState: ReceiptState.SENT,
           kind: MessageKind.USER,
+          media: media && mediaView(media),
         }),
       };
     },
@@ -156,7 +163,13 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
         history.reactionsOf(db, ids),
         history.statusQuotesOf(db, ids),
       ]);
-      return { messages: page.map((m) => toMessage(m, people, reactions, quotes, readShared.get(conversationId))), hasMore };
+      return {
+        messages: await withMedia(
+          db,
+          page.map((m) => toMessage(m, people, reactions, quotes, readShared.get(conversationId))),
+        ),
+        hasMore,
+      };
     },
 
     async editMessage(req, hc) {
@@ -236,6 +249,7 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
         await convs.lockConversationShared(trx, message.conversation_id);
         // False: a concurrent delete won and announced it.
         if (!(await history.tombstoneMessage(trx, message.id, now))) return;
+        await dropMessageReferences(trx, [message.id]);
         const people = await convs.participantsOf(trx, message.conversation_id);
         emit(seeing(people, message.seq).map((userId) => messageDeleted(userId, message, true)));
       });
