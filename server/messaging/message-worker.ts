@@ -1,4 +1,5 @@
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
+import { Sleeper } from "../sleeper.js";
 import type { Logger } from "pino";
 import { Counter } from "prom-client";
 import { systemClock, type Clock } from "../clock.js";
@@ -50,7 +51,7 @@ export class MessageWorker {
   private readonly inFlight = new Set<JsMsg>();
   private loop: Promise<void> | undefined;
   private stopping = false;
-  private wakeSleep: (() => void) | undefined;
+  private readonly sleeper = new Sleeper(() => this.stopping);
   private keepAlive: NodeJS.Timeout | undefined;
   private stopped: Promise<void> | undefined;
   /** Bumped each time the leader lock is lost: work started under an older one is abandoned. */
@@ -122,7 +123,7 @@ export class MessageWorker {
 
   private async doStop(): Promise<void> {
     this.stopping = true;
-    this.wakeSleep?.();
+    this.sleeper.wake();
     await this.loop;
     clearInterval(this.keepAlive);
     this.unwatchLeader?.();
@@ -137,7 +138,7 @@ export class MessageWorker {
     while (!this.stopping) {
       if (this.opts.leader && !(this.leading = await this.opts.leader.acquire())) {
         this.settled?.();
-        await this.sleep(this.opts.standbyPollMs ?? 1000);
+        await this.sleeper.sleep(this.opts.standbyPollMs ?? 1000);
         continue;
       }
       this.settled?.();
@@ -153,7 +154,7 @@ export class MessageWorker {
             clock: this.clock,
             logger: this.logger,
             waitMs: this.fetchExpiresMs + 1000,
-            sleep: (ms) => this.sleep(ms),
+            sleep: (ms) => this.sleeper.sleep(ms),
             stillOwner: () => leadership === this.leadership && !this.stopping,
             stored: (results, messages) => this.stored(results, messages),
           });
@@ -173,7 +174,7 @@ export class MessageWorker {
         this.logger.warn({ err, failures }, "pulling from JetStream failed; retrying");
         // The stream or consumer may have been deleted under us: put them back.
         await this.opts.queue.provision().catch((e: unknown) => this.logger.warn({ err: e }, "re-provisioning the queue failed"));
-        await this.sleep(Math.min(250 * 2 ** failures, 5000));
+        await this.sleeper.sleep(Math.min(250 * 2 ** failures, 5000));
       }
     }
   }
@@ -275,7 +276,7 @@ export class MessageWorker {
           this.logger.warn(ctx, "storing a batch failed; holding it and retrying");
         }
         // Short waits while the database is unreachable, so the batch is stored soon after it is back.
-        await this.sleep(isConnectionError(err) ? Math.min(250 * 2 ** (attempt - 1), 1000) : Math.min(1000 * 2 ** (attempt - 1), 10_000));
+        await this.sleeper.sleep(isConnectionError(err) ? Math.min(250 * 2 ** (attempt - 1), 1000) : Math.min(1000 * 2 ** (attempt - 1), 10_000));
       }
     }
   }
@@ -378,7 +379,7 @@ export class MessageWorker {
       "leader lock lost: stopped storing; handing the messages in hand back and standing by until the lock is taken again",
     );
     if (!this.pulling) this.handBack();
-    this.wakeSleep?.();
+    this.sleeper.wake();
   }
 
   /** Naks every message in hand, oldest first, so whoever pulls next gets them in the order they were sent. */
@@ -400,22 +401,6 @@ export class MessageWorker {
 
   private count(result: Result): void {
     this.counter?.inc({ result });
-  }
-
-  /** Sleeps, cut short by stop(). */
-  private sleep(ms: number): Promise<void> {
-    if (this.stopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        resolve();
-      }
-      this.wakeSleep = () => {
-        this.wakeSleep = undefined;
-        done();
-      };
-    });
   }
 }
 

@@ -1,4 +1,5 @@
 import { randomInt } from "node:crypto";
+import { Sleeper } from "../sleeper.js";
 import type { Logger } from "pino";
 import { Gauge } from "prom-client";
 import type { LeaderLock } from "../db/leader-lock.js";
@@ -52,7 +53,7 @@ export class WorkerPool {
   private loop: Promise<void> | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
-  private wakeSleep: (() => void) | undefined;
+  private readonly sleeper = new Sleeper(() => this.stopping);
   private settled: (() => void) | undefined;
   /** Resolves after the first poll: the worker knows which partitions it holds. */
   readonly decided = new Promise<void>((resolve) => (this.settled = resolve));
@@ -99,7 +100,7 @@ export class WorkerPool {
 
   private async doStop(): Promise<void> {
     this.stopping = true;
-    this.wakeSleep?.();
+    this.sleeper.wake();
     await this.loop;
     await Promise.all([this.giveUp([...this.workers.keys()]), this.drainer?.stop()]);
     await this.opts.locks.close();
@@ -116,7 +117,7 @@ export class WorkerPool {
       }
       this.gauge?.set(this.owned.length);
       this.settled?.();
-      await this.sleep(this.pollMs);
+      await this.sleeper.sleep(this.pollMs);
     }
   }
 
@@ -199,17 +200,5 @@ export class WorkerPool {
       });
       this.drainer.start();
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    if (this.stopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        resolve();
-      }
-      this.wakeSleep = done;
-    });
   }
 }

@@ -1,4 +1,5 @@
 import type { JsMsg } from "@nats-io/jetstream";
+import { Sleeper } from "../sleeper.js";
 import type { Logger } from "pino";
 import type { PartitionLocks } from "../db/partition-locks.js";
 import type { PushDispatcher } from "./dispatcher.js";
@@ -31,7 +32,7 @@ export class PushPool {
   private loop: Promise<void> | undefined;
   private stopping = false;
   private keepAlive: NodeJS.Timeout | undefined;
-  private wakeSleep: (() => void) | undefined;
+  private readonly sleeper = new Sleeper(() => this.stopping);
 
   constructor(private readonly opts: PushPoolOptions) {
     this.logger = opts.logger.child({ component: "push-pool", stream: opts.stream.stream });
@@ -57,7 +58,7 @@ export class PushPool {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    this.wakeSleep?.();
+    this.sleeper.wake();
     await this.loop;
     await this.giveUp([...this.running.keys()]);
     clearInterval(this.keepAlive);
@@ -71,7 +72,7 @@ export class PushPool {
       } catch (err) {
         this.logger.warn({ err: (err as Error).message }, "balancing the push partitions failed; retrying");
       }
-      await this.sleep(this.opts.pollMs ?? 500);
+      await this.sleeper.sleep(this.opts.pollMs ?? 500);
     }
   }
 
@@ -149,17 +150,5 @@ export class PushPool {
         await this.opts.locks.unlock(p);
       }),
     );
-  }
-
-  private sleep(ms: number): Promise<void> {
-    if (this.stopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        resolve();
-      }
-      this.wakeSleep = done;
-    });
   }
 }
