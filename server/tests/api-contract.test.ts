@@ -86,10 +86,10 @@ async function addEverything(dir: string): Promise<void> {
     path.join(dir, "proto/realtime/realtime.proto"),
     "\nservice PingService {\n  rpc Ping(PingRequest) returns (PingResponse);\n}\n\nmessage PingRequest {}\n\nmessage PingResponse {}\n",
   );
-  await mkdir(path.join(dir, "proto/media"));
+  await mkdir(path.join(dir, "proto/stickers"));
   await writeFile(
-    path.join(dir, "proto/media/media.proto"),
-    'syntax = "proto3";\n\npackage media;\n\nimport "chat/chat.proto";\n\nservice MediaService {\n' +
+    path.join(dir, "proto/stickers/stickers.proto"),
+    'syntax = "proto3";\n\npackage stickers;\n\nimport "chat/chat.proto";\n\nservice StickerService {\n' +
       "  rpc Attach(AttachRequest) returns (AttachResponse);\n}\n\nmessage AttachRequest {\n  string upload_id = 1;\n}\n\n" +
       "message AttachResponse {\n  chat.Message message = 1;\n}\n",
   );
