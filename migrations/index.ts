@@ -14,8 +14,8 @@ import * as m0012 from "./0012_former_participant_view.js";
 import * as m0013 from "./0013_sql_functions.js";
 import * as m0014 from "./0014_message_path_cost.js";
 import * as m0015 from "./0015_mark_receipts.js";
-import * as m0016 from "./0016_media.js";
 import * as m0017 from "./0017_push.js";
+import * as m0018 from "./0018_media.js";
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -35,6 +35,6 @@ export const migrations: Record<string, Migration> = {
   "0013_sql_functions": m0013,
   "0014_message_path_cost": m0014,
   "0015_mark_receipts": m0015,
-  "0016_media": m0016,
   "0017_push": m0017,
+  "0018_media": m0018,
 };

@@ -1,6 +1,6 @@
 import type { ColumnType, Generated } from "kysely";
 
-// ---- 0016_media -------------------------------------------------------------------
+// ---- 0018_media -------------------------------------------------------------------
 
 type Int8 = ColumnType<string, string | number, string | number>;
 
