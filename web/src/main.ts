@@ -1,4 +1,5 @@
 import { Code, ConnectError, createChatwireClient, MessageKind, ReceiptState, type Conversation, type Message, type Subscription } from "@chatwire/client";
+import { dayKey, dayLabel, linkify, listTime } from "./format.js";
 import { enablePush, registerServiceWorker } from "./push.js";
 import "./style.css";
 
@@ -28,7 +29,14 @@ const state = {
   sub: undefined as Subscription | undefined,
   presence: new Map<string, { online: boolean; lastSeen?: number }>(),
   online: false,
+  /** The message whose menu is open, the one being replied to, the one being edited. */
+  menuFor: undefined as string | undefined,
+  replyTo: undefined as string | undefined,
+  editing: undefined as string | undefined,
 };
+
+/** The emoji offered in a message's menu. */
+const REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
 
 const app = document.getElementById("app")!;
 
@@ -68,9 +76,9 @@ function nameOf(id: string): string {
 
 /** Fetches the names (or phone numbers) of participants not seen yet; redraws when they arrive. */
 const asked = new Set<string>();
-async function resolveNames(convs: Iterable<Conversation>): Promise<void> {
+async function resolveNames(convs: Iterable<Conversation>, refresh = false): Promise<void> {
   const ids = new Set<string>();
-  for (const c of convs) for (const p of c.participantIds) if (p !== state.me && !asked.has(p)) ids.add(p);
+  for (const c of convs) for (const p of c.participantIds) if (p !== state.me && (refresh || !asked.has(p))) ids.add(p);
   const batch = [...ids].slice(0, 100);
   if (batch.length === 0) return;
   batch.forEach((id) => asked.add(id));
@@ -83,7 +91,8 @@ async function resolveNames(convs: Iterable<Conversation>): Promise<void> {
   }
   renderList();
   renderHeader();
-  if (ids.size > batch.length) await resolveNames(convs);
+  renderMessages();
+  if (ids.size > batch.length) await resolveNames(convs, refresh);
 }
 
 function titleOf(c: Conversation): string {
@@ -182,7 +191,12 @@ async function start(): Promise<void> {
           "header",
           {},
           h("h1", {}, "Chatwire"),
-          h("span", { class: "me", "data-testid": "me" }, state.myPhone),
+          h(
+            "button",
+            { class: "link me-button", "data-testid": "profile", "aria-label": "Profile", onclick: () => void showProfile() },
+            h("span", { id: "my-name", class: "my-name" }),
+            h("span", { class: "me", "data-testid": "me" }, state.myPhone),
+          ),
           h("span", { class: "conn", id: "conn", title: "connection" }),
           h("button", { class: "link", onclick: () => void logout() }, "Log out"),
         ),
@@ -206,6 +220,12 @@ async function start(): Promise<void> {
   );
   // The service worker shows pushes while this page is closed; a click on one opens its conversation here.
   void registerServiceWorker().catch(() => undefined);
+  client.users.getMe({}).then(
+    ({ user }) => {
+      if (user) showMyName(user.displayName);
+    },
+    () => undefined,
+  );
   await reload();
 }
 
@@ -258,7 +278,27 @@ function subscribe(since: bigint): void {
   sub.on("ready", () => setConn(true));
   sub.on("disconnected", () => setConn(false));
   sub.on("message", (m) => onMessage(m));
-  sub.on("messageEdited", (m) => onMessage(m));
+  sub.on("messageEdited", (m) => onEdited(m));
+  sub.on("messageDeleted", (d) => {
+    const cs = state.convs.get(d.conversationId);
+    if (!cs) return;
+    const m = cs.messages.get(d.messageId) ?? (cs.conv.lastMessage?.id === d.messageId ? cs.conv.lastMessage : undefined);
+    if (!d.forEveryone) cs.messages.delete(d.messageId);
+    else if (m) {
+      m.deletedAt = { $typeName: "google.protobuf.Timestamp", seconds: BigInt(Math.floor(Date.now() / 1000)), nanos: 0 };
+      m.content = "";
+      m.reactions = [];
+    }
+    if (state.menuFor === d.messageId) state.menuFor = undefined;
+    if (state.open === d.conversationId) renderMessages();
+    renderList();
+  });
+  sub.on("reaction", (r) => {
+    const m = state.convs.get(r.conversationId)?.messages.get(r.messageId);
+    if (!m) return;
+    m.reactions = r.reactions;
+    if (state.open === r.conversationId) renderMessages();
+  });
   sub.on("conversation", (conv) => {
     const cs = state.convs.get(conv.id);
     if (cs) cs.conv = conv;
@@ -323,6 +363,17 @@ function onMessage(m: Message): void {
   renderList();
 }
 
+/** An edit: the new text where the message is shown; never counts as unread. */
+function onEdited(m: Message): void {
+  const cs = state.convs.get(m.conversationId);
+  if (!cs) return;
+  const old = cs.messages.get(m.id);
+  if (old) cs.messages.set(m.id, { ...m, reactions: m.reactions.length > 0 ? m.reactions : old.reactions });
+  if (cs.conv.lastMessage?.id === m.id) cs.conv.lastMessage = m;
+  if (state.open === m.conversationId) renderMessages();
+  renderList();
+}
+
 function markRead(cs: ConvState, seq: bigint): void {
   if (seq <= cs.conv.myLastReadSeq) return;
   cs.conv.myLastReadSeq = seq;
@@ -340,7 +391,13 @@ function renderList(): void {
     ...sorted.map((cs) => {
       const c = cs.conv;
       const last = c.lastMessage;
-      const preview = last ? (last.kind === MessageKind.SYSTEM ? systemText(last) : `${last.senderId === state.me ? "You: " : ""}${last.content}`) : "";
+      const preview = !last
+        ? ""
+        : last.kind === MessageKind.SYSTEM
+          ? systemText(last)
+          : last.deletedAt
+            ? "This message was deleted"
+            : `${last.senderId === state.me ? "You: " : ""}${last.content}`;
       return h(
         "li",
         {
@@ -351,8 +408,9 @@ function renderList(): void {
         },
         h("span", { class: "avatar" }, (c.isGroup ? titleOf(c) : titleOf(c).replace(/^\+\d*?(\d{2})$/, "$1")).slice(0, 2).toUpperCase()),
         h("span", { class: "title" }, titleOf(c)),
-        c.unreadCount > 0 && h("span", { class: "badge", "data-testid": "unread" }, String(c.unreadCount)),
+        h("span", { class: `when${c.unreadCount > 0 ? " fresh" : ""}`, "data-testid": "when" }, last?.createdAt ? listTime(last.createdAt) : ""),
         h("span", { class: "preview" }, preview),
+        c.unreadCount > 0 && h("span", { class: "badge", "data-testid": "unread" }, String(c.unreadCount)),
       );
     }),
   );
@@ -387,6 +445,7 @@ async function openConversation(id: string): Promise<void> {
   const cs = state.convs.get(id);
   if (!cs) return;
   state.open = id;
+  state.menuFor = state.replyTo = state.editing = undefined;
   document.body.classList.add("open");
   const pane = document.getElementById("pane")!;
   const input = h("input", {
@@ -407,12 +466,24 @@ async function openConversation(id: string): Promise<void> {
         if (!text) return;
         input.value = "";
         typing(false);
+        const editing = state.editing;
+        const replyTo = state.replyTo;
+        state.editing = state.replyTo = undefined;
+        renderComposerBar();
         try {
-          const m = await client.sendMessage(id, text);
+          if (editing) {
+            const { message } = await client.chat.editMessage({ messageId: editing, content: text });
+            if (message) onEdited(message);
+            return;
+          }
+          const m = await client.sendMessage(id, text, replyTo ? { replyToMessageId: replyTo } : {});
           if (!cs.messages.has(m.id) || cs.messages.get(m.id)!.seq === 0n) onMessage(m);
         } catch (err) {
           input.value = text;
-          alert(`Not sent: ${errorText(err)}`);
+          state.editing = editing;
+          state.replyTo = replyTo;
+          renderComposerBar();
+          alert(`${editing ? "Not edited" : "Not sent"}: ${errorText(err)}`);
         }
       },
     },
@@ -427,10 +498,12 @@ async function openConversation(id: string): Promise<void> {
       h("div", {}, h("h2", { id: "conv-title" }), h("div", { id: "typing", class: "typing", "data-testid": "typing" })),
     ),
     h("ol", { id: "messages", class: "messages", "data-testid": "messages" }),
+    h("div", { id: "composer-bar", class: "composer-bar" }),
     form,
   );
   renderHeader();
   renderList();
+  void resolveNames([cs.conv], true); // names may have changed since they were fetched
   const other = cs.conv.isGroup ? undefined : cs.conv.participantIds.find((p) => p !== state.me);
   if (other) {
     client.realtime.getPresence({ userIds: [other] }).then(
@@ -503,28 +576,195 @@ function renderMessages(): void {
   if (!cs || !list) return;
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const sorted = [...cs.messages.values()].sort((a, b) => Number((a.seq || 1n << 62n) - (b.seq || 1n << 62n)));
-  list.replaceChildren(
-    ...(cs.hasMore ? [h("li", { class: "older" }, h("button", { class: "link", onclick: () => void loadOlder(cs) }, "Earlier messages"))] : []),
-    ...sorted.map((m) => {
-      if (m.kind === MessageKind.SYSTEM) return h("li", { class: "system" }, systemText(m));
-      const mine = m.senderId === state.me;
-      const tick = mine ? tickOf(cs, m) : undefined;
-      const time = m.createdAt ? new Date(m.createdAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+  const items: HTMLElement[] = [];
+  if (cs.hasMore) items.push(h("li", { class: "older" }, h("button", { class: "link", onclick: () => void loadOlder(cs) }, "Earlier messages")));
+  let day = "";
+  for (const m of sorted) {
+    const key = m.createdAt ? dayKey(m.createdAt) : day;
+    if (key && key !== day) {
+      day = key;
+      items.push(h("li", { class: "day", "data-testid": "day" }, dayLabel(m.createdAt)));
+    }
+    items.push(m.kind === MessageKind.SYSTEM ? h("li", { class: "system" }, systemText(m)) : messageItem(cs, m));
+  }
+  list.replaceChildren(...items);
+  if (atBottom || sorted.at(-1)?.senderId === state.me) list.scrollTop = list.scrollHeight;
+}
+
+function messageItem(cs: ConvState, m: Message): HTMLElement {
+  const mine = m.senderId === state.me;
+  const deleted = m.deletedAt !== undefined;
+  const tick = mine && !deleted ? tickOf(cs, m) : undefined;
+  const time = m.createdAt ? new Date(m.createdAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+  const quoted = m.replyToMessageId && !deleted ? cs.messages.get(m.replyToMessageId) : undefined;
+  return h(
+    "li",
+    { class: `msg ${mine ? "mine" : "theirs"}${deleted ? " deleted" : ""}`, "data-testid": "message", "data-id": m.id, "data-seq": String(m.seq) },
+    cs.conv.isGroup && !mine && h("span", { class: "from" }, nameOf(m.senderId)),
+    m.replyToMessageId && !deleted && quoteOf(quoted),
+    deleted ? h("span", { class: "text gone" }, "🚫 This message was deleted") : h("span", { class: "text" }, ...linkify(m.content)),
+    h(
+      "span",
+      { class: "meta" },
+      m.editedAt && !deleted && h("span", { class: "edited", "data-testid": "edited" }, "edited"),
+      time,
+      tick && h("span", { class: `tick ${tick}`, "data-testid": "tick", "data-state": tick, title: tick }, tick === "sent" ? "✓" : "✓✓"),
+    ),
+    !deleted &&
+      m.seq > 0n &&
+      h(
+        "button",
+        {
+          class: "menu-button",
+          "aria-label": "Message menu",
+          "aria-haspopup": "menu",
+          "data-testid": "menu-button",
+          onclick: (e: Event) => {
+            e.stopPropagation();
+            state.menuFor = state.menuFor === m.id ? undefined : m.id;
+            renderMessages();
+          },
+        },
+        "⌄",
+      ),
+    !deleted && m.reactions.length > 0 && reactionsOf(m),
+    state.menuFor === m.id && !deleted && menuOf(m, mine),
+  );
+}
+
+function quoteOf(quoted: Message | undefined): HTMLElement {
+  return h(
+    "span",
+    { class: "quote", "data-testid": "quote" },
+    h("span", { class: "from" }, quoted ? nameOf(quoted.senderId) : ""),
+    h("span", { class: "quote-text" }, !quoted ? "Earlier message" : quoted.deletedAt ? "This message was deleted" : quoted.content),
+  );
+}
+
+function reactionsOf(m: Message): HTMLElement {
+  return h(
+    "span",
+    { class: "reactions", "data-testid": "reactions" },
+    ...m.reactions.map((r) => {
+      const minePicked = r.userIds.includes(state.me);
       return h(
-        "li",
-        { class: `msg ${mine ? "mine" : "theirs"}`, "data-testid": "message", "data-seq": String(m.seq) },
-        cs.conv.isGroup && !mine && h("span", { class: "from" }, nameOf(m.senderId)),
-        h("span", { class: "text" }, m.deletedAt ? "This message was deleted" : m.content),
-        h(
-          "span",
-          { class: "meta" },
-          time,
-          tick && h("span", { class: `tick ${tick}`, "data-testid": "tick", "data-state": tick, title: tick }, tick === "sent" ? "✓" : "✓✓"),
-        ),
+        "button",
+        {
+          class: `reaction${minePicked ? " picked" : ""}`,
+          "data-testid": "reaction",
+          "data-emoji": r.emoji,
+          title: r.userIds.map(nameOf).join(", "),
+          onclick: () => void react(m, minePicked ? "" : r.emoji),
+        },
+        `${r.emoji}${r.count > 1 ? ` ${r.count}` : ""}`,
       );
     }),
   );
-  if (atBottom || sorted.at(-1)?.senderId === state.me) list.scrollTop = list.scrollHeight;
+}
+
+function menuOf(m: Message, mine: boolean): HTMLElement {
+  const item = (label: string, action: () => void, testid: string) =>
+    h(
+      "button",
+      {
+        role: "menuitem",
+        class: "menu-item",
+        "data-testid": testid,
+        onclick: (e: Event) => {
+          e.stopPropagation();
+          state.menuFor = undefined;
+          action();
+          renderMessages();
+        },
+      },
+      label,
+    );
+  return h(
+    "div",
+    { class: "menu", role: "menu", "data-testid": "menu" },
+    h("div", { class: "emoji-row" }, ...REACTIONS.map((e) => item(e, () => void react(m, e), `react-${e}`))),
+    item("Reply", () => startReply(m), "reply"),
+    mine && m.kind === MessageKind.USER && item("Edit", () => startEdit(m), "edit"),
+    mine && item("Delete for everyone", () => void remove(m, true), "delete-everyone"),
+    item("Delete for me", () => void remove(m, false), "delete-me"),
+  );
+}
+
+document.addEventListener("click", (e) => {
+  if (state.menuFor && !(e.target instanceof Element && e.target.closest(".menu"))) {
+    state.menuFor = undefined;
+    renderMessages();
+  }
+});
+
+async function react(m: Message, emoji: string): Promise<void> {
+  try {
+    const { reactions } = await client.chat.reactToMessage({ messageId: m.id, emoji });
+    const cs = state.convs.get(m.conversationId);
+    const stored = cs?.messages.get(m.id);
+    if (stored) stored.reactions = reactions;
+    if (state.open === m.conversationId) renderMessages();
+  } catch (err) {
+    alert(`Reaction not saved: ${errorText(err)}`);
+  }
+}
+
+async function remove(m: Message, forEveryone: boolean): Promise<void> {
+  if (!confirm(forEveryone ? "Delete this message for everyone?" : "Delete this message for you?")) return;
+  try {
+    await client.chat.deleteMessage({ messageId: m.id, forEveryone });
+  } catch (err) {
+    alert(`Not deleted: ${errorText(err)}`);
+  }
+  // The realtime event (messageDeleted) updates the view on every device, this one too.
+}
+
+function composerInput(): HTMLInputElement | undefined {
+  return document.querySelector<HTMLInputElement>("[data-testid=composer]") ?? undefined;
+}
+
+function startReply(m: Message): void {
+  state.editing = undefined;
+  state.replyTo = m.id;
+  renderComposerBar();
+  composerInput()?.focus();
+}
+
+function startEdit(m: Message): void {
+  state.replyTo = undefined;
+  state.editing = m.id;
+  const input = composerInput();
+  if (input) {
+    input.value = m.content;
+    input.focus();
+  }
+  renderComposerBar();
+}
+
+/** The strip above the composer: the message replied to, or "Editing". */
+function renderComposerBar(): void {
+  const bar = document.getElementById("composer-bar");
+  const cs = state.open ? state.convs.get(state.open) : undefined;
+  if (!bar || !cs) return;
+  const cancel = h(
+    "button",
+    {
+      class: "link",
+      "aria-label": "Cancel",
+      onclick: () => {
+        if (state.editing) {
+          const input = composerInput();
+          if (input) input.value = "";
+        }
+        state.replyTo = state.editing = undefined;
+        renderComposerBar();
+      },
+    },
+    "✕",
+  );
+  if (state.replyTo) bar.replaceChildren(h("div", { class: "bar", "data-testid": "replying" }, quoteOf(cs.messages.get(state.replyTo)), cancel));
+  else if (state.editing) bar.replaceChildren(h("div", { class: "bar", "data-testid": "editing" }, h("span", { class: "quote" }, "Editing message"), cancel));
+  else bar.replaceChildren();
 }
 
 function renderTyping(): void {
@@ -621,6 +861,62 @@ function showNewChat(group: boolean): void {
     ),
   );
   (group ? name : phones).focus();
+}
+
+// ---------- profile ----------
+
+function showMyName(name: string): void {
+  const el = document.getElementById("my-name");
+  if (el) el.textContent = name;
+}
+
+/** Your display name and about line (UserService.UpdateProfile), shown to others instead of your number. */
+async function showProfile(): Promise<void> {
+  const box = document.getElementById("new")!;
+  const status = h("p", { class: "status", role: "status" });
+  const name = h("input", { name: "display-name", maxlength: "64", placeholder: "Your name" });
+  const about = h("input", { name: "about", maxlength: "140", placeholder: "Hey there! I am using Chatwire." });
+  box.replaceChildren(
+    h(
+      "form",
+      {
+        class: "new-form profile",
+        "data-testid": "profile-form",
+        onsubmit: async (e: Event) => {
+          e.preventDefault();
+          status.textContent = "Saving…";
+          try {
+            const { user } = await client.users.updateProfile({ displayName: name.value.trim(), aboutText: about.value.trim() });
+            showMyName(user?.displayName ?? "");
+            status.textContent = "Saved.";
+            status.classList.add("ok");
+          } catch (err) {
+            status.textContent = errorText(err);
+          }
+        },
+      },
+      h("h2", {}, "Profile"),
+      h("label", {}, "Your name", name),
+      h("label", {}, "About", about),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "submit" }, "Save"),
+        h("button", { type: "button", class: "link", onclick: () => box.replaceChildren() }, "Close"),
+      ),
+      status,
+    ),
+  );
+  try {
+    const { user } = await client.users.getMe({});
+    if (user) {
+      name.value = user.displayName;
+      about.value = user.aboutText;
+    }
+  } catch (err) {
+    status.textContent = errorText(err);
+  }
+  name.focus();
 }
 
 async function logout(): Promise<void> {
