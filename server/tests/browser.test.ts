@@ -154,7 +154,7 @@ test("two people chat live in Chromium: message, unread count, read tick, typing
   for (const page of [alice, bob]) expect((page as Page & { errors?: string[] }).errors).toEqual([]);
 }, 90_000);
 
-test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, delete live, day separator, dark mode", async () => {
+test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, delete live, day separator, mute, archive, group info and leave, dark mode", async () => {
   const alice = await newPage({ width: 390, height: 844 }); // a phone
   const bob = await newPage({ width: 1280, height: 800 }); // a desktop
   for (const page of [alice, bob]) page.on("dialog", (d) => void d.accept()); // "Delete for everyone?"
@@ -237,6 +237,33 @@ test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, 
   expect(await bob.getByTestId("message").filter({ hasText: "Fixed:" }).count()).toBe(0);
   await expect.poll(() => bob.getByTestId("message").filter({ hasText: "Nice link" }).getByTestId("quote").textContent(), SLOW).toContain("deleted");
   await shot(bob, "23-bob-desktop-deleted");
+
+  // Bob mutes the chat: the list marks it muted. Alice archives it: it moves under "Archived (1)".
+  await bob.getByTestId("mute").selectOption("8h");
+  await bobItem.getByTestId("muted").waitFor();
+  await alice.getByTestId("archive").click();
+  await alice.getByTestId("archived-row").filter({ hasText: "Archived (1)" }).waitFor();
+  expect(await alice.getByTestId("conversation").count()).toBe(0);
+  await alice.getByTestId("archived-row").click();
+  await alice.getByTestId("conversation").filter({ hasText: bobPhone }).waitFor();
+  await shot(alice, "26-alice-phone-archived");
+  await alice.getByTestId("archived-back").click();
+
+  // A group: Bob opens Group info (members and roles) and leaves; Alice sees that he left.
+  await alice.getByTestId("new-group").click();
+  await alice.getByLabel("Group name").fill("Trip");
+  await alice.getByLabel("Phone numbers").fill(bobPhone);
+  await alice.getByRole("button", { name: "Create group" }).click();
+  await alice.getByTestId("composer").waitFor();
+  await bob.getByTestId("conversation").filter({ hasText: "Trip" }).click();
+  await bob.getByTestId("group-info").click();
+  await expect.poll(() => bob.getByTestId("member").count(), SLOW).toBe(2);
+  expect(await bob.getByTestId("member").filter({ hasText: "Alice Doğan" }).textContent()).toMatch(/Group (owner|admin)/);
+  await bob.getByTestId("member").filter({ hasText: "You" }).waitFor();
+  await shot(bob, "27-bob-desktop-group-info");
+  await bob.getByTestId("leave").click();
+  await bob.getByText("You left the group.").waitFor();
+  await alice.locator(".system", { hasText: `${bobPhone} left` }).waitFor();
 
   // Dark mode follows the system setting.
   const light = await bob.evaluate(() => getComputedStyle(document.body).backgroundColor);

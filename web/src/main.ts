@@ -1,4 +1,14 @@
-import { Code, ConnectError, createChatwireClient, MessageKind, ReceiptState, type Conversation, type Message, type Subscription } from "@chatwire/client";
+import {
+  Code,
+  ConnectError,
+  createChatwireClient,
+  MessageKind,
+  ParticipantRole,
+  ReceiptState,
+  type Conversation,
+  type Message,
+  type Subscription,
+} from "@chatwire/client";
 import { dayKey, dayLabel, linkify, listTime } from "./format.js";
 import { enablePush, registerServiceWorker } from "./push.js";
 import "./style.css";
@@ -33,6 +43,8 @@ const state = {
   menuFor: undefined as string | undefined,
   replyTo: undefined as string | undefined,
   editing: undefined as string | undefined,
+  /** The list shows archived conversations instead of the others. */
+  showArchived: false,
 };
 
 /** The emoji offered in a message's menu. */
@@ -245,7 +257,7 @@ navigator.serviceWorker?.addEventListener("message", (e: MessageEvent<{ type?: s
 async function reload(): Promise<void> {
   let res;
   try {
-    res = await client.chat.getConversations({ limit: 100 });
+    res = await client.chat.getConversations({ limit: 100, includeArchived: true });
   } catch (err) {
     if (ConnectError.from(err).code === Code.Unauthenticated) return renderLogin("Please log in again.");
     throw err;
@@ -285,7 +297,7 @@ function subscribe(since: bigint): void {
     const m = cs.messages.get(d.messageId) ?? (cs.conv.lastMessage?.id === d.messageId ? cs.conv.lastMessage : undefined);
     if (!d.forEveryone) cs.messages.delete(d.messageId);
     else if (m) {
-      m.deletedAt = { $typeName: "google.protobuf.Timestamp", seconds: BigInt(Math.floor(Date.now() / 1000)), nanos: 0 };
+      m.deletedAt = timestamp(Date.now());
       m.content = "";
       m.reactions = [];
     }
@@ -386,8 +398,19 @@ function renderList(): void {
   if (!list) return;
   const unread = [...state.convs.values()].reduce((n, cs) => n + cs.conv.unreadCount, 0);
   document.title = unread > 0 ? `(${unread}) Chatwire` : "Chatwire";
-  const sorted = [...state.convs.values()].sort((a, b) => Number(activity(b) - activity(a)));
+  const all = [...state.convs.values()];
+  const archived = all.filter((cs) => cs.conv.archived).length;
+  const sorted = all.filter((cs) => cs.conv.archived === state.showArchived).sort((a, b) => Number(activity(b) - activity(a)));
+  const toggle = (show: boolean) => () => {
+    state.showArchived = show;
+    renderList();
+  };
   list.replaceChildren(
+    ...(state.showArchived
+      ? [h("li", { class: "archived-row", "data-testid": "archived-back", onclick: toggle(false) }, "‹ Archived chats")]
+      : archived > 0
+        ? [h("li", { class: "archived-row", "data-testid": "archived-row", onclick: toggle(true) }, `Archived (${archived})`)]
+        : []),
     ...sorted.map((cs) => {
       const c = cs.conv;
       const last = c.lastMessage;
@@ -410,10 +433,23 @@ function renderList(): void {
         h("span", { class: "title" }, titleOf(c)),
         h("span", { class: `when${c.unreadCount > 0 ? " fresh" : ""}`, "data-testid": "when" }, last?.createdAt ? listTime(last.createdAt) : ""),
         h("span", { class: "preview" }, preview),
-        c.unreadCount > 0 && h("span", { class: "badge", "data-testid": "unread" }, String(c.unreadCount)),
+        h(
+          "span",
+          { class: "flags" },
+          isMuted(c) && h("span", { class: "muted-icon", "data-testid": "muted", title: "Muted" }, "🔇"),
+          c.unreadCount > 0 && h("span", { class: `badge${isMuted(c) ? " quiet" : ""}`, "data-testid": "unread" }, String(c.unreadCount)),
+        ),
       );
     }),
   );
+}
+
+function isMuted(c: Conversation): boolean {
+  return c.mutedUntil !== undefined && Number(c.mutedUntil.seconds) * 1000 > Date.now();
+}
+
+function timestamp(ms: number): NonNullable<Message["deletedAt"]> {
+  return { $typeName: "google.protobuf.Timestamp", seconds: BigInt(Math.floor(ms / 1000)), nanos: 0 };
 }
 
 function activity(cs: ConvState): bigint {
@@ -495,8 +531,10 @@ async function openConversation(id: string): Promise<void> {
       "header",
       { class: "conv-header" },
       h("button", { class: "back", "aria-label": "Back", onclick: closeConversation }, "‹"),
-      h("div", {}, h("h2", { id: "conv-title" }), h("div", { id: "typing", class: "typing", "data-testid": "typing" })),
+      h("div", { class: "conv-name" }, h("h2", { id: "conv-title" }), h("div", { id: "typing", class: "typing", "data-testid": "typing" })),
+      h("div", { id: "conv-tools", class: "conv-tools" }),
     ),
+    h("div", { id: "info" }),
     h("ol", { id: "messages", class: "messages", "data-testid": "messages" }),
     h("div", { id: "composer-bar", class: "composer-bar" }),
     form,
@@ -562,6 +600,105 @@ function renderHeader(): void {
     el.textContent = titleOf(cs.conv);
     el.title = cs.conv.isGroup ? cs.conv.participantIds.map(nameOf).join(", ") : "";
   }
+  const tools = document.getElementById("conv-tools");
+  if (!cs || !tools) return;
+  const c = cs.conv;
+  const mute = h(
+    "select",
+    { "aria-label": "Mute", "data-testid": "mute", onchange: () => void setMute(c.id, mute.value) },
+    h("option", { value: "" }, isMuted(c) ? "Muted" : "Mute…"),
+    h("option", { value: "8h" }, "Mute 8 hours"),
+    h("option", { value: "1w" }, "Mute 1 week"),
+    h("option", { value: "always" }, "Mute always"),
+    isMuted(c) && h("option", { value: "off" }, "Unmute"),
+  );
+  tools.replaceChildren(
+    ...(c.isGroup ? [h("button", { class: "link", "data-testid": "group-info", onclick: () => void showGroupInfo(c.id) }, "Group info")] : []),
+    mute,
+    h("button", { class: "link", "data-testid": "archive", onclick: () => void setArchived(c.id, !c.archived) }, c.archived ? "Unarchive" : "Archive"),
+  );
+}
+
+async function setMute(id: string, choice: string): Promise<void> {
+  const cs = state.convs.get(id);
+  if (!cs || !choice) return;
+  const hours = { "8h": 8, "1w": 24 * 7, always: 24 * 365 }[choice];
+  const mutedUntil = hours ? timestamp(Date.now() + hours * 3_600_000) : undefined;
+  try {
+    await client.chat.muteConversation({ conversationId: id, mutedUntil });
+    cs.conv.mutedUntil = mutedUntil;
+  } catch (err) {
+    alert(`Not changed: ${errorText(err)}`);
+  }
+  renderHeader();
+  renderList();
+}
+
+async function setArchived(id: string, archived: boolean): Promise<void> {
+  const cs = state.convs.get(id);
+  if (!cs) return;
+  try {
+    await client.chat.archiveConversation({ conversationId: id, archived });
+    cs.conv.archived = archived;
+  } catch (err) {
+    alert(`Not changed: ${errorText(err)}`);
+  }
+  if (archived && state.open === id) closeConversation();
+  renderHeader();
+  renderList();
+}
+
+const ROLE_LABEL: Partial<Record<ParticipantRole, string>> = { [ParticipantRole.OWNER]: "Group owner", [ParticipantRole.ADMIN]: "Group admin" };
+
+/** Group info: the members with their roles, and "Leave group". */
+async function showGroupInfo(id: string): Promise<void> {
+  const box = document.getElementById("info");
+  if (!box) return;
+  let conv: Conversation | undefined;
+  try {
+    conv = (await client.chat.getConversation({ conversationId: id })).conversation;
+  } catch (err) {
+    alert(errorText(err));
+    return;
+  }
+  if (!conv || state.open !== id) return;
+  await resolveNames([conv], true);
+  const members = [...conv.participants].sort((a, b) => b.role - a.role);
+  box.replaceChildren(
+    h(
+      "section",
+      { class: "info", "data-testid": "info", "aria-label": "Group info" },
+      h("h3", {}, conv.groupName || "Group"),
+      conv.groupDescription && h("p", { class: "hint" }, conv.groupDescription),
+      h("p", { class: "hint" }, `${members.length} members`),
+      h(
+        "ul",
+        { class: "members" },
+        ...members.map((p) =>
+          h("li", { "data-testid": "member" }, h("span", {}, nameOf(p.userId)), ROLE_LABEL[p.role] && h("span", { class: "role" }, ROLE_LABEL[p.role])),
+        ),
+      ),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { class: "danger", "data-testid": "leave", onclick: () => void leaveGroup(id) }, "Leave group"),
+        h("button", { class: "link", onclick: () => box.replaceChildren() }, "Close"),
+      ),
+    ),
+  );
+}
+
+async function leaveGroup(id: string): Promise<void> {
+  if (!confirm("Leave this group?")) return;
+  try {
+    await client.chat.leaveConversation({ conversationId: id });
+  } catch (err) {
+    alert(`Not left: ${errorText(err)}`);
+    return;
+  }
+  state.convs.delete(id);
+  closeConversation();
+  document.getElementById("pane")?.replaceChildren(h("p", { class: "empty" }, "You left the group."));
 }
 
 function tickOf(cs: ConvState, m: Message): "sent" | "delivered" | "read" {
