@@ -264,6 +264,8 @@ test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, 
   await bob.getByTestId("leave").click();
   await bob.getByText("You left the group.").waitFor();
   await alice.locator(".system", { hasText: `${bobPhone} left` }).waitFor();
+  // The list kept each chat's last message through the conversation events (mute, group).
+  expect(await bob.getByTestId("conversation").filter({ hasText: "Alice Doğan" }).locator(".preview").textContent()).toBe("You: Nice link");
 
   // Dark mode follows the system setting.
   const light = await bob.evaluate(() => getComputedStyle(document.body).backgroundColor);

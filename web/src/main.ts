@@ -275,6 +275,23 @@ async function reload(): Promise<void> {
   subscribe(res.inboxPosition);
 }
 
+/** A conversation event's snapshot may lack the last message and counters this page keeps: keep the newer. */
+function merged(old: Conversation, now: Conversation): Conversation {
+  const keepLast = old.lastMessage && (!now.lastMessage || old.lastMessage.seq > now.lastMessage.seq);
+  return {
+    ...now,
+    lastMessage: keepLast ? old.lastMessage : now.lastMessage,
+    lastSeq: maxSeq(old.lastSeq, now.lastSeq),
+    myLastReadSeq: maxSeq(old.myLastReadSeq, now.myLastReadSeq),
+    unreadCount: now.lastMessage && !keepLast ? now.unreadCount : old.unreadCount,
+  };
+}
+
+/** The larger of two seqs (bigint: Math.max does not take them). */
+function maxSeq(a: bigint, b: bigint): bigint {
+  return a < b ? b : a;
+}
+
 function blank(conv: Conversation): ConvState {
   return { conv, messages: new Map(), loaded: false, deliveredAll: 0n, readAll: 0n, typing: new Map(), hasMore: false };
 }
@@ -313,7 +330,7 @@ function subscribe(since: bigint): void {
   });
   sub.on("conversation", (conv) => {
     const cs = state.convs.get(conv.id);
-    if (cs) cs.conv = conv;
+    if (cs) cs.conv = merged(cs.conv, conv);
     else state.convs.set(conv.id, blank(conv));
     void resolveNames([conv]);
     renderList();
@@ -349,11 +366,18 @@ function onMessage(m: Message): void {
   if (!cs) {
     // A conversation we have not loaded yet (the event can precede its listing).
     void client.chat.getConversation({ conversationId: m.conversationId }).then(({ conversation }) => {
-      if (conversation && !state.convs.has(conversation.id)) {
-        state.convs.set(conversation.id, blank(conversation));
-        void resolveNames([conversation]);
-        renderList();
+      if (!conversation) return;
+      const known = state.convs.get(conversation.id);
+      const c = known?.conv ?? conversation;
+      if (!known) state.convs.set(c.id, blank(c));
+      // The message may be newer than the snapshot: show it as the last one, and count it if unread.
+      if (!c.lastMessage || c.lastMessage.seq < m.seq) {
+        if (c.lastSeq < m.seq && m.kind === MessageKind.USER && m.senderId !== state.me) c.unreadCount += 1;
+        c.lastMessage = m;
+        if (c.lastSeq < m.seq) c.lastSeq = m.seq;
       }
+      void resolveNames([c]);
+      renderList();
     });
     return;
   }
