@@ -154,7 +154,7 @@ test("two people chat live in Chromium: message, unread count, read tick, typing
   for (const page of [alice, bob]) expect((page as Page & { errors?: string[] }).errors).toEqual([]);
 }, 90_000);
 
-test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, delete live, day separator, mute, archive, group info and leave, dark mode", async () => {
+test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, delete live, day separator, mute, archive, group info and leave, status, dark mode", async () => {
   const alice = await newPage({ width: 390, height: 844 }); // a phone
   const bob = await newPage({ width: 1280, height: 800 }); // a desktop
   for (const page of [alice, bob]) page.on("dialog", (d) => void d.accept()); // "Delete for everyone?"
@@ -266,6 +266,22 @@ test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, 
   await alice.locator(".system", { hasText: `${bobPhone} left` }).waitFor();
   // The list kept each chat's last message through the conversation events (mute, group).
   expect(await bob.getByTestId("conversation").filter({ hasText: "Alice Doğan" }).locator(".preview").textContent()).toBe("You: Nice link");
+
+  // Status: Bob posts a text status; he sees the status of Carol, who has him as a contact, live.
+  await bob.getByTestId("tab-status").click();
+  await bob.getByLabel("Status text").fill("At the beach https://example.net");
+  await bob.getByTestId("post-status").click();
+  await bob.getByTestId("my-status").filter({ hasText: "At the beach" }).waitFor();
+  const carol = createChatwireClient({ baseUrl: s.url });
+  await carol.auth.sendCode("+14155580023");
+  await carol.auth.verify("+14155580023", DEV_CODE);
+  await carol.users.updateProfile({ displayName: "Carol" });
+  await carol.users.syncContacts({ phoneNumbers: [bobPhone] });
+  await carol.status.createStatus({ content: "Hello from Carol" });
+  await bob.getByTestId("contact-status").filter({ hasText: "Hello from Carol" }).filter({ hasText: "Carol" }).waitFor();
+  carol.close();
+  await shot(bob, "28-bob-desktop-status");
+  await bob.getByTestId("tab-chats").click();
 
   // Dark mode follows the system setting.
   const light = await bob.evaluate(() => getComputedStyle(document.body).backgroundColor);

@@ -45,6 +45,8 @@ const state = {
   editing: undefined as string | undefined,
   /** The list shows archived conversations instead of the others. */
   showArchived: false,
+  /** The sidebar shows the chats or the status updates. */
+  tab: "chats" as "chats" | "status",
 };
 
 /** The emoji offered in a message's menu. */
@@ -192,6 +194,7 @@ async function start(): Promise<void> {
   state.me = (await client.userId()) ?? "";
   if (state.myPhone) remember(state.me, state.myPhone);
   document.body.className = "chat";
+  state.tab = "chats";
   app.replaceChildren(
     h(
       "div",
@@ -225,7 +228,14 @@ async function start(): Promise<void> {
           h("button", { onclick: () => showNewChat(true), "data-testid": "new-group" }, "New group"),
         ),
         h("div", { id: "new" }),
+        h(
+          "nav",
+          { class: "tabs", role: "tablist" },
+          h("button", { role: "tab", id: "tab-chats", "data-testid": "tab-chats", "aria-selected": "true", onclick: () => showTab("chats") }, "Chats"),
+          h("button", { role: "tab", id: "tab-status", "data-testid": "tab-status", "aria-selected": "false", onclick: () => showTab("status") }, "Status"),
+        ),
         h("ul", { id: "list", class: "list", "aria-label": "Conversations" }),
+        h("div", { id: "status-view", class: "status-view hidden", "data-testid": "status-view" }),
       ),
       h("section", { id: "pane", class: "pane" }, h("p", { class: "empty" }, "Pick a conversation or start a new one.")),
     ),
@@ -353,6 +363,9 @@ function subscribe(since: bigint): void {
   sub.on("presence", (p) => {
     state.presence.set(p.userId, { online: p.online, lastSeen: p.lastSeenAt ? Number(p.lastSeenAt.seconds) * 1000 : undefined });
     renderTyping();
+  });
+  sub.on("status", () => {
+    if (state.tab === "status") void renderStatus();
   });
   sub.on("resync", () => void reload());
   sub.on("error", (err) => {
@@ -1022,6 +1035,77 @@ function showNewChat(group: boolean): void {
     ),
   );
   (group ? name : phones).focus();
+}
+
+// ---------- status ----------
+
+function showTab(tab: "chats" | "status"): void {
+  state.tab = tab;
+  for (const t of ["chats", "status"] as const) document.getElementById(`tab-${t}`)?.setAttribute("aria-selected", String(t === tab));
+  document.getElementById("list")?.classList.toggle("hidden", tab !== "chats");
+  document.getElementById("status-view")?.classList.toggle("hidden", tab !== "status");
+  if (tab === "status") void renderStatus();
+}
+
+/** Status updates: post a text status; yours and your contacts' unexpired ones (StatusService). */
+async function renderStatus(): Promise<void> {
+  const view = document.getElementById("status-view");
+  if (!view) return;
+  const status = h("p", { class: "status", role: "status" });
+  const text = h("input", { name: "status", maxlength: "700", placeholder: "Type a status", "aria-label": "Status text" });
+  const form = h(
+    "form",
+    {
+      class: "composer status-form",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        const content = text.value.trim();
+        if (!content) return;
+        try {
+          await client.status.createStatus({ content });
+          text.value = "";
+          await renderStatus();
+        } catch (err) {
+          status.textContent = errorText(err);
+        }
+      },
+    },
+    text,
+    h("button", { type: "submit", "data-testid": "post-status" }, "Post"),
+  );
+  let mine: Awaited<ReturnType<typeof client.status.listMyStatuses>>["statuses"] = [];
+  let feed: Awaited<ReturnType<typeof client.status.listStatusFeed>>["authors"] = [];
+  try {
+    [mine, feed] = await Promise.all([client.status.listMyStatuses({}).then((r) => r.statuses), client.status.listStatusFeed({}).then((r) => r.authors)]);
+  } catch (err) {
+    status.textContent = errorText(err);
+  }
+  for (const a of feed) if (a.author) remember(a.author.id, a.author.displayName || a.author.phoneNumber);
+  const card = (who: string, items: typeof mine, testid: string) =>
+    h(
+      "li",
+      { class: "status-card", "data-testid": testid },
+      h("span", { class: "title" }, who),
+      ...items.map((st) =>
+        h(
+          "p",
+          { class: "status-text", style: st.backgroundColor ? `background:${st.backgroundColor}` : undefined },
+          h("span", {}, ...linkify(st.content || st.caption)),
+          h("span", { class: "meta" }, st.createdAt ? listTime(st.createdAt) : ""),
+        ),
+      ),
+    );
+  view.replaceChildren(
+    form,
+    status,
+    h(
+      "ul",
+      { class: "list" },
+      card("My status", mine, "my-status"),
+      h("li", { class: "section" }, feed.length > 0 ? "Recent updates" : "No updates from your contacts"),
+      ...feed.map((a) => card(a.author ? nameOf(a.author.id) : "", a.statuses, "contact-status")),
+    ),
+  );
 }
 
 // ---------- profile ----------
