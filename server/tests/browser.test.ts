@@ -206,6 +206,12 @@ test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, 
   await bob.getByTestId("menu").getByTestId("react-👍").click();
   const aliceMsg = alice.getByTestId("message").filter({ hasText: "example.com", hasNotText: "Nice link" });
   await expect.poll(() => aliceMsg.getByTestId("reaction").getAttribute("data-emoji"), SLOW).toBe("👍");
+  // A click on his own reaction takes it back, live on Alice's side too; then he picks ❤️.
+  await bobMsg.getByTestId("reaction").click();
+  await expect.poll(() => aliceMsg.getByTestId("reaction").count(), SLOW).toBe(0);
+  await bobMsg.getByTestId("menu-button").click();
+  await bob.getByTestId("menu").getByTestId("react-❤️").click();
+  await expect.poll(() => aliceMsg.getByTestId("reaction").getAttribute("data-emoji"), SLOW).toBe("❤️");
 
   // Bob replies to it: the quote shows above his reply on both sides.
   await bobMsg.getByTestId("menu-button").click();
