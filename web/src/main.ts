@@ -47,6 +47,8 @@ const state = {
   showArchived: false,
   /** The sidebar shows the chats or the status updates. */
   tab: "chats" as "chats" | "status",
+  /** Groups left in this session: their late events (the "left" message, updates) do not bring them back. */
+  left: new Set<string>(),
 };
 
 /** The emoji offered in a message's menu. */
@@ -339,6 +341,10 @@ function subscribe(since: bigint): void {
     if (state.open === r.conversationId) renderMessages();
   });
   sub.on("conversation", (conv) => {
+    if (state.left.has(conv.id)) {
+      if (!conv.participantIds.includes(state.me)) return;
+      state.left.delete(conv.id); // added back
+    }
     const cs = state.convs.get(conv.id);
     if (cs) cs.conv = merged(cs.conv, conv);
     else state.convs.set(conv.id, blank(conv));
@@ -375,23 +381,30 @@ function subscribe(since: bigint): void {
 }
 
 function onMessage(m: Message): void {
+  if (state.left.has(m.conversationId)) {
+    if (m.systemEvent !== "participants_added" || !m.systemUserIds.includes(state.me)) return;
+    state.left.delete(m.conversationId); // added back
+  }
   const cs = state.convs.get(m.conversationId);
   if (!cs) {
     // A conversation we have not loaded yet (the event can precede its listing).
-    void client.chat.getConversation({ conversationId: m.conversationId }).then(({ conversation }) => {
-      if (!conversation) return;
-      const known = state.convs.get(conversation.id);
-      const c = known?.conv ?? conversation;
-      if (!known) state.convs.set(c.id, blank(c));
-      // The message may be newer than the snapshot: show it as the last one, and count it if unread.
-      if (!c.lastMessage || c.lastMessage.seq < m.seq) {
-        if (c.lastSeq < m.seq && m.kind === MessageKind.USER && m.senderId !== state.me) c.unreadCount += 1;
-        c.lastMessage = m;
-        if (c.lastSeq < m.seq) c.lastSeq = m.seq;
-      }
-      void resolveNames([c]);
-      renderList();
-    });
+    void client.chat.getConversation({ conversationId: m.conversationId }).then(
+      ({ conversation }) => {
+        if (!conversation) return;
+        const known = state.convs.get(conversation.id);
+        const c = known?.conv ?? conversation;
+        if (!known) state.convs.set(c.id, blank(c));
+        // The message may be newer than the snapshot: show it as the last one, and count it if unread.
+        if (!c.lastMessage || c.lastMessage.seq < m.seq) {
+          if (c.lastSeq < m.seq && m.kind === MessageKind.USER && m.senderId !== state.me) c.unreadCount += 1;
+          c.lastMessage = m;
+          if (c.lastSeq < m.seq) c.lastSeq = m.seq;
+        }
+        void resolveNames([c]);
+        renderList();
+      },
+      () => undefined,
+    ); // not visible (any more): nothing to show
     return;
   }
   const known = cs.messages.has(m.id);
@@ -733,6 +746,7 @@ async function leaveGroup(id: string): Promise<void> {
     alert(`Not left: ${errorText(err)}`);
     return;
   }
+  state.left.add(id);
   state.convs.delete(id);
   closeConversation();
   document.getElementById("pane")?.replaceChildren(h("p", { class: "empty" }, "You left the group."));
