@@ -185,6 +185,7 @@ test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, 
   const bobItem = bob.getByTestId("conversation").filter({ hasText: "Alice Doğan" });
   await bobItem.waitFor();
   expect(await bobItem.textContent()).not.toContain(alicePhone);
+  await bobItem.filter({ hasText: "example.com" }).waitFor(); // the message, not only the new chat
   expect(await bobItem.getByTestId("when").textContent()).toMatch(/\d/);
   await bobItem.click();
   const bobMsg = bob.getByTestId("message").filter({ hasText: "example.com" });

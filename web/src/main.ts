@@ -481,7 +481,7 @@ function renderList(): void {
         },
         h("span", { class: "avatar" }, (c.isGroup ? titleOf(c) : titleOf(c).replace(/^\+\d*?(\d{2})$/, "$1")).slice(0, 2).toUpperCase()),
         h("span", { class: "title" }, titleOf(c)),
-        h("span", { class: `when${c.unreadCount > 0 ? " fresh" : ""}`, "data-testid": "when" }, last?.createdAt ? listTime(last.createdAt) : ""),
+        h("span", { class: `when${c.unreadCount > 0 ? " fresh" : ""}`, "data-testid": "when" }, listTime(last?.createdAt || c.createdAt)),
         h("span", { class: "preview" }, preview),
         h(
           "span",
