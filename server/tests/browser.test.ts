@@ -154,6 +154,156 @@ test("two people chat live in Chromium: message, unread count, read tick, typing
   for (const page of [alice, bob]) expect((page as Page & { errors?: string[] }).errors).toEqual([]);
 }, 90_000);
 
+test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, delete live, day separator, mute, archive, group info and leave, status, dark mode", async () => {
+  const alice = await newPage({ width: 390, height: 844 }); // a phone
+  const bob = await newPage({ width: 1280, height: 800 }); // a desktop
+  for (const page of [alice, bob]) page.on("dialog", (d) => void d.accept()); // "Delete for everyone?"
+  const alicePhone = "+14155580021";
+  const bobPhone = "+14155580022";
+  await logIn(bob, bobPhone);
+  await logIn(alice, alicePhone);
+
+  // Alice sets her name and about line on the profile screen.
+  await alice.getByTestId("profile").click();
+  await alice.getByLabel("Your name").fill("Alice Doğan");
+  await alice.getByLabel("About").fill("Busy");
+  await alice.getByRole("button", { name: "Save" }).click();
+  await expect.poll(() => alice.getByTestId("profile-form").getByRole("status").textContent(), SLOW).toBe("Saved.");
+  expect(await alice.locator("#my-name").textContent()).toBe("Alice Doğan");
+  await shot(alice, "20-alice-profile");
+  await alice.getByRole("button", { name: "Close" }).click();
+
+  // A message with a link, markup and a javascript: URL: only the https URL becomes a link, the markup stays text.
+  await alice.getByTestId("new-chat").click();
+  await alice.getByLabel("Their phone number").fill(bobPhone);
+  await alice.getByRole("button", { name: "Start chat" }).click();
+  const text = "See https://example.com/a?b=1, <b>bold?</b> javascript:alert(1)";
+  await alice.getByTestId("composer").fill(text);
+  await alice.getByTestId("send").click();
+
+  // Bob sees Alice's name, not her number, with the time in the list; then the day separator and the link.
+  const bobItem = bob.getByTestId("conversation").filter({ hasText: "Alice Doğan" });
+  await bobItem.waitFor();
+  expect(await bobItem.textContent()).not.toContain(alicePhone);
+  await bobItem.filter({ hasText: "example.com" }).waitFor(); // the message, not only the new chat
+  expect(await bobItem.getByTestId("when").textContent()).toMatch(/\d/);
+  await bobItem.click();
+  const bobMsg = bob.getByTestId("message").filter({ hasText: "example.com" });
+  await bobMsg.waitFor();
+  expect(await bob.getByTestId("day").first().textContent()).toBe("Today");
+  expect(await bob.locator("#conv-title").textContent()).toBe("Alice Doğan");
+  const link = bobMsg.locator("a");
+  expect(await link.count()).toBe(1);
+  expect([await link.getAttribute("href"), await link.getAttribute("rel"), await link.textContent()]).toEqual([
+    "https://example.com/a?b=1",
+    "noopener noreferrer",
+    "https://example.com/a?b=1",
+  ]);
+  expect(await bobMsg.locator("b").count()).toBe(0);
+  expect(await bobMsg.locator(".text").textContent()).toBe(text);
+
+  // Bob reacts from the message menu: Alice sees the reaction live.
+  await bobMsg.getByTestId("menu-button").click();
+  await bob.getByTestId("menu").getByTestId("react-👍").click();
+  const aliceMsg = alice.getByTestId("message").filter({ hasText: "example.com", hasNotText: "Nice link" });
+  await expect.poll(() => aliceMsg.getByTestId("reaction").getAttribute("data-emoji"), SLOW).toBe("👍");
+  // A click on his own reaction takes it back, live on Alice's side too; then he picks ❤️.
+  await bobMsg.getByTestId("reaction").click();
+  await expect.poll(() => aliceMsg.getByTestId("reaction").count(), SLOW).toBe(0);
+  await bobMsg.getByTestId("menu-button").click();
+  await bob.getByTestId("menu").getByTestId("react-❤️").click();
+  await expect.poll(() => aliceMsg.getByTestId("reaction").getAttribute("data-emoji"), SLOW).toBe("❤️");
+
+  // Bob replies to it: the quote shows above his reply on both sides.
+  await bobMsg.getByTestId("menu-button").click();
+  await bob.getByTestId("menu").getByTestId("reply").click();
+  await bob.getByTestId("replying").waitFor();
+  await bob.getByTestId("composer").fill("Nice link");
+  await bob.getByTestId("send").click();
+  const aliceReply = alice.getByTestId("message").filter({ hasText: "Nice link" });
+  await aliceReply.waitFor();
+  await expect.poll(() => aliceReply.getByTestId("quote").textContent(), SLOW).toContain("example.com");
+  await shot(bob, "21-bob-desktop-reaction-reply");
+
+  // Alice edits her message: Bob sees the new text with "edited", live.
+  await aliceMsg.getByTestId("menu-button").click();
+  await alice.getByTestId("menu").getByTestId("edit").click();
+  await alice.getByTestId("editing").waitFor();
+  await alice.getByTestId("composer").fill("Fixed: https://example.org");
+  await alice.getByTestId("send").click();
+  const bobEdited = bob.getByTestId("message").filter({ hasText: "Fixed: https://example.org" });
+  await bobEdited.getByTestId("edited").waitFor();
+  expect(await bobEdited.locator("a").getAttribute("href")).toBe("https://example.org/");
+  await shot(alice, "22-alice-phone-edited");
+
+  // Alice deletes it for everyone: Bob sees "This message was deleted" without reloading.
+  const aliceEdited = alice.getByTestId("message").filter({ hasText: "Fixed:", hasNotText: "Nice link" });
+  await aliceEdited.getByTestId("menu-button").click();
+  await alice.getByTestId("menu").getByTestId("delete-everyone").click();
+  await bob.getByTestId("message").filter({ hasText: "This message was deleted", hasNotText: "Nice link" }).waitFor();
+  expect(await bob.getByTestId("message").filter({ hasText: "Fixed:" }).count()).toBe(0);
+  await expect.poll(() => bob.getByTestId("message").filter({ hasText: "Nice link" }).getByTestId("quote").textContent(), SLOW).toContain("deleted");
+  await shot(bob, "23-bob-desktop-deleted");
+
+  // Bob mutes the chat: the list marks it muted. Alice archives it: it moves under "Archived (1)".
+  await bob.getByTestId("mute").selectOption("8h");
+  await bobItem.getByTestId("muted").waitFor();
+  await alice.getByTestId("archive").click();
+  await alice.getByTestId("archived-row").filter({ hasText: "Archived (1)" }).waitFor();
+  expect(await alice.getByTestId("conversation").count()).toBe(0);
+  await alice.getByTestId("archived-row").click();
+  await alice.getByTestId("conversation").filter({ hasText: bobPhone }).waitFor();
+  await shot(alice, "26-alice-phone-archived");
+  await alice.getByTestId("archived-back").click();
+
+  // A group: Bob opens Group info (members and roles) and leaves; Alice sees that he left.
+  await alice.getByTestId("new-group").click();
+  await alice.getByLabel("Group name").fill("Trip");
+  await alice.getByLabel("Phone numbers").fill(bobPhone);
+  await alice.getByRole("button", { name: "Create group" }).click();
+  await alice.getByTestId("composer").waitFor();
+  await bob.getByTestId("conversation").filter({ hasText: "Trip" }).click();
+  await bob.getByTestId("group-info").click();
+  await expect.poll(() => bob.getByTestId("member").count(), SLOW).toBe(2);
+  expect(await bob.getByTestId("member").filter({ hasText: "Alice Doğan" }).textContent()).toMatch(/Group (owner|admin)/);
+  await bob.getByTestId("member").filter({ hasText: "You" }).waitFor();
+  await shot(bob, "27-bob-desktop-group-info");
+  await bob.getByTestId("leave").click();
+  await bob.getByText("You left the group.").waitFor();
+  await alice.locator(".system", { hasText: `${bobPhone} left` }).waitFor();
+  // The list kept each chat's last message through the conversation events (mute, group).
+  const bobChat = bob.getByTestId("conversation").filter({ has: bob.locator(".title", { hasText: /^Alice Doğan$/ }) });
+  expect(await bobChat.locator(".preview").textContent()).toBe("You: Nice link");
+  // The group Bob left stays out of his list, whatever events come late.
+  expect(await bob.getByTestId("conversation").filter({ hasText: "Trip" }).count()).toBe(0);
+
+  // Status: Bob posts a text status; he sees the status of Carol, who has him as a contact, live.
+  await bob.getByTestId("tab-status").click();
+  await bob.getByLabel("Status text").fill("At the beach https://example.net");
+  await bob.getByTestId("post-status").click();
+  await bob.getByTestId("my-status").filter({ hasText: "At the beach" }).waitFor();
+  const carol = createChatwireClient({ baseUrl: s.url });
+  await carol.auth.sendCode("+14155580023");
+  await carol.auth.verify("+14155580023", DEV_CODE);
+  await carol.users.updateProfile({ displayName: "Carol" });
+  await carol.users.syncContacts({ phoneNumbers: [bobPhone] });
+  await carol.status.createStatus({ content: "Hello from Carol" });
+  await bob.getByTestId("contact-status").filter({ hasText: "Hello from Carol" }).filter({ hasText: "Carol" }).waitFor();
+  carol.close();
+  await shot(bob, "28-bob-desktop-status");
+  await bob.getByTestId("tab-chats").click();
+
+  // Dark mode follows the system setting.
+  const light = await bob.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  await bob.emulateMedia({ colorScheme: "dark" });
+  await expect.poll(() => bob.evaluate(() => getComputedStyle(document.body).backgroundColor), SLOW).not.toBe(light);
+  await shot(bob, "24-bob-desktop-dark");
+  await alice.emulateMedia({ colorScheme: "dark" });
+  await shot(alice, "25-alice-phone-dark");
+
+  for (const page of [alice, bob]) expect((page as Page & { errors?: string[] }).errors).toEqual([]);
+}, 60_000);
+
 test("the app's files are served at / with their types; nothing outside dist/web, no RPC or health route shadowed", async () => {
   const index = await fetch(`${s.url}/`);
   expect(index.status).toBe(200);
