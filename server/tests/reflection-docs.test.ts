@@ -49,7 +49,15 @@ describe.each<ReflectionVersion>(["v1", "v1alpha"])("reflection %s", (version) =
 
   test("every RPC of every Chatwire service is documented", async () => {
     const undocumented: string[] = [];
-    for (const symbol of ["auth.AuthService", "chat.ChatService", "realtime.RealtimeService", "user.UserService", "status.StatusService", "media.MediaService", "push.PushService"]) {
+    for (const symbol of [
+      "auth.AuthService",
+      "chat.ChatService",
+      "realtime.RealtimeService",
+      "user.UserService",
+      "status.StatusService",
+      "media.MediaService",
+      "push.PushService",
+    ]) {
       const file = await fileOf(version, symbol);
       const si = file.service.findIndex((x) => `${file.package}.${x.name}` === symbol);
       expect(leadingComment(file, [6, si])?.trim(), symbol).toBeTruthy();
