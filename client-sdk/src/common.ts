@@ -27,3 +27,4 @@ export type { Event } from "../../gen/realtime/realtime_pb.js";
 export * from "../../gen/user/user_pb.js";
 export * from "../../gen/status/status_pb.js";
 export * from "../../gen/push/push_pb.js";
+export * from "../../gen/media/media_pb.js";

@@ -304,6 +304,129 @@ test("WhatsApp basics in Chromium: profile name, links, reactions, reply, edit, 
   for (const page of [alice, bob]) expect((page as Page & { errors?: string[] }).errors).toEqual([]);
 }, 60_000);
 
+test("media, group members and status viewers in Chromium: photo and document sent and shown, admin adds, promotes and removes, who viewed my status", async () => {
+  const alice = await newPage({ width: 1000, height: 760 }); // a laptop
+  const bob = await newPage({ width: 390, height: 844 }); // a phone
+  const dialogs: string[] = [];
+  for (const page of [alice, bob])
+    page.on("dialog", (d) => {
+      dialogs.push(d.message());
+      void d.accept();
+    });
+  const alicePhone = "+14155580031";
+  const bobPhone = "+14155580032";
+  const carolPhone = "+14155580033";
+  await logIn(bob, bobPhone);
+  await logIn(alice, alicePhone);
+  const carol = createChatwireClient({ baseUrl: s.url });
+  await carol.auth.sendCode(carolPhone);
+  await carol.auth.verify(carolPhone, DEV_CODE);
+  await carol.users.updateProfile({ displayName: "Carol" });
+
+  // Alice makes a group with Bob and, as its owner, adds Carol by number from Group info, then makes Bob an admin.
+  await alice.getByTestId("new-group").click();
+  await alice.getByLabel("Group name").fill("Crew");
+  await alice.getByLabel("Phone numbers").fill(bobPhone);
+  await alice.getByRole("button", { name: "Create group" }).click();
+  await alice.getByTestId("group-info").click();
+  await expect.poll(() => alice.getByTestId("member").count(), SLOW).toBe(2);
+  await alice.getByLabel("Add members by phone number").fill(carolPhone);
+  await alice.getByTestId("add-members").click();
+  await alice.getByTestId("member").filter({ hasText: "Carol" }).waitFor();
+  const crewId = (await carol.chat.getConversations({})).conversations.find((c) => c.groupName === "Crew")?.id;
+  expect(crewId).toBeDefined();
+  const bobMember = alice.getByTestId("member").filter({ hasNotText: "Carol" }).filter({ hasNotText: "You" });
+  await bobMember.getByTestId("make-admin").click();
+  await expect.poll(() => bobMember.locator(".role").textContent(), SLOW).toBe("Group admin");
+  const roles = async () => (await carol.chat.getConversation({ conversationId: crewId! })).conversation?.participants.map((p) => p.role).sort();
+  await expect.poll(roles, SLOW).toEqual([1, 2, 3]); // member (Carol), admin (Bob), owner (Alice)
+  // Bob, now an admin, sees the tools on his phone; a plain member would not.
+  await bob.getByTestId("conversation").filter({ hasText: "Crew" }).click();
+  await bob.getByTestId("group-info").click();
+  await bob.getByTestId("member").filter({ hasText: "Carol" }).getByTestId("make-admin").waitFor();
+  expect(await bob.getByTestId("member").filter({ hasText: "Group owner" }).getByTestId("remove-member").count()).toBe(0);
+  await shot(bob, "30-bob-phone-group-admin");
+  // Alice removes Carol: Carol is out of the group.
+  await alice.getByTestId("member").filter({ hasText: "Carol" }).getByTestId("remove-member").click();
+  await expect.poll(() => alice.getByTestId("member").count(), SLOW).toBe(2);
+  const carolId = await carol.userId();
+  const carolIn = () =>
+    carol.chat.getConversation({ conversationId: crewId! }).then(
+      ({ conversation }) => conversation?.participantIds.includes(carolId!) ?? false,
+      () => false,
+    );
+  await expect.poll(carolIn, SLOW).toBe(false);
+  await alice.locator(".system", { hasText: "You removed Carol" }).waitFor();
+  await alice.locator(".system", { hasText: "You changed " }).filter({ hasText: "'s role" }).waitFor();
+  await shot(alice, "31-alice-desktop-group-managed");
+
+  // Alice sends a photo (a real JPEG drawn by the page) and a PDF: Bob sees the picture decoded and the document's link.
+  const jpegFile = alice.getByTestId("attach-file");
+  await alice.evaluate(async () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 160;
+    canvas.height = 90;
+    const g = canvas.getContext("2d")!;
+    g.fillStyle = "#f4a261";
+    g.fillRect(0, 0, 160, 90);
+    g.fillStyle = "#264653";
+    g.fillRect(0, 60, 160, 30);
+    const blob = await new Promise<Blob>((resolve) => canvas.toBlob((b) => resolve(b!), "image/jpeg", 0.9));
+    const input = document.querySelector<HTMLInputElement>("[data-testid=attach-file]")!;
+    const dt = new DataTransfer();
+    dt.items.add(new File([blob], "sunset.jpg", { type: "image/jpeg" }));
+    input.files = dt.files;
+    input.dispatchEvent(new Event("change"));
+  });
+  const bobPhoto = bob.getByTestId("message").filter({ has: bob.locator("[data-kind=image]") });
+  await bobPhoto.locator("[data-ready=true]").waitFor();
+  await expect
+    .poll(() => bobPhoto.locator("img").evaluate((img: HTMLImageElement) => [img.complete, img.naturalWidth, img.naturalHeight]), SLOW)
+    .toEqual([true, 160, 90]);
+  expect(await bobPhoto.locator("img").getAttribute("src")).toMatch(/^\/media\/[0-9a-f-]{36}\?exp=\d+&sig=/);
+  await expect.poll(() => bob.getByTestId("conversation").filter({ hasText: "Crew" }).locator(".preview").textContent(), SLOW).toBe("📷 Photo");
+  const pdf = Buffer.from("%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n");
+  await alice.getByTestId("composer").fill("The plan");
+  await jpegFile.setInputFiles({ name: "plan.pdf", mimeType: "application/pdf", buffer: pdf });
+  const bobDoc = bob.getByTestId("message").filter({ hasText: "The plan" });
+  await bobDoc.locator("[data-ready=true]").waitFor();
+  expect(await bobDoc.locator("a.document").textContent()).toContain("plan.pdf");
+  const href = await bobDoc.locator("a.document").getAttribute("href");
+  const downloaded = await bob.evaluate(async (url) => new TextDecoder().decode(await (await fetch(url)).arrayBuffer()), href!);
+  expect(downloaded).toBe(pdf.toString());
+  await shot(bob, "32-bob-phone-media");
+  await shot(alice, "33-alice-desktop-media");
+
+  // Status viewers: Carol, in Alice's contacts since Alice added her, views Alice's status; Alice sees who.
+  await alice.getByTestId("tab-status").click();
+  await alice.getByLabel("Status text").fill("Packing for the trip");
+  await alice.getByTestId("post-status").click();
+  const mine = alice.getByTestId("my-status").filter({ hasText: "Packing" });
+  await mine.waitFor();
+  const feed = await carol.status.listStatusFeed({});
+  const aliceStatus = feed.authors.flatMap((a) => a.statuses).find((st) => st.content === "Packing for the trip");
+  expect(aliceStatus).toBeDefined();
+  await carol.status.viewStatus({ statusId: aliceStatus!.id });
+  await alice.getByTestId("tab-chats").click();
+  await alice.getByTestId("tab-status").click(); // the tab reloads its statuses
+  await expect.poll(() => alice.getByTestId("views").textContent(), SLOW).toBe("👁 1");
+  await alice.getByTestId("views").click();
+  await alice.getByTestId("viewer").filter({ hasText: "Carol" }).waitFor();
+  await shot(alice, "34-alice-desktop-status-viewers");
+  // And the other way: Bob's page marks the status it shows as viewed.
+  await carol.users.syncContacts({ phoneNumbers: [bobPhone] });
+  const { status: carols } = await carol.status.createStatus({ content: "Hi from Carol" });
+  await bob.getByRole("button", { name: "Back" }).click(); // the phone shows the list again
+  await bob.getByTestId("tab-status").click();
+  await bob.getByTestId("contact-status").filter({ hasText: "Hi from Carol" }).waitFor();
+  const bobId = (await carol.users.syncContacts({ phoneNumbers: [bobPhone] })).contacts[0]?.user?.id;
+  await expect.poll(async () => (await carol.status.getStatusViewers({ statusId: carols!.id })).viewers.map((v) => v.userId), SLOW).toEqual([bobId]);
+  carol.close();
+
+  expect(dialogs).toEqual(["Remove Carol from the group?"]); // no "Not sent" or "Not changed" alert
+  for (const page of [alice, bob]) expect((page as Page & { errors?: string[] }).errors).toEqual([]);
+}, 90_000);
+
 test("the app's files are served at / with their types; nothing outside dist/web, no RPC or health route shadowed", async () => {
   const index = await fetch(`${s.url}/`);
   expect(index.status).toBe(200);

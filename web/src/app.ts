@@ -13,7 +13,7 @@ import { renderStatus } from "./status.js";
 
 /** Fetches the names (or phone numbers) of participants not seen yet; redraws when they arrive. */
 const asked = new Set<string>();
-export async function resolveNames(convs: Iterable<Conversation>, refresh = false): Promise<void> {
+export async function resolveNames(convs: Iterable<Pick<Conversation, "participantIds">>, refresh = false): Promise<void> {
   const ids = new Set<string>();
   for (const c of convs) for (const p of c.participantIds) if (p !== state.me && (refresh || !asked.has(p))) ids.add(p);
   const batch = [...ids].slice(0, 100);

@@ -3,6 +3,7 @@ import { resolveNames, onMessage, onEdited, markRead } from "./app.js";
 import { h, errorText } from "./dom.js";
 import { showGroupInfo } from "./group-info.js";
 import { renderList } from "./list.js";
+import { sendFile } from "./media.js";
 import { renderMessages, renderComposerBar } from "./message-view.js";
 import { client, type ConvState, state, nameOf, titleOf, isMuted, timestamp } from "./state.js";
 
@@ -54,6 +55,7 @@ export async function openConversation(id: string): Promise<void> {
         }
       },
     },
+    attachButton(id, cs, input),
     input,
     h("button", { type: "submit", "data-testid": "send" }, "Send"),
   );
@@ -219,4 +221,31 @@ function typing(active: boolean): void {
     typingSentAt = 0;
     client.realtime.sendTyping({ conversationId: id, active: false }).catch(() => undefined);
   }
+}
+
+/** The 📎 button: pick a file, upload it with the composer's text as its caption, and send it. */
+function attachButton(id: string, cs: ConvState, input: HTMLInputElement): HTMLElement {
+  const file = h("input", { type: "file", class: "hidden", "data-testid": "attach-file", "aria-label": "Attach a file" });
+  file.addEventListener("change", async () => {
+    const picked = file.files?.[0];
+    file.value = "";
+    if (!picked) return;
+    const caption = input.value.trim();
+    input.value = "";
+    const bar = document.getElementById("composer-bar");
+    const shown = h("div", { class: "bar", "data-testid": "uploading" }, h("span", { class: "quote" }, `Sending ${picked.name}…`));
+    bar?.replaceChildren(shown);
+    try {
+      const m = await sendFile(id, picked, caption, (share) => {
+        shown.firstElementChild!.textContent = `Sending ${picked.name}… ${Math.round(share * 100)} %`;
+      });
+      if (m && (!cs.messages.has(m.id) || cs.messages.get(m.id)!.seq === 0n)) onMessage(m);
+    } catch (err) {
+      input.value = caption;
+      alert(`Not sent: ${errorText(err)}`);
+    } finally {
+      renderComposerBar();
+    }
+  });
+  return h("label", { class: "attach", title: "Attach a photo, video or file" }, "📎", file);
 }

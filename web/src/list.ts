@@ -2,6 +2,7 @@ import { MessageKind } from "@chatwire/client";
 import { listTime } from "./format.js";
 import { openConversation } from "./conversation.js";
 import { h, errorText } from "./dom.js";
+import { mediaLabel } from "./media.js";
 import { client, state, remember, titleOf, blank, isMuted, activity, systemText } from "./state.js";
 import { renderStatus } from "./status.js";
 
@@ -34,7 +35,7 @@ export function renderList(): void {
           ? systemText(last)
           : last.deletedAt
             ? "This message was deleted"
-            : `${last.senderId === state.me ? "You: " : ""}${last.content}`;
+            : `${last.senderId === state.me ? "You: " : ""}${last.content || mediaLabel(last)}`;
       return h(
         "li",
         {

@@ -1,5 +1,6 @@
 import { MessageKind, ReceiptState, type Message } from "@chatwire/client";
 import { dayKey, dayLabel, linkify } from "./format.js";
+import { mediaOf } from "./media.js";
 import { loadOlder } from "./conversation.js";
 import { h, errorText } from "./dom.js";
 import { client, type ConvState, state, nameOf, systemText } from "./state.js";
@@ -47,7 +48,8 @@ function messageItem(cs: ConvState, m: Message): HTMLElement {
     { class: `msg ${mine ? "mine" : "theirs"}${deleted ? " deleted" : ""}`, "data-testid": "message", "data-id": m.id, "data-seq": String(m.seq) },
     cs.conv.isGroup && !mine && h("span", { class: "from" }, nameOf(m.senderId)),
     m.replyToMessageId && !deleted && quoteOf(quoted),
-    deleted ? h("span", { class: "text gone" }, "🚫 This message was deleted") : h("span", { class: "text" }, ...linkify(m.content)),
+    !deleted && mediaOf(m),
+    deleted ? h("span", { class: "text gone" }, "🚫 This message was deleted") : m.content !== "" && h("span", { class: "text" }, ...linkify(m.content)),
     h(
       "span",
       { class: "meta" },

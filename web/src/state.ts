@@ -99,8 +99,15 @@ export function systemText(m: Message): string {
     case "participants_added":
       return `${who} joined`;
     case "participant_removed":
+      return by ? `${by} removed ${who}` : `${who} left`;
     case "participant_left":
       return `${who} left`;
+    case "role_changed":
+      return `${by || "An admin"} changed ${who}'s role`;
+    case "owner_changed":
+      return `${who} is now the group owner`;
+    case "group_updated":
+      return `${by || "An admin"} changed the group info`;
     default:
       return m.systemEvent.replace(/_/g, " ");
   }

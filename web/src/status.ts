@@ -1,8 +1,9 @@
 import { linkify, listTime } from "./format.js";
 import { h, errorText } from "./dom.js";
+import { resolveNames } from "./app.js";
 import { client, remember, nameOf } from "./state.js";
 
-// The Status tab: post a text status; mine and my contacts' unexpired ones.
+// The Status tab: post a text status; mine (with who viewed each) and my contacts' unexpired ones.
 
 /** Status updates: post a text status; yours and your contacts' unexpired ones (StatusService). */
 export async function renderStatus(): Promise<void> {
@@ -38,7 +39,7 @@ export async function renderStatus(): Promise<void> {
     status.textContent = errorText(err);
   }
   for (const a of feed) if (a.author) remember(a.author.id, a.author.displayName || a.author.phoneNumber);
-  const card = (who: string, items: typeof mine, testid: string) =>
+  const card = (who: string, items: typeof mine, testid: string, own: boolean) =>
     h(
       "li",
       { class: "status-card", "data-testid": testid },
@@ -49,18 +50,57 @@ export async function renderStatus(): Promise<void> {
           { class: "status-text", style: st.backgroundColor ? `background:${st.backgroundColor}` : undefined },
           h("span", {}, ...linkify(st.content || st.caption)),
           h("span", { class: "meta" }, st.createdAt ? listTime(st.createdAt) : ""),
+          own && viewersButton(st.id, st.viewCount),
         ),
       ),
     );
+  // Shown is seen: contacts' statuses on screen count as viewed (their authors see it in their viewers list).
+  for (const a of feed) for (const st of a.statuses) if (!st.viewed) client.status.viewStatus({ statusId: st.id }).catch(() => undefined);
   view.replaceChildren(
     form,
     status,
     h(
       "ul",
       { class: "list" },
-      card("My status", mine, "my-status"),
+      card("My status", mine, "my-status", true),
       h("li", { class: "section" }, feed.length > 0 ? "Recent updates" : "No updates from your contacts"),
-      ...feed.map((a) => card(a.author ? nameOf(a.author.id) : "", a.statuses, "contact-status")),
+      ...feed.map((a) => card(a.author ? nameOf(a.author.id) : "", a.statuses, "contact-status", false)),
     ),
   );
+}
+
+/** "👁 N": a click lists who viewed one of my statuses, and when (GetStatusViewers). */
+function viewersButton(statusId: string, count: number): HTMLElement {
+  const list = h("ul", { class: "viewers", "data-testid": "viewers" });
+  const button = h(
+    "button",
+    {
+      class: "link views",
+      "data-testid": "views",
+      title: "Viewed by",
+      onclick: async () => {
+        try {
+          const { viewers } = await client.status.getStatusViewers({ statusId });
+          await resolveNames([{ participantIds: viewers.map((v) => v.userId) }]);
+          list.replaceChildren(
+            ...(viewers.length === 0
+              ? [h("li", { class: "hint" }, "No views yet")]
+              : viewers.map((v) =>
+                  h(
+                    "li",
+                    { "data-testid": "viewer" },
+                    nameOf(v.userId),
+                    v.viewedAt && h("span", { class: "meta" }, listTime(new Date(Number(v.viewedAt.seconds) * 1000).toISOString())),
+                  ),
+                )),
+          );
+          button.textContent = `👁 ${viewers.length}`;
+        } catch (err) {
+          list.replaceChildren(h("li", { class: "hint" }, errorText(err)));
+        }
+      },
+    },
+    `👁 ${count}`,
+  );
+  return h("span", { class: "status-views" }, button, list);
 }
