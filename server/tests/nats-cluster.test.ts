@@ -23,8 +23,8 @@ import { startTestServer, type TestServer } from "./helpers/test-server.js";
 // follower) is killed with SIGKILL. Nothing acknowledged may be lost or stored
 // twice, seq stays gapless, errors are Unavailable (never Internal), and
 // messages sent after the kill are stored and reach a subscriber live.
-// Runs on both CI profiles: it brings its own NATS and uses the machine's
-// PostgreSQL either way.
+// It brings its own NATS and uses the machine's PostgreSQL whatever the
+// profile, so CI runs it once, in the production suite (vitest.config.ts).
 
 const MESSAGES = 5_000;
 const CONVERSATIONS = 10;

@@ -14,8 +14,8 @@ import { startTestServer, type TestServer } from "./helpers/test-server.js";
 // (Unavailable, retry with the same client_message_id) and nothing is lost
 // once NATS is back. The test runs its own nats-server (JetStream, own port,
 // own store dir) so it can stop and restart it without touching the shared
-// NATS on 4222, and a real PostgreSQL database (the production profile) on
-// both CI profiles.
+// NATS on 4222, and a real PostgreSQL database (the production profile)
+// whatever the profile: CI runs it once, in the production suite (vitest.config.ts).
 
 const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

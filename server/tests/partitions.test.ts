@@ -22,7 +22,7 @@ import { deleteQueueStream, startTestServer, type TestServer } from "./helpers/t
 // Issue 15 item 3: conversations hash into MESSAGE_PARTITIONS partitions, each
 // worked by one worker at a time; the workers of every instance share them and
 // take over a dead one's. Always on a real PostgreSQL (advisory locks) and NATS,
-// on both CI profiles.
+// whatever the profile: CI runs it once, in the production suite (vitest.config.ts).
 
 const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const NATS = process.env.NATS_URL || "nats://127.0.0.1:4222";
