@@ -73,8 +73,9 @@ export type Profile = Message<"user.Profile"> & {
   displayName: string;
 
   /**
-   * URL of the profile photo (http or https, at most 2,048 characters); empty
-   * if none or hidden from the caller.
+   * URL of the profile photo (http or https, at most 2,048 characters), or
+   * "/media/<id>" for a photo uploaded through MediaService (its download URL
+   * comes from media.MediaService.GetMedia); empty if none or hidden from the caller.
    *
    * @generated from field: string profile_picture_url = 4;
    */
@@ -249,7 +250,10 @@ export type UpdateProfileRequest = Message<"user.UpdateProfileRequest"> & {
   aboutText?: string | undefined;
 
   /**
-   * New profile photo URL (http or https, at most 2,048 characters); empty removes it.
+   * New profile photo: an http(s) URL (at most 2,048 characters) or
+   * "/media/<id>" of a ready image the caller uploaded (CreateUpload, kind
+   * IMAGE), which those the caller's profile-photo setting allows may then
+   * download; empty removes it.
    *
    * @generated from field: optional string profile_picture_url = 3;
    */
@@ -821,12 +825,14 @@ export const UserService: GenService<{
   },
   /**
    * UpdateProfile changes the caller's display name (1 to 64 characters),
-   * about line (at most 140; both in Unicode code points) or profile photo URL (http or https, at most
-   * 2,048; empty removes it). Fields left unset stay as they are. A call that
-   * changes nothing leaves updated_at as it was.
+   * about line (at most 140; both in Unicode code points) or profile photo (an http(s) URL of at most
+   * 2,048 characters or "/media/<id>" of an image the caller uploaded; empty removes it). Fields left unset
+   * stay as they are. A call that changes nothing leaves updated_at as it was.
    * Errors: InvalidArgument: no field set, display_name empty, too long or
-   * with control characters, about_text too long, profile_picture_url too long
-   * or not http(s). NotFound: the caller's account no longer exists.
+   * with control characters, about_text too long, profile_picture_url too long,
+   * not http(s) nor "/media/<UUID>", or naming media that is not an image.
+   * NotFound: the caller's account no longer exists, or no such media of the
+   * caller's. FailedPrecondition: that media's upload is not finished.
    *
    * @generated from rpc user.UserService.UpdateProfile
    */

@@ -104,6 +104,12 @@ export async function sentToParticipant(db: Db, mediaId: string, userId: string)
   return row !== undefined;
 }
 
+/** Whether the item is its uploader's current profile photo (profile_picture_url "/media/<id>"). */
+export async function isProfilePhotoOf(db: Db, mediaId: string, userId: string): Promise<boolean> {
+  const row = await db.selectFrom("users").select("id").where("id", "=", userId).where("profile_picture_url", "=", `/media/${mediaId}`).executeTakeFirst();
+  return row !== undefined;
+}
+
 /** The unexpired statuses that carry the item (their audiences may download it). */
 export async function statusesCarrying(db: Db, mediaId: string, now: Date): Promise<{ id: string; user_id: string; audience: string }[]> {
   return db
@@ -149,6 +155,8 @@ export async function collectable(db: Db, unreferencedBefore: Date, limit: numbe
     .where((eb) =>
       eb.and([
         eb.not(eb.exists(eb.selectFrom("media_refs as r").select("r.media_id").whereRef("r.media_id", "=", "m.id"))),
+        // Someone's profile photo (UpdateProfile with "/media/<id>") stays while it is one.
+        eb.not(eb.exists(eb.selectFrom("users as u").select("u.id").where("u.profile_picture_url", "=", sql<string>`'/media/' || m.id::text`))),
         eb.or([eb("m.referenced_at", "is not", null), eb("m.created_at", "<", unreferencedBefore)]),
       ]),
     )

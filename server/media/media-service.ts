@@ -10,7 +10,7 @@ import type { MediaRow } from "../db/media-store.js";
 import * as privacy from "../db/privacy-store.js";
 import { audienceLists } from "../db/status-store.js";
 import { findAnswer } from "../db/request-store.js";
-import { statusVisible, type AudienceKind } from "../domain/privacy.js";
+import { allows, statusVisible, type AudienceKind } from "../domain/privacy.js";
 import { oncePerKey, requestIdField } from "../services/request-replay.js";
 import { bad, callerId, uuidField } from "../services/rpc-input.js";
 import { mediaView } from "./attach.js";
@@ -46,7 +46,7 @@ export function createMediaService(ctx: AppContext, hub: MediaHub): ServiceImpl<
     if (row.state !== "ready") return false;
     if (await store.sentToParticipant(db, row.id, userId)) return true;
     const carried = await store.statusesCarrying(db, row.id, clock.now());
-    if (carried.length === 0) return false;
+    if (carried.length === 0) return profilePhotoVisible(userId, row);
     const authors = [...new Set(carried.map((s) => s.user_id))];
     const [settings, relations, lists] = await Promise.all([
       privacy.getPrivacyMany(db, authors),
@@ -56,7 +56,7 @@ export function createMediaService(ctx: AppContext, hub: MediaHub): ServiceImpl<
         carried.filter((s) => s.audience !== "contacts").map((s) => s.id),
       ),
     ]);
-    return carried.some((s) =>
+    const seen = carried.some((s) =>
       statusVisible(
         settings.get(s.user_id)!.status,
         { kind: s.audience as AudienceKind, userIds: lists.get(s.id) ?? new Set() },
@@ -64,6 +64,14 @@ export function createMediaService(ctx: AppContext, hub: MediaHub): ServiceImpl<
         relations.get(s.user_id)!,
       ),
     );
+    return seen || (await profilePhotoVisible(userId, row));
+  }
+
+  /** Whether the item is the uploader's profile photo and their "profile photo" privacy setting shows it to `userId`. */
+  async function profilePhotoVisible(userId: string, row: MediaRow): Promise<boolean> {
+    if (row.kind !== "image" || !(await store.isProfilePhotoOf(db, row.id, row.uploader_id))) return false;
+    const [settings, relations] = await Promise.all([privacy.getPrivacyMany(db, [row.uploader_id]), privacy.relationsTo(db, userId, [row.uploader_id])]);
+    return allows(settings.get(row.uploader_id)!.profilePhoto, relations.get(row.uploader_id)!);
   }
 
   return {

@@ -19,6 +19,7 @@ import type { AppContext } from "../context.js";
 import { bad, callerId, uuidField } from "./rpc-input.js";
 import { oncePerKey, requestIdField } from "./request-replay.js";
 import { userFields } from "../domain/user-view.js";
+import { getMedia } from "../db/media-store.js";
 import * as privacy from "../db/privacy-store.js";
 import type { Database, User } from "../db/schema.js";
 import * as users from "../db/user-store.js";
@@ -163,7 +164,8 @@ export function createUserService(ctx: AppContext): ServiceImpl<typeof UserServi
       if (req.profilePictureUrl !== undefined) {
         const url = req.profilePictureUrl.trim();
         if (url.length > MAX_URL) throw bad(`profile_picture_url: at most ${MAX_URL} characters`);
-        if (url !== "" && !isHttpUrl(url)) throw bad(`profile_picture_url: "${url}" is not an http(s) URL`);
+        if (url.startsWith("/media/")) await requireOwnPhoto(db, id, url);
+        else if (url !== "" && !isHttpUrl(url)) throw bad(`profile_picture_url: "${url}" is not an http(s) URL or "/media/<id>" of a photo you uploaded`);
         fields.profile_picture_url = url;
       }
       if (Object.keys(fields).length === 0) throw bad("set at least one of display_name, about_text, profile_picture_url");
@@ -347,4 +349,17 @@ export function isHttpUrl(s: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A profile photo from MediaService: "/media/<id>" of a ready image the caller uploaded. Who may then download
+ * it (GetMedia) follows the caller's "profile photo" privacy setting, as the URL itself does.
+ */
+async function requireOwnPhoto(db: Kysely<Database>, me: string, url: string): Promise<void> {
+  const raw = url.slice("/media/".length);
+  const mediaId = uuidField("profile_picture_url", raw);
+  const row = await getMedia(db, mediaId);
+  if (!row || row.uploader_id !== me) throw new ConnectError(`profile_picture_url: media ${mediaId} not found among your uploads`, Code.NotFound);
+  if (row.kind !== "image") throw bad(`profile_picture_url: media ${mediaId} is ${row.kind === "audio" ? "an" : "a"} ${row.kind}, not an image`);
+  if (row.state !== "ready") throw new ConnectError(`profile_picture_url: the upload of media ${mediaId} is not finished`, Code.FailedPrecondition);
 }

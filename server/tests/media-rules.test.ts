@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MediaKind, MediaState } from "../../gen/media/media_pb.js";
 import { purgeExpiredStatuses } from "../db/status-store.js";
 import { StatusAudience } from "../../gen/status/status_pb.js";
+import { Visibility } from "../../gen/user/user_pb.js";
 import { fakeJpeg, fakeMp4, MiB, mediaClient, sha256, tusUpload, whenSome } from "./helpers/media.js";
 import { codeOf, errorOf, phoneSequence, socialUser, type SocialUser } from "./helpers/social.js";
 import { FakeClock, startTestServer, type TestServer } from "./helpers/test-server.js";
@@ -178,5 +179,38 @@ describe("downloads, deletion, statuses and collection", () => {
     await purgeExpiredStatuses(s.server.ctx.database.db, clock.now());
     await s.server.ctx.media.collect();
     expect(await codeOf(m.getMedia({ mediaId: photo }))).toBe(Code.NotFound);
+  });
+
+  test("a profile photo from MediaService: set as /media/<id>, downloadable as the photo setting allows, kept by the collector", async () => {
+    const [alice, bob, carol] = [await newUser(), await newUser(), await newUser()];
+    const photo = await upload(alice, fakeJpeg(8000), MediaKind.IMAGE, "image/jpeg");
+    const video = await upload(alice, fakeMp4(9000), MediaKind.VIDEO, "video/mp4");
+    const bobsPhoto = await upload(bob, fakeJpeg(8000), MediaKind.IMAGE, "image/jpeg");
+    const pending = (await mediaClient(s, alice.token).createUpload({ kind: MediaKind.IMAGE, mimeType: "image/jpeg", sizeBytes: 100n, sha256: "b".repeat(64) }))
+      .mediaId;
+    // Only a ready image of one's own.
+    expect((await errorOf(alice.users.updateProfile({ profilePictureUrl: `/media/${video}` }))).rawMessage).toContain("not an image");
+    expect(await codeOf(alice.users.updateProfile({ profilePictureUrl: `/media/${bobsPhoto}` }))).toBe(Code.NotFound);
+    expect(await codeOf(alice.users.updateProfile({ profilePictureUrl: `/media/${pending}` }))).toBe(Code.FailedPrecondition);
+    expect(await codeOf(alice.users.updateProfile({ profilePictureUrl: "/media/nope" }))).toBe(Code.InvalidArgument);
+    const { user } = await alice.users.updateProfile({ profilePictureUrl: `/media/${photo}` });
+    expect(user?.profilePictureUrl).toBe(`/media/${photo}`);
+    // Bob, no contact of Alice's, sees it (the default setting is everyone) and may download it.
+    const [seen] = (await bob.users.getUsers({ userIds: [alice.id] })).users;
+    expect(seen?.profilePictureUrl).toBe(`/media/${photo}`);
+    const { downloadUrl } = await mediaClient(s, bob.token).getMedia({ mediaId: photo });
+    expect((await fetch(`${s.url}${downloadUrl}`)).status).toBe(200);
+    // "My contacts" only: Carol, a contact, may; Bob may not, and his GetUsers shows no photo.
+    await alice.users.syncContacts({ phoneNumbers: [carol.phone] });
+    await alice.users.updatePrivacy({ profilePhoto: Visibility.CONTACTS });
+    expect(await codeOf(mediaClient(s, bob.token).getMedia({ mediaId: photo }))).toBe(Code.NotFound);
+    expect((await bob.users.getUsers({ userIds: [alice.id] })).users[0]?.profilePictureUrl).toBe("");
+    expect((await mediaClient(s, carol.token).getMedia({ mediaId: photo })).downloadUrl).not.toBe("");
+    // A day on, the collector keeps the photo in use and takes the unused video.
+    clock.advance(24 * 3600 * 1000 + 1000);
+    await s.server.ctx.media.collect();
+    const m = mediaClient(s, (await again(alice)).token);
+    expect((await m.getMedia({ mediaId: photo })).media?.state).toBe(MediaState.READY);
+    expect(await codeOf(m.getMedia({ mediaId: video }))).toBe(Code.NotFound);
   });
 });
