@@ -26,8 +26,11 @@ import { table } from "./lib/stats.js";
 // library (pg's result parsing, kysely's, the NATS client's protocol parser,
 // node:http2's session callbacks) has no Chatwire frame on its stack: it goes
 // to a shared row (PostgreSQL client, NATS client, HTTP/2 and sockets, RPC
-// libraries), not to a stage; native code and the microtask queue with no
-// other frame go to "V8 runtime". Server files and functions:
+// libraries), not to a stage: a pg or NATS frame anywhere on such a stack
+// decides (their socket writes, node:net's writev and writeBuffer, are theirs,
+// not HTTP/2's), else its innermost library frame; native code and the
+// microtask queue with no other frame go to "V8 runtime". Server files and
+// functions:
 //
 // | stage                | frames (server/...)                                                               |
 // |----------------------|-----------------------------------------------------------------------------------|
