@@ -26,8 +26,11 @@ import { table } from "./lib/stats.js";
 // library (pg's result parsing, kysely's, the NATS client's protocol parser,
 // node:http2's session callbacks) has no Chatwire frame on its stack: it goes
 // to a shared row (PostgreSQL client, NATS client, HTTP/2 and sockets, RPC
-// libraries), not to a stage; native code and the microtask queue with no
-// other frame go to "V8 runtime". Server files and functions:
+// libraries), not to a stage: a pg or NATS frame anywhere on such a stack
+// decides (their socket writes, node:net's writev and writeBuffer, are theirs,
+// not HTTP/2's), else its innermost library frame; native code and the
+// microtask queue with no other frame go to "V8 runtime". Server files and
+// functions:
 //
 // | stage                | frames (server/...)                                                               |
 // |----------------------|-----------------------------------------------------------------------------------|
@@ -107,10 +110,20 @@ const RULES: Rule[] = [
   { row: "RPC decode and auth", file: srv("(listener|http/[\\w-]+|interceptors/[\\w-]+|auth/[\\w-]+|services/rpc-input)") },
 ];
 
-/** Where a stack with no rule's frame goes: its innermost frame that matches one of these. */
+const PG_CLIENT = /node_modules\/(pg|pg-protocol|pg-pool|pg-types|pgpass|kysely)\//;
+const NATS_CLIENT = /node_modules\/@nats-io\//;
+
+/**
+ * A stack with no rule's frame and one of these anywhere on it goes to that client: its socket writes
+ * (node:net writev / writeBuffer under pg's query submit or the NATS client's flush) are not HTTP/2's.
+ */
+const SOCKET_OWNERS: Array<{ row: Row; file: RegExp }> = [
+  { row: "PostgreSQL client (pg, kysely), unattributed", file: PG_CLIENT },
+  { row: "NATS client, unattributed", file: NATS_CLIENT },
+];
+
+/** Where any other stack with no rule's frame goes: its innermost frame that matches one of these. */
 const FALLBACK: Array<{ row: Row; file: RegExp }> = [
-  { row: "PostgreSQL client (pg, kysely), unattributed", file: /node_modules\/(pg|pg-protocol|pg-pool|pg-types|pgpass|kysely)\// },
-  { row: "NATS client, unattributed", file: /node_modules\/@nats-io\// },
   { row: "RPC libraries (connect, protobuf), unattributed", file: /node_modules\/(@connectrpc|@bufbuild)\// },
   { row: "HTTP/2 and sockets (Node), unattributed", file: /^node:(internal\/)?(http2|net|stream|streams|stream_base_commons|internal\/stream_base_commons)/ },
   // jose verifies and signs JWTs with WebCrypto, which resumes in Node's crypto job callbacks.
@@ -164,6 +177,12 @@ function classify(stack: CallFrame[]): Row | "idle" {
     if (rule && (best === undefined || (rule.priority ?? 1) > best.priority)) best = { row: rule.row, priority: rule.priority ?? 1 };
   }
   if (best) return best.row;
+  // A socket write or read under the PostgreSQL or NATS client is that client's, wherever it is on the stack:
+  // node:net and node:stream frames are shared by every socket, not only HTTP/2's.
+  for (const f of stack) {
+    const owner = SOCKET_OWNERS.find((r) => r.file.test(f.url));
+    if (owner) return owner.row;
+  }
   for (const f of stack) {
     const fb = FALLBACK.find((r) => r.file.test(f.url));
     if (fb) return fb.row;

@@ -52,3 +52,24 @@ export function drainHttp2Request(req: http2.Http2ServerRequest, maxBytes: numbe
     source.resume();
   });
 }
+
+/**
+ * Ends an HTTP/2 stream whose response is complete while its request is not (a client-streaming or bidi call
+ * answered early, e.g. a message over MAX_MESSAGE_BYTES): RST_STREAM(NO_ERROR) right after the trailers, as
+ * gRPC servers do (RFC 9113 §8.1: the client stops sending and keeps the response). Without it a client that
+ * keeps its side open (a bidi client does) holds a half-open stream for good: the response's 'finish' never
+ * comes while the request is open, so the drain after a finished response (server/listener.ts) never starts.
+ *
+ * Call it before the response starts. The compatibility layer sends the trailers from its own 'wantTrailers'
+ * listener (registered first), on a setImmediate; the check runs on the next one, after them.
+ */
+export function endUnreadHttp2Request(req: http2.Http2ServerRequest): void {
+  const stream = req.stream;
+  stream.once("wantTrailers", () =>
+    setImmediate(() => {
+      // remoteClose: the client's END_STREAM arrived (its request is complete, nothing to stop).
+      if (stream.closed || stream.destroyed || stream.state.remoteClose) return;
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    }),
+  );
+}

@@ -9,7 +9,7 @@ import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { Logger } from "pino";
-import { drainHttp2Request } from "./drain.js";
+import { drainHttp2Request, endUnreadHttp2Request } from "./drain.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -65,7 +65,10 @@ export function createNodeAdapter(options: NodeAdapterOptions): (req: Req, res: 
     const typeName = handler.method.input.typeName;
     // An answer that comes before the request body was read (too large, unauthenticated stream) waits until
     // the client could send it: over HTTP/2 it may refuse the answer otherwise (see drainHttp2Request).
-    const readFirst = req.httpVersionMajor === 2 && handler.method.methodKind !== "bidi_streaming" && handler.method.methodKind !== "client_streaming";
+    const streamingRequest = handler.method.methodKind === "bidi_streaming" || handler.method.methodKind === "client_streaming";
+    const readFirst = req.httpVersionMajor === 2 && !streamingRequest;
+    // A streaming request answered before the client ended it (an error) is then reset with NO_ERROR.
+    if (req.httpVersionMajor === 2 && streamingRequest) endUnreadHttp2Request(req as http2.Http2ServerRequest);
     handler(uReq)
       .then(async (uRes) => {
         if (readFirst) await drainHttp2Request(req as http2.Http2ServerRequest, options.drainBytes, false);
