@@ -7,6 +7,7 @@ import { CLIENT_ID_MAX, MEDIA_TYPE_MAX, URL_MAX } from "../../domain/limits.js";
 import { codePoints } from "../../domain/text.js";
 import type { NewInboxEvent } from "../../messaging/types.js";
 import { storedEvent } from "../../realtime/events.js";
+import { requireDirectNotBlocked } from "../blocking.js";
 import { requestIdField } from "../request-replay.js";
 import { bad, callerOf, uuidField } from "../rpc-input.js";
 import { pageSize, type ChatHandlers, type ChatRoom } from "./context.js";
@@ -88,6 +89,7 @@ export function scheduledHandlers(room: ChatRoom): ChatHandlers<"scheduleMessage
       const replyTo = req.replyToMessageId.trim() === "" ? null : uuidField("reply_to_message_id", req.replyToMessageId);
       const mentions = [...new Set(req.mentionUserIds.map((id, i) => uuidField(`mention_user_ids[${i}]`, id)))];
       await participation(conversationId, me);
+      await requireDirectNotBlocked(db, conversationId, me);
       if ((await sched.pendingCount(db, me)) >= MAX_PENDING) {
         throw new ConnectError(`at most ${MAX_PENDING} scheduled messages may be pending; cancel one or wait`, Code.ResourceExhausted);
       }
