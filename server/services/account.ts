@@ -10,7 +10,6 @@ import * as store from "../db/auth-store.js";
 import { appendInboxEvents } from "../db/message-store.js";
 import { getPrivacy, listBlocked } from "../db/privacy-store.js";
 import { listScheduled } from "../db/scheduled-store.js";
-import { userFields } from "../domain/user-view.js";
 import { publishNotices } from "../messaging/message-queue.js";
 import { storedEvent } from "../realtime/events.js";
 import { bad, callerOf } from "./rpc-input.js";
@@ -132,7 +131,16 @@ export function accountHandlers(ctx: AppContext, deps: AccountDeps): AccountHand
       const data = {
         format: "chatwire-export-1",
         exported_at: now.toISOString(),
-        profile: userFields(user),
+        profile: {
+          id: user.id,
+          phone_number: user.phone_number,
+          display_name: user.display_name,
+          profile_picture_url: user.profile_picture_url,
+          about_text: user.about_text,
+          last_seen_at: user.last_seen_at,
+          created_at: user.created_at,
+          updated_at: user.updated_at,
+        },
         privacy,
         contacts: contacts.map((c) => ({
           user_id: c.contact_user_id,

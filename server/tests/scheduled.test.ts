@@ -62,12 +62,22 @@ describe("scheduled messages", () => {
       expect(r.body.code).toBe("invalid_argument");
       expect(r.body.message).toMatch(/^send_at: /);
     }
-    const first = await call("ScheduleMessage", { conversationId, content: "in ten minutes", sendAt: at(10 * MINUTE).toISOString(), clientRequestId: "sched-1" });
+    const first = await call("ScheduleMessage", {
+      conversationId,
+      content: "in ten minutes",
+      sendAt: at(10 * MINUTE).toISOString(),
+      clientRequestId: "sched-1",
+    });
     expect(first.status).toBe(200);
     const scheduled = first.body.scheduled_message;
     expect(scheduled).toMatchObject({ conversation_id: conversationId, content: "in ten minutes", state: "SCHEDULED_MESSAGE_STATE_PENDING" });
     // A retry with the same key: the same scheduled message, nothing new.
-    const retry = await call("ScheduleMessage", { conversationId, content: "in ten minutes", sendAt: at(10 * MINUTE).toISOString(), clientRequestId: "sched-1" });
+    const retry = await call("ScheduleMessage", {
+      conversationId,
+      content: "in ten minutes",
+      sendAt: at(10 * MINUTE).toISOString(),
+      clientRequestId: "sched-1",
+    });
     expect(retry.body.scheduled_message.id).toBe(scheduled.id);
     const other = (await call("ScheduleMessage", { conversationId, content: "never", sendAt: at(20 * MINUTE).toISOString() })).body.scheduled_message;
 
