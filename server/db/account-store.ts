@@ -6,7 +6,7 @@ type Db = Kysely<Database> | Transaction<Database>;
 // Account deletion (AuthService.DeleteAccount) and export (ExportAccountData).
 
 /** The phone number a deleted account's tombstone row keeps: unique, and never a valid E.164 number. */
-export const deletedPhone = (userId: string) => `deleted:${userId}`;
+const deletedPhone = (userId: string) => `deleted:${userId}`;
 
 /** Users who share a conversation with `userId` (current participants of the user's conversations). */
 export async function conversationPeers(db: Db, userId: string): Promise<string[]> {

@@ -5,7 +5,6 @@ import type { ScheduledTables } from "./scheduled-schema.js";
 type Db = Kysely<Database> | Transaction<Database>;
 
 export type ScheduledRow = Selectable<ScheduledTables["scheduled_messages"]>;
-export type ScheduledState = "pending" | "sent" | "failed" | "cancelled";
 
 export interface NewScheduled {
   senderId: string;
@@ -48,7 +47,7 @@ export function scheduledByRequest(db: Db, senderId: string, clientRequestId: st
   return db.selectFrom("scheduled_messages").selectAll().where("sender_id", "=", senderId).where("client_request_id", "=", clientRequestId).executeTakeFirst();
 }
 
-export function getScheduled(db: Db, id: string): Promise<ScheduledRow | undefined> {
+function getScheduled(db: Db, id: string): Promise<ScheduledRow | undefined> {
   return db.selectFrom("scheduled_messages").selectAll().where("id", "=", id).executeTakeFirst();
 }
 

@@ -20,7 +20,7 @@ const BATCHES_PER_RUN = 4;
 const TRANSIENT = new Set([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Internal, Code.Unknown, Code.Canceled]);
 
 /** The client_message_id a scheduled message is sent with: the message path's idempotency makes it one message. */
-export const scheduledClientMessageId = (scheduledId: string) => `scheduled:${scheduledId}`;
+const scheduledClientMessageId = (scheduledId: string) => `scheduled:${scheduledId}`;
 
 export interface SendRun {
   sent: number;

@@ -24,7 +24,7 @@ const STATE_TO_PROTO: Record<string, ScheduledMessageState> = {
   cancelled: ScheduledMessageState.CANCELLED,
 };
 
-export function toScheduledMessage(r: sched.ScheduledRow): ScheduledMessage {
+function toScheduledMessage(r: sched.ScheduledRow): ScheduledMessage {
   return create(ScheduledMessageSchema, {
     id: r.id,
     conversationId: r.conversation_id,
