@@ -26,7 +26,7 @@ export async function conversationPeers(db: Db, userId: string): Promise<string[
  * Removes what belongs to the user, but their sessions, inbox and media (the
  * caller revokes and removes those after the commit), and blanks the users
  * row into a tombstone. Their messages, reactions and participations stay.
- * Returns the ids of the media they uploaded. False: already deleted.
+ * False: already deleted (nothing done).
  */
 export async function eraseAccount(trx: Transaction<Database>, userId: string, now: Date): Promise<boolean> {
   const marked = await trx
