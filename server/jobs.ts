@@ -4,6 +4,7 @@ import { pruneRateLimitPoints } from "./db/rate-limit-store.js";
 import { pruneRequestAnswers } from "./db/request-store.js";
 import { purgeExpiredStatuses } from "./db/status-store.js";
 import { PRESENCE_RENEW_MS } from "./realtime/presence.js";
+import { SCHEDULED_SEND_EVERY_MS, scheduledSender } from "./services/chat/scheduled-sender.js";
 import type { Scheduler } from "./scheduler.js";
 
 /** Expired auth rows, rate-limit counters and request answers are deleted this often. */
@@ -24,4 +25,6 @@ export function scheduleJobs(scheduler: Scheduler, ctx: AppContext): void {
   // Media never referenced within 24 h, or whose last message or status is gone.
   scheduler.every("media collection", MEDIA_COLLECT_EVERY_MS, () => ctx.media.collect());
   scheduler.every("expired status purge", config.status.purgeIntervalSeconds * 1000, () => purgeExpiredStatuses(db, clock.now()));
+  // Due scheduled messages, sent as their sender (any instance; each row claimed by one run at a time).
+  scheduler.every("scheduled message sending", SCHEDULED_SEND_EVERY_MS, scheduledSender(ctx));
 }

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file auth/auth.proto.
  */
 export const file_auth_auth: GenFile = /*@__PURE__*/
-  fileDesc("Cg9hdXRoL2F1dGgucHJvdG8SBGF1dGgirQEKBFVzZXISCgoCaWQYASABKAkSFAoMcGhvbmVfbnVtYmVyGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIbChNwcm9maWxlX3BpY3R1cmVfdXJsGAQgASgJEhIKCmFib3V0X3RleHQYBSABKAkSFAoMbGFzdF9zZWVuX2F0GAYgASgJEhIKCmNyZWF0ZWRfYXQYByABKAkSEgoKdXBkYXRlZF9hdBgIIAEoCSJBCg5TZW5kT1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkSGQoRY2xpZW50X3JlcXVlc3RfaWQYAiABKAkicgoPU2VuZE9UUFJlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkSGwoTcmV0cnlfYWZ0ZXJfc2Vjb25kcxgCIAEoBRIaChJleHBpcmVzX2luX3NlY29uZHMYAyABKAUSFQoNYXR0ZW1wdHNfbGVmdBgEIAEoBSKLAQoQVmVyaWZ5T1RQUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkSEAoIb3RwX2NvZGUYAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJEhMKC2RldmljZV9uYW1lGAQgASgJEhMKC2RldmljZV90eXBlGAUgASgJEhIKCnB1c2hfdG9rZW4YBiABKAki/gEKEVZlcmlmeU9UUFJlc3BvbnNlEhgKBHVzZXIYASABKAsyCi5hdXRoLlVzZXISFAoMYWNjZXNzX3Rva2VuGAIgASgJEhUKDXJlZnJlc2hfdG9rZW4YAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCRITCgtpc19uZXdfdXNlchgFIAEoCBI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoYcmVmcmVzaF90b2tlbl9leHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIsChRWYWxpZGF0ZVRva2VuUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiOgoVVmFsaWRhdGVUb2tlblJlc3BvbnNlEhAKCGlzX3ZhbGlkGAEgASgIEg8KB3VzZXJfaWQYAiABKAkiLAoTUmVmcmVzaFRva2VuUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJItIBChRSZWZyZXNoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI8ChhyZWZyZXNoX3Rva2VuX2V4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKGlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiLwoXTG9nb3V0QWxsRGV2aWNlc1JlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIiEKDlJldm9rZVJlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgiFQoTTGlzdFNlc3Npb25zUmVxdWVzdCI3ChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIfCghzZXNzaW9ucxgBIAMoCzINLmF1dGguU2Vzc2lvbiLPAQoHU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRITCgtkZXZpY2VfbmFtZRgDIAEoCRITCgtkZXZpY2VfdHlwZRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2FjdGl2ZV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgHIAEoCCIqChRSZXZva2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIigKFVJldm9rZVNlc3Npb25SZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIMsIECgtBdXRoU2VydmljZRI2CgdTZW5kT1RQEhQuYXV0aC5TZW5kT1RQUmVxdWVzdBoVLmF1dGguU2VuZE9UUFJlc3BvbnNlEjwKCVZlcmlmeU9UUBIWLmF1dGguVmVyaWZ5T1RQUmVxdWVzdBoXLmF1dGguVmVyaWZ5T1RQUmVzcG9uc2USSAoNVmFsaWRhdGVUb2tlbhIaLmF1dGguVmFsaWRhdGVUb2tlblJlcXVlc3QaGy5hdXRoLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJFCgxSZWZyZXNoVG9rZW4SGS5hdXRoLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5hdXRoLlJlZnJlc2hUb2tlblJlc3BvbnNlEk0KE1Jldm9rZUN1cnJlbnREZXZpY2USIC5hdXRoLlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0GhQuYXV0aC5SZXZva2VSZXNwb25zZRJHChBMb2dvdXRBbGxEZXZpY2VzEh0uYXV0aC5Mb2dvdXRBbGxEZXZpY2VzUmVxdWVzdBoULmF1dGguUmV2b2tlUmVzcG9uc2USSgoMTGlzdFNlc3Npb25zEhkuYXV0aC5MaXN0U2Vzc2lvbnNSZXF1ZXN0GhouYXV0aC5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBEkgKDVJldm9rZVNlc3Npb24SGi5hdXRoLlJldm9rZVNlc3Npb25SZXF1ZXN0GhsuYXV0aC5SZXZva2VTZXNzaW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Cg9hdXRoL2F1dGgucHJvdG8SBGF1dGgivgEKBFVzZXISCgoCaWQYASABKAkSFAoMcGhvbmVfbnVtYmVyGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIbChNwcm9maWxlX3BpY3R1cmVfdXJsGAQgASgJEhIKCmFib3V0X3RleHQYBSABKAkSFAoMbGFzdF9zZWVuX2F0GAYgASgJEhIKCmNyZWF0ZWRfYXQYByABKAkSEgoKdXBkYXRlZF9hdBgIIAEoCRIPCgdkZWxldGVkGAsgASgIIkEKDlNlbmRPVFBSZXF1ZXN0EhQKDHBob25lX251bWJlchgBIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgCIAEoCSJyCg9TZW5kT1RQUmVzcG9uc2USDwoHbWVzc2FnZRgBIAEoCRIbChNyZXRyeV9hZnRlcl9zZWNvbmRzGAIgASgFEhoKEmV4cGlyZXNfaW5fc2Vjb25kcxgDIAEoBRIVCg1hdHRlbXB0c19sZWZ0GAQgASgFIosBChBWZXJpZnlPVFBSZXF1ZXN0EhQKDHBob25lX251bWJlchgBIAEoCRIQCghvdHBfY29kZRgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkSEwoLZGV2aWNlX25hbWUYBCABKAkSEwoLZGV2aWNlX3R5cGUYBSABKAkSEgoKcHVzaF90b2tlbhgGIAEoCSL+AQoRVmVyaWZ5T1RQUmVzcG9uc2USGAoEdXNlchgBIAEoCzIKLmF1dGguVXNlchIUCgxhY2Nlc3NfdG9rZW4YAiABKAkSFQoNcmVmcmVzaF90b2tlbhgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJEhMKC2lzX25ld191c2VyGAUgASgIEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI8ChhyZWZyZXNoX3Rva2VuX2V4cGlyZXNfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiwKFFZhbGlkYXRlVG9rZW5SZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSI6ChVWYWxpZGF0ZVRva2VuUmVzcG9uc2USEAoIaXNfdmFsaWQYASABKAgSDwoHdXNlcl9pZBgCIAEoCSIsChNSZWZyZXNoVG9rZW5SZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAki0gEKFFJlZnJlc2hUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMwoaUmV2b2tlQ3VycmVudERldmljZVJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSIvChdMb2dvdXRBbGxEZXZpY2VzUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiIQoOUmV2b2tlUmVzcG9uc2USDwoHc3VjY2VzcxgBIAEoCCIVChNMaXN0U2Vzc2lvbnNSZXF1ZXN0IjcKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEh8KCHNlc3Npb25zGAEgAygLMg0uYXV0aC5TZXNzaW9uIs8BCgdTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhMKC2RldmljZV9uYW1lGAMgASgJEhMKC2RldmljZV90eXBlGAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfYWN0aXZlX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjdXJyZW50GAcgASgIIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiKAoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgiPgoURGVsZXRlQWNjb3VudFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEhAKCG90cF9jb2RlGAIgASgJIlgKFURlbGV0ZUFjY291bnRSZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIEi4KCmRlbGV0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk4KGEV4cG9ydEFjY291bnREYXRhUmVxdWVzdBIVCg1tZXNzYWdlX2xpbWl0GAEgASgFEhsKE21lc3NhZ2VzX3BhZ2VfdG9rZW4YAiABKAkiUAoZRXhwb3J0QWNjb3VudERhdGFSZXNwb25zZRIRCglkYXRhX2pzb24YASABKAkSIAoYbmV4dF9tZXNzYWdlc19wYWdlX3Rva2VuGAIgASgJMucFCgtBdXRoU2VydmljZRI2CgdTZW5kT1RQEhQuYXV0aC5TZW5kT1RQUmVxdWVzdBoVLmF1dGguU2VuZE9UUFJlc3BvbnNlEjwKCVZlcmlmeU9UUBIWLmF1dGguVmVyaWZ5T1RQUmVxdWVzdBoXLmF1dGguVmVyaWZ5T1RQUmVzcG9uc2USSAoNVmFsaWRhdGVUb2tlbhIaLmF1dGguVmFsaWRhdGVUb2tlblJlcXVlc3QaGy5hdXRoLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJFCgxSZWZyZXNoVG9rZW4SGS5hdXRoLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5hdXRoLlJlZnJlc2hUb2tlblJlc3BvbnNlEk0KE1Jldm9rZUN1cnJlbnREZXZpY2USIC5hdXRoLlJldm9rZUN1cnJlbnREZXZpY2VSZXF1ZXN0GhQuYXV0aC5SZXZva2VSZXNwb25zZRJHChBMb2dvdXRBbGxEZXZpY2VzEh0uYXV0aC5Mb2dvdXRBbGxEZXZpY2VzUmVxdWVzdBoULmF1dGguUmV2b2tlUmVzcG9uc2USSgoMTGlzdFNlc3Npb25zEhkuYXV0aC5MaXN0U2Vzc2lvbnNSZXF1ZXN0GhouYXV0aC5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBEkgKDVJldm9rZVNlc3Npb24SGi5hdXRoLlJldm9rZVNlc3Npb25SZXF1ZXN0GhsuYXV0aC5SZXZva2VTZXNzaW9uUmVzcG9uc2USSAoNRGVsZXRlQWNjb3VudBIaLmF1dGguRGVsZXRlQWNjb3VudFJlcXVlc3QaGy5hdXRoLkRlbGV0ZUFjY291bnRSZXNwb25zZRJZChFFeHBvcnRBY2NvdW50RGF0YRIeLmF1dGguRXhwb3J0QWNjb3VudERhdGFSZXF1ZXN0Gh8uYXV0aC5FeHBvcnRBY2NvdW50RGF0YVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A Chatwire user as others see them.
@@ -84,6 +84,15 @@ export type User = Message<"auth.User"> & {
    * @generated from field: string updated_at = 8;
    */
   updatedAt: string;
+
+  /**
+   * True for a deleted account (DeleteAccount): phone_number, display_name,
+   * profile_picture_url, about_text and last_seen_at are empty; its messages
+   * show as from a deleted account. Same number as user.Profile.deleted.
+   *
+   * @generated from field: bool deleted = 11;
+   */
+  deleted: boolean;
 };
 
 /**
@@ -612,6 +621,121 @@ export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*
   messageDesc(file_auth_auth, 16);
 
 /**
+ * Deletes the caller's account.
+ *
+ * @generated from message auth.DeleteAccountRequest
+ */
+export type DeleteAccountRequest = Message<"auth.DeleteAccountRequest"> & {
+  /**
+   * The access token of a live session of the account.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * A code SendOTP sent to the account's phone number just before.
+   *
+   * @generated from field: string otp_code = 2;
+   */
+  otpCode: string;
+};
+
+/**
+ * Describes the message auth.DeleteAccountRequest.
+ * Use `create(DeleteAccountRequestSchema)` to create a new message.
+ */
+export const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest> = /*@__PURE__*/
+  messageDesc(file_auth_auth, 17);
+
+/**
+ * The account is deleted.
+ *
+ * @generated from message auth.DeleteAccountResponse
+ */
+export type DeleteAccountResponse = Message<"auth.DeleteAccountResponse"> & {
+  /**
+   * Always true.
+   *
+   * @generated from field: bool success = 1;
+   */
+  success: boolean;
+
+  /**
+   * When it was deleted (the first call's time on a retry).
+   *
+   * @generated from field: google.protobuf.Timestamp deleted_at = 2;
+   */
+  deletedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message auth.DeleteAccountResponse.
+ * Use `create(DeleteAccountResponseSchema)` to create a new message.
+ */
+export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*@__PURE__*/
+  messageDesc(file_auth_auth, 18);
+
+/**
+ * Asks for the caller's data.
+ *
+ * @generated from message auth.ExportAccountDataRequest
+ */
+export type ExportAccountDataRequest = Message<"auth.ExportAccountDataRequest"> & {
+  /**
+   * Messages per page: default 1,000, at most 5,000.
+   *
+   * @generated from field: int32 message_limit = 1;
+   */
+  messageLimit: number;
+
+  /**
+   * next_messages_page_token of the previous answer; empty for the first page.
+   *
+   * @generated from field: string messages_page_token = 2;
+   */
+  messagesPageToken: string;
+};
+
+/**
+ * Describes the message auth.ExportAccountDataRequest.
+ * Use `create(ExportAccountDataRequestSchema)` to create a new message.
+ */
+export const ExportAccountDataRequestSchema: GenMessage<ExportAccountDataRequest> = /*@__PURE__*/
+  messageDesc(file_auth_auth, 19);
+
+/**
+ * The caller's data.
+ *
+ * @generated from message auth.ExportAccountDataResponse
+ */
+export type ExportAccountDataResponse = Message<"auth.ExportAccountDataResponse"> & {
+  /**
+   * A JSON object: {"format": "chatwire-export-1", "exported_at", "profile",
+   * "privacy", "contacts", "blocked", "conversations", "statuses",
+   * "push_registrations", "sessions", "scheduled_messages", "messages"}.
+   * Timestamps are RFC 3339 strings; push tokens are redacted.
+   *
+   * @generated from field: string data_json = 1;
+   */
+  dataJson: string;
+
+  /**
+   * Set when more messages follow: pass it as messages_page_token.
+   *
+   * @generated from field: string next_messages_page_token = 2;
+   */
+  nextMessagesPageToken: string;
+};
+
+/**
+ * Describes the message auth.ExportAccountDataResponse.
+ * Use `create(ExportAccountDataResponseSchema)` to create a new message.
+ */
+export const ExportAccountDataResponseSchema: GenMessage<ExportAccountDataResponse> = /*@__PURE__*/
+  messageDesc(file_auth_auth, 20);
+
+/**
  * AuthService issues and manages sessions. The six original RPCs are public
  * (they need no bearer token; tokens travel in the request bodies, as in the
  * original service). ListSessions and RevokeSession act for the caller and
@@ -758,6 +882,52 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof RevokeSessionRequestSchema;
     output: typeof RevokeSessionResponseSchema;
+  },
+  /**
+   * DeleteAccount deletes the access token's user for good, after a fresh
+   * code: call SendOTP with the account's phone number, then DeleteAccount
+   * with that code (the code is spent). Removed: the profile (name, photo,
+   * about, phone number), every session (open streams end with
+   * `session_revoked`), contacts (theirs, and others' entries for them),
+   * blocks (both ways), statuses, privacy settings, push registrations,
+   * uploaded media, pending scheduled messages and the realtime inbox.
+   * Their messages stay in the conversations for the other participants,
+   * shown as from a deleted account (User.deleted, empty name and number);
+   * those participants get a `user_deleted` event. The phone number may
+   * register again, as a new user. Public like LogoutAllDevices (the access
+   * token travels in the body): a retry with the same access token after the
+   * deletion succeeds and does nothing.
+   * Errors: Unauthenticated: the token is malformed, badly signed or expired,
+   * or its session was revoked; a wrong code (attempts left in the message).
+   * InvalidArgument: otp_code not 4 to 10 digits. FailedPrecondition: no
+   * code pending for the account's number, or it expired (call SendOTP).
+   * ResourceExhausted: the code took five wrong attempts.
+   *
+   * @generated from rpc auth.AuthService.DeleteAccount
+   */
+  deleteAccount: {
+    methodKind: "unary";
+    input: typeof DeleteAccountRequestSchema;
+    output: typeof DeleteAccountResponseSchema;
+  },
+  /**
+   * ExportAccountData returns the caller's data as one JSON document
+   * (`data_json`): profile, privacy settings, contacts, blocked users,
+   * conversations (id, kind, name, role, joined/left), statuses, push
+   * registrations (tokens redacted), sessions, scheduled messages and the
+   * messages the caller sent. Messages are paged (by conversation, in
+   * conversation order; at most message_limit per call): a
+   * next_messages_page_token asks for the next page; the other parts repeat
+   * in full on every page. Needs a bearer token.
+   * Errors: Unauthenticated: no, or no valid, bearer token. InvalidArgument:
+   * a malformed messages_page_token or a negative message_limit.
+   *
+   * @generated from rpc auth.AuthService.ExportAccountData
+   */
+  exportAccountData: {
+    methodKind: "unary";
+    input: typeof ExportAccountDataRequestSchema;
+    output: typeof ExportAccountDataResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_auth_auth, 0);

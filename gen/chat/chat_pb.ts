@@ -55,7 +55,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQi8gMKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSK2BAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZRIbCgVtZWRpYRgUIAEoCzIMLm1lZGlhLk1lZGlhIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIs0BChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCSJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ivwEKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybCI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIkMKF0FkZFBhcnRpY2lwYW50c1Jlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkQKGFJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJFChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uImoKGVNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIwoEcm9sZRgDIAEoDjIVLmNoYXQuUGFydGljaXBhbnRSb2xlIkYKGlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSI5ChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjUKE0VkaXRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJAChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEhQKDGZvcl9ldmVyeW9uZRgCIAEoCCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiOgoVUmVhY3RUb01lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZW1vamkYAiABKAkiOwoWUmVhY3RUb01lc3NhZ2VSZXNwb25zZRIhCglyZWFjdGlvbnMYASADKAsyDi5jaGF0LlJlYWN0aW9uIkIKFE1hcmtEZWxpdmVyZWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiMwoVTWFya0RlbGl2ZXJlZFJlc3BvbnNlEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgBIAEoAyI9Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyJFChBNYXJrUmVhZFJlc3BvbnNlEhUKDWxhc3RfcmVhZF9zZXEYASABKAMSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAIgASgDIi8KGUdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCSKAAQoOTWVzc2FnZVJlY2VpcHQSDwoHdXNlcl9pZBgBIAEoCRIwCgxkZWxpdmVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KGkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlEiYKCHJlY2VpcHRzGAEgAygLMhQuY2hhdC5NZXNzYWdlUmVjZWlwdBIpCg1yZWNlaXB0X3N0YXRlGAIgASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUiYwoXTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi8KC211dGVkX3VudGlsGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhNdXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiRwoaQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGFyY2hpdmVkGAIgASgIIh0KG0FyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZSqIAQoPUGFydGljaXBhbnRSb2xlEiAKHFBBUlRJQ0lQQU5UX1JPTEVfVU5TUEVDSUZJRUQQABIbChdQQVJUSUNJUEFOVF9ST0xFX01FTUJFUhABEhoKFlBBUlRJQ0lQQU5UX1JPTEVfQURNSU4QAhIaChZQQVJUSUNJUEFOVF9ST0xFX09XTkVSEAMqegoMUmVjZWlwdFN0YXRlEh0KGVJFQ0VJUFRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJSRUNFSVBUX1NUQVRFX1NFTlQQARIbChdSRUNFSVBUX1NUQVRFX0RFTElWRVJFRBACEhYKElJFQ0VJUFRfU1RBVEVfUkVBRBADKlsKC01lc3NhZ2VLaW5kEhwKGE1FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhUKEU1FU1NBR0VfS0lORF9VU0VSEAESFwoTTUVTU0FHRV9LSU5EX1NZU1RFTRACMqkLCgtDaGF0U2VydmljZRJXChJDcmVhdGVDb252ZXJzYXRpb24SHy5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaIC5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC1NlbmRNZXNzYWdlEhguY2hhdC5TZW5kTWVzc2FnZVJlcXVlc3QaGS5jaGF0LlNlbmRNZXNzYWdlUmVzcG9uc2USSgoMTGlzdE1lc3NhZ2VzEhkuY2hhdC5MaXN0TWVzc2FnZXNSZXF1ZXN0GhouY2hhdC5MaXN0TWVzc2FnZXNSZXNwb25zZSIDkAIBElYKEEdldENvbnZlcnNhdGlvbnMSHS5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXF1ZXN0Gh4uY2hhdC5HZXRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJTCg9HZXRDb252ZXJzYXRpb24SHC5jaGF0LkdldENvbnZlcnNhdGlvblJlcXVlc3QaHS5jaGF0LkdldENvbnZlcnNhdGlvblJlc3BvbnNlIgOQAgESQgoLVXBkYXRlR3JvdXASGC5jaGF0LlVwZGF0ZUdyb3VwUmVxdWVzdBoZLmNoYXQuVXBkYXRlR3JvdXBSZXNwb25zZRJOCg9BZGRQYXJ0aWNpcGFudHMSHC5jaGF0LkFkZFBhcnRpY2lwYW50c1JlcXVlc3QaHS5jaGF0LkFkZFBhcnRpY2lwYW50c1Jlc3BvbnNlElQKEVJlbW92ZVBhcnRpY2lwYW50Eh4uY2hhdC5SZW1vdmVQYXJ0aWNpcGFudFJlcXVlc3QaHy5jaGF0LlJlbW92ZVBhcnRpY2lwYW50UmVzcG9uc2USVwoSU2V0UGFydGljaXBhbnRSb2xlEh8uY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXF1ZXN0GiAuY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXNwb25zZRJUChFMZWF2ZUNvbnZlcnNhdGlvbhIeLmNoYXQuTGVhdmVDb252ZXJzYXRpb25SZXF1ZXN0Gh8uY2hhdC5MZWF2ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC0VkaXRNZXNzYWdlEhguY2hhdC5FZGl0TWVzc2FnZVJlcXVlc3QaGS5jaGF0LkVkaXRNZXNzYWdlUmVzcG9uc2USSAoNRGVsZXRlTWVzc2FnZRIaLmNoYXQuRGVsZXRlTWVzc2FnZVJlcXVlc3QaGy5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJLCg5SZWFjdFRvTWVzc2FnZRIbLmNoYXQuUmVhY3RUb01lc3NhZ2VSZXF1ZXN0GhwuY2hhdC5SZWFjdFRvTWVzc2FnZVJlc3BvbnNlEkgKDU1hcmtEZWxpdmVyZWQSGi5jaGF0Lk1hcmtEZWxpdmVyZWRSZXF1ZXN0GhsuY2hhdC5NYXJrRGVsaXZlcmVkUmVzcG9uc2USOQoITWFya1JlYWQSFS5jaGF0Lk1hcmtSZWFkUmVxdWVzdBoWLmNoYXQuTWFya1JlYWRSZXNwb25zZRJcChJHZXRNZXNzYWdlUmVjZWlwdHMSHy5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QaIC5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlIgOQAgESUQoQTXV0ZUNvbnZlcnNhdGlvbhIdLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QaHi5jaGF0Lk11dGVDb252ZXJzYXRpb25SZXNwb25zZRJaChNBcmNoaXZlQ29udmVyc2F0aW9uEiAuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVxdWVzdBohLmNoYXQuQXJjaGl2ZUNvbnZlcnNhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_media_media]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQi8gMKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSK2BAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZRIbCgVtZWRpYRgUIAEoCzIMLm1lZGlhLk1lZGlhIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIs0BChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCSJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ivwEKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybCI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIkMKF0FkZFBhcnRpY2lwYW50c1Jlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkQKGFJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJFChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uImoKGVNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIwoEcm9sZRgDIAEoDjIVLmNoYXQuUGFydGljaXBhbnRSb2xlIkYKGlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSI5ChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjUKE0VkaXRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJAChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEhQKDGZvcl9ldmVyeW9uZRgCIAEoCCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiOgoVUmVhY3RUb01lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZW1vamkYAiABKAkiOwoWUmVhY3RUb01lc3NhZ2VSZXNwb25zZRIhCglyZWFjdGlvbnMYASADKAsyDi5jaGF0LlJlYWN0aW9uIkIKFE1hcmtEZWxpdmVyZWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiMwoVTWFya0RlbGl2ZXJlZFJlc3BvbnNlEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgBIAEoAyI9Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyJFChBNYXJrUmVhZFJlc3BvbnNlEhUKDWxhc3RfcmVhZF9zZXEYASABKAMSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAIgASgDIi8KGUdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCSKAAQoOTWVzc2FnZVJlY2VpcHQSDwoHdXNlcl9pZBgBIAEoCRIwCgxkZWxpdmVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KGkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlEiYKCHJlY2VpcHRzGAEgAygLMhQuY2hhdC5NZXNzYWdlUmVjZWlwdBIpCg1yZWNlaXB0X3N0YXRlGAIgASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUiYwoXTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi8KC211dGVkX3VudGlsGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhNdXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiRwoaQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGFyY2hpdmVkGAIgASgIIh0KG0FyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZSKMAwoQU2NoZWR1bGVkTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSDwoHY29udGVudBgDIAEoCRIRCgltZWRpYV91cmwYBCABKAkSEgoKbWVkaWFfdHlwZRgFIAEoCRIbChNyZXBseV90b19tZXNzYWdlX2lkGAYgASgJEhgKEG1lbnRpb25fdXNlcl9pZHMYByADKAkSKwoHc2VuZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoFc3RhdGUYCSABKA4yGy5jaGF0LlNjaGVkdWxlZE1lc3NhZ2VTdGF0ZRISCgptZXNzYWdlX2lkGAogASgJEhYKDmZhaWx1cmVfcmVhc29uGAsgASgJEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLoAQoWU2NoZWR1bGVNZXNzYWdlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHY29udGVudBgCIAEoCRIRCgltZWRpYV91cmwYAyABKAkSEgoKbWVkaWFfdHlwZRgEIAEoCRIbChNyZXBseV90b19tZXNzYWdlX2lkGAUgASgJEhgKEG1lbnRpb25fdXNlcl9pZHMYBiADKAkSKwoHc2VuZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoRY2xpZW50X3JlcXVlc3RfaWQYCCABKAkiTAoXU2NoZWR1bGVNZXNzYWdlUmVzcG9uc2USMQoRc2NoZWR1bGVkX21lc3NhZ2UYASABKAsyFi5jaGF0LlNjaGVkdWxlZE1lc3NhZ2UidAocTGlzdFNjaGVkdWxlZE1lc3NhZ2VzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSGAoQaW5jbHVkZV9maW5pc2hlZBgCIAEoCBINCgVsaW1pdBgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImwKHUxpc3RTY2hlZHVsZWRNZXNzYWdlc1Jlc3BvbnNlEjIKEnNjaGVkdWxlZF9tZXNzYWdlcxgBIAMoCzIWLmNoYXQuU2NoZWR1bGVkTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQodQ2FuY2VsU2NoZWR1bGVkTWVzc2FnZVJlcXVlc3QSHAoUc2NoZWR1bGVkX21lc3NhZ2VfaWQYASABKAkiUwoeQ2FuY2VsU2NoZWR1bGVkTWVzc2FnZVJlc3BvbnNlEjEKEXNjaGVkdWxlZF9tZXNzYWdlGAEgASgLMhYuY2hhdC5TY2hlZHVsZWRNZXNzYWdlKogBCg9QYXJ0aWNpcGFudFJvbGUSIAocUEFSVElDSVBBTlRfUk9MRV9VTlNQRUNJRklFRBAAEhsKF1BBUlRJQ0lQQU5UX1JPTEVfTUVNQkVSEAESGgoWUEFSVElDSVBBTlRfUk9MRV9BRE1JThACEhoKFlBBUlRJQ0lQQU5UX1JPTEVfT1dORVIQAyp6CgxSZWNlaXB0U3RhdGUSHQoZUkVDRUlQVF9TVEFURV9VTlNQRUNJRklFRBAAEhYKElJFQ0VJUFRfU1RBVEVfU0VOVBABEhsKF1JFQ0VJUFRfU1RBVEVfREVMSVZFUkVEEAISFgoSUkVDRUlQVF9TVEFURV9SRUFEEAMqWwoLTWVzc2FnZUtpbmQSHAoYTUVTU0FHRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRTUVTU0FHRV9LSU5EX1VTRVIQARIXChNNRVNTQUdFX0tJTkRfU1lTVEVNEAIq0gEKFVNjaGVkdWxlZE1lc3NhZ2VTdGF0ZRInCiNTQ0hFRFVMRURfTUVTU0FHRV9TVEFURV9VTlNQRUNJRklFRBAAEiMKH1NDSEVEVUxFRF9NRVNTQUdFX1NUQVRFX1BFTkRJTkcQARIgChxTQ0hFRFVMRURfTUVTU0FHRV9TVEFURV9TRU5UEAISIgoeU0NIRURVTEVEX01FU1NBR0VfU1RBVEVfRkFJTEVEEAMSJQohU0NIRURVTEVEX01FU1NBR0VfU1RBVEVfQ0FOQ0VMTEVEEAQyxQ0KC0NoYXRTZXJ2aWNlElcKEkNyZWF0ZUNvbnZlcnNhdGlvbhIfLmNoYXQuQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBogLmNoYXQuQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USQgoLU2VuZE1lc3NhZ2USGC5jaGF0LlNlbmRNZXNzYWdlUmVxdWVzdBoZLmNoYXQuU2VuZE1lc3NhZ2VSZXNwb25zZRJKCgxMaXN0TWVzc2FnZXMSGS5jaGF0Lkxpc3RNZXNzYWdlc1JlcXVlc3QaGi5jaGF0Lkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgESVgoQR2V0Q29udmVyc2F0aW9ucxIdLmNoYXQuR2V0Q29udmVyc2F0aW9uc1JlcXVlc3QaHi5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBElMKD0dldENvbnZlcnNhdGlvbhIcLmNoYXQuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBodLmNoYXQuR2V0Q29udmVyc2F0aW9uUmVzcG9uc2UiA5ACARJCCgtVcGRhdGVHcm91cBIYLmNoYXQuVXBkYXRlR3JvdXBSZXF1ZXN0GhkuY2hhdC5VcGRhdGVHcm91cFJlc3BvbnNlEk4KD0FkZFBhcnRpY2lwYW50cxIcLmNoYXQuQWRkUGFydGljaXBhbnRzUmVxdWVzdBodLmNoYXQuQWRkUGFydGljaXBhbnRzUmVzcG9uc2USVAoRUmVtb3ZlUGFydGljaXBhbnQSHi5jaGF0LlJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBofLmNoYXQuUmVtb3ZlUGFydGljaXBhbnRSZXNwb25zZRJXChJTZXRQYXJ0aWNpcGFudFJvbGUSHy5jaGF0LlNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QaIC5jaGF0LlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlElQKEUxlYXZlQ29udmVyc2F0aW9uEh4uY2hhdC5MZWF2ZUNvbnZlcnNhdGlvblJlcXVlc3QaHy5jaGF0LkxlYXZlQ29udmVyc2F0aW9uUmVzcG9uc2USQgoLRWRpdE1lc3NhZ2USGC5jaGF0LkVkaXRNZXNzYWdlUmVxdWVzdBoZLmNoYXQuRWRpdE1lc3NhZ2VSZXNwb25zZRJICg1EZWxldGVNZXNzYWdlEhouY2hhdC5EZWxldGVNZXNzYWdlUmVxdWVzdBobLmNoYXQuRGVsZXRlTWVzc2FnZVJlc3BvbnNlEksKDlJlYWN0VG9NZXNzYWdlEhsuY2hhdC5SZWFjdFRvTWVzc2FnZVJlcXVlc3QaHC5jaGF0LlJlYWN0VG9NZXNzYWdlUmVzcG9uc2USSAoNTWFya0RlbGl2ZXJlZBIaLmNoYXQuTWFya0RlbGl2ZXJlZFJlcXVlc3QaGy5jaGF0Lk1hcmtEZWxpdmVyZWRSZXNwb25zZRI5CghNYXJrUmVhZBIVLmNoYXQuTWFya1JlYWRSZXF1ZXN0GhYuY2hhdC5NYXJrUmVhZFJlc3BvbnNlElwKEkdldE1lc3NhZ2VSZWNlaXB0cxIfLmNoYXQuR2V0TWVzc2FnZVJlY2VpcHRzUmVxdWVzdBogLmNoYXQuR2V0TWVzc2FnZVJlY2VpcHRzUmVzcG9uc2UiA5ACARJRChBNdXRlQ29udmVyc2F0aW9uEh0uY2hhdC5NdXRlQ29udmVyc2F0aW9uUmVxdWVzdBoeLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEloKE0FyY2hpdmVDb252ZXJzYXRpb24SIC5jaGF0LkFyY2hpdmVDb252ZXJzYXRpb25SZXF1ZXN0GiEuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVzcG9uc2USTgoPU2NoZWR1bGVNZXNzYWdlEhwuY2hhdC5TY2hlZHVsZU1lc3NhZ2VSZXF1ZXN0Gh0uY2hhdC5TY2hlZHVsZU1lc3NhZ2VSZXNwb25zZRJlChVMaXN0U2NoZWR1bGVkTWVzc2FnZXMSIi5jaGF0Lkxpc3RTY2hlZHVsZWRNZXNzYWdlc1JlcXVlc3QaIy5jaGF0Lkxpc3RTY2hlZHVsZWRNZXNzYWdlc1Jlc3BvbnNlIgOQAgESYwoWQ2FuY2VsU2NoZWR1bGVkTWVzc2FnZRIjLmNoYXQuQ2FuY2VsU2NoZWR1bGVkTWVzc2FnZVJlcXVlc3QaJC5jaGF0LkNhbmNlbFNjaGVkdWxlZE1lc3NhZ2VSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_media_media]);
 
 /**
  * A conversation as the caller sees it.
@@ -1545,6 +1545,317 @@ export const ArchiveConversationResponseSchema: GenMessage<ArchiveConversationRe
   messageDesc(file_chat_chat, 41);
 
 /**
+ * A message to be sent later (ScheduleMessage).
+ *
+ * @generated from message chat.ScheduledMessage
+ */
+export type ScheduledMessage = Message$1<"chat.ScheduledMessage"> & {
+  /**
+   * Scheduled message id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The conversation (UUID) it goes to.
+   *
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * The text, as for SendMessage.content.
+   *
+   * @generated from field: string content = 3;
+   */
+  content: string;
+
+  /**
+   * As SendMessage.media_url.
+   *
+   * @generated from field: string media_url = 4;
+   */
+  mediaUrl: string;
+
+  /**
+   * As SendMessage.media_type.
+   *
+   * @generated from field: string media_type = 5;
+   */
+  mediaType: string;
+
+  /**
+   * As SendMessage.reply_to_message_id.
+   *
+   * @generated from field: string reply_to_message_id = 6;
+   */
+  replyToMessageId: string;
+
+  /**
+   * As SendMessage.mention_user_ids.
+   *
+   * @generated from field: repeated string mention_user_ids = 7;
+   */
+  mentionUserIds: string[];
+
+  /**
+   * When it is (or was) to be sent.
+   *
+   * @generated from field: google.protobuf.Timestamp send_at = 8;
+   */
+  sendAt?: Timestamp | undefined;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: chat.ScheduledMessageState state = 9;
+   */
+  state: ScheduledMessageState;
+
+  /**
+   * For SENT: the message's id (its client_message_id is "scheduled:<id>").
+   *
+   * @generated from field: string message_id = 10;
+   */
+  messageId: string;
+
+  /**
+   * For FAILED: why the send was refused, e.g. "conversation ... not found".
+   *
+   * @generated from field: string failure_reason = 11;
+   */
+  failureReason: string;
+
+  /**
+   * When ScheduleMessage created it.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 12;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When it was sent, failed or was cancelled; unset while PENDING.
+   *
+   * @generated from field: google.protobuf.Timestamp finished_at = 13;
+   */
+  finishedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chat.ScheduledMessage.
+ * Use `create(ScheduledMessageSchema)` to create a new message.
+ */
+export const ScheduledMessageSchema: GenMessage<ScheduledMessage> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 42);
+
+/**
+ * Schedules a message.
+ *
+ * @generated from message chat.ScheduleMessageRequest
+ */
+export type ScheduleMessageRequest = Message$1<"chat.ScheduleMessageRequest"> & {
+  /**
+   * Id (UUID) of a conversation the caller is a participant of.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Text: as SendMessageRequest.content (at most 4,096 characters; may be
+   * empty when media_url is set).
+   *
+   * @generated from field: string content = 2;
+   */
+  content: string;
+
+  /**
+   * As SendMessageRequest.media_url.
+   *
+   * @generated from field: string media_url = 3;
+   */
+  mediaUrl: string;
+
+  /**
+   * As SendMessageRequest.media_type.
+   *
+   * @generated from field: string media_type = 4;
+   */
+  mediaType: string;
+
+  /**
+   * As SendMessageRequest.reply_to_message_id.
+   *
+   * @generated from field: string reply_to_message_id = 5;
+   */
+  replyToMessageId: string;
+
+  /**
+   * As SendMessageRequest.mention_user_ids (checked again at send time).
+   *
+   * @generated from field: repeated string mention_user_ids = 6;
+   */
+  mentionUserIds: string[];
+
+  /**
+   * When to send it: after now and at most 365 days ahead. Sent by the first
+   * run of the sending job at or after it (the job runs every 5 s).
+   *
+   * @generated from field: google.protobuf.Timestamp send_at = 7;
+   */
+  sendAt?: Timestamp | undefined;
+
+  /**
+   * Idempotency key (at most 64 characters): a retry with it returns the
+   * scheduled message the first call created, whatever the other fields say.
+   *
+   * @generated from field: string client_request_id = 8;
+   */
+  clientRequestId: string;
+};
+
+/**
+ * Describes the message chat.ScheduleMessageRequest.
+ * Use `create(ScheduleMessageRequestSchema)` to create a new message.
+ */
+export const ScheduleMessageRequestSchema: GenMessage<ScheduleMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 43);
+
+/**
+ * The scheduled message.
+ *
+ * @generated from message chat.ScheduleMessageResponse
+ */
+export type ScheduleMessageResponse = Message$1<"chat.ScheduleMessageResponse"> & {
+  /**
+   * As stored: PENDING.
+   *
+   * @generated from field: chat.ScheduledMessage scheduled_message = 1;
+   */
+  scheduledMessage?: ScheduledMessage | undefined;
+};
+
+/**
+ * Describes the message chat.ScheduleMessageResponse.
+ * Use `create(ScheduleMessageResponseSchema)` to create a new message.
+ */
+export const ScheduleMessageResponseSchema: GenMessage<ScheduleMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 44);
+
+/**
+ * Lists the caller's scheduled messages.
+ *
+ * @generated from message chat.ListScheduledMessagesRequest
+ */
+export type ListScheduledMessagesRequest = Message$1<"chat.ListScheduledMessagesRequest"> & {
+  /**
+   * Only those for this conversation (UUID); empty for all.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Also SENT, FAILED and CANCELLED ones (default: PENDING only).
+   *
+   * @generated from field: bool include_finished = 2;
+   */
+  includeFinished: boolean;
+
+  /**
+   * Page size: default 50, at most 100.
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * next_page_token of the previous page; empty for the first.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message chat.ListScheduledMessagesRequest.
+ * Use `create(ListScheduledMessagesRequestSchema)` to create a new message.
+ */
+export const ListScheduledMessagesRequestSchema: GenMessage<ListScheduledMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 45);
+
+/**
+ * A page of scheduled messages.
+ *
+ * @generated from message chat.ListScheduledMessagesResponse
+ */
+export type ListScheduledMessagesResponse = Message$1<"chat.ListScheduledMessagesResponse"> & {
+  /**
+   * Soonest send_at first.
+   *
+   * @generated from field: repeated chat.ScheduledMessage scheduled_messages = 1;
+   */
+  scheduledMessages: ScheduledMessage[];
+
+  /**
+   * Pass as page_token for the next page; empty on the last.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message chat.ListScheduledMessagesResponse.
+ * Use `create(ListScheduledMessagesResponseSchema)` to create a new message.
+ */
+export const ListScheduledMessagesResponseSchema: GenMessage<ListScheduledMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 46);
+
+/**
+ * Cancels a scheduled message.
+ *
+ * @generated from message chat.CancelScheduledMessageRequest
+ */
+export type CancelScheduledMessageRequest = Message$1<"chat.CancelScheduledMessageRequest"> & {
+  /**
+   * The scheduled message (UUID) from ScheduleMessage.
+   *
+   * @generated from field: string scheduled_message_id = 1;
+   */
+  scheduledMessageId: string;
+};
+
+/**
+ * Describes the message chat.CancelScheduledMessageRequest.
+ * Use `create(CancelScheduledMessageRequestSchema)` to create a new message.
+ */
+export const CancelScheduledMessageRequestSchema: GenMessage<CancelScheduledMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 47);
+
+/**
+ * Cancelled.
+ *
+ * @generated from message chat.CancelScheduledMessageResponse
+ */
+export type CancelScheduledMessageResponse = Message$1<"chat.CancelScheduledMessageResponse"> & {
+  /**
+   * As it is now: CANCELLED.
+   *
+   * @generated from field: chat.ScheduledMessage scheduled_message = 1;
+   */
+  scheduledMessage?: ScheduledMessage | undefined;
+};
+
+/**
+ * Describes the message chat.CancelScheduledMessageResponse.
+ * Use `create(CancelScheduledMessageResponseSchema)` to create a new message.
+ */
+export const CancelScheduledMessageResponseSchema: GenMessage<CancelScheduledMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 48);
+
+/**
  * A participant's role in a conversation.
  *
  * @generated from enum chat.ParticipantRole
@@ -1660,6 +1971,55 @@ export enum MessageKind {
  */
 export const MessageKindSchema: GenEnum<MessageKind> = /*@__PURE__*/
   enumDesc(file_chat_chat, 2);
+
+/**
+ * Where a scheduled message stands.
+ *
+ * @generated from enum chat.ScheduledMessageState
+ */
+export enum ScheduledMessageState {
+  /**
+   * Not used.
+   *
+   * @generated from enum value: SCHEDULED_MESSAGE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for its send_at.
+   *
+   * @generated from enum value: SCHEDULED_MESSAGE_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Sent: message_id names the message.
+   *
+   * @generated from enum value: SCHEDULED_MESSAGE_STATE_SENT = 2;
+   */
+  SENT = 2,
+
+  /**
+   * Refused when its time came (e.g. the sender had left the conversation or
+   * was blocked): failure_reason says why. Nothing was sent.
+   *
+   * @generated from enum value: SCHEDULED_MESSAGE_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * Cancelled by the sender before its time.
+   *
+   * @generated from enum value: SCHEDULED_MESSAGE_STATE_CANCELLED = 4;
+   */
+  CANCELLED = 4,
+}
+
+/**
+ * Describes the enum chat.ScheduledMessageState.
+ */
+export const ScheduledMessageStateSchema: GenEnum<ScheduledMessageState> = /*@__PURE__*/
+  enumDesc(file_chat_chat, 3);
 
 /**
  * ChatService: direct and group conversations, their messages, receipts and reactions.
@@ -1961,6 +2321,57 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ArchiveConversationRequestSchema;
     output: typeof ArchiveConversationResponseSchema;
+  },
+  /**
+   * ScheduleMessage keeps a message to be sent at send_at (after now, at most
+   * 365 days ahead). At that time it is sent as if the caller called
+   * SendMessage then, with client_message_id "scheduled:<id>" (so it is
+   * stored once, however many instances race for it): participation, blocks
+   * and the conversation's rules are checked then, not now. If the send is
+   * refused then, the scheduled message turns FAILED with the reason, and the
+   * caller's devices get a `scheduled_message_updated` event (as for every
+   * state change). At most 100 PENDING per user. A retry with the same
+   * client_request_id returns the first answer and schedules nothing.
+   * Errors: InvalidArgument: send_at unset, not after now or more than 365
+   * days ahead; the content or media fields as in SendMessage; a reused
+   * client_request_id. NotFound: a conversation the caller is not (or no
+   * longer) in. ResourceExhausted: 100 pending already.
+   *
+   * @generated from rpc chat.ChatService.ScheduleMessage
+   */
+  scheduleMessage: {
+    methodKind: "unary";
+    input: typeof ScheduleMessageRequestSchema;
+    output: typeof ScheduleMessageResponseSchema;
+  },
+  /**
+   * ListScheduledMessages lists the caller's scheduled messages, soonest
+   * send_at first: the PENDING ones, and with include_finished also the SENT,
+   * FAILED and CANCELLED ones. Paged by page_token.
+   * Errors: InvalidArgument: a malformed conversation_id or page_token, or a
+   * negative limit.
+   *
+   * @generated from rpc chat.ChatService.ListScheduledMessages
+   */
+  listScheduledMessages: {
+    methodKind: "unary";
+    input: typeof ListScheduledMessagesRequestSchema;
+    output: typeof ListScheduledMessagesResponseSchema;
+  },
+  /**
+   * CancelScheduledMessage cancels a PENDING scheduled message of the
+   * caller's. Cancelling a CANCELLED one succeeds and changes nothing (safe
+   * to retry).
+   * Errors: NotFound: no scheduled message of the caller's with that id.
+   * FailedPrecondition: it was already SENT or FAILED, or it is being sent
+   * at this moment.
+   *
+   * @generated from rpc chat.ChatService.CancelScheduledMessage
+   */
+  cancelScheduledMessage: {
+    methodKind: "unary";
+    input: typeof CancelScheduledMessageRequestSchema;
+    output: typeof CancelScheduledMessageResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_chat, 0);

@@ -23,6 +23,7 @@ const USERS_COLUMNS = Object.keys({
   last_seen_at: 1,
   created_at: 1,
   updated_at: 1,
+  deleted_at: 1,
 } satisfies Record<keyof UsersTable, 1>);
 const USER_DEVICES_COLUMNS = Object.keys({
   id: 1,

@@ -1,5 +1,6 @@
 import type { ColumnType, Generated, Selectable } from "kysely";
 import type { MediaTables } from "./media-schema.js";
+import type { ScheduledTables } from "./scheduled-schema.js";
 
 // Mirrors migrations/0001_initial.ts .. 0003_chat.ts. Columns with a database
 // default are Generated<> so inserts may omit them; timestamptz columns are JS
@@ -28,6 +29,8 @@ export interface UsersTable {
   last_seen_at: Date | null;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
+  /** 0022: set when the account was deleted (the row stays as a tombstone). */
+  deleted_at: Date | null;
 }
 
 /** One row is one session of one device; `id` is the session id carried in JWTs. */
@@ -288,7 +291,7 @@ interface StatusRepliesTable {
   created_at: Date;
 }
 
-export interface Database extends MediaTables {
+export interface Database extends MediaTables, ScheduledTables {
   users: UsersTable;
   user_devices: UserDevicesTable;
   otp_codes: OtpCodesTable;

@@ -6,6 +6,11 @@ import type { User } from "../db/schema.js";
  * Original timestamps are RFC 3339 strings; never seen is "".
  */
 export function userFields(u: User) {
+  // A deleted account (DeleteAccount): only its id and dates remain.
+  if (u.deleted_at) {
+    const blank = { phoneNumber: "", displayName: "", profilePictureUrl: "", aboutText: "", lastSeenAt: "" };
+    return { id: u.id, ...blank, createdAt: u.created_at.toISOString(), updatedAt: u.updated_at.toISOString(), deleted: true };
+  }
   return {
     id: u.id,
     phoneNumber: u.phone_number,

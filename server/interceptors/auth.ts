@@ -6,7 +6,7 @@ import { callerKey } from "../auth/auth-context.js";
 /** Methods anyone may call: logging in, the original token RPCs, health and reflection. */
 const PUBLIC_SERVICES = new Set(["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
 const PUBLIC_METHODS = new Set(
-  ["SendOTP", "VerifyOTP", "ValidateToken", "RefreshToken", "RevokeCurrentDevice", "LogoutAllDevices"].map((m) => `auth.AuthService/${m}`),
+  ["SendOTP", "VerifyOTP", "ValidateToken", "RefreshToken", "RevokeCurrentDevice", "LogoutAllDevices", "DeleteAccount"].map((m) => `auth.AuthService/${m}`),
 );
 
 /**

@@ -18,6 +18,7 @@ import { codePoints } from "../domain/text.js";
 import { callerOf } from "./rpc-input.js";
 import { requestIdField } from "./request-replay.js";
 import { userFields } from "../domain/user-view.js";
+import { accountHandlers } from "./account.js";
 
 /** How long after a successful VerifyOTP a repeat of it (a lost answer) gets that session. */
 const VERIFY_REPLAY_MS = 60_000;
@@ -102,7 +103,7 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
     return { user: userMessage(user), isNewUser: used.new_user, ...tokensOut };
   }
 
-  const handlers: ServiceImpl<typeof AuthService> = {
+  const handlers: Omit<ServiceImpl<typeof AuthService>, "deleteAccount" | "exportAccountData"> = {
     async sendOTP(req, hc) {
       const phone = phoneOf(req.phoneNumber);
       const now = clock.now();
@@ -335,6 +336,7 @@ export function createAuthService(ctx: AppContext): ServiceImpl<typeof AuthServi
   // OTP outcomes by result (as on the wire), for dashboards: how many codes go out, how many logins succeed.
   return {
     ...handlers,
+    ...accountHandlers(ctx, { verifyAccess: (t) => verifyOrUnauthenticated("access", t), providerCall, revoked }),
     sendOTP: countedBy(ctx.metrics.otpSends, handlers.sendOTP),
     verifyOTP: countedBy(ctx.metrics.otpChecks, handlers.verifyOTP),
   };

@@ -67,6 +67,8 @@ interface World {
   oSession: string;
   /** O's photo, sent in G before R's removal. */
   media: string;
+  /** O's message scheduled in G (an hour ahead). */
+  sched: string;
 }
 
 /** The conversation and message each caller addresses. */
@@ -171,6 +173,21 @@ const TABLE: Record<string, Row> = {
   "chat.ChatService/ArchiveConversation": {
     request: (w, r) => ({ conversationId: convOf(w, r), archived: false }),
     expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: "ok", owner: "ok" },
+  },
+  "chat.ChatService/ScheduleMessage": {
+    request: (w, r) => ({ conversationId: convOf(w, r), content: "later", sendAt: future() }),
+    // Checked again when it is sent; a block refuses it at once, as SendMessage would.
+    expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: PD, owner: "ok" },
+  },
+  "chat.ChatService/ListScheduledMessages": {
+    // Lists only the caller's own scheduled messages (none for the others).
+    request: (w, r) => ({ conversationId: convOf(w, r) }),
+    expect: { anonymous: U, stranger: "ok", member: "ok", removed: "ok", blocked: "ok", owner: "ok" },
+  },
+  "chat.ChatService/CancelScheduledMessage": {
+    // Someone else's scheduled message is as good as none.
+    request: (w) => ({ scheduledMessageId: w.sched }),
+    expect: { anonymous: U, stranger: NF, member: NF, removed: NF, blocked: NF, owner: "ok" },
   },
   "realtime.RealtimeService/SendTyping": {
     request: (w, r) => ({ conversationId: convOf(w, r), active: true }),
@@ -343,7 +360,8 @@ describe("authorization table", () => {
     await stored(G, (await O.chat.sendMessage({ conversationId: G, mediaId: media })).message!.id);
     await O.chat.removeParticipant({ conversationId: G, userId: R });
     const st = (await O.status.createStatus({ content: "O's status", audience: StatusAudience.CONTACTS_EXCEPT, audienceUserIds: [R] })).statusId;
-    return { O: people.owner.id, M, R, X, T, G, g1, ...base, st, media };
+    const sched = (await O.chat.scheduleMessage({ conversationId: G, content: "in an hour", sendAt: future() })).scheduledMessage!.id;
+    return { O: people.owner.id, M, R, X, T, G, g1, ...base, st, media, sched };
   }
 
   test("every RPC that takes an id has a row, and each caller gets what the row says", async () => {

@@ -6,6 +6,7 @@ import { conversationHandlers } from "./conversations.js";
 import { groupHandlers } from "./groups.js";
 import { messageHandlers } from "./messages.js";
 import { receiptHandlers } from "./receipts.js";
+import { scheduledHandlers } from "./scheduled.js";
 
 /**
  * chat.ChatService: the original four RPCs (CreateConversation, SendMessage,
@@ -21,5 +22,6 @@ export function createChatService(ctx: AppContext): ServiceImpl<typeof ChatServi
     ...groupHandlers(room),
     ...messageHandlers(room),
     ...receiptHandlers(room),
+    ...scheduledHandlers(room),
   };
 }
