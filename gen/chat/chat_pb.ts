@@ -55,7 +55,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQi8gMKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSK2BAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZRIbCgVtZWRpYRgUIAEoCzIMLm1lZGlhLk1lZGlhIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIs0BChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCSJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ivwEKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybCI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIkMKF0FkZFBhcnRpY2lwYW50c1Jlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkQKGFJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJFChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uImoKGVNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIwoEcm9sZRgDIAEoDjIVLmNoYXQuUGFydGljaXBhbnRSb2xlIkYKGlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSI5ChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjUKE0VkaXRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJAChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEhQKDGZvcl9ldmVyeW9uZRgCIAEoCCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiOgoVUmVhY3RUb01lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZW1vamkYAiABKAkiOwoWUmVhY3RUb01lc3NhZ2VSZXNwb25zZRIhCglyZWFjdGlvbnMYASADKAsyDi5jaGF0LlJlYWN0aW9uIkIKFE1hcmtEZWxpdmVyZWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiMwoVTWFya0RlbGl2ZXJlZFJlc3BvbnNlEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgBIAEoAyI9Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyJFChBNYXJrUmVhZFJlc3BvbnNlEhUKDWxhc3RfcmVhZF9zZXEYASABKAMSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAIgASgDIi8KGUdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCSKAAQoOTWVzc2FnZVJlY2VpcHQSDwoHdXNlcl9pZBgBIAEoCRIwCgxkZWxpdmVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KGkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlEiYKCHJlY2VpcHRzGAEgAygLMhQuY2hhdC5NZXNzYWdlUmVjZWlwdBIpCg1yZWNlaXB0X3N0YXRlGAIgASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUiYwoXTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi8KC211dGVkX3VudGlsGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhNdXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiRwoaQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGFyY2hpdmVkGAIgASgIIh0KG0FyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZSqIAQoPUGFydGljaXBhbnRSb2xlEiAKHFBBUlRJQ0lQQU5UX1JPTEVfVU5TUEVDSUZJRUQQABIbChdQQVJUSUNJUEFOVF9ST0xFX01FTUJFUhABEhoKFlBBUlRJQ0lQQU5UX1JPTEVfQURNSU4QAhIaChZQQVJUSUNJUEFOVF9ST0xFX09XTkVSEAMqegoMUmVjZWlwdFN0YXRlEh0KGVJFQ0VJUFRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJSRUNFSVBUX1NUQVRFX1NFTlQQARIbChdSRUNFSVBUX1NUQVRFX0RFTElWRVJFRBACEhYKElJFQ0VJUFRfU1RBVEVfUkVBRBADKlsKC01lc3NhZ2VLaW5kEhwKGE1FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhUKEU1FU1NBR0VfS0lORF9VU0VSEAESFwoTTUVTU0FHRV9LSU5EX1NZU1RFTRACMqkLCgtDaGF0U2VydmljZRJXChJDcmVhdGVDb252ZXJzYXRpb24SHy5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaIC5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC1NlbmRNZXNzYWdlEhguY2hhdC5TZW5kTWVzc2FnZVJlcXVlc3QaGS5jaGF0LlNlbmRNZXNzYWdlUmVzcG9uc2USSgoMTGlzdE1lc3NhZ2VzEhkuY2hhdC5MaXN0TWVzc2FnZXNSZXF1ZXN0GhouY2hhdC5MaXN0TWVzc2FnZXNSZXNwb25zZSIDkAIBElYKEEdldENvbnZlcnNhdGlvbnMSHS5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXF1ZXN0Gh4uY2hhdC5HZXRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJTCg9HZXRDb252ZXJzYXRpb24SHC5jaGF0LkdldENvbnZlcnNhdGlvblJlcXVlc3QaHS5jaGF0LkdldENvbnZlcnNhdGlvblJlc3BvbnNlIgOQAgESQgoLVXBkYXRlR3JvdXASGC5jaGF0LlVwZGF0ZUdyb3VwUmVxdWVzdBoZLmNoYXQuVXBkYXRlR3JvdXBSZXNwb25zZRJOCg9BZGRQYXJ0aWNpcGFudHMSHC5jaGF0LkFkZFBhcnRpY2lwYW50c1JlcXVlc3QaHS5jaGF0LkFkZFBhcnRpY2lwYW50c1Jlc3BvbnNlElQKEVJlbW92ZVBhcnRpY2lwYW50Eh4uY2hhdC5SZW1vdmVQYXJ0aWNpcGFudFJlcXVlc3QaHy5jaGF0LlJlbW92ZVBhcnRpY2lwYW50UmVzcG9uc2USVwoSU2V0UGFydGljaXBhbnRSb2xlEh8uY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXF1ZXN0GiAuY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXNwb25zZRJUChFMZWF2ZUNvbnZlcnNhdGlvbhIeLmNoYXQuTGVhdmVDb252ZXJzYXRpb25SZXF1ZXN0Gh8uY2hhdC5MZWF2ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC0VkaXRNZXNzYWdlEhguY2hhdC5FZGl0TWVzc2FnZVJlcXVlc3QaGS5jaGF0LkVkaXRNZXNzYWdlUmVzcG9uc2USSAoNRGVsZXRlTWVzc2FnZRIaLmNoYXQuRGVsZXRlTWVzc2FnZVJlcXVlc3QaGy5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJLCg5SZWFjdFRvTWVzc2FnZRIbLmNoYXQuUmVhY3RUb01lc3NhZ2VSZXF1ZXN0GhwuY2hhdC5SZWFjdFRvTWVzc2FnZVJlc3BvbnNlEkgKDU1hcmtEZWxpdmVyZWQSGi5jaGF0Lk1hcmtEZWxpdmVyZWRSZXF1ZXN0GhsuY2hhdC5NYXJrRGVsaXZlcmVkUmVzcG9uc2USOQoITWFya1JlYWQSFS5jaGF0Lk1hcmtSZWFkUmVxdWVzdBoWLmNoYXQuTWFya1JlYWRSZXNwb25zZRJcChJHZXRNZXNzYWdlUmVjZWlwdHMSHy5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QaIC5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlIgOQAgESUQoQTXV0ZUNvbnZlcnNhdGlvbhIdLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QaHi5jaGF0Lk11dGVDb252ZXJzYXRpb25SZXNwb25zZRJaChNBcmNoaXZlQ29udmVyc2F0aW9uEiAuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVxdWVzdBohLmNoYXQuQXJjaGl2ZUNvbnZlcnNhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_media_media]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQimQQKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQSJQoIcG9saWNpZXMYEiABKAsyEy5jaGF0Lkdyb3VwUG9saWNpZXMicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSK2BAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZRIbCgVtZWRpYRgUIAEoCzIMLm1lZGlhLk1lZGlhIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIvQBChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCRIlCghwb2xpY2llcxgIIAEoCzITLmNoYXQuR3JvdXBQb2xpY2llcyJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ilwMKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBEjMKFHNlbmRfbWVzc2FnZXNfcG9saWN5GAUgASgOMhUuY2hhdC5Hcm91cFBlcm1pc3Npb24SLwoQZWRpdF9pbmZvX3BvbGljeRgGIAEoDjIVLmNoYXQuR3JvdXBQZXJtaXNzaW9uEjYKF2FkZF9wYXJ0aWNpcGFudHNfcG9saWN5GAcgASgOMhUuY2hhdC5Hcm91cFBlcm1pc3Npb24SIAoTYXBwcm92ZV9uZXdfbWVtYmVycxgIIAEoCEgDiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybEIWChRfYXBwcm92ZV9uZXdfbWVtYmVycyI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIoABChdBZGRQYXJ0aWNpcGFudHNSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIYChBpbnZpdGVkX3VzZXJfaWRzGAIgAygJEiEKGXBlbmRpbmdfYXBwcm92YWxfdXNlcl9pZHMYAyADKAkiRAoYUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIkUKGVJlbW92ZVBhcnRpY2lwYW50UmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24iagoZU2V0UGFydGljaXBhbnRSb2xlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIjCgRyb2xlGAMgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUiRgoaU2V0UGFydGljaXBhbnRSb2xlUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24iMwoYTGVhdmVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCSIbChlMZWF2ZUNvbnZlcnNhdGlvblJlc3BvbnNlIjkKEkVkaXRNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkiNQoTRWRpdE1lc3NhZ2VSZXNwb25zZRIeCgdtZXNzYWdlGAEgASgLMg0uY2hhdC5NZXNzYWdlIkAKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSFAoMZm9yX2V2ZXJ5b25lGAIgASgIIhcKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZSI6ChVSZWFjdFRvTWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlbW9qaRgCIAEoCSI7ChZSZWFjdFRvTWVzc2FnZVJlc3BvbnNlEiEKCXJlYWN0aW9ucxgBIAMoCzIOLmNoYXQuUmVhY3Rpb24iQgoUTWFya0RlbGl2ZXJlZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyIzChVNYXJrRGVsaXZlcmVkUmVzcG9uc2USGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAEgASgDIj0KD01hcmtSZWFkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJdXBfdG9fc2VxGAIgASgDIkUKEE1hcmtSZWFkUmVzcG9uc2USFQoNbGFzdF9yZWFkX3NlcRgBIAEoAxIaChJsYXN0X2RlbGl2ZXJlZF9zZXEYAiABKAMiLwoZR2V0TWVzc2FnZVJlY2VpcHRzUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIoABCg5NZXNzYWdlUmVjZWlwdBIPCgd1c2VyX2lkGAEgASgJEjAKDGRlbGl2ZXJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHcmVhZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibwoaR2V0TWVzc2FnZVJlY2VpcHRzUmVzcG9uc2USJgoIcmVjZWlwdHMYASADKAsyFC5jaGF0Lk1lc3NhZ2VSZWNlaXB0EikKDXJlY2VpcHRfc3RhdGUYAiABKA4yEi5jaGF0LlJlY2VpcHRTdGF0ZSJjChdNdXRlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSLwoLbXV0ZWRfdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhoKGE11dGVDb252ZXJzYXRpb25SZXNwb25zZSJHChpBcmNoaXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIYXJjaGl2ZWQYAiABKAgiHQobQXJjaGl2ZUNvbnZlcnNhdGlvblJlc3BvbnNlIrUBCg1Hcm91cFBvbGljaWVzEiwKDXNlbmRfbWVzc2FnZXMYASABKA4yFS5jaGF0Lkdyb3VwUGVybWlzc2lvbhIoCgllZGl0X2luZm8YAiABKA4yFS5jaGF0Lkdyb3VwUGVybWlzc2lvbhIvChBhZGRfcGFydGljaXBhbnRzGAMgASgOMhUuY2hhdC5Hcm91cFBlcm1pc3Npb24SGwoTYXBwcm92ZV9uZXdfbWVtYmVycxgEIAEoCCK7AgoKSW52aXRlTGluaxIMCgRjb2RlGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRISCgpjcmVhdGVkX2J5GAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG1heF91c2VzGAYgASgFEhEKCXVzZV9jb3VudBgHIAEoBRIZChFyZXF1aXJlc19hcHByb3ZhbBgIIAEoCBIuCgpyZXZva2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgppbnZpdGVlX2lkGAogASgJEg4KBmFjdGl2ZRgLIAEoCCL0AQoNSW52aXRlUHJldmlldxIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKZ3JvdXBfbmFtZRgCIAEoCRIZChFncm91cF9kZXNjcmlwdGlvbhgDIAEoCRIYChBncm91cF9hdmF0YXJfdXJsGAQgASgJEhkKEXBhcnRpY2lwYW50X2NvdW50GAUgASgFEhkKEXJlcXVpcmVzX2FwcHJvdmFsGAYgASgIEhsKE2FscmVhZHlfcGFydGljaXBhbnQYByABKAgSLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi5AEKC0pvaW5SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiUKBXN0YXRlGAMgASgOMhYuY2hhdC5Kb2luUmVxdWVzdFN0YXRlEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFkZGVkX2J5GAUgASgJEi4KCmRlY2lkZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmRlY2lkZWRfYnkYByABKAkiUwoLR3JvdXBJbnZpdGUSHgoEbGluaxgBIAEoCzIQLmNoYXQuSW52aXRlTGluaxIkCgdwcmV2aWV3GAIgASgLMhMuY2hhdC5JbnZpdGVQcmV2aWV3IpYBChdDcmVhdGVJbnZpdGVMaW5rUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSGgoSZXhwaXJlc19pbl9zZWNvbmRzGAIgASgDEhAKCG1heF91c2VzGAMgASgFEhkKEXJlcXVpcmVzX2FwcHJvdmFsGAQgASgIEhkKEWNsaWVudF9yZXF1ZXN0X2lkGAUgASgJIjoKGENyZWF0ZUludml0ZUxpbmtSZXNwb25zZRIeCgRsaW5rGAEgASgLMhAuY2hhdC5JbnZpdGVMaW5rIksKFkxpc3RJbnZpdGVMaW5rc1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhgKEGluY2x1ZGVfaW5hY3RpdmUYAiABKAgiOgoXTGlzdEludml0ZUxpbmtzUmVzcG9uc2USHwoFbGlua3MYASADKAsyEC5jaGF0Lkludml0ZUxpbmsiQAoXUmV2b2tlSW52aXRlTGlua1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgwKBGNvZGUYAiABKAkiOgoYUmV2b2tlSW52aXRlTGlua1Jlc3BvbnNlEh4KBGxpbmsYASABKAsyEC5jaGF0Lkludml0ZUxpbmsilgEKF1Jlc2V0SW52aXRlTGlua3NSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIaChJleHBpcmVzX2luX3NlY29uZHMYAiABKAMSEAoIbWF4X3VzZXMYAyABKAUSGQoRcmVxdWlyZXNfYXBwcm92YWwYBCABKAgSGQoRY2xpZW50X3JlcXVlc3RfaWQYBSABKAkiUQoYUmVzZXRJbnZpdGVMaW5rc1Jlc3BvbnNlEh4KBGxpbmsYASABKAsyEC5jaGF0Lkludml0ZUxpbmsSFQoNcmV2b2tlZF9jb3VudBgCIAEoBSInChdHZXRJbnZpdGVQcmV2aWV3UmVxdWVzdBIMCgRjb2RlGAEgASgJIkAKGEdldEludml0ZVByZXZpZXdSZXNwb25zZRIkCgdwcmV2aWV3GAEgASgLMhMuY2hhdC5JbnZpdGVQcmV2aWV3IiMKE0pvaW5CeUludml0ZVJlcXVlc3QSDAoEY29kZRgBIAEoCSJpChRKb2luQnlJbnZpdGVSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhInCgxqb2luX3JlcXVlc3QYAiABKAsyES5jaGF0LkpvaW5SZXF1ZXN0IjIKF0xpc3RKb2luUmVxdWVzdHNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCSI/ChhMaXN0Sm9pblJlcXVlc3RzUmVzcG9uc2USIwoIcmVxdWVzdHMYASADKAsyES5jaGF0LkpvaW5SZXF1ZXN0IkUKGUFwcHJvdmVKb2luUmVxdWVzdFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiRgoaQXBwcm92ZUpvaW5SZXF1ZXN0UmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24iRAoYUmVqZWN0Sm9pblJlcXVlc3RSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIj8KGVJlamVjdEpvaW5SZXF1ZXN0UmVzcG9uc2USIgoHcmVxdWVzdBgBIAEoCzIRLmNoYXQuSm9pblJlcXVlc3QiGwoZTGlzdE15R3JvdXBJbnZpdGVzUmVxdWVzdCJAChpMaXN0TXlHcm91cEludml0ZXNSZXNwb25zZRIiCgdpbnZpdGVzGAEgAygLMhEuY2hhdC5Hcm91cEludml0ZSqIAQoPUGFydGljaXBhbnRSb2xlEiAKHFBBUlRJQ0lQQU5UX1JPTEVfVU5TUEVDSUZJRUQQABIbChdQQVJUSUNJUEFOVF9ST0xFX01FTUJFUhABEhoKFlBBUlRJQ0lQQU5UX1JPTEVfQURNSU4QAhIaChZQQVJUSUNJUEFOVF9ST0xFX09XTkVSEAMqegoMUmVjZWlwdFN0YXRlEh0KGVJFQ0VJUFRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJSRUNFSVBUX1NUQVRFX1NFTlQQARIbChdSRUNFSVBUX1NUQVRFX0RFTElWRVJFRBACEhYKElJFQ0VJUFRfU1RBVEVfUkVBRBADKlsKC01lc3NhZ2VLaW5kEhwKGE1FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhUKEU1FU1NBR0VfS0lORF9VU0VSEAESFwoTTUVTU0FHRV9LSU5EX1NZU1RFTRACKnwKD0dyb3VwUGVybWlzc2lvbhIgChxHUk9VUF9QRVJNSVNTSU9OX1VOU1BFQ0lGSUVEEAASJQohR1JPVVBfUEVSTUlTU0lPTl9BTExfUEFSVElDSVBBTlRTEAESIAocR1JPVVBfUEVSTUlTU0lPTl9BRE1JTlNfT05MWRACKpgBChBKb2luUmVxdWVzdFN0YXRlEiIKHkpPSU5fUkVRVUVTVF9TVEFURV9VTlNQRUNJRklFRBAAEh4KGkpPSU5fUkVRVUVTVF9TVEFURV9QRU5ESU5HEAESHwobSk9JTl9SRVFVRVNUX1NUQVRFX0FQUFJPVkVEEAISHwobSk9JTl9SRVFVRVNUX1NUQVRFX1JFSkVDVEVEEAMy+xEKC0NoYXRTZXJ2aWNlElcKEkNyZWF0ZUNvbnZlcnNhdGlvbhIfLmNoYXQuQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBogLmNoYXQuQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USQgoLU2VuZE1lc3NhZ2USGC5jaGF0LlNlbmRNZXNzYWdlUmVxdWVzdBoZLmNoYXQuU2VuZE1lc3NhZ2VSZXNwb25zZRJKCgxMaXN0TWVzc2FnZXMSGS5jaGF0Lkxpc3RNZXNzYWdlc1JlcXVlc3QaGi5jaGF0Lkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgESVgoQR2V0Q29udmVyc2F0aW9ucxIdLmNoYXQuR2V0Q29udmVyc2F0aW9uc1JlcXVlc3QaHi5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBElMKD0dldENvbnZlcnNhdGlvbhIcLmNoYXQuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBodLmNoYXQuR2V0Q29udmVyc2F0aW9uUmVzcG9uc2UiA5ACARJCCgtVcGRhdGVHcm91cBIYLmNoYXQuVXBkYXRlR3JvdXBSZXF1ZXN0GhkuY2hhdC5VcGRhdGVHcm91cFJlc3BvbnNlEk4KD0FkZFBhcnRpY2lwYW50cxIcLmNoYXQuQWRkUGFydGljaXBhbnRzUmVxdWVzdBodLmNoYXQuQWRkUGFydGljaXBhbnRzUmVzcG9uc2USVAoRUmVtb3ZlUGFydGljaXBhbnQSHi5jaGF0LlJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBofLmNoYXQuUmVtb3ZlUGFydGljaXBhbnRSZXNwb25zZRJXChJTZXRQYXJ0aWNpcGFudFJvbGUSHy5jaGF0LlNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QaIC5jaGF0LlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlElQKEUxlYXZlQ29udmVyc2F0aW9uEh4uY2hhdC5MZWF2ZUNvbnZlcnNhdGlvblJlcXVlc3QaHy5jaGF0LkxlYXZlQ29udmVyc2F0aW9uUmVzcG9uc2USQgoLRWRpdE1lc3NhZ2USGC5jaGF0LkVkaXRNZXNzYWdlUmVxdWVzdBoZLmNoYXQuRWRpdE1lc3NhZ2VSZXNwb25zZRJICg1EZWxldGVNZXNzYWdlEhouY2hhdC5EZWxldGVNZXNzYWdlUmVxdWVzdBobLmNoYXQuRGVsZXRlTWVzc2FnZVJlc3BvbnNlEksKDlJlYWN0VG9NZXNzYWdlEhsuY2hhdC5SZWFjdFRvTWVzc2FnZVJlcXVlc3QaHC5jaGF0LlJlYWN0VG9NZXNzYWdlUmVzcG9uc2USSAoNTWFya0RlbGl2ZXJlZBIaLmNoYXQuTWFya0RlbGl2ZXJlZFJlcXVlc3QaGy5jaGF0Lk1hcmtEZWxpdmVyZWRSZXNwb25zZRI5CghNYXJrUmVhZBIVLmNoYXQuTWFya1JlYWRSZXF1ZXN0GhYuY2hhdC5NYXJrUmVhZFJlc3BvbnNlElwKEkdldE1lc3NhZ2VSZWNlaXB0cxIfLmNoYXQuR2V0TWVzc2FnZVJlY2VpcHRzUmVxdWVzdBogLmNoYXQuR2V0TWVzc2FnZVJlY2VpcHRzUmVzcG9uc2UiA5ACARJRChBNdXRlQ29udmVyc2F0aW9uEh0uY2hhdC5NdXRlQ29udmVyc2F0aW9uUmVxdWVzdBoeLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEloKE0FyY2hpdmVDb252ZXJzYXRpb24SIC5jaGF0LkFyY2hpdmVDb252ZXJzYXRpb25SZXF1ZXN0GiEuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVzcG9uc2USUQoQQ3JlYXRlSW52aXRlTGluaxIdLmNoYXQuQ3JlYXRlSW52aXRlTGlua1JlcXVlc3QaHi5jaGF0LkNyZWF0ZUludml0ZUxpbmtSZXNwb25zZRJTCg9MaXN0SW52aXRlTGlua3MSHC5jaGF0Lkxpc3RJbnZpdGVMaW5rc1JlcXVlc3QaHS5jaGF0Lkxpc3RJbnZpdGVMaW5rc1Jlc3BvbnNlIgOQAgESUQoQUmV2b2tlSW52aXRlTGluaxIdLmNoYXQuUmV2b2tlSW52aXRlTGlua1JlcXVlc3QaHi5jaGF0LlJldm9rZUludml0ZUxpbmtSZXNwb25zZRJRChBSZXNldEludml0ZUxpbmtzEh0uY2hhdC5SZXNldEludml0ZUxpbmtzUmVxdWVzdBoeLmNoYXQuUmVzZXRJbnZpdGVMaW5rc1Jlc3BvbnNlElYKEEdldEludml0ZVByZXZpZXcSHS5jaGF0LkdldEludml0ZVByZXZpZXdSZXF1ZXN0Gh4uY2hhdC5HZXRJbnZpdGVQcmV2aWV3UmVzcG9uc2UiA5ACARJFCgxKb2luQnlJbnZpdGUSGS5jaGF0LkpvaW5CeUludml0ZVJlcXVlc3QaGi5jaGF0LkpvaW5CeUludml0ZVJlc3BvbnNlElYKEExpc3RKb2luUmVxdWVzdHMSHS5jaGF0Lkxpc3RKb2luUmVxdWVzdHNSZXF1ZXN0Gh4uY2hhdC5MaXN0Sm9pblJlcXVlc3RzUmVzcG9uc2UiA5ACARJXChJBcHByb3ZlSm9pblJlcXVlc3QSHy5jaGF0LkFwcHJvdmVKb2luUmVxdWVzdFJlcXVlc3QaIC5jaGF0LkFwcHJvdmVKb2luUmVxdWVzdFJlc3BvbnNlElQKEVJlamVjdEpvaW5SZXF1ZXN0Eh4uY2hhdC5SZWplY3RKb2luUmVxdWVzdFJlcXVlc3QaHy5jaGF0LlJlamVjdEpvaW5SZXF1ZXN0UmVzcG9uc2USXAoSTGlzdE15R3JvdXBJbnZpdGVzEh8uY2hhdC5MaXN0TXlHcm91cEludml0ZXNSZXF1ZXN0GiAuY2hhdC5MaXN0TXlHcm91cEludml0ZXNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp, file_media_media]);
 
 /**
  * A conversation as the caller sees it.
@@ -184,6 +184,15 @@ export type Conversation = Message$1<"chat.Conversation"> & {
    * @generated from field: repeated chat.Participant participants = 17;
    */
   participants: Participant[];
+
+  /**
+   * The group's policies (who may send, edit the group's info, add
+   * participants; whether new members need approval); unset for direct
+   * conversations.
+   *
+   * @generated from field: chat.GroupPolicies policies = 18;
+   */
+  policies?: GroupPolicies | undefined;
 };
 
 /**
@@ -532,6 +541,14 @@ export type CreateConversationRequest = Message$1<"chat.CreateConversationReques
    * @generated from field: string client_request_id = 7;
    */
   clientRequestId: string;
+
+  /**
+   * A new group's policies; unset, or a field UNSPECIFIED, takes the default
+   * (see GroupPolicies). Ignored for direct conversations.
+   *
+   * @generated from field: chat.GroupPolicies policies = 8;
+   */
+  policies?: GroupPolicies | undefined;
 };
 
 /**
@@ -903,6 +920,38 @@ export type UpdateGroupRequest = Message$1<"chat.UpdateGroupRequest"> & {
    * @generated from field: optional string group_avatar_url = 4;
    */
   groupAvatarUrl?: string | undefined;
+
+  /**
+   * New policy for who may send messages (admins and owner only, whatever
+   * the edit_info policy); UNSPECIFIED leaves it.
+   *
+   * @generated from field: chat.GroupPermission send_messages_policy = 5;
+   */
+  sendMessagesPolicy: GroupPermission;
+
+  /**
+   * New policy for who may change the name, description and avatar (admins
+   * and owner only); UNSPECIFIED leaves it.
+   *
+   * @generated from field: chat.GroupPermission edit_info_policy = 6;
+   */
+  editInfoPolicy: GroupPermission;
+
+  /**
+   * New policy for who may add participants (admins and owner only);
+   * UNSPECIFIED leaves it.
+   *
+   * @generated from field: chat.GroupPermission add_participants_policy = 7;
+   */
+  addParticipantsPolicy: GroupPermission;
+
+  /**
+   * Whether new members need an admin's approval, when set (admins and
+   * owner only).
+   *
+   * @generated from field: optional bool approve_new_members = 8;
+   */
+  approveNewMembers?: boolean | undefined;
 };
 
 /**
@@ -974,6 +1023,26 @@ export type AddParticipantsResponse = Message$1<"chat.AddParticipantsResponse"> 
    * @generated from field: chat.Conversation conversation = 1;
    */
   conversation?: Conversation | undefined;
+
+  /**
+   * Users whose group_add privacy setting (user.Privacy) did not let the
+   * caller add them: each got a personal invite instead (a single-use
+   * invite link for them alone, valid 3 days, listed by their
+   * ListMyGroupInvites and announced by a `group_invite_received` event),
+   * which they accept with JoinByInvite.
+   *
+   * @generated from field: repeated string invited_user_ids = 2;
+   */
+  invitedUserIds: string[];
+
+  /**
+   * Users not added because the group's approve_new_members policy is on and
+   * the caller is not an admin: a join request was filed for each, for the
+   * admins to approve (ListJoinRequests).
+   *
+   * @generated from field: repeated string pending_approval_user_ids = 3;
+   */
+  pendingApprovalUserIds: string[];
 };
 
 /**
@@ -1545,6 +1614,828 @@ export const ArchiveConversationResponseSchema: GenMessage<ArchiveConversationRe
   messageDesc(file_chat_chat, 41);
 
 /**
+ * A group's policies. Only admins and the owner change them (UpdateGroup);
+ * each change writes the system message "group_policies_updated" and sends
+ * `conversation_updated` to every participant. Defaults, kept from before
+ * policies existed so existing clients see no change: everyone may send,
+ * only admins edit the info and add participants, no approval.
+ *
+ * @generated from message chat.GroupPolicies
+ */
+export type GroupPolicies = Message$1<"chat.GroupPolicies"> & {
+  /**
+   * Who may send messages (ADMINS_ONLY: an announcement group; others get
+   * PermissionDenied from SendMessage). Default ALL_PARTICIPANTS.
+   *
+   * @generated from field: chat.GroupPermission send_messages = 1;
+   */
+  sendMessages: GroupPermission;
+
+  /**
+   * Who may change the group's name, description and avatar. Default
+   * ADMINS_ONLY.
+   *
+   * @generated from field: chat.GroupPermission edit_info = 2;
+   */
+  editInfo: GroupPermission;
+
+  /**
+   * Who may add participants (AddParticipants). Default ADMINS_ONLY.
+   *
+   * @generated from field: chat.GroupPermission add_participants = 3;
+   */
+  addParticipants: GroupPermission;
+
+  /**
+   * Whether new members need an admin's approval: joining by an invite link
+   * files a join request, and so does a plain member's AddParticipants.
+   * Admins' own adds and personal invites need none. Default false.
+   *
+   * @generated from field: bool approve_new_members = 4;
+   */
+  approveNewMembers: boolean;
+};
+
+/**
+ * Describes the message chat.GroupPolicies.
+ * Use `create(GroupPoliciesSchema)` to create a new message.
+ */
+export const GroupPoliciesSchema: GenMessage<GroupPolicies> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 42);
+
+/**
+ * An invite link of a group: its code is what a client shares (e.g. as
+ * https://<your app>/join/<code>).
+ *
+ * @generated from message chat.InviteLink
+ */
+export type InviteLink = Message$1<"chat.InviteLink"> & {
+  /**
+   * The code: 22 URL-safe characters (128 random bits).
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * The group's conversation id (UUID).
+   *
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * User id of the admin who created it (for a personal invite: the adder).
+   *
+   * @generated from field: string created_by = 3;
+   */
+  createdBy: string;
+
+  /**
+   * When it was created.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When it stops working; unset: never.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 5;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * How many joins it allows; 0: no limit.
+   *
+   * @generated from field: int32 max_uses = 6;
+   */
+  maxUses: number;
+
+  /**
+   * How many joins (and join requests) it has counted.
+   *
+   * @generated from field: int32 use_count = 7;
+   */
+  useCount: number;
+
+  /**
+   * Whether joining through it files a join request for the admins instead.
+   *
+   * @generated from field: bool requires_approval = 8;
+   */
+  requiresApproval: boolean;
+
+  /**
+   * When it was revoked (RevokeInviteLink, ResetInviteLinks); unset while not.
+   *
+   * @generated from field: google.protobuf.Timestamp revoked_at = 9;
+   */
+  revokedAt?: Timestamp | undefined;
+
+  /**
+   * For a personal invite (see AddParticipantsResponse.invited_user_ids):
+   * the one user who may use it; empty for a shared link.
+   *
+   * @generated from field: string invitee_id = 10;
+   */
+  inviteeId: string;
+
+  /**
+   * Whether it can be used now (not revoked, expired or used up).
+   *
+   * @generated from field: bool active = 11;
+   */
+  active: boolean;
+};
+
+/**
+ * Describes the message chat.InviteLink.
+ * Use `create(InviteLinkSchema)` to create a new message.
+ */
+export const InviteLinkSchema: GenMessage<InviteLink> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 43);
+
+/**
+ * What a group looks like from an invite, before joining.
+ *
+ * @generated from message chat.InvitePreview
+ */
+export type InvitePreview = Message$1<"chat.InvitePreview"> & {
+  /**
+   * The group's conversation id (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The group's name.
+   *
+   * @generated from field: string group_name = 2;
+   */
+  groupName: string;
+
+  /**
+   * The group's description.
+   *
+   * @generated from field: string group_description = 3;
+   */
+  groupDescription: string;
+
+  /**
+   * The group's avatar URL (empty for none).
+   *
+   * @generated from field: string group_avatar_url = 4;
+   */
+  groupAvatarUrl: string;
+
+  /**
+   * How many participants it has now.
+   *
+   * @generated from field: int32 participant_count = 5;
+   */
+  participantCount: number;
+
+  /**
+   * Whether joining files a join request (the link's setting or the group's
+   * approve_new_members policy).
+   *
+   * @generated from field: bool requires_approval = 6;
+   */
+  requiresApproval: boolean;
+
+  /**
+   * Whether the caller already is a participant.
+   *
+   * @generated from field: bool already_participant = 7;
+   */
+  alreadyParticipant: boolean;
+
+  /**
+   * When the link expires; unset: never.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 8;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chat.InvitePreview.
+ * Use `create(InvitePreviewSchema)` to create a new message.
+ */
+export const InvitePreviewSchema: GenMessage<InvitePreview> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 44);
+
+/**
+ * Someone asking to join a group (by an invite link needing approval, or
+ * added by a plain member while approve_new_members is on).
+ *
+ * @generated from message chat.JoinRequest
+ */
+export type JoinRequest = Message$1<"chat.JoinRequest"> & {
+  /**
+   * The group's conversation id (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * User id of who would join.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: chat.JoinRequestState state = 3;
+   */
+  state: JoinRequestState;
+
+  /**
+   * When it was filed.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * User id of the member who added them (AddParticipants); empty when they
+   * asked themselves (JoinByInvite).
+   *
+   * @generated from field: string added_by = 5;
+   */
+  addedBy: string;
+
+  /**
+   * When an admin decided; unset while pending.
+   *
+   * @generated from field: google.protobuf.Timestamp decided_at = 6;
+   */
+  decidedAt?: Timestamp | undefined;
+
+  /**
+   * User id of the admin who decided; empty while pending.
+   *
+   * @generated from field: string decided_by = 7;
+   */
+  decidedBy: string;
+};
+
+/**
+ * Describes the message chat.JoinRequest.
+ * Use `create(JoinRequestSchema)` to create a new message.
+ */
+export const JoinRequestSchema: GenMessage<JoinRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 45);
+
+/**
+ * A personal invite the caller received.
+ *
+ * @generated from message chat.GroupInvite
+ */
+export type GroupInvite = Message$1<"chat.GroupInvite"> & {
+  /**
+   * The invite (its code is what JoinByInvite takes).
+   *
+   * @generated from field: chat.InviteLink link = 1;
+   */
+  link?: InviteLink | undefined;
+
+  /**
+   * The group it leads to.
+   *
+   * @generated from field: chat.InvitePreview preview = 2;
+   */
+  preview?: InvitePreview | undefined;
+};
+
+/**
+ * Describes the message chat.GroupInvite.
+ * Use `create(GroupInviteSchema)` to create a new message.
+ */
+export const GroupInviteSchema: GenMessage<GroupInvite> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 46);
+
+/**
+ * Creates an invite link.
+ *
+ * @generated from message chat.CreateInviteLinkRequest
+ */
+export type CreateInviteLinkRequest = Message$1<"chat.CreateInviteLinkRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Seconds until the link expires: 1 to 31,536,000 (365 days); 0: never.
+   *
+   * @generated from field: int64 expires_in_seconds = 2;
+   */
+  expiresInSeconds: bigint;
+
+  /**
+   * How many joins it allows: up to 100,000; 0: no limit.
+   *
+   * @generated from field: int32 max_uses = 3;
+   */
+  maxUses: number;
+
+  /**
+   * Whether joining through it files a join request for the admins.
+   *
+   * @generated from field: bool requires_approval = 4;
+   */
+  requiresApproval: boolean;
+
+  /**
+   * Idempotency key (at most 64 characters): a retry with the same key
+   * answers the same link and creates nothing.
+   *
+   * @generated from field: string client_request_id = 5;
+   */
+  clientRequestId: string;
+};
+
+/**
+ * Describes the message chat.CreateInviteLinkRequest.
+ * Use `create(CreateInviteLinkRequestSchema)` to create a new message.
+ */
+export const CreateInviteLinkRequestSchema: GenMessage<CreateInviteLinkRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 47);
+
+/**
+ * The new link.
+ *
+ * @generated from message chat.CreateInviteLinkResponse
+ */
+export type CreateInviteLinkResponse = Message$1<"chat.CreateInviteLinkResponse"> & {
+  /**
+   * The link.
+   *
+   * @generated from field: chat.InviteLink link = 1;
+   */
+  link?: InviteLink | undefined;
+};
+
+/**
+ * Describes the message chat.CreateInviteLinkResponse.
+ * Use `create(CreateInviteLinkResponseSchema)` to create a new message.
+ */
+export const CreateInviteLinkResponseSchema: GenMessage<CreateInviteLinkResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 48);
+
+/**
+ * Lists a group's invite links.
+ *
+ * @generated from message chat.ListInviteLinksRequest
+ */
+export type ListInviteLinksRequest = Message$1<"chat.ListInviteLinksRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Also the revoked, expired and used-up links (at most 100 in all).
+   *
+   * @generated from field: bool include_inactive = 2;
+   */
+  includeInactive: boolean;
+};
+
+/**
+ * Describes the message chat.ListInviteLinksRequest.
+ * Use `create(ListInviteLinksRequestSchema)` to create a new message.
+ */
+export const ListInviteLinksRequestSchema: GenMessage<ListInviteLinksRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 49);
+
+/**
+ * The links.
+ *
+ * @generated from message chat.ListInviteLinksResponse
+ */
+export type ListInviteLinksResponse = Message$1<"chat.ListInviteLinksResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated chat.InviteLink links = 1;
+   */
+  links: InviteLink[];
+};
+
+/**
+ * Describes the message chat.ListInviteLinksResponse.
+ * Use `create(ListInviteLinksResponseSchema)` to create a new message.
+ */
+export const ListInviteLinksResponseSchema: GenMessage<ListInviteLinksResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 50);
+
+/**
+ * Revokes an invite link.
+ *
+ * @generated from message chat.RevokeInviteLinkRequest
+ */
+export type RevokeInviteLinkRequest = Message$1<"chat.RevokeInviteLinkRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The link's code.
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message chat.RevokeInviteLinkRequest.
+ * Use `create(RevokeInviteLinkRequestSchema)` to create a new message.
+ */
+export const RevokeInviteLinkRequestSchema: GenMessage<RevokeInviteLinkRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 51);
+
+/**
+ * The revoked link.
+ *
+ * @generated from message chat.RevokeInviteLinkResponse
+ */
+export type RevokeInviteLinkResponse = Message$1<"chat.RevokeInviteLinkResponse"> & {
+  /**
+   * The link, revoked.
+   *
+   * @generated from field: chat.InviteLink link = 1;
+   */
+  link?: InviteLink | undefined;
+};
+
+/**
+ * Describes the message chat.RevokeInviteLinkResponse.
+ * Use `create(RevokeInviteLinkResponseSchema)` to create a new message.
+ */
+export const RevokeInviteLinkResponseSchema: GenMessage<RevokeInviteLinkResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 52);
+
+/**
+ * Revokes a group's links and creates a new one.
+ *
+ * @generated from message chat.ResetInviteLinksRequest
+ */
+export type ResetInviteLinksRequest = Message$1<"chat.ResetInviteLinksRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The new link's expiry, as CreateInviteLinkRequest.expires_in_seconds.
+   *
+   * @generated from field: int64 expires_in_seconds = 2;
+   */
+  expiresInSeconds: bigint;
+
+  /**
+   * The new link's max_uses, as CreateInviteLinkRequest.max_uses.
+   *
+   * @generated from field: int32 max_uses = 3;
+   */
+  maxUses: number;
+
+  /**
+   * Whether the new link requires approval.
+   *
+   * @generated from field: bool requires_approval = 4;
+   */
+  requiresApproval: boolean;
+
+  /**
+   * Idempotency key (at most 64 characters): a retry with the same key
+   * answers as the first call and revokes nothing more.
+   *
+   * @generated from field: string client_request_id = 5;
+   */
+  clientRequestId: string;
+};
+
+/**
+ * Describes the message chat.ResetInviteLinksRequest.
+ * Use `create(ResetInviteLinksRequestSchema)` to create a new message.
+ */
+export const ResetInviteLinksRequestSchema: GenMessage<ResetInviteLinksRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 53);
+
+/**
+ * The new link.
+ *
+ * @generated from message chat.ResetInviteLinksResponse
+ */
+export type ResetInviteLinksResponse = Message$1<"chat.ResetInviteLinksResponse"> & {
+  /**
+   * The new link.
+   *
+   * @generated from field: chat.InviteLink link = 1;
+   */
+  link?: InviteLink | undefined;
+
+  /**
+   * How many links were revoked.
+   *
+   * @generated from field: int32 revoked_count = 2;
+   */
+  revokedCount: number;
+};
+
+/**
+ * Describes the message chat.ResetInviteLinksResponse.
+ * Use `create(ResetInviteLinksResponseSchema)` to create a new message.
+ */
+export const ResetInviteLinksResponseSchema: GenMessage<ResetInviteLinksResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 54);
+
+/**
+ * Asks what group an invite code leads to.
+ *
+ * @generated from message chat.GetInvitePreviewRequest
+ */
+export type GetInvitePreviewRequest = Message$1<"chat.GetInvitePreviewRequest"> & {
+  /**
+   * The invite code.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message chat.GetInvitePreviewRequest.
+ * Use `create(GetInvitePreviewRequestSchema)` to create a new message.
+ */
+export const GetInvitePreviewRequestSchema: GenMessage<GetInvitePreviewRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 55);
+
+/**
+ * The preview.
+ *
+ * @generated from message chat.GetInvitePreviewResponse
+ */
+export type GetInvitePreviewResponse = Message$1<"chat.GetInvitePreviewResponse"> & {
+  /**
+   * The group as seen from outside.
+   *
+   * @generated from field: chat.InvitePreview preview = 1;
+   */
+  preview?: InvitePreview | undefined;
+};
+
+/**
+ * Describes the message chat.GetInvitePreviewResponse.
+ * Use `create(GetInvitePreviewResponseSchema)` to create a new message.
+ */
+export const GetInvitePreviewResponseSchema: GenMessage<GetInvitePreviewResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 56);
+
+/**
+ * Joins a group by an invite code.
+ *
+ * @generated from message chat.JoinByInviteRequest
+ */
+export type JoinByInviteRequest = Message$1<"chat.JoinByInviteRequest"> & {
+  /**
+   * The invite code.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message chat.JoinByInviteRequest.
+ * Use `create(JoinByInviteRequestSchema)` to create a new message.
+ */
+export const JoinByInviteRequestSchema: GenMessage<JoinByInviteRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 57);
+
+/**
+ * Joined, or asked to.
+ *
+ * @generated from message chat.JoinByInviteResponse
+ */
+export type JoinByInviteResponse = Message$1<"chat.JoinByInviteResponse"> & {
+  /**
+   * The group, when the caller is now a participant; unset when a join
+   * request was filed instead.
+   *
+   * @generated from field: chat.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+
+  /**
+   * The pending join request, when the group's admins must approve.
+   *
+   * @generated from field: chat.JoinRequest join_request = 2;
+   */
+  joinRequest?: JoinRequest | undefined;
+};
+
+/**
+ * Describes the message chat.JoinByInviteResponse.
+ * Use `create(JoinByInviteResponseSchema)` to create a new message.
+ */
+export const JoinByInviteResponseSchema: GenMessage<JoinByInviteResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 58);
+
+/**
+ * Lists a group's pending join requests.
+ *
+ * @generated from message chat.ListJoinRequestsRequest
+ */
+export type ListJoinRequestsRequest = Message$1<"chat.ListJoinRequestsRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message chat.ListJoinRequestsRequest.
+ * Use `create(ListJoinRequestsRequestSchema)` to create a new message.
+ */
+export const ListJoinRequestsRequestSchema: GenMessage<ListJoinRequestsRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 59);
+
+/**
+ * The pending requests.
+ *
+ * @generated from message chat.ListJoinRequestsResponse
+ */
+export type ListJoinRequestsResponse = Message$1<"chat.ListJoinRequestsResponse"> & {
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated chat.JoinRequest requests = 1;
+   */
+  requests: JoinRequest[];
+};
+
+/**
+ * Describes the message chat.ListJoinRequestsResponse.
+ * Use `create(ListJoinRequestsResponseSchema)` to create a new message.
+ */
+export const ListJoinRequestsResponseSchema: GenMessage<ListJoinRequestsResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 60);
+
+/**
+ * Approves a join request.
+ *
+ * @generated from message chat.ApproveJoinRequestRequest
+ */
+export type ApproveJoinRequestRequest = Message$1<"chat.ApproveJoinRequestRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * User id (UUID) of the requester.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message chat.ApproveJoinRequestRequest.
+ * Use `create(ApproveJoinRequestRequestSchema)` to create a new message.
+ */
+export const ApproveJoinRequestRequestSchema: GenMessage<ApproveJoinRequestRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 61);
+
+/**
+ * Approved.
+ *
+ * @generated from message chat.ApproveJoinRequestResponse
+ */
+export type ApproveJoinRequestResponse = Message$1<"chat.ApproveJoinRequestResponse"> & {
+  /**
+   * The group as the caller sees it after the call.
+   *
+   * @generated from field: chat.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+};
+
+/**
+ * Describes the message chat.ApproveJoinRequestResponse.
+ * Use `create(ApproveJoinRequestResponseSchema)` to create a new message.
+ */
+export const ApproveJoinRequestResponseSchema: GenMessage<ApproveJoinRequestResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 62);
+
+/**
+ * Rejects a join request.
+ *
+ * @generated from message chat.RejectJoinRequestRequest
+ */
+export type RejectJoinRequestRequest = Message$1<"chat.RejectJoinRequestRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * User id (UUID) of the requester.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message chat.RejectJoinRequestRequest.
+ * Use `create(RejectJoinRequestRequestSchema)` to create a new message.
+ */
+export const RejectJoinRequestRequestSchema: GenMessage<RejectJoinRequestRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 63);
+
+/**
+ * Rejected.
+ *
+ * @generated from message chat.RejectJoinRequestResponse
+ */
+export type RejectJoinRequestResponse = Message$1<"chat.RejectJoinRequestResponse"> & {
+  /**
+   * The request, rejected.
+   *
+   * @generated from field: chat.JoinRequest request = 1;
+   */
+  request?: JoinRequest | undefined;
+};
+
+/**
+ * Describes the message chat.RejectJoinRequestResponse.
+ * Use `create(RejectJoinRequestResponseSchema)` to create a new message.
+ */
+export const RejectJoinRequestResponseSchema: GenMessage<RejectJoinRequestResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 64);
+
+/**
+ * Lists the caller's personal group invites.
+ *
+ * @generated from message chat.ListMyGroupInvitesRequest
+ */
+export type ListMyGroupInvitesRequest = Message$1<"chat.ListMyGroupInvitesRequest"> & {
+};
+
+/**
+ * Describes the message chat.ListMyGroupInvitesRequest.
+ * Use `create(ListMyGroupInvitesRequestSchema)` to create a new message.
+ */
+export const ListMyGroupInvitesRequestSchema: GenMessage<ListMyGroupInvitesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 65);
+
+/**
+ * The invites.
+ *
+ * @generated from message chat.ListMyGroupInvitesResponse
+ */
+export type ListMyGroupInvitesResponse = Message$1<"chat.ListMyGroupInvitesResponse"> & {
+  /**
+   * Usable invites, newest first.
+   *
+   * @generated from field: repeated chat.GroupInvite invites = 1;
+   */
+  invites: GroupInvite[];
+};
+
+/**
+ * Describes the message chat.ListMyGroupInvitesResponse.
+ * Use `create(ListMyGroupInvitesResponseSchema)` to create a new message.
+ */
+export const ListMyGroupInvitesResponseSchema: GenMessage<ListMyGroupInvitesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 66);
+
+/**
  * A participant's role in a conversation.
  *
  * @generated from enum chat.ParticipantRole
@@ -1660,6 +2551,81 @@ export enum MessageKind {
  */
 export const MessageKindSchema: GenEnum<MessageKind> = /*@__PURE__*/
   enumDesc(file_chat_chat, 2);
+
+/**
+ * Who may do something in a group.
+ *
+ * @generated from enum chat.GroupPermission
+ */
+export enum GroupPermission {
+  /**
+   * Not set: in a request, "leave as it is" (or the default, creating a group).
+   *
+   * @generated from enum value: GROUP_PERMISSION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every participant.
+   *
+   * @generated from enum value: GROUP_PERMISSION_ALL_PARTICIPANTS = 1;
+   */
+  ALL_PARTICIPANTS = 1,
+
+  /**
+   * The admins and the owner only.
+   *
+   * @generated from enum value: GROUP_PERMISSION_ADMINS_ONLY = 2;
+   */
+  ADMINS_ONLY = 2,
+}
+
+/**
+ * Describes the enum chat.GroupPermission.
+ */
+export const GroupPermissionSchema: GenEnum<GroupPermission> = /*@__PURE__*/
+  enumDesc(file_chat_chat, 3);
+
+/**
+ * Where a join request stands.
+ *
+ * @generated from enum chat.JoinRequestState
+ */
+export enum JoinRequestState {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: JOIN_REQUEST_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for an admin.
+   *
+   * @generated from enum value: JOIN_REQUEST_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * An admin let them in.
+   *
+   * @generated from enum value: JOIN_REQUEST_STATE_APPROVED = 2;
+   */
+  APPROVED = 2,
+
+  /**
+   * An admin refused.
+   *
+   * @generated from enum value: JOIN_REQUEST_STATE_REJECTED = 3;
+   */
+  REJECTED = 3,
+}
+
+/**
+ * Describes the enum chat.JoinRequestState.
+ */
+export const JoinRequestStateSchema: GenEnum<JoinRequestState> = /*@__PURE__*/
+  enumDesc(file_chat_chat, 4);
 
 /**
  * ChatService: direct and group conversations, their messages, receipts and reactions.
@@ -1961,6 +2927,169 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ArchiveConversationRequestSchema;
     output: typeof ArchiveConversationResponseSchema;
+  },
+  /**
+   * CreateInviteLink creates an invite link for a group (admins and owner):
+   * anyone holding its code sees a preview (GetInvitePreview) and joins
+   * (JoinByInvite), until it expires, reaches max_uses or is revoked. Once
+   * per client_request_id (a retry answers the same link).
+   * Errors: InvalidArgument: expires_in_seconds negative or over 31,536,000
+   * (365 days), max_uses negative or over 100,000, client_request_id over 64
+   * characters. NotFound: a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a direct conversation. PermissionDenied: the caller
+   * is a plain member.
+   *
+   * @generated from rpc chat.ChatService.CreateInviteLink
+   */
+  createInviteLink: {
+    methodKind: "unary";
+    input: typeof CreateInviteLinkRequestSchema;
+    output: typeof CreateInviteLinkResponseSchema;
+  },
+  /**
+   * ListInviteLinks lists a group's invite links, newest first (admins and
+   * owner): the usable ones, or with include_inactive also the expired, used
+   * up and revoked ones (at most 100). Personal invites (AddParticipants) are
+   * listed too, with invitee_id set.
+   * Errors: NotFound: a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a direct conversation. PermissionDenied: the caller
+   * is a plain member.
+   *
+   * @generated from rpc chat.ChatService.ListInviteLinks
+   */
+  listInviteLinks: {
+    methodKind: "unary";
+    input: typeof ListInviteLinksRequestSchema;
+    output: typeof ListInviteLinksResponseSchema;
+  },
+  /**
+   * RevokeInviteLink ends one link of a group (admins and owner): its code
+   * no longer previews or joins. Revoking a revoked link (e.g. a retry)
+   * answers it as it is. Join requests already filed through it stay.
+   * Errors: InvalidArgument: an empty code. NotFound: a conversation the
+   * caller is not (or no longer) in, or a code that is not one of this
+   * group's links. FailedPrecondition: a direct conversation.
+   * PermissionDenied: the caller is a plain member.
+   *
+   * @generated from rpc chat.ChatService.RevokeInviteLink
+   */
+  revokeInviteLink: {
+    methodKind: "unary";
+    input: typeof RevokeInviteLinkRequestSchema;
+    output: typeof RevokeInviteLinkResponseSchema;
+  },
+  /**
+   * ResetInviteLinks revokes every usable link of a group (personal invites
+   * excepted) and creates a new one with the given settings (admins and
+   * owner). Once per client_request_id.
+   * Errors: as CreateInviteLink.
+   *
+   * @generated from rpc chat.ChatService.ResetInviteLinks
+   */
+  resetInviteLinks: {
+    methodKind: "unary";
+    input: typeof ResetInviteLinksRequestSchema;
+    output: typeof ResetInviteLinksResponseSchema;
+  },
+  /**
+   * GetInvitePreview shows the group behind an invite code before joining:
+   * its name, description, avatar and member count. Any signed-in user
+   * holding the code may call it.
+   * Errors: InvalidArgument: an empty code. NotFound: no such code, or a
+   * personal invite for someone else. FailedPrecondition: the link was
+   * revoked, has expired or was used max_uses times (the message says which).
+   *
+   * @generated from rpc chat.ChatService.GetInvitePreview
+   */
+  getInvitePreview: {
+    methodKind: "unary";
+    input: typeof GetInvitePreviewRequestSchema;
+    output: typeof GetInvitePreviewResponseSchema;
+  },
+  /**
+   * JoinByInvite joins the group behind an invite code. When the link
+   * requires approval, or the group's approve_new_members policy is on (and
+   * the link is not an admin's personal invite), it files a join request
+   * instead: the group's admins get a `join_request_updated` event and decide
+   * with ApproveJoinRequest or RejectJoinRequest. Joining writes the system
+   * message "participant_joined" (actor: the joiner) and counts one use of
+   * the link. Safe to retry: a caller already in the group gets the
+   * conversation (no second use counted); one whose request is pending gets
+   * that request.
+   * Errors: InvalidArgument: an empty code. NotFound: no such code, or a
+   * personal invite for someone else. FailedPrecondition: the link was
+   * revoked, has expired or is used up; the group is full
+   * (`CHAT_MAX_PARTICIPANTS`). PermissionDenied: the caller has blocked, or
+   * is blocked by, the link's creator; an admin rejected the caller's
+   * request to this group before (an admin may still add them).
+   *
+   * @generated from rpc chat.ChatService.JoinByInvite
+   */
+  joinByInvite: {
+    methodKind: "unary";
+    input: typeof JoinByInviteRequestSchema;
+    output: typeof JoinByInviteResponseSchema;
+  },
+  /**
+   * ListJoinRequests lists a group's pending join requests, oldest first
+   * (admins and owner).
+   * Errors: NotFound: a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a direct conversation. PermissionDenied: the caller
+   * is a plain member.
+   *
+   * @generated from rpc chat.ChatService.ListJoinRequests
+   */
+  listJoinRequests: {
+    methodKind: "unary";
+    input: typeof ListJoinRequestsRequestSchema;
+    output: typeof ListJoinRequestsResponseSchema;
+  },
+  /**
+   * ApproveJoinRequest lets a requester in (admins and owner): the system
+   * message "participants_added" (actor: the approving admin), and
+   * `join_request_updated` (APPROVED) to the admins and the requester.
+   * Approving an approved request (e.g. a retry) answers the group as it is.
+   * Errors: NotFound: a conversation the caller is not (or no longer) in, or
+   * no request of user_id in it. FailedPrecondition: a direct conversation;
+   * the request was rejected; the group is full. PermissionDenied: the
+   * caller is a plain member.
+   *
+   * @generated from rpc chat.ChatService.ApproveJoinRequest
+   */
+  approveJoinRequest: {
+    methodKind: "unary";
+    input: typeof ApproveJoinRequestRequestSchema;
+    output: typeof ApproveJoinRequestResponseSchema;
+  },
+  /**
+   * RejectJoinRequest refuses a requester (admins and owner):
+   * `join_request_updated` (REJECTED) to the admins and the requester.
+   * Rejecting a rejected request (e.g. a retry) succeeds and does nothing.
+   * Errors: NotFound: a conversation the caller is not (or no longer) in, or
+   * no request of user_id in it. FailedPrecondition: a direct conversation;
+   * the request was already approved. PermissionDenied: the caller is a plain
+   * member.
+   *
+   * @generated from rpc chat.ChatService.RejectJoinRequest
+   */
+  rejectJoinRequest: {
+    methodKind: "unary";
+    input: typeof RejectJoinRequestRequestSchema;
+    output: typeof RejectJoinRequestResponseSchema;
+  },
+  /**
+   * ListMyGroupInvites lists the personal invites the caller received and
+   * can still use, newest first: made when someone's AddParticipants was
+   * refused by the caller's group_add privacy setting (user.Privacy). Accept
+   * one with JoinByInvite(code); ignore it to decline (it expires after 3
+   * days).
+   *
+   * @generated from rpc chat.ChatService.ListMyGroupInvites
+   */
+  listMyGroupInvites: {
+    methodKind: "unary";
+    input: typeof ListMyGroupInvitesRequestSchema;
+    output: typeof ListMyGroupInvitesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_chat, 0);

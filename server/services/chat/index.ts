@@ -4,6 +4,7 @@ import type { AppContext } from "../../context.js";
 import { chatRoom } from "./context.js";
 import { conversationHandlers } from "./conversations.js";
 import { groupHandlers } from "./groups.js";
+import { inviteHandlers } from "./invites.js";
 import { messageHandlers } from "./messages.js";
 import { receiptHandlers } from "./receipts.js";
 
@@ -19,6 +20,7 @@ export function createChatService(ctx: AppContext): ServiceImpl<typeof ChatServi
   return {
     ...conversationHandlers(room),
     ...groupHandlers(room),
+    ...inviteHandlers(room),
     ...messageHandlers(room),
     ...receiptHandlers(room),
   };
