@@ -2678,8 +2678,9 @@ export const ChatService: GenService<{
    * message of this conversation; a mention_user_ids entry that is not a
    * participant. NotFound: a conversation the caller is not (or no longer)
    * in. PermissionDenied: a direct conversation while either side has
-   * blocked the other. ResourceExhausted with `retry-after`: the call limit
-   * above. Unavailable: the message queue (NATS) cannot take the message
+   * blocked the other; a group whose send_messages policy is ADMINS_ONLY
+   * (an announcement group) and the caller is a plain member.
+   * ResourceExhausted with `retry-after`: the call limit above. Unavailable: the message queue (NATS) cannot take the message
    * (retry with the same client_message_id; nothing is sent twice).
    *
    * @generated from rpc chat.ChatService.SendMessage
@@ -2730,13 +2731,18 @@ export const ChatService: GenService<{
     output: typeof GetConversationResponseSchema;
   },
   /**
-   * UpdateGroup changes a group's name, description or avatar (admins and
-   * owner). A call that changes nothing (every field given already has that
-   * value, e.g. a retry) writes no system message and sends no event.
-   * Errors: InvalidArgument: no field set, an empty name, or a field past its
-   * limit or (avatar) not an http(s) URL. NotFound: a conversation the caller
-   * is not (or no longer) in. FailedPrecondition: a direct conversation.
-   * PermissionDenied: the caller is a plain member.
+   * UpdateGroup changes a group's name, description or avatar (who may: the
+   * group's edit_info policy, admins only by default) and its policies
+   * (admins and owner only). A change writes the system message
+   * "group_updated" (info) or "group_policies_updated" (policies; both when
+   * one call changes both) and sends `conversation_updated` to every
+   * participant. A call that changes nothing (every field given already has
+   * that value, e.g. a retry) writes no system message and sends no event.
+   * Errors: InvalidArgument: no field set, an empty name, a field past its
+   * limit or (avatar) not an http(s) URL, an unknown GroupPermission value.
+   * NotFound: a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a direct conversation. PermissionDenied: a plain
+   * member changing info while edit_info is ADMINS_ONLY, or any policy.
    *
    * @generated from rpc chat.ChatService.UpdateGroup
    */
@@ -2746,14 +2752,18 @@ export const ChatService: GenService<{
     output: typeof UpdateGroupResponseSchema;
   },
   /**
-   * AddParticipants adds users to a group (admins and owner). Users already in
-   * are skipped; when nobody is new nothing is written or sent.
+   * AddParticipants adds users to a group (who may: the group's
+   * add_participants policy, admins only by default). Users already in are
+   * skipped; when nobody is new nothing is written or sent. A user whose
+   * group_add privacy setting (user.Privacy) does not admit the caller gets
+   * a personal invite instead (invited_user_ids); while approve_new_members
+   * is on, a plain member's adds become join requests
+   * (pending_approval_user_ids). A retry makes no second invite or request.
    * Errors: InvalidArgument: no user_ids. NotFound: a user_ids entry that is
    * no user, or a conversation the caller is not (or no longer) in.
    * FailedPrecondition: a direct conversation, or the group would pass
-   * `CHAT_MAX_PARTICIPANTS` (default 1024). PermissionDenied: the caller is a
-   * plain member; a user who has blocked the caller, or whose group_add
-   * privacy setting (user.Privacy) does not admit the caller.
+   * `CHAT_MAX_PARTICIPANTS` (default 1024). PermissionDenied: a plain member
+   * while add_participants is ADMINS_ONLY; a user who has blocked the caller.
    * ResourceExhausted with `retry-after`: the call limit above.
    *
    * @generated from rpc chat.ChatService.AddParticipants
@@ -3019,9 +3029,9 @@ export const ChatService: GenService<{
    * Errors: InvalidArgument: an empty code. NotFound: no such code, or a
    * personal invite for someone else. FailedPrecondition: the link was
    * revoked, has expired or is used up; the group is full
-   * (`CHAT_MAX_PARTICIPANTS`). PermissionDenied: the caller has blocked, or
-   * is blocked by, the link's creator; an admin rejected the caller's
-   * request to this group before (an admin may still add them).
+   * (`CHAT_MAX_PARTICIPANTS`). PermissionDenied: the link's creator has
+   * blocked the caller; an admin rejected the caller's request to this group
+   * before (an admin may still add them).
    *
    * @generated from rpc chat.ChatService.JoinByInvite
    */
