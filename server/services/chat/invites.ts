@@ -61,8 +61,8 @@ export function inviteHandlers(
     return link;
   }
 
-  function settings(expiresInSeconds: bigint, maxUses: number) {
-    const checked = checkLinkSettings(expiresInSeconds, maxUses, clock.now());
+  function settings(expiresInSeconds: bigint, maxUses: number, now: Date) {
+    const checked = checkLinkSettings(expiresInSeconds, maxUses, now);
     if (!checked.ok) throw bad(checked.problem);
     return checked;
   }
@@ -70,7 +70,8 @@ export function inviteHandlers(
   return {
     async createInviteLink(req, hc) {
       const me = callerOf(hc).userId;
-      const s = settings(req.expiresInSeconds, req.maxUses);
+      const now = clock.now();
+      const s = settings(req.expiresInSeconds, req.maxUses, now);
       const requestId = requestIdField(req.clientRequestId);
       const conv = await adminOf(me, req.conversationId);
       const key = requestId ? { owner: me, rpc: "chat.ChatService/CreateInviteLink", key: requestId } : undefined;
@@ -79,12 +80,12 @@ export function inviteHandlers(
           code: newInviteCode(),
           conversationId: conv.id,
           createdBy: me,
-          now: clock.now(),
+          now,
           expiresAt: s.expiresAt,
           maxUses: s.maxUses,
           requiresApproval: req.requiresApproval,
         });
-        return { answer: create(CreateInviteLinkResponseSchema, { link: toInviteLink(link, clock.now()) }) };
+        return { answer: create(CreateInviteLinkResponseSchema, { link: toInviteLink(link, now) }) };
       });
     },
 
@@ -107,12 +108,12 @@ export function inviteHandlers(
 
     async resetInviteLinks(req, hc) {
       const me = callerOf(hc).userId;
-      const s = settings(req.expiresInSeconds, req.maxUses);
+      const now = clock.now();
+      const s = settings(req.expiresInSeconds, req.maxUses, now);
       const requestId = requestIdField(req.clientRequestId);
       const conv = await adminOf(me, req.conversationId);
       const key = requestId ? { owner: me, rpc: "chat.ChatService/ResetInviteLinks", key: requestId } : undefined;
       return oncePerKey(ctx, key, ResetInviteLinksResponseSchema, async (trx) => {
-        const now = clock.now();
         const revokedCount = await invites.revokeSharedLinks(trx, conv.id, now);
         const link = await invites.insertInviteLink(trx, {
           code: newInviteCode(),
