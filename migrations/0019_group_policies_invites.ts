@@ -22,7 +22,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await db.schema
     .alterTable("conversations")
-    .addCheckConstraint("conversations_policies", sql`send_policy in ('all', 'admins') and edit_info_policy in ('all', 'admins') and add_policy in ('all', 'admins')`)
+    .addCheckConstraint(
+      "conversations_policies",
+      sql`send_policy in ('all', 'admins') and edit_info_policy in ('all', 'admins') and add_policy in ('all', 'admins')`,
+    )
     .execute();
 
   await db.schema

@@ -22,7 +22,7 @@ export interface ConversationRow {
 }
 
 /** The columns of a ConversationRow. */
-export const CONVERSATION_COLUMNS = [
+const CONVERSATION_COLUMNS = [
   "id",
   "is_group",
   "group_name",
@@ -71,11 +71,7 @@ export async function userIdsByPhone(db: Db, phones: string[]): Promise<Map<stri
 }
 
 export function findDirect(db: Db, key: string): Promise<ConversationRow | undefined> {
-  return db
-    .selectFrom("conversations")
-    .select(CONVERSATION_COLUMNS)
-    .where("direct_key", "=", key)
-    .executeTakeFirst();
+  return db.selectFrom("conversations").select(CONVERSATION_COLUMNS).where("direct_key", "=", key).executeTakeFirst();
 }
 
 export function findGroupByRequest(db: Db, createdBy: string, clientRequestId: string): Promise<ConversationRow | undefined> {
@@ -139,11 +135,7 @@ export function getParticipation(db: Db, conversationId: string, userId: string)
 }
 
 export function getConversationRow(db: Db, id: string): Promise<ConversationRow | undefined> {
-  return db
-    .selectFrom("conversations")
-    .select(CONVERSATION_COLUMNS)
-    .where("id", "=", id)
-    .executeTakeFirst();
+  return db.selectFrom("conversations").select(CONVERSATION_COLUMNS).where("id", "=", id).executeTakeFirst();
 }
 
 /** Current participants of the conversations, oldest first. */
@@ -298,12 +290,7 @@ export async function setArchived(db: Db, conversationId: string, userId: string
 
 /** Locks the conversation row for a membership change: changes to one conversation queue up. */
 export async function lockConversation(trx: Transaction<Database>, id: string): Promise<ConversationRow | undefined> {
-  return trx
-    .selectFrom("conversations")
-    .select(CONVERSATION_COLUMNS)
-    .where("id", "=", id)
-    .forUpdate()
-    .executeTakeFirst();
+  return trx.selectFrom("conversations").select(CONVERSATION_COLUMNS).where("id", "=", id).forUpdate().executeTakeFirst();
 }
 
 export async function updateGroupFields(

@@ -100,7 +100,13 @@ export function activePersonalInvite(db: Db, conversationId: string, userId: str
 }
 
 export async function revokeInviteLink(db: Db, code: string, now: Date): Promise<InviteLinkRow | undefined> {
-  return db.updateTable("group_invite_links").set({ revoked_at: now }).where("code", "=", code).where("revoked_at", "is", null).returningAll().executeTakeFirst();
+  return db
+    .updateTable("group_invite_links")
+    .set({ revoked_at: now })
+    .where("code", "=", code)
+    .where("revoked_at", "is", null)
+    .returningAll()
+    .executeTakeFirst();
 }
 
 /** Revokes the group's usable shared links (not personal invites); how many. */
@@ -171,17 +177,4 @@ export function decideRequests(
     .where("state", "=", "pending")
     .returningAll()
     .execute();
-}
-
-/** Current participants per conversation: how many (previews). */
-export async function participantCounts(db: Db, conversationIds: string[]): Promise<Map<string, number>> {
-  if (conversationIds.length === 0) return new Map();
-  const rows = await db
-    .selectFrom("conversation_participants")
-    .select(["conversation_id", (eb) => eb.fn.countAll<string>().as("n")])
-    .where("conversation_id", "in", conversationIds)
-    .where("left_at", "is", null)
-    .groupBy("conversation_id")
-    .execute();
-  return new Map(rows.map((r) => [r.conversation_id, Number(r.n)]));
 }

@@ -24,7 +24,10 @@ describe("group policies", () => {
       ok: true,
       changes: { edit_info_policy: "all" },
     });
-    expect(policyChanges({ add: 9 as GroupPermission, names })).toEqual({ ok: false, problem: "add: one of GROUP_PERMISSION_ALL_PARTICIPANTS, GROUP_PERMISSION_ADMINS_ONLY" });
+    expect(policyChanges({ add: 9 as GroupPermission, names })).toEqual({
+      ok: false,
+      problem: "add: one of GROUP_PERMISSION_ALL_PARTICIPANTS, GROUP_PERMISSION_ADMINS_ONLY",
+    });
     expect(policyChanges({ approve: false, names })).toEqual({ ok: true, changes: { approve_new_members: false } });
   });
 });

@@ -9,8 +9,6 @@ import { GroupPermission, GroupPoliciesSchema, type GroupPolicies } from "../../
 // edits info and adds) but would widen what plain members may do in every
 // existing group.
 
-export type Permission = "all" | "admins";
-
 /** The policy columns of a conversation row. */
 export interface PolicyColumns {
   send_policy: string;

@@ -1,6 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { InviteLinkSchema, InvitePreviewSchema, JoinRequestSchema, JoinRequestState, type InviteLink, type InvitePreview, type JoinRequest } from "../../gen/chat/chat_pb.js";
+import {
+  InviteLinkSchema,
+  InvitePreviewSchema,
+  JoinRequestSchema,
+  JoinRequestState,
+  type InviteLink,
+  type InvitePreview,
+  type JoinRequest,
+} from "../../gen/chat/chat_pb.js";
 import type { ConversationRow } from "../db/conversation-store.js";
 import type { InviteLinkRow, JoinRequestRow } from "../db/invite-store.js";
 import { linkProblem } from "./invites.js";

@@ -4,8 +4,8 @@ import { randomBytes } from "node:crypto";
 // link cannot be used (invite-store.ts `usable` is the same rule in SQL).
 
 /** 365 days. */
-export const INVITE_EXPIRY_MAX_SECONDS = 365 * 24 * 3600;
-export const INVITE_MAX_USES_MAX = 100_000;
+const INVITE_EXPIRY_MAX_SECONDS = 365 * 24 * 3600;
+const INVITE_MAX_USES_MAX = 100_000;
 /** How long a personal invite (a refused add) stays usable. */
 export const PERSONAL_INVITE_TTL_MS = 3 * 24 * 3600 * 1000;
 /** Longest code a client could hold (ours are 22 characters). */

@@ -49,7 +49,10 @@ describe("group policies", () => {
     await memberStream.untilKind("caughtUp");
 
     // Only admins set policies, whatever edit_info says.
-    const refused = await curlJson(s, member.token, "chat.ChatService", "UpdateGroup", { conversation_id: g, send_messages_policy: "GROUP_PERMISSION_ADMINS_ONLY" });
+    const refused = await curlJson(s, member.token, "chat.ChatService", "UpdateGroup", {
+      conversation_id: g,
+      send_messages_policy: "GROUP_PERMISSION_ADMINS_ONLY",
+    });
     expect(refused.status).toBe(403);
     expect(refused.body.code).toBe("permission_denied");
     const bad = await curlJson(s, owner.token, "chat.ChatService", "UpdateGroup", { conversation_id: g, send_messages_policy: 7 });

@@ -36,8 +36,6 @@ export interface Locked {
   people: convs.ParticipantRow[];
 }
 
-export type GroupRoom = ReturnType<typeof groupRoom>;
-
 export function groupRoom(room: ChatRoom) {
   const { ctx, db, clock } = room;
   const MAX_PARTICIPANTS = ctx.config.chat.maxParticipants;

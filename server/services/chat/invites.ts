@@ -200,7 +200,8 @@ export function inviteHandlers(
         requireAdmin(my);
         const r = await invites.getJoinRequest(trx, conv.id, target);
         if (!r) throw new ConnectError(`no join request of user ${target} in this group`, Code.NotFound);
-        if (r.state === "rejected") throw new ConnectError("this join request was rejected; add the user with AddParticipants instead", Code.FailedPrecondition);
+        if (r.state === "rejected")
+          throw new ConnectError("this join request was rejected; add the user with AddParticipants instead", Code.FailedPrecondition);
         if (r.state === "approved") return null;
         if (people.some((p) => p.user_id === target)) {
           const decided = await invites.decideRequests(trx, conv.id, [target], "approved", me, clock.now());
@@ -249,7 +250,11 @@ export function inviteHandlers(
             return {
               $typeName: "chat.GroupInvite" as const,
               link: toInviteLink(l, now),
-              preview: toInvitePreview(conv, l, { participantCount: people.length, requiresApproval: needsApproval(conv, l, creator?.role), alreadyParticipant: false }),
+              preview: toInvitePreview(conv, l, {
+                participantCount: people.length,
+                requiresApproval: needsApproval(conv, l, creator?.role),
+                alreadyParticipant: false,
+              }),
             };
           }),
       };
