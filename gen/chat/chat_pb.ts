@@ -2643,7 +2643,8 @@ export const ChatService: GenService<{
    * direct conversation without exactly one other participant; a group
    * without a name, or with a name, description or avatar URL past its limit
    * (see the request's fields), or more participants than the limit;
-   * client_request_id over 64 characters. NotFound: an id or phone number
+   * client_request_id over 64 characters; an unknown GroupPermission in
+   * policies. NotFound: an id or phone number
    * that is no Chatwire user. PermissionDenied: a direct conversation while
    * either side has blocked the other; a group with a user who has blocked
    * the caller, or whose group_add privacy setting (user.Privacy) does not
@@ -3062,7 +3063,7 @@ export const ChatService: GenService<{
    * Errors: NotFound: a conversation the caller is not (or no longer) in, or
    * no request of user_id in it. FailedPrecondition: a direct conversation;
    * the request was rejected; the group is full. PermissionDenied: the
-   * caller is a plain member.
+   * caller is a plain member; the requester has blocked the caller.
    *
    * @generated from rpc chat.ChatService.ApproveJoinRequest
    */
