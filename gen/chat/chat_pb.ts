@@ -55,7 +55,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQi8gMKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSK2BAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZRIbCgVtZWRpYRgUIAEoCzIMLm1lZGlhLk1lZGlhIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIs0BChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCSJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ivwEKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybCI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIkMKF0FkZFBhcnRpY2lwYW50c1Jlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkQKGFJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJFChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uImoKGVNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIwoEcm9sZRgDIAEoDjIVLmNoYXQuUGFydGljaXBhbnRSb2xlIkYKGlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSI5ChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjUKE0VkaXRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJAChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEhQKDGZvcl9ldmVyeW9uZRgCIAEoCCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiOgoVUmVhY3RUb01lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZW1vamkYAiABKAkiOwoWUmVhY3RUb01lc3NhZ2VSZXNwb25zZRIhCglyZWFjdGlvbnMYASADKAsyDi5jaGF0LlJlYWN0aW9uIkIKFE1hcmtEZWxpdmVyZWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiMwoVTWFya0RlbGl2ZXJlZFJlc3BvbnNlEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgBIAEoAyI9Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyJFChBNYXJrUmVhZFJlc3BvbnNlEhUKDWxhc3RfcmVhZF9zZXEYASABKAMSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAIgASgDIi8KGUdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCSKAAQoOTWVzc2FnZVJlY2VpcHQSDwoHdXNlcl9pZBgBIAEoCRIwCgxkZWxpdmVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KGkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlEiYKCHJlY2VpcHRzGAEgAygLMhQuY2hhdC5NZXNzYWdlUmVjZWlwdBIpCg1yZWNlaXB0X3N0YXRlGAIgASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUiYwoXTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi8KC211dGVkX3VudGlsGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhNdXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiRwoaQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGFyY2hpdmVkGAIgASgIIh0KG0FyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZSKMAwoQU2NoZWR1bGVkTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSDwoHY29udGVudBgDIAEoCRIRCgltZWRpYV91cmwYBCABKAkSEgoKbWVkaWFfdHlwZRgFIAEoCRIbChNyZXBseV90b19tZXNzYWdlX2lkGAYgASgJEhgKEG1lbnRpb25fdXNlcl9pZHMYByADKAkSKwoHc2VuZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoFc3RhdGUYCSABKA4yGy5jaGF0LlNjaGVkdWxlZE1lc3NhZ2VTdGF0ZRISCgptZXNzYWdlX2lkGAogASgJEhYKDmZhaWx1cmVfcmVhc29uGAsgASgJEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLoAQoWU2NoZWR1bGVNZXNzYWdlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHY29udGVudBgCIAEoCRIRCgltZWRpYV91cmwYAyABKAkSEgoKbWVkaWFfdHlwZRgEIAEoCRIbChNyZXBseV90b19tZXNzYWdlX2lkGAUgASgJEhgKEG1lbnRpb25fdXNlcl9pZHMYBiADKAkSKwoHc2VuZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoRY2xpZW50X3JlcXVlc3RfaWQYCCABKAkiTAoXU2NoZWR1bGVNZXNzYWdlUmVzcG9uc2USMQoRc2NoZWR1bGVkX21lc3NhZ2UYASABKAsyFi5jaGF0LlNjaGVkdWxlZE1lc3NhZ2UidAocTGlzdFNjaGVkdWxlZE1lc3NhZ2VzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSGAoQaW5jbHVkZV9maW5pc2hlZBgCIAEoCBINCgVsaW1pdBgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImwKHUxpc3RTY2hlZHVsZWRNZXNzYWdlc1Jlc3BvbnNlEjIKEnNjaGVkdWxlZF9tZXNzYWdlcxgBIAMoCzIWLmNoYXQuU2NoZWR1bGVkTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQodQ2FuY2VsU2NoZWR1bGVkTWVzc2FnZVJlcXVlc3QSHAoUc2NoZWR1bGVkX21lc3NhZ2VfaWQYASABKAkiUwoeQ2FuY2VsU2NoZWR1bGVkTWVzc2FnZVJlc3BvbnNlEjEKEXNjaGVkdWxlZF9tZXNzYWdlGAEgASgLMhYuY2hhdC5TY2hlZHVsZWRNZXNzYWdlKogBCg9QYXJ0aWNpcGFudFJvbGUSIAocUEFSVElDSVBBTlRfUk9MRV9VTlNQRUNJRklFRBAAEhsKF1BBUlRJQ0lQQU5UX1JPTEVfTUVNQkVSEAESGgoWUEFSVElDSVBBTlRfUk9MRV9BRE1JThACEhoKFlBBUlRJQ0lQQU5UX1JPTEVfT1dORVIQAyp6CgxSZWNlaXB0U3RhdGUSHQoZUkVDRUlQVF9TVEFURV9VTlNQRUNJRklFRBAAEhYKElJFQ0VJUFRfU1RBVEVfU0VOVBABEhsKF1JFQ0VJUFRfU1RBVEVfREVMSVZFUkVEEAISFgoSUkVDRUlQVF9TVEFURV9SRUFEEAMqWwoLTWVzc2FnZUtpbmQSHAoYTUVTU0FHRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRTUVTU0FHRV9LSU5EX1VTRVIQARIXChNNRVNTQUdFX0tJTkRfU1lTVEVNEAIq0gEKFVNjaGVkdWxlZE1lc3NhZ2VTdGF0ZRInCiNTQ0hFRFVMRURfTUVTU0FHRV9TVEFURV9VTlNQRUNJRklFRBAAEiMKH1NDSEVEVUxFRF9NRVNTQUdFX1NUQVRFX1BFTkRJTkcQARIgChxTQ0hFRFVMRURfTUVTU0FHRV9TVEFURV9TRU5UEAISIgoeU0NIRURVTEVEX01FU1NBR0VfU1RBVEVfRkFJTEVEEAMSJQohU0NIRURVTEVEX01FU1NBR0VfU1RBVEVfQ0FOQ0VMTEVEEAQyxQ0KC0NoYXRTZXJ2aWNlElcKEkNyZWF0ZUNvbnZlcnNhdGlvbhIfLmNoYXQuQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBogLmNoYXQuQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USQgoLU2VuZE1lc3NhZ2USGC5jaGF0LlNlbmRNZXNzYWdlUmVxdWVzdBoZLmNoYXQuU2VuZE1lc3NhZ2VSZXNwb25zZRJKCgxMaXN0TWVzc2FnZXMSGS5jaGF0Lkxpc3RNZXNzYWdlc1JlcXVlc3QaGi5jaGF0Lkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgESVgoQR2V0Q29udmVyc2F0aW9ucxIdLmNoYXQuR2V0Q29udmVyc2F0aW9uc1JlcXVlc3QaHi5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBElMKD0dldENvbnZlcnNhdGlvbhIcLmNoYXQuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBodLmNoYXQuR2V0Q29udmVyc2F0aW9uUmVzcG9uc2UiA5ACARJCCgtVcGRhdGVHcm91cBIYLmNoYXQuVXBkYXRlR3JvdXBSZXF1ZXN0GhkuY2hhdC5VcGRhdGVHcm91cFJlc3BvbnNlEk4KD0FkZFBhcnRpY2lwYW50cxIcLmNoYXQuQWRkUGFydGljaXBhbnRzUmVxdWVzdBodLmNoYXQuQWRkUGFydGljaXBhbnRzUmVzcG9uc2USVAoRUmVtb3ZlUGFydGljaXBhbnQSHi5jaGF0LlJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBofLmNoYXQuUmVtb3ZlUGFydGljaXBhbnRSZXNwb25zZRJXChJTZXRQYXJ0aWNpcGFudFJvbGUSHy5jaGF0LlNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QaIC5jaGF0LlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlElQKEUxlYXZlQ29udmVyc2F0aW9uEh4uY2hhdC5MZWF2ZUNvbnZlcnNhdGlvblJlcXVlc3QaHy5jaGF0LkxlYXZlQ29udmVyc2F0aW9uUmVzcG9uc2USQgoLRWRpdE1lc3NhZ2USGC5jaGF0LkVkaXRNZXNzYWdlUmVxdWVzdBoZLmNoYXQuRWRpdE1lc3NhZ2VSZXNwb25zZRJICg1EZWxldGVNZXNzYWdlEhouY2hhdC5EZWxldGVNZXNzYWdlUmVxdWVzdBobLmNoYXQuRGVsZXRlTWVzc2FnZVJlc3BvbnNlEksKDlJlYWN0VG9NZXNzYWdlEhsuY2hhdC5SZWFjdFRvTWVzc2FnZVJlcXVlc3QaHC5jaGF0LlJlYWN0VG9NZXNzYWdlUmVzcG9uc2USSAoNTWFya0RlbGl2ZXJlZBIaLmNoYXQuTWFya0RlbGl2ZXJlZFJlcXVlc3QaGy5jaGF0Lk1hcmtEZWxpdmVyZWRSZXNwb25zZRI5CghNYXJrUmVhZBIVLmNoYXQuTWFya1JlYWRSZXF1ZXN0GhYuY2hhdC5NYXJrUmVhZFJlc3BvbnNlElwKEkdldE1lc3NhZ2VSZWNlaXB0cxIfLmNoYXQuR2V0TWVzc2FnZVJlY2VpcHRzUmVxdWVzdBogLmNoYXQuR2V0TWVzc2FnZVJlY2VpcHRzUmVzcG9uc2UiA5ACARJRChBNdXRlQ29udmVyc2F0aW9uEh0uY2hhdC5NdXRlQ29udmVyc2F0aW9uUmVxdWVzdBoeLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEloKE0FyY2hpdmVDb252ZXJzYXRpb24SIC5jaGF0LkFyY2hpdmVDb252ZXJzYXRpb25SZXF1ZXN0GiEuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVzcG9uc2USTgoPU2NoZWR1bGVNZXNzYWdlEhwuY2hhdC5TY2hlZHVsZU1lc3NhZ2VSZXF1ZXN0Gh0uY2hhdC5TY2hlZHVsZU1lc3NhZ2VSZXNwb25zZRJlChVMaXN0U2NoZWR1bGVkTWVzc2FnZXMSIi5jaGF0Lkxpc3RTY2hlZHVsZWRNZXNzYWdlc1JlcXVlc3QaIy5jaGF0Lkxpc3RTY2hlZHVsZWRNZXNzYWdlc1Jlc3BvbnNlIgOQAgESYwoWQ2FuY2VsU2NoZWR1bGVkTWVzc2FnZRIjLmNoYXQuQ2FuY2VsU2NoZWR1bGVkTWVzc2FnZVJlcXVlc3QaJC5jaGF0LkNhbmNlbFNjaGVkdWxlZE1lc3NhZ2VSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_media_media]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQimQQKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQSJQoIcG9saWNpZXMYEiABKAsyEy5jaGF0Lkdyb3VwUG9saWNpZXMicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSK2BAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZRIbCgVtZWRpYRgUIAEoCzIMLm1lZGlhLk1lZGlhIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIvQBChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCRIlCghwb2xpY2llcxgIIAEoCzITLmNoYXQuR3JvdXBQb2xpY2llcyJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ilwMKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBEjMKFHNlbmRfbWVzc2FnZXNfcG9saWN5GAUgASgOMhUuY2hhdC5Hcm91cFBlcm1pc3Npb24SLwoQZWRpdF9pbmZvX3BvbGljeRgGIAEoDjIVLmNoYXQuR3JvdXBQZXJtaXNzaW9uEjYKF2FkZF9wYXJ0aWNpcGFudHNfcG9saWN5GAcgASgOMhUuY2hhdC5Hcm91cFBlcm1pc3Npb24SIAoTYXBwcm92ZV9uZXdfbWVtYmVycxgIIAEoCEgDiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybEIWChRfYXBwcm92ZV9uZXdfbWVtYmVycyI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIoABChdBZGRQYXJ0aWNpcGFudHNSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIYChBpbnZpdGVkX3VzZXJfaWRzGAIgAygJEiEKGXBlbmRpbmdfYXBwcm92YWxfdXNlcl9pZHMYAyADKAkiRAoYUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIkUKGVJlbW92ZVBhcnRpY2lwYW50UmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24iagoZU2V0UGFydGljaXBhbnRSb2xlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIjCgRyb2xlGAMgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUiRgoaU2V0UGFydGljaXBhbnRSb2xlUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24iMwoYTGVhdmVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCSIbChlMZWF2ZUNvbnZlcnNhdGlvblJlc3BvbnNlIjkKEkVkaXRNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkiNQoTRWRpdE1lc3NhZ2VSZXNwb25zZRIeCgdtZXNzYWdlGAEgASgLMg0uY2hhdC5NZXNzYWdlIkAKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSFAoMZm9yX2V2ZXJ5b25lGAIgASgIIhcKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZSI6ChVSZWFjdFRvTWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlbW9qaRgCIAEoCSI7ChZSZWFjdFRvTWVzc2FnZVJlc3BvbnNlEiEKCXJlYWN0aW9ucxgBIAMoCzIOLmNoYXQuUmVhY3Rpb24iQgoUTWFya0RlbGl2ZXJlZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyIzChVNYXJrRGVsaXZlcmVkUmVzcG9uc2USGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAEgASgDIj0KD01hcmtSZWFkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJdXBfdG9fc2VxGAIgASgDIkUKEE1hcmtSZWFkUmVzcG9uc2USFQoNbGFzdF9yZWFkX3NlcRgBIAEoAxIaChJsYXN0X2RlbGl2ZXJlZF9zZXEYAiABKAMiLwoZR2V0TWVzc2FnZVJlY2VpcHRzUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIoABCg5NZXNzYWdlUmVjZWlwdBIPCgd1c2VyX2lkGAEgASgJEjAKDGRlbGl2ZXJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHcmVhZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibwoaR2V0TWVzc2FnZVJlY2VpcHRzUmVzcG9uc2USJgoIcmVjZWlwdHMYASADKAsyFC5jaGF0Lk1lc3NhZ2VSZWNlaXB0EikKDXJlY2VpcHRfc3RhdGUYAiABKA4yEi5jaGF0LlJlY2VpcHRTdGF0ZSJjChdNdXRlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSLwoLbXV0ZWRfdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhoKGE11dGVDb252ZXJzYXRpb25SZXNwb25zZSJHChpBcmNoaXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIYXJjaGl2ZWQYAiABKAgiHQobQXJjaGl2ZUNvbnZlcnNhdGlvblJlc3BvbnNlIowDChBTY2hlZHVsZWRNZXNzYWdlEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIPCgdjb250ZW50GAMgASgJEhEKCW1lZGlhX3VybBgEIAEoCRISCgptZWRpYV90eXBlGAUgASgJEhsKE3JlcGx5X3RvX21lc3NhZ2VfaWQYBiABKAkSGAoQbWVudGlvbl91c2VyX2lkcxgHIAMoCRIrCgdzZW5kX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgVzdGF0ZRgJIAEoDjIbLmNoYXQuU2NoZWR1bGVkTWVzc2FnZVN0YXRlEhIKCm1lc3NhZ2VfaWQYCiABKAkSFgoOZmFpbHVyZV9yZWFzb24YCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIugBChZTY2hlZHVsZU1lc3NhZ2VSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJEhEKCW1lZGlhX3VybBgDIAEoCRISCgptZWRpYV90eXBlGAQgASgJEhsKE3JlcGx5X3RvX21lc3NhZ2VfaWQYBSABKAkSGAoQbWVudGlvbl91c2VyX2lkcxgGIAMoCRIrCgdzZW5kX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIZChFjbGllbnRfcmVxdWVzdF9pZBgIIAEoCSJMChdTY2hlZHVsZU1lc3NhZ2VSZXNwb25zZRIxChFzY2hlZHVsZWRfbWVzc2FnZRgBIAEoCzIWLmNoYXQuU2NoZWR1bGVkTWVzc2FnZSJ0ChxMaXN0U2NoZWR1bGVkTWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIYChBpbmNsdWRlX2ZpbmlzaGVkGAIgASgIEg0KBWxpbWl0GAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkibAodTGlzdFNjaGVkdWxlZE1lc3NhZ2VzUmVzcG9uc2USMgoSc2NoZWR1bGVkX21lc3NhZ2VzGAEgAygLMhYuY2hhdC5TY2hlZHVsZWRNZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9Ch1DYW5jZWxTY2hlZHVsZWRNZXNzYWdlUmVxdWVzdBIcChRzY2hlZHVsZWRfbWVzc2FnZV9pZBgBIAEoCSJTCh5DYW5jZWxTY2hlZHVsZWRNZXNzYWdlUmVzcG9uc2USMQoRc2NoZWR1bGVkX21lc3NhZ2UYASABKAsyFi5jaGF0LlNjaGVkdWxlZE1lc3NhZ2UitQEKDUdyb3VwUG9saWNpZXMSLAoNc2VuZF9tZXNzYWdlcxgBIAEoDjIVLmNoYXQuR3JvdXBQZXJtaXNzaW9uEigKCWVkaXRfaW5mbxgCIAEoDjIVLmNoYXQuR3JvdXBQZXJtaXNzaW9uEi8KEGFkZF9wYXJ0aWNpcGFudHMYAyABKA4yFS5jaGF0Lkdyb3VwUGVybWlzc2lvbhIbChNhcHByb3ZlX25ld19tZW1iZXJzGAQgASgIIrsCCgpJbnZpdGVMaW5rEgwKBGNvZGUYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhIKCmNyZWF0ZWRfYnkYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbWF4X3VzZXMYBiABKAUSEQoJdXNlX2NvdW50GAcgASgFEhkKEXJlcXVpcmVzX2FwcHJvdmFsGAggASgIEi4KCnJldm9rZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmludml0ZWVfaWQYCiABKAkSDgoGYWN0aXZlGAsgASgIIvQBCg1JbnZpdGVQcmV2aWV3EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgpncm91cF9uYW1lGAIgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYBCABKAkSGQoRcGFydGljaXBhbnRfY291bnQYBSABKAUSGQoRcmVxdWlyZXNfYXBwcm92YWwYBiABKAgSGwoTYWxyZWFkeV9wYXJ0aWNpcGFudBgHIAEoCBIuCgpleHBpcmVzX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLkAQoLSm9pblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5jaGF0LkpvaW5SZXF1ZXN0U3RhdGUSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIYWRkZWRfYnkYBSABKAkSLgoKZGVjaWRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKZGVjaWRlZF9ieRgHIAEoCSJTCgtHcm91cEludml0ZRIeCgRsaW5rGAEgASgLMhAuY2hhdC5JbnZpdGVMaW5rEiQKB3ByZXZpZXcYAiABKAsyEy5jaGF0Lkludml0ZVByZXZpZXcilgEKF0NyZWF0ZUludml0ZUxpbmtSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIaChJleHBpcmVzX2luX3NlY29uZHMYAiABKAMSEAoIbWF4X3VzZXMYAyABKAUSGQoRcmVxdWlyZXNfYXBwcm92YWwYBCABKAgSGQoRY2xpZW50X3JlcXVlc3RfaWQYBSABKAkiOgoYQ3JlYXRlSW52aXRlTGlua1Jlc3BvbnNlEh4KBGxpbmsYASABKAsyEC5jaGF0Lkludml0ZUxpbmsiSwoWTGlzdEludml0ZUxpbmtzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSGAoQaW5jbHVkZV9pbmFjdGl2ZRgCIAEoCCI6ChdMaXN0SW52aXRlTGlua3NSZXNwb25zZRIfCgVsaW5rcxgBIAMoCzIQLmNoYXQuSW52aXRlTGluayJAChdSZXZva2VJbnZpdGVMaW5rUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDAoEY29kZRgCIAEoCSI6ChhSZXZva2VJbnZpdGVMaW5rUmVzcG9uc2USHgoEbGluaxgBIAEoCzIQLmNoYXQuSW52aXRlTGluayKWAQoXUmVzZXRJbnZpdGVMaW5rc1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhoKEmV4cGlyZXNfaW5fc2Vjb25kcxgCIAEoAxIQCghtYXhfdXNlcxgDIAEoBRIZChFyZXF1aXJlc19hcHByb3ZhbBgEIAEoCBIZChFjbGllbnRfcmVxdWVzdF9pZBgFIAEoCSJRChhSZXNldEludml0ZUxpbmtzUmVzcG9uc2USHgoEbGluaxgBIAEoCzIQLmNoYXQuSW52aXRlTGluaxIVCg1yZXZva2VkX2NvdW50GAIgASgFIicKF0dldEludml0ZVByZXZpZXdSZXF1ZXN0EgwKBGNvZGUYASABKAkiQAoYR2V0SW52aXRlUHJldmlld1Jlc3BvbnNlEiQKB3ByZXZpZXcYASABKAsyEy5jaGF0Lkludml0ZVByZXZpZXciIwoTSm9pbkJ5SW52aXRlUmVxdWVzdBIMCgRjb2RlGAEgASgJImkKFEpvaW5CeUludml0ZVJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uEicKDGpvaW5fcmVxdWVzdBgCIAEoCzIRLmNoYXQuSm9pblJlcXVlc3QiMgoXTGlzdEpvaW5SZXF1ZXN0c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIj8KGExpc3RKb2luUmVxdWVzdHNSZXNwb25zZRIjCghyZXF1ZXN0cxgBIAMoCzIRLmNoYXQuSm9pblJlcXVlc3QiRQoZQXBwcm92ZUpvaW5SZXF1ZXN0UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJGChpBcHByb3ZlSm9pblJlcXVlc3RSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJEChhSZWplY3RKb2luUmVxdWVzdFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiPwoZUmVqZWN0Sm9pblJlcXVlc3RSZXNwb25zZRIiCgdyZXF1ZXN0GAEgASgLMhEuY2hhdC5Kb2luUmVxdWVzdCIbChlMaXN0TXlHcm91cEludml0ZXNSZXF1ZXN0IkAKGkxpc3RNeUdyb3VwSW52aXRlc1Jlc3BvbnNlEiIKB2ludml0ZXMYASADKAsyES5jaGF0Lkdyb3VwSW52aXRlKogBCg9QYXJ0aWNpcGFudFJvbGUSIAocUEFSVElDSVBBTlRfUk9MRV9VTlNQRUNJRklFRBAAEhsKF1BBUlRJQ0lQQU5UX1JPTEVfTUVNQkVSEAESGgoWUEFSVElDSVBBTlRfUk9MRV9BRE1JThACEhoKFlBBUlRJQ0lQQU5UX1JPTEVfT1dORVIQAyp6CgxSZWNlaXB0U3RhdGUSHQoZUkVDRUlQVF9TVEFURV9VTlNQRUNJRklFRBAAEhYKElJFQ0VJUFRfU1RBVEVfU0VOVBABEhsKF1JFQ0VJUFRfU1RBVEVfREVMSVZFUkVEEAISFgoSUkVDRUlQVF9TVEFURV9SRUFEEAMqWwoLTWVzc2FnZUtpbmQSHAoYTUVTU0FHRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRTUVTU0FHRV9LSU5EX1VTRVIQARIXChNNRVNTQUdFX0tJTkRfU1lTVEVNEAIq0gEKFVNjaGVkdWxlZE1lc3NhZ2VTdGF0ZRInCiNTQ0hFRFVMRURfTUVTU0FHRV9TVEFURV9VTlNQRUNJRklFRBAAEiMKH1NDSEVEVUxFRF9NRVNTQUdFX1NUQVRFX1BFTkRJTkcQARIgChxTQ0hFRFVMRURfTUVTU0FHRV9TVEFURV9TRU5UEAISIgoeU0NIRURVTEVEX01FU1NBR0VfU1RBVEVfRkFJTEVEEAMSJQohU0NIRURVTEVEX01FU1NBR0VfU1RBVEVfQ0FOQ0VMTEVEEAQqfAoPR3JvdXBQZXJtaXNzaW9uEiAKHEdST1VQX1BFUk1JU1NJT05fVU5TUEVDSUZJRUQQABIlCiFHUk9VUF9QRVJNSVNTSU9OX0FMTF9QQVJUSUNJUEFOVFMQARIgChxHUk9VUF9QRVJNSVNTSU9OX0FETUlOU19PTkxZEAIqmAEKEEpvaW5SZXF1ZXN0U3RhdGUSIgoeSk9JTl9SRVFVRVNUX1NUQVRFX1VOU1BFQ0lGSUVEEAASHgoaSk9JTl9SRVFVRVNUX1NUQVRFX1BFTkRJTkcQARIfChtKT0lOX1JFUVVFU1RfU1RBVEVfQVBQUk9WRUQQAhIfChtKT0lOX1JFUVVFU1RfU1RBVEVfUkVKRUNURUQQAzKXFAoLQ2hhdFNlcnZpY2USVwoSQ3JlYXRlQ29udmVyc2F0aW9uEh8uY2hhdC5DcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0GiAuY2hhdC5DcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEkoKDExpc3RNZXNzYWdlcxIZLmNoYXQuTGlzdE1lc3NhZ2VzUmVxdWVzdBoaLmNoYXQuTGlzdE1lc3NhZ2VzUmVzcG9uc2UiA5ACARJWChBHZXRDb252ZXJzYXRpb25zEh0uY2hhdC5HZXRDb252ZXJzYXRpb25zUmVxdWVzdBoeLmNoYXQuR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlIgOQAgESUwoPR2V0Q29udmVyc2F0aW9uEhwuY2hhdC5HZXRDb252ZXJzYXRpb25SZXF1ZXN0Gh0uY2hhdC5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIDkAIBEkIKC1VwZGF0ZUdyb3VwEhguY2hhdC5VcGRhdGVHcm91cFJlcXVlc3QaGS5jaGF0LlVwZGF0ZUdyb3VwUmVzcG9uc2USTgoPQWRkUGFydGljaXBhbnRzEhwuY2hhdC5BZGRQYXJ0aWNpcGFudHNSZXF1ZXN0Gh0uY2hhdC5BZGRQYXJ0aWNpcGFudHNSZXNwb25zZRJUChFSZW1vdmVQYXJ0aWNpcGFudBIeLmNoYXQuUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0Gh8uY2hhdC5SZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlElcKElNldFBhcnRpY2lwYW50Um9sZRIfLmNoYXQuU2V0UGFydGljaXBhbnRSb2xlUmVxdWVzdBogLmNoYXQuU2V0UGFydGljaXBhbnRSb2xlUmVzcG9uc2USVAoRTGVhdmVDb252ZXJzYXRpb24SHi5jaGF0LkxlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBofLmNoYXQuTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZRJCCgtFZGl0TWVzc2FnZRIYLmNoYXQuRWRpdE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5FZGl0TWVzc2FnZVJlc3BvbnNlEkgKDURlbGV0ZU1lc3NhZ2USGi5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GhsuY2hhdC5EZWxldGVNZXNzYWdlUmVzcG9uc2USSwoOUmVhY3RUb01lc3NhZ2USGy5jaGF0LlJlYWN0VG9NZXNzYWdlUmVxdWVzdBocLmNoYXQuUmVhY3RUb01lc3NhZ2VSZXNwb25zZRJICg1NYXJrRGVsaXZlcmVkEhouY2hhdC5NYXJrRGVsaXZlcmVkUmVxdWVzdBobLmNoYXQuTWFya0RlbGl2ZXJlZFJlc3BvbnNlEjkKCE1hcmtSZWFkEhUuY2hhdC5NYXJrUmVhZFJlcXVlc3QaFi5jaGF0Lk1hcmtSZWFkUmVzcG9uc2USXAoSR2V0TWVzc2FnZVJlY2VpcHRzEh8uY2hhdC5HZXRNZXNzYWdlUmVjZWlwdHNSZXF1ZXN0GiAuY2hhdC5HZXRNZXNzYWdlUmVjZWlwdHNSZXNwb25zZSIDkAIBElEKEE11dGVDb252ZXJzYXRpb24SHS5jaGF0Lk11dGVDb252ZXJzYXRpb25SZXF1ZXN0Gh4uY2hhdC5NdXRlQ29udmVyc2F0aW9uUmVzcG9uc2USWgoTQXJjaGl2ZUNvbnZlcnNhdGlvbhIgLmNoYXQuQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QaIS5jaGF0LkFyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZRJOCg9TY2hlZHVsZU1lc3NhZ2USHC5jaGF0LlNjaGVkdWxlTWVzc2FnZVJlcXVlc3QaHS5jaGF0LlNjaGVkdWxlTWVzc2FnZVJlc3BvbnNlEmUKFUxpc3RTY2hlZHVsZWRNZXNzYWdlcxIiLmNoYXQuTGlzdFNjaGVkdWxlZE1lc3NhZ2VzUmVxdWVzdBojLmNoYXQuTGlzdFNjaGVkdWxlZE1lc3NhZ2VzUmVzcG9uc2UiA5ACARJjChZDYW5jZWxTY2hlZHVsZWRNZXNzYWdlEiMuY2hhdC5DYW5jZWxTY2hlZHVsZWRNZXNzYWdlUmVxdWVzdBokLmNoYXQuQ2FuY2VsU2NoZWR1bGVkTWVzc2FnZVJlc3BvbnNlElEKEENyZWF0ZUludml0ZUxpbmsSHS5jaGF0LkNyZWF0ZUludml0ZUxpbmtSZXF1ZXN0Gh4uY2hhdC5DcmVhdGVJbnZpdGVMaW5rUmVzcG9uc2USUwoPTGlzdEludml0ZUxpbmtzEhwuY2hhdC5MaXN0SW52aXRlTGlua3NSZXF1ZXN0Gh0uY2hhdC5MaXN0SW52aXRlTGlua3NSZXNwb25zZSIDkAIBElEKEFJldm9rZUludml0ZUxpbmsSHS5jaGF0LlJldm9rZUludml0ZUxpbmtSZXF1ZXN0Gh4uY2hhdC5SZXZva2VJbnZpdGVMaW5rUmVzcG9uc2USUQoQUmVzZXRJbnZpdGVMaW5rcxIdLmNoYXQuUmVzZXRJbnZpdGVMaW5rc1JlcXVlc3QaHi5jaGF0LlJlc2V0SW52aXRlTGlua3NSZXNwb25zZRJWChBHZXRJbnZpdGVQcmV2aWV3Eh0uY2hhdC5HZXRJbnZpdGVQcmV2aWV3UmVxdWVzdBoeLmNoYXQuR2V0SW52aXRlUHJldmlld1Jlc3BvbnNlIgOQAgESRQoMSm9pbkJ5SW52aXRlEhkuY2hhdC5Kb2luQnlJbnZpdGVSZXF1ZXN0GhouY2hhdC5Kb2luQnlJbnZpdGVSZXNwb25zZRJWChBMaXN0Sm9pblJlcXVlc3RzEh0uY2hhdC5MaXN0Sm9pblJlcXVlc3RzUmVxdWVzdBoeLmNoYXQuTGlzdEpvaW5SZXF1ZXN0c1Jlc3BvbnNlIgOQAgESVwoSQXBwcm92ZUpvaW5SZXF1ZXN0Eh8uY2hhdC5BcHByb3ZlSm9pblJlcXVlc3RSZXF1ZXN0GiAuY2hhdC5BcHByb3ZlSm9pblJlcXVlc3RSZXNwb25zZRJUChFSZWplY3RKb2luUmVxdWVzdBIeLmNoYXQuUmVqZWN0Sm9pblJlcXVlc3RSZXF1ZXN0Gh8uY2hhdC5SZWplY3RKb2luUmVxdWVzdFJlc3BvbnNlElwKEkxpc3RNeUdyb3VwSW52aXRlcxIfLmNoYXQuTGlzdE15R3JvdXBJbnZpdGVzUmVxdWVzdBogLmNoYXQuTGlzdE15R3JvdXBJbnZpdGVzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_media_media]);
 
 /**
  * A conversation as the caller sees it.
@@ -184,6 +184,15 @@ export type Conversation = Message$1<"chat.Conversation"> & {
    * @generated from field: repeated chat.Participant participants = 17;
    */
   participants: Participant[];
+
+  /**
+   * The group's policies (who may send, edit the group's info, add
+   * participants; whether new members need approval); unset for direct
+   * conversations.
+   *
+   * @generated from field: chat.GroupPolicies policies = 18;
+   */
+  policies?: GroupPolicies | undefined;
 };
 
 /**
@@ -532,6 +541,14 @@ export type CreateConversationRequest = Message$1<"chat.CreateConversationReques
    * @generated from field: string client_request_id = 7;
    */
   clientRequestId: string;
+
+  /**
+   * A new group's policies; unset, or a field UNSPECIFIED, takes the default
+   * (see GroupPolicies). Ignored for direct conversations.
+   *
+   * @generated from field: chat.GroupPolicies policies = 8;
+   */
+  policies?: GroupPolicies | undefined;
 };
 
 /**
@@ -903,6 +920,38 @@ export type UpdateGroupRequest = Message$1<"chat.UpdateGroupRequest"> & {
    * @generated from field: optional string group_avatar_url = 4;
    */
   groupAvatarUrl?: string | undefined;
+
+  /**
+   * New policy for who may send messages (admins and owner only, whatever
+   * the edit_info policy); UNSPECIFIED leaves it.
+   *
+   * @generated from field: chat.GroupPermission send_messages_policy = 5;
+   */
+  sendMessagesPolicy: GroupPermission;
+
+  /**
+   * New policy for who may change the name, description and avatar (admins
+   * and owner only); UNSPECIFIED leaves it.
+   *
+   * @generated from field: chat.GroupPermission edit_info_policy = 6;
+   */
+  editInfoPolicy: GroupPermission;
+
+  /**
+   * New policy for who may add participants (admins and owner only);
+   * UNSPECIFIED leaves it.
+   *
+   * @generated from field: chat.GroupPermission add_participants_policy = 7;
+   */
+  addParticipantsPolicy: GroupPermission;
+
+  /**
+   * Whether new members need an admin's approval, when set (admins and
+   * owner only).
+   *
+   * @generated from field: optional bool approve_new_members = 8;
+   */
+  approveNewMembers?: boolean | undefined;
 };
 
 /**
@@ -974,6 +1023,26 @@ export type AddParticipantsResponse = Message$1<"chat.AddParticipantsResponse"> 
    * @generated from field: chat.Conversation conversation = 1;
    */
   conversation?: Conversation | undefined;
+
+  /**
+   * Users whose group_add privacy setting (user.Privacy) did not let the
+   * caller add them: each got a personal invite instead (a single-use
+   * invite link for them alone, valid 3 days, listed by their
+   * ListMyGroupInvites and announced by a `group_invite_received` event),
+   * which they accept with JoinByInvite.
+   *
+   * @generated from field: repeated string invited_user_ids = 2;
+   */
+  invitedUserIds: string[];
+
+  /**
+   * Users not added because the group's approve_new_members policy is on and
+   * the caller is not an admin: a join request was filed for each, for the
+   * admins to approve (ListJoinRequests).
+   *
+   * @generated from field: repeated string pending_approval_user_ids = 3;
+   */
+  pendingApprovalUserIds: string[];
 };
 
 /**
@@ -1856,6 +1925,828 @@ export const CancelScheduledMessageResponseSchema: GenMessage<CancelScheduledMes
   messageDesc(file_chat_chat, 48);
 
 /**
+ * A group's policies. Only admins and the owner change them (UpdateGroup);
+ * each change writes the system message "group_policies_updated" and sends
+ * `conversation_updated` to every participant. Defaults, kept from before
+ * policies existed so existing clients see no change: everyone may send,
+ * only admins edit the info and add participants, no approval.
+ *
+ * @generated from message chat.GroupPolicies
+ */
+export type GroupPolicies = Message$1<"chat.GroupPolicies"> & {
+  /**
+   * Who may send messages (ADMINS_ONLY: an announcement group; others get
+   * PermissionDenied from SendMessage). Default ALL_PARTICIPANTS.
+   *
+   * @generated from field: chat.GroupPermission send_messages = 1;
+   */
+  sendMessages: GroupPermission;
+
+  /**
+   * Who may change the group's name, description and avatar. Default
+   * ADMINS_ONLY.
+   *
+   * @generated from field: chat.GroupPermission edit_info = 2;
+   */
+  editInfo: GroupPermission;
+
+  /**
+   * Who may add participants (AddParticipants). Default ADMINS_ONLY.
+   *
+   * @generated from field: chat.GroupPermission add_participants = 3;
+   */
+  addParticipants: GroupPermission;
+
+  /**
+   * Whether new members need an admin's approval: joining by an invite link
+   * files a join request, and so does a plain member's AddParticipants.
+   * Admins' own adds and personal invites need none. Default false.
+   *
+   * @generated from field: bool approve_new_members = 4;
+   */
+  approveNewMembers: boolean;
+};
+
+/**
+ * Describes the message chat.GroupPolicies.
+ * Use `create(GroupPoliciesSchema)` to create a new message.
+ */
+export const GroupPoliciesSchema: GenMessage<GroupPolicies> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 49);
+
+/**
+ * An invite link of a group: its code is what a client shares (e.g. as
+ * https://<your app>/join/<code>).
+ *
+ * @generated from message chat.InviteLink
+ */
+export type InviteLink = Message$1<"chat.InviteLink"> & {
+  /**
+   * The code: 22 URL-safe characters (128 random bits).
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * The group's conversation id (UUID).
+   *
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * User id of the admin who created it (for a personal invite: the adder).
+   *
+   * @generated from field: string created_by = 3;
+   */
+  createdBy: string;
+
+  /**
+   * When it was created.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When it stops working; unset: never.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 5;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * How many joins it allows; 0: no limit.
+   *
+   * @generated from field: int32 max_uses = 6;
+   */
+  maxUses: number;
+
+  /**
+   * How many joins (and join requests) it has counted.
+   *
+   * @generated from field: int32 use_count = 7;
+   */
+  useCount: number;
+
+  /**
+   * Whether joining through it files a join request for the admins instead.
+   *
+   * @generated from field: bool requires_approval = 8;
+   */
+  requiresApproval: boolean;
+
+  /**
+   * When it was revoked (RevokeInviteLink, ResetInviteLinks); unset while not.
+   *
+   * @generated from field: google.protobuf.Timestamp revoked_at = 9;
+   */
+  revokedAt?: Timestamp | undefined;
+
+  /**
+   * For a personal invite (see AddParticipantsResponse.invited_user_ids):
+   * the one user who may use it; empty for a shared link.
+   *
+   * @generated from field: string invitee_id = 10;
+   */
+  inviteeId: string;
+
+  /**
+   * Whether it can be used now (not revoked, expired or used up).
+   *
+   * @generated from field: bool active = 11;
+   */
+  active: boolean;
+};
+
+/**
+ * Describes the message chat.InviteLink.
+ * Use `create(InviteLinkSchema)` to create a new message.
+ */
+export const InviteLinkSchema: GenMessage<InviteLink> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 50);
+
+/**
+ * What a group looks like from an invite, before joining.
+ *
+ * @generated from message chat.InvitePreview
+ */
+export type InvitePreview = Message$1<"chat.InvitePreview"> & {
+  /**
+   * The group's conversation id (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The group's name.
+   *
+   * @generated from field: string group_name = 2;
+   */
+  groupName: string;
+
+  /**
+   * The group's description.
+   *
+   * @generated from field: string group_description = 3;
+   */
+  groupDescription: string;
+
+  /**
+   * The group's avatar URL (empty for none).
+   *
+   * @generated from field: string group_avatar_url = 4;
+   */
+  groupAvatarUrl: string;
+
+  /**
+   * How many participants it has now.
+   *
+   * @generated from field: int32 participant_count = 5;
+   */
+  participantCount: number;
+
+  /**
+   * Whether joining files a join request (the link's setting or the group's
+   * approve_new_members policy).
+   *
+   * @generated from field: bool requires_approval = 6;
+   */
+  requiresApproval: boolean;
+
+  /**
+   * Whether the caller already is a participant.
+   *
+   * @generated from field: bool already_participant = 7;
+   */
+  alreadyParticipant: boolean;
+
+  /**
+   * When the link expires; unset: never.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 8;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chat.InvitePreview.
+ * Use `create(InvitePreviewSchema)` to create a new message.
+ */
+export const InvitePreviewSchema: GenMessage<InvitePreview> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 51);
+
+/**
+ * Someone asking to join a group (by an invite link needing approval, or
+ * added by a plain member while approve_new_members is on).
+ *
+ * @generated from message chat.JoinRequest
+ */
+export type JoinRequest = Message$1<"chat.JoinRequest"> & {
+  /**
+   * The group's conversation id (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * User id of who would join.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: chat.JoinRequestState state = 3;
+   */
+  state: JoinRequestState;
+
+  /**
+   * When it was filed.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * User id of the member who added them (AddParticipants); empty when they
+   * asked themselves (JoinByInvite).
+   *
+   * @generated from field: string added_by = 5;
+   */
+  addedBy: string;
+
+  /**
+   * When an admin decided; unset while pending.
+   *
+   * @generated from field: google.protobuf.Timestamp decided_at = 6;
+   */
+  decidedAt?: Timestamp | undefined;
+
+  /**
+   * User id of the admin who decided; empty while pending.
+   *
+   * @generated from field: string decided_by = 7;
+   */
+  decidedBy: string;
+};
+
+/**
+ * Describes the message chat.JoinRequest.
+ * Use `create(JoinRequestSchema)` to create a new message.
+ */
+export const JoinRequestSchema: GenMessage<JoinRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 52);
+
+/**
+ * A personal invite the caller received.
+ *
+ * @generated from message chat.GroupInvite
+ */
+export type GroupInvite = Message$1<"chat.GroupInvite"> & {
+  /**
+   * The invite (its code is what JoinByInvite takes).
+   *
+   * @generated from field: chat.InviteLink link = 1;
+   */
+  link?: InviteLink | undefined;
+
+  /**
+   * The group it leads to.
+   *
+   * @generated from field: chat.InvitePreview preview = 2;
+   */
+  preview?: InvitePreview | undefined;
+};
+
+/**
+ * Describes the message chat.GroupInvite.
+ * Use `create(GroupInviteSchema)` to create a new message.
+ */
+export const GroupInviteSchema: GenMessage<GroupInvite> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 53);
+
+/**
+ * Creates an invite link.
+ *
+ * @generated from message chat.CreateInviteLinkRequest
+ */
+export type CreateInviteLinkRequest = Message$1<"chat.CreateInviteLinkRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Seconds until the link expires: 1 to 31,536,000 (365 days); 0: never.
+   *
+   * @generated from field: int64 expires_in_seconds = 2;
+   */
+  expiresInSeconds: bigint;
+
+  /**
+   * How many joins it allows: up to 100,000; 0: no limit.
+   *
+   * @generated from field: int32 max_uses = 3;
+   */
+  maxUses: number;
+
+  /**
+   * Whether joining through it files a join request for the admins.
+   *
+   * @generated from field: bool requires_approval = 4;
+   */
+  requiresApproval: boolean;
+
+  /**
+   * Idempotency key (at most 64 characters): a retry with the same key
+   * answers the same link and creates nothing.
+   *
+   * @generated from field: string client_request_id = 5;
+   */
+  clientRequestId: string;
+};
+
+/**
+ * Describes the message chat.CreateInviteLinkRequest.
+ * Use `create(CreateInviteLinkRequestSchema)` to create a new message.
+ */
+export const CreateInviteLinkRequestSchema: GenMessage<CreateInviteLinkRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 54);
+
+/**
+ * The new link.
+ *
+ * @generated from message chat.CreateInviteLinkResponse
+ */
+export type CreateInviteLinkResponse = Message$1<"chat.CreateInviteLinkResponse"> & {
+  /**
+   * The link.
+   *
+   * @generated from field: chat.InviteLink link = 1;
+   */
+  link?: InviteLink | undefined;
+};
+
+/**
+ * Describes the message chat.CreateInviteLinkResponse.
+ * Use `create(CreateInviteLinkResponseSchema)` to create a new message.
+ */
+export const CreateInviteLinkResponseSchema: GenMessage<CreateInviteLinkResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 55);
+
+/**
+ * Lists a group's invite links.
+ *
+ * @generated from message chat.ListInviteLinksRequest
+ */
+export type ListInviteLinksRequest = Message$1<"chat.ListInviteLinksRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Also the revoked, expired and used-up links (at most 100 in all).
+   *
+   * @generated from field: bool include_inactive = 2;
+   */
+  includeInactive: boolean;
+};
+
+/**
+ * Describes the message chat.ListInviteLinksRequest.
+ * Use `create(ListInviteLinksRequestSchema)` to create a new message.
+ */
+export const ListInviteLinksRequestSchema: GenMessage<ListInviteLinksRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 56);
+
+/**
+ * The links.
+ *
+ * @generated from message chat.ListInviteLinksResponse
+ */
+export type ListInviteLinksResponse = Message$1<"chat.ListInviteLinksResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated chat.InviteLink links = 1;
+   */
+  links: InviteLink[];
+};
+
+/**
+ * Describes the message chat.ListInviteLinksResponse.
+ * Use `create(ListInviteLinksResponseSchema)` to create a new message.
+ */
+export const ListInviteLinksResponseSchema: GenMessage<ListInviteLinksResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 57);
+
+/**
+ * Revokes an invite link.
+ *
+ * @generated from message chat.RevokeInviteLinkRequest
+ */
+export type RevokeInviteLinkRequest = Message$1<"chat.RevokeInviteLinkRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The link's code.
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message chat.RevokeInviteLinkRequest.
+ * Use `create(RevokeInviteLinkRequestSchema)` to create a new message.
+ */
+export const RevokeInviteLinkRequestSchema: GenMessage<RevokeInviteLinkRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 58);
+
+/**
+ * The revoked link.
+ *
+ * @generated from message chat.RevokeInviteLinkResponse
+ */
+export type RevokeInviteLinkResponse = Message$1<"chat.RevokeInviteLinkResponse"> & {
+  /**
+   * The link, revoked.
+   *
+   * @generated from field: chat.InviteLink link = 1;
+   */
+  link?: InviteLink | undefined;
+};
+
+/**
+ * Describes the message chat.RevokeInviteLinkResponse.
+ * Use `create(RevokeInviteLinkResponseSchema)` to create a new message.
+ */
+export const RevokeInviteLinkResponseSchema: GenMessage<RevokeInviteLinkResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 59);
+
+/**
+ * Revokes a group's links and creates a new one.
+ *
+ * @generated from message chat.ResetInviteLinksRequest
+ */
+export type ResetInviteLinksRequest = Message$1<"chat.ResetInviteLinksRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The new link's expiry, as CreateInviteLinkRequest.expires_in_seconds.
+   *
+   * @generated from field: int64 expires_in_seconds = 2;
+   */
+  expiresInSeconds: bigint;
+
+  /**
+   * The new link's max_uses, as CreateInviteLinkRequest.max_uses.
+   *
+   * @generated from field: int32 max_uses = 3;
+   */
+  maxUses: number;
+
+  /**
+   * Whether the new link requires approval.
+   *
+   * @generated from field: bool requires_approval = 4;
+   */
+  requiresApproval: boolean;
+
+  /**
+   * Idempotency key (at most 64 characters): a retry with the same key
+   * answers as the first call and revokes nothing more.
+   *
+   * @generated from field: string client_request_id = 5;
+   */
+  clientRequestId: string;
+};
+
+/**
+ * Describes the message chat.ResetInviteLinksRequest.
+ * Use `create(ResetInviteLinksRequestSchema)` to create a new message.
+ */
+export const ResetInviteLinksRequestSchema: GenMessage<ResetInviteLinksRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 60);
+
+/**
+ * The new link.
+ *
+ * @generated from message chat.ResetInviteLinksResponse
+ */
+export type ResetInviteLinksResponse = Message$1<"chat.ResetInviteLinksResponse"> & {
+  /**
+   * The new link.
+   *
+   * @generated from field: chat.InviteLink link = 1;
+   */
+  link?: InviteLink | undefined;
+
+  /**
+   * How many links were revoked.
+   *
+   * @generated from field: int32 revoked_count = 2;
+   */
+  revokedCount: number;
+};
+
+/**
+ * Describes the message chat.ResetInviteLinksResponse.
+ * Use `create(ResetInviteLinksResponseSchema)` to create a new message.
+ */
+export const ResetInviteLinksResponseSchema: GenMessage<ResetInviteLinksResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 61);
+
+/**
+ * Asks what group an invite code leads to.
+ *
+ * @generated from message chat.GetInvitePreviewRequest
+ */
+export type GetInvitePreviewRequest = Message$1<"chat.GetInvitePreviewRequest"> & {
+  /**
+   * The invite code.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message chat.GetInvitePreviewRequest.
+ * Use `create(GetInvitePreviewRequestSchema)` to create a new message.
+ */
+export const GetInvitePreviewRequestSchema: GenMessage<GetInvitePreviewRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 62);
+
+/**
+ * The preview.
+ *
+ * @generated from message chat.GetInvitePreviewResponse
+ */
+export type GetInvitePreviewResponse = Message$1<"chat.GetInvitePreviewResponse"> & {
+  /**
+   * The group as seen from outside.
+   *
+   * @generated from field: chat.InvitePreview preview = 1;
+   */
+  preview?: InvitePreview | undefined;
+};
+
+/**
+ * Describes the message chat.GetInvitePreviewResponse.
+ * Use `create(GetInvitePreviewResponseSchema)` to create a new message.
+ */
+export const GetInvitePreviewResponseSchema: GenMessage<GetInvitePreviewResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 63);
+
+/**
+ * Joins a group by an invite code.
+ *
+ * @generated from message chat.JoinByInviteRequest
+ */
+export type JoinByInviteRequest = Message$1<"chat.JoinByInviteRequest"> & {
+  /**
+   * The invite code.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message chat.JoinByInviteRequest.
+ * Use `create(JoinByInviteRequestSchema)` to create a new message.
+ */
+export const JoinByInviteRequestSchema: GenMessage<JoinByInviteRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 64);
+
+/**
+ * Joined, or asked to.
+ *
+ * @generated from message chat.JoinByInviteResponse
+ */
+export type JoinByInviteResponse = Message$1<"chat.JoinByInviteResponse"> & {
+  /**
+   * The group, when the caller is now a participant; unset when a join
+   * request was filed instead.
+   *
+   * @generated from field: chat.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+
+  /**
+   * The pending join request, when the group's admins must approve.
+   *
+   * @generated from field: chat.JoinRequest join_request = 2;
+   */
+  joinRequest?: JoinRequest | undefined;
+};
+
+/**
+ * Describes the message chat.JoinByInviteResponse.
+ * Use `create(JoinByInviteResponseSchema)` to create a new message.
+ */
+export const JoinByInviteResponseSchema: GenMessage<JoinByInviteResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 65);
+
+/**
+ * Lists a group's pending join requests.
+ *
+ * @generated from message chat.ListJoinRequestsRequest
+ */
+export type ListJoinRequestsRequest = Message$1<"chat.ListJoinRequestsRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message chat.ListJoinRequestsRequest.
+ * Use `create(ListJoinRequestsRequestSchema)` to create a new message.
+ */
+export const ListJoinRequestsRequestSchema: GenMessage<ListJoinRequestsRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 66);
+
+/**
+ * The pending requests.
+ *
+ * @generated from message chat.ListJoinRequestsResponse
+ */
+export type ListJoinRequestsResponse = Message$1<"chat.ListJoinRequestsResponse"> & {
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated chat.JoinRequest requests = 1;
+   */
+  requests: JoinRequest[];
+};
+
+/**
+ * Describes the message chat.ListJoinRequestsResponse.
+ * Use `create(ListJoinRequestsResponseSchema)` to create a new message.
+ */
+export const ListJoinRequestsResponseSchema: GenMessage<ListJoinRequestsResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 67);
+
+/**
+ * Approves a join request.
+ *
+ * @generated from message chat.ApproveJoinRequestRequest
+ */
+export type ApproveJoinRequestRequest = Message$1<"chat.ApproveJoinRequestRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * User id (UUID) of the requester.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message chat.ApproveJoinRequestRequest.
+ * Use `create(ApproveJoinRequestRequestSchema)` to create a new message.
+ */
+export const ApproveJoinRequestRequestSchema: GenMessage<ApproveJoinRequestRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 68);
+
+/**
+ * Approved.
+ *
+ * @generated from message chat.ApproveJoinRequestResponse
+ */
+export type ApproveJoinRequestResponse = Message$1<"chat.ApproveJoinRequestResponse"> & {
+  /**
+   * The group as the caller sees it after the call.
+   *
+   * @generated from field: chat.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+};
+
+/**
+ * Describes the message chat.ApproveJoinRequestResponse.
+ * Use `create(ApproveJoinRequestResponseSchema)` to create a new message.
+ */
+export const ApproveJoinRequestResponseSchema: GenMessage<ApproveJoinRequestResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 69);
+
+/**
+ * Rejects a join request.
+ *
+ * @generated from message chat.RejectJoinRequestRequest
+ */
+export type RejectJoinRequestRequest = Message$1<"chat.RejectJoinRequestRequest"> & {
+  /**
+   * Id (UUID) of the group.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * User id (UUID) of the requester.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message chat.RejectJoinRequestRequest.
+ * Use `create(RejectJoinRequestRequestSchema)` to create a new message.
+ */
+export const RejectJoinRequestRequestSchema: GenMessage<RejectJoinRequestRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 70);
+
+/**
+ * Rejected.
+ *
+ * @generated from message chat.RejectJoinRequestResponse
+ */
+export type RejectJoinRequestResponse = Message$1<"chat.RejectJoinRequestResponse"> & {
+  /**
+   * The request, rejected.
+   *
+   * @generated from field: chat.JoinRequest request = 1;
+   */
+  request?: JoinRequest | undefined;
+};
+
+/**
+ * Describes the message chat.RejectJoinRequestResponse.
+ * Use `create(RejectJoinRequestResponseSchema)` to create a new message.
+ */
+export const RejectJoinRequestResponseSchema: GenMessage<RejectJoinRequestResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 71);
+
+/**
+ * Lists the caller's personal group invites.
+ *
+ * @generated from message chat.ListMyGroupInvitesRequest
+ */
+export type ListMyGroupInvitesRequest = Message$1<"chat.ListMyGroupInvitesRequest"> & {
+};
+
+/**
+ * Describes the message chat.ListMyGroupInvitesRequest.
+ * Use `create(ListMyGroupInvitesRequestSchema)` to create a new message.
+ */
+export const ListMyGroupInvitesRequestSchema: GenMessage<ListMyGroupInvitesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 72);
+
+/**
+ * The invites.
+ *
+ * @generated from message chat.ListMyGroupInvitesResponse
+ */
+export type ListMyGroupInvitesResponse = Message$1<"chat.ListMyGroupInvitesResponse"> & {
+  /**
+   * Usable invites, newest first.
+   *
+   * @generated from field: repeated chat.GroupInvite invites = 1;
+   */
+  invites: GroupInvite[];
+};
+
+/**
+ * Describes the message chat.ListMyGroupInvitesResponse.
+ * Use `create(ListMyGroupInvitesResponseSchema)` to create a new message.
+ */
+export const ListMyGroupInvitesResponseSchema: GenMessage<ListMyGroupInvitesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 73);
+
+/**
  * A participant's role in a conversation.
  *
  * @generated from enum chat.ParticipantRole
@@ -2022,6 +2913,81 @@ export const ScheduledMessageStateSchema: GenEnum<ScheduledMessageState> = /*@__
   enumDesc(file_chat_chat, 3);
 
 /**
+ * Who may do something in a group.
+ *
+ * @generated from enum chat.GroupPermission
+ */
+export enum GroupPermission {
+  /**
+   * Not set: in a request, "leave as it is" (or the default, creating a group).
+   *
+   * @generated from enum value: GROUP_PERMISSION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every participant.
+   *
+   * @generated from enum value: GROUP_PERMISSION_ALL_PARTICIPANTS = 1;
+   */
+  ALL_PARTICIPANTS = 1,
+
+  /**
+   * The admins and the owner only.
+   *
+   * @generated from enum value: GROUP_PERMISSION_ADMINS_ONLY = 2;
+   */
+  ADMINS_ONLY = 2,
+}
+
+/**
+ * Describes the enum chat.GroupPermission.
+ */
+export const GroupPermissionSchema: GenEnum<GroupPermission> = /*@__PURE__*/
+  enumDesc(file_chat_chat, 4);
+
+/**
+ * Where a join request stands.
+ *
+ * @generated from enum chat.JoinRequestState
+ */
+export enum JoinRequestState {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: JOIN_REQUEST_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for an admin.
+   *
+   * @generated from enum value: JOIN_REQUEST_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * An admin let them in.
+   *
+   * @generated from enum value: JOIN_REQUEST_STATE_APPROVED = 2;
+   */
+  APPROVED = 2,
+
+  /**
+   * An admin refused.
+   *
+   * @generated from enum value: JOIN_REQUEST_STATE_REJECTED = 3;
+   */
+  REJECTED = 3,
+}
+
+/**
+ * Describes the enum chat.JoinRequestState.
+ */
+export const JoinRequestStateSchema: GenEnum<JoinRequestState> = /*@__PURE__*/
+  enumDesc(file_chat_chat, 5);
+
+/**
  * ChatService: direct and group conversations, their messages, receipts and reactions.
  *
  * @generated from service chat.ChatService
@@ -2037,7 +3003,8 @@ export const ChatService: GenService<{
    * direct conversation without exactly one other participant; a group
    * without a name, or with a name, description or avatar URL past its limit
    * (see the request's fields), or more participants than the limit;
-   * client_request_id over 64 characters. NotFound: an id or phone number
+   * client_request_id over 64 characters; an unknown GroupPermission in
+   * policies. NotFound: an id or phone number
    * that is no Chatwire user. PermissionDenied: a direct conversation while
    * either side has blocked the other; a group with a user who has blocked
    * the caller, or whose group_add privacy setting (user.Privacy) does not
@@ -2072,8 +3039,9 @@ export const ChatService: GenService<{
    * message of this conversation; a mention_user_ids entry that is not a
    * participant. NotFound: a conversation the caller is not (or no longer)
    * in. PermissionDenied: a direct conversation while either side has
-   * blocked the other. ResourceExhausted with `retry-after`: the call limit
-   * above. Unavailable: the message queue (NATS) cannot take the message
+   * blocked the other; a group whose send_messages policy is ADMINS_ONLY
+   * (an announcement group) and the caller is a plain member.
+   * ResourceExhausted with `retry-after`: the call limit above. Unavailable: the message queue (NATS) cannot take the message
    * (retry with the same client_message_id; nothing is sent twice).
    *
    * @generated from rpc chat.ChatService.SendMessage
@@ -2124,13 +3092,18 @@ export const ChatService: GenService<{
     output: typeof GetConversationResponseSchema;
   },
   /**
-   * UpdateGroup changes a group's name, description or avatar (admins and
-   * owner). A call that changes nothing (every field given already has that
-   * value, e.g. a retry) writes no system message and sends no event.
-   * Errors: InvalidArgument: no field set, an empty name, or a field past its
-   * limit or (avatar) not an http(s) URL. NotFound: a conversation the caller
-   * is not (or no longer) in. FailedPrecondition: a direct conversation.
-   * PermissionDenied: the caller is a plain member.
+   * UpdateGroup changes a group's name, description or avatar (who may: the
+   * group's edit_info policy, admins only by default) and its policies
+   * (admins and owner only). A change writes the system message
+   * "group_updated" (info) or "group_policies_updated" (policies; both when
+   * one call changes both) and sends `conversation_updated` to every
+   * participant. A call that changes nothing (every field given already has
+   * that value, e.g. a retry) writes no system message and sends no event.
+   * Errors: InvalidArgument: no field set, an empty name, a field past its
+   * limit or (avatar) not an http(s) URL, an unknown GroupPermission value.
+   * NotFound: a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a direct conversation. PermissionDenied: a plain
+   * member changing info while edit_info is ADMINS_ONLY, or any policy.
    *
    * @generated from rpc chat.ChatService.UpdateGroup
    */
@@ -2140,14 +3113,18 @@ export const ChatService: GenService<{
     output: typeof UpdateGroupResponseSchema;
   },
   /**
-   * AddParticipants adds users to a group (admins and owner). Users already in
-   * are skipped; when nobody is new nothing is written or sent.
+   * AddParticipants adds users to a group (who may: the group's
+   * add_participants policy, admins only by default). Users already in are
+   * skipped; when nobody is new nothing is written or sent. A user whose
+   * group_add privacy setting (user.Privacy) does not admit the caller gets
+   * a personal invite instead (invited_user_ids); while approve_new_members
+   * is on, a plain member's adds become join requests
+   * (pending_approval_user_ids). A retry makes no second invite or request.
    * Errors: InvalidArgument: no user_ids. NotFound: a user_ids entry that is
    * no user, or a conversation the caller is not (or no longer) in.
    * FailedPrecondition: a direct conversation, or the group would pass
-   * `CHAT_MAX_PARTICIPANTS` (default 1024). PermissionDenied: the caller is a
-   * plain member; a user who has blocked the caller, or whose group_add
-   * privacy setting (user.Privacy) does not admit the caller.
+   * `CHAT_MAX_PARTICIPANTS` (default 1024). PermissionDenied: a plain member
+   * while add_participants is ADMINS_ONLY; a user who has blocked the caller.
    * ResourceExhausted with `retry-after`: the call limit above.
    *
    * @generated from rpc chat.ChatService.AddParticipants
@@ -2372,6 +3349,169 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof CancelScheduledMessageRequestSchema;
     output: typeof CancelScheduledMessageResponseSchema;
+  },
+  /**
+   * CreateInviteLink creates an invite link for a group (admins and owner):
+   * anyone holding its code sees a preview (GetInvitePreview) and joins
+   * (JoinByInvite), until it expires, reaches max_uses or is revoked. Once
+   * per client_request_id (a retry answers the same link).
+   * Errors: InvalidArgument: expires_in_seconds negative or over 31,536,000
+   * (365 days), max_uses negative or over 100,000, client_request_id over 64
+   * characters. NotFound: a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a direct conversation. PermissionDenied: the caller
+   * is a plain member.
+   *
+   * @generated from rpc chat.ChatService.CreateInviteLink
+   */
+  createInviteLink: {
+    methodKind: "unary";
+    input: typeof CreateInviteLinkRequestSchema;
+    output: typeof CreateInviteLinkResponseSchema;
+  },
+  /**
+   * ListInviteLinks lists a group's invite links, newest first (admins and
+   * owner): the usable ones, or with include_inactive also the expired, used
+   * up and revoked ones (at most 100). Personal invites (AddParticipants) are
+   * listed too, with invitee_id set.
+   * Errors: NotFound: a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a direct conversation. PermissionDenied: the caller
+   * is a plain member.
+   *
+   * @generated from rpc chat.ChatService.ListInviteLinks
+   */
+  listInviteLinks: {
+    methodKind: "unary";
+    input: typeof ListInviteLinksRequestSchema;
+    output: typeof ListInviteLinksResponseSchema;
+  },
+  /**
+   * RevokeInviteLink ends one link of a group (admins and owner): its code
+   * no longer previews or joins. Revoking a revoked link (e.g. a retry)
+   * answers it as it is. Join requests already filed through it stay.
+   * Errors: InvalidArgument: an empty code. NotFound: a conversation the
+   * caller is not (or no longer) in, or a code that is not one of this
+   * group's links. FailedPrecondition: a direct conversation.
+   * PermissionDenied: the caller is a plain member.
+   *
+   * @generated from rpc chat.ChatService.RevokeInviteLink
+   */
+  revokeInviteLink: {
+    methodKind: "unary";
+    input: typeof RevokeInviteLinkRequestSchema;
+    output: typeof RevokeInviteLinkResponseSchema;
+  },
+  /**
+   * ResetInviteLinks revokes every usable link of a group (personal invites
+   * excepted) and creates a new one with the given settings (admins and
+   * owner). Once per client_request_id.
+   * Errors: as CreateInviteLink.
+   *
+   * @generated from rpc chat.ChatService.ResetInviteLinks
+   */
+  resetInviteLinks: {
+    methodKind: "unary";
+    input: typeof ResetInviteLinksRequestSchema;
+    output: typeof ResetInviteLinksResponseSchema;
+  },
+  /**
+   * GetInvitePreview shows the group behind an invite code before joining:
+   * its name, description, avatar and member count. Any signed-in user
+   * holding the code may call it.
+   * Errors: InvalidArgument: an empty code. NotFound: no such code, or a
+   * personal invite for someone else. FailedPrecondition: the link was
+   * revoked, has expired or was used max_uses times (the message says which).
+   *
+   * @generated from rpc chat.ChatService.GetInvitePreview
+   */
+  getInvitePreview: {
+    methodKind: "unary";
+    input: typeof GetInvitePreviewRequestSchema;
+    output: typeof GetInvitePreviewResponseSchema;
+  },
+  /**
+   * JoinByInvite joins the group behind an invite code. When the link
+   * requires approval, or the group's approve_new_members policy is on (and
+   * the link is not an admin's personal invite), it files a join request
+   * instead: the group's admins get a `join_request_updated` event and decide
+   * with ApproveJoinRequest or RejectJoinRequest. Joining writes the system
+   * message "participant_joined" (actor: the joiner) and counts one use of
+   * the link. Safe to retry: a caller already in the group gets the
+   * conversation (no second use counted); one whose request is pending gets
+   * that request.
+   * Errors: InvalidArgument: an empty code. NotFound: no such code, or a
+   * personal invite for someone else. FailedPrecondition: the link was
+   * revoked, has expired or is used up; the group is full
+   * (`CHAT_MAX_PARTICIPANTS`). PermissionDenied: the link's creator has
+   * blocked the caller; an admin rejected the caller's request to this group
+   * before (an admin may still add them).
+   *
+   * @generated from rpc chat.ChatService.JoinByInvite
+   */
+  joinByInvite: {
+    methodKind: "unary";
+    input: typeof JoinByInviteRequestSchema;
+    output: typeof JoinByInviteResponseSchema;
+  },
+  /**
+   * ListJoinRequests lists a group's pending join requests, oldest first
+   * (admins and owner).
+   * Errors: NotFound: a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a direct conversation. PermissionDenied: the caller
+   * is a plain member.
+   *
+   * @generated from rpc chat.ChatService.ListJoinRequests
+   */
+  listJoinRequests: {
+    methodKind: "unary";
+    input: typeof ListJoinRequestsRequestSchema;
+    output: typeof ListJoinRequestsResponseSchema;
+  },
+  /**
+   * ApproveJoinRequest lets a requester in (admins and owner): the system
+   * message "participants_added" (actor: the approving admin), and
+   * `join_request_updated` (APPROVED) to the admins and the requester.
+   * Approving an approved request (e.g. a retry) answers the group as it is.
+   * Errors: NotFound: a conversation the caller is not (or no longer) in, or
+   * no request of user_id in it. FailedPrecondition: a direct conversation;
+   * the request was rejected; the group is full. PermissionDenied: the
+   * caller is a plain member; the requester has blocked the caller.
+   *
+   * @generated from rpc chat.ChatService.ApproveJoinRequest
+   */
+  approveJoinRequest: {
+    methodKind: "unary";
+    input: typeof ApproveJoinRequestRequestSchema;
+    output: typeof ApproveJoinRequestResponseSchema;
+  },
+  /**
+   * RejectJoinRequest refuses a requester (admins and owner):
+   * `join_request_updated` (REJECTED) to the admins and the requester.
+   * Rejecting a rejected request (e.g. a retry) succeeds and does nothing.
+   * Errors: NotFound: a conversation the caller is not (or no longer) in, or
+   * no request of user_id in it. FailedPrecondition: a direct conversation;
+   * the request was already approved. PermissionDenied: the caller is a plain
+   * member.
+   *
+   * @generated from rpc chat.ChatService.RejectJoinRequest
+   */
+  rejectJoinRequest: {
+    methodKind: "unary";
+    input: typeof RejectJoinRequestRequestSchema;
+    output: typeof RejectJoinRequestResponseSchema;
+  },
+  /**
+   * ListMyGroupInvites lists the personal invites the caller received and
+   * can still use, newest first: made when someone's AddParticipants was
+   * refused by the caller's group_add privacy setting (user.Privacy). Accept
+   * one with JoinByInvite(code); ignore it to decline (it expires after 3
+   * days).
+   *
+   * @generated from rpc chat.ChatService.ListMyGroupInvites
+   */
+  listMyGroupInvites: {
+    methodKind: "unary";
+    input: typeof ListMyGroupInvitesRequestSchema;
+    output: typeof ListMyGroupInvitesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_chat, 0);

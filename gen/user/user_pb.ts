@@ -187,8 +187,11 @@ export type Privacy = Message<"user.Privacy"> & {
   /**
    * Who may add the caller to groups (ChatService.CreateConversation with
    * is_group, AddParticipants): EVERYONE (the default), CONTACTS (only users
-   * in the caller's contacts) or NOBODY. Anyone else gets PERMISSION_DENIED.
-   * Users the caller has blocked cannot add them whatever this says.
+   * in the caller's contacts) or NOBODY. Anyone else gets PERMISSION_DENIED
+   * from CreateConversation; AddParticipants sends the caller a personal
+   * invite instead (ChatService.ListMyGroupInvites), which the caller may
+   * accept (JoinByInvite) or ignore. Users the caller has blocked cannot add
+   * them whatever this says.
    *
    * @generated from field: user.Visibility group_add = 6;
    */

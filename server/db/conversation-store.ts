@@ -14,7 +14,28 @@ export interface ConversationRow {
   last_seq: string;
   created_at: Date;
   last_activity_at: Date;
+  /** The group's policies: 'all' or 'admins' (domain/group-policies.ts). */
+  send_policy: string;
+  edit_info_policy: string;
+  add_policy: string;
+  approve_new_members: boolean;
 }
+
+/** The columns of a ConversationRow. */
+const CONVERSATION_COLUMNS = [
+  "id",
+  "is_group",
+  "group_name",
+  "group_description",
+  "group_avatar_url",
+  "last_seq",
+  "created_at",
+  "last_activity_at",
+  "send_policy",
+  "edit_info_policy",
+  "add_policy",
+  "approve_new_members",
+] as const;
 
 export interface ParticipantRow {
   conversation_id: string;
@@ -50,17 +71,13 @@ export async function userIdsByPhone(db: Db, phones: string[]): Promise<Map<stri
 }
 
 export function findDirect(db: Db, key: string): Promise<ConversationRow | undefined> {
-  return db
-    .selectFrom("conversations")
-    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
-    .where("direct_key", "=", key)
-    .executeTakeFirst();
+  return db.selectFrom("conversations").select(CONVERSATION_COLUMNS).where("direct_key", "=", key).executeTakeFirst();
 }
 
 export function findGroupByRequest(db: Db, createdBy: string, clientRequestId: string): Promise<ConversationRow | undefined> {
   return db
     .selectFrom("conversations")
-    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .select(CONVERSATION_COLUMNS)
     .where("created_by", "=", createdBy)
     .where("client_request_id", "=", clientRequestId)
     .executeTakeFirst();
@@ -77,6 +94,8 @@ export interface NewConversation {
   now: Date;
   /** Participants with roles; the creator included. */
   participants: Array<{ userId: string; role: Role }>;
+  /** A group's policies; absent: the columns' defaults. */
+  policies?: { send_policy: string; edit_info_policy: string; add_policy: string; approve_new_members: boolean };
 }
 
 /**
@@ -97,9 +116,10 @@ export async function insertConversation(db: Db, c: NewConversation): Promise<Co
       client_request_id: c.clientRequestId,
       created_at: c.now,
       last_activity_at: c.now,
+      ...c.policies,
     })
     .onConflict((oc) => oc.doNothing())
-    .returning(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .returning(CONVERSATION_COLUMNS)
     .executeTakeFirst();
   if (!row) return undefined;
   await db
@@ -115,11 +135,7 @@ export function getParticipation(db: Db, conversationId: string, userId: string)
 }
 
 export function getConversationRow(db: Db, id: string): Promise<ConversationRow | undefined> {
-  return db
-    .selectFrom("conversations")
-    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
-    .where("id", "=", id)
-    .executeTakeFirst();
+  return db.selectFrom("conversations").select(CONVERSATION_COLUMNS).where("id", "=", id).executeTakeFirst();
 }
 
 /** Current participants of the conversations, oldest first. */
@@ -177,7 +193,7 @@ export async function listConversations(
     .selectFrom("conversation_participants as p")
     .innerJoin("conversations as c", "c.id", "p.conversation_id")
     .selectAll("p")
-    .select(["c.id", "c.is_group", "c.group_name", "c.group_description", "c.group_avatar_url", "c.last_seq", "c.created_at", "c.last_activity_at"])
+    .select(CONVERSATION_COLUMNS.map((c) => `c.${c}` as const))
     .where("p.user_id", "=", userId)
     .where("p.left_at", "is", null);
   if (!opts.includeArchived) q = q.where("p.archived", "=", false);
@@ -195,6 +211,10 @@ export async function listConversations(
     last_seq: r.last_seq,
     created_at: r.created_at,
     last_activity_at: r.last_activity_at,
+    send_policy: r.send_policy,
+    edit_info_policy: r.edit_info_policy,
+    add_policy: r.add_policy,
+    approve_new_members: r.approve_new_members,
     my: {
       conversation_id: r.conversation_id,
       user_id: r.user_id,
@@ -270,18 +290,21 @@ export async function setArchived(db: Db, conversationId: string, userId: string
 
 /** Locks the conversation row for a membership change: changes to one conversation queue up. */
 export async function lockConversation(trx: Transaction<Database>, id: string): Promise<ConversationRow | undefined> {
-  return trx
-    .selectFrom("conversations")
-    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
-    .where("id", "=", id)
-    .forUpdate()
-    .executeTakeFirst();
+  return trx.selectFrom("conversations").select(CONVERSATION_COLUMNS).where("id", "=", id).forUpdate().executeTakeFirst();
 }
 
 export async function updateGroupFields(
   trx: Transaction<Database>,
   id: string,
-  fields: { group_name?: string; group_description?: string; group_avatar_url?: string },
+  fields: {
+    group_name?: string;
+    group_description?: string;
+    group_avatar_url?: string;
+    send_policy?: string;
+    edit_info_policy?: string;
+    add_policy?: string;
+    approve_new_members?: boolean;
+  },
 ): Promise<void> {
   if (Object.keys(fields).length === 0) return;
   await trx.updateTable("conversations").set(fields).where("id", "=", id).execute();
@@ -367,6 +390,8 @@ export interface SendPreflight {
   blockedMe: boolean;
   /** The conversation of a message the sender already sent with this client message id, if any. */
   existingConversationId: string | null;
+  /** A group whose send policy is admins-only, and the sender is a plain member. */
+  adminsOnly: boolean;
 }
 
 /**
@@ -384,6 +409,7 @@ export async function sendPreflight(db: Db, conversationId: string, senderId: st
     i_blocked: boolean;
     blocked_me: boolean;
     existing_conversation_id: string | null;
+    admins_only: boolean;
   }>`select * from chatwire_send_preflight(${conversationId}::uuid, ${senderId}::uuid, ${clientMessageId}::text)`.execute(db);
   const r = rows[0]!;
   return {
@@ -392,5 +418,6 @@ export async function sendPreflight(db: Db, conversationId: string, senderId: st
     iBlocked: r.i_blocked,
     blockedMe: r.blocked_me,
     existingConversationId: r.existing_conversation_id,
+    adminsOnly: r.admins_only,
   };
 }

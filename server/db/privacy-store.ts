@@ -221,12 +221,17 @@ export function allowedAudience(subjectId: string, rows: readonly AudienceRow[])
  * then not in their contacts, or they let nobody add them), if any.
  */
 export async function firstRefusingGroupAdd(db: Db, adderId: string, userIds: readonly string[]): Promise<string | undefined> {
+  return (await refusingGroupAdd(db, adderId, userIds))[0];
+}
+
+/** Every user among `userIds` whose group_add setting does not let `adderId` add them, in the given order. */
+export async function refusingGroupAdd(db: Db, adderId: string, userIds: readonly string[]): Promise<string[]> {
   const others = userIds.filter((id) => id !== adderId);
-  if (others.length === 0) return undefined;
+  if (others.length === 0) return [];
   const settings = await getPrivacyMany(db, others);
   const needContact = others.filter((id) => settings.get(id)!.groupAdd === "contacts");
   const haveMe = await ownersHavingContact(db, adderId, needContact);
-  return others.find((id) => !allowsGroupAdd(settings.get(id)!.groupAdd, haveMe.has(id)));
+  return others.filter((id) => !allowsGroupAdd(settings.get(id)!.groupAdd, haveMe.has(id)));
 }
 
 /** Whether each user has read receipts on (the default). */

@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, Selectable } from "kysely";
+import type { GroupInviteTables } from "./group-invite-schema.js";
 import type { MediaTables } from "./media-schema.js";
 import type { ScheduledTables } from "./scheduled-schema.js";
 
@@ -110,6 +111,11 @@ interface ConversationsTable {
   last_seq: GeneratedInt8;
   created_at: Generated<Date>;
   last_activity_at: Generated<Date>;
+  /** 0019: 'all' or 'admins' (group-policies.ts). */
+  send_policy: Generated<string>;
+  edit_info_policy: Generated<string>;
+  add_policy: Generated<string>;
+  approve_new_members: Generated<boolean>;
 }
 
 interface ConversationParticipantsTable {
@@ -291,7 +297,7 @@ interface StatusRepliesTable {
   created_at: Date;
 }
 
-export interface Database extends MediaTables, ScheduledTables {
+export interface Database extends MediaTables, ScheduledTables, GroupInviteTables {
   users: UsersTable;
   user_devices: UserDevicesTable;
   otp_codes: OtpCodesTable;

@@ -3,6 +3,7 @@ import { ReceiptState } from "../../gen/chat/chat_pb.js";
 import type { ConversationRow, ParticipantRow } from "../db/conversation-store.js";
 import type { MessageRow } from "../db/history-store.js";
 import { asSeenBy } from "./conversation-view.js";
+import { DEFAULT_POLICIES } from "./group-policies.js";
 import { receiptState } from "./message-view.js";
 
 const at = new Date("2026-01-01T00:00:00Z");
@@ -15,6 +16,7 @@ const conv: ConversationRow = {
   last_seq: "9",
   created_at: at,
   last_activity_at: new Date("2026-01-02T00:00:00Z"),
+  ...DEFAULT_POLICIES,
 };
 const person = (user_id: string, joined_seq = "0", read = "0", delivered = read): ParticipantRow => ({
   conversation_id: "c",

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ConversationSchema, ParticipantRole, ParticipantSchema, type Conversation } from "../../gen/chat/chat_pb.js";
 import type { ConversationRow, ParticipantRow } from "../db/conversation-store.js";
+import { policiesToProto } from "./group-policies.js";
 
 const ROLE_TO_PROTO: Record<string, ParticipantRole> = {
   owner: ParticipantRole.OWNER,
@@ -35,6 +36,7 @@ export function toConversation(conv: ConversationRow, people: ParticipantRow[], 
     myLastReadSeq: BigInt(my?.last_read_seq ?? 0),
     myLastDeliveredSeq: BigInt(my?.last_delivered_seq ?? 0),
     participants: people.map((p) => create(ParticipantSchema, { userId: p.user_id, role: roleToProto(p.role), joinedAt: timestampFromDate(p.joined_at) })),
+    policies: conv.is_group ? policiesToProto(conv) : undefined,
   });
 }
 

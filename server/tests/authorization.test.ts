@@ -69,6 +69,9 @@ interface World {
   media: string;
   /** O's message scheduled in G (an hour ahead). */
   sched: string;
+  /** J, who asked to join G by O's approval link (code), pending. */
+  J: string;
+  link: string;
 }
 
 /** The conversation and message each caller addresses. */
@@ -189,6 +192,36 @@ const TABLE: Record<string, Row> = {
     request: (w) => ({ scheduledMessageId: w.sched }),
     expect: { anonymous: U, stranger: NF, member: NF, removed: NF, blocked: NF, owner: "ok" },
   },
+  "chat.ChatService/CreateInviteLink": {
+    request: (w, r) => ({ conversationId: convOf(w, r) }),
+    expect: { anonymous: U, stranger: NF, member: PD, removed: NF, blocked: FP, owner: "ok" },
+  },
+  "chat.ChatService/ListInviteLinks": {
+    request: (w, r) => ({ conversationId: convOf(w, r) }),
+    expect: { anonymous: U, stranger: NF, member: PD, removed: NF, blocked: FP, owner: "ok" },
+  },
+  "chat.ChatService/RevokeInviteLink": {
+    request: (w, r) => ({ conversationId: convOf(w, r), code: w.link }),
+    expect: { anonymous: U, stranger: NF, member: PD, removed: NF, blocked: FP, owner: "ok" },
+  },
+  "chat.ChatService/ResetInviteLinks": {
+    request: (w, r) => ({ conversationId: convOf(w, r) }),
+    expect: { anonymous: U, stranger: NF, member: PD, removed: NF, blocked: FP, owner: "ok" },
+  },
+  "chat.ChatService/ListJoinRequests": {
+    request: (w, r) => ({ conversationId: convOf(w, r) }),
+    expect: { anonymous: U, stranger: NF, member: PD, removed: NF, blocked: FP, owner: "ok" },
+  },
+  "chat.ChatService/ApproveJoinRequest": {
+    request: (w, r) => ({ conversationId: convOf(w, r), userId: w.J }),
+    expect: { anonymous: U, stranger: NF, member: PD, removed: NF, blocked: FP, owner: "ok" },
+    fresh: ["owner"],
+  },
+  "chat.ChatService/RejectJoinRequest": {
+    request: (w, r) => ({ conversationId: convOf(w, r), userId: w.J }),
+    expect: { anonymous: U, stranger: NF, member: PD, removed: NF, blocked: FP, owner: "ok" },
+    fresh: ["owner"],
+  },
   "realtime.RealtimeService/SendTyping": {
     request: (w, r) => ({ conversationId: convOf(w, r), active: true }),
     expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: PD, owner: "ok" },
@@ -292,7 +325,7 @@ async function outcome(p: Promise<unknown>): Promise<Outcome> {
 }
 
 describe("authorization table", () => {
-  let people: Record<Exclude<Role, "anonymous">, { id: string; token: string }> & { T: { id: string; token: string } };
+  let people: Record<Exclude<Role, "anonymous">, { id: string; token: string }> & { T: { id: string; token: string }; J: { id: string; token: string } };
   let clients: Record<Role, Clients>;
   /** What stays the same in every world: D and O's message there (written before the block), O's second session. */
   let base: { D: string; d1: string; oSession: string };
@@ -309,7 +342,7 @@ describe("authorization table", () => {
       const u = await login(s.url, nextPhone());
       return { id: u.id, token: u.accessToken };
     };
-    people = { stranger: await log(), member: await log(), removed: await log(), blocked: await log(), owner: await log(), T: await log() };
+    people = { stranger: await log(), member: await log(), removed: await log(), blocked: await log(), owner: await log(), T: await log(), J: await log() };
     clients = {
       anonymous: clientsOf(createConnectTransport({ baseUrl: s.url, httpVersion: "1.1" })),
       ...(Object.fromEntries(
@@ -361,7 +394,9 @@ describe("authorization table", () => {
     await O.chat.removeParticipant({ conversationId: G, userId: R });
     const st = (await O.status.createStatus({ content: "O's status", audience: StatusAudience.CONTACTS_EXCEPT, audienceUserIds: [R] })).statusId;
     const sched = (await O.chat.scheduleMessage({ conversationId: G, content: "in an hour", sendAt: future() })).scheduledMessage!.id;
-    return { O: people.owner.id, M, R, X, T, G, g1, ...base, st, media, sched };
+    const link = (await O.chat.createInviteLink({ conversationId: G, requiresApproval: true })).link!.code;
+    await createClient(ChatService, bearerTransport(s.url, people.J.token)).joinByInvite({ code: link });
+    return { O: people.owner.id, M, R, X, T, G, g1, ...base, st, media, sched, J: people.J.id, link };
   }
 
   test("every RPC that takes an id has a row, and each caller gets what the row says", async () => {

@@ -5,8 +5,8 @@ import { codeOf, curlJson, errorOf, phoneSequence, socialUser, type SocialUser }
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // "Who may add me to groups" (user.Privacy.group_add): everyone, my contacts
-// or nobody; others get permission_denied from CreateConversation (group) and
-// AddParticipants.
+// or nobody; others get permission_denied from CreateConversation (group),
+// and from AddParticipants a personal invite for them instead (invites.test.ts).
 
 const phone = phoneSequence("711");
 let s: TestServer;
@@ -38,7 +38,7 @@ describe("group_add", () => {
     expect(bad.rawMessage).toMatch(/^group_add: /);
   });
 
-  test("NOBODY: nobody can create a group with them or add them, with permission_denied naming them; direct chats still open", async () => {
+  test("NOBODY: nobody can create a group with them (permission_denied naming them) or add them (an invite instead); direct chats still open", async () => {
     const [adder, shy, other] = [await newUser(), await newUser(), await newUser()];
     await shy.users.syncContacts({ phoneNumbers: [adder.phone] });
     await shy.users.updatePrivacy({ groupAdd: Visibility.NOBODY });
@@ -50,7 +50,7 @@ describe("group_add", () => {
     expect((await adder.chat.getConversations({})).conversations.filter((c) => c.isGroup)).toHaveLength(0);
 
     const g = (await group(adder, [other])).conversation!.id;
-    expect(await codeOf(adder.chat.addParticipants({ conversationId: g, userIds: [shy.id] }))).toBe(Code.PermissionDenied);
+    expect((await adder.chat.addParticipants({ conversationId: g, userIds: [shy.id] })).invitedUserIds).toEqual([shy.id]);
     expect((await adder.chat.getConversation({ conversationId: g })).conversation!.participantIds).not.toContain(shy.id);
 
     const direct = await adder.chat.createConversation({ participantIds: [shy.id] });
@@ -68,7 +68,9 @@ describe("group_add", () => {
 
     // The stranger is an admin of a group of their own, and still may not add them.
     const h = (await group(stranger, [owner])).conversation!.id;
-    expect(await codeOf(stranger.chat.addParticipants({ conversationId: h, userIds: [picky.id] }))).toBe(Code.PermissionDenied);
+    const refused = await stranger.chat.addParticipants({ conversationId: h, userIds: [picky.id] });
+    expect(refused.invitedUserIds).toEqual([picky.id]);
+    expect(refused.conversation!.participantIds).not.toContain(picky.id);
     // Once in the picky user's contacts, they may.
     await picky.users.syncContacts({ phoneNumbers: [stranger.phone] });
     const added = await stranger.chat.addParticipants({ conversationId: h, userIds: [picky.id] });

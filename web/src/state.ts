@@ -98,6 +98,10 @@ export function systemText(m: Message): string {
       return `${by || "Someone"} created the group`;
     case "participants_added":
       return `${who} joined`;
+    case "participant_joined":
+      return `${who} joined using an invite link`;
+    case "group_policies_updated":
+      return `${by || "An admin"} changed the group's settings`;
     case "participant_removed":
       return by ? `${by} removed ${who}` : `${who} left`;
     case "participant_left":

@@ -21,7 +21,7 @@ beforeAll(() => {
 
 const directConversation = (a: string, b: string) => insertConversation(db, [a, b], { isGroup: false });
 
-const nothing = { leftAt: null, iBlocked: false, blockedMe: false, existingConversationId: null };
+const nothing = { leftAt: null, iBlocked: false, blockedMe: false, existingConversationId: null, adminsOnly: false };
 
 describe("chatwire_send_preflight, through sendPreflight", () => {
   test("a participant of a direct conversation: the other participant, no blocks, no earlier send", async () => {
@@ -66,5 +66,19 @@ describe("chatwire_send_preflight, through sendPreflight", () => {
     expect(await sendPreflight(db, conv, a!, "sent-before")).toEqual({ ...nothing, otherId: b, existingConversationId: other });
     // Another sender's client ids are theirs.
     expect(await sendPreflight(db, conv, b!, "sent-before")).toEqual({ ...nothing, otherId: a });
+  });
+
+  test("an announcement group (send_policy 'admins') refuses plain members, not admins or the owner", async () => {
+    const [owner, admin, member] = await insertUsers(db, 3);
+    const conv = await insertConversation(db, [owner!, admin!, member!]);
+    const setRole = (u: string, role: string) =>
+      db.updateTable("conversation_participants").set({ role }).where("conversation_id", "=", conv).where("user_id", "=", u).execute();
+    await setRole(owner!, "owner");
+    await setRole(admin!, "admin");
+    expect(await sendPreflight(db, conv, member!, "k")).toEqual({ ...nothing, otherId: null });
+    await db.updateTable("conversations").set({ send_policy: "admins" }).where("id", "=", conv).execute();
+    expect(await sendPreflight(db, conv, member!, "k")).toEqual({ ...nothing, otherId: null, adminsOnly: true });
+    expect(await sendPreflight(db, conv, admin!, "k")).toEqual({ ...nothing, otherId: null });
+    expect(await sendPreflight(db, conv, owner!, "k")).toEqual({ ...nothing, otherId: null });
   });
 });

@@ -8,6 +8,7 @@ import type { NewInboxEvent } from "../../messaging/types.js";
 import type { Database } from "../../db/schema.js";
 import { requireNoBlockBetween, requireNotBlockedByAny } from "../blocking.js";
 import { checkGroupFields } from "../../domain/group-fields.js";
+import { DEFAULT_POLICIES, policyChanges } from "../../domain/group-policies.js";
 import { isUuid } from "../../domain/ids.js";
 import { CLIENT_ID_MAX } from "../../domain/limits.js";
 import { publishNotices } from "../../messaging/message-queue.js";
@@ -77,6 +78,14 @@ export function conversationHandlers(
       const checked = checkGroupFields({ name: req.groupName, description: req.groupDescription, avatarUrl: req.groupAvatarUrl });
       if (!checked.ok) throw bad(checked.problem);
       const { fields } = checked;
+      const policies = policyChanges({
+        send: req.policies?.sendMessages,
+        editInfo: req.policies?.editInfo,
+        add: req.policies?.addParticipants,
+        approve: req.policies?.approveNewMembers,
+        names: { send: "policies.send_messages", editInfo: "policies.edit_info", add: "policies.add_participants" },
+      });
+      if (!policies.ok) throw bad(policies.problem);
       if (others.length + 1 > MAX_PARTICIPANTS) throw bad(`participant_ids: a group has at most ${MAX_PARTICIPANTS} participants`);
       await requireNotBlockedByAny(db, me, others);
       await requireGroupAddAllowed(db, me, others);
@@ -97,6 +106,7 @@ export function conversationHandlers(
           clientRequestId: requestId || null,
           now,
           participants: [{ userId: me, role: "owner" }, ...others.map((userId) => ({ userId, role: "member" as const }))],
+          policies: { ...DEFAULT_POLICIES, ...policies.changes },
         });
         if (!inserted) return { inserted, notices: [] };
         const created = await conversationCreatedEvents(trx, inserted.id, [me, ...others], now, 1n);

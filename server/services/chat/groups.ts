@@ -1,19 +1,18 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Transaction } from "kysely";
 import { ParticipantRole } from "../../../gen/chat/chat_pb.js";
 import * as convs from "../../db/conversation-store.js";
-import { insertSystemMessage } from "../../messaging/store.js";
 import type { NewInboxEvent } from "../../messaging/types.js";
-import type { Database } from "../../db/schema.js";
+import * as invites from "../../db/invite-store.js";
+import { refusingGroupAdd } from "../../db/privacy-store.js";
+import { permits, policyChanges, type PolicyColumns } from "../../domain/group-policies.js";
+import { newInviteCode, PERSONAL_INVITE_TTL_MS } from "../../domain/invites.js";
+import { groupRoom } from "./group-change.js";
 import { requireNotBlockedByAny } from "../blocking.js";
 import { roleToProto } from "../../domain/conversation-view.js";
 import { checkGroupFields, type GroupFields } from "../../domain/group-fields.js";
-import { publishNotices } from "../../messaging/message-queue.js";
 import { storedEvent } from "../../realtime/events.js";
-import { conversationCreatedEvents } from "../direct-conversations.js";
-import { requireGroupAddAllowed } from "../group-add-privacy.js";
 import { bad, callerOf, uuidField } from "../rpc-input.js";
-import { notFound, requireAdmin, type ChatHandlers, type ChatRoom } from "./context.js";
+import { requireAdmin, type ChatHandlers, type ChatRoom } from "./context.js";
 
 const PROTO_TO_ROLE: Partial<Record<ParticipantRole, convs.Role>> = {
   [ParticipantRole.MEMBER]: "member",
@@ -25,8 +24,8 @@ const PROTO_TO_ROLE: Partial<Record<ParticipantRole, convs.Role>> = {
 export function groupHandlers(
   room: ChatRoom,
 ): ChatHandlers<"updateGroup" | "addParticipants" | "removeParticipant" | "setParticipantRole" | "leaveConversation"> {
-  const { ctx, db, clock, conversationFor, snapshotFor } = room;
-  const { maxParticipants: MAX_PARTICIPANTS } = ctx.config.chat;
+  const { db, clock, conversationFor, snapshotFor } = room;
+  const { changeGroup, admit, requestEvents, inviteEvent } = groupRoom(room);
 
   function participantRemoved(to: string, conversationId: string, userId: string, actorId: string): NewInboxEvent {
     return storedEvent(to, { case: "participantRemoved", value: { $typeName: "realtime.ParticipantRemoved", conversationId, userId, actorId } }, clock.now(), {
@@ -43,78 +42,41 @@ export function groupHandlers(
     );
   }
 
-  interface GroupChange {
-    event: string;
-    userIds: string[];
-    /** Who sees the system message; default: the current participants. */
-    recipients?: string[];
-    /** Runs after the system message has its seq (e.g. mark a participant left at it). */
-    after?: (seq: string) => Promise<void>;
-    /** The change's structured realtime events (participant added, conversation updated ...). */
-    events?: (seq: string) => NewInboxEvent[];
-  }
-
-  /**
-   * A membership or group change in one transaction, under the conversation's
-   * row lock: checks that the caller is a current participant of a group, applies
-   * the change, writes it into the timeline as a system message, and tells the
-   * participants after the commit.
-   */
-  async function changeGroup(
-    me: string,
-    rawConversationId: string,
-    apply: (
-      trx: Transaction<Database>,
-      c: { conv: convs.ConversationRow; my: convs.ParticipantRow; people: convs.ParticipantRow[] },
-    ) => Promise<GroupChange | null>,
-    opts: { formerIsDone?: boolean } = {},
-  ): Promise<void> {
-    const conversationId = uuidField("conversation_id", rawConversationId);
-    const notices = await db.transaction().execute(async (trx) => {
-      const conv = await convs.lockConversation(trx, conversationId);
-      const my = conv ? await convs.getParticipation(trx, conversationId, me) : undefined;
-      // A former participant's leave is already done (a retry): nothing to change.
-      if (conv && my && my.left_at !== null && opts.formerIsDone) return [];
-      if (!conv || !my || my.left_at !== null) throw notFound(conversationId);
-      if (!conv.is_group) throw new ConnectError("this is a direct conversation, not a group", Code.FailedPrecondition);
-      const people = await convs.participantsOf(trx, conversationId);
-      const change = await apply(trx, { conv, my, people });
-      if (!change) return [];
-      const sys = await insertSystemMessage(
-        trx,
-        {
-          conversationId,
-          actorId: me,
-          event: change.event,
-          userIds: change.userIds,
-          recipients: change.recipients ?? people.map((p) => p.user_id),
-          extraEvents: change.events,
-        },
-        clock.now(),
-      );
-      await change.after?.(sys.seq);
-      return sys.notices;
-    });
-    publishNotices(ctx.bus, ctx.config.natsSubjectPrefix, notices);
-  }
-
   return {
     async updateGroup(req, hc) {
       const me = callerOf(hc).userId;
       const checked = checkGroupFields({ name: req.groupName, description: req.groupDescription, avatarUrl: req.groupAvatarUrl });
       if (!checked.ok) throw bad(checked.problem);
       const { fields } = checked;
-      if (Object.keys(fields).length === 0) throw bad("set at least one of group_name, group_description, group_avatar_url");
+      const policies = policyChanges({
+        send: req.sendMessagesPolicy,
+        editInfo: req.editInfoPolicy,
+        add: req.addParticipantsPolicy,
+        approve: req.approveNewMembers,
+        names: { send: "send_messages_policy", editInfo: "edit_info_policy", add: "add_participants_policy" },
+      });
+      if (!policies.ok) throw bad(policies.problem);
+      const { changes } = policies;
+      if (Object.keys(fields).length === 0 && Object.keys(changes).length === 0) {
+        throw bad("set at least one of group_name, group_description, group_avatar_url, or a policy field");
+      }
       await changeGroup(me, req.conversationId, async (trx, { my, conv }) => {
-        requireAdmin(my);
+        if (Object.keys(fields).length > 0 && !permits(conv.edit_info_policy, my.role)) {
+          throw new ConnectError("only admins can edit this group's info (its edit_info policy)", Code.PermissionDenied);
+        }
+        if (Object.keys(changes).length > 0 && !permits("admins", my.role)) {
+          throw new ConnectError("only group admins can change the group's policies", Code.PermissionDenied);
+        }
         // Every field already so (e.g. a retry): no system message, no event.
-        if (Object.entries(fields).every(([k, v]) => conv[k as keyof GroupFields] === v)) return null;
-        await convs.updateGroupFields(trx, conv.id, fields);
+        const infoChanged = Object.entries(fields).some(([k, v]) => conv[k as keyof GroupFields] !== v);
+        const policiesChanged = Object.entries(changes).some(([k, v]) => conv[k as keyof PolicyColumns] !== v);
+        if (!infoChanged && !policiesChanged) return null;
+        await convs.updateGroupFields(trx, conv.id, { ...fields, ...changes });
         const after = (await convs.getConversationRow(trx, conv.id))!;
         const people = await convs.participantsOf(trx, conv.id);
         return {
-          event: "group_updated",
-          userIds: [],
+          before: infoChanged && policiesChanged ? "group_updated" : undefined,
+          event: policiesChanged ? "group_policies_updated" : "group_updated",
           events: (seq) =>
             people.map((p) =>
               storedEvent(
@@ -140,38 +102,65 @@ export function groupHandlers(
       const unknown = ids.find((id) => !existing.has(id));
       if (unknown) throw new ConnectError(`user_ids: no user with id ${unknown}`, Code.NotFound);
       await requireNotBlockedByAny(db, me, ids);
-      await changeGroup(me, req.conversationId, async (trx, { my, conv, people }) => {
-        requireAdmin(my);
+      const invited: string[] = [];
+      const pending: string[] = [];
+      await changeGroup(me, req.conversationId, async (trx, locked) => {
+        const { my, conv, people } = locked;
+        if (!permits(conv.add_policy, my.role)) {
+          throw new ConnectError("only admins can add participants to this group (its add_participants policy)", Code.PermissionDenied);
+        }
         const current = new Set(people.map((p) => p.user_id));
         const fresh = ids.filter((id) => !current.has(id));
         if (fresh.length === 0) return null;
-        await requireGroupAddAllowed(trx, me, fresh);
-        if (current.size + fresh.length > MAX_PARTICIPANTS) {
-          throw new ConnectError(`a group has at most ${MAX_PARTICIPANTS} participants (${current.size} now)`, Code.FailedPrecondition);
+        const isAdmin = permits("admins", my.role);
+        const events: NewInboxEvent[] = [];
+        // Refused by their group_add setting: a personal invite each (one per group while usable).
+        const refused = new Set(await refusingGroupAdd(trx, me, fresh));
+        for (const userId of refused) {
+          const now = clock.now();
+          let link = await invites.activePersonalInvite(trx, conv.id, userId, now);
+          if (!link) {
+            link = await invites.insertInviteLink(trx, {
+              code: newInviteCode(),
+              conversationId: conv.id,
+              createdBy: me,
+              now,
+              expiresAt: new Date(now.getTime() + PERSONAL_INVITE_TTL_MS),
+              maxUses: 1,
+              requiresApproval: false,
+              inviteeId: userId,
+            });
+            events.push(inviteEvent(link, locked, conv.approve_new_members && !isAdmin));
+          }
+          invited.push(userId);
         }
-        // They see the timeline from the message that adds them.
-        await convs.addParticipants(trx, conv.id, fresh, conv.last_seq, clock.now());
-        const created = await conversationCreatedEvents(trx, conv.id, fresh, clock.now(), BigInt(conv.last_seq) + 1n);
+        let addable = fresh.filter((id) => !refused.has(id));
+        // A plain member's adds wait for an admin when the group asks for approval.
+        if (conv.approve_new_members && !isAdmin) {
+          for (const userId of addable) {
+            const before = await invites.getJoinRequest(trx, conv.id, userId);
+            if (before?.state !== "pending") {
+              const r = await invites.upsertPendingRequest(trx, { conversationId: conv.id, userId, addedBy: me, inviteCode: null, now: clock.now() });
+              events.push(...requestEvents(r, people, me));
+            }
+            pending.push(userId);
+          }
+          addable = [];
+        }
+        if (addable.length === 0) return { events: () => events };
+        const admitted = await admit(trx, me, locked, addable);
         return {
           event: "participants_added",
-          userIds: fresh,
-          recipients: [...current, ...fresh],
-          events: () => [
-            ...created,
-            ...[...current, ...fresh].map((userId) =>
-              storedEvent(
-                userId,
-                { case: "participantAdded", value: { $typeName: "realtime.ParticipantAdded", conversationId: conv.id, userIds: fresh, actorId: me } },
-                clock.now(),
-                {
-                  conversationId: conv.id,
-                },
-              ),
-            ),
-          ],
+          userIds: addable,
+          recipients: admitted.recipients,
+          events: () => [...admitted.events(), ...events],
         };
       });
-      return { conversation: await conversationFor(me, uuidField("conversation_id", req.conversationId)) };
+      return {
+        conversation: await conversationFor(me, uuidField("conversation_id", req.conversationId)),
+        invitedUserIds: invited,
+        pendingApprovalUserIds: pending,
+      };
     },
 
     async removeParticipant(req, hc) {

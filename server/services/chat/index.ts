@@ -4,6 +4,7 @@ import type { AppContext } from "../../context.js";
 import { chatRoom } from "./context.js";
 import { conversationHandlers } from "./conversations.js";
 import { groupHandlers } from "./groups.js";
+import { inviteHandlers } from "./invites.js";
 import { messageHandlers } from "./messages.js";
 import { receiptHandlers } from "./receipts.js";
 import { scheduledHandlers } from "./scheduled.js";
@@ -20,6 +21,7 @@ export function createChatService(ctx: AppContext): ServiceImpl<typeof ChatServi
   return {
     ...conversationHandlers(room),
     ...groupHandlers(room),
+    ...inviteHandlers(room),
     ...messageHandlers(room),
     ...receiptHandlers(room),
     ...scheduledHandlers(room),

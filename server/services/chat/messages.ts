@@ -51,6 +51,7 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
       if (pre.leftAt !== null) throw notFound(conversationId);
       const refusal = directBlockRefusal(pre);
       if (refusal) throw refusal;
+      if (pre.adminsOnly) throw new ConnectError("only admins can send messages to this group (its send_messages policy)", Code.PermissionDenied);
       const content = req.content;
       if (codePoints(content) > MAX_TEXT) throw bad(`content: at most ${MAX_TEXT} characters (got ${codePoints(content)})`);
       // Media uploaded here (media.MediaService) travels as media_url "/media/<id>" with its type.
