@@ -55,7 +55,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQi8gMKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSK2BAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZRIbCgVtZWRpYRgUIAEoCzIMLm1lZGlhLk1lZGlhIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIs0BChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCSJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ivwEKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybCI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIkMKF0FkZFBhcnRpY2lwYW50c1Jlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkQKGFJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJFChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uImoKGVNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIwoEcm9sZRgDIAEoDjIVLmNoYXQuUGFydGljaXBhbnRSb2xlIkYKGlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSI5ChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjUKE0VkaXRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJAChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEhQKDGZvcl9ldmVyeW9uZRgCIAEoCCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiOgoVUmVhY3RUb01lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZW1vamkYAiABKAkiOwoWUmVhY3RUb01lc3NhZ2VSZXNwb25zZRIhCglyZWFjdGlvbnMYASADKAsyDi5jaGF0LlJlYWN0aW9uIkIKFE1hcmtEZWxpdmVyZWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiMwoVTWFya0RlbGl2ZXJlZFJlc3BvbnNlEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgBIAEoAyI9Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyJFChBNYXJrUmVhZFJlc3BvbnNlEhUKDWxhc3RfcmVhZF9zZXEYASABKAMSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAIgASgDIi8KGUdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCSKAAQoOTWVzc2FnZVJlY2VpcHQSDwoHdXNlcl9pZBgBIAEoCRIwCgxkZWxpdmVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KGkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlEiYKCHJlY2VpcHRzGAEgAygLMhQuY2hhdC5NZXNzYWdlUmVjZWlwdBIpCg1yZWNlaXB0X3N0YXRlGAIgASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUiYwoXTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi8KC211dGVkX3VudGlsGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhNdXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiRwoaQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGFyY2hpdmVkGAIgASgIIh0KG0FyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZSqIAQoPUGFydGljaXBhbnRSb2xlEiAKHFBBUlRJQ0lQQU5UX1JPTEVfVU5TUEVDSUZJRUQQABIbChdQQVJUSUNJUEFOVF9ST0xFX01FTUJFUhABEhoKFlBBUlRJQ0lQQU5UX1JPTEVfQURNSU4QAhIaChZQQVJUSUNJUEFOVF9ST0xFX09XTkVSEAMqegoMUmVjZWlwdFN0YXRlEh0KGVJFQ0VJUFRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJSRUNFSVBUX1NUQVRFX1NFTlQQARIbChdSRUNFSVBUX1NUQVRFX0RFTElWRVJFRBACEhYKElJFQ0VJUFRfU1RBVEVfUkVBRBADKlsKC01lc3NhZ2VLaW5kEhwKGE1FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhUKEU1FU1NBR0VfS0lORF9VU0VSEAESFwoTTUVTU0FHRV9LSU5EX1NZU1RFTRACMqkLCgtDaGF0U2VydmljZRJXChJDcmVhdGVDb252ZXJzYXRpb24SHy5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaIC5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC1NlbmRNZXNzYWdlEhguY2hhdC5TZW5kTWVzc2FnZVJlcXVlc3QaGS5jaGF0LlNlbmRNZXNzYWdlUmVzcG9uc2USSgoMTGlzdE1lc3NhZ2VzEhkuY2hhdC5MaXN0TWVzc2FnZXNSZXF1ZXN0GhouY2hhdC5MaXN0TWVzc2FnZXNSZXNwb25zZSIDkAIBElYKEEdldENvbnZlcnNhdGlvbnMSHS5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXF1ZXN0Gh4uY2hhdC5HZXRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJTCg9HZXRDb252ZXJzYXRpb24SHC5jaGF0LkdldENvbnZlcnNhdGlvblJlcXVlc3QaHS5jaGF0LkdldENvbnZlcnNhdGlvblJlc3BvbnNlIgOQAgESQgoLVXBkYXRlR3JvdXASGC5jaGF0LlVwZGF0ZUdyb3VwUmVxdWVzdBoZLmNoYXQuVXBkYXRlR3JvdXBSZXNwb25zZRJOCg9BZGRQYXJ0aWNpcGFudHMSHC5jaGF0LkFkZFBhcnRpY2lwYW50c1JlcXVlc3QaHS5jaGF0LkFkZFBhcnRpY2lwYW50c1Jlc3BvbnNlElQKEVJlbW92ZVBhcnRpY2lwYW50Eh4uY2hhdC5SZW1vdmVQYXJ0aWNpcGFudFJlcXVlc3QaHy5jaGF0LlJlbW92ZVBhcnRpY2lwYW50UmVzcG9uc2USVwoSU2V0UGFydGljaXBhbnRSb2xlEh8uY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXF1ZXN0GiAuY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXNwb25zZRJUChFMZWF2ZUNvbnZlcnNhdGlvbhIeLmNoYXQuTGVhdmVDb252ZXJzYXRpb25SZXF1ZXN0Gh8uY2hhdC5MZWF2ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC0VkaXRNZXNzYWdlEhguY2hhdC5FZGl0TWVzc2FnZVJlcXVlc3QaGS5jaGF0LkVkaXRNZXNzYWdlUmVzcG9uc2USSAoNRGVsZXRlTWVzc2FnZRIaLmNoYXQuRGVsZXRlTWVzc2FnZVJlcXVlc3QaGy5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJLCg5SZWFjdFRvTWVzc2FnZRIbLmNoYXQuUmVhY3RUb01lc3NhZ2VSZXF1ZXN0GhwuY2hhdC5SZWFjdFRvTWVzc2FnZVJlc3BvbnNlEkgKDU1hcmtEZWxpdmVyZWQSGi5jaGF0Lk1hcmtEZWxpdmVyZWRSZXF1ZXN0GhsuY2hhdC5NYXJrRGVsaXZlcmVkUmVzcG9uc2USOQoITWFya1JlYWQSFS5jaGF0Lk1hcmtSZWFkUmVxdWVzdBoWLmNoYXQuTWFya1JlYWRSZXNwb25zZRJcChJHZXRNZXNzYWdlUmVjZWlwdHMSHy5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QaIC5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlIgOQAgESUQoQTXV0ZUNvbnZlcnNhdGlvbhIdLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QaHi5jaGF0Lk11dGVDb252ZXJzYXRpb25SZXNwb25zZRJaChNBcmNoaXZlQ29udmVyc2F0aW9uEiAuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVxdWVzdBohLmNoYXQuQXJjaGl2ZUNvbnZlcnNhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_media_media]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQikAQKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQSHAoUZGlzYXBwZWFyaW5nX3NlY29uZHMYIyABKAUicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSLmBAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZRIbCgVtZWRpYRgUIAEoCzIMLm1lZGlhLk1lZGlhEi4KCmV4cGlyZXNfYXQYHiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIs0BChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCSJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ivwEKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybCI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIkMKF0FkZFBhcnRpY2lwYW50c1Jlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkQKGFJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJFChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uImoKGVNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIwoEcm9sZRgDIAEoDjIVLmNoYXQuUGFydGljaXBhbnRSb2xlIkYKGlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSI5ChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjUKE0VkaXRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJAChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEhQKDGZvcl9ldmVyeW9uZRgCIAEoCCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiOgoVUmVhY3RUb01lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZW1vamkYAiABKAkiOwoWUmVhY3RUb01lc3NhZ2VSZXNwb25zZRIhCglyZWFjdGlvbnMYASADKAsyDi5jaGF0LlJlYWN0aW9uIkIKFE1hcmtEZWxpdmVyZWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiMwoVTWFya0RlbGl2ZXJlZFJlc3BvbnNlEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgBIAEoAyI9Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyJFChBNYXJrUmVhZFJlc3BvbnNlEhUKDWxhc3RfcmVhZF9zZXEYASABKAMSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAIgASgDIi8KGUdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCSKAAQoOTWVzc2FnZVJlY2VpcHQSDwoHdXNlcl9pZBgBIAEoCRIwCgxkZWxpdmVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KGkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlEiYKCHJlY2VpcHRzGAEgAygLMhQuY2hhdC5NZXNzYWdlUmVjZWlwdBIpCg1yZWNlaXB0X3N0YXRlGAIgASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUiYwoXTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi8KC211dGVkX3VudGlsGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhNdXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiRwoaQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGFyY2hpdmVkGAIgASgIIh0KG0FyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZSJHChtTZXREaXNhcHBlYXJpbmdUaW1lclJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3NlY29uZHMYAiABKAUiSAocU2V0RGlzYXBwZWFyaW5nVGltZXJSZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJiChVTZWFyY2hNZXNzYWdlc1JlcXVlc3QSDQoFcXVlcnkYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEg0KBWxpbWl0GAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiUgoWU2VhcmNoTWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOgoaU2VhcmNoQ29udmVyc2F0aW9uc1JlcXVlc3QSDQoFcXVlcnkYASABKAkSDQoFbGltaXQYAiABKAUiegoMQ29udGFjdE1hdGNoEg8KB3VzZXJfaWQYASABKAkSFAoMcGhvbmVfbnVtYmVyGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIUCgxjb250YWN0X25hbWUYBCABKAkSFwoPY29udmVyc2F0aW9uX2lkGAUgASgJIm4KG1NlYXJjaENvbnZlcnNhdGlvbnNSZXNwb25zZRIpCg1jb252ZXJzYXRpb25zGAEgAygLMhIuY2hhdC5Db252ZXJzYXRpb24SJAoIY29udGFjdHMYAiADKAsyEi5jaGF0LkNvbnRhY3RNYXRjaCqIAQoPUGFydGljaXBhbnRSb2xlEiAKHFBBUlRJQ0lQQU5UX1JPTEVfVU5TUEVDSUZJRUQQABIbChdQQVJUSUNJUEFOVF9ST0xFX01FTUJFUhABEhoKFlBBUlRJQ0lQQU5UX1JPTEVfQURNSU4QAhIaChZQQVJUSUNJUEFOVF9ST0xFX09XTkVSEAMqegoMUmVjZWlwdFN0YXRlEh0KGVJFQ0VJUFRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJSRUNFSVBUX1NUQVRFX1NFTlQQARIbChdSRUNFSVBUX1NUQVRFX0RFTElWRVJFRBACEhYKElJFQ0VJUFRfU1RBVEVfUkVBRBADKlsKC01lc3NhZ2VLaW5kEhwKGE1FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhUKEU1FU1NBR0VfS0lORF9VU0VSEAESFwoTTUVTU0FHRV9LSU5EX1NZU1RFTRACMrsNCgtDaGF0U2VydmljZRJXChJDcmVhdGVDb252ZXJzYXRpb24SHy5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaIC5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC1NlbmRNZXNzYWdlEhguY2hhdC5TZW5kTWVzc2FnZVJlcXVlc3QaGS5jaGF0LlNlbmRNZXNzYWdlUmVzcG9uc2USSgoMTGlzdE1lc3NhZ2VzEhkuY2hhdC5MaXN0TWVzc2FnZXNSZXF1ZXN0GhouY2hhdC5MaXN0TWVzc2FnZXNSZXNwb25zZSIDkAIBElYKEEdldENvbnZlcnNhdGlvbnMSHS5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXF1ZXN0Gh4uY2hhdC5HZXRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJTCg9HZXRDb252ZXJzYXRpb24SHC5jaGF0LkdldENvbnZlcnNhdGlvblJlcXVlc3QaHS5jaGF0LkdldENvbnZlcnNhdGlvblJlc3BvbnNlIgOQAgESQgoLVXBkYXRlR3JvdXASGC5jaGF0LlVwZGF0ZUdyb3VwUmVxdWVzdBoZLmNoYXQuVXBkYXRlR3JvdXBSZXNwb25zZRJOCg9BZGRQYXJ0aWNpcGFudHMSHC5jaGF0LkFkZFBhcnRpY2lwYW50c1JlcXVlc3QaHS5jaGF0LkFkZFBhcnRpY2lwYW50c1Jlc3BvbnNlElQKEVJlbW92ZVBhcnRpY2lwYW50Eh4uY2hhdC5SZW1vdmVQYXJ0aWNpcGFudFJlcXVlc3QaHy5jaGF0LlJlbW92ZVBhcnRpY2lwYW50UmVzcG9uc2USVwoSU2V0UGFydGljaXBhbnRSb2xlEh8uY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXF1ZXN0GiAuY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXNwb25zZRJUChFMZWF2ZUNvbnZlcnNhdGlvbhIeLmNoYXQuTGVhdmVDb252ZXJzYXRpb25SZXF1ZXN0Gh8uY2hhdC5MZWF2ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC0VkaXRNZXNzYWdlEhguY2hhdC5FZGl0TWVzc2FnZVJlcXVlc3QaGS5jaGF0LkVkaXRNZXNzYWdlUmVzcG9uc2USSAoNRGVsZXRlTWVzc2FnZRIaLmNoYXQuRGVsZXRlTWVzc2FnZVJlcXVlc3QaGy5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJLCg5SZWFjdFRvTWVzc2FnZRIbLmNoYXQuUmVhY3RUb01lc3NhZ2VSZXF1ZXN0GhwuY2hhdC5SZWFjdFRvTWVzc2FnZVJlc3BvbnNlEkgKDU1hcmtEZWxpdmVyZWQSGi5jaGF0Lk1hcmtEZWxpdmVyZWRSZXF1ZXN0GhsuY2hhdC5NYXJrRGVsaXZlcmVkUmVzcG9uc2USOQoITWFya1JlYWQSFS5jaGF0Lk1hcmtSZWFkUmVxdWVzdBoWLmNoYXQuTWFya1JlYWRSZXNwb25zZRJcChJHZXRNZXNzYWdlUmVjZWlwdHMSHy5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QaIC5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlIgOQAgESUQoQTXV0ZUNvbnZlcnNhdGlvbhIdLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QaHi5jaGF0Lk11dGVDb252ZXJzYXRpb25SZXNwb25zZRJaChNBcmNoaXZlQ29udmVyc2F0aW9uEiAuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVxdWVzdBohLmNoYXQuQXJjaGl2ZUNvbnZlcnNhdGlvblJlc3BvbnNlEl0KFFNldERpc2FwcGVhcmluZ1RpbWVyEiEuY2hhdC5TZXREaXNhcHBlYXJpbmdUaW1lclJlcXVlc3QaIi5jaGF0LlNldERpc2FwcGVhcmluZ1RpbWVyUmVzcG9uc2USUAoOU2VhcmNoTWVzc2FnZXMSGy5jaGF0LlNlYXJjaE1lc3NhZ2VzUmVxdWVzdBocLmNoYXQuU2VhcmNoTWVzc2FnZXNSZXNwb25zZSIDkAIBEl8KE1NlYXJjaENvbnZlcnNhdGlvbnMSIC5jaGF0LlNlYXJjaENvbnZlcnNhdGlvbnNSZXF1ZXN0GiEuY2hhdC5TZWFyY2hDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_media_media]);
 
 /**
  * A conversation as the caller sees it.
@@ -184,6 +184,14 @@ export type Conversation = Message$1<"chat.Conversation"> & {
    * @generated from field: repeated chat.Participant participants = 17;
    */
   participants: Participant[];
+
+  /**
+   * The disappearing-messages timer in seconds: 0 (off), 86400 (24 h),
+   * 604800 (7 days) or 7776000 (90 days). See SetDisappearingTimer.
+   *
+   * @generated from field: int32 disappearing_seconds = 35;
+   */
+  disappearingSeconds: number;
 };
 
 /**
@@ -420,6 +428,18 @@ export type Message = Message$1<"chat.Message"> & {
    * @generated from field: media.Media media = 20;
    */
   media?: Media | undefined;
+
+  /**
+   * When the message disappears: created_at plus the conversation's
+   * disappearing timer at the time it was stored; unset when it was sent
+   * with the timer off. From then on no read returns it (ListMessages,
+   * GetConversations' last_message, SearchMessages, Subscribe's replay);
+   * a periodic job purges its content, reactions and media references and
+   * sends `messages_expired` to the participants' streams.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 30;
+   */
+  expiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -1545,6 +1565,235 @@ export const ArchiveConversationResponseSchema: GenMessage<ArchiveConversationRe
   messageDesc(file_chat_chat, 41);
 
 /**
+ * Sets a conversation's disappearing-messages timer.
+ *
+ * @generated from message chat.SetDisappearingTimerRequest
+ */
+export type SetDisappearingTimerRequest = Message$1<"chat.SetDisappearingTimerRequest"> & {
+  /**
+   * Id (UUID) of a conversation the caller is a participant of.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * 0 (off), 86400 (24 hours), 604800 (7 days) or 7776000 (90 days).
+   *
+   * @generated from field: int32 seconds = 2;
+   */
+  seconds: number;
+};
+
+/**
+ * Describes the message chat.SetDisappearingTimerRequest.
+ * Use `create(SetDisappearingTimerRequestSchema)` to create a new message.
+ */
+export const SetDisappearingTimerRequestSchema: GenMessage<SetDisappearingTimerRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 42);
+
+/**
+ * The conversation with its timer.
+ *
+ * @generated from message chat.SetDisappearingTimerResponse
+ */
+export type SetDisappearingTimerResponse = Message$1<"chat.SetDisappearingTimerResponse"> & {
+  /**
+   * The conversation as the caller sees it after the call.
+   *
+   * @generated from field: chat.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+};
+
+/**
+ * Describes the message chat.SetDisappearingTimerResponse.
+ * Use `create(SetDisappearingTimerResponseSchema)` to create a new message.
+ */
+export const SetDisappearingTimerResponseSchema: GenMessage<SetDisappearingTimerResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 43);
+
+/**
+ * Finds messages by words.
+ *
+ * @generated from message chat.SearchMessagesRequest
+ */
+export type SearchMessagesRequest = Message$1<"chat.SearchMessagesRequest"> & {
+  /**
+   * The words to find (1 to 256 characters, at most 16 words).
+   *
+   * @generated from field: string query = 1;
+   */
+  query: string;
+
+  /**
+   * Only this conversation (UUID, one the caller is or was in); empty: all.
+   *
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * Page size: default 50, at most 100.
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * Opaque cursor from a previous page's next_page_token (same query and
+   * conversation_id).
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message chat.SearchMessagesRequest.
+ * Use `create(SearchMessagesRequestSchema)` to create a new message.
+ */
+export const SearchMessagesRequestSchema: GenMessage<SearchMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 44);
+
+/**
+ * A page of matching messages.
+ *
+ * @generated from message chat.SearchMessagesResponse
+ */
+export type SearchMessagesResponse = Message$1<"chat.SearchMessagesResponse"> & {
+  /**
+   * Best match first (PostgreSQL ts_rank), then newest first. Each message
+   * as ListMessages shows it to the caller.
+   *
+   * @generated from field: repeated chat.Message messages = 1;
+   */
+  messages: Message[];
+
+  /**
+   * Cursor for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message chat.SearchMessagesResponse.
+ * Use `create(SearchMessagesResponseSchema)` to create a new message.
+ */
+export const SearchMessagesResponseSchema: GenMessage<SearchMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 45);
+
+/**
+ * Finds conversations and contacts by name or number.
+ *
+ * @generated from message chat.SearchConversationsRequest
+ */
+export type SearchConversationsRequest = Message$1<"chat.SearchConversationsRequest"> & {
+  /**
+   * Part of a group name, a person's name or a phone number (1 to 100
+   * characters).
+   *
+   * @generated from field: string query = 1;
+   */
+  query: string;
+
+  /**
+   * At most this many conversations and this many contacts: default 20, at
+   * most 100.
+   *
+   * @generated from field: int32 limit = 2;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message chat.SearchConversationsRequest.
+ * Use `create(SearchConversationsRequestSchema)` to create a new message.
+ */
+export const SearchConversationsRequestSchema: GenMessage<SearchConversationsRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 46);
+
+/**
+ * A contact that matched.
+ *
+ * @generated from message chat.ContactMatch
+ */
+export type ContactMatch = Message$1<"chat.ContactMatch"> & {
+  /**
+   * The contact's user id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Their phone number (E.164).
+   *
+   * @generated from field: string phone_number = 2;
+   */
+  phoneNumber: string;
+
+  /**
+   * Their profile name.
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * The name the caller gave them (empty for none).
+   *
+   * @generated from field: string contact_name = 4;
+   */
+  contactName: string;
+
+  /**
+   * The direct conversation with them, if there is one (empty otherwise).
+   *
+   * @generated from field: string conversation_id = 5;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message chat.ContactMatch.
+ * Use `create(ContactMatchSchema)` to create a new message.
+ */
+export const ContactMatchSchema: GenMessage<ContactMatch> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 47);
+
+/**
+ * Matching conversations and contacts.
+ *
+ * @generated from message chat.SearchConversationsResponse
+ */
+export type SearchConversationsResponse = Message$1<"chat.SearchConversationsResponse"> & {
+  /**
+   * The caller's current conversations that matched, by last activity,
+   * newest first, as GetConversations shows them.
+   *
+   * @generated from field: repeated chat.Conversation conversations = 1;
+   */
+  conversations: Conversation[];
+
+  /**
+   * The caller's contacts that matched, by name.
+   *
+   * @generated from field: repeated chat.ContactMatch contacts = 2;
+   */
+  contacts: ContactMatch[];
+};
+
+/**
+ * Describes the message chat.SearchConversationsResponse.
+ * Use `create(SearchConversationsResponseSchema)` to create a new message.
+ */
+export const SearchConversationsResponseSchema: GenMessage<SearchConversationsResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 48);
+
+/**
  * A participant's role in a conversation.
  *
  * @generated from enum chat.ParticipantRole
@@ -1961,6 +2210,69 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ArchiveConversationRequestSchema;
     output: typeof ArchiveConversationResponseSchema;
+  },
+  /**
+   * SetDisappearingTimer sets a conversation's disappearing-messages timer:
+   * off (0), 24 hours (86400), 7 days (604800) or 90 days (7776000). Any
+   * current participant may set it, in direct conversations and in groups
+   * alike (WhatsApp lets groups restrict it to admins through "edit group
+   * info"; Chatwire has no such group setting here). It applies to user
+   * messages stored after the change (Message.expires_at = created_at +
+   * timer); earlier messages keep their own expiry. The change is written as
+   * a system message ("disappearing_timer_changed", system_user_ids: the
+   * caller) and every participant gets a `conversation_updated` event. A call
+   * that sets the timer it already has (e.g. a retry) writes and sends
+   * nothing.
+   * Errors: InvalidArgument: seconds not one of the four values. NotFound: a
+   * conversation the caller is not (or no longer) in. PermissionDenied: a
+   * direct conversation while either side has blocked the other.
+   *
+   * @generated from rpc chat.ChatService.SetDisappearingTimer
+   */
+  setDisappearingTimer: {
+    methodKind: "unary";
+    input: typeof SetDisappearingTimerRequestSchema;
+    output: typeof SetDisappearingTimerResponseSchema;
+  },
+  /**
+   * SearchMessages finds user messages by words, over every conversation the
+   * caller is or was in (or one of them), best match first. Only what
+   * ListMessages would show the caller is found: the history window of a
+   * participant who joined late or left (a removed participant finds what
+   * they saw up to the removal), never messages deleted for everyone, hidden
+   * for the caller (delete for me), or expired (disappearing messages).
+   * Matching: PostgreSQL full-text search with the 'simple' configuration
+   * (no stemming and no stop words, so it treats every language alike):
+   * every word of the query must occur, the last one also as a prefix
+   * ("hel" finds "hello"); case and punctuation do not matter.
+   * Errors: InvalidArgument: a query with no letter or digit, or over 256
+   * characters; more than 16 words; a negative limit; a page_token not from
+   * a previous page of the same query. NotFound: a conversation_id the
+   * caller never was in.
+   *
+   * @generated from rpc chat.ChatService.SearchMessages
+   */
+  searchMessages: {
+    methodKind: "unary";
+    input: typeof SearchMessagesRequestSchema;
+    output: typeof SearchMessagesResponseSchema;
+  },
+  /**
+   * SearchConversations finds the caller's conversations and contacts by
+   * name or number: groups by name; direct conversations by the other
+   * person's display name, the name the caller gave them as a contact, or
+   * their phone number; and the caller's contacts (with or without a
+   * conversation) the same way. Case-insensitive substring match; digits of
+   * a phone number match with or without "+", spaces or dashes.
+   * Errors: InvalidArgument: an empty query or one over 100 characters; a
+   * negative limit.
+   *
+   * @generated from rpc chat.ChatService.SearchConversations
+   */
+  searchConversations: {
+    methodKind: "unary";
+    input: typeof SearchConversationsRequestSchema;
+    output: typeof SearchConversationsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_chat, 0);
