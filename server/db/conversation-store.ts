@@ -14,6 +14,8 @@ export interface ConversationRow {
   last_seq: string;
   created_at: Date;
   last_activity_at: Date;
+  /** Disappearing-messages timer in seconds, 0 when off (absent where not read). */
+  disappearing_seconds?: number;
 }
 
 export interface ParticipantRow {
@@ -52,7 +54,7 @@ export async function userIdsByPhone(db: Db, phones: string[]): Promise<Map<stri
 export function findDirect(db: Db, key: string): Promise<ConversationRow | undefined> {
   return db
     .selectFrom("conversations")
-    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at", "disappearing_seconds"])
     .where("direct_key", "=", key)
     .executeTakeFirst();
 }
@@ -60,7 +62,7 @@ export function findDirect(db: Db, key: string): Promise<ConversationRow | undef
 export function findGroupByRequest(db: Db, createdBy: string, clientRequestId: string): Promise<ConversationRow | undefined> {
   return db
     .selectFrom("conversations")
-    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at", "disappearing_seconds"])
     .where("created_by", "=", createdBy)
     .where("client_request_id", "=", clientRequestId)
     .executeTakeFirst();
@@ -99,7 +101,7 @@ export async function insertConversation(db: Db, c: NewConversation): Promise<Co
       last_activity_at: c.now,
     })
     .onConflict((oc) => oc.doNothing())
-    .returning(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .returning(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at", "disappearing_seconds"])
     .executeTakeFirst();
   if (!row) return undefined;
   await db
@@ -117,7 +119,7 @@ export function getParticipation(db: Db, conversationId: string, userId: string)
 export function getConversationRow(db: Db, id: string): Promise<ConversationRow | undefined> {
   return db
     .selectFrom("conversations")
-    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at", "disappearing_seconds"])
     .where("id", "=", id)
     .executeTakeFirst();
 }
@@ -177,7 +179,7 @@ export async function listConversations(
     .selectFrom("conversation_participants as p")
     .innerJoin("conversations as c", "c.id", "p.conversation_id")
     .selectAll("p")
-    .select(["c.id", "c.is_group", "c.group_name", "c.group_description", "c.group_avatar_url", "c.last_seq", "c.created_at", "c.last_activity_at"])
+    .select(["c.id", "c.is_group", "c.group_name", "c.group_description", "c.group_avatar_url", "c.last_seq", "c.created_at", "c.last_activity_at", "c.disappearing_seconds"])
     .where("p.user_id", "=", userId)
     .where("p.left_at", "is", null);
   if (!opts.includeArchived) q = q.where("p.archived", "=", false);
@@ -195,6 +197,7 @@ export async function listConversations(
     last_seq: r.last_seq,
     created_at: r.created_at,
     last_activity_at: r.last_activity_at,
+    disappearing_seconds: r.disappearing_seconds,
     my: {
       conversation_id: r.conversation_id,
       user_id: r.user_id,
@@ -272,7 +275,7 @@ export async function setArchived(db: Db, conversationId: string, userId: string
 export async function lockConversation(trx: Transaction<Database>, id: string): Promise<ConversationRow | undefined> {
   return trx
     .selectFrom("conversations")
-    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at"])
+    .select(["id", "is_group", "group_name", "group_description", "group_avatar_url", "last_seq", "created_at", "last_activity_at", "disappearing_seconds"])
     .where("id", "=", id)
     .forUpdate()
     .executeTakeFirst();

@@ -107,6 +107,8 @@ interface ConversationsTable {
   last_seq: GeneratedInt8;
   created_at: Generated<Date>;
   last_activity_at: Generated<Date>;
+  /** Disappearing-messages timer (0021): 0 (off) or seconds added to a new message's created_at. */
+  disappearing_seconds: Generated<number>;
 }
 
 interface ConversationParticipantsTable {
@@ -159,6 +161,8 @@ interface MessagesTable {
   created_at: Generated<Date>;
   edited_at: Date | null;
   deleted_at: Date | null;
+  /** Disappearing messages (0021): unreadable from then on, purged by the job (which sets deleted_at). */
+  expires_at: Generated<Date | null>;
 }
 
 interface MessageReactionsTable {

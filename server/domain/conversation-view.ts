@@ -35,6 +35,7 @@ export function toConversation(conv: ConversationRow, people: ParticipantRow[], 
     myLastReadSeq: BigInt(my?.last_read_seq ?? 0),
     myLastDeliveredSeq: BigInt(my?.last_delivered_seq ?? 0),
     participants: people.map((p) => create(ParticipantSchema, { userId: p.user_id, role: roleToProto(p.role), joinedAt: timestampFromDate(p.joined_at) })),
+    disappearingSeconds: conv.disappearing_seconds ?? 0,
   });
 }
 

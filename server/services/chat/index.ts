@@ -3,9 +3,11 @@ import type { ChatService } from "../../../gen/chat/chat_pb.js";
 import type { AppContext } from "../../context.js";
 import { chatRoom } from "./context.js";
 import { conversationHandlers } from "./conversations.js";
+import { disappearingHandlers } from "./disappearing.js";
 import { groupHandlers } from "./groups.js";
 import { messageHandlers } from "./messages.js";
 import { receiptHandlers } from "./receipts.js";
+import { searchHandlers } from "./search.js";
 
 /**
  * chat.ChatService: the original four RPCs (CreateConversation, SendMessage,
@@ -21,5 +23,7 @@ export function createChatService(ctx: AppContext): ServiceImpl<typeof ChatServi
     ...groupHandlers(room),
     ...messageHandlers(room),
     ...receiptHandlers(room),
+    ...searchHandlers(room),
+    ...disappearingHandlers(room),
   };
 }
