@@ -26,8 +26,6 @@ export function scheduleJobs(scheduler: Scheduler, ctx: AppContext): void {
   // Expired statuses are already invisible (read-time filter); this removes their rows and views.
   // Media never referenced within 24 h, or whose last message or status is gone.
   scheduler.every("media collection", MEDIA_COLLECT_EVERY_MS, () => ctx.media.collect());
-  scheduler.every("disappearing message purge", DISAPPEARING_PURGE_EVERY_MS, () =>
-    purgeExpiredMessages(db, ctx.bus, config.natsSubjectPrefix, clock.now()),
-  );
+  scheduler.every("disappearing message purge", DISAPPEARING_PURGE_EVERY_MS, () => purgeExpiredMessages(db, ctx.bus, config.natsSubjectPrefix, clock.now()));
   scheduler.every("expired status purge", config.status.purgeIntervalSeconds * 1000, () => purgeExpiredStatuses(db, clock.now()));
 }

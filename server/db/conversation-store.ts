@@ -179,7 +179,17 @@ export async function listConversations(
     .selectFrom("conversation_participants as p")
     .innerJoin("conversations as c", "c.id", "p.conversation_id")
     .selectAll("p")
-    .select(["c.id", "c.is_group", "c.group_name", "c.group_description", "c.group_avatar_url", "c.last_seq", "c.created_at", "c.last_activity_at", "c.disappearing_seconds"])
+    .select([
+      "c.id",
+      "c.is_group",
+      "c.group_name",
+      "c.group_description",
+      "c.group_avatar_url",
+      "c.last_seq",
+      "c.created_at",
+      "c.last_activity_at",
+      "c.disappearing_seconds",
+    ])
     .where("p.user_id", "=", userId)
     .where("p.left_at", "is", null);
   if (!opts.includeArchived) q = q.where("p.archived", "=", false);

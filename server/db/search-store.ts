@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Transaction } from "kysely";
-import type { ConversationListRow } from "./conversation-store.js";
+import type { ConversationListRow, ParticipantRow } from "./conversation-store.js";
 import type { MessageRow } from "./history-store.js";
 import type { Database } from "./schema.js";
 
@@ -60,6 +60,18 @@ export async function searchMessages(
   return rows.map(({ rank_real: _, ...hit }) => hit);
 }
 
+/** A row of searchConversations' query: the participation's columns and the conversation's. */
+interface ConversationHitRow extends Omit<ParticipantRow, "left_view"> {
+  is_group: boolean;
+  group_name: string;
+  group_description: string;
+  group_avatar_url: string;
+  last_seq: string;
+  c_created_at: Date;
+  last_activity_at: Date;
+  disappearing_seconds: number;
+}
+
 /** `%text%` for ILIKE, with the pattern characters of `text` taken literally. */
 function containing(text: string): string {
   return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -74,7 +86,7 @@ function containing(text: string): string {
 export async function searchConversations(db: Db, userId: string, text: string, digits: string, limit: number): Promise<ConversationListRow[]> {
   const like = containing(text);
   const phone = digits === "" ? sql`false` : sql`u.phone_number like ${containing(digits)}`;
-  const { rows } = await sql<Record<string, any>>`
+  const { rows } = await sql<ConversationHitRow>`
     select p.*, c.is_group, c.group_name, c.group_description, c.group_avatar_url, c.last_seq, c.created_at as c_created_at,
            c.last_activity_at, c.disappearing_seconds
     from conversation_participants p

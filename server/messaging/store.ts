@@ -32,7 +32,10 @@ export async function storeMessages(db: Kysely<Database> | Transaction<Database>
     const m = msgs[i]!;
     // Encoded once; every recipient's frame shares it (only the position differs).
     const body = eventBody(
-      { case: "messageCreated", value: { $typeName: "realtime.MessageCreated", message: messageFromOutgoing(m, message.seq, message.createdAt, message.expiresAt) } },
+      {
+        case: "messageCreated",
+        value: { $typeName: "realtime.MessageCreated", message: messageFromOutgoing(m, message.seq, message.createdAt, message.expiresAt) },
+      },
       now,
     );
     const notices = recipients.map(

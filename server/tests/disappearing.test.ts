@@ -6,7 +6,7 @@ import { ChatService, MessageKind } from "../../gen/chat/chat_pb.js";
 import { purgeExpiredMessages } from "../messaging/disappearing.js";
 import { grpcJsClient, grpcJsUnary } from "./helpers/grpc-js.js";
 import { protocolTransport, Subscription } from "./helpers/realtime.js";
-import { codeOf, curlJson, phoneSequence, socialUser, type SocialUser } from "./helpers/social.js";
+import { codeOf, curlJson, phoneSequence, socialUser } from "./helpers/social.js";
 import { FakeClock, startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // Disappearing messages: the per-conversation timer (a system message and a
