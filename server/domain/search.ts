@@ -3,9 +3,9 @@ import { createHash } from "node:crypto";
 // What a search query means, without the database: SearchMessages' words as a
 // to_tsquery, SearchConversations' text and phone digits, and the page token.
 
-export const SEARCH_QUERY_MAX = 256;
-export const SEARCH_WORDS_MAX = 16;
-export const NAME_QUERY_MAX = 100;
+const SEARCH_QUERY_MAX = 256;
+const SEARCH_WORDS_MAX = 16;
+const NAME_QUERY_MAX = 100;
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
 
