@@ -35,5 +35,9 @@ describe("search page token", () => {
     expect(decodeSearchToken(t, "a:*", "")).toEqual(p);
     expect(decodeSearchToken(t, "b:*", "")).toBeUndefined();
     expect(decodeSearchToken("garbage", "a:*", "")).toBeUndefined();
+    // A hand-made token with the right fingerprint but a rank that is no number.
+    const forged = JSON.parse(Buffer.from(t, "base64url").toString()) as string[];
+    forged[0] = "-";
+    expect(decodeSearchToken(Buffer.from(JSON.stringify(forged)).toString("base64url"), "a:*", "")).toBeUndefined();
   });
 });

@@ -40,6 +40,9 @@ export interface SearchPosition {
   id: string;
 }
 
+const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** Ties a page token to its query, so a token from another search is refused rather than misread. */
 function fingerprint(tsquery: string, conversationId: string): string {
   return createHash("sha256").update(`${tsquery}\u0000${conversationId}`).digest("base64url").slice(0, 11);
@@ -56,7 +59,14 @@ export function decodeSearchToken(token: string, tsquery: string, conversationId
     if (!Array.isArray(v) || v.length !== 4 || !v.every((x) => typeof x === "string")) return undefined;
     const [rank, createdAt, id, f] = v as string[];
     if (f !== fingerprint(tsquery, conversationId)) return undefined;
-    if (!/^[0-9.e+-]+$/i.test(rank!) || Number.isNaN(Date.parse(createdAt!)) || !/^[0-9a-f-]{36}$/.test(id!)) return undefined;
+    if (
+      !/^-?\d+(\.\d+)?(e[+-]?\d+)?$/i.test(rank!) ||
+      !Number.isFinite(Number(rank)) ||
+      !ISO_MS.test(createdAt!) ||
+      Number.isNaN(Date.parse(createdAt!)) ||
+      !UUID.test(id!)
+    )
+      return undefined;
     return { rank: rank!, createdAt: createdAt!, id: id! };
   } catch {
     return undefined;
