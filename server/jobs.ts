@@ -3,6 +3,7 @@ import { pruneAuthRows } from "./db/auth-store.js";
 import { pruneRateLimitPoints } from "./db/rate-limit-store.js";
 import { pruneRequestAnswers } from "./db/request-store.js";
 import { purgeExpiredStatuses } from "./db/status-store.js";
+import { purgeExpiredMessages } from "./messaging/disappearing.js";
 import { PRESENCE_RENEW_MS } from "./realtime/presence.js";
 import { SCHEDULED_SEND_EVERY_MS, scheduledSender } from "./services/chat/scheduled-sender.js";
 import type { Scheduler } from "./scheduler.js";
@@ -10,6 +11,8 @@ import type { Scheduler } from "./scheduler.js";
 /** Expired auth rows, rate-limit counters and request answers are deleted this often. */
 const PRUNE_EVERY_MS = 10 * 60_000;
 const MEDIA_COLLECT_EVERY_MS = 15 * 60_000;
+/** Expired disappearing messages are purged this often (reads hide them from expires_at on, whatever the job's lag). */
+const DISAPPEARING_PURGE_EVERY_MS = 60_000;
 
 /** Every periodic job of a server, in one place. */
 export function scheduleJobs(scheduler: Scheduler, ctx: AppContext): void {
@@ -24,6 +27,7 @@ export function scheduleJobs(scheduler: Scheduler, ctx: AppContext): void {
   // Expired statuses are already invisible (read-time filter); this removes their rows and views.
   // Media never referenced within 24 h, or whose last message or status is gone.
   scheduler.every("media collection", MEDIA_COLLECT_EVERY_MS, () => ctx.media.collect());
+  scheduler.every("disappearing message purge", DISAPPEARING_PURGE_EVERY_MS, () => purgeExpiredMessages(db, ctx.bus, config.natsSubjectPrefix, clock.now()));
   scheduler.every("expired status purge", config.status.purgeIntervalSeconds * 1000, () => purgeExpiredStatuses(db, clock.now()));
   // Due scheduled messages, sent as their sender (any instance; each row claimed by one run at a time).
   scheduler.every("scheduled message sending", SCHEDULED_SEND_EVERY_MS, scheduledSender(ctx));

@@ -19,6 +19,8 @@ export interface ConversationRow {
   edit_info_policy: string;
   add_policy: string;
   approve_new_members: boolean;
+  /** Disappearing-messages timer in seconds, 0 when off (absent where not read). */
+  disappearing_seconds?: number;
 }
 
 /** The columns of a ConversationRow. */
@@ -35,6 +37,7 @@ const CONVERSATION_COLUMNS = [
   "edit_info_policy",
   "add_policy",
   "approve_new_members",
+  "disappearing_seconds",
 ] as const;
 
 export interface ParticipantRow {
@@ -215,6 +218,7 @@ export async function listConversations(
     edit_info_policy: r.edit_info_policy,
     add_policy: r.add_policy,
     approve_new_members: r.approve_new_members,
+    disappearing_seconds: r.disappearing_seconds,
     my: {
       conversation_id: r.conversation_id,
       user_id: r.user_id,

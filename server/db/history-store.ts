@@ -22,12 +22,15 @@ export interface MessageRow {
   created_at: Date;
   edited_at: Date | null;
   deleted_at: Date | null;
+  /** Disappearing messages: not to be read from then on (purged later). */
+  expires_at?: Date | null;
 }
 
-/** The part of a conversation's timeline a participant may see: (fromSeq, toSeq]. */
+/** The part of a conversation's timeline a participant may see: (fromSeq, toSeq], without what expired by `now`. */
 export interface Window {
   afterSeq: string;
   upToSeq: string | null;
+  now: Date;
 }
 
 export function getMessage(db: Db, id: string): Promise<MessageRow | undefined> {
@@ -70,6 +73,7 @@ export async function listMessages(
       not(exists(selectFrom("hidden_messages as h").select("h.message_id").whereRef("h.message_id", "=", "m.id").where("h.user_id", "=", userId))),
     );
   if (window.upToSeq !== null) q = q.where("m.seq", "<=", window.upToSeq);
+  q = q.where((eb) => eb.or([eb("m.expires_at", "is", null), eb("m.expires_at", ">", window.now)]));
   if (page.afterSeq !== undefined) {
     return (await q.where("m.seq", ">", page.afterSeq).orderBy("m.seq", "asc").limit(page.limit).execute()) as MessageRow[];
   }

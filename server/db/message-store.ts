@@ -33,6 +33,7 @@ interface StoreRow {
   /** The recipients' user ids (current participants, by user id) and their inbox positions, for a stored message. */
   r_recipients: string[];
   r_positions: string[];
+  r_expires_at: Date | null;
 }
 
 /**
@@ -87,6 +88,7 @@ export async function storeMessageRows(db: Db, msgs: readonly OutgoingMessage[],
       seq: String(r.r_seq),
       createdAt: r.r_created_at instanceof Date ? r.r_created_at : new Date(r.r_created_at!),
       duplicate: r.r_status === "duplicate",
+      expiresAt: r.r_expires_at === null ? null : new Date(r.r_expires_at),
     };
     if (message.duplicate) return { ok: true, message, recipients: [] };
     return { ok: true, message, recipients: r.r_recipients.map((userId, j) => ({ userId, position: r.r_positions[j]! })) };
@@ -178,6 +180,8 @@ export interface NewSystemMessageRow {
   /** e.g. "participants_added", "participant_removed", "role_changed", "group_updated", "participant_left". */
   event: string;
   userIds: string[];
+  /** What the change set, when the event needs it (disappearing_timer_changed: the timer in seconds). */
+  content?: string;
 }
 
 /**
@@ -204,6 +208,7 @@ export async function insertSystemMessageRow(trx: Transaction<Database>, m: NewS
       sender_id: m.actorId,
       system_event: m.event,
       system_user_ids: JSON.stringify(m.userIds),
+      content: m.content ?? "",
       created_at: now,
     })
     .execute();

@@ -116,6 +116,8 @@ interface ConversationsTable {
   edit_info_policy: Generated<string>;
   add_policy: Generated<string>;
   approve_new_members: Generated<boolean>;
+  /** Disappearing-messages timer (0021): 0 (off) or seconds added to a new message's created_at. */
+  disappearing_seconds: Generated<number>;
 }
 
 interface ConversationParticipantsTable {
@@ -168,6 +170,8 @@ interface MessagesTable {
   created_at: Generated<Date>;
   edited_at: Date | null;
   deleted_at: Date | null;
+  /** Disappearing messages (0021): unreadable from then on, purged by the job (which sets deleted_at). */
+  expires_at: Generated<Date | null>;
 }
 
 interface MessageReactionsTable {

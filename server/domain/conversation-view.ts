@@ -37,6 +37,7 @@ export function toConversation(conv: ConversationRow, people: ParticipantRow[], 
     myLastDeliveredSeq: BigInt(my?.last_delivered_seq ?? 0),
     participants: people.map((p) => create(ParticipantSchema, { userId: p.user_id, role: roleToProto(p.role), joinedAt: timestampFromDate(p.joined_at) })),
     policies: conv.is_group ? policiesToProto(conv) : undefined,
+    disappearingSeconds: conv.disappearing_seconds ?? 0,
   });
 }
 

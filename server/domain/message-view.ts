@@ -75,5 +75,6 @@ export function toMessage(
     systemEvent: row.system_event,
     systemUserIds: jsonIds(row.system_user_ids),
     replyToStatus: quotes?.get(row.id),
+    expiresAt: row.expires_at ? timestampFromDate(row.expires_at) : undefined,
   });
 }

@@ -32,7 +32,10 @@ export async function storeMessages(db: Kysely<Database> | Transaction<Database>
     const m = msgs[i]!;
     // Encoded once; every recipient's frame shares it (only the position differs).
     const body = eventBody(
-      { case: "messageCreated", value: { $typeName: "realtime.MessageCreated", message: messageFromOutgoing(m, message.seq, message.createdAt) } },
+      {
+        case: "messageCreated",
+        value: { $typeName: "realtime.MessageCreated", message: messageFromOutgoing(m, message.seq, message.createdAt, message.expiresAt) },
+      },
       now,
     );
     const notices = recipients.map(
@@ -77,7 +80,16 @@ export async function insertSystemMessage(
       case: "messageCreated",
       value: {
         $typeName: "realtime.MessageCreated",
-        message: systemMessageView({ id, conversationId: m.conversationId, actorId: m.actorId, event: m.event, userIds: m.userIds, seq, createdAt: now }),
+        message: systemMessageView({
+          id,
+          conversationId: m.conversationId,
+          actorId: m.actorId,
+          event: m.event,
+          userIds: m.userIds,
+          seq,
+          createdAt: now,
+          content: m.content,
+        }),
       },
     },
     now,

@@ -36,6 +36,8 @@ export interface StoredMessage {
   createdAt: Date;
   /** The (sender, client message id) was stored before; nothing new was written. */
   duplicate: boolean;
+  /** When it disappears (the conversation's timer at store time); null when off or for a duplicate. */
+  expiresAt?: Date | null;
 }
 
 /** Why a message can never be stored (the conversation is gone, or the sender left). */

@@ -48,7 +48,7 @@ export function eventFromPayload(payload: unknown): Event | undefined {
 }
 
 /** A just-stored user message as ListMessages shows it (nobody has it yet: SENT, no reactions). */
-export function messageFromOutgoing(m: OutgoingMessage, seq: string, createdAt: Date): Message {
+export function messageFromOutgoing(m: OutgoingMessage, seq: string, createdAt: Date, expiresAt?: Date | null): Message {
   return create(MessageSchema, {
     id: m.id,
     conversationId: m.conversationId,
@@ -64,6 +64,7 @@ export function messageFromOutgoing(m: OutgoingMessage, seq: string, createdAt: 
     receiptState: ReceiptState.SENT,
     kind: MessageKind.USER,
     replyToStatus: m.replyToStatus ? create(StatusReferenceSchema, m.replyToStatus) : undefined,
+    expiresAt: expiresAt ? timestampFromDate(expiresAt) : undefined,
   });
 }
 
@@ -76,6 +77,7 @@ export function systemMessageView(m: {
   userIds: string[];
   seq: string;
   createdAt: Date;
+  content?: string;
 }): Message {
   return create(MessageSchema, {
     id: m.id,
@@ -86,5 +88,6 @@ export function systemMessageView(m: {
     kind: MessageKind.SYSTEM,
     systemEvent: m.event,
     systemUserIds: m.userIds,
+    content: m.content ?? "",
   });
 }

@@ -69,7 +69,8 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
       const at = timestampFromDate(r.created_at);
       if (isMessageEvent(r.event_type)) {
         const m = r.message_id ? messages.get(r.message_id) : undefined;
-        if (!m) continue; // the message is gone with its conversation
+        // Gone with its conversation, or expired (disappearing messages; its messages_expired event follows).
+        if (!m || (m.expires_at && m.expires_at <= clock.now())) continue;
         // A former participant sees the receipts of when they left.
         const mine = former.get(m.conversation_id);
         const seenBy = mine ? formerParticipants(mine) : (people.get(m.conversation_id) ?? []);

@@ -222,6 +222,17 @@ const TABLE: Record<string, Row> = {
     expect: { anonymous: U, stranger: NF, member: PD, removed: NF, blocked: FP, owner: "ok" },
     fresh: ["owner"],
   },
+  "chat.ChatService/SetDisappearingTimer": {
+    request: (w, r) => ({ conversationId: convOf(w, r), seconds: 86_400 }),
+    // Any current participant may set it (blocked: the direct conversation is frozen, as for messages).
+    expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: PD, owner: "ok" },
+    undo: (w, r, c) => c[r].chat.setDisappearingTimer({ conversationId: convOf(w, r), seconds: 0 }),
+  },
+  "chat.ChatService/SearchMessages": {
+    request: (w, r) => ({ conversationId: convOf(w, r), query: "hello" }),
+    // A removed participant searches what they saw while in.
+    expect: { anonymous: U, stranger: NF, member: "ok", removed: "ok", blocked: "ok", owner: "ok" },
+  },
   "realtime.RealtimeService/SendTyping": {
     request: (w, r) => ({ conversationId: convOf(w, r), active: true }),
     expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: PD, owner: "ok" },

@@ -98,6 +98,11 @@ export function systemText(m: Message): string {
       return `${by || "Someone"} created the group`;
     case "participants_added":
       return `${who} joined`;
+    case "disappearing_timer_changed": {
+      const seconds = Number(m.content);
+      const label = seconds >= 7_776_000 ? "90 days" : seconds >= 604_800 ? "7 days" : seconds >= 86_400 ? "24 hours" : "";
+      return label ? `${by || "Someone"} turned on disappearing messages (${label})` : `${by || "Someone"} turned off disappearing messages`;
+    }
     case "participant_joined":
       return `${who} joined using an invite link`;
     case "group_policies_updated":

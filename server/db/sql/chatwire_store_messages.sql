@@ -10,10 +10,12 @@
 -- k: client message id, t: content, u: media url, y: media type,
 -- r: reply-to message id or null, m: mention user ids (array), a: created_at }.
 -- r_status: stored | duplicate | conversation_not_found | sender_not_participant.
+-- Disappearing messages (0021): a message stored while its conversation has a
+-- timer gets expires_at = created_at + timer (r_expires_at; null when off).
 create or replace function chatwire_store_messages(p_batch jsonb, p_now timestamptz)
 returns table (
   r_ord int, r_status text, r_id uuid, r_conversation_id uuid, r_seq bigint, r_created_at timestamptz,
-  r_recipients jsonb, r_positions jsonb
+  r_recipients jsonb, r_positions jsonb, r_expires_at timestamptz
 )
 language plpgsql as $fn$
 begin
@@ -40,14 +42,14 @@ begin
     select i.*,
       e.id as e_id, e.conversation_id as e_conversation_id, e.seq as e_seq, e.created_at as e_created_at,
       cv.last_seq is not null as conversation_exists,
-      cv.last_seq,
+      cv.last_seq, cv.ds,
       sp.sender_in is not null as sender_in
     from input i
     left join lateral (
       select m.id, m.conversation_id, m.seq, m.created_at from messages m
       where m.sender_id = i.s and m.client_message_id = i.k limit 1
     ) e on true
-    left join lateral (select c.last_seq from conversations c where c.id = i.c limit 1) cv on true
+    left join lateral (select c.last_seq, c.disappearing_seconds as ds from conversations c where c.id = i.c limit 1) cv on true
     left join lateral (
       select true as sender_in from conversation_participants p
       where p.conversation_id = i.c and p.user_id = i.s and p.left_at is null limit 1
@@ -73,13 +75,14 @@ begin
       (array_agg(n.new_seq) filter (where n.stored) over (partition by n.s, n.k))[1] as d_seq,
       (array_agg(n.c) filter (where n.stored) over (partition by n.s, n.k))[1] as d_c,
       (array_agg(n.a) filter (where n.stored) over (partition by n.s, n.k))[1] as d_a,
-      (array_agg(n.id) filter (where n.stored) over (partition by n.s, n.k))[1] as d_id
+      (array_agg(n.id) filter (where n.stored) over (partition by n.s, n.k))[1] as d_id,
+      case when n.ds > 0 then n.a + make_interval(secs => n.ds) end as x
     from numbered n
   ),
   inserted as (
     insert into messages (id, conversation_id, seq, kind, sender_id, client_message_id, content, media_url, media_type,
-                          reply_to_message_id, mention_user_ids, created_at)
-    select j.id, j.c, j.new_seq, 'user', j.s, j.k, j.t, j.u, j.y, j.r, j.m, j.a
+                          reply_to_message_id, mention_user_ids, created_at, expires_at)
+    select j.id, j.c, j.new_seq, 'user', j.s, j.k, j.t, j.u, j.y, j.r, j.m, j.a, j.x
     from judged j
     where j.stored
     order by j.o
@@ -151,7 +154,8 @@ begin
     coalesce(j.e_seq, j.d_seq),
     coalesce(j.e_created_at, j.d_a),
     case when j.stored then coalesce(dl.by_o -> j.o::text -> 0, '[]'::jsonb) else '[]'::jsonb end,
-    case when j.stored then coalesce(dl.by_o -> j.o::text -> 1, '[]'::jsonb) else '[]'::jsonb end
+    case when j.stored then coalesce(dl.by_o -> j.o::text -> 1, '[]'::jsonb) else '[]'::jsonb end,
+    case when j.stored then j.x end
   from judged j, delivered dl
   order by j.o;
 end

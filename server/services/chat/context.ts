@@ -39,7 +39,7 @@ function maxSeq(a: string, b: string): string {
 export const notFound = (id: string) => new ConnectError(`conversation ${id} not found`, Code.NotFound);
 
 /** What of the timeline the participant may see. */
-export const windowOf = (p: convs.ParticipantRow): history.Window => ({ afterSeq: p.joined_seq, upToSeq: p.left_seq });
+export const windowOf = (p: convs.ParticipantRow, now: Date): history.Window => ({ afterSeq: p.joined_seq, upToSeq: p.left_seq, now });
 
 export type ChatRoom = ReturnType<typeof chatRoom>;
 
@@ -66,7 +66,7 @@ export function chatRoom(ctx: AppContext) {
       history.lastVisibleMessages(
         db,
         userId,
-        rows.map((r) => ({ conversationId: r.id, window: windowOf(r.my) })),
+        rows.map((r) => ({ conversationId: r.id, window: windowOf(r.my, clock.now()) })),
       ),
       readStateSharedIn(db, ids),
     ]);
@@ -135,7 +135,7 @@ export function chatRoom(ctx: AppContext) {
     if (!my) throw missing;
     const seq = BigInt(message.seq);
     if (seq <= BigInt(my.joined_seq) || (my.left_seq !== null && seq > BigInt(my.left_seq))) throw missing;
-    const [visible] = await history.listMessages(db, message.conversation_id, me, windowOf(my), { afterSeq: (seq - 1n).toString(), limit: 1 });
+    const [visible] = await history.listMessages(db, message.conversation_id, me, windowOf(my, clock.now()), { afterSeq: (seq - 1n).toString(), limit: 1 });
     if (!visible || visible.id !== id) throw missing;
     return { message, my };
   }

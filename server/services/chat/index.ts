@@ -3,11 +3,13 @@ import type { ChatService } from "../../../gen/chat/chat_pb.js";
 import type { AppContext } from "../../context.js";
 import { chatRoom } from "./context.js";
 import { conversationHandlers } from "./conversations.js";
+import { disappearingHandlers } from "./disappearing.js";
 import { groupHandlers } from "./groups.js";
 import { inviteHandlers } from "./invites.js";
 import { messageHandlers } from "./messages.js";
 import { receiptHandlers } from "./receipts.js";
 import { scheduledHandlers } from "./scheduled.js";
+import { searchHandlers } from "./search.js";
 
 /**
  * chat.ChatService: the original four RPCs (CreateConversation, SendMessage,
@@ -25,5 +27,7 @@ export function createChatService(ctx: AppContext): ServiceImpl<typeof ChatServi
     ...messageHandlers(room),
     ...receiptHandlers(room),
     ...scheduledHandlers(room),
+    ...searchHandlers(room),
+    ...disappearingHandlers(room),
   };
 }

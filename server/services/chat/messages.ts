@@ -154,7 +154,7 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
         beforeSeq = anchor.seq;
       }
       const afterSeq = req.afterSeq > 0n ? req.afterSeq.toString() : undefined;
-      const rows = await history.listMessages(db, conversationId, me, windowOf(my), { beforeSeq, afterSeq, limit: limit + 1 });
+      const rows = await history.listMessages(db, conversationId, me, windowOf(my, clock.now()), { beforeSeq, afterSeq, limit: limit + 1 });
       const hasMore = rows.length > limit;
       const page = rows.slice(0, limit);
       const ids = page.map((m) => m.id);
