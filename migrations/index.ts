@@ -16,6 +16,7 @@ import * as m0014 from "./0014_message_path_cost.js";
 import * as m0015 from "./0015_mark_receipts.js";
 import * as m0017 from "./0017_push.js";
 import * as m0018 from "./0018_media.js";
+import * as m0020 from "./0020_forwards_mentions_pins_stars.js";
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -37,4 +38,5 @@ export const migrations: Record<string, Migration> = {
   "0015_mark_receipts": m0015,
   "0017_push": m0017,
   "0018_media": m0018,
+  "0020_forwards_mentions_pins_stars": m0020,
 };

@@ -55,7 +55,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQi8gMKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQicgoLUGFydGljaXBhbnQSDwoHdXNlcl9pZBgBIAEoCRIjCgRyb2xlGAIgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIQCgh1c2VyX2lkcxgDIAMoCSK2BAoHTWVzc2FnZRIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSEQoJbWVkaWFfdXJsGAUgASgJEhIKCm1lZGlhX3R5cGUYBiABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYByABKAkSEgoKY3JlYXRlZF9hdBgIIAEoCRILCgNzZXEYCSABKAMSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgKIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAsgAygJEi0KCWVkaXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoJcmVhY3Rpb25zGA4gAygLMg4uY2hhdC5SZWFjdGlvbhIpCg1yZWNlaXB0X3N0YXRlGA8gASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUSHwoEa2luZBgQIAEoDjIRLmNoYXQuTWVzc2FnZUtpbmQSFAoMc3lzdGVtX2V2ZW50GBEgASgJEhcKD3N5c3RlbV91c2VyX2lkcxgSIAMoCRIuCg9yZXBseV90b19zdGF0dXMYEyABKAsyFS5jaGF0LlN0YXR1c1JlZmVyZW5jZRIbCgVtZWRpYRgUIAEoCzIMLm1lZGlhLk1lZGlhIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIs0BChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCSJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ivwEKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybCI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIkMKF0FkZFBhcnRpY2lwYW50c1Jlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkQKGFJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJFChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uImoKGVNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIwoEcm9sZRgDIAEoDjIVLmNoYXQuUGFydGljaXBhbnRSb2xlIkYKGlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSI5ChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjUKE0VkaXRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJAChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEhQKDGZvcl9ldmVyeW9uZRgCIAEoCCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiOgoVUmVhY3RUb01lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZW1vamkYAiABKAkiOwoWUmVhY3RUb01lc3NhZ2VSZXNwb25zZRIhCglyZWFjdGlvbnMYASADKAsyDi5jaGF0LlJlYWN0aW9uIkIKFE1hcmtEZWxpdmVyZWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiMwoVTWFya0RlbGl2ZXJlZFJlc3BvbnNlEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgBIAEoAyI9Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyJFChBNYXJrUmVhZFJlc3BvbnNlEhUKDWxhc3RfcmVhZF9zZXEYASABKAMSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAIgASgDIi8KGUdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCSKAAQoOTWVzc2FnZVJlY2VpcHQSDwoHdXNlcl9pZBgBIAEoCRIwCgxkZWxpdmVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KGkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlEiYKCHJlY2VpcHRzGAEgAygLMhQuY2hhdC5NZXNzYWdlUmVjZWlwdBIpCg1yZWNlaXB0X3N0YXRlGAIgASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUiYwoXTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi8KC211dGVkX3VudGlsGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhNdXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiRwoaQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGFyY2hpdmVkGAIgASgIIh0KG0FyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZSqIAQoPUGFydGljaXBhbnRSb2xlEiAKHFBBUlRJQ0lQQU5UX1JPTEVfVU5TUEVDSUZJRUQQABIbChdQQVJUSUNJUEFOVF9ST0xFX01FTUJFUhABEhoKFlBBUlRJQ0lQQU5UX1JPTEVfQURNSU4QAhIaChZQQVJUSUNJUEFOVF9ST0xFX09XTkVSEAMqegoMUmVjZWlwdFN0YXRlEh0KGVJFQ0VJUFRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJSRUNFSVBUX1NUQVRFX1NFTlQQARIbChdSRUNFSVBUX1NUQVRFX0RFTElWRVJFRBACEhYKElJFQ0VJUFRfU1RBVEVfUkVBRBADKlsKC01lc3NhZ2VLaW5kEhwKGE1FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhUKEU1FU1NBR0VfS0lORF9VU0VSEAESFwoTTUVTU0FHRV9LSU5EX1NZU1RFTRACMqkLCgtDaGF0U2VydmljZRJXChJDcmVhdGVDb252ZXJzYXRpb24SHy5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaIC5jaGF0LkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC1NlbmRNZXNzYWdlEhguY2hhdC5TZW5kTWVzc2FnZVJlcXVlc3QaGS5jaGF0LlNlbmRNZXNzYWdlUmVzcG9uc2USSgoMTGlzdE1lc3NhZ2VzEhkuY2hhdC5MaXN0TWVzc2FnZXNSZXF1ZXN0GhouY2hhdC5MaXN0TWVzc2FnZXNSZXNwb25zZSIDkAIBElYKEEdldENvbnZlcnNhdGlvbnMSHS5jaGF0LkdldENvbnZlcnNhdGlvbnNSZXF1ZXN0Gh4uY2hhdC5HZXRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJTCg9HZXRDb252ZXJzYXRpb24SHC5jaGF0LkdldENvbnZlcnNhdGlvblJlcXVlc3QaHS5jaGF0LkdldENvbnZlcnNhdGlvblJlc3BvbnNlIgOQAgESQgoLVXBkYXRlR3JvdXASGC5jaGF0LlVwZGF0ZUdyb3VwUmVxdWVzdBoZLmNoYXQuVXBkYXRlR3JvdXBSZXNwb25zZRJOCg9BZGRQYXJ0aWNpcGFudHMSHC5jaGF0LkFkZFBhcnRpY2lwYW50c1JlcXVlc3QaHS5jaGF0LkFkZFBhcnRpY2lwYW50c1Jlc3BvbnNlElQKEVJlbW92ZVBhcnRpY2lwYW50Eh4uY2hhdC5SZW1vdmVQYXJ0aWNpcGFudFJlcXVlc3QaHy5jaGF0LlJlbW92ZVBhcnRpY2lwYW50UmVzcG9uc2USVwoSU2V0UGFydGljaXBhbnRSb2xlEh8uY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXF1ZXN0GiAuY2hhdC5TZXRQYXJ0aWNpcGFudFJvbGVSZXNwb25zZRJUChFMZWF2ZUNvbnZlcnNhdGlvbhIeLmNoYXQuTGVhdmVDb252ZXJzYXRpb25SZXF1ZXN0Gh8uY2hhdC5MZWF2ZUNvbnZlcnNhdGlvblJlc3BvbnNlEkIKC0VkaXRNZXNzYWdlEhguY2hhdC5FZGl0TWVzc2FnZVJlcXVlc3QaGS5jaGF0LkVkaXRNZXNzYWdlUmVzcG9uc2USSAoNRGVsZXRlTWVzc2FnZRIaLmNoYXQuRGVsZXRlTWVzc2FnZVJlcXVlc3QaGy5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJLCg5SZWFjdFRvTWVzc2FnZRIbLmNoYXQuUmVhY3RUb01lc3NhZ2VSZXF1ZXN0GhwuY2hhdC5SZWFjdFRvTWVzc2FnZVJlc3BvbnNlEkgKDU1hcmtEZWxpdmVyZWQSGi5jaGF0Lk1hcmtEZWxpdmVyZWRSZXF1ZXN0GhsuY2hhdC5NYXJrRGVsaXZlcmVkUmVzcG9uc2USOQoITWFya1JlYWQSFS5jaGF0Lk1hcmtSZWFkUmVxdWVzdBoWLmNoYXQuTWFya1JlYWRSZXNwb25zZRJcChJHZXRNZXNzYWdlUmVjZWlwdHMSHy5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QaIC5jaGF0LkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlIgOQAgESUQoQTXV0ZUNvbnZlcnNhdGlvbhIdLmNoYXQuTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QaHi5jaGF0Lk11dGVDb252ZXJzYXRpb25SZXNwb25zZRJaChNBcmNoaXZlQ29udmVyc2F0aW9uEiAuY2hhdC5BcmNoaXZlQ29udmVyc2F0aW9uUmVxdWVzdBohLmNoYXQuQXJjaGl2ZUNvbnZlcnNhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_media_media]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQi6wQKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIXCg9wYXJ0aWNpcGFudF9pZHMYAiADKAkSEgoKY3JlYXRlZF9hdBgDIAEoCRIQCghpc19ncm91cBgEIAEoCBISCgpncm91cF9uYW1lGAUgASgJEhkKEWdyb3VwX2Rlc2NyaXB0aW9uGAYgASgJEhgKEGdyb3VwX2F2YXRhcl91cmwYByABKAkSIwoMbGFzdF9tZXNzYWdlGAggASgLMg0uY2hhdC5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgJIAEoBRImCgdteV9yb2xlGAogASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSLwoLbXV0ZWRfdW50aWwYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAwgASgIEjQKEGxhc3RfYWN0aXZpdHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGA4gASgDEhgKEG15X2xhc3RfcmVhZF9zZXEYDyABKAMSHQoVbXlfbGFzdF9kZWxpdmVyZWRfc2VxGBAgASgDEicKDHBhcnRpY2lwYW50cxgRIAMoCzIRLmNoYXQuUGFydGljaXBhbnQSHAoUdW5yZWFkX21lbnRpb25fY291bnQYHiABKAUSDgoGcGlubmVkGB8gASgIEi0KCXBpbm5lZF9hdBggIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoScGlubmVkX21lc3NhZ2VfaWRzGCEgAygJInIKC1BhcnRpY2lwYW50Eg8KB3VzZXJfaWQYASABKAkSIwoEcm9sZRgCIAEoDjIVLmNoYXQuUGFydGljaXBhbnRSb2xlEi0KCWpvaW5lZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOgoIUmVhY3Rpb24SDQoFZW1vamkYASABKAkSDQoFY291bnQYAiABKAUSEAoIdXNlcl9pZHMYAyADKAki0QUKB01lc3NhZ2USCgoCaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhEKCXNlbmRlcl9pZBgDIAEoCRIPCgdjb250ZW50GAQgASgJEhEKCW1lZGlhX3VybBgFIAEoCRISCgptZWRpYV90eXBlGAYgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAcgASgJEhIKCmNyZWF0ZWRfYXQYCCABKAkSCwoDc2VxGAkgASgDEhsKE3JlcGx5X3RvX21lc3NhZ2VfaWQYCiABKAkSGAoQbWVudGlvbl91c2VyX2lkcxgLIAMoCRItCgllZGl0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmRlbGV0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKCXJlYWN0aW9ucxgOIAMoCzIOLmNoYXQuUmVhY3Rpb24SKQoNcmVjZWlwdF9zdGF0ZRgPIAEoDjISLmNoYXQuUmVjZWlwdFN0YXRlEh8KBGtpbmQYECABKA4yES5jaGF0Lk1lc3NhZ2VLaW5kEhQKDHN5c3RlbV9ldmVudBgRIAEoCRIXCg9zeXN0ZW1fdXNlcl9pZHMYEiADKAkSLgoPcmVwbHlfdG9fc3RhdHVzGBMgASgLMhUuY2hhdC5TdGF0dXNSZWZlcmVuY2USGwoFbWVkaWEYFCABKAsyDC5tZWRpYS5NZWRpYRIVCg1mb3J3YXJkX2NvdW50GBUgASgFEhEKCWZvcndhcmRlZBgWIAEoCBIcChRmb3J3YXJkZWRfbWFueV90aW1lcxgXIAEoCBItCglwaW5uZWRfYXQYGCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBpbm5lZF9ieRgZIAEoCRIPCgdzdGFycmVkGBogASgIIl4KD1N0YXR1c1JlZmVyZW5jZRIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIPCgdjb250ZW50GAQgASgJIs0BChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhcKD3BhcnRpY2lwYW50X2lkcxgBIAMoCRIQCghpc19ncm91cBgCIAEoCBISCgpncm91cF9uYW1lGAMgASgJEiEKGXBhcnRpY2lwYW50X3Bob25lX251bWJlcnMYBCADKAkSGQoRZ3JvdXBfZGVzY3JpcHRpb24YBSABKAkSGAoQZ3JvdXBfYXZhdGFyX3VybBgGIAEoCRIZChFjbGllbnRfcmVxdWVzdF9pZBgHIAEoCSJXChpDcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIPCgdjcmVhdGVkGAIgASgIIskBChJTZW5kTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEQoJbWVkaWFfdXJsGAMgASgJEhIKCm1lZGlhX3R5cGUYBCABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYBSABKAkSGwoTcmVwbHlfdG9fbWVzc2FnZV9pZBgGIAEoCRIYChBtZW50aW9uX3VzZXJfaWRzGAcgAygJEhAKCG1lZGlhX2lkGAggASgJIjUKE1NlbmRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJ/ChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIZChFiZWZvcmVfbWVzc2FnZV9pZBgCIAEoCRINCgVsaW1pdBgDIAEoBRISCgpiZWZvcmVfc2VxGAQgASgDEhEKCWFmdGVyX3NlcRgFIAEoAyJJChRMaXN0TWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChdHZXRDb252ZXJzYXRpb25zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhgKEGluY2x1ZGVfYXJjaGl2ZWQYAyABKAgidgoYR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEikKDWNvbnZlcnNhdGlvbnMYASADKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFgoOaW5ib3hfcG9zaXRpb24YAyABKAMiMQoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiQwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24ivwEKElVwZGF0ZUdyb3VwUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFwoKZ3JvdXBfbmFtZRgCIAEoCUgAiAEBEh4KEWdyb3VwX2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESHQoQZ3JvdXBfYXZhdGFyX3VybBgEIAEoCUgCiAEBQg0KC19ncm91cF9uYW1lQhQKEl9ncm91cF9kZXNjcmlwdGlvbkITChFfZ3JvdXBfYXZhdGFyX3VybCI/ChNVcGRhdGVHcm91cFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkMKFkFkZFBhcnRpY2lwYW50c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJIkMKF0FkZFBhcnRpY2lwYW50c1Jlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIkQKGFJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJFChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uImoKGVNldFBhcnRpY2lwYW50Um9sZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIwoEcm9sZRgDIAEoDjIVLmNoYXQuUGFydGljaXBhbnRSb2xlIkYKGlNldFBhcnRpY2lwYW50Um9sZVJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSI5ChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjUKE0VkaXRNZXNzYWdlUmVzcG9uc2USHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJAChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEhQKDGZvcl9ldmVyeW9uZRgCIAEoCCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiOgoVUmVhY3RUb01lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZW1vamkYAiABKAkiOwoWUmVhY3RUb01lc3NhZ2VSZXNwb25zZRIhCglyZWFjdGlvbnMYASADKAsyDi5jaGF0LlJlYWN0aW9uIkIKFE1hcmtEZWxpdmVyZWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCgl1cF90b19zZXEYAiABKAMiMwoVTWFya0RlbGl2ZXJlZFJlc3BvbnNlEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgBIAEoAyI9Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXVwX3RvX3NlcRgCIAEoAyJFChBNYXJrUmVhZFJlc3BvbnNlEhUKDWxhc3RfcmVhZF9zZXEYASABKAMSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAIgASgDIi8KGUdldE1lc3NhZ2VSZWNlaXB0c1JlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCSKAAQoOTWVzc2FnZVJlY2VpcHQSDwoHdXNlcl9pZBgBIAEoCRIwCgxkZWxpdmVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KGkdldE1lc3NhZ2VSZWNlaXB0c1Jlc3BvbnNlEiYKCHJlY2VpcHRzGAEgAygLMhQuY2hhdC5NZXNzYWdlUmVjZWlwdBIpCg1yZWNlaXB0X3N0YXRlGAIgASgOMhIuY2hhdC5SZWNlaXB0U3RhdGUiYwoXTXV0ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi8KC211dGVkX3VudGlsGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhNdXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiRwoaQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGFyY2hpdmVkGAIgASgIIh0KG0FyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZSJiChZGb3J3YXJkTWVzc2FnZXNSZXF1ZXN0EhMKC21lc3NhZ2VfaWRzGAEgAygJEhgKEGNvbnZlcnNhdGlvbl9pZHMYAiADKAkSGQoRY2xpZW50X3JlcXVlc3RfaWQYAyABKAkiOgoXRm9yd2FyZE1lc3NhZ2VzUmVzcG9uc2USHwoIbWVzc2FnZXMYASADKAsyDS5jaGF0Lk1lc3NhZ2UiQQoWUGluQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDgoGcGlubmVkGAIgASgIIkMKF1BpbkNvbnZlcnNhdGlvblJlc3BvbnNlEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uIjcKEVBpbk1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGcGlubmVkGAIgASgIIjAKElBpbk1lc3NhZ2VSZXNwb25zZRIaChJwaW5uZWRfbWVzc2FnZV9pZHMYASADKAkiOwoTU3Rhck1lc3NhZ2VzUmVxdWVzdBITCgttZXNzYWdlX2lkcxgBIAMoCRIPCgdzdGFycmVkGAIgASgIIhYKFFN0YXJNZXNzYWdlc1Jlc3BvbnNlIlgKGkxpc3RTdGFycmVkTWVzc2FnZXNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRINCgVsaW1pdBgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlcKG0xpc3RTdGFycmVkTWVzc2FnZXNSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqiAEKD1BhcnRpY2lwYW50Um9sZRIgChxQQVJUSUNJUEFOVF9ST0xFX1VOU1BFQ0lGSUVEEAASGwoXUEFSVElDSVBBTlRfUk9MRV9NRU1CRVIQARIaChZQQVJUSUNJUEFOVF9ST0xFX0FETUlOEAISGgoWUEFSVElDSVBBTlRfUk9MRV9PV05FUhADKnoKDFJlY2VpcHRTdGF0ZRIdChlSRUNFSVBUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSUkVDRUlQVF9TVEFURV9TRU5UEAESGwoXUkVDRUlQVF9TVEFURV9ERUxJVkVSRUQQAhIWChJSRUNFSVBUX1NUQVRFX1JFQUQQAypbCgtNZXNzYWdlS2luZBIcChhNRVNTQUdFX0tJTkRfVU5TUEVDSUZJRUQQABIVChFNRVNTQUdFX0tJTkRfVVNFUhABEhcKE01FU1NBR0VfS0lORF9TWVNURU0QAjKyDgoLQ2hhdFNlcnZpY2USVwoSQ3JlYXRlQ29udmVyc2F0aW9uEh8uY2hhdC5DcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0GiAuY2hhdC5DcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEkoKDExpc3RNZXNzYWdlcxIZLmNoYXQuTGlzdE1lc3NhZ2VzUmVxdWVzdBoaLmNoYXQuTGlzdE1lc3NhZ2VzUmVzcG9uc2UiA5ACARJWChBHZXRDb252ZXJzYXRpb25zEh0uY2hhdC5HZXRDb252ZXJzYXRpb25zUmVxdWVzdBoeLmNoYXQuR2V0Q29udmVyc2F0aW9uc1Jlc3BvbnNlIgOQAgESUwoPR2V0Q29udmVyc2F0aW9uEhwuY2hhdC5HZXRDb252ZXJzYXRpb25SZXF1ZXN0Gh0uY2hhdC5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIDkAIBEkIKC1VwZGF0ZUdyb3VwEhguY2hhdC5VcGRhdGVHcm91cFJlcXVlc3QaGS5jaGF0LlVwZGF0ZUdyb3VwUmVzcG9uc2USTgoPQWRkUGFydGljaXBhbnRzEhwuY2hhdC5BZGRQYXJ0aWNpcGFudHNSZXF1ZXN0Gh0uY2hhdC5BZGRQYXJ0aWNpcGFudHNSZXNwb25zZRJUChFSZW1vdmVQYXJ0aWNpcGFudBIeLmNoYXQuUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0Gh8uY2hhdC5SZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlElcKElNldFBhcnRpY2lwYW50Um9sZRIfLmNoYXQuU2V0UGFydGljaXBhbnRSb2xlUmVxdWVzdBogLmNoYXQuU2V0UGFydGljaXBhbnRSb2xlUmVzcG9uc2USVAoRTGVhdmVDb252ZXJzYXRpb24SHi5jaGF0LkxlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBofLmNoYXQuTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZRJCCgtFZGl0TWVzc2FnZRIYLmNoYXQuRWRpdE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5FZGl0TWVzc2FnZVJlc3BvbnNlEkgKDURlbGV0ZU1lc3NhZ2USGi5jaGF0LkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GhsuY2hhdC5EZWxldGVNZXNzYWdlUmVzcG9uc2USSwoOUmVhY3RUb01lc3NhZ2USGy5jaGF0LlJlYWN0VG9NZXNzYWdlUmVxdWVzdBocLmNoYXQuUmVhY3RUb01lc3NhZ2VSZXNwb25zZRJICg1NYXJrRGVsaXZlcmVkEhouY2hhdC5NYXJrRGVsaXZlcmVkUmVxdWVzdBobLmNoYXQuTWFya0RlbGl2ZXJlZFJlc3BvbnNlEjkKCE1hcmtSZWFkEhUuY2hhdC5NYXJrUmVhZFJlcXVlc3QaFi5jaGF0Lk1hcmtSZWFkUmVzcG9uc2USXAoSR2V0TWVzc2FnZVJlY2VpcHRzEh8uY2hhdC5HZXRNZXNzYWdlUmVjZWlwdHNSZXF1ZXN0GiAuY2hhdC5HZXRNZXNzYWdlUmVjZWlwdHNSZXNwb25zZSIDkAIBElEKEE11dGVDb252ZXJzYXRpb24SHS5jaGF0Lk11dGVDb252ZXJzYXRpb25SZXF1ZXN0Gh4uY2hhdC5NdXRlQ29udmVyc2F0aW9uUmVzcG9uc2USWgoTQXJjaGl2ZUNvbnZlcnNhdGlvbhIgLmNoYXQuQXJjaGl2ZUNvbnZlcnNhdGlvblJlcXVlc3QaIS5jaGF0LkFyY2hpdmVDb252ZXJzYXRpb25SZXNwb25zZRJOCg9Gb3J3YXJkTWVzc2FnZXMSHC5jaGF0LkZvcndhcmRNZXNzYWdlc1JlcXVlc3QaHS5jaGF0LkZvcndhcmRNZXNzYWdlc1Jlc3BvbnNlEk4KD1BpbkNvbnZlcnNhdGlvbhIcLmNoYXQuUGluQ29udmVyc2F0aW9uUmVxdWVzdBodLmNoYXQuUGluQ29udmVyc2F0aW9uUmVzcG9uc2USPwoKUGluTWVzc2FnZRIXLmNoYXQuUGluTWVzc2FnZVJlcXVlc3QaGC5jaGF0LlBpbk1lc3NhZ2VSZXNwb25zZRJFCgxTdGFyTWVzc2FnZXMSGS5jaGF0LlN0YXJNZXNzYWdlc1JlcXVlc3QaGi5jaGF0LlN0YXJNZXNzYWdlc1Jlc3BvbnNlEl8KE0xpc3RTdGFycmVkTWVzc2FnZXMSIC5jaGF0Lkxpc3RTdGFycmVkTWVzc2FnZXNSZXF1ZXN0GiEuY2hhdC5MaXN0U3RhcnJlZE1lc3NhZ2VzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_media_media]);
 
 /**
  * A conversation as the caller sees it.
@@ -184,6 +184,37 @@ export type Conversation = Message$1<"chat.Conversation"> & {
    * @generated from field: repeated chat.Participant participants = 17;
    */
   participants: Participant[];
+
+  /**
+   * How many unread messages (after my_last_read_seq) mention the caller;
+   * MarkRead past them lowers it. Not counted in former participations.
+   *
+   * @generated from field: int32 unread_mention_count = 30;
+   */
+  unreadMentionCount: number;
+
+  /**
+   * True when the caller pinned the conversation (PinConversation): pinned
+   * ones come first in GetConversations.
+   *
+   * @generated from field: bool pinned = 31;
+   */
+  pinned: boolean;
+
+  /**
+   * When the caller pinned it; unset when not pinned.
+   *
+   * @generated from field: google.protobuf.Timestamp pinned_at = 32;
+   */
+  pinnedAt?: Timestamp | undefined;
+
+  /**
+   * Ids of the messages pinned in the conversation (PinMessage), the latest
+   * pinned first; at most 3.
+   *
+   * @generated from field: repeated string pinned_message_ids = 33;
+   */
+  pinnedMessageIds: string[];
 };
 
 /**
@@ -420,6 +451,52 @@ export type Message = Message$1<"chat.Message"> & {
    * @generated from field: media.Media media = 20;
    */
   media?: Media | undefined;
+
+  /**
+   * How many times the message has been forwarded to get here: 0 for an
+   * original, the original's count plus one for a forwarded copy
+   * (ForwardMessages).
+   *
+   * @generated from field: int32 forward_count = 21;
+   */
+  forwardCount: number;
+
+  /**
+   * True for a forwarded copy (forward_count at least 1): shown as "Forwarded".
+   *
+   * @generated from field: bool forwarded = 22;
+   */
+  forwarded: boolean;
+
+  /**
+   * True when forward_count is 5 or more ("Forwarded many times"): such a
+   * message can be forwarded to one conversation per ForwardMessages call.
+   *
+   * @generated from field: bool forwarded_many_times = 23;
+   */
+  forwardedManyTimes: boolean;
+
+  /**
+   * When it was pinned in its conversation (PinMessage); unset when not pinned.
+   *
+   * @generated from field: google.protobuf.Timestamp pinned_at = 24;
+   */
+  pinnedAt?: Timestamp | undefined;
+
+  /**
+   * Who pinned it (user id); empty when not pinned.
+   *
+   * @generated from field: string pinned_by = 25;
+   */
+  pinnedBy: string;
+
+  /**
+   * True when the caller starred it (StarMessages). Set in ListMessages and
+   * ListStarredMessages answers; false elsewhere.
+   *
+   * @generated from field: bool starred = 26;
+   */
+  starred: boolean;
 };
 
 /**
@@ -1545,6 +1622,273 @@ export const ArchiveConversationResponseSchema: GenMessage<ArchiveConversationRe
   messageDesc(file_chat_chat, 41);
 
 /**
+ * Forwards messages to conversations.
+ *
+ * @generated from message chat.ForwardMessagesRequest
+ */
+export type ForwardMessagesRequest = Message$1<"chat.ForwardMessagesRequest"> & {
+  /**
+   * Ids (UUIDs) of messages the caller can see, 1 to 100, forwarded in this
+   * order (duplicates count once).
+   *
+   * @generated from field: repeated string message_ids = 1;
+   */
+  messageIds: string[];
+
+  /**
+   * Ids (UUIDs) of conversations the caller is a participant of, 1 to 5
+   * (duplicates count once); only 1 when a message is forwarded many times.
+   *
+   * @generated from field: repeated string conversation_ids = 2;
+   */
+  conversationIds: string[];
+
+  /**
+   * Idempotency key (at most 64 characters): a retry with the same key sends
+   * nothing twice. Generated by the server when empty (then a retry sends
+   * the messages again).
+   *
+   * @generated from field: string client_request_id = 3;
+   */
+  clientRequestId: string;
+};
+
+/**
+ * Describes the message chat.ForwardMessagesRequest.
+ * Use `create(ForwardMessagesRequestSchema)` to create a new message.
+ */
+export const ForwardMessagesRequestSchema: GenMessage<ForwardMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 42);
+
+/**
+ * The forwarded copies.
+ *
+ * @generated from message chat.ForwardMessagesResponse
+ */
+export type ForwardMessagesResponse = Message$1<"chat.ForwardMessagesResponse"> & {
+  /**
+   * One per (conversation, message), by conversation in the request's order,
+   * then by message. seq is 0 for a copy queued but not yet stored (as in
+   * SendMessage's answer).
+   *
+   * @generated from field: repeated chat.Message messages = 1;
+   */
+  messages: Message[];
+};
+
+/**
+ * Describes the message chat.ForwardMessagesResponse.
+ * Use `create(ForwardMessagesResponseSchema)` to create a new message.
+ */
+export const ForwardMessagesResponseSchema: GenMessage<ForwardMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 43);
+
+/**
+ * Pins or unpins a conversation in the caller's chat list.
+ *
+ * @generated from message chat.PinConversationRequest
+ */
+export type PinConversationRequest = Message$1<"chat.PinConversationRequest"> & {
+  /**
+   * Id (UUID) of a conversation the caller is a participant of.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * True pins, false unpins.
+   *
+   * @generated from field: bool pinned = 2;
+   */
+  pinned: boolean;
+};
+
+/**
+ * Describes the message chat.PinConversationRequest.
+ * Use `create(PinConversationRequestSchema)` to create a new message.
+ */
+export const PinConversationRequestSchema: GenMessage<PinConversationRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 44);
+
+/**
+ * The conversation after the call.
+ *
+ * @generated from message chat.PinConversationResponse
+ */
+export type PinConversationResponse = Message$1<"chat.PinConversationResponse"> & {
+  /**
+   * As the caller sees it (pinned and pinned_at set when pinned).
+   *
+   * @generated from field: chat.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+};
+
+/**
+ * Describes the message chat.PinConversationResponse.
+ * Use `create(PinConversationResponseSchema)` to create a new message.
+ */
+export const PinConversationResponseSchema: GenMessage<PinConversationResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 45);
+
+/**
+ * Pins or unpins a message in its conversation.
+ *
+ * @generated from message chat.PinMessageRequest
+ */
+export type PinMessageRequest = Message$1<"chat.PinMessageRequest"> & {
+  /**
+   * Id (UUID) of a message the caller can see.
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * True pins, false unpins.
+   *
+   * @generated from field: bool pinned = 2;
+   */
+  pinned: boolean;
+};
+
+/**
+ * Describes the message chat.PinMessageRequest.
+ * Use `create(PinMessageRequestSchema)` to create a new message.
+ */
+export const PinMessageRequestSchema: GenMessage<PinMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 46);
+
+/**
+ * The conversation's pins after the call.
+ *
+ * @generated from message chat.PinMessageResponse
+ */
+export type PinMessageResponse = Message$1<"chat.PinMessageResponse"> & {
+  /**
+   * Ids of the messages pinned in the conversation now, the latest pinned first.
+   *
+   * @generated from field: repeated string pinned_message_ids = 1;
+   */
+  pinnedMessageIds: string[];
+};
+
+/**
+ * Describes the message chat.PinMessageResponse.
+ * Use `create(PinMessageResponseSchema)` to create a new message.
+ */
+export const PinMessageResponseSchema: GenMessage<PinMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 47);
+
+/**
+ * Stars or unstars messages for the caller.
+ *
+ * @generated from message chat.StarMessagesRequest
+ */
+export type StarMessagesRequest = Message$1<"chat.StarMessagesRequest"> & {
+  /**
+   * Ids (UUIDs) of messages the caller can see, 1 to 100 (duplicates count once).
+   *
+   * @generated from field: repeated string message_ids = 1;
+   */
+  messageIds: string[];
+
+  /**
+   * True stars, false unstars.
+   *
+   * @generated from field: bool starred = 2;
+   */
+  starred: boolean;
+};
+
+/**
+ * Describes the message chat.StarMessagesRequest.
+ * Use `create(StarMessagesRequestSchema)` to create a new message.
+ */
+export const StarMessagesRequestSchema: GenMessage<StarMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 48);
+
+/**
+ * Starred.
+ *
+ * @generated from message chat.StarMessagesResponse
+ */
+export type StarMessagesResponse = Message$1<"chat.StarMessagesResponse"> & {
+};
+
+/**
+ * Describes the message chat.StarMessagesResponse.
+ * Use `create(StarMessagesResponseSchema)` to create a new message.
+ */
+export const StarMessagesResponseSchema: GenMessage<StarMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 49);
+
+/**
+ * Pages the caller's starred messages.
+ *
+ * @generated from message chat.ListStarredMessagesRequest
+ */
+export type ListStarredMessagesRequest = Message$1<"chat.ListStarredMessagesRequest"> & {
+  /**
+   * Only those of this conversation (UUID; one the caller is or was in);
+   * empty for all.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Page size: default 50, at most 100.
+   *
+   * @generated from field: int32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * Opaque cursor from a previous page's next_page_token.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message chat.ListStarredMessagesRequest.
+ * Use `create(ListStarredMessagesRequestSchema)` to create a new message.
+ */
+export const ListStarredMessagesRequestSchema: GenMessage<ListStarredMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 50);
+
+/**
+ * A page of starred messages.
+ *
+ * @generated from message chat.ListStarredMessagesResponse
+ */
+export type ListStarredMessagesResponse = Message$1<"chat.ListStarredMessagesResponse"> & {
+  /**
+   * The latest starred first, each with starred true.
+   *
+   * @generated from field: repeated chat.Message messages = 1;
+   */
+  messages: Message[];
+
+  /**
+   * Cursor for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message chat.ListStarredMessagesResponse.
+ * Use `create(ListStarredMessagesResponseSchema)` to create a new message.
+ */
+export const ListStarredMessagesResponseSchema: GenMessage<ListStarredMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 51);
+
+/**
  * A participant's role in a conversation.
  *
  * @generated from enum chat.ParticipantRole
@@ -1961,6 +2305,104 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ArchiveConversationRequestSchema;
     output: typeof ArchiveConversationResponseSchema;
+  },
+  /**
+   * ForwardMessages forwards messages the caller can see to conversations the
+   * caller is in, in one call: each copy is a new message of the caller's,
+   * sent as SendMessage sends (the same queue, the same answer rules: on the
+   * production profile a copy not stored yet has seq 0), with the text and
+   * media of the original (media is referenced, not copied: the copy's
+   * media_url is the original's, and the target's participants may download
+   * it), without its reply or mentions, and with forward_count one more than
+   * the original's. At most 100 messages and 5 conversations per call.
+   * Retries: the copies' client_message_ids derive from client_request_id,
+   * the message and the conversation, so a retry with the same
+   * client_request_id sends nothing twice and answers the same copies.
+   * Errors: InvalidArgument: no message_ids or conversation_ids, too many, or
+   * client_request_id over 64 characters. NotFound: a message the caller
+   * cannot see, or a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: a message deleted for everyone, or a system message;
+   * a message forwarded many times (Message.forwarded_many_times) sent to
+   * more than one conversation in the call. PermissionDenied: a direct
+   * conversation while either side has blocked the other.
+   * ResourceExhausted with `retry-after`: SendMessage's call limit (one
+   * point per call). Unavailable: as SendMessage (retry with the same
+   * client_request_id).
+   *
+   * @generated from rpc chat.ChatService.ForwardMessages
+   */
+  forwardMessages: {
+    methodKind: "unary";
+    input: typeof ForwardMessagesRequestSchema;
+    output: typeof ForwardMessagesResponseSchema;
+  },
+  /**
+   * PinConversation pins a conversation at the top of the caller's chat list
+   * (GetConversations lists pinned ones first, the latest pinned first) or
+   * unpins it. At most `CHAT_MAX_PINNED_CONVERSATIONS` (default 3) pinned at
+   * a time. Pinning a pinned conversation (or unpinning an unpinned one, e.g.
+   * a retry) changes nothing and sends no event; a change sends
+   * `conversation_pinned` to the caller's devices.
+   * Errors: NotFound: a conversation the caller is not (or no longer) in.
+   * FailedPrecondition: the pin limit is reached (unpin one first).
+   *
+   * @generated from rpc chat.ChatService.PinConversation
+   */
+  pinConversation: {
+    methodKind: "unary";
+    input: typeof PinConversationRequestSchema;
+    output: typeof PinConversationResponseSchema;
+  },
+  /**
+   * PinMessage pins a message inside its conversation for every participant,
+   * or unpins it. Who may: in a direct conversation either participant; in a
+   * group its admins and owner. At most 3 pinned messages per conversation.
+   * A change writes a system message ("message_pinned" or
+   * "message_unpinned", its reply_to_message_id naming the message) and
+   * sends `message_pinned` to the participants; pinning a pinned message (or
+   * unpinning an unpinned one, e.g. a retry) changes nothing and sends
+   * nothing.
+   * Errors: NotFound: a message the caller cannot see. PermissionDenied: the
+   * caller has left the conversation; a plain member of a group; a direct
+   * conversation while either side has blocked the other.
+   * FailedPrecondition: a message deleted for everyone, or a system
+   * message; 3 messages already pinned (unpin one first).
+   *
+   * @generated from rpc chat.ChatService.PinMessage
+   */
+  pinMessage: {
+    methodKind: "unary";
+    input: typeof PinMessageRequestSchema;
+    output: typeof PinMessageResponseSchema;
+  },
+  /**
+   * StarMessages stars messages for the caller alone (or unstars them).
+   * Starring a starred message (e.g. a retry) changes nothing; when some
+   * message changed, the caller's devices get `messages_starred`.
+   * Errors: InvalidArgument: no message_ids, or more than 100. NotFound: a
+   * message the caller cannot see (for unstarring: one the caller can
+   * neither see nor has starred).
+   *
+   * @generated from rpc chat.ChatService.StarMessages
+   */
+  starMessages: {
+    methodKind: "unary";
+    input: typeof StarMessagesRequestSchema;
+    output: typeof StarMessagesResponseSchema;
+  },
+  /**
+   * ListStarredMessages pages the caller's starred messages, the latest
+   * starred first, across conversations or in one. Messages since deleted
+   * for everyone or hidden for the caller are left out.
+   * Errors: InvalidArgument: a negative limit, or a page_token not from a
+   * previous page. NotFound: a conversation_id the caller never was in.
+   *
+   * @generated from rpc chat.ChatService.ListStarredMessages
+   */
+  listStarredMessages: {
+    methodKind: "unary";
+    input: typeof ListStarredMessagesRequestSchema;
+    output: typeof ListStarredMessagesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_chat, 0);

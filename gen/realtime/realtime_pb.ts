@@ -46,7 +46,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/realtime.proto.
  */
 export const file_realtime_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChdyZWFsdGltZS9yZWFsdGltZS5wcm90bxIIcmVhbHRpbWUiQgoQU3Vic2NyaWJlUmVxdWVzdBIbCg5zaW5jZV9wb3NpdGlvbhgBIAEoA0gAiAEBQhEKD19zaW5jZV9wb3NpdGlvbiLoBwoFRXZlbnQSEAoIcG9zaXRpb24YASABKAMSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiAKBXJlYWR5GAogASgLMg8ucmVhbHRpbWUuUmVhZHlIABInCgljYXVnaHRfdXAYCyABKAsyEi5yZWFsdGltZS5DYXVnaHRVcEgAEigKCWhlYXJ0YmVhdBgMIAEoCzITLnJlYWx0aW1lLkhlYXJ0YmVhdEgAEjMKD3Jlc3luY19yZXF1aXJlZBgNIAEoCzIYLnJlYWx0aW1lLlJlc3luY1JlcXVpcmVkSAASMwoPbWVzc2FnZV9jcmVhdGVkGBQgASgLMhgucmVhbHRpbWUuTWVzc2FnZUNyZWF0ZWRIABIxCg5tZXNzYWdlX2VkaXRlZBgVIAEoCzIXLnJlYWx0aW1lLk1lc3NhZ2VFZGl0ZWRIABIzCg9tZXNzYWdlX2RlbGV0ZWQYFiABKAsyGC5yZWFsdGltZS5NZXNzYWdlRGVsZXRlZEgAEjUKEHJlYWN0aW9uX2NoYW5nZWQYFyABKAsyGS5yZWFsdGltZS5SZWFjdGlvbkNoYW5nZWRIABIzCg9yZWNlaXB0X3VwZGF0ZWQYGCABKAsyGC5yZWFsdGltZS5SZWNlaXB0VXBkYXRlZEgAEj0KFGNvbnZlcnNhdGlvbl9jcmVhdGVkGBkgASgLMh0ucmVhbHRpbWUuQ29udmVyc2F0aW9uQ3JlYXRlZEgAEj0KFGNvbnZlcnNhdGlvbl91cGRhdGVkGBogASgLMh0ucmVhbHRpbWUuQ29udmVyc2F0aW9uVXBkYXRlZEgAEjcKEXBhcnRpY2lwYW50X2FkZGVkGBsgASgLMhoucmVhbHRpbWUuUGFydGljaXBhbnRBZGRlZEgAEjsKE3BhcnRpY2lwYW50X3JlbW92ZWQYHCABKAsyHC5yZWFsdGltZS5QYXJ0aWNpcGFudFJlbW92ZWRIABJEChhwYXJ0aWNpcGFudF9yb2xlX2NoYW5nZWQYHSABKAsyIC5yZWFsdGltZS5QYXJ0aWNpcGFudFJvbGVDaGFuZ2VkSAASIgoGdHlwaW5nGB4gASgLMhAucmVhbHRpbWUuVHlwaW5nSAASJgoIcHJlc2VuY2UYHyABKAsyEi5yZWFsdGltZS5QcmVzZW5jZUgAEi8KDXN0YXR1c19wb3N0ZWQYICABKAsyFi5yZWFsdGltZS5TdGF0dXNQb3N0ZWRIABIzCg9zZXNzaW9uX3Jldm9rZWQYISABKAsyGC5yZWFsdGltZS5TZXNzaW9uUmV2b2tlZEgAQgYKBGtpbmQiNAoFUmVhZHkSEAoIcG9zaXRpb24YASABKAMSGQoRaGVhcnRiZWF0X3NlY29uZHMYAiABKAUiLgoIQ2F1Z2h0VXASEAoIcG9zaXRpb24YASABKAMSEAoIcmVwbGF5ZWQYAiABKAUiCwoJSGVhcnRiZWF0IjIKDlJlc3luY1JlcXVpcmVkEhAKCHBvc2l0aW9uGAEgASgDEg4KBnJlYXNvbhgCIAEoCSIwCg5NZXNzYWdlQ3JlYXRlZBIeCgdtZXNzYWdlGAEgASgLMg0uY2hhdC5NZXNzYWdlIi8KDU1lc3NhZ2VFZGl0ZWQSHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJgCg5NZXNzYWdlRGVsZXRlZBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCRILCgNzZXEYAyABKAMSFAoMZm9yX2V2ZXJ5b25lGAQgASgIIoEBCg9SZWFjdGlvbkNoYW5nZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRINCgVlbW9qaRgEIAEoCRIhCglyZWFjdGlvbnMYBSADKAsyDi5jaGF0LlJlYWN0aW9uIqQBCg5SZWNlaXB0VXBkYXRlZBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIaChJsYXN0X2RlbGl2ZXJlZF9zZXEYAyABKAMSFQoNbGFzdF9yZWFkX3NlcRgEIAEoAxIcChRkZWxpdmVyZWRfdG9fYWxsX3NlcRgFIAEoAxIXCg9yZWFkX2J5X2FsbF9zZXEYBiABKAMiPwoTQ29udmVyc2F0aW9uQ3JlYXRlZBIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJRChNDb252ZXJzYXRpb25VcGRhdGVkEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uEhAKCGFjdG9yX2lkGAIgASgJIk8KEFBhcnRpY2lwYW50QWRkZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJEhAKCGFjdG9yX2lkGAMgASgJIlAKElBhcnRpY2lwYW50UmVtb3ZlZBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghhY3Rvcl9pZBgDIAEoCSJ5ChZQYXJ0aWNpcGFudFJvbGVDaGFuZ2VkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiMKBHJvbGUYAyABKA4yFS5jaGF0LlBhcnRpY2lwYW50Um9sZRIQCghhY3Rvcl9pZBgEIAEoCSJyCgZUeXBpbmcSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDgoGYWN0aXZlGAMgASgIEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl0KCFByZXNlbmNlEg8KB3VzZXJfaWQYASABKAkSDgoGb25saW5lGAIgASgIEjAKDGxhc3Rfc2Vlbl9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAoMU3RhdHVzUG9zdGVkEhEKCXN0YXR1c19pZBgBIAEoCRIRCglhdXRob3JfaWQYAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJAoOU2Vzc2lvblJldm9rZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCSI8ChFTZW5kVHlwaW5nUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDgoGYWN0aXZlGAIgASgIIioKElNlbmRUeXBpbmdSZXNwb25zZRIUCgxkZWxpdmVyZWRfdG8YASABKAUiJgoSR2V0UHJlc2VuY2VSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygJImEKDFVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjwKE0dldFByZXNlbmNlUmVzcG9uc2USJQoFdXNlcnMYASADKAsyFi5yZWFsdGltZS5Vc2VyUHJlc2VuY2Uy5wEKD1JlYWx0aW1lU2VydmljZRI6CglTdWJzY3JpYmUSGi5yZWFsdGltZS5TdWJzY3JpYmVSZXF1ZXN0Gg8ucmVhbHRpbWUuRXZlbnQwARJHCgpTZW5kVHlwaW5nEhsucmVhbHRpbWUuU2VuZFR5cGluZ1JlcXVlc3QaHC5yZWFsdGltZS5TZW5kVHlwaW5nUmVzcG9uc2USTwoLR2V0UHJlc2VuY2USHC5yZWFsdGltZS5HZXRQcmVzZW5jZVJlcXVlc3QaHS5yZWFsdGltZS5HZXRQcmVzZW5jZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_chat_chat, file_google_protobuf_timestamp]);
+  fileDesc("ChdyZWFsdGltZS9yZWFsdGltZS5wcm90bxIIcmVhbHRpbWUiQgoQU3Vic2NyaWJlUmVxdWVzdBIbCg5zaW5jZV9wb3NpdGlvbhgBIAEoA0gAiAEBQhEKD19zaW5jZV9wb3NpdGlvbiLACQoFRXZlbnQSEAoIcG9zaXRpb24YASABKAMSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiAKBXJlYWR5GAogASgLMg8ucmVhbHRpbWUuUmVhZHlIABInCgljYXVnaHRfdXAYCyABKAsyEi5yZWFsdGltZS5DYXVnaHRVcEgAEigKCWhlYXJ0YmVhdBgMIAEoCzITLnJlYWx0aW1lLkhlYXJ0YmVhdEgAEjMKD3Jlc3luY19yZXF1aXJlZBgNIAEoCzIYLnJlYWx0aW1lLlJlc3luY1JlcXVpcmVkSAASMwoPbWVzc2FnZV9jcmVhdGVkGBQgASgLMhgucmVhbHRpbWUuTWVzc2FnZUNyZWF0ZWRIABIxCg5tZXNzYWdlX2VkaXRlZBgVIAEoCzIXLnJlYWx0aW1lLk1lc3NhZ2VFZGl0ZWRIABIzCg9tZXNzYWdlX2RlbGV0ZWQYFiABKAsyGC5yZWFsdGltZS5NZXNzYWdlRGVsZXRlZEgAEjUKEHJlYWN0aW9uX2NoYW5nZWQYFyABKAsyGS5yZWFsdGltZS5SZWFjdGlvbkNoYW5nZWRIABIzCg9yZWNlaXB0X3VwZGF0ZWQYGCABKAsyGC5yZWFsdGltZS5SZWNlaXB0VXBkYXRlZEgAEj0KFGNvbnZlcnNhdGlvbl9jcmVhdGVkGBkgASgLMh0ucmVhbHRpbWUuQ29udmVyc2F0aW9uQ3JlYXRlZEgAEj0KFGNvbnZlcnNhdGlvbl91cGRhdGVkGBogASgLMh0ucmVhbHRpbWUuQ29udmVyc2F0aW9uVXBkYXRlZEgAEjcKEXBhcnRpY2lwYW50X2FkZGVkGBsgASgLMhoucmVhbHRpbWUuUGFydGljaXBhbnRBZGRlZEgAEjsKE3BhcnRpY2lwYW50X3JlbW92ZWQYHCABKAsyHC5yZWFsdGltZS5QYXJ0aWNpcGFudFJlbW92ZWRIABJEChhwYXJ0aWNpcGFudF9yb2xlX2NoYW5nZWQYHSABKAsyIC5yZWFsdGltZS5QYXJ0aWNpcGFudFJvbGVDaGFuZ2VkSAASIgoGdHlwaW5nGB4gASgLMhAucmVhbHRpbWUuVHlwaW5nSAASJgoIcHJlc2VuY2UYHyABKAsyEi5yZWFsdGltZS5QcmVzZW5jZUgAEi8KDXN0YXR1c19wb3N0ZWQYICABKAsyFi5yZWFsdGltZS5TdGF0dXNQb3N0ZWRIABIzCg9zZXNzaW9uX3Jldm9rZWQYISABKAsyGC5yZWFsdGltZS5TZXNzaW9uUmV2b2tlZEgAEi8KDW1lbnRpb25fYWRkZWQYLSABKAsyFi5yZWFsdGltZS5NZW50aW9uQWRkZWRIABI7ChNjb252ZXJzYXRpb25fcGlubmVkGC4gASgLMhwucmVhbHRpbWUuQ29udmVyc2F0aW9uUGlubmVkSAASMQoObWVzc2FnZV9waW5uZWQYLyABKAsyFy5yZWFsdGltZS5NZXNzYWdlUGlubmVkSAASNQoQbWVzc2FnZXNfc3RhcnJlZBgwIAEoCzIZLnJlYWx0aW1lLk1lc3NhZ2VzU3RhcnJlZEgAQgYKBGtpbmQiNAoFUmVhZHkSEAoIcG9zaXRpb24YASABKAMSGQoRaGVhcnRiZWF0X3NlY29uZHMYAiABKAUiLgoIQ2F1Z2h0VXASEAoIcG9zaXRpb24YASABKAMSEAoIcmVwbGF5ZWQYAiABKAUiCwoJSGVhcnRiZWF0IjIKDlJlc3luY1JlcXVpcmVkEhAKCHBvc2l0aW9uGAEgASgDEg4KBnJlYXNvbhgCIAEoCSIwCg5NZXNzYWdlQ3JlYXRlZBIeCgdtZXNzYWdlGAEgASgLMg0uY2hhdC5NZXNzYWdlIi8KDU1lc3NhZ2VFZGl0ZWQSHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSJgCg5NZXNzYWdlRGVsZXRlZBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCRILCgNzZXEYAyABKAMSFAoMZm9yX2V2ZXJ5b25lGAQgASgIIoEBCg9SZWFjdGlvbkNoYW5nZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRINCgVlbW9qaRgEIAEoCRIhCglyZWFjdGlvbnMYBSADKAsyDi5jaGF0LlJlYWN0aW9uIqQBCg5SZWNlaXB0VXBkYXRlZBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIaChJsYXN0X2RlbGl2ZXJlZF9zZXEYAyABKAMSFQoNbGFzdF9yZWFkX3NlcRgEIAEoAxIcChRkZWxpdmVyZWRfdG9fYWxsX3NlcRgFIAEoAxIXCg9yZWFkX2J5X2FsbF9zZXEYBiABKAMiPwoTQ29udmVyc2F0aW9uQ3JlYXRlZBIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbiJRChNDb252ZXJzYXRpb25VcGRhdGVkEigKDGNvbnZlcnNhdGlvbhgBIAEoCzISLmNoYXQuQ29udmVyc2F0aW9uEhAKCGFjdG9yX2lkGAIgASgJIk8KEFBhcnRpY2lwYW50QWRkZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHVzZXJfaWRzGAIgAygJEhAKCGFjdG9yX2lkGAMgASgJIlAKElBhcnRpY2lwYW50UmVtb3ZlZBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghhY3Rvcl9pZBgDIAEoCSJ5ChZQYXJ0aWNpcGFudFJvbGVDaGFuZ2VkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiMKBHJvbGUYAyABKA4yFS5jaGF0LlBhcnRpY2lwYW50Um9sZRIQCghhY3Rvcl9pZBgEIAEoCSJyCgZUeXBpbmcSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDgoGYWN0aXZlGAMgASgIEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl0KCFByZXNlbmNlEg8KB3VzZXJfaWQYASABKAkSDgoGb25saW5lGAIgASgIEjAKDGxhc3Rfc2Vlbl9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAoMU3RhdHVzUG9zdGVkEhEKCXN0YXR1c19pZBgBIAEoCRIRCglhdXRob3JfaWQYAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJAoOU2Vzc2lvblJldm9rZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCSI8ChFTZW5kVHlwaW5nUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDgoGYWN0aXZlGAIgASgIIioKElNlbmRUeXBpbmdSZXNwb25zZRIUCgxkZWxpdmVyZWRfdG8YASABKAUiJgoSR2V0UHJlc2VuY2VSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygJImEKDFVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjwKE0dldFByZXNlbmNlUmVzcG9uc2USJQoFdXNlcnMYASADKAsyFi5yZWFsdGltZS5Vc2VyUHJlc2VuY2UiWwoMTWVudGlvbkFkZGVkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIRCglzZW5kZXJfaWQYBCABKAkibAoSQ29udmVyc2F0aW9uUGlubmVkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIOCgZwaW5uZWQYAiABKAgSLQoJcGlubmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ6Cg1NZXNzYWdlUGlubmVkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEg4KBnBpbm5lZBgDIAEoCBIQCghhY3Rvcl9pZBgEIAEoCRIaChJwaW5uZWRfbWVzc2FnZV9pZHMYBSADKAkiNwoPTWVzc2FnZXNTdGFycmVkEhMKC21lc3NhZ2VfaWRzGAEgAygJEg8KB3N0YXJyZWQYAiABKAgy5wEKD1JlYWx0aW1lU2VydmljZRI6CglTdWJzY3JpYmUSGi5yZWFsdGltZS5TdWJzY3JpYmVSZXF1ZXN0Gg8ucmVhbHRpbWUuRXZlbnQwARJHCgpTZW5kVHlwaW5nEhsucmVhbHRpbWUuU2VuZFR5cGluZ1JlcXVlc3QaHC5yZWFsdGltZS5TZW5kVHlwaW5nUmVzcG9uc2USTwoLR2V0UHJlc2VuY2USHC5yZWFsdGltZS5HZXRQcmVzZW5jZVJlcXVlc3QaHS5yZWFsdGltZS5HZXRQcmVzZW5jZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_chat_chat, file_google_protobuf_timestamp]);
 
 /**
  * Opens the stream.
@@ -242,6 +242,39 @@ export type Event = Message<"realtime.Event"> & {
      */
     value: SessionRevoked;
     case: "sessionRevoked";
+  } | {
+    /**
+     * A new message mentions you (sent to the mentioned participant, after
+     * its message_created).
+     *
+     * @generated from field: realtime.MentionAdded mention_added = 45;
+     */
+    value: MentionAdded;
+    case: "mentionAdded";
+  } | {
+    /**
+     * You pinned or unpinned a conversation (to your devices).
+     *
+     * @generated from field: realtime.ConversationPinned conversation_pinned = 46;
+     */
+    value: ConversationPinned;
+    case: "conversationPinned";
+  } | {
+    /**
+     * A message was pinned or unpinned in a conversation (to its participants).
+     *
+     * @generated from field: realtime.MessagePinned message_pinned = 47;
+     */
+    value: MessagePinned;
+    case: "messagePinned";
+  } | {
+    /**
+     * You starred or unstarred messages (to your devices).
+     *
+     * @generated from field: realtime.MessagesStarred messages_starred = 48;
+     */
+    value: MessagesStarred;
+    case: "messagesStarred";
   } | { case: undefined; value?: undefined };
 };
 
@@ -966,6 +999,161 @@ export type GetPresenceResponse = Message<"realtime.GetPresenceResponse"> & {
  */
 export const GetPresenceResponseSchema: GenMessage<GetPresenceResponse> = /*@__PURE__*/
   messageDesc(file_realtime_realtime, 24);
+
+/**
+ * A message mentions the receiver (Message.mention_user_ids); the
+ * conversation's unread_mention_count went up by one.
+ *
+ * @generated from message realtime.MentionAdded
+ */
+export type MentionAdded = Message<"realtime.MentionAdded"> & {
+  /**
+   * The conversation (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message that mentions you.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * Its seq.
+   *
+   * @generated from field: int64 seq = 3;
+   */
+  seq: bigint;
+
+  /**
+   * Who sent it.
+   *
+   * @generated from field: string sender_id = 4;
+   */
+  senderId: string;
+};
+
+/**
+ * Describes the message realtime.MentionAdded.
+ * Use `create(MentionAddedSchema)` to create a new message.
+ */
+export const MentionAddedSchema: GenMessage<MentionAdded> = /*@__PURE__*/
+  messageDesc(file_realtime_realtime, 25);
+
+/**
+ * A conversation's pin in your chat list changed.
+ *
+ * @generated from message realtime.ConversationPinned
+ */
+export type ConversationPinned = Message<"realtime.ConversationPinned"> & {
+  /**
+   * The conversation (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Pinned now, or unpinned.
+   *
+   * @generated from field: bool pinned = 2;
+   */
+  pinned: boolean;
+
+  /**
+   * When pinned; unset when unpinned.
+   *
+   * @generated from field: google.protobuf.Timestamp pinned_at = 3;
+   */
+  pinnedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message realtime.ConversationPinned.
+ * Use `create(ConversationPinnedSchema)` to create a new message.
+ */
+export const ConversationPinnedSchema: GenMessage<ConversationPinned> = /*@__PURE__*/
+  messageDesc(file_realtime_realtime, 26);
+
+/**
+ * A message was pinned or unpinned in its conversation.
+ *
+ * @generated from message realtime.MessagePinned
+ */
+export type MessagePinned = Message<"realtime.MessagePinned"> & {
+  /**
+   * The conversation (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message (UUID).
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * Pinned now, or unpinned.
+   *
+   * @generated from field: bool pinned = 3;
+   */
+  pinned: boolean;
+
+  /**
+   * Who pinned or unpinned it.
+   *
+   * @generated from field: string actor_id = 4;
+   */
+  actorId: string;
+
+  /**
+   * The messages pinned in the conversation now, the latest pinned first.
+   *
+   * @generated from field: repeated string pinned_message_ids = 5;
+   */
+  pinnedMessageIds: string[];
+};
+
+/**
+ * Describes the message realtime.MessagePinned.
+ * Use `create(MessagePinnedSchema)` to create a new message.
+ */
+export const MessagePinnedSchema: GenMessage<MessagePinned> = /*@__PURE__*/
+  messageDesc(file_realtime_realtime, 27);
+
+/**
+ * Messages were starred or unstarred by you (on another device, or this one).
+ *
+ * @generated from message realtime.MessagesStarred
+ */
+export type MessagesStarred = Message<"realtime.MessagesStarred"> & {
+  /**
+   * The messages whose star changed.
+   *
+   * @generated from field: repeated string message_ids = 1;
+   */
+  messageIds: string[];
+
+  /**
+   * Starred now, or unstarred.
+   *
+   * @generated from field: bool starred = 2;
+   */
+  starred: boolean;
+};
+
+/**
+ * Describes the message realtime.MessagesStarred.
+ * Use `create(MessagesStarredSchema)` to create a new message.
+ */
+export const MessagesStarredSchema: GenMessage<MessagesStarred> = /*@__PURE__*/
+  messageDesc(file_realtime_realtime, 28);
 
 /**
  * RealtimeService: live events for a device, typing and presence.

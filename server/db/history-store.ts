@@ -22,6 +22,10 @@ export interface MessageRow {
   created_at: Date;
   edited_at: Date | null;
   deleted_at: Date | null;
+  /** 0020 (absent from rows built by hand). */
+  forward_count?: number;
+  pinned_at?: Date | null;
+  pinned_by?: string | null;
 }
 
 /** The part of a conversation's timeline a participant may see: (fromSeq, toSeq]. */

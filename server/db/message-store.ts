@@ -15,6 +15,8 @@ export type StoreRowResult =
       message: StoredMessage;
       /** The inbox rows written, one per current participant (by user id); empty for a duplicate. */
       recipients: InboxRecipient[];
+      /** The mention_added inbox rows written, one per mentioned recipient. */
+      mentions: InboxRecipient[];
     }
   | { ok: false; reason: RejectReason; error: string };
 
@@ -33,6 +35,8 @@ interface StoreRow {
   /** The recipients' user ids (current participants, by user id) and their inbox positions, for a stored message. */
   r_recipients: string[];
   r_positions: string[];
+  /** Mentioned recipients' mention_added positions, by user id. */
+  r_mentions: Record<string, string>;
 }
 
 /**
@@ -70,6 +74,7 @@ export async function storeMessageRows(db: Db, msgs: readonly OutgoingMessage[],
     r: m.replyToMessageId,
     m: m.mentionUserIds,
     a: createdAt[i]!.toISOString(),
+    ...(m.forwardCount ? { f: m.forwardCount } : {}),
   }));
   const { rows } = await sql<StoreRow>`select * from chatwire_store_messages(${JSON.stringify(batch)}::jsonb, ${now.toISOString()}::timestamptz)`.execute(db);
   if (rows.length !== msgs.length) throw new Error(`chatwire_store_messages returned ${rows.length} rows for ${msgs.length} messages`);
@@ -88,8 +93,13 @@ export async function storeMessageRows(db: Db, msgs: readonly OutgoingMessage[],
       createdAt: r.r_created_at instanceof Date ? r.r_created_at : new Date(r.r_created_at!),
       duplicate: r.r_status === "duplicate",
     };
-    if (message.duplicate) return { ok: true, message, recipients: [] };
-    return { ok: true, message, recipients: r.r_recipients.map((userId, j) => ({ userId, position: r.r_positions[j]! })) };
+    if (message.duplicate) return { ok: true, message, recipients: [], mentions: [] };
+    return {
+      ok: true,
+      message,
+      recipients: r.r_recipients.map((userId, j) => ({ userId, position: r.r_positions[j]! })),
+      mentions: Object.entries(r.r_mentions ?? {}).map(([userId, position]) => ({ userId, position })),
+    };
   });
 }
 
@@ -178,6 +188,8 @@ export interface NewSystemMessageRow {
   /** e.g. "participants_added", "participant_removed", "role_changed", "group_updated", "participant_left". */
   event: string;
   userIds: string[];
+  /** The message the change is about (message_pinned / message_unpinned). */
+  replyToMessageId?: string;
 }
 
 /**
@@ -204,6 +216,7 @@ export async function insertSystemMessageRow(trx: Transaction<Database>, m: NewS
       sender_id: m.actorId,
       system_event: m.event,
       system_user_ids: JSON.stringify(m.userIds),
+      reply_to_message_id: m.replyToMessageId ?? null,
       created_at: now,
     })
     .execute();

@@ -3,15 +3,17 @@ import type { ChatService } from "../../../gen/chat/chat_pb.js";
 import type { AppContext } from "../../context.js";
 import { chatRoom } from "./context.js";
 import { conversationHandlers } from "./conversations.js";
+import { forwardHandlers } from "./forwarding.js";
 import { groupHandlers } from "./groups.js";
 import { messageHandlers } from "./messages.js";
+import { pinStarHandlers } from "./pins-stars.js";
 import { receiptHandlers } from "./receipts.js";
 
 /**
  * chat.ChatService: the original four RPCs (CreateConversation, SendMessage,
  * ListMessages, GetConversations) grown as chat.proto describes, plus
  * conversation reads, group management, receipts, edits, deletes,
- * reactions, mute and archive. Each room provides its handlers; the full
+ * reactions, mute and archive, forwards, pins and stars. Each room provides its handlers; the full
  * ServiceImpl type makes a missing one a compile error, not Unimplemented.
  */
 export function createChatService(ctx: AppContext): ServiceImpl<typeof ChatService> {
@@ -21,5 +23,7 @@ export function createChatService(ctx: AppContext): ServiceImpl<typeof ChatServi
     ...groupHandlers(room),
     ...messageHandlers(room),
     ...receiptHandlers(room),
+    ...forwardHandlers(room),
+    ...pinStarHandlers(room),
   };
 }
