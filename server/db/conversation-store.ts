@@ -192,12 +192,7 @@ export async function listConversations(
       return eb.or([eb("p.pinned_at", "is", null), eb("p.pinned_at", "<", pinnedAt), eb.and([eb("p.pinned_at", "=", pinnedAt), later])]);
     });
   }
-  const rows = await q
-    .orderBy(sql`p.pinned_at desc nulls last`)
-    .orderBy("c.last_activity_at", "desc")
-    .orderBy("c.id", "desc")
-    .limit(opts.limit)
-    .execute();
+  const rows = await q.orderBy(sql`p.pinned_at desc nulls last`).orderBy("c.last_activity_at", "desc").orderBy("c.id", "desc").limit(opts.limit).execute();
   return rows.map((r) => ({
     id: r.id,
     is_group: r.is_group,

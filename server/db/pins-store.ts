@@ -83,7 +83,12 @@ export async function setMessagePinned(
   now: Date,
 ): Promise<PinOutcome> {
   if (!pinned) {
-    const res = await trx.updateTable("messages").set({ pinned_at: null, pinned_by: null }).where("id", "=", message.id).where("pinned_at", "is not", null).executeTakeFirst();
+    const res = await trx
+      .updateTable("messages")
+      .set({ pinned_at: null, pinned_by: null })
+      .where("id", "=", message.id)
+      .where("pinned_at", "is not", null)
+      .executeTakeFirst();
     return res.numUpdatedRows > 0n ? "changed" : "unchanged";
   }
   const current = (await pinnedMessageIds(trx, [message.conversation_id])).get(message.conversation_id) ?? [];

@@ -17,7 +17,11 @@ export interface SqlFunction {
 
 /** Every function, in the order they are created: one before those that call it. */
 export const SQL_FUNCTIONS: readonly SqlFunction[] = [
-  { name: "chatwire_store_messages", sha256: "9e0a14a5398b74339af48df0d6df53cf7e9939e8c68c12518dd616eddda1586c", shippedBy: "0020_forwards_mentions_pins_stars" },
+  {
+    name: "chatwire_store_messages",
+    sha256: "9e0a14a5398b74339af48df0d6df53cf7e9939e8c68c12518dd616eddda1586c",
+    shippedBy: "0020_forwards_mentions_pins_stars",
+  },
   { name: "chatwire_send_preflight", sha256: "0919b885e44fab43a608ac42f7ccffc611255791941c58dd8b154dc13d7a5296", shippedBy: "0013_sql_functions" },
   { name: "chatwire_inbox_cascade_users", sha256: "15e7133cfd9f579542dac80e658668f2859c0cb94ea49d17fbebcee52faefc74", shippedBy: "0013_sql_functions" },
   { name: "chatwire_inbox_cascade_conversations", sha256: "601b322f544a9a867ed126e5b0866c8f31a22762d9844282efb9862b5eff6523", shippedBy: "0013_sql_functions" },

@@ -21,14 +21,24 @@ export async function starMessages(db: Db, userId: string, messages: ReadonlyArr
 /** Unstars the messages for the user; returns the ids that were starred. */
 export async function unstarMessages(db: Db, userId: string, messageIds: readonly string[]): Promise<string[]> {
   if (messageIds.length === 0) return [];
-  const rows = await db.deleteFrom("starred_messages").where("user_id", "=", userId).where("message_id", "in", [...messageIds]).returning("message_id").execute();
+  const rows = await db
+    .deleteFrom("starred_messages")
+    .where("user_id", "=", userId)
+    .where("message_id", "in", [...messageIds])
+    .returning("message_id")
+    .execute();
   return rows.map((r) => r.message_id);
 }
 
 /** Of these messages, those the user starred. */
 export async function starredAmong(db: Db, userId: string, messageIds: readonly string[]): Promise<Set<string>> {
   if (messageIds.length === 0) return new Set();
-  const rows = await db.selectFrom("starred_messages").select("message_id").where("user_id", "=", userId).where("message_id", "in", [...messageIds]).execute();
+  const rows = await db
+    .selectFrom("starred_messages")
+    .select("message_id")
+    .where("user_id", "=", userId)
+    .where("message_id", "in", [...messageIds])
+    .execute();
   return new Set(rows.map((r) => r.message_id));
 }
 

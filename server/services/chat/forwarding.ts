@@ -90,7 +90,14 @@ export function forwardHandlers(room: ChatRoom): ChatHandlers<"forwardMessages">
         }),
       );
       // A retry: the copies stored already are answered as they are.
-      const stored = new Map((await history.getMessages(db, copies.map((c) => c.id))).map((r) => [r.id, r]));
+      const stored = new Map(
+        (
+          await history.getMessages(
+            db,
+            copies.map((c) => c.id),
+          )
+        ).map((r) => [r.id, r]),
+      );
       const answers = new Map<string, Message>();
       // In order per conversation (each conversation's copies keep the messages' order); conversations side by side.
       await Promise.all(
@@ -104,7 +111,12 @@ export function forwardHandlers(room: ChatRoom): ChatHandlers<"forwardMessages">
         }),
       );
       for (const [id, row] of stored) answers.set(id, await messageFor(row));
-      return { messages: await withMedia(db, copies.map((c) => answers.get(c.id)!)) };
+      return {
+        messages: await withMedia(
+          db,
+          copies.map((c) => answers.get(c.id)!),
+        ),
+      };
     },
   };
 

@@ -4,7 +4,7 @@ import * as convs from "../../db/conversation-store.js";
 import * as history from "../../db/history-store.js";
 import { pinnedMessageIds, setConversationPinned, setMessagePinned } from "../../db/pins-store.js";
 import { readStateSharedIn } from "../../db/privacy-store.js";
-import { listStarred, starMessages, unstarMessages } from "../../db/stars-store.js";
+import { listStarred, starMessages, starredAmong, unstarMessages } from "../../db/stars-store.js";
 import { isUuid } from "../../domain/ids.js";
 import { toMessage } from "../../domain/message-view.js";
 import { withMedia } from "../../media/attach.js";
@@ -41,7 +41,12 @@ export function pinStarHandlers(room: ChatRoom): ChatHandlers<"pinConversation" 
             me,
             {
               case: "conversationPinned",
-              value: { $typeName: "realtime.ConversationPinned", conversationId, pinned: req.pinned, pinnedAt: req.pinned ? timestampFromDate(now) : undefined },
+              value: {
+                $typeName: "realtime.ConversationPinned",
+                conversationId,
+                pinned: req.pinned,
+                pinnedAt: req.pinned ? timestampFromDate(now) : undefined,
+              },
             },
             now,
             { conversationId },
@@ -116,17 +121,13 @@ export function pinStarHandlers(room: ChatRoom): ChatHandlers<"pinConversation" 
       if (ids.length === 0) throw bad("message_ids: name at least one message");
       if (ids.length > MAX_STAR_IDS) throw bad(`message_ids: at most ${MAX_STAR_IDS} per call (got ${ids.length})`);
       const now = clock.now();
+      // Checked before the transaction (outside it the embedded database's one connection is taken).
+      const visible: history.MessageRow[] = [];
+      const starredNow = await starredAmong(db, me, ids);
+      // Unstarring what is starred needs no look (it may have gone out of sight); anything else must be visible.
+      for (const id of ids) if (req.starred || !starredNow.has(id)) visible.push((await visibleMessage(me, id)).message);
       await withEvents(async (trx, emit) => {
-        let changed: string[];
-        if (req.starred) {
-          const rows: history.MessageRow[] = [];
-          for (const id of ids) rows.push((await visibleMessage(me, id)).message);
-          changed = await starMessages(trx, me, rows, now);
-        } else {
-          changed = await unstarMessages(trx, me, ids);
-          // Unstarring what was never starred: fine, if the caller can see it.
-          for (const id of ids) if (!changed.includes(id)) await visibleMessage(me, id);
-        }
+        const changed = req.starred ? await starMessages(trx, me, visible, now) : await unstarMessages(trx, me, ids);
         if (changed.length === 0) return;
         emit([
           storedEvent(me, { case: "messagesStarred", value: { $typeName: "realtime.MessagesStarred", messageIds: changed, starred: req.starred } }, now, {
