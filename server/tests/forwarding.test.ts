@@ -60,12 +60,13 @@ describe("ForwardMessages", () => {
 
     // b sees the copies in order in their direct conversation with a, once each, with the marks.
     await stored(b, ab, copies[1]!.id);
-    const listed = (await b.chat.listMessages({ conversationId: ab, afterSeq: 0n })).messages;
+    // Newest first.
+    const listed = (await b.chat.listMessages({ conversationId: ab })).messages;
     expect(listed.map((m) => [m.content, m.forwardCount, m.forwarded, m.forwardedManyTimes])).toEqual([
-      ["hello all", 1, true, false],
       ["second", 1, true, false],
+      ["hello all", 1, true, false],
     ]);
-    expect(listed[0]!.seq).toBeLessThan(listed[1]!.seq);
+    expect(listed[0]!.seq).toBeGreaterThan(listed[1]!.seq);
   });
 
   test("gRPC (@grpc/grpc-js): a message forwarded many times (5 hops) goes to one chat at a time", async () => {
