@@ -28,7 +28,7 @@ const MEDIA_PATH = /^\/media\/([0-9a-f-]{36})$/;
  * and the conversation, so a retry names (and dedups to) the same copies.
  * 44 characters, within the 64 of client_message_id.
  */
-export function forwardClientId(requestId: string, messageId: string, conversationId: string): string {
+function forwardClientId(requestId: string, messageId: string, conversationId: string): string {
   return `fwd:${createHash("sha256").update(`${requestId}\n${messageId}\n${conversationId}`).digest("base64url").slice(0, 40)}`;
 }
 

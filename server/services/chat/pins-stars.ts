@@ -16,7 +16,7 @@ import { bad, callerOf, uuidField } from "../rpc-input.js";
 import { pageSize, requireAdmin, type ChatHandlers, type ChatRoom } from "./context.js";
 
 /** Messages pinned per conversation at most (WhatsApp's 3). */
-export const MAX_PINNED_MESSAGES = 3;
+const MAX_PINNED_MESSAGES = 3;
 const MAX_STAR_IDS = 100;
 
 /** Pinning conversations (the caller's list) and messages (the conversation's), starring messages (the caller's own). */
