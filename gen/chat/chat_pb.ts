@@ -875,7 +875,8 @@ export const GetConversationsRequestSchema: GenMessage<GetConversationsRequest> 
  */
 export type GetConversationsResponse = Message$1<"chat.GetConversationsResponse"> & {
   /**
-   * By last activity, newest first.
+   * Pinned ones first (the latest pinned first), then by last activity,
+   * newest first.
    *
    * @generated from field: repeated chat.Conversation conversations = 1;
    */
@@ -2083,7 +2084,9 @@ export const ChatService: GenService<{
     output: typeof ListMessagesResponseSchema;
   },
   /**
-   * GetConversations lists the caller's conversations by last activity, newest first.
+   * GetConversations lists the caller's conversations: those the caller
+   * pinned first (PinConversation; the latest pinned first), then by last
+   * activity, newest first.
    * Errors: InvalidArgument: a negative limit, or a page_token not from a
    * previous page.
    *
