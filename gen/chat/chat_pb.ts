@@ -35,7 +35,8 @@
 // Retries: every mutating RPC is safe to retry after a lost answer. The retry
 // causes nothing twice (no second message, system message or realtime event)
 // and answers as the first call did: SendMessage through client_message_id,
-// group creation through client_request_id, every other RPC by itself (a
+// group creation and ForwardMessages through client_request_id, every other
+// RPC by itself (a
 // change already in place is not made again). Flags that say what a call did
 // (CreateConversationResponse.created) describe that call.
 

@@ -318,6 +318,7 @@ export async function addParticipants(trx: Transaction<Database>, conversationId
         archived: false,
         muted_until: null,
         left_view: null,
+        pinned_at: null,
       }),
     )
     .execute();
