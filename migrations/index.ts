@@ -17,6 +17,7 @@ import * as m0015 from "./0015_mark_receipts.js";
 import * as m0017 from "./0017_push.js";
 import * as m0018 from "./0018_media.js";
 import * as m0019 from "./0019_group_policies_invites.js";
+import * as m0020 from "./0020_forwards_mentions_pins_stars.js";
 import * as m0021 from "./0021_search_disappearing.js";
 import * as m0022 from "./0022_scheduled_account.js";
 
@@ -41,6 +42,7 @@ export const migrations: Record<string, Migration> = {
   "0017_push": m0017,
   "0018_media": m0018,
   "0019_group_policies_invites": m0019,
+  "0020_forwards_mentions_pins_stars": m0020,
   "0021_search_disappearing": m0021,
   "0022_scheduled_account": m0022,
 };

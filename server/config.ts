@@ -141,6 +141,8 @@ interface ChatConfig {
   editWindowSeconds: number;
   /** Own messages can be deleted for everyone this long after sending. */
   deleteWindowSeconds: number;
+  /** Conversations a user may pin at the top of their chat list at once. */
+  maxPinnedConversations: number;
 }
 
 interface AuthConfig {
@@ -312,6 +314,7 @@ function checkConfig(env: Env): Config {
     maxTextLength: intVar(get, "CHAT_MAX_TEXT_LENGTH", 4096, 1, 65_536),
     editWindowSeconds: intVar(get, "CHAT_EDIT_WINDOW_SECONDS", 15 * 60, 0, 365 * 24 * 3600),
     deleteWindowSeconds: intVar(get, "CHAT_DELETE_WINDOW_SECONDS", 60 * 3600, 0, 365 * 24 * 3600),
+    maxPinnedConversations: intVar(get, "CHAT_MAX_PINNED_CONVERSATIONS", 3, 0, 1000),
   };
   const realtime: RealtimeConfig = {
     heartbeatSeconds: intVar(get, "REALTIME_HEARTBEAT_SECONDS", 15, 1, 300),

@@ -46,7 +46,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/realtime.proto.
  */
 export const file_realtime_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChdyZWFsdGltZS9yZWFsdGltZS5wcm90bxIIcmVhbHRpbWUiQgoQU3Vic2NyaWJlUmVxdWVzdBIbCg5zaW5jZV9wb3NpdGlvbhgBIAEoA0gAiAEBQhEKD19zaW5jZV9wb3NpdGlvbiKJCgoFRXZlbnQSEAoIcG9zaXRpb24YASABKAMSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiAKBXJlYWR5GAogASgLMg8ucmVhbHRpbWUuUmVhZHlIABInCgljYXVnaHRfdXAYCyABKAsyEi5yZWFsdGltZS5DYXVnaHRVcEgAEigKCWhlYXJ0YmVhdBgMIAEoCzITLnJlYWx0aW1lLkhlYXJ0YmVhdEgAEjMKD3Jlc3luY19yZXF1aXJlZBgNIAEoCzIYLnJlYWx0aW1lLlJlc3luY1JlcXVpcmVkSAASMwoPbWVzc2FnZV9jcmVhdGVkGBQgASgLMhgucmVhbHRpbWUuTWVzc2FnZUNyZWF0ZWRIABIxCg5tZXNzYWdlX2VkaXRlZBgVIAEoCzIXLnJlYWx0aW1lLk1lc3NhZ2VFZGl0ZWRIABIzCg9tZXNzYWdlX2RlbGV0ZWQYFiABKAsyGC5yZWFsdGltZS5NZXNzYWdlRGVsZXRlZEgAEjUKEHJlYWN0aW9uX2NoYW5nZWQYFyABKAsyGS5yZWFsdGltZS5SZWFjdGlvbkNoYW5nZWRIABIzCg9yZWNlaXB0X3VwZGF0ZWQYGCABKAsyGC5yZWFsdGltZS5SZWNlaXB0VXBkYXRlZEgAEj0KFGNvbnZlcnNhdGlvbl9jcmVhdGVkGBkgASgLMh0ucmVhbHRpbWUuQ29udmVyc2F0aW9uQ3JlYXRlZEgAEj0KFGNvbnZlcnNhdGlvbl91cGRhdGVkGBogASgLMh0ucmVhbHRpbWUuQ29udmVyc2F0aW9uVXBkYXRlZEgAEjcKEXBhcnRpY2lwYW50X2FkZGVkGBsgASgLMhoucmVhbHRpbWUuUGFydGljaXBhbnRBZGRlZEgAEjsKE3BhcnRpY2lwYW50X3JlbW92ZWQYHCABKAsyHC5yZWFsdGltZS5QYXJ0aWNpcGFudFJlbW92ZWRIABJEChhwYXJ0aWNpcGFudF9yb2xlX2NoYW5nZWQYHSABKAsyIC5yZWFsdGltZS5QYXJ0aWNpcGFudFJvbGVDaGFuZ2VkSAASIgoGdHlwaW5nGB4gASgLMhAucmVhbHRpbWUuVHlwaW5nSAASJgoIcHJlc2VuY2UYHyABKAsyEi5yZWFsdGltZS5QcmVzZW5jZUgAEi8KDXN0YXR1c19wb3N0ZWQYICABKAsyFi5yZWFsdGltZS5TdGF0dXNQb3N0ZWRIABIzCg9zZXNzaW9uX3Jldm9rZWQYISABKAsyGC5yZWFsdGltZS5TZXNzaW9uUmV2b2tlZEgAEjsKGXNjaGVkdWxlZF9tZXNzYWdlX3VwZGF0ZWQYNyABKAsyFi5jaGF0LlNjaGVkdWxlZE1lc3NhZ2VIABItCgx1c2VyX2RlbGV0ZWQYOCABKAsyFS5yZWFsdGltZS5Vc2VyRGVsZXRlZEgAEjwKFGpvaW5fcmVxdWVzdF91cGRhdGVkGCggASgLMhwucmVhbHRpbWUuSm9pblJlcXVlc3RVcGRhdGVkSAASPgoVZ3JvdXBfaW52aXRlX3JlY2VpdmVkGCkgASgLMh0ucmVhbHRpbWUuR3JvdXBJbnZpdGVSZWNlaXZlZEgAEjUKEG1lc3NhZ2VzX2V4cGlyZWQYMiABKAsyGS5yZWFsdGltZS5NZXNzYWdlc0V4cGlyZWRIAEIGCgRraW5kIjQKBVJlYWR5EhAKCHBvc2l0aW9uGAEgASgDEhkKEWhlYXJ0YmVhdF9zZWNvbmRzGAIgASgFIi4KCENhdWdodFVwEhAKCHBvc2l0aW9uGAEgASgDEhAKCHJlcGxheWVkGAIgASgFIgsKCUhlYXJ0YmVhdCIyCg5SZXN5bmNSZXF1aXJlZBIQCghwb3NpdGlvbhgBIAEoAxIOCgZyZWFzb24YAiABKAkiMAoOTWVzc2FnZUNyZWF0ZWQSHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSIvCg1NZXNzYWdlRWRpdGVkEh4KB21lc3NhZ2UYASABKAsyDS5jaGF0Lk1lc3NhZ2UiYAoOTWVzc2FnZURlbGV0ZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSCwoDc2VxGAMgASgDEhQKDGZvcl9ldmVyeW9uZRgEIAEoCCKBAQoPUmVhY3Rpb25DaGFuZ2VkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDQoFZW1vamkYBCABKAkSIQoJcmVhY3Rpb25zGAUgAygLMg4uY2hhdC5SZWFjdGlvbiKkAQoOUmVjZWlwdFVwZGF0ZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAMgASgDEhUKDWxhc3RfcmVhZF9zZXEYBCABKAMSHAoUZGVsaXZlcmVkX3RvX2FsbF9zZXEYBSABKAMSFwoPcmVhZF9ieV9hbGxfc2VxGAYgASgDIj8KE0NvbnZlcnNhdGlvbkNyZWF0ZWQSKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24iUQoTQ29udmVyc2F0aW9uVXBkYXRlZBIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIQCghhY3Rvcl9pZBgCIAEoCSJPChBQYXJ0aWNpcGFudEFkZGVkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCgh1c2VyX2lkcxgCIAMoCRIQCghhY3Rvcl9pZBgDIAEoCSJQChJQYXJ0aWNpcGFudFJlbW92ZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSEAoIYWN0b3JfaWQYAyABKAkieQoWUGFydGljaXBhbnRSb2xlQ2hhbmdlZBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIjCgRyb2xlGAMgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSEAoIYWN0b3JfaWQYBCABKAkicgoGVHlwaW5nEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBmFjdGl2ZRgDIAEoCBIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJdCghQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKDFN0YXR1c1Bvc3RlZBIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiQKDlNlc3Npb25SZXZva2VkEhIKCnNlc3Npb25faWQYASABKAkiPAoRU2VuZFR5cGluZ1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg4KBmFjdGl2ZRgCIAEoCCIqChJTZW5kVHlwaW5nUmVzcG9uc2USFAoMZGVsaXZlcmVkX3RvGAEgASgFIiYKEkdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJhCgxVc2VyUHJlc2VuY2USDwoHdXNlcl9pZBgBIAEoCRIOCgZvbmxpbmUYAiABKAgSMAoMbGFzdF9zZWVuX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChNHZXRQcmVzZW5jZVJlc3BvbnNlEiUKBXVzZXJzGAEgAygLMhYucmVhbHRpbWUuVXNlclByZXNlbmNlIh4KC1VzZXJEZWxldGVkEg8KB3VzZXJfaWQYASABKAkiSgoSSm9pblJlcXVlc3RVcGRhdGVkEiIKB3JlcXVlc3QYASABKAsyES5jaGF0LkpvaW5SZXF1ZXN0EhAKCGFjdG9yX2lkGAIgASgJIjgKE0dyb3VwSW52aXRlUmVjZWl2ZWQSIQoGaW52aXRlGAEgASgLMhEuY2hhdC5Hcm91cEludml0ZSJNCg9NZXNzYWdlc0V4cGlyZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhMKC21lc3NhZ2VfaWRzGAIgAygJEgwKBHNlcXMYAyADKAMy5wEKD1JlYWx0aW1lU2VydmljZRI6CglTdWJzY3JpYmUSGi5yZWFsdGltZS5TdWJzY3JpYmVSZXF1ZXN0Gg8ucmVhbHRpbWUuRXZlbnQwARJHCgpTZW5kVHlwaW5nEhsucmVhbHRpbWUuU2VuZFR5cGluZ1JlcXVlc3QaHC5yZWFsdGltZS5TZW5kVHlwaW5nUmVzcG9uc2USTwoLR2V0UHJlc2VuY2USHC5yZWFsdGltZS5HZXRQcmVzZW5jZVJlcXVlc3QaHS5yZWFsdGltZS5HZXRQcmVzZW5jZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_chat_chat, file_google_protobuf_timestamp]);
+  fileDesc("ChdyZWFsdGltZS9yZWFsdGltZS5wcm90bxIIcmVhbHRpbWUiQgoQU3Vic2NyaWJlUmVxdWVzdBIbCg5zaW5jZV9wb3NpdGlvbhgBIAEoA0gAiAEBQhEKD19zaW5jZV9wb3NpdGlvbiLhCwoFRXZlbnQSEAoIcG9zaXRpb24YASABKAMSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiAKBXJlYWR5GAogASgLMg8ucmVhbHRpbWUuUmVhZHlIABInCgljYXVnaHRfdXAYCyABKAsyEi5yZWFsdGltZS5DYXVnaHRVcEgAEigKCWhlYXJ0YmVhdBgMIAEoCzITLnJlYWx0aW1lLkhlYXJ0YmVhdEgAEjMKD3Jlc3luY19yZXF1aXJlZBgNIAEoCzIYLnJlYWx0aW1lLlJlc3luY1JlcXVpcmVkSAASMwoPbWVzc2FnZV9jcmVhdGVkGBQgASgLMhgucmVhbHRpbWUuTWVzc2FnZUNyZWF0ZWRIABIxCg5tZXNzYWdlX2VkaXRlZBgVIAEoCzIXLnJlYWx0aW1lLk1lc3NhZ2VFZGl0ZWRIABIzCg9tZXNzYWdlX2RlbGV0ZWQYFiABKAsyGC5yZWFsdGltZS5NZXNzYWdlRGVsZXRlZEgAEjUKEHJlYWN0aW9uX2NoYW5nZWQYFyABKAsyGS5yZWFsdGltZS5SZWFjdGlvbkNoYW5nZWRIABIzCg9yZWNlaXB0X3VwZGF0ZWQYGCABKAsyGC5yZWFsdGltZS5SZWNlaXB0VXBkYXRlZEgAEj0KFGNvbnZlcnNhdGlvbl9jcmVhdGVkGBkgASgLMh0ucmVhbHRpbWUuQ29udmVyc2F0aW9uQ3JlYXRlZEgAEj0KFGNvbnZlcnNhdGlvbl91cGRhdGVkGBogASgLMh0ucmVhbHRpbWUuQ29udmVyc2F0aW9uVXBkYXRlZEgAEjcKEXBhcnRpY2lwYW50X2FkZGVkGBsgASgLMhoucmVhbHRpbWUuUGFydGljaXBhbnRBZGRlZEgAEjsKE3BhcnRpY2lwYW50X3JlbW92ZWQYHCABKAsyHC5yZWFsdGltZS5QYXJ0aWNpcGFudFJlbW92ZWRIABJEChhwYXJ0aWNpcGFudF9yb2xlX2NoYW5nZWQYHSABKAsyIC5yZWFsdGltZS5QYXJ0aWNpcGFudFJvbGVDaGFuZ2VkSAASIgoGdHlwaW5nGB4gASgLMhAucmVhbHRpbWUuVHlwaW5nSAASJgoIcHJlc2VuY2UYHyABKAsyEi5yZWFsdGltZS5QcmVzZW5jZUgAEi8KDXN0YXR1c19wb3N0ZWQYICABKAsyFi5yZWFsdGltZS5TdGF0dXNQb3N0ZWRIABIzCg9zZXNzaW9uX3Jldm9rZWQYISABKAsyGC5yZWFsdGltZS5TZXNzaW9uUmV2b2tlZEgAEjsKGXNjaGVkdWxlZF9tZXNzYWdlX3VwZGF0ZWQYNyABKAsyFi5jaGF0LlNjaGVkdWxlZE1lc3NhZ2VIABItCgx1c2VyX2RlbGV0ZWQYOCABKAsyFS5yZWFsdGltZS5Vc2VyRGVsZXRlZEgAEjwKFGpvaW5fcmVxdWVzdF91cGRhdGVkGCggASgLMhwucmVhbHRpbWUuSm9pblJlcXVlc3RVcGRhdGVkSAASPgoVZ3JvdXBfaW52aXRlX3JlY2VpdmVkGCkgASgLMh0ucmVhbHRpbWUuR3JvdXBJbnZpdGVSZWNlaXZlZEgAEjUKEG1lc3NhZ2VzX2V4cGlyZWQYMiABKAsyGS5yZWFsdGltZS5NZXNzYWdlc0V4cGlyZWRIABIvCg1tZW50aW9uX2FkZGVkGC0gASgLMhYucmVhbHRpbWUuTWVudGlvbkFkZGVkSAASOwoTY29udmVyc2F0aW9uX3Bpbm5lZBguIAEoCzIcLnJlYWx0aW1lLkNvbnZlcnNhdGlvblBpbm5lZEgAEjEKDm1lc3NhZ2VfcGlubmVkGC8gASgLMhcucmVhbHRpbWUuTWVzc2FnZVBpbm5lZEgAEjUKEG1lc3NhZ2VzX3N0YXJyZWQYMCABKAsyGS5yZWFsdGltZS5NZXNzYWdlc1N0YXJyZWRIAEIGCgRraW5kIjQKBVJlYWR5EhAKCHBvc2l0aW9uGAEgASgDEhkKEWhlYXJ0YmVhdF9zZWNvbmRzGAIgASgFIi4KCENhdWdodFVwEhAKCHBvc2l0aW9uGAEgASgDEhAKCHJlcGxheWVkGAIgASgFIgsKCUhlYXJ0YmVhdCIyCg5SZXN5bmNSZXF1aXJlZBIQCghwb3NpdGlvbhgBIAEoAxIOCgZyZWFzb24YAiABKAkiMAoOTWVzc2FnZUNyZWF0ZWQSHgoHbWVzc2FnZRgBIAEoCzINLmNoYXQuTWVzc2FnZSIvCg1NZXNzYWdlRWRpdGVkEh4KB21lc3NhZ2UYASABKAsyDS5jaGF0Lk1lc3NhZ2UiYAoOTWVzc2FnZURlbGV0ZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSCwoDc2VxGAMgASgDEhQKDGZvcl9ldmVyeW9uZRgEIAEoCCKBAQoPUmVhY3Rpb25DaGFuZ2VkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDQoFZW1vamkYBCABKAkSIQoJcmVhY3Rpb25zGAUgAygLMg4uY2hhdC5SZWFjdGlvbiKkAQoOUmVjZWlwdFVwZGF0ZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSGgoSbGFzdF9kZWxpdmVyZWRfc2VxGAMgASgDEhUKDWxhc3RfcmVhZF9zZXEYBCABKAMSHAoUZGVsaXZlcmVkX3RvX2FsbF9zZXEYBSABKAMSFwoPcmVhZF9ieV9hbGxfc2VxGAYgASgDIj8KE0NvbnZlcnNhdGlvbkNyZWF0ZWQSKAoMY29udmVyc2F0aW9uGAEgASgLMhIuY2hhdC5Db252ZXJzYXRpb24iUQoTQ29udmVyc2F0aW9uVXBkYXRlZBIoCgxjb252ZXJzYXRpb24YASABKAsyEi5jaGF0LkNvbnZlcnNhdGlvbhIQCghhY3Rvcl9pZBgCIAEoCSJPChBQYXJ0aWNpcGFudEFkZGVkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCgh1c2VyX2lkcxgCIAMoCRIQCghhY3Rvcl9pZBgDIAEoCSJQChJQYXJ0aWNpcGFudFJlbW92ZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSEAoIYWN0b3JfaWQYAyABKAkieQoWUGFydGljaXBhbnRSb2xlQ2hhbmdlZBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIjCgRyb2xlGAMgASgOMhUuY2hhdC5QYXJ0aWNpcGFudFJvbGUSEAoIYWN0b3JfaWQYBCABKAkicgoGVHlwaW5nEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBmFjdGl2ZRgDIAEoCBIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJdCghQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKDFN0YXR1c1Bvc3RlZBIRCglzdGF0dXNfaWQYASABKAkSEQoJYXV0aG9yX2lkGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiQKDlNlc3Npb25SZXZva2VkEhIKCnNlc3Npb25faWQYASABKAkiPAoRU2VuZFR5cGluZ1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg4KBmFjdGl2ZRgCIAEoCCIqChJTZW5kVHlwaW5nUmVzcG9uc2USFAoMZGVsaXZlcmVkX3RvGAEgASgFIiYKEkdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJhCgxVc2VyUHJlc2VuY2USDwoHdXNlcl9pZBgBIAEoCRIOCgZvbmxpbmUYAiABKAgSMAoMbGFzdF9zZWVuX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChNHZXRQcmVzZW5jZVJlc3BvbnNlEiUKBXVzZXJzGAEgAygLMhYucmVhbHRpbWUuVXNlclByZXNlbmNlIh4KC1VzZXJEZWxldGVkEg8KB3VzZXJfaWQYASABKAkiSgoSSm9pblJlcXVlc3RVcGRhdGVkEiIKB3JlcXVlc3QYASABKAsyES5jaGF0LkpvaW5SZXF1ZXN0EhAKCGFjdG9yX2lkGAIgASgJIjgKE0dyb3VwSW52aXRlUmVjZWl2ZWQSIQoGaW52aXRlGAEgASgLMhEuY2hhdC5Hcm91cEludml0ZSJNCg9NZXNzYWdlc0V4cGlyZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhMKC21lc3NhZ2VfaWRzGAIgAygJEgwKBHNlcXMYAyADKAMiWwoMTWVudGlvbkFkZGVkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIRCglzZW5kZXJfaWQYBCABKAkibAoSQ29udmVyc2F0aW9uUGlubmVkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIOCgZwaW5uZWQYAiABKAgSLQoJcGlubmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ6Cg1NZXNzYWdlUGlubmVkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEg4KBnBpbm5lZBgDIAEoCBIQCghhY3Rvcl9pZBgEIAEoCRIaChJwaW5uZWRfbWVzc2FnZV9pZHMYBSADKAkiNwoPTWVzc2FnZXNTdGFycmVkEhMKC21lc3NhZ2VfaWRzGAEgAygJEg8KB3N0YXJyZWQYAiABKAgy5wEKD1JlYWx0aW1lU2VydmljZRI6CglTdWJzY3JpYmUSGi5yZWFsdGltZS5TdWJzY3JpYmVSZXF1ZXN0Gg8ucmVhbHRpbWUuRXZlbnQwARJHCgpTZW5kVHlwaW5nEhsucmVhbHRpbWUuU2VuZFR5cGluZ1JlcXVlc3QaHC5yZWFsdGltZS5TZW5kVHlwaW5nUmVzcG9uc2USTwoLR2V0UHJlc2VuY2USHC5yZWFsdGltZS5HZXRQcmVzZW5jZVJlcXVlc3QaHS5yZWFsdGltZS5HZXRQcmVzZW5jZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_chat_chat, file_google_protobuf_timestamp]);
 
 /**
  * Opens the stream.
@@ -287,6 +287,39 @@ export type Event = Message<"realtime.Event"> & {
      */
     value: MessagesExpired;
     case: "messagesExpired";
+  } | {
+    /**
+     * A new message mentions you (sent to the mentioned participant, after
+     * its message_created).
+     *
+     * @generated from field: realtime.MentionAdded mention_added = 45;
+     */
+    value: MentionAdded;
+    case: "mentionAdded";
+  } | {
+    /**
+     * You pinned or unpinned a conversation (to your devices).
+     *
+     * @generated from field: realtime.ConversationPinned conversation_pinned = 46;
+     */
+    value: ConversationPinned;
+    case: "conversationPinned";
+  } | {
+    /**
+     * A message was pinned or unpinned in a conversation (to its participants).
+     *
+     * @generated from field: realtime.MessagePinned message_pinned = 47;
+     */
+    value: MessagePinned;
+    case: "messagePinned";
+  } | {
+    /**
+     * You starred or unstarred messages (to your devices).
+     *
+     * @generated from field: realtime.MessagesStarred messages_starred = 48;
+     */
+    value: MessagesStarred;
+    case: "messagesStarred";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1117,6 +1150,161 @@ export type MessagesExpired = Message<"realtime.MessagesExpired"> & {
  */
 export const MessagesExpiredSchema: GenMessage<MessagesExpired> = /*@__PURE__*/
   messageDesc(file_realtime_realtime, 28);
+
+/**
+ * A message mentions the receiver (Message.mention_user_ids); the
+ * conversation's unread_mention_count went up by one.
+ *
+ * @generated from message realtime.MentionAdded
+ */
+export type MentionAdded = Message<"realtime.MentionAdded"> & {
+  /**
+   * The conversation (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message that mentions you.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * Its seq.
+   *
+   * @generated from field: int64 seq = 3;
+   */
+  seq: bigint;
+
+  /**
+   * Who sent it.
+   *
+   * @generated from field: string sender_id = 4;
+   */
+  senderId: string;
+};
+
+/**
+ * Describes the message realtime.MentionAdded.
+ * Use `create(MentionAddedSchema)` to create a new message.
+ */
+export const MentionAddedSchema: GenMessage<MentionAdded> = /*@__PURE__*/
+  messageDesc(file_realtime_realtime, 29);
+
+/**
+ * A conversation's pin in your chat list changed.
+ *
+ * @generated from message realtime.ConversationPinned
+ */
+export type ConversationPinned = Message<"realtime.ConversationPinned"> & {
+  /**
+   * The conversation (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Pinned now, or unpinned.
+   *
+   * @generated from field: bool pinned = 2;
+   */
+  pinned: boolean;
+
+  /**
+   * When pinned; unset when unpinned.
+   *
+   * @generated from field: google.protobuf.Timestamp pinned_at = 3;
+   */
+  pinnedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message realtime.ConversationPinned.
+ * Use `create(ConversationPinnedSchema)` to create a new message.
+ */
+export const ConversationPinnedSchema: GenMessage<ConversationPinned> = /*@__PURE__*/
+  messageDesc(file_realtime_realtime, 30);
+
+/**
+ * A message was pinned or unpinned in its conversation.
+ *
+ * @generated from message realtime.MessagePinned
+ */
+export type MessagePinned = Message<"realtime.MessagePinned"> & {
+  /**
+   * The conversation (UUID).
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message (UUID).
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * Pinned now, or unpinned.
+   *
+   * @generated from field: bool pinned = 3;
+   */
+  pinned: boolean;
+
+  /**
+   * Who pinned or unpinned it.
+   *
+   * @generated from field: string actor_id = 4;
+   */
+  actorId: string;
+
+  /**
+   * The messages pinned in the conversation now, the latest pinned first.
+   *
+   * @generated from field: repeated string pinned_message_ids = 5;
+   */
+  pinnedMessageIds: string[];
+};
+
+/**
+ * Describes the message realtime.MessagePinned.
+ * Use `create(MessagePinnedSchema)` to create a new message.
+ */
+export const MessagePinnedSchema: GenMessage<MessagePinned> = /*@__PURE__*/
+  messageDesc(file_realtime_realtime, 31);
+
+/**
+ * Messages were starred or unstarred by you (on another device, or this one).
+ *
+ * @generated from message realtime.MessagesStarred
+ */
+export type MessagesStarred = Message<"realtime.MessagesStarred"> & {
+  /**
+   * The messages whose star changed.
+   *
+   * @generated from field: repeated string message_ids = 1;
+   */
+  messageIds: string[];
+
+  /**
+   * Starred now, or unstarred.
+   *
+   * @generated from field: bool starred = 2;
+   */
+  starred: boolean;
+};
+
+/**
+ * Describes the message realtime.MessagesStarred.
+ * Use `create(MessagesStarredSchema)` to create a new message.
+ */
+export const MessagesStarredSchema: GenMessage<MessagesStarred> = /*@__PURE__*/
+  messageDesc(file_realtime_realtime, 32);
 
 /**
  * RealtimeService: live events for a device, typing and presence.

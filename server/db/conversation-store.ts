@@ -52,6 +52,8 @@ export interface ParticipantRow {
   last_read_seq: string;
   muted_until: Date | null;
   archived: boolean;
+  /** Pinned in this participant's chat list (absent from views built by hand). */
+  pinned_at?: Date | null;
   /** Once left: the group as it was then (parse with formerView); null or absent while current. */
   left_view?: unknown;
 }
@@ -190,7 +192,7 @@ export interface ConversationListRow extends ConversationRow {
 export async function listConversations(
   db: Db,
   userId: string,
-  opts: { limit: number; after?: { at: Date; id: string }; includeArchived: boolean },
+  opts: { limit: number; after?: { at: Date; id: string; pinnedAt?: Date | null }; includeArchived: boolean },
 ): Promise<ConversationListRow[]> {
   let q = db
     .selectFrom("conversation_participants as p")
@@ -201,10 +203,15 @@ export async function listConversations(
     .where("p.left_at", "is", null);
   if (!opts.includeArchived) q = q.where("p.archived", "=", false);
   if (opts.after) {
-    const { at, id } = opts.after;
-    q = q.where((eb) => eb.or([eb("c.last_activity_at", "<", at), eb.and([eb("c.last_activity_at", "=", at), eb("c.id", "<", id)])]));
+    // Pinned ones first (latest pinned first), then by last activity: the keyset is (pinned_at, last_activity_at, id).
+    const { at, id, pinnedAt } = opts.after;
+    q = q.where((eb) => {
+      const later = eb.or([eb("c.last_activity_at", "<", at), eb.and([eb("c.last_activity_at", "=", at), eb("c.id", "<", id)])]);
+      if (!pinnedAt) return eb.and([eb("p.pinned_at", "is", null), later]);
+      return eb.or([eb("p.pinned_at", "is", null), eb("p.pinned_at", "<", pinnedAt), eb.and([eb("p.pinned_at", "=", pinnedAt), later])]);
+    });
   }
-  const rows = await q.orderBy("c.last_activity_at", "desc").orderBy("c.id", "desc").limit(opts.limit).execute();
+  const rows = await q.orderBy(sql`p.pinned_at desc nulls last`).orderBy("c.last_activity_at", "desc").orderBy("c.id", "desc").limit(opts.limit).execute();
   return rows.map((r) => ({
     id: r.id,
     is_group: r.is_group,
@@ -231,23 +238,29 @@ export async function listConversations(
       last_read_seq: r.last_read_seq,
       muted_until: r.muted_until,
       archived: r.archived,
+      pinned_at: r.pinned_at,
     },
   }));
 }
 
-/** Messages after `afterSeq` (up to `upToSeq`, for a former participant) not sent by the user: the unread count, per conversation. */
+/**
+ * Messages after `afterSeq` (up to `upToSeq`, for a former participant) not
+ * sent by the user: the unread count, and of them those mentioning the user,
+ * per conversation.
+ */
 export async function unreadCounts(
   db: Db,
   userId: string,
   items: Array<{ conversationId: string; afterSeq: string; upToSeq?: string | null }>,
-): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
+): Promise<Map<string, { unread: number; mentions: number }>> {
+  const out = new Map<string, { unread: number; mentions: number }>();
   // One indexed range count per conversation ((conversation_id, seq) is unique-indexed); pages are ≤ 100.
   await Promise.all(
     items.map(async (i) => {
       let q = db
         .selectFrom("messages")
         .select((eb) => eb.fn.countAll<string>().as("n"))
+        .select(sql<string>`count(*) filter (where mention_user_ids @> ${JSON.stringify([userId])}::jsonb)`.as("mentions"))
         .where("conversation_id", "=", i.conversationId)
         .where("seq", ">", i.afterSeq);
       if (i.upToSeq != null) q = q.where("seq", "<=", i.upToSeq);
@@ -256,7 +269,7 @@ export async function unreadCounts(
         .where("deleted_at", "is", null)
         .where((eb) => eb.or([eb("sender_id", "is", null), eb("sender_id", "!=", userId)]))
         .executeTakeFirstOrThrow();
-      out.set(i.conversationId, Number(row.n));
+      out.set(i.conversationId, { unread: Number(row.n), mentions: i.upToSeq == null ? Number(row.mentions) : 0 });
     }),
   );
   return out;
@@ -332,6 +345,7 @@ export async function addParticipants(trx: Transaction<Database>, conversationId
         archived: false,
         muted_until: null,
         left_view: null,
+        pinned_at: null,
       }),
     )
     .execute();

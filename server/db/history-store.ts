@@ -24,6 +24,10 @@ export interface MessageRow {
   deleted_at: Date | null;
   /** Disappearing messages: not to be read from then on (purged later). */
   expires_at?: Date | null;
+  /** 0020 (absent from rows built by hand). */
+  forward_count?: number;
+  pinned_at?: Date | null;
+  pinned_by?: string | null;
 }
 
 /** The part of a conversation's timeline a participant may see: (fromSeq, toSeq], without what expired by `now`. */

@@ -15,6 +15,8 @@ export type StoreRowResult =
       message: StoredMessage;
       /** The inbox rows written, one per current participant (by user id); empty for a duplicate. */
       recipients: InboxRecipient[];
+      /** The mention_added inbox rows written, one per mentioned recipient. */
+      mentions: InboxRecipient[];
     }
   | { ok: false; reason: RejectReason; error: string };
 
@@ -34,6 +36,8 @@ interface StoreRow {
   r_recipients: string[];
   r_positions: string[];
   r_expires_at: Date | null;
+  /** Mentioned recipients' mention_added positions, by user id. */
+  r_mentions: Record<string, string>;
 }
 
 /**
@@ -71,6 +75,7 @@ export async function storeMessageRows(db: Db, msgs: readonly OutgoingMessage[],
     r: m.replyToMessageId,
     m: m.mentionUserIds,
     a: createdAt[i]!.toISOString(),
+    ...(m.forwardCount ? { f: m.forwardCount } : {}),
   }));
   const { rows } = await sql<StoreRow>`select * from chatwire_store_messages(${JSON.stringify(batch)}::jsonb, ${now.toISOString()}::timestamptz)`.execute(db);
   if (rows.length !== msgs.length) throw new Error(`chatwire_store_messages returned ${rows.length} rows for ${msgs.length} messages`);
@@ -90,8 +95,13 @@ export async function storeMessageRows(db: Db, msgs: readonly OutgoingMessage[],
       duplicate: r.r_status === "duplicate",
       expiresAt: r.r_expires_at === null ? null : new Date(r.r_expires_at),
     };
-    if (message.duplicate) return { ok: true, message, recipients: [] };
-    return { ok: true, message, recipients: r.r_recipients.map((userId, j) => ({ userId, position: r.r_positions[j]! })) };
+    if (message.duplicate) return { ok: true, message, recipients: [], mentions: [] };
+    return {
+      ok: true,
+      message,
+      recipients: r.r_recipients.map((userId, j) => ({ userId, position: r.r_positions[j]! })),
+      mentions: Object.entries(r.r_mentions ?? {}).map(([userId, position]) => ({ userId, position })),
+    };
   });
 }
 
@@ -182,6 +192,8 @@ export interface NewSystemMessageRow {
   userIds: string[];
   /** What the change set, when the event needs it (disappearing_timer_changed: the timer in seconds). */
   content?: string;
+  /** The message the change is about (message_pinned / message_unpinned). */
+  replyToMessageId?: string;
 }
 
 /**
@@ -209,6 +221,7 @@ export async function insertSystemMessageRow(trx: Transaction<Database>, m: NewS
       system_event: m.event,
       system_user_ids: JSON.stringify(m.userIds),
       content: m.content ?? "",
+      reply_to_message_id: m.replyToMessageId ?? null,
       created_at: now,
     })
     .execute();

@@ -137,6 +137,8 @@ interface ConversationParticipantsTable {
   archived: Generated<boolean>;
   /** Once left: the group as it was then (FormerView, server/domain/conversation-view.ts); null while current. */
   left_view: ColumnType<unknown, string | null | undefined, string | null>;
+  /** 0020: pinned in this participant's chat list (PinConversation); null when not. */
+  pinned_at: Date | null;
 }
 
 /** One row per watermark advance: kind is 'delivered' or 'read'. */
@@ -172,6 +174,11 @@ interface MessagesTable {
   deleted_at: Date | null;
   /** Disappearing messages (0021): unreadable from then on, purged by the job (which sets deleted_at). */
   expires_at: Generated<Date | null>;
+  /** 0020: how many forwards led to this copy (0 for an original). */
+  forward_count: Generated<number>;
+  /** 0020: pinned in its conversation (PinMessage), and by whom. */
+  pinned_at: Date | null;
+  pinned_by: string | null;
 }
 
 interface MessageReactionsTable {
@@ -327,6 +334,17 @@ export interface Database extends MediaTables, ScheduledTables, GroupInviteTable
   rate_limit_points: RateLimitPointsTable;
   push_tokens: PushTokensTable;
   push_settings: PushSettingsTable;
+  starred_messages: StarredMessagesTable;
+}
+
+// ---- 0020_forwards_mentions_pins_stars ---------------------------------------------
+
+/** A message a user starred for themselves. */
+interface StarredMessagesTable {
+  user_id: string;
+  message_id: string;
+  conversation_id: string;
+  starred_at: Date;
 }
 
 // ---- 0010_limits_group_privacy ---------------------------------------------------

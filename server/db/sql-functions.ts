@@ -17,7 +17,7 @@ export interface SqlFunction {
 
 /** Every function, in the order they are created: one before those that call it. */
 export const SQL_FUNCTIONS: readonly SqlFunction[] = [
-  { name: "chatwire_store_messages", sha256: "1d74c9519958085a211e896fe17ee420db6f5f947da9232e09b017ad7d088c60", shippedBy: "0021_search_disappearing" },
+  { name: "chatwire_store_messages", sha256: "5a69732c094024579c30cff60b8979ca18f16c3a951e1eca2bf5369b75ffe100", shippedBy: "0021_search_disappearing" },
   { name: "chatwire_send_preflight", sha256: "4e8b099afbdb7a7f91d2a60e0475d83fbb1e03ea39d2f5eb2e185545da2aaba7", shippedBy: "0019_group_policies_invites" },
   { name: "chatwire_inbox_cascade_users", sha256: "15e7133cfd9f579542dac80e658668f2859c0cb94ea49d17fbebcee52faefc74", shippedBy: "0013_sql_functions" },
   { name: "chatwire_inbox_cascade_conversations", sha256: "601b322f544a9a867ed126e5b0866c8f31a22762d9844282efb9862b5eff6523", shippedBy: "0013_sql_functions" },

@@ -17,6 +17,14 @@ function jsonIds(v: unknown): string[] {
   return [];
 }
 
+/** Message.forward_count and the marks it implies ("Forwarded", "Forwarded many times" from 5 hops). */
+export function forwardMarks(forwardCount: number): { forwardCount: number; forwarded: boolean; forwardedManyTimes: boolean } {
+  return { forwardCount, forwarded: forwardCount > 0, forwardedManyTimes: forwardCount >= FORWARDED_MANY_TIMES };
+}
+
+/** WhatsApp's "forwarded many times" threshold (hops). */
+export const FORWARDED_MANY_TIMES = 5;
+
 /**
  * Sent / delivered to all / read by all, from the watermarks of the other
  * participants who have the message (those who joined before it). Without
@@ -76,5 +84,8 @@ export function toMessage(
     systemUserIds: jsonIds(row.system_user_ids),
     replyToStatus: quotes?.get(row.id),
     expiresAt: row.expires_at ? timestampFromDate(row.expires_at) : undefined,
+    ...forwardMarks(row.forward_count ?? 0),
+    pinnedAt: row.pinned_at && !deleted ? timestampFromDate(row.pinned_at) : undefined,
+    pinnedBy: row.pinned_at && !deleted ? (row.pinned_by ?? "") : "",
   });
 }

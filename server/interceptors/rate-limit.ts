@@ -37,6 +37,7 @@ function methodTable(limit: Record<keyof RateLimitsConfig, CallLimit | undefined
   const table = new Map<DescMethod, (message: unknown) => CallLimit | undefined>();
   const one = (method: DescMethod, l: CallLimit | undefined) => l && table.set(method, () => l);
   one(ChatService.method.sendMessage, limit.sendMessage);
+  one(ChatService.method.forwardMessages, limit.sendMessage);
   // A reply to a status is a message in a direct conversation.
   one(StatusService.method.replyToStatus, limit.sendMessage);
   one(ChatService.method.reactToMessage, limit.react);

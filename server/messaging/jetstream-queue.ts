@@ -379,6 +379,9 @@ export function decodeOutgoing(data: Uint8Array): OutgoingMessage | Error {
   if (!Array.isArray(o.mentionUserIds) || o.mentionUserIds.some((u) => typeof u !== "string" || !isUuid(u))) {
     return new Error("mentionUserIds: not a list of UUIDs");
   }
+  if (o.forwardCount !== undefined && (typeof o.forwardCount !== "number" || !Number.isInteger(o.forwardCount) || o.forwardCount < 0)) {
+    return new Error("forwardCount: not a non-negative integer");
+  }
   return {
     id: o.id as string,
     conversationId: o.conversationId as string,
@@ -391,6 +394,7 @@ export function decodeOutgoing(data: Uint8Array): OutgoingMessage | Error {
     mentionUserIds: o.mentionUserIds as string[],
     sentAt: o.sentAt as string,
     ...(isStatusQuote(o.replyToStatus) ? { replyToStatus: o.replyToStatus } : {}),
+    ...(typeof o.forwardCount === "number" && o.forwardCount > 0 ? { forwardCount: o.forwardCount } : {}),
   };
 }
 

@@ -27,7 +27,7 @@ export async function storeMessages(db: Kysely<Database> | Transaction<Database>
   const rows = await storeMessageRows(db, msgs, now);
   return rows.map((r, i): StoreResult => {
     if (!r.ok) return r;
-    const { message, recipients } = r;
+    const { message, recipients, mentions } = r;
     if (recipients.length === 0) return { ok: true, message, notices: [] };
     const m = msgs[i]!;
     // Encoded once; every recipient's frame shares it (only the position differs).
@@ -49,6 +49,18 @@ export async function storeMessages(db: Kysely<Database> | Transaction<Database>
         body,
       }),
     );
+    if (mentions.length > 0) {
+      const mentioned = eventBody(
+        {
+          case: "mentionAdded",
+          value: { $typeName: "realtime.MentionAdded", conversationId: m.conversationId, messageId: m.id, seq: BigInt(message.seq), senderId: m.senderId },
+        },
+        now,
+      );
+      for (const { userId, position } of mentions) {
+        notices.push({ userId, position, eventType: "mention_added", conversationId: m.conversationId, messageId: m.id, body: mentioned });
+      }
+    }
     return { ok: true, message, notices };
   });
 }
@@ -89,6 +101,7 @@ export async function insertSystemMessage(
           seq,
           createdAt: now,
           content: m.content,
+          replyToMessageId: m.replyToMessageId,
         }),
       },
     },

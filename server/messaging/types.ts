@@ -16,6 +16,8 @@ export interface OutgoingMessage {
   mentionUserIds: string[];
   /** ISO 8601; becomes the message's created_at (what SendMessage already told the sender). */
   sentAt: string;
+  /** ForwardMessages: the copy's forward count (the original's + 1); absent for a new message. */
+  forwardCount?: number;
   /** ReplyToStatus: the status quoted (stored separately in status_replies; carried for the live event). */
   replyToStatus?: StatusQuote;
 }

@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { MessageKind, MessageSchema, ReceiptState, StatusReferenceSchema, type Message } from "../../gen/chat/chat_pb.js";
 import { EventSchema, type Event } from "../../gen/realtime/realtime_pb.js";
 import type { NewInboxEvent, OutgoingMessage } from "../messaging/types.js";
+import { forwardMarks } from "../domain/message-view.js";
 import { encodeEventBody } from "./wire.js";
 
 /** The `kind` of a realtime.Event (its oneof). */
@@ -63,6 +64,7 @@ export function messageFromOutgoing(m: OutgoingMessage, seq: string, createdAt: 
     mentionUserIds: m.mentionUserIds,
     receiptState: ReceiptState.SENT,
     kind: MessageKind.USER,
+    ...forwardMarks(m.forwardCount ?? 0),
     replyToStatus: m.replyToStatus ? create(StatusReferenceSchema, m.replyToStatus) : undefined,
     expiresAt: expiresAt ? timestampFromDate(expiresAt) : undefined,
   });
@@ -78,6 +80,7 @@ export function systemMessageView(m: {
   seq: string;
   createdAt: Date;
   content?: string;
+  replyToMessageId?: string;
 }): Message {
   return create(MessageSchema, {
     id: m.id,
@@ -89,5 +92,6 @@ export function systemMessageView(m: {
     systemEvent: m.event,
     systemUserIds: m.userIds,
     content: m.content ?? "",
+    replyToMessageId: m.replyToMessageId ?? "",
   });
 }

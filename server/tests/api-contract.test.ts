@@ -74,10 +74,10 @@ function section(out: string, rules: "FILE" | "PACKAGE"): string {
 /** Additions of every kind, in original and other packages, plus a new package. */
 async function addEverything(dir: string): Promise<void> {
   const chat = path.join(dir, "proto/chat/chat.proto");
-  await edit(chat, "message Message {", "  string content = 4;", "  string content = 4;\n  bool pinned = 1000;");
-  await edit(chat, "service ChatService {", "\n", "\n  rpc PinMessage(PinMessageRequest) returns (PinMessageResponse);\n");
+  await edit(chat, "message Message {", "  string content = 4;", "  string content = 4;\n  bool flagged = 1000;");
+  await edit(chat, "service ChatService {", "\n", "\n  rpc FlagMessage(FlagMessageRequest) returns (FlagMessageResponse);\n");
   await edit(chat, "enum MessageKind {", "  MESSAGE_KIND_SYSTEM = 2;", "  MESSAGE_KIND_SYSTEM = 2;\n  MESSAGE_KIND_CALL = 100;");
-  await append(chat, "\nmessage PinMessageRequest {\n  string message_id = 1;\n}\n\nmessage PinMessageResponse {}\n");
+  await append(chat, "\nmessage FlagMessageRequest {\n  string message_id = 1;\n}\n\nmessage FlagMessageResponse {}\n");
   const user = path.join(dir, "proto/user/user.proto");
   await edit(user, "message Profile {", "  bool blocked_by_me = 10;", "  bool blocked_by_me = 10;\n  string pronouns = 1000;");
   await edit(user, "service UserService {", "\n", "\n  rpc GetUserCount(GetUserCountRequest) returns (GetUserCountResponse);\n");
@@ -192,7 +192,7 @@ describe("api:release", () => {
     const empty = await release(dir, "minor");
     expect(empty.code, empty.out).toBe(1);
     expect(empty.out).toContain("[Unreleased] section lists nothing");
-    await edit(path.join(dir, "CHANGELOG.md"), "## [Unreleased]", "\n", "\n\n### Added\n\n- `chat.ChatService.PinMessage`.\n");
+    await edit(path.join(dir, "CHANGELOG.md"), "## [Unreleased]", "\n", "\n\n### Added\n\n- `chat.ChatService.FlagMessage`.\n");
 
     // The API grew, so a patch is refused and nothing is written.
     const patch = await release(dir, "patch");
@@ -214,14 +214,16 @@ describe("api:release", () => {
     expect(readme).not.toContain(`chatwire-client-${before}.tgz`);
     const changelog = await readFile(path.join(dir, "CHANGELOG.md"), "utf8");
     expect(changelog).toMatch(
-      new RegExp(`## \\[Unreleased\\]\\n\\n## \\[${expected}\\] - 2030-01-02\\n\\n### Added\\n\\n- \`chat.ChatService.PinMessage\`\\.\\n\\n## \\[${before}\\]`),
+      new RegExp(
+        `## \\[Unreleased\\]\\n\\n## \\[${expected}\\] - 2030-01-02\\n\\n### Added\\n\\n- \`chat.ChatService.FlagMessage\`\\.\\n\\n## \\[${before}\\]`,
+      ),
     );
 
     // The baseline moved: the additions are now released, so taking one back breaks.
-    await edit(path.join(dir, "proto/chat/chat.proto"), "service ChatService {", "  rpc PinMessage(PinMessageRequest) returns (PinMessageResponse);\n", "");
+    await edit(path.join(dir, "proto/chat/chat.proto"), "service ChatService {", "  rpc FlagMessage(FlagMessageRequest) returns (FlagMessageResponse);\n", "");
     const back = await apiCheck(dir);
     expect(back.code, back.out).toBe(1);
-    expect(section(back.out, "FILE")).toContain('Previously present RPC "PinMessage" on service "ChatService" was deleted');
+    expect(section(back.out, "FILE")).toContain('Previously present RPC "FlagMessage" on service "ChatService" was deleted');
     expect(section(back.out, "PACKAGE")).toMatch(/: ok$/m);
   });
 

@@ -233,6 +233,30 @@ const TABLE: Record<string, Row> = {
     // A removed participant searches what they saw while in.
     expect: { anonymous: U, stranger: NF, member: "ok", removed: "ok", blocked: "ok", owner: "ok" },
   },
+  "chat.ChatService/ForwardMessages": {
+    // Into the conversation the message is in: a removed participant still sees g1 but may not send to G.
+    request: (w, r) => ({ messageIds: [msgOf(w, r)], conversationIds: [convOf(w, r)] }),
+    expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: PD, owner: "ok" },
+  },
+  "chat.ChatService/PinConversation": {
+    // The caller's own chat list: a block does not stop it.
+    request: (w, r) => ({ conversationId: convOf(w, r), pinned: true }),
+    expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: "ok", owner: "ok" },
+  },
+  "chat.ChatService/PinMessage": {
+    // Group admins pin; in a direct conversation either side, unless blocked.
+    request: (w, r) => ({ messageId: msgOf(w, r), pinned: true }),
+    expect: { anonymous: U, stranger: NF, member: PD, removed: PD, blocked: PD, owner: "ok" },
+  },
+  "chat.ChatService/StarMessages": {
+    // Stars are the caller's own: anything they can see.
+    request: (w, r) => ({ messageIds: [msgOf(w, r)], starred: true }),
+    expect: { anonymous: U, stranger: NF, member: "ok", removed: "ok", blocked: "ok", owner: "ok" },
+  },
+  "chat.ChatService/ListStarredMessages": {
+    request: (w, r) => ({ conversationId: convOf(w, r) }),
+    expect: { anonymous: U, stranger: NF, member: "ok", removed: "ok", blocked: "ok", owner: "ok" },
+  },
   "realtime.RealtimeService/SendTyping": {
     request: (w, r) => ({ conversationId: convOf(w, r), active: true }),
     expect: { anonymous: U, stranger: NF, member: "ok", removed: NF, blocked: PD, owner: "ok" },
@@ -443,7 +467,8 @@ describe("authorization table", () => {
     // The matrix size, for the record (issue 13's closing note).
     console.log(`authorization table: ${served.size} RPCs × ${ROLES.length} callers = ${cells} cells`);
     expect(cells).toBe(served.size * ROLES.length);
-  });
+    // Over 150 calls in a row: past vitest's default 30 s on a loaded machine.
+  }, 120_000);
 });
 
 // RPCs that name no resource act on the caller's own session or account: the

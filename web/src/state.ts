@@ -103,6 +103,10 @@ export function systemText(m: Message): string {
       const label = seconds >= 7_776_000 ? "90 days" : seconds >= 604_800 ? "7 days" : seconds >= 86_400 ? "24 hours" : "";
       return label ? `${by || "Someone"} turned on disappearing messages (${label})` : `${by || "Someone"} turned off disappearing messages`;
     }
+    case "message_pinned":
+      return `${by || "Someone"} pinned a message`;
+    case "message_unpinned":
+      return `${by || "Someone"} unpinned a message`;
     case "participant_joined":
       return `${who} joined using an invite link`;
     case "group_policies_updated":

@@ -8,14 +8,17 @@
 --
 -- Input elements: { o: index, id, c: conversation id, s: sender id,
 -- k: client message id, t: content, u: media url, y: media type,
--- r: reply-to message id or null, m: mention user ids (array), a: created_at }.
+-- r: reply-to message id or null, m: mention user ids (array), a: created_at,
+-- f: forward count (absent: 0) }.
 -- r_status: stored | duplicate | conversation_not_found | sender_not_participant.
 -- Disappearing messages (0021): a message stored while its conversation has a
 -- timer gets expires_at = created_at + timer (r_expires_at; null when off).
+-- A mentioned recipient (not the sender) also gets a mention_added event right
+-- after its message_created (r_mentions: { user id: its position }).
 create or replace function chatwire_store_messages(p_batch jsonb, p_now timestamptz)
 returns table (
   r_ord int, r_status text, r_id uuid, r_conversation_id uuid, r_seq bigint, r_created_at timestamptz,
-  r_recipients jsonb, r_positions jsonb, r_expires_at timestamptz
+  r_recipients jsonb, r_positions jsonb, r_expires_at timestamptz, r_mentions jsonb
 )
 language plpgsql as $fn$
 begin
@@ -33,7 +36,7 @@ begin
   return query
   with input as (
     select t.* from jsonb_to_recordset(p_batch) as t(
-      o int, id uuid, c uuid, s uuid, k text, t text, u text, y text, r uuid, m jsonb, a timestamptz)
+      o int, id uuid, c uuid, s uuid, k text, t text, u text, y text, r uuid, m jsonb, a timestamptz, f int)
     limit jsonb_array_length(p_batch)
   ),
   -- One index probe per message for each fact (lateral ... limit 1 is not
@@ -81,8 +84,8 @@ begin
   ),
   inserted as (
     insert into messages (id, conversation_id, seq, kind, sender_id, client_message_id, content, media_url, media_type,
-                          reply_to_message_id, mention_user_ids, created_at, expires_at)
-    select j.id, j.c, j.new_seq, 'user', j.s, j.k, j.t, j.u, j.y, j.r, j.m, j.a, j.x
+                          reply_to_message_id, mention_user_ids, created_at, expires_at, forward_count)
+    select j.id, j.c, j.new_seq, 'user', j.s, j.k, j.t, j.u, j.y, j.r, j.m, j.a, j.x, coalesce(j.f, 0)
     from judged j
     where j.stored
     order by j.o
@@ -96,11 +99,14 @@ begin
     returning 1
   ),
   events as (
-    select j.o, j.id, j.c, j.s, j.new_seq, p.user_id,
+    select j.o, j.id, j.c, j.s, j.new_seq, p.user_id, x.mention,
       dense_rank() over (order by p.user_id) as ui,
-      row_number() over (partition by p.user_id order by j.o) as nth
+      row_number() over (partition by p.user_id order by j.o, x.mention) as nth
     from judged j
     join conversation_participants p on p.conversation_id = j.c and p.left_at is null
+    -- The mention event: payload is the realtime.Event as proto JSON (storedEvent's form).
+    cross join lateral (select false as mention union all
+      select true where j.m ? p.user_id::text and p.user_id <> j.s) x
     where j.stored
   ),
   counts as (
@@ -124,18 +130,22 @@ begin
   ),
   appended as (
     insert into inbox (user_id, position, event_type, conversation_id, message_id, payload, created_at)
-    select x.user_id, x.position, 'message_created', x.c, x.id,
-           jsonb_build_object('seq', x.new_seq::text, 'sender_id', x.s), p_now
+    select x.user_id, x.position, case when x.mention then 'mention_added' else 'message_created' end, x.c, x.id,
+           case when x.mention then jsonb_build_object('event', jsonb_build_object(
+             'at', to_char(p_now at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), 'mentionAdded', jsonb_build_object(
+               'conversationId', x.c, 'messageId', x.id, 'seq', x.new_seq::text, 'senderId', x.s)))
+           else jsonb_build_object('seq', x.new_seq::text, 'sender_id', x.s) end, p_now
     from positioned x
     order by x.user_id, x.position
     returning 1
   ),
   delivered as materialized (
-    select jsonb_object_agg(d.o::text, jsonb_build_array(d.recipients, d.positions)) as by_o
+    select jsonb_object_agg(d.o::text, jsonb_build_array(d.recipients, d.positions, d.mentions)) as by_o
     from (
       select x.o,
-             jsonb_agg(x.user_id order by x.user_id) as recipients,
-             jsonb_agg(x.position::text order by x.user_id) as positions
+             jsonb_agg(x.user_id order by x.user_id) filter (where not x.mention) as recipients,
+             jsonb_agg(x.position::text order by x.user_id) filter (where not x.mention) as positions,
+             coalesce(jsonb_object_agg(x.user_id, x.position::text) filter (where x.mention), '{}'::jsonb) as mentions
       from positioned x
       group by x.o
     ) d
@@ -155,7 +165,8 @@ begin
     coalesce(j.e_created_at, j.d_a),
     case when j.stored then coalesce(dl.by_o -> j.o::text -> 0, '[]'::jsonb) else '[]'::jsonb end,
     case when j.stored then coalesce(dl.by_o -> j.o::text -> 1, '[]'::jsonb) else '[]'::jsonb end,
-    case when j.stored then j.x end
+    case when j.stored then j.x end,
+    case when j.stored then coalesce(dl.by_o -> j.o::text -> 2, '{}'::jsonb) else '{}'::jsonb end
   from judged j, delivered dl
   order by j.o;
 end

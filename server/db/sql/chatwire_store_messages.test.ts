@@ -39,7 +39,22 @@ describe("chatwire_store_messages, through storeMessages", () => {
     const c1 = await db.selectFrom("conversations").select(["last_seq", "last_activity_at"]).where("id", "=", conv).executeTakeFirstOrThrow();
     expect(c1).toEqual({ last_seq: "3", last_activity_at: now });
 
-    const inbox = await db.selectFrom("inbox").selectAll().where("conversation_id", "=", conv).orderBy("user_id").orderBy("position").execute();
+    const all = await db.selectFrom("inbox").selectAll().where("conversation_id", "=", conv).orderBy("user_id").orderBy("position").execute();
+    // The third message mentions b and c: each gets a mention_added right after its message_created.
+    const mentions = all.filter((e) => e.event_type === "mention_added");
+    expect(mentions.map((e) => [e.user_id, e.position, e.message_id]).sort()).toEqual(
+      [
+        [b, "4", msgs[2]!.id],
+        [c, "4", msgs[2]!.id],
+      ].sort(),
+    );
+    expect((mentions[0]!.payload as { event: { mentionAdded: unknown } }).event.mentionAdded).toEqual({
+      conversationId: conv,
+      messageId: msgs[2]!.id,
+      seq: "3",
+      senderId: a,
+    });
+    const inbox = all.filter((e) => e.event_type !== "mention_added");
     expect(inbox).toHaveLength(9); // 3 messages x 3 current participants; not the one who left
     for (const u of [a, b, c]) {
       const mine = inbox.filter((e) => e.user_id === u);
@@ -51,10 +66,11 @@ describe("chatwire_store_messages, through storeMessages", () => {
     expect(inbox.some((e) => e.user_id === gone)).toBe(false);
     // The notices are the inbox rows, in message order.
     const notices = results.flatMap((r) => (r.ok ? r.notices : []));
-    expect(notices).toHaveLength(9);
-    expect(notices.filter((n) => n.userId === b).map((n) => [n.position, n.seq, n.messageId])).toEqual(
-      msgs.map((m, i) => [String(i + 1), String(i + 1), m.id]),
-    );
+    expect(notices).toHaveLength(11);
+    expect(notices.filter((n) => n.userId === b).map((n) => [n.position, n.eventType, n.messageId])).toEqual([
+      ...msgs.map((m, i) => [String(i + 1), "message_created", m.id]),
+      ["4", "mention_added", msgs[2]!.id],
+    ]);
   });
 
   test("is idempotent on (sender, client message id): in a batch, across batches, no extra rows", async () => {

@@ -1,3 +1,4 @@
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Transaction } from "kysely";
@@ -8,6 +9,7 @@ import * as history from "../../db/history-store.js";
 import { appendInboxEvents } from "../../db/message-store.js";
 import type { NewInboxEvent } from "../../messaging/types.js";
 import { readStateSharedIn } from "../../db/privacy-store.js";
+import { pinnedMessageIds } from "../../db/pins-store.js";
 import type { Database } from "../../db/schema.js";
 import { asSeenBy, formerParticipants, toConversation } from "../../domain/conversation-view.js";
 import { PAGE_DEFAULT, PAGE_MAX } from "../../domain/limits.js";
@@ -56,7 +58,7 @@ export function chatRoom(ctx: AppContext) {
 
   async function toConversations(userId: string, rows: convs.ConversationListRow[]): Promise<Conversation[]> {
     const ids = rows.map((r) => r.id);
-    const [participants, unread, last, readShared] = await Promise.all([
+    const [participants, unread, last, readShared, pinnedMessages] = await Promise.all([
       convs.currentParticipants(db, ids),
       convs.unreadCounts(
         db,
@@ -69,6 +71,7 @@ export function chatRoom(ctx: AppContext) {
         rows.map((r) => ({ conversationId: r.id, window: windowOf(r.my, clock.now()) })),
       ),
       readStateSharedIn(db, ids),
+      pinnedMessageIds(db, ids),
     ]);
     const lastRows = [...last.values()];
     const [reactions, quotes] = await Promise.all([
@@ -87,7 +90,12 @@ export function chatRoom(ctx: AppContext) {
       const lastRow = last.get(r.id);
       const c = toConversation(conv, people, r.my, clock.now());
       c.lastMessage = lastRow ? toMessage(lastRow, people, reactions, quotes, readShared.get(r.id)) : undefined;
-      c.unreadCount = unread.get(r.id) ?? 0;
+      c.unreadCount = unread.get(r.id)?.unread ?? 0;
+      c.unreadMentionCount = unread.get(r.id)?.mentions ?? 0;
+      c.pinned = r.my.left_at === null && r.my.pinned_at != null;
+      c.pinnedAt = c.pinned ? timestampFromDate(r.my.pinned_at!) : undefined;
+      // A former participant does not follow the pins made after they left.
+      c.pinnedMessageIds = r.my.left_at === null ? (pinnedMessages.get(r.id) ?? []) : [];
       return c;
     });
   }

@@ -132,7 +132,7 @@ export function conversationHandlers(
     async getConversations(req, hc) {
       const me = callerOf(hc).userId;
       const limit = pageSize(req.limit);
-      let after: { at: Date; id: string } | undefined;
+      let after: { at: Date; id: string; pinnedAt?: Date | null } | undefined;
       if (req.pageToken !== "") after = decodePageToken(req.pageToken);
       // One snapshot for the list and the inbox position, so a Subscribe from
       // that position neither misses nor repeats what the list shows.
@@ -148,7 +148,7 @@ export function conversationHandlers(
       const last = page.at(-1);
       return {
         conversations: await toConversations(me, page),
-        nextPageToken: rows.length > limit && last ? encodePageToken(last.last_activity_at, last.id) : "",
+        nextPageToken: rows.length > limit && last ? encodePageToken(last.last_activity_at, last.id, last.my.pinned_at ?? null) : "",
         inboxPosition: BigInt(position),
       };
     },
@@ -184,16 +184,17 @@ export function conversationHandlers(
   };
 }
 
-function encodePageToken(at: Date, id: string): string {
-  return Buffer.from(JSON.stringify({ at: at.toISOString(), id })).toString("base64url");
+function encodePageToken(at: Date, id: string, pinnedAt: Date | null): string {
+  return Buffer.from(JSON.stringify({ at: at.toISOString(), id, ...(pinnedAt ? { p: pinnedAt.toISOString() } : {}) })).toString("base64url");
 }
 
-function decodePageToken(token: string): { at: Date; id: string } {
+function decodePageToken(token: string): { at: Date; id: string; pinnedAt: Date | null } {
   try {
-    const { at, id } = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { at: string; id: string };
+    const { at, id, p } = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { at: string; id: string; p?: string };
     const date = new Date(at);
-    if (Number.isNaN(date.getTime()) || typeof id !== "string" || !isUuid(id)) throw new Error("bad token");
-    return { at: date, id };
+    const pinnedAt = p === undefined ? null : new Date(p);
+    if (Number.isNaN(date.getTime()) || typeof id !== "string" || !isUuid(id) || (pinnedAt && Number.isNaN(pinnedAt.getTime()))) throw new Error("bad token");
+    return { at: date, id, pinnedAt };
   } catch {
     throw bad("page_token: not a token from a previous GetConversations page");
   }

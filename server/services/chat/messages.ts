@@ -11,6 +11,7 @@ import { CLIENT_ID_MAX, EMOJI_MAX, MEDIA_TYPE_MAX, URL_MAX } from "../../domain/
 import { toMessage } from "../../domain/message-view.js";
 import { codePoints } from "../../domain/text.js";
 import { addReference, dropMessageReferences } from "../../db/media-store.js";
+import { starredAmong } from "../../db/stars-store.js";
 import { attachableMedia, mediaPath, mediaView, withMedia } from "../../media/attach.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor } from "../../messaging/message-queue.js";
 import { eventBody, storedEvent } from "../../realtime/events.js";
@@ -158,16 +159,17 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
       const hasMore = rows.length > limit;
       const page = rows.slice(0, limit);
       const ids = page.map((m) => m.id);
-      const [people, readShared, reactions, quotes] = await Promise.all([
+      const [people, readShared, reactions, quotes, starred] = await Promise.all([
         peopleSeenBy(my),
         readStateSharedIn(db, [conversationId]),
         history.reactionsOf(db, ids),
         history.statusQuotesOf(db, ids),
+        starredAmong(db, me, ids),
       ]);
       return {
         messages: await withMedia(
           db,
-          page.map((m) => toMessage(m, people, reactions, quotes, readShared.get(conversationId))),
+          page.map((m) => Object.assign(toMessage(m, people, reactions, quotes, readShared.get(conversationId)), { starred: starred.has(m.id) })),
         ),
         hasMore,
       };
