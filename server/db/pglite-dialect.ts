@@ -178,6 +178,7 @@ class PGliteConnection implements DatabaseConnection {
   /** Query text → name of its prepared statement in the backend. */
   readonly #prepared = new Map<string, string>();
   #nextName = 0;
+  readonly #closing: string[] = [];
 
   constructor(pglite: PGlite) {
     this.#pglite = pglite;
@@ -190,6 +191,8 @@ class PGliteConnection implements DatabaseConnection {
     if (name === undefined && this.#prepared.size < PREPARED_MAX && PREPARABLE.test(text)) name = `k${++this.#nextName}`;
     const values = compiledQuery.parameters.map(prepareValue);
     const parts = [
+      // Statements dropped earlier (see below) are closed on the way.
+      ...this.#closing.splice(0).map((stale) => serialize.close({ type: "S", name: stale })),
       ...(parse ? [serialize.parse({ name: name ?? "", text })] : []),
       serialize.bind({ statement: name ?? "", values }),
       DESCRIBE_PORTAL,
@@ -200,8 +203,14 @@ class PGliteConnection implements DatabaseConnection {
     if (parse && name !== undefined && messages.some((m) => m.name === "parseComplete")) this.#prepared.set(text, name);
     const error = messages.find((m): m is messages.DatabaseError => m.name === "error");
     if (error) {
-      // A table changed under a prepared `select *` (a migration): parse it afresh next time.
-      if (!parse && error.code === "0A000") this.#prepared.delete(text);
+      // "cached plan must not change result type": a table changed under a
+      // prepared `select *` (a migration). Parsed afresh under a new name;
+      // outside a transaction that is retried here, inside it is aborted anyway.
+      if (!parse && name !== undefined && error.code === "0A000") {
+        this.#prepared.delete(text);
+        this.#closing.push(name);
+        if (!this.#pglite.isInTransaction()) return this.executeQuery(compiledQuery);
+      }
       throw error;
     }
     if (!this.#pglite.isInTransaction()) await this.#pglite.syncToFs();
