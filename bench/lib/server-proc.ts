@@ -46,7 +46,8 @@ export class ServerProcess {
     env.HOST ??= "127.0.0.1";
     const child = spawn(process.execPath, [...execArgv, main], { env, stdio: ["ignore", "pipe", "pipe"] });
     const server = new ServerProcess(child, `http://127.0.0.1:${opts.port}`);
-    await server.waitReady(60_000);
+    // An embedded server on a fresh directory runs initdb first: minutes on a machine other work keeps busy.
+    await server.waitReady(180_000);
     return server;
   }
 

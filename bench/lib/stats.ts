@@ -27,7 +27,8 @@ export function fmt(v: number, digits = 1): string {
 
 /** A plain-text table for the terminal and the same as markdown. */
 export function table(headers: string[], rows: Array<Array<string | number>>): { text: string; markdown: string } {
-  const cells = rows.map((r) => r.map((c) => (typeof c === "number" ? fmt(c) : c)));
+  // null: a NaN that came through JSON (a load process that measured nothing).
+  const cells = rows.map((r) => r.map((c) => (typeof c === "number" ? fmt(c) : (c ?? "–"))));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? "").length)));
   const line = (r: string[]) => r.map((c, i) => c.padStart(widths[i]!)).join("  ");
   const text = [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)].join("\n");

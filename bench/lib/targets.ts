@@ -4,6 +4,8 @@
 export const DELIVERY_P99_MS = 50;
 
 /** 1:1 delivery, msg/s at p99 ≤ 50 ms, by devices subscribed. */
+/** Issue 15 item 7: the embedded profile (PGlite, inline queue), 100 devices. */
+export const EMBEDDED_TARGET = 500;
 export const DELIVERY_TARGETS: Record<number, number> = { 100: 2500, 1000: 2000, 5000: 1500 };
 
 /** msg/s ÷ (Chatwire + PostgreSQL + NATS cores): the figure that compares with ejabberd's. */

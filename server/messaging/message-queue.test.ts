@@ -9,6 +9,7 @@ import { InProcessBus } from "./bus.js";
 import { InlineQueue } from "./inline-queue.js";
 import { messageSubject, partitionOf, queueNames } from "./jetstream-queue.js";
 import { decodeNotice, MessageRejectedError, messageIdFor, userSubject, type InboxNoticeWire } from "./message-queue.js";
+import type { StoredMessage } from "./types.js";
 import { insertConversation, insertUsers, outgoing } from "../tests/helpers/fixtures.js";
 
 const logger = pino({ level: "silent" });
@@ -122,5 +123,68 @@ describe("InlineQueue", () => {
     const err2 = await queue.publish(outgoing(randomUUID(), b!)).catch((e: unknown) => e);
     expect((err2 as MessageRejectedError).reason).toBe("conversation_not_found");
     expect(await db.selectFrom("messages").select("id").where("conversation_id", "=", conv).execute()).toEqual([]);
+  });
+});
+
+/** The same database, counting the chatwire_store_messages calls made through it (a Kysely plugin sees every query). */
+function countingStores(db: Kysely<Database>): { db: Kysely<Database>; calls: () => number } {
+  let calls = 0;
+  const counted = db.withPlugin({
+    transformQuery({ node }) {
+      if (JSON.stringify(node).includes("chatwire_store_messages")) calls++;
+      return node;
+    },
+    transformResult: async ({ result }) => result,
+  });
+  return { db: counted, calls: () => calls };
+}
+
+describe("InlineQueue batching", () => {
+  test("concurrent sends are stored with one call, in publish order per conversation, repeats and rejections answered each", async () => {
+    const bus = new InProcessBus();
+    const { db: counted, calls } = countingStores(db);
+    const queue = new InlineQueue({ db: counted, bus, subjectPrefix: PREFIX, clock: { now: () => new Date() }, logger });
+    const [a, b, c] = await insertUsers(db, 3);
+    const one = await insertConversation(db, [a!, b!]);
+    const two = await insertConversation(db, [a!, c!]);
+    const msgs = Array.from({ length: 20 }, (_, i) => outgoing(i % 2 === 0 ? one : two, a!));
+    const repeat = { ...msgs[4]! };
+    const stranger = outgoing(one, c!);
+    const sends = [...msgs.slice(0, 10), repeat, stranger, ...msgs.slice(10)].map((m) =>
+      queue.publish(m).then(
+        (r) => r.stored,
+        (err: unknown) => err,
+      ),
+    );
+    const results = await Promise.all(sends);
+    expect(calls()).toBe(1);
+
+    const stored = [...results.slice(0, 10), ...results.slice(12)] as StoredMessage[];
+    for (const conv of [one, two]) {
+      const seqs = stored.filter((s) => s.conversationId === conv).map((s) => s.seq);
+      expect(seqs).toEqual(Array.from({ length: 10 }, (_, i) => String(i + 1)));
+    }
+    expect(stored.every((s) => !s.duplicate)).toBe(true);
+    expect(results[10]).toMatchObject({ id: msgs[4]!.id, seq: (results[4] as StoredMessage).seq, duplicate: true });
+    expect(results[11]).toBeInstanceOf(MessageRejectedError);
+    expect((results[11] as MessageRejectedError).reason).toBe("sender_not_participant");
+    const rows = await db.selectFrom("messages").select(["id", "seq"]).where("conversation_id", "in", [one, two]).orderBy("seq").execute();
+    expect(rows).toHaveLength(20);
+
+    // A retry of the whole burst: every message back as a duplicate, nothing new stored.
+    const again = await Promise.all(msgs.map((m) => queue.publish(m)));
+    expect(again.map((r) => r.stored.duplicate)).toEqual(msgs.map(() => true));
+    expect(again.map((r) => r.stored.seq)).toEqual(stored.map((s) => s.seq));
+    expect(calls()).toBe(2);
+  });
+
+  test("at most maxBatch per store call; later publishes join the next call, still in order", async () => {
+    const { db: counted, calls } = countingStores(db);
+    const queue = new InlineQueue({ db: counted, bus: new InProcessBus(), subjectPrefix: PREFIX, clock: { now: () => new Date() }, logger, maxBatch: 2 });
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
+    const first = await Promise.all(Array.from({ length: 5 }, () => queue.publish(outgoing(conv, a!))));
+    expect(first.map((r) => r.stored.seq)).toEqual(["1", "2", "3", "4", "5"]);
+    expect(calls()).toBe(3);
   });
 });
