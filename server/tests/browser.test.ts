@@ -421,6 +421,34 @@ test("media, group members and status viewers in Chromium: photo and document se
   await bob.getByTestId("contact-status").filter({ hasText: "Hi from Carol" }).waitFor();
   const bobId = (await carol.users.syncContacts({ phoneNumbers: [bobPhone] })).contacts[0]?.user?.id;
   await expect.poll(async () => (await carol.status.getStatusViewers({ statusId: carols!.id })).viewers.map((v) => v.userId), SLOW).toEqual([bobId]);
+
+  // Bob picks a profile photo (a JPEG the page draws): it shows on his profile, and as his avatar in Alice's list.
+  await bob.getByTestId("profile").click();
+  await bob.evaluate(async () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 120;
+    canvas.height = 120;
+    const g = canvas.getContext("2d")!;
+    g.fillStyle = "#2a9d8f";
+    g.fillRect(0, 0, 120, 120);
+    const blob = await new Promise<Blob>((resolve) => canvas.toBlob((b) => resolve(b!), "image/jpeg", 0.9));
+    const input = document.querySelector<HTMLInputElement>("[data-testid=photo-file]")!;
+    const dt = new DataTransfer();
+    dt.items.add(new File([blob], "me.jpg", { type: "image/jpeg" }));
+    input.files = dt.files;
+    input.dispatchEvent(new Event("change"));
+  });
+  const decoded = (img: HTMLImageElement) => img.complete && img.naturalWidth;
+  await expect.poll(() => bob.getByTestId("my-photo").locator("img").evaluate(decoded), SLOW).toBe(120);
+  expect((await carol.users.getUsers({ userIds: [bobId!] })).users[0]?.profilePictureUrl).toMatch(/^\/media\/[0-9a-f-]{36}$/);
+  await shot(bob, "35-bob-phone-profile-photo");
+  await alice.getByTestId("tab-chats").click();
+  await alice.getByTestId("new-chat").click();
+  await alice.getByLabel("Their phone number").fill(bobPhone);
+  await alice.getByRole("button", { name: "Start chat" }).click();
+  const bobRow = alice.getByTestId("conversation").filter({ has: alice.locator(".avatar img") });
+  await expect.poll(() => bobRow.locator(".avatar img").evaluate(decoded), SLOW).toBe(120);
+  await shot(alice, "36-alice-desktop-avatar");
   carol.close();
 
   expect(dialogs).toEqual(["Remove Carol from the group?"]); // no "Not sent" or "Not changed" alert

@@ -21,7 +21,11 @@ export async function resolveNames(convs: Iterable<Pick<Conversation, "participa
   batch.forEach((id) => asked.add(id));
   try {
     const { users } = await client.users.getUsers({ userIds: batch });
-    for (const u of users) remember(u.id, u.displayName || u.phoneNumber);
+    for (const u of users) {
+      remember(u.id, u.displayName || u.phoneNumber);
+      if (u.profilePictureUrl) state.photos.set(u.id, u.profilePictureUrl);
+      else state.photos.delete(u.id);
+    }
   } catch {
     batch.forEach((id) => asked.delete(id)); // try again with the next change
     return;

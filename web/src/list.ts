@@ -1,8 +1,8 @@
-import { MessageKind } from "@chatwire/client";
+import { type Conversation, MessageKind } from "@chatwire/client";
 import { listTime } from "./format.js";
 import { openConversation } from "./conversation.js";
 import { h, errorText } from "./dom.js";
-import { mediaLabel } from "./media.js";
+import { mediaLabel, photoOf } from "./media.js";
 import { client, state, remember, titleOf, blank, isMuted, activity, systemText } from "./state.js";
 import { renderStatus } from "./status.js";
 
@@ -44,7 +44,7 @@ export function renderList(): void {
           "data-id": c.id,
           onclick: () => void openConversation(c.id),
         },
-        h("span", { class: "avatar" }, (c.isGroup ? titleOf(c) : titleOf(c).replace(/^\+\d*?(\d{2})$/, "$1")).slice(0, 2).toUpperCase()),
+        avatarOf(c),
         h("span", { class: "title" }, titleOf(c)),
         h("span", { class: `when${c.unreadCount > 0 ? " fresh" : ""}`, "data-testid": "when" }, listTime(last?.createdAt || c.createdAt)),
         h("span", { class: "preview" }, preview),
@@ -115,4 +115,11 @@ export function showTab(tab: "chats" | "status"): void {
   document.getElementById("list")?.classList.toggle("hidden", tab !== "chats");
   document.getElementById("status-view")?.classList.toggle("hidden", tab !== "status");
   if (tab === "status") void renderStatus();
+}
+
+/** The list's round picture: the other person's profile photo in a direct chat, else initials. */
+function avatarOf(c: Conversation): HTMLElement {
+  const other = c.isGroup ? undefined : c.participantIds.find((p) => p !== state.me);
+  const photo = other ? photoOf(state.photos.get(other) ?? "", titleOf(c)) : undefined;
+  return h("span", { class: "avatar" }, photo ?? (c.isGroup ? titleOf(c) : titleOf(c).replace(/^\+\d*?(\d{2})$/, "$1")).slice(0, 2).toUpperCase());
 }

@@ -33,11 +33,10 @@ async function imageSize(file: File): Promise<{ width: number; height: number }>
 }
 
 /**
- * Uploads a file and sends it to the conversation with an optional caption. `progress` gets the share
- * uploaded (0–1). One client id per file makes a retried declaration or message count once.
+ * Declares a file (CreateUpload) and uploads its bytes over tus; resolves with the media id once the server
+ * has checked them. `progress` gets the share uploaded (0–1); `requestId` makes a retried declaration count once.
  */
-export async function sendFile(conversationId: string, file: File, caption: string, progress: (share: number) => void): Promise<Message | undefined> {
-  const requestId = crypto.randomUUID();
+export async function uploadFile(file: File, requestId: string, progress: (share: number) => void = () => undefined): Promise<string> {
   const { width, height } = await imageSize(file);
   const declared = await client.media.createUpload({
     kind: kindOf(file.type),
@@ -63,8 +62,36 @@ export async function sendFile(conversationId: string, file: File, caption: stri
     });
     upload.start();
   });
-  const { message } = await client.chat.sendMessage({ conversationId, content: caption, mediaId: declared.mediaId, clientMessageId: requestId });
+  return declared.mediaId;
+}
+
+/** Uploads a file and sends it to the conversation with an optional caption (one client id for both steps). */
+export async function sendFile(conversationId: string, file: File, caption: string, progress: (share: number) => void): Promise<Message | undefined> {
+  const requestId = crypto.randomUUID();
+  const mediaId = await uploadFile(file, requestId, progress);
+  const { message } = await client.chat.sendMessage({ conversationId, content: caption, mediaId, clientMessageId: requestId });
   return message;
+}
+
+/**
+ * A profile photo as an <img>: "/media/<id>" (uploaded through MediaService) through its signed download URL,
+ * an http(s) URL as it is; undefined when there is none.
+ */
+export function photoOf(url: string, alt: string): HTMLImageElement | undefined {
+  if (!url) return undefined;
+  const img = h("img", { class: "photo", alt, "data-testid": "photo" });
+  const mediaId = /^\/media\/([0-9a-f-]{36})$/.exec(url)?.[1];
+  if (!mediaId) {
+    if (/^https?:\/\//.test(url)) img.src = url;
+    return img;
+  }
+  download(mediaId).then(
+    ({ url: signed }) => {
+      img.src = signed;
+    },
+    () => img.remove(),
+  );
+  return img;
 }
 
 /** Download URLs (and the description) by media id, reused until shortly before the URL expires. */

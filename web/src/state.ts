@@ -35,6 +35,8 @@ export const state = {
   tab: "chats" as "chats" | "status",
   /** Groups left in this session: their late events (the "left" message, updates) do not bring them back. */
   left: new Set<string>(),
+  /** Profile photo URLs by user id, as GetUsers shows them to me ("/media/<id>" or http(s)). */
+  photos: new Map<string, string>(),
 };
 
 export function remember(id: string, name: string): void {
