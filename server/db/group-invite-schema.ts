@@ -19,7 +19,7 @@ interface GroupInviteLinksTable {
 }
 
 /** One per (group, user). */
-interface GroupJoinRequestsTable {
+export interface GroupJoinRequestsTable {
   conversation_id: string;
   user_id: string;
   /** pending | approved | rejected. */

@@ -1,3 +1,4 @@
+import type { GroupJoinRequestsTable } from "./group-invite-schema.js";
 import { sql, type Kysely, type Transaction } from "kysely";
 import type { Database } from "./schema.js";
 
@@ -19,16 +20,8 @@ export interface InviteLinkRow {
   invitee_id: string | null;
 }
 
-export interface JoinRequestRow {
-  conversation_id: string;
-  user_id: string;
-  state: string;
-  created_at: Date;
-  added_by: string | null;
-  invite_code: string | null;
-  decided_at: Date | null;
-  decided_by: string | null;
-}
+/** A join request as stored (its table has no generated columns). */
+export type JoinRequestRow = GroupJoinRequestsTable;
 
 export interface NewInviteLink {
   code: string;

@@ -81,6 +81,29 @@ async function logIn(page: Page, phone: string): Promise<void> {
 
 const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
+/** Picks, in the page's file input `testid`, a real JPEG the page draws (two bands of colour), as a user would pick a photo. */
+async function pickDrawnJpeg(page: Page, testid: string, size: { width: number; height: number; name: string }): Promise<void> {
+  await page.evaluate(
+    async ({ testid, width, height, name }) => {
+      const canvas = document.createElement("canvas");
+      canvas.width = width;
+      canvas.height = height;
+      const g = canvas.getContext("2d")!;
+      g.fillStyle = "#f4a261";
+      g.fillRect(0, 0, width, height);
+      g.fillStyle = "#264653";
+      g.fillRect(0, (height * 2) / 3, width, height / 3);
+      const blob = await new Promise<Blob>((resolve) => canvas.toBlob((b) => resolve(b!), "image/jpeg", 0.9));
+      const input = document.querySelector<HTMLInputElement>(`[data-testid=${testid}]`)!;
+      const dt = new DataTransfer();
+      dt.items.add(new File([blob], name, { type: "image/jpeg" }));
+      input.files = dt.files;
+      input.dispatchEvent(new Event("change"));
+    },
+    { testid, ...size },
+  );
+}
+
 test("two people chat live in Chromium: message, unread count, read tick, typing, group", async () => {
   const alice = await newPage({ width: 390, height: 780 }); // a phone
   const bob = await newPage({ width: 1000, height: 700 }); // a laptop
@@ -361,23 +384,8 @@ test("media, group members and status viewers in Chromium: photo and document se
   await shot(alice, "31-alice-desktop-group-managed");
 
   // Alice sends a photo (a real JPEG drawn by the page) and a PDF: Bob sees the picture decoded and the document's link.
-  const jpegFile = alice.getByTestId("attach-file");
-  await alice.evaluate(async () => {
-    const canvas = document.createElement("canvas");
-    canvas.width = 160;
-    canvas.height = 90;
-    const g = canvas.getContext("2d")!;
-    g.fillStyle = "#f4a261";
-    g.fillRect(0, 0, 160, 90);
-    g.fillStyle = "#264653";
-    g.fillRect(0, 60, 160, 30);
-    const blob = await new Promise<Blob>((resolve) => canvas.toBlob((b) => resolve(b!), "image/jpeg", 0.9));
-    const input = document.querySelector<HTMLInputElement>("[data-testid=attach-file]")!;
-    const dt = new DataTransfer();
-    dt.items.add(new File([blob], "sunset.jpg", { type: "image/jpeg" }));
-    input.files = dt.files;
-    input.dispatchEvent(new Event("change"));
-  });
+  const attachInput = alice.getByTestId("attach-file");
+  await pickDrawnJpeg(alice, "attach-file", { width: 160, height: 90, name: "sunset.jpg" });
   const bobPhoto = bob.getByTestId("message").filter({ has: bob.locator("[data-kind=image]") });
   await bobPhoto.locator("[data-ready=true]").waitFor();
   await expect
@@ -387,7 +395,7 @@ test("media, group members and status viewers in Chromium: photo and document se
   await expect.poll(() => bob.getByTestId("conversation").filter({ hasText: "Crew" }).locator(".preview").textContent(), SLOW).toBe("📷 Photo");
   const pdf = Buffer.from("%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n");
   await alice.getByTestId("composer").fill("The plan");
-  await jpegFile.setInputFiles({ name: "plan.pdf", mimeType: "application/pdf", buffer: pdf });
+  await attachInput.setInputFiles({ name: "plan.pdf", mimeType: "application/pdf", buffer: pdf });
   const bobDoc = bob.getByTestId("message").filter({ hasText: "The plan" });
   await bobDoc.locator("[data-ready=true]").waitFor();
   expect(await bobDoc.locator("a.document").textContent()).toContain("plan.pdf");
@@ -424,20 +432,7 @@ test("media, group members and status viewers in Chromium: photo and document se
 
   // Bob picks a profile photo (a JPEG the page draws): it shows on his profile, and as his avatar in Alice's list.
   await bob.getByTestId("profile").click();
-  await bob.evaluate(async () => {
-    const canvas = document.createElement("canvas");
-    canvas.width = 120;
-    canvas.height = 120;
-    const g = canvas.getContext("2d")!;
-    g.fillStyle = "#2a9d8f";
-    g.fillRect(0, 0, 120, 120);
-    const blob = await new Promise<Blob>((resolve) => canvas.toBlob((b) => resolve(b!), "image/jpeg", 0.9));
-    const input = document.querySelector<HTMLInputElement>("[data-testid=photo-file]")!;
-    const dt = new DataTransfer();
-    dt.items.add(new File([blob], "me.jpg", { type: "image/jpeg" }));
-    input.files = dt.files;
-    input.dispatchEvent(new Event("change"));
-  });
+  await pickDrawnJpeg(bob, "photo-file", { width: 120, height: 120, name: "me.jpg" });
   const decoded = (img: HTMLImageElement) => img.complete && img.naturalWidth;
   await expect.poll(() => bob.getByTestId("my-photo").locator("img").evaluate(decoded), SLOW).toBe(120);
   expect((await carol.users.getUsers({ userIds: [bobId!] })).users[0]?.profilePictureUrl).toMatch(/^\/media\/[0-9a-f-]{36}$/);
