@@ -4,7 +4,7 @@ import { AuthService } from "../../gen/auth/auth_pb.js";
 import { MediaKind } from "../../gen/media/media_pb.js";
 import { grpcJsClient, grpcJsUnary } from "./helpers/grpc-js.js";
 import { DEV_CODE } from "./helpers/login.js";
-import { fakeJpeg, mediaClient, sha256, tusUpload } from "./helpers/media.js";
+import { fakeJpeg, mediaClient, sha256, tusUpload, whenSome } from "./helpers/media.js";
 import { protocolTransport, Subscription } from "./helpers/realtime.js";
 import { curlJson, phoneSequence, socialUser, type SocialUser } from "./helpers/social.js";
 import { FakeClock, startTestServer, type TestServer } from "./helpers/test-server.js";
@@ -52,7 +52,11 @@ async function busyUser(peer: SocialUser, blocked: SocialUser) {
   await tusUpload(s, u.token, mediaId, photo, { chunk: photo.length });
   const mine = (await u.chat.sendMessage({ conversationId, content: "from the doomed", clientMessageId: "m1" })).message!;
   await u.chat.sendMessage({ conversationId, mediaId, clientMessageId: "m2" });
-  await peer.chat.sendMessage({ conversationId, content: "from the peer" });
+  const last = (await peer.chat.sendMessage({ conversationId, content: "from the peer" })).message!;
+  // On the production profile the worker stores them after SendMessage answers: wait until all three are stored.
+  await whenSome(async () =>
+    (await u.chat.listMessages({ conversationId, limit: 10 })).messages.some((m) => m.id === last.id && m.seq > 0n) ? true : undefined,
+  );
   return { u, conversationId, mine, mediaId };
 }
 
