@@ -438,6 +438,7 @@ test("media, group members and status viewers in Chromium: photo and document se
   expect((await carol.users.getUsers({ userIds: [bobId!] })).users[0]?.profilePictureUrl).toMatch(/^\/media\/[0-9a-f-]{36}$/);
   await shot(bob, "35-bob-phone-profile-photo");
   await alice.getByTestId("tab-chats").click();
+  expect(await alice.getByTestId("status-view").isVisible()).toBe(false); // the Chats tab hides the statuses
   await alice.getByTestId("new-chat").click();
   await alice.getByLabel("Their phone number").fill(bobPhone);
   await alice.getByRole("button", { name: "Start chat" }).click();
