@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm start` / `npm run dev`: runs `npm run build` only when something the build reads is newer
+// `npm start` / `npm run dev` / `npm test`: runs `npm run build` only when something the build reads is newer
 // than the last build (dist/.build-stamp), so a start with nothing changed starts at once.
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
