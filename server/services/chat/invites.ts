@@ -1,8 +1,10 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { Transaction } from "kysely";
 import { CreateInviteLinkResponseSchema, ResetInviteLinksResponseSchema } from "../../../gen/chat/chat_pb.js";
 import * as convs from "../../db/conversation-store.js";
 import * as invites from "../../db/invite-store.js";
+import type { Database } from "../../db/schema.js";
 import { toInviteLink, toInvitePreview, toJoinRequest, needsApproval } from "../../domain/invite-view.js";
 import { checkLinkSettings, INVITE_CODE_MAX, linkProblem, newInviteCode } from "../../domain/invites.js";
 import { publishNotices } from "../../messaging/message-queue.js";
@@ -67,24 +69,46 @@ export function inviteHandlers(
     return checked;
   }
 
+  /** What CreateInviteLink and ResetInviteLinks check first: the settings, the request id, the caller an admin. */
+  async function linkRequest(
+    req: { expiresInSeconds: bigint; maxUses: number; clientRequestId: string; conversationId: string },
+    hc: HandlerContext,
+    rpc: "CreateInviteLink" | "ResetInviteLinks",
+  ) {
+    const me = callerOf(hc).userId;
+    const now = clock.now();
+    const s = settings(req.expiresInSeconds, req.maxUses, now);
+    const requestId = requestIdField(req.clientRequestId);
+    const conv = await adminOf(me, req.conversationId);
+    const key = requestId ? { owner: me, rpc: `chat.ChatService/${rpc}`, key: requestId } : undefined;
+    return { me, now, s, conv, key };
+  }
+
+  /** A new shared link of the group, made by `me`. */
+  function insertLink(
+    trx: Transaction<Database>,
+    conversationId: string,
+    me: string,
+    now: Date,
+    s: { expiresAt: Date | null; maxUses: number },
+    requiresApproval: boolean,
+  ) {
+    return invites.insertInviteLink(trx, {
+      code: newInviteCode(),
+      conversationId,
+      createdBy: me,
+      now,
+      expiresAt: s.expiresAt,
+      maxUses: s.maxUses,
+      requiresApproval,
+    });
+  }
+
   return {
     async createInviteLink(req, hc) {
-      const me = callerOf(hc).userId;
-      const now = clock.now();
-      const s = settings(req.expiresInSeconds, req.maxUses, now);
-      const requestId = requestIdField(req.clientRequestId);
-      const conv = await adminOf(me, req.conversationId);
-      const key = requestId ? { owner: me, rpc: "chat.ChatService/CreateInviteLink", key: requestId } : undefined;
+      const { me, now, s, conv, key } = await linkRequest(req, hc, "CreateInviteLink");
       return oncePerKey(ctx, key, CreateInviteLinkResponseSchema, async (trx) => {
-        const link = await invites.insertInviteLink(trx, {
-          code: newInviteCode(),
-          conversationId: conv.id,
-          createdBy: me,
-          now,
-          expiresAt: s.expiresAt,
-          maxUses: s.maxUses,
-          requiresApproval: req.requiresApproval,
-        });
+        const link = await insertLink(trx, conv.id, me, now, s, req.requiresApproval);
         return { answer: create(CreateInviteLinkResponseSchema, { link: toInviteLink(link, now) }) };
       });
     },
@@ -107,23 +131,10 @@ export function inviteHandlers(
     },
 
     async resetInviteLinks(req, hc) {
-      const me = callerOf(hc).userId;
-      const now = clock.now();
-      const s = settings(req.expiresInSeconds, req.maxUses, now);
-      const requestId = requestIdField(req.clientRequestId);
-      const conv = await adminOf(me, req.conversationId);
-      const key = requestId ? { owner: me, rpc: "chat.ChatService/ResetInviteLinks", key: requestId } : undefined;
+      const { me, now, s, conv, key } = await linkRequest(req, hc, "ResetInviteLinks");
       return oncePerKey(ctx, key, ResetInviteLinksResponseSchema, async (trx) => {
         const revokedCount = await invites.revokeSharedLinks(trx, conv.id, now);
-        const link = await invites.insertInviteLink(trx, {
-          code: newInviteCode(),
-          conversationId: conv.id,
-          createdBy: me,
-          now,
-          expiresAt: s.expiresAt,
-          maxUses: s.maxUses,
-          requiresApproval: req.requiresApproval,
-        });
+        const link = await insertLink(trx, conv.id, me, now, s, req.requiresApproval);
         return { answer: create(ResetInviteLinksResponseSchema, { link: toInviteLink(link, now), revokedCount }) };
       });
     },
