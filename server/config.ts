@@ -26,6 +26,8 @@ export interface Config {
   port: number;
   host: string;
   databaseUrl: string | undefined;
+  /** Connections of this process's PostgreSQL pool (DATABASE_POOL_MAX). */
+  databasePoolMax: number;
   natsUrl: string | undefined;
   /**
    * Prefix of every NATS name this deployment owns: subjects `<prefix>.msg.>` and
@@ -209,6 +211,7 @@ function checkConfig(env: Env): Config {
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError("DATABASE_URL", "must be a postgres:// or postgresql:// URL");
   }
+  const databasePoolMax = intVar(get, "DATABASE_POOL_MAX", 10, 1, 1000);
   const natsUrl = get("NATS_URL");
   if (natsUrl !== undefined) {
     for (const server of natsUrl.split(",")) {
@@ -396,6 +399,7 @@ function checkConfig(env: Env): Config {
     port,
     host,
     databaseUrl,
+    databasePoolMax,
     natsUrl,
     natsSubjectPrefix,
     natsStreamReplicas,

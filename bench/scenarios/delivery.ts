@@ -250,8 +250,11 @@ function best(steps: Step[], devices: number): Step | undefined {
 }
 
 export async function scenarioDelivery(ctx: BenchContext): Promise<ScenarioResult> {
-  const sizes = ctx.quick ? [100, 1000] : [100, 1000, 5000];
-  const ladder: LadderOptions = { start: 100, max: 12_800, stepSeconds: ctx.quick ? 3 : 8 };
+  // BENCH_DELIVERY_SIZES=100 and BENCH_DELIVERY_RATES=100,200,400: these only, each rate run even after one fails
+  // (before/after comparisons of CPU per message at set rates).
+  const sizes = process.env.BENCH_DELIVERY_SIZES?.split(",").map(Number) ?? (ctx.quick ? [100, 1000] : [100, 1000, 5000]);
+  const fixed = process.env.BENCH_DELIVERY_RATES?.split(",").map(Number);
+  const ladder: LadderOptions = { start: 100, max: 12_800, stepSeconds: ctx.quick ? 3 : 8, ...(fixed ? { fixed, all: true } : {}) };
   const all: Step[] = [];
   for (const n of sizes) {
     const server = await ctx.startServer();
