@@ -104,32 +104,7 @@ export async function pushTargets(db: Db, conversationId: string, senderId: stri
     show_previews: boolean | null;
     unread: string;
     badge: string;
-  }>`
-    with recipients as (
-      select cp.user_id from conversation_participants cp
-       where cp.conversation_id = ${conversationId} and cp.left_at is null and cp.user_id <> ${senderId}
-         and (cp.muted_until is null or cp.muted_until <= ${now})
-         -- Only users with a device to wake: the unread counts below are not worked out for the others.
-         and exists (select 1 from push_tokens t where t.user_id = cp.user_id)
-    ),
-    unread as (
-      select cp.user_id, cp.conversation_id,
-             (select count(*) from messages m
-               where m.conversation_id = cp.conversation_id and m.seq > cp.last_read_seq and m.kind = 'user'
-                 and m.deleted_at is null and (m.sender_id is null or m.sender_id <> cp.user_id)) as n
-        from conversation_participants cp join conversations c on c.id = cp.conversation_id
-       where cp.user_id in (select user_id from recipients) and cp.left_at is null and c.last_seq > cp.last_read_seq
-    )
-    select t.user_id, t.session_id, t.platform, t.token, t.apns_sandbox, t.p256dh, t.auth, s.show_previews,
-           coalesce((select sum(u.n) from unread u where u.user_id = t.user_id and u.conversation_id = ${conversationId}), 0)::text as unread,
-           coalesce((select sum(u.n) from unread u where u.user_id = t.user_id), 0)::text as badge
-      from push_tokens t
-      join user_devices d on d.id = t.session_id
-      left join push_settings s on s.user_id = t.user_id
-     where t.user_id in (select user_id from recipients)
-       and d.revoked_at is null and (d.refresh_expires_at is null or d.refresh_expires_at > ${now})
-       and not exists (select 1 from presence_streams p where p.user_id = t.user_id and p.session_id = t.session_id and p.expires_at > ${now})
-  `.execute(db);
+  }>`select * from chatwire_push_targets(${conversationId}::uuid, ${senderId}::uuid, ${now}::timestamptz)`.execute(db);
   return rows.map((r) => ({
     userId: r.user_id,
     sessionId: r.session_id,

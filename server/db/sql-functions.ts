@@ -17,7 +17,7 @@ export interface SqlFunction {
 
 /** Every function, in the order they are created: one before those that call it. */
 export const SQL_FUNCTIONS: readonly SqlFunction[] = [
-  { name: "chatwire_store_messages", sha256: "5a69732c094024579c30cff60b8979ca18f16c3a951e1eca2bf5369b75ffe100", shippedBy: "0021_search_disappearing" },
+  { name: "chatwire_store_messages", sha256: "87b7c4dd5dba7a874028403554dab5b075acb46c06e796aee3ff90d058ff6f24", shippedBy: "0023_generic_plans" },
   { name: "chatwire_send_preflight", sha256: "4e8b099afbdb7a7f91d2a60e0475d83fbb1e03ea39d2f5eb2e185545da2aaba7", shippedBy: "0019_group_policies_invites" },
   { name: "chatwire_inbox_cascade_users", sha256: "15e7133cfd9f579542dac80e658668f2859c0cb94ea49d17fbebcee52faefc74", shippedBy: "0013_sql_functions" },
   { name: "chatwire_inbox_cascade_conversations", sha256: "601b322f544a9a867ed126e5b0866c8f31a22762d9844282efb9862b5eff6523", shippedBy: "0013_sql_functions" },
@@ -26,6 +26,7 @@ export const SQL_FUNCTIONS: readonly SqlFunction[] = [
   { name: "chatwire_presence_open_stream", sha256: "89a4c872ae034ba3304311325e4faf27fe04731b178d30823d562c7d8f150af2", shippedBy: "0013_sql_functions" },
   { name: "chatwire_presence_close_stream", sha256: "c6dc52c39392c674d292d98514be2d6e2342439844ae0122513cb77ac95d11be", shippedBy: "0013_sql_functions" },
   { name: "chatwire_mark_receipts", sha256: "5b43d61dc3e6badcf838a97704ac706d28bfd26fbc622695ee887e28eb0be19c", shippedBy: "0015_mark_receipts" },
+  { name: "chatwire_push_targets", sha256: "0488cdbae35b95fa1c6d99edd664fc47304e5ad8e824f9d1767d0200b1e37739", shippedBy: "0023_generic_plans" },
 ];
 
 // Beside this module: server/db/sql/ under tsx and vitest, dist/server/db/sql/
