@@ -14,7 +14,7 @@ import { addReference, dropMessageReferences } from "../../db/media-store.js";
 import { starredAmong } from "../../db/stars-store.js";
 import { attachableMedia, mediaPath, mediaView, withMedia } from "../../media/attach.js";
 import { MessageRejectedError, QueueUnavailableError, messageIdFor } from "../../messaging/message-queue.js";
-import { eventBody, storedEvent } from "../../realtime/events.js";
+import { eventBody, messageFromOutgoing, storedEvent } from "../../realtime/events.js";
 import { bad, callerOf, uuidField } from "../rpc-input.js";
 import { notFound, pageSize, readShared, windowOf, type ChatHandlers, type ChatRoom } from "./context.js";
 
@@ -91,20 +91,21 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
       const sentAt = clock.now();
       const id = messageIdFor(me, clientMessageId);
       if (media) await addReference(db, media.id, { conversationId, messageId: id }, sentAt);
+      const outgoing = {
+        id,
+        conversationId,
+        senderId: me,
+        clientMessageId,
+        content,
+        mediaUrl,
+        mediaType: req.mediaType.trim(),
+        replyToMessageId: replyTo,
+        mentionUserIds: mentions,
+        sentAt: sentAt.toISOString(),
+      };
       let stored;
       try {
-        ({ stored } = await ctx.messages.publish({
-          id,
-          conversationId,
-          senderId: me,
-          clientMessageId,
-          content,
-          mediaUrl,
-          mediaType: req.mediaType.trim(),
-          replyToMessageId: replyTo,
-          mentionUserIds: mentions,
-          sentAt: sentAt.toISOString(),
-        }));
+        ({ stored } = await ctx.messages.publish(outgoing));
       } catch (err) {
         // Membership changed between the check and the store (inline profile).
         if (err instanceof MessageRejectedError) throw notFound(conversationId);
@@ -113,9 +114,14 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
         }
         throw err;
       }
+      // Stored now (inline queue): a new message is answered as its live event shows it (no reactions, no
+      // receipts yet), without reading it back; a duplicate is read as it is now.
+      if (stored && !stored.duplicate) {
+        return { message: Object.assign(messageFromOutgoing(outgoing, stored.seq, stored.createdAt, stored.expiresAt), { media: media && mediaView(media) }) };
+      }
       if (stored) {
         const row = await history.getMessage(db, stored.id);
-        if (row) return { message: await messageFor(row, !stored.duplicate) };
+        if (row) return { message: await messageFor(row) };
       }
       // Durable in the queue, not stored yet: seq is 0 until the worker assigns it
       // (the realtime stream and ListMessages then carry it).
