@@ -72,6 +72,11 @@ describe("loadConfig", () => {
     expect(errorOf({ NATS_URL: "nats://10.0.0.1:4222,http://10.0.0.2" }).variable).toBe("NATS_URL");
   });
 
+  test("DATABASE_POOL_MAX sizes the PostgreSQL pool: 10 by default, 1 to 1000", () => {
+    expect(loadConfig({}).databasePoolMax).toBe(10);
+    expect(loadConfig({ DATABASE_POOL_MAX: "40" }).databasePoolMax).toBe(40);
+  });
+
   test("a complete production configuration is accepted", () => {
     const c = loadConfig({ ...PROD, CORS_ORIGINS: "https://app.example.com, https://m.example.com", CHATWIRE_ROLES: "worker" });
     expect(c.authDevMode).toBe(false);
@@ -87,6 +92,8 @@ describe("loadConfig", () => {
     [{ NATS_STREAM_REPLICAS: "0" }, "NATS_STREAM_REPLICAS"],
     [{ NATS_STREAM_REPLICAS: "6" }, "NATS_STREAM_REPLICAS"],
     [{ NATS_STREAM_REPLICAS: "three" }, "NATS_STREAM_REPLICAS"],
+    [{ DATABASE_POOL_MAX: "0" }, "DATABASE_POOL_MAX"],
+    [{ DATABASE_POOL_MAX: "ten" }, "DATABASE_POOL_MAX"],
     [{ JWT_SECRET: "short" }, "JWT_SECRET"],
     [{ AUTH_DEV_MODE: "maybe" }, "AUTH_DEV_MODE"],
     [{ TWILIO_ACCOUNT_SID: "AC1" }, "TWILIO_AUTH_TOKEN"],
