@@ -5,7 +5,8 @@ import type { Clock } from "../clock.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "./bus.js";
 import { MessageRejectedError, publishNotices, type MessageQueue } from "./message-queue.js";
-import { storeMessages, type StoreResult } from "./store.js";
+import type { StoreResult } from "./store.js";
+import { StoreCoalescer } from "./store-coalescer.js";
 import type { OutgoingMessage, StoredMessage } from "./types.js";
 
 export interface InlineQueueOptions {
@@ -19,12 +20,6 @@ export interface InlineQueueOptions {
   counter?: Counter<"result">;
   /** At most this many messages in one store call (default 256). */
   maxBatch?: number;
-}
-
-interface Waiting {
-  msg: OutgoingMessage;
-  resolve: (r: { stored: StoredMessage }) => void;
-  reject: (err: unknown) => void;
 }
 
 const DEFAULT_MAX_BATCH = 256;
@@ -45,73 +40,33 @@ const DEFAULT_MAX_BATCH = 256;
 export class InlineQueue implements MessageQueue {
   readonly kind = "inline";
   private readonly logger: Logger;
-  private readonly maxBatch: number;
-  private waiting: Waiting[] = [];
-  /** A flush is scheduled or running: later publishes join the next batch. */
-  private busy = false;
+  private readonly coalescer: StoreCoalescer;
 
   constructor(private readonly opts: InlineQueueOptions) {
     this.logger = opts.logger.child({ component: "inline-queue" });
-    this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+    // One call at a time (PGlite runs queries one by one anyway), after this turn's other publishes
+    // (requests whose preflight ran in the same turn); one message per part, so a message the
+    // database refuses with an error fails only its own send.
+    this.coalescer = new StoreCoalescer(opts.db, { concurrency: 1, maxMessages: opts.maxBatch ?? DEFAULT_MAX_BATCH, gatherTurn: true, logger: this.logger });
   }
 
-  publish(msg: OutgoingMessage): Promise<{ stored: StoredMessage }> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ msg, resolve, reject });
-      if (!this.busy) {
-        this.busy = true;
-        // After this turn's other publishes (requests whose preflight ran in the same turn).
-        setImmediate(() => void this.flush());
-      }
-    });
+  async publish(msg: OutgoingMessage): Promise<{ stored: StoredMessage }> {
+    const [result] = await this.coalescer.store([msg], this.opts.clock.now());
+    return this.settle(msg, result);
   }
 
   ready(): boolean {
     return true;
   }
 
-  private async flush(): Promise<void> {
-    while (this.waiting.length > 0) {
-      const batch = this.waiting.splice(0, this.maxBatch);
-      await this.storeBatch(batch);
-    }
-    this.busy = false;
-  }
-
-  private async storeBatch(batch: Waiting[]): Promise<void> {
-    let results: StoreResult[];
-    try {
-      results = await storeMessages(
-        this.opts.db,
-        batch.map((w) => w.msg),
-        this.opts.clock.now(),
-      );
-    } catch (err) {
-      if (batch.length === 1) {
-        batch[0]!.reject(err);
-        return;
-      }
-      // One message the database refuses (an error, not a rejection) must not fail the others: each alone.
-      this.logger.warn({ err: (err as Error).message, messages: batch.length }, "batched store failed; storing one by one");
-      for (const w of batch) await this.storeBatch([w]);
-      return;
-    }
-    batch.forEach((w, i) => this.settle(w, results[i]));
-  }
-
-  private settle(w: Waiting, result: StoreResult | undefined): void {
-    const { msg } = w;
-    if (!result) {
-      w.reject(new Error("storeMessages returned no result"));
-      return;
-    }
+  private settle(msg: OutgoingMessage, result: StoreResult | undefined): { stored: StoredMessage } {
+    if (!result) throw new Error("storeMessages returned no result");
     this.opts.counter?.inc({ result: !result.ok ? "rejected" : result.message.duplicate ? "duplicate" : "stored" });
     if (!result.ok) {
       this.logger.info({ messageId: msg.id, conversationId: msg.conversationId, reason: result.reason }, "message rejected");
-      w.reject(new MessageRejectedError(result.reason, result.error));
-      return;
+      throw new MessageRejectedError(result.reason, result.error);
     }
     publishNotices(this.opts.bus, this.opts.subjectPrefix, result.notices);
-    w.resolve({ stored: result.message });
+    return { stored: result.message };
   }
 }

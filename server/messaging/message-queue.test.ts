@@ -7,6 +7,7 @@ import type { Database } from "../db/schema.js";
 import { migratedDatabase } from "../tests/helpers/test-database.js";
 import { InProcessBus } from "./bus.js";
 import { InlineQueue } from "./inline-queue.js";
+import { StoreCoalescer } from "./store-coalescer.js";
 import { messageSubject, partitionOf, queueNames } from "./jetstream-queue.js";
 import { decodeNotice, MessageRejectedError, messageIdFor, userSubject, type InboxNoticeWire } from "./message-queue.js";
 import type { StoredMessage } from "./types.js";
@@ -186,5 +187,46 @@ describe("InlineQueue batching", () => {
     const first = await Promise.all(Array.from({ length: 5 }, () => queue.publish(outgoing(conv, a!))));
     expect(first.map((r) => r.stored.seq)).toEqual(["1", "2", "3", "4", "5"]);
     expect(calls()).toBe(3);
+  });
+});
+
+describe("StoreCoalescer (one process's partition workers)", () => {
+  test("batches handed in while a store runs go in one call, each part answered with its own results in order", async () => {
+    const { db: counted, calls } = countingStores(db);
+    const coalescer = new StoreCoalescer(counted, { concurrency: 1 });
+    const [a, b, c, d] = await insertUsers(db, 4);
+    const convs = [await insertConversation(db, [a!, b!]), await insertConversation(db, [a!, c!]), await insertConversation(db, [a!, d!])];
+    const parts = convs.map((conv) => [outgoing(conv, a!), outgoing(conv, a!)]);
+    const now = new Date();
+    // The first starts at once; the other two arrive while it runs and share the second call.
+    const results = await Promise.all(parts.map((p) => coalescer.store(p, now)));
+    expect(calls()).toBe(2);
+    results.forEach((r, i) => {
+      expect(r.map((x) => (x.ok ? [x.message.id, x.message.conversationId, x.message.seq] : x.reason))).toEqual(
+        parts[i]!.map((m, j) => [m.id, convs[i], String(j + 1)]),
+      );
+    });
+  });
+
+  test("a combined call the database refuses is retried part by part: the bad part fails alone", async () => {
+    const { db: counted, calls } = countingStores(db);
+    const coalescer = new StoreCoalescer(counted, { concurrency: 1 });
+    const [a, b, c] = await insertUsers(db, 3);
+    const one = await insertConversation(db, [a!, b!]);
+    const two = await insertConversation(db, [a!, c!]);
+    const now = new Date();
+    const first = coalescer.store([outgoing(one, a!)], now);
+    // NUL is not text in PostgreSQL: the call that carries it fails with a data error.
+    const bad = coalescer.store([{ ...outgoing(one, a!), content: "a\u0000b" }], now).catch((e: unknown) => e);
+    const good = coalescer.store([outgoing(two, a!)], now);
+    await first;
+    expect((await good)[0]).toMatchObject({ ok: true, message: { conversationId: two, seq: "1" } });
+    const err = (await bad) as { code?: string };
+    expect(err).toBeInstanceOf(Error);
+    expect(err.code).toMatch(/^22/);
+    // first; the combined call that failed; then the two parts alone.
+    expect(calls()).toBe(4);
+    const stored = await db.selectFrom("messages").select("conversation_id").where("conversation_id", "in", [one, two]).execute();
+    expect(stored.map((r) => r.conversation_id).sort()).toEqual([one, two].sort());
   });
 });

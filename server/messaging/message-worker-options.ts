@@ -6,6 +6,7 @@ import type { LeaderLock } from "../db/leader-lock.js";
 import type { Database } from "../db/schema.js";
 import type { EventBus } from "./bus.js";
 import type { JetStreamQueue } from "./jetstream-queue.js";
+import type { StoreCoalescer } from "./store-coalescer.js";
 import type { OutgoingMessage, StoredMessage } from "./types.js";
 
 export interface WorkerHooks {
@@ -44,6 +45,8 @@ export interface MessageWorkerOptions {
   /** Registers chatwire_worker_messages_total here when given (or counts on the one there). */
   registry?: Registry;
   hooks?: WorkerHooks;
+  /** Stores through this, with the process's other partition workers (WorkerPool); without, each batch is its own call. */
+  coalescer?: StoreCoalescer;
   /** Told of each batch's newly stored messages after commit (push delivery, server/push/); must not throw or block. */
   onStored?: (stored: OutgoingMessage[]) => void;
   /**

@@ -292,11 +292,8 @@ export class MessageWorker {
       else valid.push({ m, out });
     }
     // One round trip, its own transaction (storeMessages): the batch commits here.
-    const results = await storeMessages(
-      this.opts.db,
-      valid.map((v) => v.out),
-      now,
-    );
+    const msgs = valid.map((v) => v.out);
+    const results = await (this.opts.coalescer ? this.opts.coalescer.store(msgs, now) : storeMessages(this.opts.db, msgs, now));
     const rejected = [...undecodable];
     results.forEach((r, i) => {
       if (!r.ok) rejected.push({ m: valid[i]!.m, error: `${r.reason}: ${r.error}` });

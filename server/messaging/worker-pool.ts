@@ -6,6 +6,7 @@ import type { LeaderLock } from "../db/leader-lock.js";
 import type { PartitionLocks } from "../db/partition-locks.js";
 import type { LegacyState } from "./jetstream-queue.js";
 import { MessageWorker } from "./message-worker.js";
+import { StoreCoalescer } from "./store-coalescer.js";
 import type { MessageWorkerOptions } from "./message-worker-options.js";
 
 export interface WorkerPoolOptions extends Omit<MessageWorkerOptions, "consumerName" | "leader" | "untilDrained" | "standbyPollMs"> {
@@ -46,6 +47,8 @@ export class WorkerPool {
   private readonly pollMs: number;
   /** Where this worker starts looking for free partitions, so workers starting together do not race for the same ones. */
   private readonly offset: number;
+  /** The partitions' batches that arrive while a store runs go to the database together. */
+  private readonly coalescer: StoreCoalescer;
   private readonly gauge: Gauge | undefined;
   private polls = 0;
   /** The old unfiltered consumer kept the partition consumers from being created. */
@@ -62,6 +65,7 @@ export class WorkerPool {
     this.logger = opts.logger.child({ component: "worker-pool", stream: opts.queue.names.stream });
     this.pollMs = opts.pollMs ?? 500;
     this.offset = randomInt(opts.queue.partitions);
+    this.coalescer = new StoreCoalescer(opts.db, { logger: this.logger });
     this.gauge = opts.registry
       ? new Gauge({ name: "chatwire_worker_partitions_owned", help: "Message partitions this process's worker holds now", registers: [opts.registry] })
       : undefined;
@@ -151,7 +155,13 @@ export class WorkerPool {
       release: () => locks.unlock(p),
       onLost: (listener) => locks.onLost(listener),
     };
-    const worker = new MessageWorker({ ...this.opts, consumerName: queue.names.consumers[p]!, leader: lease, standbyPollMs: this.pollMs });
+    const worker = new MessageWorker({
+      ...this.opts,
+      consumerName: queue.names.consumers[p]!,
+      leader: lease,
+      standbyPollMs: this.pollMs,
+      coalescer: this.coalescer,
+    });
     this.workers.set(p, worker);
     worker.start();
   }
