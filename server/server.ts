@@ -92,7 +92,8 @@ export class ChatwireServer {
   static async create(config: Config, opts: CreateOptions = {}): Promise<ChatwireServer> {
     const logger = opts.logger ?? createLogger(config.logLevel);
     const started = Date.now();
-    const database = opts.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger, poolMax: config.databasePoolMax }));
+    const database =
+      opts.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger, poolMax: config.databasePoolMax }));
     let nats: NatsLink | undefined;
     let jetStreamQueue: JetStreamQueue | undefined;
     let jwtSecret: string;
