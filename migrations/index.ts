@@ -20,6 +20,7 @@ import * as m0019 from "./0019_group_policies_invites.js";
 import * as m0020 from "./0020_forwards_mentions_pins_stars.js";
 import * as m0021 from "./0021_search_disappearing.js";
 import * as m0022 from "./0022_scheduled_account.js";
+import * as m0024 from "./0024_replay_inbox.js";
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -45,4 +46,5 @@ export const migrations: Record<string, Migration> = {
   "0020_forwards_mentions_pins_stars": m0020,
   "0021_search_disappearing": m0021,
   "0022_scheduled_account": m0022,
+  "0024_replay_inbox": m0024,
 };
