@@ -59,15 +59,7 @@ begin
       from message_reactions r where r.message_id = s.id
     ) end,
     q.status_id, q.status_author_id, q.status_content_type, q.status_content,
-    s.is_first, me.user_id is not null, me.left_view,
-    case when s.is_first and me.user_id is null then (
-      select jsonb_agg(jsonb_build_object(
-        'user_id', p.user_id, 'joined_seq', p.joined_seq::text,
-        'last_delivered_seq', p.last_delivered_seq::text, 'last_read_seq', p.last_read_seq::text
-      ) order by p.joined_at, p.user_id)
-      from conversation_participants p
-      where p.conversation_id = s.conversation_id and p.left_at is null
-    ) end,
+    s.is_first, cv.left_it, cv.left_view, case when not cv.left_it then cv.people end,
     c.is_group,
     case when s.is_first and not c.is_group then (
       select jsonb_agg(ps.read_receipts)
@@ -76,8 +68,20 @@ begin
     ) end
   from shown s
   left join status_replies q on q.message_id = s.id
-  left join conversation_participants me
-    on s.is_first and me.conversation_id = s.conversation_id and me.user_id = p_user_id and me.left_at is not null
+  -- Per conversation, one scan of its participants (the primary key's prefix, whatever the statistics say: a
+  -- join on (conversation_id, user_id) was planned as a filter after the user_id index, every participation of a
+  -- user in thousands of conversations read again for each conversation).
+  left join lateral (
+    select
+      coalesce(bool_or(p.user_id = p_user_id and p.left_at is not null), false) as left_it,
+      (array_agg(p.left_view) filter (where p.user_id = p_user_id and p.left_at is not null))[1] as left_view,
+      jsonb_agg(jsonb_build_object(
+        'user_id', p.user_id, 'joined_seq', p.joined_seq::text,
+        'last_delivered_seq', p.last_delivered_seq::text, 'last_read_seq', p.last_read_seq::text
+      ) order by p.joined_at, p.user_id) filter (where p.left_at is null) as people
+    from conversation_participants p
+    where s.is_first and p.conversation_id = s.conversation_id
+  ) cv on true
   left join conversations c on s.is_first and c.id = s.conversation_id
   order by s.position;
 end
