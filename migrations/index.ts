@@ -21,6 +21,7 @@ import * as m0020 from "./0020_forwards_mentions_pins_stars.js";
 import * as m0021 from "./0021_search_disappearing.js";
 import * as m0022 from "./0022_scheduled_account.js";
 import * as m0023 from "./0023_generic_plans.js";
+import * as m0024 from "./0024_replay_inbox.js";
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -47,4 +48,5 @@ export const migrations: Record<string, Migration> = {
   "0021_search_disappearing": m0021,
   "0022_scheduled_account": m0022,
   "0023_generic_plans": m0023,
+  "0024_replay_inbox": m0024,
 };

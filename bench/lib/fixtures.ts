@@ -119,6 +119,12 @@ export class DbFixtures {
     );
     return new Map(rows.map((r) => [r.user_id, r.last_position]));
   }
+
+  /** Transactions committed in this database so far (pg_stat_database.xact_commit: one per round trip outside a transaction). */
+  async transactionsCommitted(): Promise<bigint> {
+    const { rows } = await this.client.query<{ n: string }>("select xact_commit::text as n from pg_stat_database where datname = current_database()");
+    return BigInt(rows[0]?.n ?? "0");
+  }
 }
 
 /** The same fixtures through the public API (embedded profile): log in with the dev code, create direct conversations. */

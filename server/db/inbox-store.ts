@@ -3,24 +3,63 @@ import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-export interface InboxRow {
-  position: string;
-  event_type: string;
-  conversation_id: string | null;
-  message_id: string | null;
-  payload: unknown;
-  created_at: Date;
+/** A row of chatwire_replay_inbox (its header says what each column holds). */
+export interface ReplayRow {
+  r_position: string;
+  r_event_type: string;
+  r_payload: unknown;
+  r_created_at: Date;
+  m_id: string | null;
+  m_conversation_id: string | null;
+  m_seq: string | null;
+  m_kind: string | null;
+  m_sender_id: string | null;
+  m_client_message_id: string | null;
+  m_content: string | null;
+  m_media_url: string | null;
+  m_media_type: string | null;
+  m_reply_to_message_id: string | null;
+  m_mention_user_ids: unknown;
+  m_system_event: string | null;
+  m_system_user_ids: unknown;
+  m_created_at: Date | null;
+  m_edited_at: Date | null;
+  m_deleted_at: Date | null;
+  m_expires_at: Date | null;
+  m_forward_count: number | null;
+  m_pinned_at: Date | null;
+  m_pinned_by: string | null;
+  r_reactions: Array<{ emoji: string; user_id: string }> | null;
+  q_status_id: string | null;
+  q_author_id: string | null;
+  q_content_type: string | null;
+  q_content: string | null;
+  c_first: boolean | null;
+  c_left: boolean | null;
+  c_left_view: unknown;
+  c_people: Array<{ user_id: string; joined_seq: string; last_delivered_seq: string; last_read_seq: string }> | null;
+  c_is_group: boolean | null;
+  c_read_receipts: Array<boolean | null> | null;
 }
 
-/** The user's stored events after `afterPosition`, oldest first. */
-export function readInbox(db: Db, userId: string, afterPosition: string, limit: number, upToPosition?: string): Promise<InboxRow[]> {
-  let q = db
-    .selectFrom("inbox")
-    .select(["position", "event_type", "conversation_id", "message_id", "payload", "created_at"])
-    .where("user_id", "=", userId)
-    .where("position", ">", afterPosition);
-  if (upToPosition !== undefined) q = q.where("position", "<=", upToPosition);
-  return q.orderBy("position").limit(limit).execute() as Promise<InboxRow[]>;
+/**
+ * The user's stored events after `afterPosition` (up to `upToPosition`),
+ * oldest first, at most `limit`, those of `messageEvents` with their message
+ * as it is now: one round trip (server/db/sql/chatwire_replay_inbox.sql).
+ */
+export async function readReplayPage(
+  db: Db,
+  userId: string,
+  afterPosition: bigint,
+  limit: number,
+  upToPosition: bigint | undefined,
+  messageEvents: readonly string[],
+): Promise<ReplayRow[]> {
+  const { rows } =
+    await sql<ReplayRow>`select * from chatwire_replay_inbox(${userId}, ${afterPosition.toString()}, ${upToPosition?.toString() ?? null}, ${limit}, ${[...messageEvents]})`.execute(
+      db,
+    );
+  return rows;
 }
 
 /**

@@ -92,7 +92,7 @@ export function asSeenBy(
 }
 
 /** The other participants as they were when `my` left (with their roles and receipt watermarks of then). */
-export function formerParticipants(my: ParticipantRow): ParticipantRow[] {
+export function formerParticipants(my: Pick<ParticipantRow, "conversation_id" | "left_view">): ParticipantRow[] {
   return (parseFormerView(my.left_view)?.participants ?? []).map((p) => ({
     conversation_id: my.conversation_id,
     user_id: p.user_id,

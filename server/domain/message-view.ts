@@ -25,12 +25,15 @@ export function forwardMarks(forwardCount: number): { forwardCount: number; forw
 /** WhatsApp's "forwarded many times" threshold (hops). */
 export const FORWARDED_MANY_TIMES = 5;
 
+/** What the receipt state reads of a participant (a ParticipantRow, or a replayed page's copy of one). */
+export type ReceiptPeer = Pick<convs.ParticipantRow, "user_id" | "joined_seq" | "last_delivered_seq" | "last_read_seq">;
+
 /**
  * Sent / delivered to all / read by all, from the watermarks of the other
  * participants who have the message (those who joined before it). Without
  * `showRead` (readStateShared) it goes no further than delivered.
  */
-export function receiptState(row: history.MessageRow, people: convs.ParticipantRow[], showRead = true): ReceiptState {
+export function receiptState(row: history.MessageRow, people: readonly ReceiptPeer[], showRead = true): ReceiptState {
   if (row.kind !== "user") return ReceiptState.UNSPECIFIED;
   const seq = BigInt(row.seq);
   const others = recipientsOf(row, people);
@@ -41,7 +44,7 @@ export function receiptState(row: history.MessageRow, people: convs.ParticipantR
 }
 
 /** Of `people`, those a message reached: everyone but its sender who joined before it. */
-export function recipientsOf(row: history.MessageRow, people: convs.ParticipantRow[]): convs.ParticipantRow[] {
+export function recipientsOf<P extends ReceiptPeer>(row: history.MessageRow, people: readonly P[]): P[] {
   const seq = BigInt(row.seq);
   return people.filter((p) => p.user_id !== row.sender_id && BigInt(p.joined_seq) < seq);
 }
@@ -52,8 +55,8 @@ export function recipientsOf(row: history.MessageRow, people: convs.ParticipantR
  */
 export function toMessage(
   row: history.MessageRow,
-  people: convs.ParticipantRow[],
-  reactions: history.ReactionAgg[],
+  people: readonly ReceiptPeer[],
+  reactions: readonly history.ReactionAgg[],
   quotes?: ReadonlyMap<string, StatusReference>,
   showRead = true,
 ): Message {

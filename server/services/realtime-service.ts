@@ -5,8 +5,6 @@ import {
   CaughtUpSchema,
   EventSchema,
   HeartbeatSchema,
-  MessageCreatedSchema,
-  MessageEditedSchema,
   ReadySchema,
   type RealtimeService,
   ResyncRequiredSchema,
@@ -16,17 +14,14 @@ import {
 } from "../../gen/realtime/realtime_pb.js";
 import type { AppContext } from "../context.js";
 import * as convs from "../db/conversation-store.js";
-import * as history from "../db/history-store.js";
-import { readInbox, type InboxRow } from "../db/inbox-store.js";
 import * as presence from "../db/presence-store.js";
-import { contactsAmong, getPrivacyMany, readStateSharedIn, relationsTo } from "../db/privacy-store.js";
+import { contactsAmong, getPrivacyMany, relationsTo } from "../db/privacy-store.js";
 import { requireDirectNotBlocked } from "./blocking.js";
 import { allows } from "../domain/privacy.js";
 import { bad, callerOf, uuidField } from "./rpc-input.js";
-import { toMessage } from "../domain/message-view.js";
-import { formerParticipants } from "../domain/conversation-view.js";
-import { MESSAGE_EVENTS, eventBody, eventFromPayload } from "../realtime/events.js";
+import { eventBody } from "../realtime/events.js";
 import type { LocalStream } from "../realtime/local-stream.js";
+import { readReplay } from "../realtime/replay.js";
 import { resetTransportKey } from "../realtime/transport-key.js";
 
 const REPLAY_PAGE = 500;
@@ -47,56 +42,6 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
   const typingBudget = new Map<string, { windowStart: number; count: number }>();
 
   const control = (kind: Event["kind"]): Event => create(EventSchema, { at: timestampFromDate(clock.now()), kind });
-
-  /** Stored inbox rows as events: message events read the message as it is now. */
-  async function hydrate(userId: string, rows: InboxRow[]): Promise<Event[]> {
-    const messageIds = [...new Set(rows.filter((r) => r.message_id && isMessageEvent(r.event_type)).map((r) => r.message_id!))];
-    const messages = new Map<string, history.MessageRow>();
-    if (messageIds.length > 0) {
-      for (const m of await history.getMessages(db, messageIds)) messages.set(m.id, m);
-    }
-    const conversationIds = [...new Set([...messages.values()].map((m) => m.conversation_id))];
-    const [people, former, reactions, quotes, readShared] = await Promise.all([
-      convs.currentParticipants(db, conversationIds),
-      convs.formerParticipations(db, userId, conversationIds),
-      history.reactionsOf(db, [...messages.keys()]),
-      history.statusQuotesOf(db, [...messages.keys()]),
-      readStateSharedIn(db, conversationIds),
-    ]);
-    const out: Event[] = [];
-    for (const r of rows) {
-      const position = BigInt(r.position);
-      const at = timestampFromDate(r.created_at);
-      if (isMessageEvent(r.event_type)) {
-        const m = r.message_id ? messages.get(r.message_id) : undefined;
-        // Gone with its conversation, or expired (disappearing messages; its messages_expired event follows).
-        if (!m || (m.expires_at && m.expires_at <= clock.now())) continue;
-        // A former participant sees the receipts of when they left.
-        const mine = former.get(m.conversation_id);
-        const seenBy = mine ? formerParticipants(mine) : (people.get(m.conversation_id) ?? []);
-        const message = toMessage(m, seenBy, reactions, quotes, readShared.get(m.conversation_id));
-        out.push(
-          create(EventSchema, {
-            position,
-            at,
-            kind:
-              r.event_type === "message_edited"
-                ? { case: "messageEdited", value: create(MessageEditedSchema, { message }) }
-                : { case: "messageCreated", value: create(MessageCreatedSchema, { message }) },
-          }),
-        );
-        continue;
-      }
-      const event = eventFromPayload(r.payload);
-      if (!event) {
-        ctx.logger.warn({ userId, position: r.position, type: r.event_type }, "inbox event without a payload; skipped");
-        continue;
-      }
-      event.position = position;
-      out.push(event);
-    }
-    return out;
-  }
 
   return {
     async *subscribe(req, hc) {
@@ -133,14 +78,14 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
         let replayed = 0;
         const replayFrom = async function* (upTo?: bigint) {
           for (;;) {
-            const rows = await readInbox(db, me.userId, last.toString(), REPLAY_PAGE, upTo?.toString());
-            for (const event of await hydrate(me.userId, rows)) {
+            const page = await readReplay(db, me.userId, { after: last, limit: REPLAY_PAGE, upTo }, clock, ctx.logger);
+            for (const event of page.events) {
               stream.lastDelivered = event.position;
               yield event;
             }
-            if (rows.length > 0) last = BigInt(rows.at(-1)!.position);
+            if (page.lastPosition !== undefined) last = page.lastPosition;
             stream.lastDelivered = last;
-            if (rows.length < REPLAY_PAGE) return;
+            if (page.rows < REPLAY_PAGE) return;
           }
         };
         // (A fresh stream, or one told to resync, starts at `current`: it reads only what was noted meanwhile.)
@@ -275,8 +220,4 @@ export function createRealtimeService(ctx: AppContext): ServiceImpl<typeof Realt
     timer.unref();
     timers.set(key, timer);
   }
-}
-
-function isMessageEvent(type: string): boolean {
-  return MESSAGE_EVENTS.has(type);
 }

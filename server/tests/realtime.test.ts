@@ -94,6 +94,16 @@ describe("Subscribe", () => {
       sent.push(`missed ${i}`);
       await chat(a, alice).sendMessage({ conversationId: i % 2 ? direct : group, content: `missed ${i}` });
     }
+    // All stored while bob is away (SendMessage returns once queued; the worker stores them): only then are they
+    // all among what bob missed rather than live events after a quick replay.
+    for (const [conversationId, last] of [
+      [direct, "missed 49"],
+      [group, "missed 48"],
+    ] as const) {
+      await expect
+        .poll(async () => (await chat(b, bob).listMessages({ conversationId, limit: 5 })).messages.map((m) => m.content), { timeout: 10_000 })
+        .toContain(last);
+    }
     const again = subscribe(b, bob, "grpc", resumeFrom);
     await again.untilKind("caughtUp", 1, 15_000);
     const caught = again.of("caughtUp")[0]!;
