@@ -39,7 +39,7 @@ import { envelope } from "./node-adapter.js";
 import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 import { LeanHeaders } from "./lean-headers.js";
 import { header, parse, readBody, unwrapEnvelope } from "./rpc-request.js";
-import { applyInterceptors, copyHeaders, drained, normalizeOutput } from "./rpc-stream.js";
+import { copyHeaders, drained, normalizeOutput, streamChain } from "./rpc-stream.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -66,6 +66,8 @@ interface Route {
   spec: MethodImplSpec & { kind: "unary" | "server_streaming" };
   service: DescService;
   serialization: MethodSerializationLookup<DescMessage, DescMessage>;
+  /** Server-streaming: the interceptors and the handler (streamChain). */
+  stream?: ReturnType<typeof streamChain>;
 }
 
 type Protocol = "grpc" | "connect";
@@ -106,9 +108,19 @@ export class RpcFastPath {
   private readonly compressMinBytes: number;
   private readonly endStream: ReturnType<typeof createEndStreamSerialization>;
 
+  /** The open streams' shutdown callbacks: one listener on the shutdown signal for all of them, not one each. */
+  private readonly openStreams = new Set<() => void>();
+
   constructor(private readonly opts: RpcFastPathOptions) {
-    // Every open stream listens for the shutdown (serveStream): thousands are expected, not a leak.
+    // Unary handlers get the shutdown signal as theirs (see serve): any number of them may listen, not a leak.
     setMaxListeners(0, opts.shutdownSignal);
+    opts.shutdownSignal.addEventListener(
+      "abort",
+      () => {
+        for (const onShutdown of [...this.openStreams]) onShutdown();
+      },
+      { once: true },
+    );
     this.compressMinBytes = opts.compressMinBytes ?? 1024;
     this.endStream = createEndStreamSerialization(opts.jsonOptions);
   }
@@ -126,6 +138,10 @@ export class RpcFastPath {
           readMaxBytes: this.opts.readMaxBytes,
           writeMaxBytes: this.opts.writeMaxBytes,
         }),
+        stream:
+          spec.kind === "server_streaming"
+            ? streamChain(this.opts.interceptors, service, spec.method, spec.impl as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>)
+            : undefined,
       });
     }
   }
@@ -241,7 +257,6 @@ export class RpcFastPath {
    * when the client goes away, the deadline passes, or the server shuts down.
    */
   private async serveStream(req: Req, res: Res, route: Route, protocol: Protocol, binary: boolean, timeoutMs: number | undefined): Promise<void> {
-    const { spec, service, serialization } = route;
     const { responseHeader, responseTrailer, compression } = this.start(req, protocol, binary, true);
     const abort = new AbortController();
     const shutdown = this.opts.shutdownSignal;
@@ -252,12 +267,12 @@ export class RpcFastPath {
       abort.abort(new ConnectError("the client closed the stream", Code.Canceled));
     };
     if (shutdown.aborted) onShutdown();
-    else shutdown.addEventListener("abort", onShutdown, { once: true });
+    else this.openStreams.add(onShutdown);
     res.once("close", onClose);
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     const timer = timeoutMs === undefined ? undefined : setTimeout(() => abort.abort(new ConnectError(TIMED_OUT, Code.DeadlineExceeded)), timeoutMs);
-    const context = this.context(req, route, protocol, abort.signal, deadline, responseHeader, responseTrailer);
-    const serializer = serialization.getO(binary);
+    const output = route.spec.method.output;
+    const serializer = route.serialization.getO(binary);
     let headSent = false;
     const sendHead = () => {
       if (headSent) return;
@@ -267,52 +282,14 @@ export class RpcFastPath {
     let it: AsyncIterator<unknown> | undefined;
     let error: ConnectError | undefined;
     try {
-      // Unlike connect-node (which reads it when the handler asks, after authentication), the request is read
-      // before anything is answered, as for unary calls: a client whose body is still buffered when a refusal
-      // arrives can refuse that answer (node's http2 client does, with RST_STREAM 11, once its session memory
-      // is full) and then every later stream of the connection.
-      const body = readBody(req, this.opts.readMaxBytes, null);
-      await body.catch(() => undefined);
-      const readInput = async function* (this: RpcFastPath) {
-        yield parse(serialization, binary, unwrapEnvelope(await body, this.opts.readMaxBytes, "server-streaming"), spec.method.input.typeName);
-      }.bind(this);
-      const impl = spec.impl as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
-      const call = applyInterceptors(this.opts.interceptors, async (r: StreamRequest) => {
-        let first: unknown;
-        for await (const m of r.message) first = m;
-        return {
-          stream: true as const,
-          service,
-          method: spec.method,
-          header: context.responseHeader,
-          trailer: context.responseTrailer,
-          message: impl(first, {
-            ...context,
-            service: r.service,
-            requestHeader: r.header,
-            signal: r.signal,
-            values: r.contextValues,
-          }) as AsyncIterable<DescMessage>,
-        } as StreamResponse;
-      });
-      const response = await call({
-        stream: true,
-        service,
-        method: spec.method,
-        requestMethod: "POST",
-        url: context.url,
-        signal: abort.signal,
-        header: context.requestHeader,
-        contextValues: context.values,
-        message: readInput(),
-      } as StreamRequest);
+      const response = await this.openStream(req, route, protocol, binary, abort.signal, deadline, responseHeader, responseTrailer);
       copyHeaders(response.header, responseHeader);
       it = (response.message as AsyncIterable<unknown>)[Symbol.asyncIterator]();
       for (;;) {
         const next = await it.next();
         if (next.done) break;
         const raw = (next.value as MaybePreEncoded)[preEncoded];
-        const out = await this.compress(compression, binary && raw !== undefined ? raw : serializer.serialize(normalizeOutput(spec.method.output, next.value)));
+        const out = await this.compress(compression, binary && raw !== undefined ? raw : serializer.serialize(normalizeOutput(output, next.value)));
         if (closed) break;
         sendHead();
         if (!(res as http.ServerResponse).write(envelope(out.compressed ? 1 : 0, out.data))) await drained(res, () => closed);
@@ -323,7 +300,7 @@ export class RpcFastPath {
       error = toConnectError(e);
     } finally {
       clearTimeout(timer);
-      shutdown.removeEventListener("abort", onShutdown);
+      this.openStreams.delete(onShutdown);
       // Stopped early (the client went away): let the handler's finally blocks run.
       if (it && (closed || error === undefined)) await it.return?.().catch(() => undefined);
     }
@@ -340,6 +317,48 @@ export class RpcFastPath {
     }
     const end = await this.compress(compression, this.endStream.serialize({ metadata: responseTrailer, error }));
     res.end(envelope(endStreamFlag | (end.compressed ? 1 : 0), end.data));
+  }
+
+  /**
+   * Reads the request and calls the handler through the interceptors: the handler's response (its messages
+   * not pulled yet). Its own scope, so nothing of it (the request body, the call's closures) stays with a
+   * stream that lives for hours.
+   */
+  private async openStream(
+    req: Req,
+    route: Route,
+    protocol: Protocol,
+    binary: boolean,
+    signal: AbortSignal,
+    deadline: number | undefined,
+    responseHeader: Headers,
+    responseTrailer: Headers,
+  ): Promise<StreamResponse> {
+    const { spec, service, serialization } = route;
+    const context = this.context(req, route, protocol, signal, deadline, responseHeader, responseTrailer);
+    // Unlike connect-node (which reads it when the handler asks, after authentication), the request is read
+    // before anything is answered, as for unary calls: a client whose body is still buffered when a refusal
+    // arrives can refuse that answer (node's http2 client does, with RST_STREAM 11, once its session memory
+    // is full) and then every later stream of the connection.
+    const body = readBody(req, this.opts.readMaxBytes, null);
+    await body.catch(() => undefined);
+    const readInput = async function* (this: RpcFastPath) {
+      yield parse(serialization, binary, unwrapEnvelope(await body, this.opts.readMaxBytes, "server-streaming"), spec.method.input.typeName);
+    }.bind(this);
+    return route.stream!(
+      {
+        stream: true,
+        service,
+        method: spec.method,
+        requestMethod: "POST",
+        url: context.url,
+        signal,
+        header: context.requestHeader,
+        contextValues: context.values,
+        message: readInput(),
+      } as StreamRequest,
+      context,
+    );
   }
 
   private async serve(req: Req, res: Res, route: Route, protocol: Protocol, binary: boolean, timeoutMs: number | undefined): Promise<void> {

@@ -31,6 +31,9 @@ export function header(v: string | string[] | undefined): string | null {
  */
 const DRAIN_FACTOR = 4;
 
+/** What a request's error after its body was read does (the body's promise is settled by then). */
+function ignoreError(): void {}
+
 /** The whole request body, refused past `readMaxBytes` (as connect's readAllBytes). */
 export function readBody(req: Req, readMaxBytes: number, contentLength: string | null): Promise<Uint8Array> {
   const hint = contentLength === null ? NaN : Number(contentLength);
@@ -57,20 +60,29 @@ export function readBody(req: Req, readMaxBytes: number, contentLength: string |
       if (size <= readMaxBytes) chunks.push(chunk);
       else chunks.length = 0;
     };
-    req.on("data", onData);
-    req.once("end", () => {
+    const onEnd = () => {
+      // The listeners' scope holds the body: a long-lived stream's request must not keep it. (An error
+      // listener stays, as before, but one that closes over nothing.)
+      req.off("data", onData);
+      req.off("error", onError);
+      req.on("error", ignoreError);
       if (failed) return;
       if (size > readMaxBytes) return reject(tooLarge());
       if (Number.isInteger(hint) && hint >= 0 && hint !== size) {
         reject(new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument));
         return;
       }
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    });
-    req.once("error", (err) => {
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      chunks.length = 0;
+      resolve(body);
+    };
+    const onError = (err: Error) => {
       if (!failed) reject(new ConnectError("the request body could not be read", Code.Canceled, undefined, undefined, err));
       failed = true;
-    });
+    };
+    req.on("data", onData);
+    req.once("end", onEnd);
+    req.once("error", onError);
   });
 }
 
