@@ -11,7 +11,8 @@ import { withMedia } from "../media/attach.js";
  * the status it quotes, receipt state within the read-receipt rule), for the
  * answers of SendMessage and ReplyToStatus. A message `justStored` has been
  * read by no one yet, so the read-receipt rule cannot change how it looks and
- * its read is skipped (SendMessage's embedded path).
+ * its read is skipped (ForwardMessages' embedded path; SendMessage's builds a new
+ * message's answer from what it sent and reads back only a duplicate).
  */
 export async function storedMessageView(ctx: AppContext, row: history.MessageRow, justStored = false): Promise<Message> {
   const db = ctx.database.db;
