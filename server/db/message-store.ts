@@ -38,6 +38,8 @@ interface StoreRow {
   r_expires_at: Date | null;
   /** Mentioned recipients' mention_added positions, by user id. */
   r_mentions: Record<string, string>;
+  /** Stored, and some recipient but the sender, not muting the conversation, has a push token. */
+  r_push: boolean;
 }
 
 /**
@@ -94,6 +96,7 @@ export async function storeMessageRows(db: Db, msgs: readonly OutgoingMessage[],
       createdAt: r.r_created_at instanceof Date ? r.r_created_at : new Date(r.r_created_at!),
       duplicate: r.r_status === "duplicate",
       expiresAt: r.r_expires_at === null ? null : new Date(r.r_expires_at),
+      push: r.r_push === true,
     };
     if (message.duplicate) return { ok: true, message, recipients: [], mentions: [] };
     return {

@@ -343,13 +343,14 @@ export class MessageWorker {
   /**
    * THE point where a batch is known stored (committed), for pulled batches
    * and a previous owner's held messages alike: the new messages' live
-   * notices go out, and the newly stored ones to onStored (push). `messages[i]`
-   * is what `results[i]` stored. Returns how many notices.
+   * notices go out, and the newly stored ones someone could be pushed for
+   * (r_push) to onStored (push). `messages[i]` is what `results[i]` stored.
+   * Returns how many notices.
    */
   private stored(results: readonly StoreResult[], messages: readonly OutgoingMessage[]): number {
     const notices = results.flatMap((r): InboxNotice[] => (r.ok ? r.notices : []));
     publishNotices(this.opts.bus, this.opts.queue.subjectPrefix, notices);
-    this.opts.onStored?.(messages.filter((_, i) => results[i]?.ok && !results[i].message.duplicate));
+    this.opts.onStored?.(messages.filter((_, i) => results[i]?.ok && !results[i].message.duplicate && results[i].message.push !== false));
     return notices.length;
   }
 

@@ -40,6 +40,12 @@ export interface StoredMessage {
   duplicate: boolean;
   /** When it disappears (the conversation's timer at store time); null when off or for a duplicate. */
   expiresAt?: Date | null;
+  /**
+   * Whether a push could be owed (chatwire_store_messages r_push): some
+   * recipient but the sender, not muting the conversation, has a push token.
+   * False for a duplicate. Absent where it was not worked out: treated as true.
+   */
+  push?: boolean;
 }
 
 /** Why a message can never be stored (the conversation is gone, or the sender left). */

@@ -168,6 +168,30 @@ describe("push delivery", () => {
     );
   }, 60_000);
 
+  test("a message nobody could be pushed for skips push delivery altogether", async () => {
+    await settled();
+    const quiet = await device();
+    const c = (await sender.chat.createConversation({ participantIds: [quiet.id] })).conversation!.id;
+    const queue = s.server.ctx.messages;
+    // Production: how many messages the push stream has taken so far. Embedded: none (the dispatcher takes them directly).
+    const pushStreamSeq = async () =>
+      queue instanceof JetStreamQueue ? (await (await jetstreamManager(queue.nc)).streams.info(s.server.ctx.push.stream!.stream)).state.last_seq : 0;
+    const seq0 = await pushStreamSeq();
+    const before = fcm.delivered("fcm-token-of-the-sender").length;
+    // The recipient has no push token (the sender's own does not count): nothing for push to do.
+    await sender.chat.sendMessage({ conversationId: c, content: "nobody to wake", clientMessageId: "quiet-1" });
+    // Stored inline on the embedded profile before the answer: nothing was handed to the dispatcher.
+    if (!(queue instanceof JetStreamQueue)) expect(s.server.ctx.push.dispatcher.idle).toBe(true);
+    // The answer wakes the sender, whose phone has a token.
+    await quiet.chat.sendMessage({ conversationId: c, content: "wake the sender", clientMessageId: "quiet-2" });
+    await until("the sender's push", () => fcm.delivered("fcm-token-of-the-sender").length > before);
+    await settled();
+    expect(fcm.delivered("fcm-token-of-the-sender").length).toBe(before + 1);
+    // One conversation, one partition: stored, and put on the push stream, in order; only the answer went on it.
+    if (queue instanceof JetStreamQueue) expect(await pushStreamSeq()).toBe(seq0 + 1);
+    expect((await quiet.chat.listMessages({ conversationId: c })).messages.map((m) => m.content).sort()).toEqual(["nobody to wake", "wake the sender"]);
+  }, 60_000);
+
   test("previews when the user allows them; 5xx retried; a 410 removes the token", async () => {
     expect((await android.push.updatePushSettings({ showPreviews: true })).settings?.showPreviews).toBe(true);
     fcm.answers.set("fcm-token-android", { status: 503, headers: { "retry-after": "0" }, body: '{"error":{"status":"UNAVAILABLE"}}' });

@@ -15,10 +15,16 @@
 -- timer gets expires_at = created_at + timer (r_expires_at; null when off).
 -- A mentioned recipient (not the sender) also gets a mention_added event right
 -- after its message_created (r_mentions: { user id: its position }).
+-- r_push (0025): whether a push could be owed for a stored message, i.e. some
+-- recipient other than the sender who has not muted the conversation has a
+-- push token. The push role works out who exactly (chatwire_push_targets, at
+-- the end of its collapse window); a message with r_push false does not go to
+-- it at all (issue 15: the push stream, its consumer and that query were
+-- about a tenth of a message's server-side CPU when nobody could be pushed).
 create or replace function chatwire_store_messages(p_batch jsonb, p_now timestamptz)
 returns table (
   r_ord int, r_status text, r_id uuid, r_conversation_id uuid, r_seq bigint, r_created_at timestamptz,
-  r_recipients jsonb, r_positions jsonb, r_expires_at timestamptz, r_mentions jsonb
+  r_recipients jsonb, r_positions jsonb, r_expires_at timestamptz, r_mentions jsonb, r_push boolean
 )
 language plpgsql
 -- Planned once per connection (0023). Left to choose, PostgreSQL planned the
@@ -105,6 +111,9 @@ begin
   ),
   events as (
     select j.o, j.id, j.c, j.s, j.new_seq, p.user_id, x.mention,
+      -- One index probe per recipient (push_tokens_user_id_idx), on its message_created row only.
+      not x.mention and p.user_id <> j.s and (p.muted_until is null or p.muted_until <= p_now)
+        and exists (select 1 from push_tokens t where t.user_id = p.user_id) as push,
       dense_rank() over (order by p.user_id) as ui,
       row_number() over (partition by p.user_id order by j.o, x.mention) as nth
     from judged j
@@ -145,12 +154,13 @@ begin
     returning 1
   ),
   delivered as materialized (
-    select jsonb_object_agg(d.o::text, jsonb_build_array(d.recipients, d.positions, d.mentions)) as by_o
+    select jsonb_object_agg(d.o::text, jsonb_build_array(d.recipients, d.positions, d.mentions, d.push)) as by_o
     from (
       select x.o,
              jsonb_agg(x.user_id order by x.user_id) filter (where not x.mention) as recipients,
              jsonb_agg(x.position::text order by x.user_id) filter (where not x.mention) as positions,
-             coalesce(jsonb_object_agg(x.user_id, x.position::text) filter (where x.mention), '{}'::jsonb) as mentions
+             coalesce(jsonb_object_agg(x.user_id, x.position::text) filter (where x.mention), '{}'::jsonb) as mentions,
+             bool_or(x.push) as push
       from positioned x
       group by x.o
     ) d
@@ -171,7 +181,8 @@ begin
     case when j.stored then coalesce(dl.by_o -> j.o::text -> 0, '[]'::jsonb) else '[]'::jsonb end,
     case when j.stored then coalesce(dl.by_o -> j.o::text -> 1, '[]'::jsonb) else '[]'::jsonb end,
     case when j.stored then j.x end,
-    case when j.stored then coalesce(dl.by_o -> j.o::text -> 2, '{}'::jsonb) else '{}'::jsonb end
+    case when j.stored then coalesce(dl.by_o -> j.o::text -> 2, '{}'::jsonb) else '{}'::jsonb end,
+    j.stored and coalesce((dl.by_o -> j.o::text ->> 3)::boolean, false)
   from judged j, delivered dl
   order by j.o;
 end

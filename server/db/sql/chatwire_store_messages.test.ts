@@ -153,6 +153,45 @@ describe("chatwire_store_messages, through storeMessages", () => {
     }
   });
 
+  test("r_push: set only when a recipient but the sender, not muting the conversation, has a push token", async () => {
+    const [a, b, c] = await insertUsers(db, 3);
+    const direct = await insertConversation(db, [a!, b!]);
+    const group = await insertConversation(db, [a!, b!, c!]);
+    const token = async (userId: string) => {
+      const { id } = await db
+        .insertInto("user_devices")
+        .values({ user_id: userId, refresh_token_hash: `h-${randomUUID()}`, refresh_expires_at: new Date(Date.now() + 86_400_000) })
+        .returning("id")
+        .executeTakeFirstOrThrow();
+      await db.insertInto("push_tokens").values({ session_id: id, user_id: userId, platform: "fcm", token: `t-${randomUUID()}`, updated_at: new Date() }).execute();
+    };
+    const pushOf = async (conv: string, sender: string, clientId?: string) => {
+      const [r] = await store([outgoing(conv, sender, clientId)]);
+      if (!r?.ok) throw new Error("not stored");
+      return r.message.push;
+    };
+    // Nobody has a token.
+    expect(await pushOf(direct, a!)).toBe(false);
+    // Only the sender has one: nobody to push.
+    await token(a!);
+    expect(await pushOf(direct, a!)).toBe(false);
+    // The recipient has one.
+    expect(await pushOf(direct, b!)).toBe(true);
+    // A group: one recipient with a token is enough; muting it (until later) takes it out, an elapsed mute does not.
+    await token(c!);
+    expect(await pushOf(group, b!)).toBe(true);
+    const mute = (userId: string, until: Date) =>
+      db.updateTable("conversation_participants").set({ muted_until: until }).where("conversation_id", "=", group).where("user_id", "=", userId).execute();
+    await mute(a!, new Date(Date.now() + 3_600_000));
+    await mute(c!, new Date(Date.now() + 3_600_000));
+    expect(await pushOf(group, b!)).toBe(false);
+    await mute(c!, new Date(Date.now() - 1000));
+    expect(await pushOf(group, b!)).toBe(true);
+    // A duplicate owes nothing.
+    expect(await pushOf(group, b!, "again")).toBe(true);
+    expect(await pushOf(group, b!, "again")).toBe(false);
+  });
+
   test("throughput: a batch of 100 messages in one transaction", async () => {
     const members = await insertUsers(db, 3);
     const convs = await Promise.all(Array.from({ length: 10 }, () => insertConversation(db, members)));
