@@ -97,7 +97,8 @@ export class Push {
       ready: () => queue.ready(),
       async publish(msg: OutgoingMessage): Promise<{ stored?: StoredMessage }> {
         const r = await queue.publish(msg);
-        if (r.stored && !r.stored.duplicate && r.stored.push !== false) dispatcher.enqueue({ messageId: msg.id, conversationId: msg.conversationId, senderId: msg.senderId });
+        if (r.stored && !r.stored.duplicate && r.stored.push !== false)
+          dispatcher.enqueue({ messageId: msg.id, conversationId: msg.conversationId, senderId: msg.senderId });
         return r;
       },
     };

@@ -163,7 +163,10 @@ describe("chatwire_store_messages, through storeMessages", () => {
         .values({ user_id: userId, refresh_token_hash: `h-${randomUUID()}`, refresh_expires_at: new Date(Date.now() + 86_400_000) })
         .returning("id")
         .executeTakeFirstOrThrow();
-      await db.insertInto("push_tokens").values({ session_id: id, user_id: userId, platform: "fcm", token: `t-${randomUUID()}`, updated_at: new Date() }).execute();
+      await db
+        .insertInto("push_tokens")
+        .values({ session_id: id, user_id: userId, platform: "fcm", token: `t-${randomUUID()}`, updated_at: new Date() })
+        .execute();
     };
     const pushOf = async (conv: string, sender: string, clientId?: string) => {
       const [r] = await store([outgoing(conv, sender, clientId)]);
