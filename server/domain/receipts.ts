@@ -40,13 +40,9 @@ export interface ReceiptUpdate {
 }
 
 /**
- * Who is told that `me`'s watermarks became `w`, and what: `me` (their other
- * devices) when their read watermark moved, so those devices clear what was
- * read; every other participant only when their aggregate (delivered to all /
- * read by all) changed. A move of `me`'s delivered watermark alone tells `me`
- * nothing: each of their devices receives the messages itself, and the
- * event's aggregates are the others' (issue 15: that event was one of the
- * four stream events of every 1:1 message). Read state is hidden when
+ * Who is told that `me`'s watermarks became `w`, and what: `me` always (their
+ * other devices), every other participant only when their aggregate
+ * (delivered to all / read by all) changed. Read state is hidden when
  * `canSeeRead` is false (a direct chat where someone turned read receipts off).
  */
 export function receiptUpdates(before: readonly Watermarks[], me: string, w: Omit<Watermarks, "user_id">, canSeeRead: boolean): ReceiptUpdate[] {
@@ -56,10 +52,7 @@ export function receiptUpdates(before: readonly Watermarks[], me: string, w: Omi
     const viewer = p.user_id;
     const delivered = othersMin(after, viewer, "last_delivered_seq");
     const readAll = canSeeRead ? othersMin(after, viewer, "last_read_seq") : 0n;
-    if (viewer === me) {
-      const mine = before.find((b) => b.user_id === me);
-      if (mine?.last_read_seq === w.last_read_seq) continue;
-    } else {
+    if (viewer !== me) {
       const changed = delivered !== othersMin(before, viewer, "last_delivered_seq") || (canSeeRead && readAll !== othersMin(before, viewer, "last_read_seq"));
       if (!changed) continue;
     }

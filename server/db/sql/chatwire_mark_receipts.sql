@@ -127,9 +127,7 @@ begin
       case when v_shared then m.r_after else 0 end as read_all,
       case when m.user_id = p_user_id or v_shared then v_read else 0 end as read_seq
     from mins m
-    -- The caller's own devices only when their read watermark moved (receiptUpdates, 0026).
-    where (m.user_id = p_user_id and v_read <> v_old_read)
-       or (m.user_id <> p_user_id and (m.d_after <> m.d_before or (v_shared and m.r_after <> m.r_before)))
+    where m.user_id = p_user_id or m.d_after <> m.d_before or (v_shared and m.r_after <> m.r_before)
   ),
   bumped as (
     insert into inbox_positions as ip (user_id, last_position)
