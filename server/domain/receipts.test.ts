@@ -58,3 +58,40 @@ describe("receiptUpdates", () => {
     expect(delivered[0]).toEqual({ viewer: "a", lastDeliveredSeq: 4n, lastReadSeq: 0n, deliveredToAllSeq: 4n, readByAllSeq: 0n });
   });
 });
+
+describe("receiptUpdates, linear", () => {
+  // The rule as first written (quadratic: othersMin per viewer over everyone), kept as the reference.
+  function reference(before: Watermarks[], me: string, w: ReturnType<typeof wm>, canSeeRead: boolean) {
+    const after = before.map((x) => (x.user_id === me ? { ...x, ...w } : x));
+    return after.flatMap((x) => {
+      const viewer = x.user_id;
+      const delivered = othersMin(after, viewer, "last_delivered_seq");
+      const readAll = canSeeRead ? othersMin(after, viewer, "last_read_seq") : 0n;
+      const changed = delivered !== othersMin(before, viewer, "last_delivered_seq") || (canSeeRead && readAll !== othersMin(before, viewer, "last_read_seq"));
+      if (viewer !== me && !changed) return [];
+      const lastReadSeq = viewer === me || canSeeRead ? BigInt(w.last_read_seq) : 0n;
+      return [{ viewer, lastDeliveredSeq: BigInt(w.last_delivered_seq), lastReadSeq, deliveredToAllSeq: delivered, readByAllSeq: readAll }];
+    });
+  }
+  const wm = (delivered: number, read: number) => w(delivered, read);
+
+  test("agrees with the quadratic rule on random groups, ties and lone participants included", () => {
+    let seed = 42;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 2000; round++) {
+      const size = 1 + rand(8);
+      const people = Array.from({ length: size }, (_, i) => {
+        const delivered = rand(6);
+        return p(`u${i}`, delivered, rand(delivered + 1));
+      });
+      const me = people[rand(size)]!;
+      const delivered = Math.max(Number(me.last_delivered_seq), rand(8));
+      const read = Math.max(Number(me.last_read_seq), rand(delivered + 1));
+      const canSeeRead = rand(2) === 0;
+      expect(receiptUpdates(people, me.user_id, wm(delivered, read), canSeeRead)).toEqual(reference(people, me.user_id, wm(delivered, read), canSeeRead));
+    }
+  });
+});

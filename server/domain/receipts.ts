@@ -40,20 +40,66 @@ export interface ReceiptUpdate {
 }
 
 /**
+ * The lowest values of one watermark over a conversation's participants, so
+ * that every viewer's "everyone but me" minimum (othersMin) is O(1): the
+ * smallest value, how many hold it, and the next larger value. Built in one
+ * pass; the same rule as chatwire_mark_receipts.sql's stats.
+ */
+class LowestTwo {
+  private readonly n: number;
+  private min: bigint | undefined;
+  private minCount = 0;
+  private next: bigint | undefined;
+
+  constructor(people: readonly Watermarks[], key: WatermarkKey) {
+    this.n = people.length;
+    for (const p of people) {
+      const v = BigInt(p[key]);
+      if (this.min === undefined || v < this.min) {
+        if (this.min !== undefined) this.next = this.min;
+        this.min = v;
+        this.minCount = 1;
+      } else if (v === this.min) {
+        this.minCount++;
+      } else if (this.next === undefined || v < this.next) {
+        this.next = v;
+      }
+    }
+  }
+
+  /** othersMin for a participant whose own value is `own`. */
+  othersMin(own: bigint): bigint {
+    if (this.n <= 1 || this.min === undefined) return 0n;
+    if (own === this.min && this.minCount === 1) return this.next ?? 0n;
+    return this.min;
+  }
+}
+
+/**
  * Who is told that `me`'s watermarks became `w`, and what: `me` always (their
  * other devices), every other participant only when their aggregate
  * (delivered to all / read by all) changed. Read state is hidden when
  * `canSeeRead` is false (a direct chat where someone turned read receipts off).
+ * Linear in the conversation's size (every MarkDelivered of a 1,024-member
+ * group runs it; it used to be quadratic: issue 15).
  */
 export function receiptUpdates(before: readonly Watermarks[], me: string, w: Omit<Watermarks, "user_id">, canSeeRead: boolean): ReceiptUpdate[] {
   const after = before.map((p) => (p.user_id === me ? { ...p, ...w } : p));
+  const deliveredBefore = new LowestTwo(before, "last_delivered_seq");
+  const deliveredAfter = new LowestTwo(after, "last_delivered_seq");
+  const readBefore = canSeeRead ? new LowestTwo(before, "last_read_seq") : undefined;
+  const readAfter = canSeeRead ? new LowestTwo(after, "last_read_seq") : undefined;
   const updates: ReceiptUpdate[] = [];
-  for (const p of after) {
+  for (let i = 0; i < after.length; i++) {
+    const p = after[i]!;
+    const q = before[i]!;
     const viewer = p.user_id;
-    const delivered = othersMin(after, viewer, "last_delivered_seq");
-    const readAll = canSeeRead ? othersMin(after, viewer, "last_read_seq") : 0n;
+    const delivered = deliveredAfter.othersMin(BigInt(p.last_delivered_seq));
+    const readAll = readAfter ? readAfter.othersMin(BigInt(p.last_read_seq)) : 0n;
     if (viewer !== me) {
-      const changed = delivered !== othersMin(before, viewer, "last_delivered_seq") || (canSeeRead && readAll !== othersMin(before, viewer, "last_read_seq"));
+      const changed =
+        delivered !== deliveredBefore.othersMin(BigInt(q.last_delivered_seq)) ||
+        (readBefore !== undefined && readAll !== readBefore.othersMin(BigInt(q.last_read_seq)));
       if (!changed) continue;
     }
     updates.push({
