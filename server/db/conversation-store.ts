@@ -1,5 +1,4 @@
 import { sql, type Kysely, type Transaction } from "kysely";
-import { CallCoalescer } from "./call-coalescer.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -421,58 +420,16 @@ export interface SendPreflight {
  * so the statement is planned once per connection.
  */
 export async function sendPreflight(db: Db, conversationId: string, senderId: string, clientMessageId: string): Promise<SendPreflight> {
-  const item = { c: conversationId, s: senderId, k: clientMessageId };
-  // In a transaction: its own connection, alone. Otherwise through the pool's coalescer.
-  if (db.isTransaction) return preflightOne(db, item);
-  let coalescer = preflightCoalescers.get(db);
-  if (!coalescer) {
-    coalescer = new CallCoalescer({
-      what: "send preflight",
-      one: (i) => preflightOne(db, i),
-      many: (items) => preflightMany(db, items),
-    });
-    preflightCoalescers.set(db, coalescer);
-  }
-  return coalescer.call(item);
-}
-
-interface PreflightItem {
-  c: string;
-  s: string;
-  k: string;
-}
-
-interface PreflightRow {
-  participant: boolean;
-  left_at: Date | null;
-  other_id: string | null;
-  i_blocked: boolean;
-  blocked_me: boolean;
-  existing_conversation_id: string | null;
-  admins_only: boolean;
-}
-
-/**
- * Preflights that arrive while others run share a round trip
- * (chatwire_send_preflights; issue 15): at most two calls at once per
- * database, a lone call goes at once. Per Kysely instance, so every test
- * database and server instance has its own.
- */
-const preflightCoalescers = new WeakMap<object, CallCoalescer<PreflightItem, SendPreflight>>();
-
-async function preflightOne(db: Db, i: PreflightItem): Promise<SendPreflight> {
-  const { rows } = await sql<PreflightRow>`select * from chatwire_send_preflight(${i.c}::uuid, ${i.s}::uuid, ${i.k}::text)`.execute(db);
-  return preflightOf(rows[0]!);
-}
-
-async function preflightMany(db: Db, items: PreflightItem[]): Promise<SendPreflight[]> {
-  // As the lone call's text parameter arrives (a lone surrogate becomes U+FFFD): JSON would escape it, and jsonb refuses that.
-  const batch = JSON.stringify(items.map((i, o) => ({ o, c: i.c, s: i.s, k: (i.k as string & { toWellFormed(): string }).toWellFormed() })));
-  const { rows } = await sql<PreflightRow & { o: number }>`select * from chatwire_send_preflights(${batch}::jsonb)`.execute(db);
-  return rows.map(preflightOf);
-}
-
-function preflightOf(r: PreflightRow): SendPreflight {
+  const { rows } = await sql<{
+    participant: boolean;
+    left_at: Date | null;
+    other_id: string | null;
+    i_blocked: boolean;
+    blocked_me: boolean;
+    existing_conversation_id: string | null;
+    admins_only: boolean;
+  }>`select * from chatwire_send_preflight(${conversationId}::uuid, ${senderId}::uuid, ${clientMessageId}::text)`.execute(db);
+  const r = rows[0]!;
   return {
     leftAt: r.participant ? r.left_at : undefined,
     otherId: r.other_id,

@@ -27,7 +27,6 @@ export const SQL_FUNCTIONS: readonly SqlFunction[] = [
   { name: "chatwire_presence_close_stream", sha256: "c6dc52c39392c674d292d98514be2d6e2342439844ae0122513cb77ac95d11be", shippedBy: "0013_sql_functions" },
   { name: "chatwire_mark_receipts", sha256: "5b43d61dc3e6badcf838a97704ac706d28bfd26fbc622695ee887e28eb0be19c", shippedBy: "0015_mark_receipts" },
   { name: "chatwire_push_targets", sha256: "0488cdbae35b95fa1c6d99edd664fc47304e5ad8e824f9d1767d0200b1e37739", shippedBy: "0023_generic_plans" },
-  { name: "chatwire_send_preflights", sha256: "3bf61ba6c83a9827386bcda3c7296e503bb3c506a6a3d4bb02d45dedddb0cf7d", shippedBy: "0026_send_preflights" },
   { name: "chatwire_replay_inbox", sha256: "257b984231ea3a9a79cd5ab368f840b6c398451b5273d80011cabcee865fd8f2", shippedBy: "0024_replay_inbox" },
 ];
 

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { sql, type Kysely } from "kysely";
+import type { Kysely } from "kysely";
 import { pino } from "pino";
 import { beforeAll, describe, expect, test } from "vitest";
 import { insertConversation, insertUsers, outgoing } from "../../tests/helpers/fixtures.js";
@@ -9,8 +9,7 @@ import { storeMessages } from "../../messaging/store.js";
 import { block } from "../privacy-store.js";
 import type { Database } from "../schema.js";
 
-// chatwire_send_preflight.sql through its caller, sendPreflight (conversation-store.ts),
-// and chatwire_send_preflights.sql (several at once, for calls that arrive together).
+// chatwire_send_preflight.sql through its caller, sendPreflight (conversation-store.ts).
 // PostgreSQL when DATABASE_URL is set, else PGlite.
 const logger = pino({ level: "silent" });
 
@@ -81,40 +80,5 @@ describe("chatwire_send_preflight, through sendPreflight", () => {
     expect(await sendPreflight(db, conv, member!, "k")).toEqual({ ...nothing, otherId: null, adminsOnly: true });
     expect(await sendPreflight(db, conv, admin!, "k")).toEqual({ ...nothing, otherId: null });
     expect(await sendPreflight(db, conv, owner!, "k")).toEqual({ ...nothing, otherId: null });
-  });
-
-  test("calls that arrive together share chatwire_send_preflights and get what each gets alone", async () => {
-    const [a, b, c, stranger] = await insertUsers(db, 4);
-    const direct = await directConversation(a!, b!);
-    const group = await insertConversation(db, [a!, b!, c!]);
-    await db.updateTable("conversations").set({ send_policy: "admins" }).where("id", "=", group).execute();
-    await block(db, b!, a!, new Date());
-    await db.transaction().execute((trx) => storeMessages(trx, [outgoing(group, c!, "sent-before")], new Date()));
-    const calls: Array<[string, string, string]> = [
-      [direct, a!, "k"],
-      [direct, b!, "k"],
-      [group, c!, "sent-before"],
-      [group, a!, "k"],
-      [group, stranger!, "k"],
-      [randomUUID(), a!, "k"],
-      // A lone surrogate: PostgreSQL gets U+FFFD either way.
-      [direct, a!, "lone \ud800"],
-    ];
-    const alone = [];
-    for (const [conv, sender, k] of calls) alone.push(await sendPreflight(db, conv, sender, k));
-    expect(alone[1]).toEqual({ ...nothing, otherId: a, iBlocked: true });
-    expect(alone[2]).toEqual({ ...nothing, otherId: null, existingConversationId: group, adminsOnly: true });
-    expect(await Promise.all(calls.map(([conv, sender, k]) => sendPreflight(db, conv, sender, k)))).toEqual(alone);
-    // The batch function itself, in input order.
-    const items = calls.slice(0, 6).map(([c, s, k], o) => ({ o: 5 - o, c, s, k }));
-    const { rows } = await sql<{ o: number; participant: boolean; other_id: string | null; i_blocked: boolean; admins_only: boolean }>`
-      select * from chatwire_send_preflights(${JSON.stringify(items)}::jsonb)`.execute(db);
-    expect(rows.map((r) => r.o)).toEqual([0, 1, 2, 3, 4, 5]);
-    const byIndex = rows.map((r) => ({ participant: r.participant, otherId: r.other_id, iBlocked: r.i_blocked, adminsOnly: r.admins_only }));
-    expect(byIndex).toEqual(
-      [...alone.slice(0, 6)]
-        .reverse()
-        .map((x) => ({ participant: x.leftAt !== undefined, otherId: x.otherId, iBlocked: x.iBlocked, adminsOnly: x.adminsOnly })),
-    );
   });
 });
