@@ -23,6 +23,7 @@ import * as m0022 from "./0022_scheduled_account.js";
 import * as m0023 from "./0023_generic_plans.js";
 import * as m0024 from "./0024_replay_inbox.js";
 import * as m0025 from "./0025_store_push_flag.js";
+import * as m0026 from "./0026_mark_receipts_cost.js";
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -51,4 +52,5 @@ export const migrations: Record<string, Migration> = {
   "0023_generic_plans": m0023,
   "0024_replay_inbox": m0024,
   "0025_store_push_flag": m0025,
+  "0026_mark_receipts_cost": m0026,
 };

@@ -4,20 +4,30 @@ import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
 
+/** A receipt_updated event chatwire_mark_receipts appended: whose inbox, where, and its content. */
+export interface ReceiptUpdateRow {
+  viewer: string;
+  /** The event's inbox position (int8 as a decimal string). */
+  position: string;
+  /** The viewer's "delivered to all" / "read by all" after the mark. */
+  deliveredToAllSeq: bigint;
+  readByAllSeq: bigint;
+  /** The caller's read watermark as this viewer sees it (0 when read state is hidden from them). */
+  lastReadSeq: bigint;
+}
+
 /** What markReceipts did: refused (in the order MarkDelivered answers), or marked. */
 export type MarkOutcome =
   | { status: "not_participant" | "conversation_not_found" | "negative" }
   | { status: "beyond"; lastSeq: string }
   | {
       status: "marked";
-      /** The current participants' watermarks before the mark, ordered as participantsOf. */
-      before: Watermarks[];
       /** The caller's watermarks now. */
       watermarks: Omit<Watermarks, "user_id">;
       /** Whether read state is shared (null when the watermarks did not move: not read). */
       readShared: boolean | null;
-      /** The inbox position of each receipt_updated event appended, by viewer (empty when nothing moved). */
-      positions: Map<string, string>;
+      /** The receipt_updated events appended, by viewer (empty when nothing moved): domain/receipts.ts receiptUpdates' rule. */
+      updates: ReceiptUpdateRow[];
     };
 
 /**
@@ -25,18 +35,18 @@ export type MarkOutcome =
  * and appends the receipt_updated inbox events it owes, in one round trip and
  * one transaction: the database function chatwire_mark_receipts
  * (server/db/sql/chatwire_mark_receipts.sql), which also checks the
- * participation, the conversation and the range first. Marking a seq again
- * changes nothing and appends nothing.
+ * participation, the conversation and the range first, and works out who is
+ * owed which event (domain/receipts.ts receiptUpdates is the rule). Marking a
+ * seq again changes nothing and appends nothing.
  */
 export async function markReceipts(db: Db, conversationId: string, userId: string, upToSeq: bigint, read: boolean, now: Date): Promise<MarkOutcome> {
   const { rows } = await sql<{
     r_status: string;
     r_last_seq: string | null;
-    r_before: Watermarks[] | null;
     r_delivered: string | null;
     r_read: string | null;
     r_read_shared: boolean | null;
-    r_positions: Record<string, string> | null;
+    r_updates: Array<{ viewer: string; position: string; delivered_all: string; read_all: string; read_seq: string }> | null;
   }>`select * from chatwire_mark_receipts(${conversationId}::uuid, ${userId}::uuid, ${upToSeq.toString()}::bigint, ${read}, ${now}::timestamptz)`.execute(db);
   const r = rows[0]!;
   switch (r.r_status) {
@@ -49,10 +59,15 @@ export async function markReceipts(db: Db, conversationId: string, userId: strin
     case "marked":
       return {
         status: "marked",
-        before: r.r_before!,
         watermarks: { last_delivered_seq: r.r_delivered!, last_read_seq: r.r_read! },
         readShared: r.r_read_shared,
-        positions: new Map(Object.entries(r.r_positions ?? {})),
+        updates: (r.r_updates ?? []).map((u) => ({
+          viewer: u.viewer,
+          position: u.position,
+          deliveredToAllSeq: BigInt(u.delivered_all),
+          readByAllSeq: BigInt(u.read_all),
+          lastReadSeq: BigInt(u.read_seq),
+        })),
       };
     default:
       throw new Error(`chatwire_mark_receipts answered an unknown status ${r.r_status}`);

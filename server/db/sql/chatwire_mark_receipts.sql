@@ -10,15 +10,19 @@
 -- to it), the read-state rule domain/privacy.ts readStateShared.
 --
 -- r_status: marked | not_participant | conversation_not_found | negative | beyond (r_last_seq tells the end).
--- r_before: the current participants' watermarks before, [{user_id, last_delivered_seq, last_read_seq}] (seqs
--- as text), ordered as conversation-store.ts participantsOf; r_positions: {viewer user id: inbox position}
--- of the events appended (empty when the watermarks did not move).
+-- r_updates (0026): the receipt_updated events appended, [{viewer, position, delivered_all, read_all,
+-- read_seq}] (seqs as text) in viewer order, empty when the watermarks did not move; the caller publishes
+-- them as they are.
+--
+-- Cost (0026): in a big group most marks move nobody's "delivered to all" / "read by all" but the caller's
+-- own: when at least two other participants are still at or below the caller's old watermark, no other
+-- viewer's minimum can change, and only the caller's event is written, from two aggregates. The full
+-- computation over every participant's watermarks runs only when someone else's minimum may move.
 create or replace function chatwire_mark_receipts(
   p_conversation_id uuid, p_user_id uuid, p_up_to_seq bigint, p_read boolean, p_now timestamptz
 )
 returns table (
-  r_status text, r_last_seq bigint, r_before jsonb, r_delivered bigint, r_read bigint, r_read_shared boolean,
-  r_positions jsonb
+  r_status text, r_last_seq bigint, r_delivered bigint, r_read bigint, r_read_shared boolean, r_updates jsonb
 )
 language plpgsql as $fn$
 declare
@@ -30,34 +34,33 @@ declare
   v_read bigint;
   v_shared boolean;
   v_at text;
-  v_positions jsonb;
+  v_updates jsonb;
+  v_low_delivered int;
+  v_low_read int;
 begin
   if not exists (
     select 1 from conversation_participants p
     where p.conversation_id = p_conversation_id and p.user_id = p_user_id and p.left_at is null
   ) then
-    return query select 'not_participant', null::bigint, null::jsonb, null::bigint, null::bigint, null::boolean, null::jsonb;
+    return query select 'not_participant', null::bigint, null::bigint, null::bigint, null::boolean, null::jsonb;
     return;
   end if;
   select c.last_seq into v_last_seq from conversations c where c.id = p_conversation_id for key share;
   if not found then
-    return query select 'conversation_not_found', null::bigint, null::jsonb, null::bigint, null::bigint, null::boolean, null::jsonb;
+    return query select 'conversation_not_found', null::bigint, null::bigint, null::bigint, null::boolean, null::jsonb;
     return;
   end if;
   if p_up_to_seq < 0 or p_up_to_seq > v_last_seq then
     return query select case when p_up_to_seq < 0 then 'negative' else 'beyond' end, v_last_seq,
-      null::jsonb, null::bigint, null::bigint, null::boolean, null::jsonb;
+      null::bigint, null::bigint, null::boolean, null::jsonb;
     return;
   end if;
 
-  select jsonb_agg(jsonb_build_object(
-           'user_id', p.user_id, 'last_delivered_seq', p.last_delivered_seq::text, 'last_read_seq', p.last_read_seq::text
-         ) order by p.joined_at, p.user_id),
-         max(p.last_delivered_seq) filter (where p.user_id = p_user_id),
-         max(p.last_read_seq) filter (where p.user_id = p_user_id)
-    into v_before, v_old_delivered, v_old_read
+  -- The caller's row, locked until commit, so the old and new watermarks are this call's own.
+  select p.last_delivered_seq, p.last_read_seq into v_old_delivered, v_old_read
   from conversation_participants p
-  where p.conversation_id = p_conversation_id and p.left_at is null;
+  where p.conversation_id = p_conversation_id and p.user_id = p_user_id and p.left_at is null
+  for no key update;
 
   update conversation_participants p
   set last_delivered_seq = greatest(p.last_delivered_seq, p_up_to_seq),
@@ -71,7 +74,7 @@ begin
   on conflict do nothing;
 
   if v_delivered = v_old_delivered and v_read = v_old_read then
-    return query select 'marked', v_last_seq, v_before, v_delivered, v_read, null::boolean, '{}'::jsonb;
+    return query select 'marked', v_last_seq, v_delivered, v_read, null::boolean, '[]'::jsonb;
     return;
   end if;
 
@@ -90,6 +93,43 @@ begin
          else to_char(p_now at time zone 'UTC', '.US')
        end
     || 'Z';
+
+  -- Another viewer's minimum (the lowest watermark among everyone but them) can move only if the caller was
+  -- at it: with two other participants at or below the caller's old watermark, every other viewer still
+  -- sees one of them. Up to two rows read (a full read only while fewer exist).
+  select count(*) into v_low_delivered from (
+    select 1 from conversation_participants p
+    where p.conversation_id = p_conversation_id and p.left_at is null and p.user_id <> p_user_id
+      and p.last_delivered_seq <= v_old_delivered
+    limit 2
+  ) t;
+  select count(*) into v_low_read from (
+    select 1 from conversation_participants p
+    where p.conversation_id = p_conversation_id and p.left_at is null and p.user_id <> p_user_id
+      and p.last_read_seq <= v_old_read
+    limit 2
+  ) t;
+
+  if (v_delivered = v_old_delivered or v_low_delivered >= 2) and (not v_shared or v_read = v_old_read or v_low_read >= 2) then
+    -- Only the caller's own devices are told: the others' minimums, which the caller's move does not change.
+    select jsonb_build_array(jsonb_build_object(
+             'viewer', p_user_id,
+             'delivered_all', coalesce(min(p.last_delivered_seq), 0),
+             'read_all', case when v_shared then coalesce(min(p.last_read_seq), 0) else 0 end,
+             'read_seq', v_read))
+      into v_updates
+    from conversation_participants p
+    where p.conversation_id = p_conversation_id and p.left_at is null and p.user_id <> p_user_id;
+  else
+  -- Everyone's watermarks before this mark (the caller's row is already raised: its old values).
+  select jsonb_agg(jsonb_build_object(
+           'user_id', p.user_id,
+           'last_delivered_seq', (case when p.user_id = p_user_id then v_old_delivered else p.last_delivered_seq end)::text,
+           'last_read_seq', (case when p.user_id = p_user_id then v_old_read else p.last_read_seq end)::text
+         ) order by p.joined_at, p.user_id)
+    into v_before
+  from conversation_participants p
+  where p.conversation_id = p_conversation_id and p.left_at is null;
 
   -- Each viewer's "everyone else" minimum from the two smallest values and how often the smallest occurs
   -- (linear in the group's size): the viewer's own value is excluded only when it alone is the smallest.
@@ -128,6 +168,16 @@ begin
       case when m.user_id = p_user_id or v_shared then v_read else 0 end as read_seq
     from mins m
     where m.user_id = p_user_id or m.d_after <> m.d_before or (v_shared and m.r_after <> m.r_before)
+  )
+  select jsonb_agg(jsonb_build_object('viewer', u.viewer, 'delivered_all', u.delivered_all, 'read_all', u.read_all,
+                                      'read_seq', u.read_seq))
+    into v_updates
+  from updates u;
+  end if;
+
+  with updates as (
+    select u.viewer, u.delivered_all, u.read_all, u.read_seq
+    from jsonb_to_recordset(v_updates) as u(viewer uuid, delivered_all bigint, read_all bigint, read_seq bigint)
   ),
   bumped as (
     insert into inbox_positions as ip (user_id, last_position)
@@ -151,8 +201,12 @@ begin
     order by b.user_id
     returning user_id, position
   )
-  select coalesce(jsonb_object_agg(a.user_id::text, a.position::text), '{}'::jsonb) into v_positions from appended a;
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'viewer', a.user_id, 'position', a.position::text, 'delivered_all', u.delivered_all::text,
+           'read_all', u.read_all::text, 'read_seq', u.read_seq::text) order by a.user_id), '[]'::jsonb)
+    into v_updates
+  from appended a join updates u on u.viewer = a.user_id;
 
-  return query select 'marked', v_last_seq, v_before, v_delivered, v_read, v_shared, v_positions;
+  return query select 'marked', v_last_seq, v_delivered, v_read, v_shared, v_updates;
 end
 $fn$;

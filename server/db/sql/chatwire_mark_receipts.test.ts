@@ -42,18 +42,30 @@ const inboxCount = async () =>
     ).n,
   );
 
-/** Marks, then checks the appended events against receiptUpdates and storedEvent; returns the outcome. */
+/** Marks, then checks the returned and appended events against receiptUpdates and storedEvent; returns the outcome. */
 async function markAndCheck(conv: string, me: string, upTo: number, read: boolean, now: Date) {
+  // Everyone's watermarks before, ordered as conversation-store.ts participantsOf.
+  const before = await db
+    .selectFrom("conversation_participants")
+    .select(["user_id", "last_delivered_seq", "last_read_seq"])
+    .where("conversation_id", "=", conv)
+    .where("left_at", "is", null)
+    .orderBy("joined_at")
+    .orderBy("user_id")
+    .execute();
   const r = await markReceipts(db, conv, me, BigInt(upTo), read, now);
   if (r.status !== "marked") throw new Error(`not marked: ${r.status}`);
-  const expected = watermarksMoved(r.before, me, r.watermarks) ? receiptUpdates(r.before, me, r.watermarks, r.readShared!) : [];
-  expect([...r.positions.keys()].sort()).toEqual(expected.map((u) => u.viewer).sort());
+  const expected = watermarksMoved(before, me, r.watermarks) ? receiptUpdates(before, me, r.watermarks, r.readShared!) : [];
+  const byViewer = <T extends { viewer: string }>(xs: T[]) => [...xs].sort((x, y) => x.viewer.localeCompare(y.viewer));
+  expect(byViewer(r.updates).map(({ position: _, ...u }) => u)).toEqual(
+    byViewer(expected).map(({ viewer, lastReadSeq, deliveredToAllSeq, readByAllSeq }) => ({ viewer, lastReadSeq, deliveredToAllSeq, readByAllSeq })),
+  );
   for (const { viewer, ...receipt } of expected) {
     const row = await db
       .selectFrom("inbox")
       .selectAll()
       .where("user_id", "=", viewer)
-      .where("position", "=", r.positions.get(viewer)!)
+      .where("position", "=", r.updates.find((u) => u.viewer === viewer)!.position)
       .executeTakeFirstOrThrow();
     const want = storedEvent(
       viewer,
@@ -94,12 +106,12 @@ describe("chatwire_mark_receipts, through markReceipts", () => {
     const conv = await conversationWith([a!, b!], 5, false);
     const r1 = await markAndCheck(conv, b!, 3, false, new Date("2026-01-02T03:04:05.000Z"));
     expect(r1).toMatchObject({ watermarks: { last_delivered_seq: "3", last_read_seq: "0" }, readShared: true });
-    expect(r1.positions.size).toBe(2);
+    expect(r1.updates).toHaveLength(2);
     const r2 = await markAndCheck(conv, b!, 5, true, new Date("2026-01-02T03:04:05.123Z"));
     expect(watermarksOf(r2)).toEqual({ last_delivered_seq: "5", last_read_seq: "5" });
     const before = await inboxCount();
     const again = await markAndCheck(conv, b!, 5, true, new Date());
-    expect(again).toMatchObject({ watermarks: { last_delivered_seq: "5", last_read_seq: "5" }, positions: new Map() });
+    expect(again).toMatchObject({ watermarks: { last_delivered_seq: "5", last_read_seq: "5" }, updates: [] });
     // A lower seq never lowers a watermark.
     expect(watermarksOf(await markAndCheck(conv, b!, 2, true, new Date()))).toEqual({ last_delivered_seq: "5", last_read_seq: "5" });
     expect(await inboxCount()).toBe(before);
@@ -142,7 +154,23 @@ describe("chatwire_mark_receipts, through markReceipts", () => {
     }
     const alone = await conversationWith([people[0]!], 2);
     const r = await markAndCheck(alone, people[0]!, 2, true, new Date());
-    expect([...r.positions.keys()]).toEqual([people[0]]);
+    expect(r.updates.map((u) => u.viewer)).toEqual([people[0]]);
+  });
+
+  test("a big group: while two others are behind only the caller's devices are told; the last two deliveries tell who moved", async () => {
+    const members = await insertUsers(db, 30);
+    const conv = await conversationWith(members as string[], 1);
+    const told: string[][] = [];
+    for (const [i, m] of members.entries()) {
+      const r = await markAndCheck(conv, m!, 1, false, new Date(Date.UTC(2026, 0, 2, 0, 0, i)));
+      told.push(r.updates.map((u) => u.viewer));
+    }
+    // The first 28: the caller alone (its event carries the others' minimum, still 0).
+    expect(told.slice(0, 28)).toEqual(members.slice(0, 28).map((m) => [m]));
+    // The 29th: the caller and the one still behind, whose "delivered to all" moved.
+    expect([...told[28]!].sort()).toEqual([members[28]!, members[29]!].sort());
+    // The 30th: everyone's "delivered to all" reached 1.
+    expect([...told[29]!].sort()).toEqual([...members].sort());
   });
 
   test("on PostgreSQL its call is a named prepared statement (database.ts PreparingClient), one per connection", async () => {

@@ -5,7 +5,6 @@ import * as history from "../../db/history-store.js";
 import { readStateSharedIn } from "../../db/privacy-store.js";
 import { receiptState, recipientsOf } from "../../domain/message-view.js";
 import { markReceipts } from "../../db/receipt-store.js";
-import { receiptUpdates } from "../../domain/receipts.js";
 import { publishNotices } from "../../messaging/message-queue.js";
 import type { InboxNotice } from "../../messaging/types.js";
 import { eventBody } from "../../realtime/events.js";
@@ -21,8 +20,8 @@ export function receiptHandlers(room: ChatRoom): ChatHandlers<"getMessageReceipt
    * and tells whoever's receipt view changed, in one database round trip
    * (receipt-store.ts markReceipts: the checks, the raise under the
    * conversation's shared lock and the inbox events, in one transaction). The
-   * events' content is the pure aggregation of domain/receipts.ts; the
-   * function appended them at the positions it returns.
+   * function works out who is owed which event (domain/receipts.ts
+   * receiptUpdates is the rule it is held to) and returns what it appended.
    */
   async function mark(me: string, rawConversationId: string, upToSeq: bigint, read: boolean) {
     const conversationId = uuidField("conversation_id", rawConversationId);
@@ -38,14 +37,11 @@ export function receiptHandlers(room: ChatRoom): ChatHandlers<"getMessageReceipt
         throw bad(`up_to_seq: ${upToSeq} is beyond the conversation's last message (seq ${r.lastSeq})`);
     }
     const w = r.watermarks;
-    if (r.positions.size === 0) return w;
+    if (r.updates.length === 0) return w;
     const notices: InboxNotice[] = [];
-    for (const { viewer, ...receipt } of receiptUpdates(r.before, me, w, r.readShared ?? true)) {
-      const position = r.positions.get(viewer);
-      if (position === undefined) {
-        ctx.logger.error({ conversationId, userId: me, viewer }, "chatwire_mark_receipts appended no event for a viewer receiptUpdates names");
-        continue;
-      }
+    const lastDeliveredSeq = BigInt(w.last_delivered_seq);
+    for (const { viewer, position, lastReadSeq, deliveredToAllSeq, readByAllSeq } of r.updates) {
+      const receipt = { lastDeliveredSeq, lastReadSeq, deliveredToAllSeq, readByAllSeq };
       const kind = { case: "receiptUpdated", value: { $typeName: "realtime.ReceiptUpdated", conversationId, userId: me, ...receipt } } as const;
       notices.push({ userId: viewer, position, eventType: "receipt_updated", conversationId, messageId: null, body: eventBody(kind, now) });
     }
