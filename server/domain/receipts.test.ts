@@ -55,7 +55,17 @@ describe("receiptUpdates", () => {
       { viewer: "b", lastDeliveredSeq: 4n, lastReadSeq: 4n, deliveredToAllSeq: 4n, readByAllSeq: 0n },
     ]);
     const delivered = receiptUpdates([p("a", 4, 4), p("b", 2, 1)], "b", w(4, 1), false);
-    expect(delivered[0]).toEqual({ viewer: "a", lastDeliveredSeq: 4n, lastReadSeq: 0n, deliveredToAllSeq: 4n, readByAllSeq: 0n });
+    expect(delivered).toEqual([{ viewer: "a", lastDeliveredSeq: 4n, lastReadSeq: 0n, deliveredToAllSeq: 4n, readByAllSeq: 0n }]);
+  });
+
+  test("the caller's own devices hear only of a read: a delivery alone changes nothing they show", () => {
+    // b's delivery moves a's "delivered to all": a is told, b is not.
+    expect(receiptUpdates([p("a", 4, 4), p("b", 2, 1)], "b", w(4, 1), true).map((u) => u.viewer)).toEqual(["a"]);
+    // In a group where c and d are behind, b's delivery moves nobody's aggregate: nobody is told.
+    const group = [p("a", 4, 4), p("b", 2, 1), p("c", 1, 1), p("d", 1, 1)];
+    expect(receiptUpdates(group, "b", w(4, 1), true)).toEqual([]);
+    // A read that also raises delivery: b's devices are told.
+    expect(receiptUpdates(group, "b", w(4, 3), true).map((u) => u.viewer)).toEqual(["b"]);
   });
 });
 
@@ -68,7 +78,8 @@ describe("receiptUpdates, linear", () => {
       const delivered = othersMin(after, viewer, "last_delivered_seq");
       const readAll = canSeeRead ? othersMin(after, viewer, "last_read_seq") : 0n;
       const changed = delivered !== othersMin(before, viewer, "last_delivered_seq") || (canSeeRead && readAll !== othersMin(before, viewer, "last_read_seq"));
-      if (viewer !== me && !changed) return [];
+      const mine = before.find((b) => b.user_id === me)!;
+      if (viewer === me ? mine.last_read_seq === w.last_read_seq : !changed) return [];
       const lastReadSeq = viewer === me || canSeeRead ? BigInt(w.last_read_seq) : 0n;
       return [{ viewer, lastDeliveredSeq: BigInt(w.last_delivered_seq), lastReadSeq, deliveredToAllSeq: delivered, readByAllSeq: readAll }];
     });

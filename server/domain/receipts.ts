@@ -76,10 +76,15 @@ class LowestTwo {
 }
 
 /**
- * Who is told that `me`'s watermarks became `w`, and what: `me` always (their
- * other devices), every other participant only when their aggregate
- * (delivered to all / read by all) changed. Read state is hidden when
- * `canSeeRead` is false (a direct chat where someone turned read receipts off).
+ * Who is told that `me`'s watermarks became `w`, and what: `me` (their other
+ * devices) when their read watermark moved, so those devices clear what was
+ * read; every other participant only when their aggregate (delivered to all /
+ * read by all) changed. A move of `me`'s delivered watermark alone tells `me`
+ * nothing: each of their devices receives the messages itself, and the
+ * event's aggregates are the others' (issue 15: in a big group every member's
+ * delivery of every message was an event to themselves). Read state is
+ * hidden when `canSeeRead` is false (a direct chat where someone turned read
+ * receipts off).
  * Linear in the conversation's size (every MarkDelivered of a 1,024-member
  * group runs it; it used to be quadratic: issue 15).
  */
@@ -96,7 +101,9 @@ export function receiptUpdates(before: readonly Watermarks[], me: string, w: Omi
     const viewer = p.user_id;
     const delivered = deliveredAfter.othersMin(BigInt(p.last_delivered_seq));
     const readAll = readAfter ? readAfter.othersMin(BigInt(p.last_read_seq)) : 0n;
-    if (viewer !== me) {
+    if (viewer === me) {
+      if (q.last_read_seq === w.last_read_seq) continue;
+    } else {
       const changed =
         delivered !== deliveredBefore.othersMin(BigInt(q.last_delivered_seq)) ||
         (readBefore !== undefined && readAll !== readBefore.othersMin(BigInt(q.last_read_seq)));

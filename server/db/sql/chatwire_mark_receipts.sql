@@ -14,10 +14,11 @@
 -- read_seq}] (seqs as text) in viewer order, empty when the watermarks did not move; the caller publishes
 -- them as they are.
 --
--- Cost (0026): in a big group most marks move nobody's "delivered to all" / "read by all" but the caller's
--- own: when at least two other participants are still at or below the caller's old watermark, no other
--- viewer's minimum can change, and only the caller's event is written, from two aggregates. The full
--- computation over every participant's watermarks runs only when someone else's minimum may move.
+-- Cost (0026): in a big group most marks move nobody else's "delivered to all" / "read by all": when at
+-- least two other participants are still at or below the caller's old watermark, no other viewer's minimum
+-- can change, and at most the caller's own event is written (only when their read watermark moved: a
+-- delivery alone tells their own devices nothing). The full computation over every participant's
+-- watermarks runs only when someone else's minimum may move.
 create or replace function chatwire_mark_receipts(
   p_conversation_id uuid, p_user_id uuid, p_up_to_seq bigint, p_read boolean, p_now timestamptz
 )
@@ -111,12 +112,13 @@ begin
   ) t;
 
   if (v_delivered = v_old_delivered or v_low_delivered >= 2) and (not v_shared or v_read = v_old_read or v_low_read >= 2) then
-    -- Only the caller's own devices are told: the others' minimums, which the caller's move does not change.
-    select jsonb_build_array(jsonb_build_object(
+    -- Nobody else is told. The caller's own devices are, when the caller's read watermark moved (0026): with
+    -- the others' minimums, which the caller's move does not change.
+    select case when v_read <> v_old_read then jsonb_build_array(jsonb_build_object(
              'viewer', p_user_id,
              'delivered_all', coalesce(min(p.last_delivered_seq), 0),
              'read_all', case when v_shared then coalesce(min(p.last_read_seq), 0) else 0 end,
-             'read_seq', v_read))
+             'read_seq', v_read)) else '[]'::jsonb end
       into v_updates
     from conversation_participants p
     where p.conversation_id = p_conversation_id and p.left_at is null and p.user_id <> p_user_id;
@@ -167,7 +169,8 @@ begin
       case when v_shared then m.r_after else 0 end as read_all,
       case when m.user_id = p_user_id or v_shared then v_read else 0 end as read_seq
     from mins m
-    where m.user_id = p_user_id or m.d_after <> m.d_before or (v_shared and m.r_after <> m.r_before)
+    where (m.user_id = p_user_id and v_read <> v_old_read)
+       or (m.user_id <> p_user_id and (m.d_after <> m.d_before or (v_shared and m.r_after <> m.r_before)))
   )
   select jsonb_agg(jsonb_build_object('viewer', u.viewer, 'delivered_all', u.delivered_all, 'read_all', u.read_all,
                                       'read_seq', u.read_seq))

@@ -106,9 +106,12 @@ describe("chatwire_mark_receipts, through markReceipts", () => {
     const conv = await conversationWith([a!, b!], 5, false);
     const r1 = await markAndCheck(conv, b!, 3, false, new Date("2026-01-02T03:04:05.000Z"));
     expect(r1).toMatchObject({ watermarks: { last_delivered_seq: "3", last_read_seq: "0" }, readShared: true });
-    expect(r1.updates).toHaveLength(2);
+    // Delivered alone: the sender hears of it, b's own devices do not.
+    expect(r1.updates.map((u) => u.viewer)).toEqual([a]);
     const r2 = await markAndCheck(conv, b!, 5, true, new Date("2026-01-02T03:04:05.123Z"));
     expect(watermarksOf(r2)).toEqual({ last_delivered_seq: "5", last_read_seq: "5" });
+    // A read: both, b's other devices to clear what was read.
+    expect((r2.status === "marked" ? r2.updates.map((u) => u.viewer) : []).sort()).toEqual([a, b].sort());
     const before = await inboxCount();
     const again = await markAndCheck(conv, b!, 5, true, new Date());
     expect(again).toMatchObject({ watermarks: { last_delivered_seq: "5", last_read_seq: "5" }, updates: [] });
@@ -157,7 +160,7 @@ describe("chatwire_mark_receipts, through markReceipts", () => {
     expect(r.updates.map((u) => u.viewer)).toEqual([people[0]]);
   });
 
-  test("a big group: while two others are behind only the caller's devices are told; the last two deliveries tell who moved", async () => {
+  test("a big group: while two others are behind a delivery tells nobody; the last two tell whose minimum moved", async () => {
     const members = await insertUsers(db, 30);
     const conv = await conversationWith(members as string[], 1);
     const told: string[][] = [];
@@ -165,12 +168,15 @@ describe("chatwire_mark_receipts, through markReceipts", () => {
       const r = await markAndCheck(conv, m!, 1, false, new Date(Date.UTC(2026, 0, 2, 0, 0, i)));
       told.push(r.updates.map((u) => u.viewer));
     }
-    // The first 28: the caller alone (its event carries the others' minimum, still 0).
-    expect(told.slice(0, 28)).toEqual(members.slice(0, 28).map((m) => [m]));
-    // The 29th: the caller and the one still behind, whose "delivered to all" moved.
-    expect([...told[28]!].sort()).toEqual([members[28]!, members[29]!].sort());
-    // The 30th: everyone's "delivered to all" reached 1.
-    expect([...told[29]!].sort()).toEqual([...members].sort());
+    // The first 28 move nobody's "delivered to all", and a delivery tells the caller's own devices nothing.
+    expect(told.slice(0, 28)).toEqual(members.slice(0, 28).map(() => []));
+    // The 29th: the one still behind, whose "delivered to all" moved.
+    expect(told[28]).toEqual([members[29]]);
+    // The 30th: everyone else's "delivered to all" reached 1.
+    expect([...told[29]!].sort()).toEqual(members.slice(0, 29).sort());
+    // Reads tell the reader's own devices too.
+    const read = await markAndCheck(conv, members[0]!, 1, true, new Date());
+    expect(read.updates.map((u) => u.viewer)).toEqual([members[0]]);
   });
 
   test("on PostgreSQL its call is a named prepared statement (database.ts PreparingClient), one per connection", async () => {
