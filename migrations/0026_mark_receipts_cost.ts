@@ -12,10 +12,14 @@ import { applySqlFunctions } from "../server/db/sql-functions.js";
 // changes, so the old signature is dropped first; instances still running the
 // previous release fail their MarkDelivered/MarkRead calls ("cached plan must
 // not change result type") until they are restarted, as with 0021 and 0025.
+// chatwire_mark_receipts_many (new): calls that arrive while others run go
+// to PostgreSQL together, one round trip and one commit.
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`drop function if exists chatwire_mark_receipts(uuid, uuid, bigint, boolean, timestamptz)`.execute(db);
-  await applySqlFunctions(db, ["chatwire_mark_receipts"]);
+  await applySqlFunctions(db, ["chatwire_mark_receipts", "chatwire_mark_receipts_many"]);
 }
 
-// The function's file is the new definition (the earlier migrations apply it too); nothing else to undo.
-export async function down(): Promise<void> {}
+// chatwire_mark_receipts' file is the new definition (the earlier migrations apply it too).
+export async function down(db: Kysely<any>): Promise<void> {
+  await sql`drop function if exists chatwire_mark_receipts_many(jsonb)`.execute(db);
+}

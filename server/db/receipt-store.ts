@@ -1,11 +1,12 @@
 import { type Kysely, sql, type Transaction } from "kysely";
 import type { Watermarks } from "../domain/receipts.js";
+import { CallCoalescer } from "./call-coalescer.js";
 import type { Database } from "./schema.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
 
 /** A receipt_updated event chatwire_mark_receipts appended: whose inbox, where, and its content. */
-export interface ReceiptUpdateRow {
+interface ReceiptUpdateRow {
   viewer: string;
   /** The event's inbox position (int8 as a decimal string). */
   position: string;
@@ -37,18 +38,60 @@ export type MarkOutcome =
  * (server/db/sql/chatwire_mark_receipts.sql), which also checks the
  * participation, the conversation and the range first, and works out who is
  * owed which event (domain/receipts.ts receiptUpdates is the rule). Marking a
- * seq again changes nothing and appends nothing.
+ * seq again changes nothing and appends nothing. Outside a transaction, calls
+ * that arrive while others run go together (chatwire_mark_receipts_many: one
+ * round trip and one commit for many; every member of a big group
+ * acknowledges every message at about the same time).
  */
 export async function markReceipts(db: Db, conversationId: string, userId: string, upToSeq: bigint, read: boolean, now: Date): Promise<MarkOutcome> {
-  const { rows } = await sql<{
-    r_status: string;
-    r_last_seq: string | null;
-    r_delivered: string | null;
-    r_read: string | null;
-    r_read_shared: boolean | null;
-    r_updates: Array<{ viewer: string; position: string; delivered_all: string; read_all: string; read_seq: string }> | null;
-  }>`select * from chatwire_mark_receipts(${conversationId}::uuid, ${userId}::uuid, ${upToSeq.toString()}::bigint, ${read}, ${now}::timestamptz)`.execute(db);
-  const r = rows[0]!;
+  const item: MarkItem = { c: conversationId, u: userId, s: upToSeq.toString(), r: read, now };
+  if (db.isTransaction) return markOne(db, item);
+  let coalescer = markCoalescers.get(db);
+  if (!coalescer) {
+    coalescer = new CallCoalescer<MarkItem, MarkOutcome>({ what: "receipt marks", one: (i) => markOne(db, i), many: (items) => markMany(db, items) });
+    markCoalescers.set(db, coalescer);
+  }
+  return coalescer.call(item);
+}
+
+interface MarkItem {
+  c: string;
+  u: string;
+  s: string;
+  r: boolean;
+  now: Date;
+}
+
+interface MarkRow {
+  r_status: string;
+  r_last_seq: string | null;
+  r_delivered: string | null;
+  r_read: string | null;
+  r_read_shared: boolean | null;
+  r_updates: Array<{ viewer: string; position: string; delivered_all: string; read_all: string; read_seq: string }> | null;
+}
+
+/** Per Kysely instance (each server instance and test database has its own). */
+const markCoalescers = new WeakMap<object, CallCoalescer<MarkItem, MarkOutcome>>();
+
+async function markOne(db: Db, i: MarkItem): Promise<MarkOutcome> {
+  const { rows } = await sql<MarkRow>`select * from chatwire_mark_receipts(${i.c}::uuid, ${i.u}::uuid, ${i.s}::bigint, ${i.r}, ${i.now}::timestamptz)`.execute(
+    db,
+  );
+  return outcomeOf(rows[0]!);
+}
+
+async function markMany(db: Db, items: MarkItem[]): Promise<MarkOutcome[]> {
+  // Each with its own clock, as its lone call would have been.
+  const batch = JSON.stringify(items.map((i, o) => ({ o, c: i.c, u: i.u, s: i.s, r: i.r, n: i.now.toISOString() })));
+  const { rows } = await sql<MarkRow & { o: number }>`select * from chatwire_mark_receipts_many(${batch}::jsonb)`.execute(db);
+  if (rows.length !== items.length) throw new Error(`chatwire_mark_receipts_many answered ${rows.length} rows for ${items.length} calls`);
+  const out: MarkOutcome[] = [];
+  for (const r of rows) out[r.o] = outcomeOf(r);
+  return out;
+}
+
+function outcomeOf(r: MarkRow): MarkOutcome {
   switch (r.r_status) {
     case "not_participant":
     case "conversation_not_found":

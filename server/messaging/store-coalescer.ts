@@ -1,5 +1,6 @@
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
+import { CallCoalescer } from "../db/call-coalescer.js";
 import type { Database } from "../db/schema.js";
 import type { OutgoingMessage } from "./types.js";
 import { storeMessages, type StoreResult } from "./store.js";
@@ -7,8 +8,6 @@ import { storeMessages, type StoreResult } from "./store.js";
 interface Part {
   msgs: readonly OutgoingMessage[];
   now: Date;
-  resolve: (results: StoreResult[]) => void;
-  reject: (err: unknown) => void;
 }
 
 export interface StoreCoalescerOptions {
@@ -36,73 +35,36 @@ export interface StoreCoalescerOptions {
  * partitions. At most `concurrency` calls run at once; an idle coalescer
  * stores a batch at once (no waiting for company). A combined call that
  * fails is retried part by part, so each worker gets its own batch's outcome
- * (a data error stays with the batch that holds the bad message).
+ * (a data error stays with the batch that holds the bad message). The
+ * gathering is server/db/call-coalescer.ts's.
  */
 export class StoreCoalescer {
-  private readonly waiting: Part[] = [];
-  private running = 0;
+  private readonly calls: CallCoalescer<Part, StoreResult[]>;
 
-  constructor(
-    private readonly db: Kysely<Database>,
-    private readonly opts: StoreCoalescerOptions = {},
-  ) {}
-
-  store(msgs: readonly OutgoingMessage[], now: Date): Promise<StoreResult[]> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ msgs, now, resolve, reject });
-      if (this.running < (this.opts.concurrency ?? 2)) void this.run();
+  constructor(db: Kysely<Database>, opts: StoreCoalescerOptions = {}) {
+    this.calls = new CallCoalescer<Part, StoreResult[]>({
+      what: "store",
+      one: (p) => storeMessages(db, p.msgs, p.now),
+      many: async (parts) => {
+        // The latest of the parts' clocks: created_at never goes back for any of them.
+        const now = new Date(Math.max(...parts.map((p) => p.now.getTime())));
+        const results = await storeMessages(
+          db,
+          parts.flatMap((p) => p.msgs),
+          now,
+        );
+        let at = 0;
+        return parts.map((p) => results.slice(at, (at += p.msgs.length)));
+      },
+      size: (p) => p.msgs.length,
+      maxSize: opts.maxMessages ?? 500,
+      concurrency: opts.concurrency ?? 2,
+      gatherTurn: opts.gatherTurn,
+      logger: opts.logger,
     });
   }
 
-  private async run(): Promise<void> {
-    this.running++;
-    try {
-      if (this.opts.gatherTurn) await new Promise((resolve) => setImmediate(resolve));
-      while (this.waiting.length > 0) {
-        const parts = this.take();
-        await this.storeParts(parts);
-      }
-    } finally {
-      this.running--;
-    }
-  }
-
-  /** The waiting parts, oldest first, up to maxMessages (always at least one part). */
-  private take(): Part[] {
-    const max = this.opts.maxMessages ?? 500;
-    let n = 0;
-    let i = 0;
-    while (i < this.waiting.length && (i === 0 || n + this.waiting[i]!.msgs.length <= max)) {
-      n += this.waiting[i]!.msgs.length;
-      i++;
-    }
-    return this.waiting.splice(0, i);
-  }
-
-  private async storeParts(parts: Part[]): Promise<void> {
-    if (parts.length === 1) {
-      const [p] = parts as [Part];
-      await storeMessages(this.db, p.msgs, p.now).then(p.resolve, p.reject);
-      return;
-    }
-    // The latest of the parts' clocks: created_at never goes back for any of them.
-    const now = new Date(Math.max(...parts.map((p) => p.now.getTime())));
-    let results: StoreResult[];
-    try {
-      results = await storeMessages(
-        this.db,
-        parts.flatMap((p) => p.msgs),
-        now,
-      );
-    } catch (err) {
-      this.opts.logger?.warn({ err: (err as Error).message, parts: parts.length }, "combined store failed; storing each part alone");
-      for (const p of parts) await storeMessages(this.db, p.msgs, p.now).then(p.resolve, p.reject);
-      return;
-    }
-    let at = 0;
-    for (const p of parts) {
-      p.resolve(results.slice(at, at + p.msgs.length));
-      at += p.msgs.length;
-    }
+  store(msgs: readonly OutgoingMessage[], now: Date): Promise<StoreResult[]> {
+    return this.calls.call({ msgs, now });
   }
 }

@@ -98,18 +98,23 @@ begin
   -- Another viewer's minimum (the lowest watermark among everyone but them) can move only if the caller was
   -- at it: with two other participants at or below the caller's old watermark, every other viewer still
   -- sees one of them. Up to two rows read (a full read only while fewer exist).
-  select count(*) into v_low_delivered from (
-    select 1 from conversation_participants p
-    where p.conversation_id = p_conversation_id and p.left_at is null and p.user_id <> p_user_id
-      and p.last_delivered_seq <= v_old_delivered
-    limit 2
-  ) t;
-  select count(*) into v_low_read from (
-    select 1 from conversation_participants p
-    where p.conversation_id = p_conversation_id and p.left_at is null and p.user_id <> p_user_id
-      and p.last_read_seq <= v_old_read
-    limit 2
-  ) t;
+  -- Each only when that watermark moved (and read state is shared, for reads).
+  if v_delivered <> v_old_delivered then
+    select count(*) into v_low_delivered from (
+      select 1 from conversation_participants p
+      where p.conversation_id = p_conversation_id and p.left_at is null and p.user_id <> p_user_id
+        and p.last_delivered_seq <= v_old_delivered
+      limit 2
+    ) t;
+  end if;
+  if v_shared and v_read <> v_old_read then
+    select count(*) into v_low_read from (
+      select 1 from conversation_participants p
+      where p.conversation_id = p_conversation_id and p.left_at is null and p.user_id <> p_user_id
+        and p.last_read_seq <= v_old_read
+      limit 2
+    ) t;
+  end if;
 
   if (v_delivered = v_old_delivered or v_low_delivered >= 2) and (not v_shared or v_read = v_old_read or v_low_read >= 2) then
     -- Nobody else is told. The caller's own devices are, when the caller's read watermark moved (0026): with

@@ -179,6 +179,39 @@ describe("chatwire_mark_receipts, through markReceipts", () => {
     expect(read.updates.map((u) => u.viewer)).toEqual([members[0]]);
   });
 
+  test("calls that arrive together go as one chatwire_mark_receipts_many call, each answered as alone", async () => {
+    const members = await insertUsers(db, 30);
+    const conv = await conversationWith(members as string[], 1);
+    const stranger = (await insertUsers(db, 1))[0]!;
+    const now = new Date("2026-01-03T00:00:00.000Z");
+    const [outsider, beyond, ...outcomes] = await Promise.all([
+      markReceipts(db, conv, stranger, 1n, false, now),
+      markReceipts(db, conv, members[0]!, 5n, false, now),
+      ...members.map((m) => markReceipts(db, conv, m!, 1n, false, now)),
+    ]);
+    expect(outsider).toEqual({ status: "not_participant" });
+    expect(beyond).toEqual({ status: "beyond", lastSeq: "1" });
+    expect(outcomes.map((o) => o.status === "marked" && o.watermarks)).toEqual(members.map(() => ({ last_delivered_seq: "1", last_read_seq: "0" })));
+    // Whatever the order: the second to last tells the last one, the last tells the 29 others.
+    const told = outcomes.flatMap((o) => (o.status === "marked" ? o.updates : []));
+    expect(told).toHaveLength(30);
+    const rows = await db.selectFrom("inbox").select(["user_id", "position"]).where("conversation_id", "=", conv).execute();
+    expect(rows.map((r) => `${r.user_id}@${r.position}`).sort()).toEqual(told.map((u) => `${u.viewer}@${u.position}`).sort());
+    // The function itself, in one call: each item as chatwire_mark_receipts answers it, by index.
+    const items = [
+      { o: 0, c: conv, u: members[1], s: "1", r: true, n: now.toISOString() },
+      { o: 1, c: conv, u: stranger, s: "1", r: true, n: now.toISOString() },
+    ];
+    const { rows: many } = await sql<{ o: number; r_status: string; r_read: string | null }>`
+      select * from chatwire_mark_receipts_many(${JSON.stringify(items)}::jsonb)`.execute(db);
+    expect(many.map((r) => [r.o, r.r_status, r.r_read])).toEqual(
+      expect.arrayContaining([
+        [0, "marked", "1"],
+        [1, "not_participant", null],
+      ]),
+    );
+  });
+
   test("on PostgreSQL its call is a named prepared statement (database.ts PreparingClient), one per connection", async () => {
     const [a, b] = await insertUsers(db, 2);
     const conv = await conversationWith([a!, b!], 3, false);
