@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import { CallCoalescer } from "./call-coalescer.js";
 
 /** A fake database call whose answers the test releases by hand. */
-function harness(opts: { concurrency?: number; maxSize?: number; failMany?: (items: number[]) => boolean } = {}) {
+function harness(opts: { concurrency?: number; maxSize?: number; failMany?: (items: number[]) => boolean; onIdle?: () => void } = {}) {
   const calls: number[][] = [];
   const pending: Array<() => void> = [];
   const answer = (items: number[]) =>
@@ -16,6 +16,7 @@ function harness(opts: { concurrency?: number; maxSize?: number; failMany?: (ite
     many: answer,
     ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
     ...(opts.maxSize ? { maxSize: opts.maxSize } : {}),
+    ...(opts.onIdle ? { onIdle: opts.onIdle } : {}),
   });
   const releaseAll = async () => {
     while (pending.length > 0) {
@@ -54,5 +55,18 @@ describe("CallCoalescer", () => {
     await releaseAll();
     expect(await Promise.all(all)).toEqual([10, 20, 30]);
     expect(calls).toEqual([[1], [2, 3], [2], [3]]);
+  });
+
+  test("onIdle once the last call has ended and nothing waits, not before", async () => {
+    let idle = 0;
+    const { c, releaseAll, pending } = harness({ concurrency: 1, onIdle: () => idle++ });
+    const all = [1, 2, 3].map((i) => c.call(i));
+    pending.shift()!();
+    await new Promise((r) => setImmediate(r));
+    // The first call ended, the other two went as one and are still running.
+    expect(idle).toBe(0);
+    await releaseAll();
+    await Promise.all(all);
+    expect(idle).toBe(1);
   });
 });

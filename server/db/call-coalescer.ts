@@ -15,6 +15,8 @@ export interface CallCoalescerOptions<I, O> {
   maxSize?: number;
   /** An idle coalescer waits for the end of this turn of the event loop before its first call, so what arrives in the same turn goes together. */
   gatherTurn?: boolean;
+  /** Told when the last call has ended and nothing waits (the owner may drop the coalescer). */
+  onIdle?: () => void;
   logger?: Logger;
 }
 
@@ -53,6 +55,7 @@ export class CallCoalescer<I, O> {
       while (this.waiting.length > 0) await this.send(this.take());
     } finally {
       this.running--;
+      if (this.running === 0 && this.waiting.length === 0) this.opts.onIdle?.();
     }
   }
 

@@ -39,17 +39,29 @@ export type MarkOutcome =
  * participation, the conversation and the range first, and works out who is
  * owed which event (domain/receipts.ts receiptUpdates is the rule). Marking a
  * seq again changes nothing and appends nothing. Outside a transaction, calls
- * that arrive while others run go together (chatwire_mark_receipts_many: one
- * round trip and one commit for many; every member of a big group
- * acknowledges every message at about the same time).
+ * for a conversation that arrive while one of its calls runs go together
+ * (chatwire_mark_receipts_many: one round trip and one commit for many; every
+ * member of a big group acknowledges every message at about the same time).
  */
 export async function markReceipts(db: Db, conversationId: string, userId: string, upToSeq: bigint, read: boolean, now: Date): Promise<MarkOutcome> {
   const item: MarkItem = { c: conversationId, u: userId, s: upToSeq.toString(), r: read, now };
   if (db.isTransaction) return markOne(db, item);
-  let coalescer = markCoalescers.get(db);
+  let byConversation = markCoalescers.get(db);
+  if (!byConversation) {
+    byConversation = new Map();
+    markCoalescers.set(db, byConversation);
+  }
+  let coalescer = byConversation.get(conversationId);
   if (!coalescer) {
-    coalescer = new CallCoalescer<MarkItem, MarkOutcome>({ what: "receipt marks", one: (i) => markOne(db, i), many: (items) => markMany(db, items) });
-    markCoalescers.set(db, coalescer);
+    const conversations = byConversation;
+    coalescer = new CallCoalescer<MarkItem, MarkOutcome>({
+      what: "receipt marks",
+      one: (i) => markOne(db, i),
+      many: (items) => markMany(db, items),
+      concurrency: 1,
+      onIdle: () => conversations.delete(conversationId),
+    });
+    byConversation.set(conversationId, coalescer);
   }
   return coalescer.call(item);
 }
@@ -71,8 +83,15 @@ interface MarkRow {
   r_updates: Array<{ viewer: string; position: string; delivered_all: string; read_all: string; read_seq: string }> | null;
 }
 
-/** Per Kysely instance (each server instance and test database has its own). */
-const markCoalescers = new WeakMap<object, CallCoalescer<MarkItem, MarkOutcome>>();
+/**
+ * Per Kysely instance (each server instance and test database has its own),
+ * per conversation while it has marks running: one call at a time per
+ * conversation, what arrives meanwhile goes next as one batch. Only one
+ * conversation's marks share a transaction, so a batch takes the locks a
+ * single call takes, in the same order (conversation, then inbox positions),
+ * and different conversations never wait for each other.
+ */
+const markCoalescers = new WeakMap<object, Map<string, CallCoalescer<MarkItem, MarkOutcome>>>();
 
 async function markOne(db: Db, i: MarkItem): Promise<MarkOutcome> {
   const { rows } = await sql<MarkRow>`select * from chatwire_mark_receipts(${i.c}::uuid, ${i.u}::uuid, ${i.s}::bigint, ${i.r}, ${i.now}::timestamptz)`.execute(

@@ -1,10 +1,11 @@
 -- Several MarkDelivered/MarkRead calls in one round trip and one transaction
 -- (server/db/receipt-store.ts markReceipts, when calls arrive while others run:
 -- server/db/call-coalescer.ts). Each item is chatwire_mark_receipts' call,
--- answered as it answers it, with its index. The caller sends the items sorted
--- by conversation and user, so concurrent batches lock participants' rows in
--- one order. A batch that fails (a deadlock with another transaction, say) is
--- retried item by item by the caller.
+-- answered as it answers it, with its index. The caller batches one
+-- conversation's calls only; they run sorted by conversation and user, so
+-- concurrent batches lock participants' rows in one order. A batch that fails
+-- (a deadlock with another transaction, say) is retried item by item by the
+-- caller.
 -- Input elements: { o: index, c: conversation id, u: user id, s: up_to_seq, r: read, n: the call's now }.
 create or replace function chatwire_mark_receipts_many(p_items jsonb)
 returns table (
