@@ -33,7 +33,8 @@ interface Waiting<I, O> {
  * and what queued meanwhile goes as one combined call when a call ends.
  * Under load the round trips (and PostgreSQL's fixed cost per statement and
  * per transaction) are shared, with no timer. A combined call that fails is
- * retried item by item, so each caller gets its own item's outcome.
+ * retried item by item (all at once), so each caller gets its own item's
+ * outcome.
  */
 export class CallCoalescer<I, O> {
   private readonly waiting: Waiting<I, O>[] = [];
@@ -84,7 +85,8 @@ export class CallCoalescer<I, O> {
       if (results.length !== batch.length) throw new Error(`${this.opts.what}: ${results.length} results for ${batch.length} items`);
     } catch (err) {
       this.opts.logger?.warn({ err: (err as Error).message, items: batch.length }, `combined ${this.opts.what} failed; calling each alone`);
-      for (const w of batch) await this.opts.one(w.item).then(w.resolve, w.reject);
+      // At once, not one after another: with the database gone each would wait out its own connect timeout.
+      await Promise.all(batch.map((w) => this.opts.one(w.item).then(w.resolve, w.reject)));
       return;
     }
     batch.forEach((w, i) => w.resolve(results[i]!));
