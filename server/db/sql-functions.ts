@@ -25,7 +25,7 @@ export const SQL_FUNCTIONS: readonly SqlFunction[] = [
   { name: "chatwire_presence_audience", sha256: "f247892ddda5328f97bb257014da4f6433358054853a30d58eba51434c3c6075", shippedBy: "0013_sql_functions" },
   { name: "chatwire_presence_open_stream", sha256: "89a4c872ae034ba3304311325e4faf27fe04731b178d30823d562c7d8f150af2", shippedBy: "0013_sql_functions" },
   { name: "chatwire_presence_close_stream", sha256: "c6dc52c39392c674d292d98514be2d6e2342439844ae0122513cb77ac95d11be", shippedBy: "0013_sql_functions" },
-  { name: "chatwire_mark_receipts", sha256: "c1ce6ea27937da4ee697544c33e43a177a5ecf696eb6f024121f1f92d426e918", shippedBy: "0026_mark_receipts_cost" },
+  { name: "chatwire_mark_receipts", sha256: "4cfee3866edc82dad3f24e299f44fb9d0ba714bc2df79b36b36bfb76ed17e6cc", shippedBy: "0026_mark_receipts_cost" },
   { name: "chatwire_mark_receipts_many", sha256: "9d40cebe06fe5fa81fe2cc6891ea481d9825c0da909e2407159d79e0cd2ff8b2", shippedBy: "0026_mark_receipts_cost" },
   { name: "chatwire_push_targets", sha256: "0488cdbae35b95fa1c6d99edd664fc47304e5ad8e824f9d1767d0200b1e37739", shippedBy: "0023_generic_plans" },
   { name: "chatwire_replay_inbox", sha256: "257b984231ea3a9a79cd5ab368f840b6c398451b5273d80011cabcee865fd8f2", shippedBy: "0024_replay_inbox" },

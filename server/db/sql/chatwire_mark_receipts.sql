@@ -128,59 +128,59 @@ begin
     from conversation_participants p
     where p.conversation_id = p_conversation_id and p.left_at is null and p.user_id <> p_user_id;
   else
-  -- Everyone's watermarks before this mark (the caller's row is already raised: its old values).
-  select jsonb_agg(jsonb_build_object(
-           'user_id', p.user_id,
-           'last_delivered_seq', (case when p.user_id = p_user_id then v_old_delivered else p.last_delivered_seq end)::text,
-           'last_read_seq', (case when p.user_id = p_user_id then v_old_read else p.last_read_seq end)::text
-         ) order by p.joined_at, p.user_id)
-    into v_before
-  from conversation_participants p
-  where p.conversation_id = p_conversation_id and p.left_at is null;
+    -- Everyone's watermarks before this mark (the caller's row is already raised: its old values).
+    select jsonb_agg(jsonb_build_object(
+             'user_id', p.user_id,
+             'last_delivered_seq', (case when p.user_id = p_user_id then v_old_delivered else p.last_delivered_seq end)::text,
+             'last_read_seq', (case when p.user_id = p_user_id then v_old_read else p.last_read_seq end)::text
+           ) order by p.joined_at, p.user_id)
+      into v_before
+    from conversation_participants p
+    where p.conversation_id = p_conversation_id and p.left_at is null;
 
-  -- Each viewer's "everyone else" minimum from the two smallest values and how often the smallest occurs
-  -- (linear in the group's size): the viewer's own value is excluded only when it alone is the smallest.
-  with people as (
-    select (x->>'user_id')::uuid as user_id,
-           (x->>'last_delivered_seq')::bigint as d0, (x->>'last_read_seq')::bigint as r0,
-           case when (x->>'user_id')::uuid = p_user_id then v_delivered else (x->>'last_delivered_seq')::bigint end as d1,
-           case when (x->>'user_id')::uuid = p_user_id then v_read else (x->>'last_read_seq')::bigint end as r1
-    from jsonb_array_elements(v_before) x
-  ),
-  stats as (
-    select count(*) as n,
-      min(d0) as d0m, min(r0) as r0m, min(d1) as d1m, min(r1) as r1m
-    from people
-  ),
-  stats2 as (
-    select s.*,
-      (select count(*) from people q where q.d0 = s.d0m) as d0c, (select min(q.d0) from people q where q.d0 > s.d0m) as d0n,
-      (select count(*) from people q where q.r0 = s.r0m) as r0c, (select min(q.r0) from people q where q.r0 > s.r0m) as r0n,
-      (select count(*) from people q where q.d1 = s.d1m) as d1c, (select min(q.d1) from people q where q.d1 > s.d1m) as d1n,
-      (select count(*) from people q where q.r1 = s.r1m) as r1c, (select min(q.r1) from people q where q.r1 > s.r1m) as r1n
-    from stats s
-  ),
-  mins as (
-    select q.user_id,
-      case when s.n = 1 then 0 when q.d0 = s.d0m and s.d0c = 1 then s.d0n else s.d0m end as d_before,
-      case when s.n = 1 then 0 when q.r0 = s.r0m and s.r0c = 1 then s.r0n else s.r0m end as r_before,
-      case when s.n = 1 then 0 when q.d1 = s.d1m and s.d1c = 1 then s.d1n else s.d1m end as d_after,
-      case when s.n = 1 then 0 when q.r1 = s.r1m and s.r1c = 1 then s.r1n else s.r1m end as r_after
-    from people q, stats2 s
-  ),
-  updates as (
-    select m.user_id as viewer,
-      m.d_after as delivered_all,
-      case when v_shared then m.r_after else 0 end as read_all,
-      case when m.user_id = p_user_id or v_shared then v_read else 0 end as read_seq
-    from mins m
-    where (m.user_id = p_user_id and v_read <> v_old_read)
-       or (m.user_id <> p_user_id and (m.d_after <> m.d_before or (v_shared and m.r_after <> m.r_before)))
-  )
-  select jsonb_agg(jsonb_build_object('viewer', u.viewer, 'delivered_all', u.delivered_all, 'read_all', u.read_all,
-                                      'read_seq', u.read_seq))
-    into v_updates
-  from updates u;
+    -- Each viewer's "everyone else" minimum from the two smallest values and how often the smallest occurs
+    -- (linear in the group's size): the viewer's own value is excluded only when it alone is the smallest.
+    with people as (
+      select (x->>'user_id')::uuid as user_id,
+             (x->>'last_delivered_seq')::bigint as d0, (x->>'last_read_seq')::bigint as r0,
+             case when (x->>'user_id')::uuid = p_user_id then v_delivered else (x->>'last_delivered_seq')::bigint end as d1,
+             case when (x->>'user_id')::uuid = p_user_id then v_read else (x->>'last_read_seq')::bigint end as r1
+      from jsonb_array_elements(v_before) x
+    ),
+    stats as (
+      select count(*) as n,
+        min(d0) as d0m, min(r0) as r0m, min(d1) as d1m, min(r1) as r1m
+      from people
+    ),
+    stats2 as (
+      select s.*,
+        (select count(*) from people q where q.d0 = s.d0m) as d0c, (select min(q.d0) from people q where q.d0 > s.d0m) as d0n,
+        (select count(*) from people q where q.r0 = s.r0m) as r0c, (select min(q.r0) from people q where q.r0 > s.r0m) as r0n,
+        (select count(*) from people q where q.d1 = s.d1m) as d1c, (select min(q.d1) from people q where q.d1 > s.d1m) as d1n,
+        (select count(*) from people q where q.r1 = s.r1m) as r1c, (select min(q.r1) from people q where q.r1 > s.r1m) as r1n
+      from stats s
+    ),
+    mins as (
+      select q.user_id,
+        case when s.n = 1 then 0 when q.d0 = s.d0m and s.d0c = 1 then s.d0n else s.d0m end as d_before,
+        case when s.n = 1 then 0 when q.r0 = s.r0m and s.r0c = 1 then s.r0n else s.r0m end as r_before,
+        case when s.n = 1 then 0 when q.d1 = s.d1m and s.d1c = 1 then s.d1n else s.d1m end as d_after,
+        case when s.n = 1 then 0 when q.r1 = s.r1m and s.r1c = 1 then s.r1n else s.r1m end as r_after
+      from people q, stats2 s
+    ),
+    updates as (
+      select m.user_id as viewer,
+        m.d_after as delivered_all,
+        case when v_shared then m.r_after else 0 end as read_all,
+        case when m.user_id = p_user_id or v_shared then v_read else 0 end as read_seq
+      from mins m
+      where (m.user_id = p_user_id and v_read <> v_old_read)
+         or (m.user_id <> p_user_id and (m.d_after <> m.d_before or (v_shared and m.r_after <> m.r_before)))
+    )
+    select jsonb_agg(jsonb_build_object('viewer', u.viewer, 'delivered_all', u.delivered_all, 'read_all', u.read_all,
+                                        'read_seq', u.read_seq))
+      into v_updates
+    from updates u;
   end if;
 
   with updates as (
