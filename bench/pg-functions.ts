@@ -148,6 +148,20 @@ async function main(): Promise<void> {
       }),
     );
     top.push(`chatwire_mark_receipts:\n${await nested(pool, CALLS)}`);
+    // Several conversations' marks in one call (chatwire_mark_receipts_many), as a coalescer would send them.
+    for (const per of [4, 10]) {
+      let items = 0;
+      const r = await measure(pool, backend, "mark_receipts_many", String(per), async (i) => {
+        const batch = Array.from({ length: per }, (_, k) => {
+          const { p, upTo } = markArgs(CALLS * 5 + i * per + k);
+          return { o: k, c: p.conversationId, u: p.b, s: upTo, r: false, n: new Date().toISOString() };
+        });
+        items += per;
+        await pool.query({ name: "mark_many", text: "select * from chatwire_mark_receipts_many($1::jsonb)", values: [JSON.stringify(batch)] });
+      });
+      r.messages = items;
+      rows.push(r);
+    }
     // The statements MarkDelivered sent one by one before migration 0015, for comparison (exec ms: not counted).
     rows.push(await measure(pool, backend, "mark, statements before 0015", "1", (i) => markOneByOne(pool, markArgs(CALLS + i))));
 

@@ -37,6 +37,8 @@ interface DeviceState {
   maxHeartbeatGapMs: number;
   ended?: string;
   onCaughtUp?: () => void;
+  /** When the last open's ready arrived (nowMs). */
+  readyAt?: number;
   /** MarkDelivered batch: conversation → highest seq received from others. */
   deliver: Map<string, bigint>;
   deliverTimer?: NodeJS.Timeout;
@@ -106,6 +108,7 @@ function onEvent(d: DeviceState, payload: Buffer): void {
     }
   }
   if (k.case === "ready") {
+    d.readyAt = nowMs();
     // A fresh stream (no since_position) starts at the account's current position.
     if (d.last === 0n) d.last = k.value.position;
   } else if (k.case === "caughtUp") {
@@ -242,12 +245,20 @@ serve({
   async resume(arg: { concurrency: number; timeoutMs?: number }) {
     const started = nowMs();
     let slowest = 0;
+    const toReady: number[] = [];
+    const toCaughtUp: number[] = [];
     const ok = await pool(devices, arg.concurrency, async (d) => {
+      const t = nowMs();
+      d.readyAt = undefined;
       const r = await openOne(d, d.last, arg.timeoutMs ?? 60_000);
       slowest = Math.max(slowest, nowMs() - started);
+      if (r) {
+        toReady.push((d.readyAt ?? nowMs()) - t);
+        toCaughtUp.push(nowMs() - t);
+      }
       return r;
     });
-    return { resumed: ok.filter(Boolean).length, ms: nowMs() - started, lastCaughtUpMs: slowest };
+    return { resumed: ok.filter(Boolean).length, ms: nowMs() - started, lastCaughtUpMs: slowest, toReady, toCaughtUp };
   },
 
   /** Latencies recorded since the last take, by tag (and then forgotten). */

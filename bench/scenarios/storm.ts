@@ -1,5 +1,5 @@
 import { DbFixtures } from "../lib/fixtures.js";
-import { sleep } from "../lib/stats.js";
+import { fmt, sleep, summarize } from "../lib/stats.js";
 import { STORM_SECONDS } from "../lib/targets.js";
 import type { BenchContext, ScenarioResult } from "../lib/context.js";
 
@@ -63,9 +63,16 @@ export async function scenarioStorm(ctx: BenchContext): Promise<ScenarioResult> 
     await sampler.start();
     const t0 = performance.now();
     const resumed = await Promise.all(
-      subs.map((s) => s.proc.call<{ resumed: number; ms: number }>("resume", { concurrency: 250, timeoutMs: 60_000 }, 600_000)),
+      subs.map((s) =>
+        s.proc.call<{ resumed: number; ms: number; toReady: number[]; toCaughtUp: number[] }>("resume", { concurrency: 250, timeoutMs: 60_000 }, 600_000),
+      ),
     );
     const caughtUpMs = performance.now() - t0;
+    const toReady = summarize(resumed.flatMap((r) => r.toReady));
+    const toCaughtUp = summarize(resumed.flatMap((r) => r.toCaughtUp));
+    console.log(
+      `  per device: open → ready p50 ${fmt(toReady.p50)} p99 ${fmt(toReady.p99)} ms; open → caught up p50 ${fmt(toCaughtUp.p50)} p99 ${fmt(toCaughtUp.p99)} max ${fmt(toCaughtUp.max)} ms`,
+    );
     const cores = await sampler.stop();
     const sent = await sending;
     // Let the last messages arrive (and the statistics settle), then compare every device with the database.
