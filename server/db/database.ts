@@ -1,10 +1,10 @@
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import type { Logger } from "pino";
 import { PGliteDialect } from "./pglite-dialect.js";
-import { PGliteThread } from "./pglite-thread.js";
 import type { Database } from "./schema.js";
 
 type DatabaseKind = "postgres" | "pglite";
@@ -124,8 +124,10 @@ async function openPGlite(opts: OpenDatabaseOptions): Promise<DatabaseHandle> {
     dataDir = path.resolve(opts.dataDir, "pgdata");
     await mkdir(dataDir, { recursive: true });
   }
-  // On a thread of its own (pglite-thread.ts), with int8 as text as above.
-  const pglite = await PGliteThread.start(dataDir, PGLITE_SETTINGS);
+  const pglite = await PGlite.create(dataDir, {
+    parsers: { [pgliteTypes.INT8]: (value: string) => value },
+    postgresqlconf: PGLITE_SETTINGS,
+  });
   logger.info({ dataDir }, "pglite database opened");
   const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
   // Kysely skips driver.destroy() if no query ever ran, so close PGlite here too.

@@ -1,4 +1,4 @@
-import { protocol } from "@electric-sql/pglite";
+import { parse as pgliteParse, protocol, type messages, type PGlite } from "@electric-sql/pglite";
 import {
   CompiledQuery,
   IdentifierNode,
@@ -17,18 +17,16 @@ import {
   type QueryResult,
   type TransactionSettings,
 } from "kysely";
-import type { PGliteThread, ThreadAnswer } from "./pglite-thread.js";
 
 export interface PGliteDialectConfig {
   /** Ownership passes to the dialect: destroying the Kysely instance closes it. */
-  pglite: PGliteThread;
+  pglite: PGlite;
 }
 
 /**
- * Kysely dialect for the embedded PGlite (on its own thread: pglite-thread.ts).
- * PGlite is a single Postgres backend: statements outside a transaction are
- * pipelined to it, and a Kysely transaction holds the session from BEGIN to
- * COMMIT/ROLLBACK while other statements wait (Session).
+ * Kysely dialect for an in-process PGlite. PGlite is a single Postgres backend,
+ * so the driver hands out one connection guarded by a FIFO mutex: a Kysely
+ * transaction holds it from BEGIN to COMMIT/ROLLBACK and other queries wait.
  *
  * Caveat: inside `db.transaction().execute(trx => ...)`, querying through `db`
  * instead of `trx` waits for the transaction's own connection and deadlocks.
@@ -58,74 +56,46 @@ export class PGliteDialect implements Dialect {
   }
 }
 
-/**
- * PGlite is one PostgreSQL session. Statements outside a transaction go to
- * its thread as they come, several in flight at once (it runs them in order),
- * so the thread's hand-offs overlap instead of adding up. A transaction has
- * the session to itself: its BEGIN waits for the statements in flight, and
- * other connections' statements wait for its COMMIT or ROLLBACK.
- */
-class Session {
-  /** The connection whose transaction holds the session. */
-  owner: PGliteConnection | undefined;
-  inFlight = 0;
-  #waiters: Array<() => void> = [];
+class Mutex {
+  #tail: Promise<void> = Promise.resolve();
 
-  /** Another connection's transaction holds the session: `conn` must wait (next()) and check again before it sends. */
-  blocks(conn: PGliteConnection): boolean {
-    return this.owner !== undefined && this.owner !== conn;
-  }
-
-  /** Until `conn` holds the session alone (nothing else in flight). */
-  async take(conn: PGliteConnection): Promise<void> {
-    while (this.blocks(conn)) await this.next();
-    this.owner = conn;
-    while (this.inFlight > 0) await this.next();
-  }
-
-  release(conn: PGliteConnection): void {
-    if (this.owner !== conn) return;
-    this.owner = undefined;
-    this.#wake();
-  }
-
-  done(): void {
-    this.inFlight--;
-    if (this.inFlight === 0) this.#wake();
-  }
-
-  /** Until nothing is in flight and no transaction is open (for close). */
-  async idle(): Promise<void> {
-    while (this.owner !== undefined || this.inFlight > 0) await this.next();
-  }
-
-  /** Resolves at the next change (a transaction ended, nothing in flight). */
-  next(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-
-  #wake(): void {
-    const waiting = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiting) w();
+  /** Resolves, in call order, once every earlier holder has released. */
+  async lock(): Promise<() => void> {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const previous = this.#tail;
+    this.#tail = previous.then(() => released);
+    await previous;
+    return release;
   }
 }
 
 class PGliteDriver implements Driver {
-  readonly #pglite: PGliteThread;
-  readonly #session = new Session();
-  readonly #statements = new Statements();
+  readonly #pglite: PGlite;
+  readonly #connection: PGliteConnection;
+  readonly #mutex = new Mutex();
+  #release: (() => void) | undefined;
   #destroyed = false;
 
-  constructor(pglite: PGliteThread) {
+  constructor(pglite: PGlite) {
     this.#pglite = pglite;
+    this.#connection = new PGliteConnection(pglite);
   }
 
-  async init(): Promise<void> {}
+  async init(): Promise<void> {
+    await this.#pglite.waitReady;
+  }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    if (this.#destroyed || this.#pglite.closed) throw new Error("PGlite database is closed");
-    return new PGliteConnection(this.#pglite, this.#session, this.#statements);
+    const release = await this.#mutex.lock();
+    if (this.#destroyed || this.#pglite.closed) {
+      release();
+      throw new Error("PGlite database is closed");
+    }
+    this.#release = release;
+    return this.#connection;
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
@@ -135,7 +105,6 @@ class PGliteDriver implements Driver {
       if (settings.isolationLevel) statement += ` isolation level ${settings.isolationLevel}`;
       if (settings.accessMode) statement += ` ${settings.accessMode}`;
     }
-    await this.#session.take(connection as PGliteConnection);
     await connection.executeQuery(CompiledQuery.raw(statement));
   }
 
@@ -159,16 +128,22 @@ class PGliteDriver implements Driver {
     await connection.executeQuery(compileQuery(savepointCommand("release", savepointName), createQueryId()));
   }
 
-  async releaseConnection(connection: DatabaseConnection): Promise<void> {
-    this.#session.release(connection as PGliteConnection);
+  async releaseConnection(): Promise<void> {
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
   }
 
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
-    // Statements sent before destroy() still run; later ones fail fast.
-    this.#destroyed = true;
-    await this.#session.idle();
-    if (!this.#pglite.closed) await this.#pglite.close();
+    // Queries queued before destroy() still run; later ones fail fast.
+    const release = await this.#mutex.lock();
+    try {
+      this.#destroyed = true;
+      if (!this.#pglite.closed) await this.#pglite.close();
+    } finally {
+      release();
+    }
   }
 }
 
@@ -198,76 +173,48 @@ const EXECUTE = serialize.execute({});
  * type, as node-postgres does on the production profile, so both profiles
  * send the same text for the same value.
  */
-/**
- * The session's named prepared statements (query text → name), shared by its
- * connections. A name is taken when its Parse is sent, so a second statement
- * with the same text, sent while the first is in flight, only binds it (the
- * thread runs them in order).
- */
-class Statements {
-  readonly prepared = new Map<string, string>();
-  nextName = 0;
-  /** Statements dropped earlier (see below), closed on the way with the next statement sent. */
-  readonly closing: string[] = [];
-}
-
 class PGliteConnection implements DatabaseConnection {
-  readonly #pglite: PGliteThread;
-  readonly #session: Session;
-  readonly #statements: Statements;
+  readonly #pglite: PGlite;
+  /** Query text → name of its prepared statement in the backend. */
+  readonly #prepared = new Map<string, string>();
+  #nextName = 0;
+  readonly #closing: string[] = [];
 
-  constructor(pglite: PGliteThread, session: Session, statements: Statements) {
+  constructor(pglite: PGlite) {
     this.#pglite = pglite;
-    this.#session = session;
-    this.#statements = statements;
   }
 
   async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
-    // Checked again after every wait; from the last check to the send nothing awaits.
-    while (this.#session.blocks(this)) await this.#session.next();
     const text = compiledQuery.sql;
-    const st = this.#statements;
-    let name = st.prepared.get(text);
+    let name = this.#prepared.get(text);
     const parse = name === undefined;
-    if (name === undefined && st.prepared.size < PREPARED_MAX && PREPARABLE.test(text)) {
-      name = `k${++st.nextName}`;
-      st.prepared.set(text, name);
-    }
+    if (name === undefined && this.#prepared.size < PREPARED_MAX && PREPARABLE.test(text)) name = `k${++this.#nextName}`;
     const values = compiledQuery.parameters.map(prepareValue);
     const parts = [
-      ...st.closing.splice(0).map((stale) => serialize.close({ type: "S", name: stale })),
+      // Statements dropped earlier (see below) are closed on the way.
+      ...this.#closing.splice(0).map((stale) => serialize.close({ type: "S", name: stale })),
       ...(parse ? [serialize.parse({ name: name ?? "", text })] : []),
       serialize.bind({ statement: name ?? "", values }),
       DESCRIBE_PORTAL,
       EXECUTE,
       SYNC,
     ];
-    this.#session.inFlight++;
-    let answer: ThreadAnswer;
-    try {
-      answer = await this.#pglite.exec(concat(parts));
-    } catch (err) {
-      if (parse && name !== undefined && st.prepared.get(text) === name) st.prepared.delete(text);
-      throw err;
-    } finally {
-      this.#session.done();
-    }
-    if (parse && name !== undefined && !answer.parseComplete && st.prepared.get(text) === name) st.prepared.delete(text);
-    const error = answer.error;
+    const messages = await this.#pglite.execProtocolStream(concat(parts), { syncToFs: false, throwOnError: false });
+    if (parse && name !== undefined && messages.some((m) => m.name === "parseComplete")) this.#prepared.set(text, name);
+    const error = messages.find((m): m is messages.DatabaseError => m.name === "error");
     if (error) {
       // "cached plan must not change result type": a table changed under a
       // prepared `select *` (a migration). Parsed afresh under a new name;
       // outside a transaction that is retried here, inside it is aborted anyway.
       if (!parse && name !== undefined && error.code === "0A000") {
-        if (st.prepared.get(text) === name) {
-          st.prepared.delete(text);
-          st.closing.push(name);
-        }
-        if (!answer.inTransaction) return this.executeQuery(compiledQuery);
+        this.#prepared.delete(text);
+        this.#closing.push(name);
+        if (!this.#pglite.isInTransaction()) return this.executeQuery(compiledQuery);
       }
       throw error;
     }
-    const result = answer.result;
+    if (!this.#pglite.isInTransaction()) await this.#pglite.syncToFs();
+    const [result] = pgliteParse.parseResults(messages, this.#pglite.parsers);
     const command = result?.command?.toUpperCase();
     return {
       rows: (result?.rows ?? []) as R[],
