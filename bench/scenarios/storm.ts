@@ -68,12 +68,12 @@ export async function scenarioStorm(ctx: BenchContext): Promise<ScenarioResult> 
       ),
     );
     const caughtUpMs = performance.now() - t0;
+    const cores = await sampler.stop();
     const toReady = summarize(resumed.flatMap((r) => r.toReady));
     const toCaughtUp = summarize(resumed.flatMap((r) => r.toCaughtUp));
     console.log(
       `  per device: open → ready p50 ${fmt(toReady.p50)} p99 ${fmt(toReady.p99)} ms; open → caught up p50 ${fmt(toCaughtUp.p50)} p99 ${fmt(toCaughtUp.p99)} max ${fmt(toCaughtUp.max)} ms`,
     );
-    const cores = await sampler.stop();
     const sent = await sending;
     // Let the last messages arrive (and the statistics settle), then compare every device with the database.
     await sleep(quiet ? STATS_SETTLE_MS : 3000);
@@ -149,7 +149,7 @@ export async function scenarioStorm(ctx: BenchContext): Promise<ScenarioResult> 
           .slice(0, 3)
           .map((e) => `ended stream: ${e}`),
       ],
-      data: { n, quiet, open, resumedN, caughtUpMs, sent, lost, tailLost, duplicates, cores, transactions },
+      data: { n, quiet, open, resumedN, caughtUpMs, toReady, toCaughtUp, sent, lost, tailLost, duplicates, cores, transactions },
     };
   } finally {
     await stats.close().catch(() => undefined);
