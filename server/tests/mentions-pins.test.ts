@@ -49,8 +49,10 @@ describe("mentions", () => {
       const sent = await curlJson(s, a.token, "chat.ChatService", "SendMessage", { conversation_id: group, content: "@b look", mention_user_ids: [b.id] });
       expect(sent.status).toBe(200);
       const id = sent.body.message.id as string;
-      await a.chat.sendMessage({ conversationId: group, content: "no mention" });
+      const plain = (await a.chat.sendMessage({ conversationId: group, content: "no mention" })).message!.id;
       await live.until((x) => x.of("mentionAdded").some((m) => m.messageId === id), 10_000, "mention_added");
+      // Both stored (production: a send is answered once queued) before the counts are read.
+      await live.until((x) => x.of("messageCreated").some((m) => m.message?.id === plain), 10_000, "the second message");
       const event = live.of("mentionAdded").find((m) => m.messageId === id)!;
       expect([event.conversationId, event.senderId]).toEqual([group, a.id]);
       // After its message_created.
