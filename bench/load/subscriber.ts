@@ -247,10 +247,21 @@ serve({
     let slowest = 0;
     const toReady: number[] = [];
     const toCaughtUp: number[] = [];
+    const timeoutMs = arg.timeoutMs ?? 60_000;
+    let retried = 0;
     const ok = await pool(devices, arg.concurrency, async (d) => {
       const t = nowMs();
       d.readyAt = undefined;
-      const r = await openOne(d, d.last, arg.timeoutMs ?? 60_000);
+      let r = await openOne(d, d.last, timeoutMs);
+      // As the SDK's subscription does (client-sdk/src/subscription.ts): a stream the server ended with
+      // Unavailable (status 14: e.g. no database connection free within its timeout) is opened again after a
+      // jittered backoff (from 500 ms, doubling), from the position it reached; the time counts from the first open.
+      for (let attempt = 0; !r && d.ended?.startsWith("status 14") && nowMs() - t < timeoutMs; attempt++) {
+        retried++;
+        const ceiling = Math.min(30_000, 500 * 2 ** attempt);
+        await sleep(ceiling / 2 + Math.random() * (ceiling / 2));
+        r = await openOne(d, d.last, Math.max(1, timeoutMs - (nowMs() - t)));
+      }
       slowest = Math.max(slowest, nowMs() - started);
       if (r) {
         toReady.push((d.readyAt ?? nowMs()) - t);
@@ -258,7 +269,7 @@ serve({
       }
       return r;
     });
-    return { resumed: ok.filter(Boolean).length, ms: nowMs() - started, lastCaughtUpMs: slowest, toReady, toCaughtUp };
+    return { resumed: ok.filter(Boolean).length, ms: nowMs() - started, lastCaughtUpMs: slowest, toReady, toCaughtUp, retried };
   },
 
   /** Latencies recorded since the last take, by tag (and then forgotten). */
