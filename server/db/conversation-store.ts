@@ -245,13 +245,15 @@ export async function listConversations(
 
 /**
  * Messages after `afterSeq` (up to `upToSeq`, for a former participant) not
- * sent by the user: the unread count, and of them those mentioning the user,
- * per conversation.
+ * sent by the user and not expired at `now` (a disappearing message is unread
+ * no longer once it is due, before the purge too): the unread count, and of
+ * them those mentioning the user, per conversation.
  */
 export async function unreadCounts(
   db: Db,
   userId: string,
   items: Array<{ conversationId: string; afterSeq: string; upToSeq?: string | null }>,
+  now: Date,
 ): Promise<Map<string, { unread: number; mentions: number }>> {
   const out = new Map<string, { unread: number; mentions: number }>();
   // One indexed range count per conversation ((conversation_id, seq) is unique-indexed); pages are ≤ 100.
@@ -267,6 +269,7 @@ export async function unreadCounts(
       const row = await q
         .where("kind", "=", "user")
         .where("deleted_at", "is", null)
+        .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", now)]))
         .where((eb) => eb.or([eb("sender_id", "is", null), eb("sender_id", "!=", userId)]))
         .executeTakeFirstOrThrow();
       out.set(i.conversationId, { unread: Number(row.n), mentions: i.upToSeq == null ? Number(row.mentions) : 0 });

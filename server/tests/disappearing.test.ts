@@ -93,6 +93,7 @@ describe("expiry", () => {
     ]);
     await b.chat.reactToMessage({ messageId: live.id, emoji: "👍" });
     const before = bStream.lastPosition;
+    expect((await b.chat.getConversations({})).conversations.find((c) => c.id === direct)!.unreadCount).toBe(2);
 
     // A day on (fresh logins: the tokens' lifetime is a day too). Before any purge, nothing reads it.
     clock.advance(DAY_MS + 1000);
@@ -102,6 +103,8 @@ describe("expiry", () => {
     expect(after.some((m) => m.content === "stays")).toBe(true);
     const [conv] = (await b2.chat.getConversations({})).conversations;
     expect(conv!.lastMessage!.id).not.toBe(live.id);
+    // Nor is it counted unread any more: only "stays" is.
+    expect(conv!.unreadCount).toBe(1);
     expect(await codeOf(a2.chat.reactToMessage({ messageId: live.id, emoji: "🎉" }))).toBe(Code.NotFound);
     // Inbox replay (a device reconnecting from before the message) skips it.
     const replay = new Subscription(protocolTransport(s.url, b2.token, "connect"), 0n);

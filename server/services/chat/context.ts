@@ -64,6 +64,7 @@ export function chatRoom(ctx: AppContext) {
         db,
         userId,
         rows.map((r) => ({ conversationId: r.id, afterSeq: maxSeq(r.my.last_read_seq, r.my.joined_seq), upToSeq: r.my.left_seq })),
+        clock.now(),
       ),
       history.lastVisibleMessages(
         db,
