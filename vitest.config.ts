@@ -20,11 +20,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Two cores: more workers only make the database and servers fight.
     maxWorkers: 2,
-    // Each worker keeps its modules from one test file to the next instead of importing the server's whole
-    // graph (connect, protobuf, kysely, pg, NATS, PGlite) afresh per file: "import" fell from 118–131 s to
-    // 21 s per suite, the embedded suite from 362 to 277 s. Test files own their servers, databases and
-    // listeners and undo what they change of the process (fake timers, process listeners).
-    isolate: false,
     reporters: ["default"],
   },
 });
