@@ -189,8 +189,16 @@ describe("NATS cluster", () => {
     expect(acked).toBe(MESSAGES);
 
     // Every acknowledged message stored once, asked of PostgreSQL itself; then the stream is empty (all acked).
+    // The acks a killed leader took but did not replicate come back after ack_wait (5 s here) and are acked
+    // again. Bounded at 60 s: 30 s ran out once on a slow machine (the production suite took 698 s there
+    // against its usual 434); the failure says what is left.
     const { storedAllMs, rows, lost, doubled } = await storedOutcome(db.databaseUrl!, work, 60_000, () =>
-      until("the stream empty (every message acked by the worker)", async () => (await streamInfo()).state.messages === 0, 30_000, 200),
+      until("the stream empty (every message acked by the worker)", async () => (await streamInfo()).state.messages === 0, 60_000, 200).catch(
+        async (err: Error) => {
+          const left = await streamInfo().catch(() => undefined);
+          throw new Error(`${err.message}; ${left ? `${left.state.messages} messages left, first seq ${left.state.first_seq}` : "stream info unavailable"}`);
+        },
+      ),
     );
 
     // Delivery continues: what conversation 0's sender sent after the kill reached the watcher's open stream.
@@ -229,5 +237,5 @@ describe("NATS cluster", () => {
     expect(afterKill.length).toBeGreaterThan(0);
     expect(deliveredMs instanceof Error ? deliveredMs.message : "delivered").toBe("delivered");
     expect(crashes, String(crashes[0])).toEqual([]);
-  }, 180_000);
+  }, 240_000);
 });
