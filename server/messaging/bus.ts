@@ -31,13 +31,30 @@ export class InProcessBus implements EventBus {
   }
 }
 
+/**
+ * Core NATS subjects. On a connection opened with `noEcho` (NatsLink's), NATS
+ * never hands this instance its own notices back: they go to this instance's
+ * subscribers directly (in a microtask, as InProcessBus) and through NATS to
+ * every other instance. That saves, for each notice, NATS's delivery back
+ * and this process's read and parse of it. On a connection that echoes
+ * (tests' own), NATS alone delivers, as before.
+ */
 export class NatsBus implements EventBus {
+  private readonly local: EventEmitter | undefined;
+
   constructor(
     private readonly nc: NatsConnection,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    if ((nc as { options?: { noEcho?: boolean } }).options?.noEcho === true) {
+      this.local = new EventEmitter();
+      this.local.setMaxListeners(0);
+    }
+  }
 
   publish(subject: string, payload: Uint8Array): void {
+    const local = this.local;
+    if (local && local.listenerCount(subject) > 0) queueMicrotask(() => local.emit(subject, payload));
     try {
       this.nc.publish(subject, payload);
     } catch (err) {
@@ -46,19 +63,26 @@ export class NatsBus implements EventBus {
   }
 
   subscribe(subject: string, handler: (payload: Uint8Array) => void): () => void {
+    const guarded = (payload: Uint8Array): void => {
+      try {
+        handler(payload);
+      } catch (e) {
+        this.logger.error({ err: e, subject }, "bus handler failed");
+      }
+    };
+    this.local?.on(subject, guarded);
     const sub: Subscription = this.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) {
           this.logger.warn({ err, subject }, "bus subscription error");
           return;
         }
-        try {
-          handler(msg.data);
-        } catch (e) {
-          this.logger.error({ err: e, subject }, "bus handler failed");
-        }
+        guarded(msg.data);
       },
     });
-    return () => sub.unsubscribe();
+    return () => {
+      this.local?.off(subject, guarded);
+      sub.unsubscribe();
+    };
   }
 }

@@ -319,11 +319,15 @@ export class MessageWorker {
     );
     // Rare: only for messages that can never be stored. If this fails the
     // batch is retried; the stored messages come back as duplicates.
-    await insertDeadLetters(
-      this.opts.db,
-      rejected.map(({ m, error }) => letterOf(m, error)),
-      now,
-    );
+    // Not awaited when there is none: the acks below then go out in the same
+    // socket write as the notices above (the NATS client flushes once per turn).
+    if (rejected.length > 0) {
+      await insertDeadLetters(
+        this.opts.db,
+        rejected.map(({ m, error }) => letterOf(m, error)),
+        now,
+      );
+    }
     const rejectedSet = new Set(rejected.map((r) => r.m));
     valid.forEach(({ m }, i) => {
       if (!rejectedSet.has(m)) this.count((results[i] as Extract<StoreResult, { ok: true }>).message.duplicate ? "duplicate" : "stored");

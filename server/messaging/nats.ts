@@ -31,6 +31,8 @@ export class NatsLink {
       // JetStream publish is one request per SendMessage. Failures still say
       // what failed; they only lack the caller's stack.
       noAsyncTraces: true,
+      // This instance's own bus notices reach its subscribers directly (NatsBus), not back through NATS.
+      noEcho: true,
     });
     logger.info({ server: nc.getServer() }, "connected to NATS");
     const link = new NatsLink(nc);
