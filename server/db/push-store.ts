@@ -21,9 +21,14 @@ export interface NewRegistration {
  * Sets the session's one registration. The same token held by another
  * session moves here (a device reinstalled, or logged in as someone else).
  * Registering the same thing again keeps updated_at, so a retry answers alike.
- * Run it in a transaction (the move and the insert together).
+ * Run it in a transaction (the move and the insert together, and the lock
+ * that serializes registrations of one token).
  */
 export async function upsertRegistration(db: Db, r: NewRegistration): Promise<PushTokenRow> {
+  // Sessions registering one token at the same time take turns: otherwise each
+  // finds no other holder to move it from, and all but one insert would break
+  // the (platform, token) unique index. The last to commit holds it.
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`chatwire_push_token:${r.platform}:${r.token}`}, 0))`.execute(db);
   await db.deleteFrom("push_tokens").where("platform", "=", r.platform).where("token", "=", r.token).where("session_id", "!=", r.sessionId).execute();
   const values = { platform: r.platform, token: r.token, apns_sandbox: r.apnsSandbox, p256dh: r.p256dh, auth: r.auth };
   const same = await db.selectFrom("push_tokens").selectAll().where("session_id", "=", r.sessionId).executeTakeFirst();

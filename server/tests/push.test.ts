@@ -262,6 +262,19 @@ describe("PushService", () => {
     expect(await codeOf(d.push.updatePushSettings({}))).toBe(Code.InvalidArgument);
   });
 
+  test("sessions registering one token at the same time: every call succeeds and the token ends up with exactly one of them", async () => {
+    const devices = await Promise.all(Array.from({ length: 6 }, () => device()));
+    for (let round = 0; round < 5; round++) {
+      const token = `raced-token-${round}`;
+      const answers = await Promise.allSettled(devices.map((d) => d.push.registerPushToken({ platform: PushPlatform.FCM, token })));
+      const failed = answers.flatMap((a) => (a.status === "rejected" ? [String(a.reason)] : []));
+      expect(failed, `round ${round}`).toEqual([]);
+      const holders = [];
+      for (const d of devices) if ((await d.push.getPushToken({})).registration?.token === token) holders.push(d.sessionId);
+      expect(holders, `round ${round}: sessions holding ${token}`).toHaveLength(1);
+    }
+  });
+
   test("GetWebPushKey answers the VAPID public key (generated into the data dir in development)", async () => {
     const d = await device();
     const { publicKey } = await d.push.getWebPushKey({});
