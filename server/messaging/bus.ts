@@ -40,21 +40,17 @@ export class InProcessBus implements EventBus {
  * (tests' own), NATS alone delivers, as before.
  */
 export class NatsBus implements EventBus {
-  private readonly local: EventEmitter | undefined;
+  private readonly local: InProcessBus | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly logger: Logger,
   ) {
-    if ((nc as { options?: { noEcho?: boolean } }).options?.noEcho === true) {
-      this.local = new EventEmitter();
-      this.local.setMaxListeners(0);
-    }
+    if ((nc as { options?: { noEcho?: boolean } }).options?.noEcho === true) this.local = new InProcessBus();
   }
 
   publish(subject: string, payload: Uint8Array): void {
-    const local = this.local;
-    if (local && local.listenerCount(subject) > 0) queueMicrotask(() => local.emit(subject, payload));
+    this.local?.publish(subject, payload);
     try {
       this.nc.publish(subject, payload);
     } catch (err) {
@@ -70,7 +66,7 @@ export class NatsBus implements EventBus {
         this.logger.error({ err: e, subject }, "bus handler failed");
       }
     };
-    this.local?.on(subject, guarded);
+    const offLocal = this.local?.subscribe(subject, guarded);
     const sub: Subscription = this.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) {
@@ -81,7 +77,7 @@ export class NatsBus implements EventBus {
       },
     });
     return () => {
-      this.local?.off(subject, guarded);
+      offLocal?.();
       sub.unsubscribe();
     };
   }
