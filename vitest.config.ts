@@ -5,6 +5,7 @@ import { configDefaults, defineConfig } from "vitest/config";
 // its production suite: `.ci/run` sets CHATWIRE_TEST_SUITE=embedded for the second suite, which leaves them out
 // (and PROFILE_FREE below).
 const PRODUCTION_ONLY = [
+  "server/interceptors/errors-pg.test.ts",
   "server/messaging/bus.test.ts",
   "server/tests/multi-instance.test.ts",
   "server/tests/nats-cluster.test.ts",

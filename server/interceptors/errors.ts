@@ -7,7 +7,8 @@ import { isNatsUnavailableError } from "../messaging/nats.js";
  * The one place a throw that is not a ConnectError gets its code, for
  * connect-node (through the observability interceptor) and the fast path alike:
  * a dependency that cannot be reached (PostgreSQL, NATS) is Unavailable (retry later), a
- * cancelled call Canceled, anything else a bug (Internal, without our internals).
+ * cancelled call Canceled, a transaction PostgreSQL rolled back in a deadlock Aborted (retry
+ * now), anything else a bug (Internal, without our internals).
  */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
@@ -34,5 +35,20 @@ export function toConnectError(err: unknown): ConnectError {
       err,
     );
   }
+  if (isConcurrencyConflict(err)) {
+    return new ConnectError(
+      "a concurrent change to the same data conflicted with this call and it was rolled back; retry it (every mutating call is safe to retry)",
+      Code.Aborted,
+      undefined,
+      undefined,
+      err,
+    );
+  }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+/** PostgreSQL rolled the transaction back for another's sake (deadlock_detected, serialization_failure): the same call can succeed now. */
+function isConcurrencyConflict(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "40P01" || code === "40001";
 }
