@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { until } from "../tests/helpers/fault-load.js";
 import { NatsBus } from "./bus.js";
 import { NatsLink } from "./nats.js";
 
@@ -15,14 +16,6 @@ const decode = (b: Uint8Array) => new TextDecoder().decode(b);
 function recorder(): { got: string[]; handler: (p: Uint8Array) => void } {
   const got: string[] = [];
   return { got, handler: (p) => got.push(decode(p)) };
-}
-
-async function until(what: string, ok: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe("NatsBus: an instance's own notices go to its subscribers directly, others' through NATS", () => {
@@ -56,13 +49,13 @@ describe("NatsBus: an instance's own notices go to its subscribers directly, oth
     await Promise.resolve();
     expect(a1.got).toEqual(["from A"]);
     expect(a2.got).toEqual(["from A"]);
-    await until("B to receive A's notice", () => b1.got.length === 1);
+    await until("B to receive A's notice", () => b1.got.length === 1, 10_000, 5);
     // The server answers a flush after what it sent this connection before: an echo would be here by now.
     await a.nc.flush();
     expect(a1.got).toEqual(["from A"]);
 
     busB.publish(subject, encode("from B"));
-    await until("A to receive B's notice", () => a1.got.length === 2);
+    await until("A to receive B's notice", () => a1.got.length === 2, 10_000, 5);
     await Promise.all([a.nc.flush(), b.nc.flush()]);
     expect(a1.got).toEqual(["from A", "from B"]);
     expect(a2.got).toEqual(["from A", "from B"]);
@@ -72,7 +65,7 @@ describe("NatsBus: an instance's own notices go to its subscribers directly, oth
     offs[0]!();
     busA.publish(subject, encode("after unsubscribe"));
     busB.publish(subject, encode("remote after unsubscribe"));
-    await until("the second handler to receive both", () => a2.got.length === 4);
+    await until("the second handler to receive both", () => a2.got.length === 4, 10_000, 5);
     await Promise.all([a.nc.flush(), b.nc.flush()]);
     expect(a1.got).toEqual(["from A", "from B"]);
     for (const off of offs.slice(1)) off();
@@ -93,7 +86,7 @@ describe("NatsBus: an instance's own notices go to its subscribers directly, oth
     ];
     await Promise.all([a.nc.flush(), b.nc.flush()]);
     expect(() => busA.publish(s, encode("x"))).not.toThrow();
-    await until("both handlers to receive it", () => good.got.length === 1 && remote.got.length === 1);
+    await until("both handlers to receive it", () => good.got.length === 1 && remote.got.length === 1, 10_000, 5);
     await a.nc.flush();
     expect(good.got).toEqual(["x"]);
     for (const off of offs) off();
@@ -105,7 +98,7 @@ describe("NatsBus: an instance's own notices go to its subscribers directly, oth
     const off = bus.subscribe(`${subject}.echo`, r.handler);
     await echoing.flush();
     bus.publish(`${subject}.echo`, encode("one"));
-    await until("the echo", () => r.got.length === 1);
+    await until("the echo", () => r.got.length === 1, 10_000, 5);
     await echoing.flush();
     expect(r.got).toEqual(["one"]);
     off();
