@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { connectH2, grpcFrame, grpcHeaders } from "./lib/h2.js";
 import { rssBytes } from "./lib/proc.js";
 import { pool, sleep } from "./lib/stats.js";
+import { argValue } from "./lib/args.js";
 
 // The memory floor of an idle server-stream with node:http2 alone: a bare
 // server holds N client connections, each with one open stream that has sent
@@ -110,7 +111,7 @@ function ask<T>(child: ChildProcess, msg: string, key: string): Promise<T> {
 }
 
 async function main(): Promise<void> {
-  const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const arg = argValue;
   if (arg("role") === "server") {
     await runServer(JSON.parse(arg("args")!) as ServerArgs);
     return;

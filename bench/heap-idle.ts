@@ -6,6 +6,7 @@ import pg from "pg";
 import { BenchContext } from "./lib/context.js";
 import { DbFixtures } from "./lib/fixtures.js";
 import { sleep } from "./lib/stats.js";
+import { argValue } from "./lib/args.js";
 
 // What an idle Subscribe stream holds on the server's heap: a production-profile server (the machine's
 // PostgreSQL and NATS, a fresh database) writes a heap snapshot with no stream open and another with N idle
@@ -123,7 +124,7 @@ async function snapshot(pid: number, dir: string): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const arg = argValue;
   const n = Number(arg("n") ?? 1000);
   const top = Number(arg("top") ?? 40);
   const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { JetStreamPublisher } from "../server/messaging/jetstream-publisher.js";
+import { argValue } from "./lib/args.js";
 
 // Client CPU of one JetStream publish, as SendMessage makes it: the library's
 // `js.publish` (a request per publish) against Chatwire's JetStreamPublisher
@@ -10,7 +11,7 @@ import { JetStreamPublisher } from "../server/messaging/jetstream-publisher.js";
 //
 //   node dist/bench/publish-cost.js [--rate=200] [--n=2000] [--runs=3] [--nats=nats://127.0.0.1:4222]
 
-const arg = (name: string, dflt: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt;
+const arg = (name: string, dflt: string) => argValue(name) ?? dflt;
 const rate = Number(arg("rate", "200"));
 const n = Number(arg("n", "2000"));
 const runs = Number(arg("runs", "3"));

@@ -1,6 +1,7 @@
 import { fork } from "node:child_process";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
+import { argValue } from "./lib/args.js";
 
 // What one hop between two processes costs this machine, apart from any work:
 // a Node client and a forked Node echo server, one byte back and forth over a
@@ -12,7 +13,7 @@ import { fileURLToPath } from "node:url";
 //
 //   node dist/bench/wakeup.js [--n=2000] [--gaps=0,1,5,20]
 
-const arg = (name: string, dflt: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt;
+const arg = (name: string, dflt: string) => argValue(name) ?? dflt;
 
 function echoServer(): void {
   const server = net.createServer((s) => {
