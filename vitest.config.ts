@@ -28,6 +28,7 @@ const PROFILE_FREE = [
   "server/interceptors/rate-limit.test.ts",
   "server/interceptors/text-fields.test.ts",
   "server/push/push-config.test.ts",
+  "server/realtime/wire.test.ts",
   "server/scheduler.test.ts",
   "server/services/blocking.test.ts",
   "server/services/documented-descriptors.test.ts",

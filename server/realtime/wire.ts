@@ -1,4 +1,6 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescField } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { TimestampSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { EventSchema, type Event } from "../../gen/realtime/realtime_pb.js";
 import { preEncoded, type MaybePreEncoded } from "../pre-encoded.js";
 
@@ -58,7 +60,7 @@ export function decodeFrame(payload: Uint8Array): BusFrame | undefined {
   try {
     if (payload[0] === TAG_EVENT) {
       const bytes = payload.subarray(1);
-      const event: Event & MaybePreEncoded = fromBinary(EventSchema, bytes);
+      const event: Event & MaybePreEncoded = shallowEvent(bytes) ?? fromBinary(EventSchema, bytes);
       // The stream writes these bytes as they are (binary protocols), not a re-encoding.
       event[preEncoded] = bytes;
       return { kind: "event", event };
@@ -70,4 +72,54 @@ export function decodeFrame(payload: Uint8Array): BusFrame | undefined {
     return undefined;
   }
   return undefined;
+}
+
+/** Event's `kind` members by field number (all of them messages). */
+const KIND_FIELDS: ReadonlyMap<number, DescField> = new Map(EventSchema.oneofs.find((o) => o.localName === "kind")!.fields.map((f) => [f.number, f]));
+
+/**
+ * An event's position, time and kind, with the kind's message decoded only
+ * when something reads it (`kind.value`). A stream on a binary protocol writes
+ * the frame's bytes as they are and reads only the position and the kind's
+ * case, so most notices are never decoded further; a JSON stream, a typing
+ * event's timer and tools read `value` and get the decoded message, the same
+ * object each time. Undefined for anything but the frames eventFrame makes
+ * (a field this code does not know, a member twice): the caller decodes
+ * those in full.
+ */
+function shallowEvent(bytes: Uint8Array): Event | undefined {
+  const r = new BinaryReader(bytes);
+  let position = 0n;
+  let at: Timestamp | undefined;
+  let member: DescField | undefined;
+  let memberBytes: Uint8Array | undefined;
+  while (r.pos < r.len) {
+    const [no, wireType] = r.tag();
+    if (no === 1 && wireType === WireType.Varint) {
+      position = BigInt(r.int64());
+    } else if (no === 2 && wireType === WireType.LengthDelimited && at === undefined) {
+      at = fromBinary(TimestampSchema, r.bytes());
+    } else if (wireType === WireType.LengthDelimited && member === undefined && KIND_FIELDS.has(no)) {
+      member = KIND_FIELDS.get(no)!;
+      memberBytes = r.bytes();
+    } else {
+      return undefined;
+    }
+  }
+  const event = create(EventSchema);
+  event.position = position;
+  event.at = at;
+  if (member?.message) event.kind = lazyKind(member.localName, member.message, memberBytes!) as Event["kind"];
+  return event;
+}
+
+function lazyKind(name: string, schema: NonNullable<DescField["message"]>, bytes: Uint8Array): { case: string; value: unknown } {
+  return {
+    case: name,
+    get value(): unknown {
+      const value = fromBinary(schema, bytes);
+      Object.defineProperty(this, "value", { value, writable: true, enumerable: true, configurable: true });
+      return value;
+    },
+  };
 }
