@@ -85,7 +85,8 @@ const KIND_FIELDS: ReadonlyMap<number, DescField> = new Map(EventSchema.oneofs.f
  * event's timer and tools read `value` and get the decoded message, the same
  * object each time. Undefined for anything but the frames eventFrame makes
  * (a field this code does not know, a member twice): the caller decodes
- * those in full.
+ * those in full. The kind's bytes are not checked before they are read or
+ * written: frames come from Chatwire's own encoder, over NATS or in-process.
  */
 function shallowEvent(bytes: Uint8Array): Event | undefined {
   const r = new BinaryReader(bytes);
