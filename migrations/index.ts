@@ -24,6 +24,7 @@ import * as m0023 from "./0023_generic_plans.js";
 import * as m0024 from "./0024_replay_inbox.js";
 import * as m0025 from "./0025_store_push_flag.js";
 import * as m0026 from "./0026_mark_receipts_cost.js";
+import * as m0027 from "./0027_timer_at_send.js";
 
 // Static imports instead of FileMigrationProvider so the same code runs under
 // vitest (.ts) and from dist/ (.js). Keys sort lexically = apply order.
@@ -53,4 +54,5 @@ export const migrations: Record<string, Migration> = {
   "0024_replay_inbox": m0024,
   "0025_store_push_flag": m0025,
   "0026_mark_receipts_cost": m0026,
+  "0027_timer_at_send": m0027,
 };

@@ -472,8 +472,8 @@ export type Message = Message$1<"chat.Message"> & {
 
   /**
    * When the message disappears: created_at plus the conversation's
-   * disappearing timer at the time it was stored; unset when it was sent
-   * with the timer off. From then on no read returns it (ListMessages,
+   * disappearing timer at the time it was sent (SendMessage's answer carries
+   * it already); unset when it was sent with the timer off. From then on no read returns it (ListMessages,
    * GetConversations' last_message, SearchMessages, Subscribe's replay);
    * a periodic job purges its content, reactions and media references and
    * sends `messages_expired` to the participants' streams.
@@ -4116,8 +4116,9 @@ export const ChatService: GenService<{
    * current participant may set it, in direct conversations and in groups
    * alike (WhatsApp lets groups restrict it to admins through "edit group
    * info"; Chatwire has no such group setting here). It applies to user
-   * messages stored after the change (Message.expires_at = created_at +
-   * timer); earlier messages keep their own expiry. The change is written as
+   * messages sent after the change (Message.expires_at = created_at +
+   * timer), even one the server stores later; messages already sent keep
+   * their own expiry. The change is written as
    * a system message ("disappearing_timer_changed", system_user_ids: the
    * caller) and every participant gets a `conversation_updated` event. A call
    * that sets the timer it already has (e.g. a retry) writes and sends

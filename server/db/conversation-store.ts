@@ -413,6 +413,8 @@ export interface SendPreflight {
   existingConversationId: string | null;
   /** A group whose send policy is admins-only, and the sender is a plain member. */
   adminsOnly: boolean;
+  /** The conversation's disappearing timer in seconds (0: off): what a message sent now is stored under. */
+  disappearingSeconds: number;
 }
 
 /**
@@ -431,6 +433,7 @@ export async function sendPreflight(db: Db, conversationId: string, senderId: st
     blocked_me: boolean;
     existing_conversation_id: string | null;
     admins_only: boolean;
+    disappearing_seconds: number;
   }>`select * from chatwire_send_preflight(${conversationId}::uuid, ${senderId}::uuid, ${clientMessageId}::text)`.execute(db);
   const r = rows[0]!;
   return {
@@ -440,5 +443,6 @@ export async function sendPreflight(db: Db, conversationId: string, senderId: st
     blockedMe: r.blocked_me,
     existingConversationId: r.existing_conversation_id,
     adminsOnly: r.admins_only,
+    disappearingSeconds: r.disappearing_seconds,
   };
 }

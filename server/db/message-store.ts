@@ -78,6 +78,7 @@ export async function storeMessageRows(db: Db, msgs: readonly OutgoingMessage[],
     m: m.mentionUserIds,
     a: createdAt[i]!.toISOString(),
     ...(m.forwardCount ? { f: m.forwardCount } : {}),
+    ...(m.disappearingSeconds !== undefined ? { d: m.disappearingSeconds } : {}),
   }));
   const { rows } = await sql<StoreRow>`select * from chatwire_store_messages(${JSON.stringify(batch)}::jsonb, ${now.toISOString()}::timestamptz)`.execute(db);
   if (rows.length !== msgs.length) throw new Error(`chatwire_store_messages returned ${rows.length} rows for ${msgs.length} messages`);

@@ -17,8 +17,8 @@ export interface SqlFunction {
 
 /** Every function, in the order they are created: one before those that call it. */
 export const SQL_FUNCTIONS: readonly SqlFunction[] = [
-  { name: "chatwire_store_messages", sha256: "ad3aeef144c382ad6b92a8399f29343466ad12e8bd191a438b5cfac2f05be50b", shippedBy: "0025_store_push_flag" },
-  { name: "chatwire_send_preflight", sha256: "4e8b099afbdb7a7f91d2a60e0475d83fbb1e03ea39d2f5eb2e185545da2aaba7", shippedBy: "0019_group_policies_invites" },
+  { name: "chatwire_store_messages", sha256: "16f63b0651fab5bc0b9036c8900ab59b7f9b6f928f35045255560c6574bdaeb7", shippedBy: "0027_timer_at_send" },
+  { name: "chatwire_send_preflight", sha256: "c3b88fc3b11dafa58af1e88e63d8360b42caa352db0eb3b1a1b8c2f069323450", shippedBy: "0027_timer_at_send" },
   { name: "chatwire_inbox_cascade_users", sha256: "15e7133cfd9f579542dac80e658668f2859c0cb94ea49d17fbebcee52faefc74", shippedBy: "0013_sql_functions" },
   { name: "chatwire_inbox_cascade_conversations", sha256: "601b322f544a9a867ed126e5b0866c8f31a22762d9844282efb9862b5eff6523", shippedBy: "0013_sql_functions" },
   { name: "chatwire_inbox_cascade_messages", sha256: "ff6f310dae57042cee908e93393894595739801b95951fe5e4f41d52c4c4af15", shippedBy: "0013_sql_functions" },

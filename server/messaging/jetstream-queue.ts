@@ -382,6 +382,10 @@ export function decodeOutgoing(data: Uint8Array): OutgoingMessage | Error {
   if (o.forwardCount !== undefined && (typeof o.forwardCount !== "number" || !Number.isInteger(o.forwardCount) || o.forwardCount < 0)) {
     return new Error("forwardCount: not a non-negative integer");
   }
+  const d = o.disappearingSeconds;
+  if (d !== undefined && (typeof d !== "number" || !Number.isInteger(d) || d < 0 || d > 2 ** 31 - 1)) {
+    return new Error("disappearingSeconds: not a non-negative 32-bit integer");
+  }
   return {
     id: o.id as string,
     conversationId: o.conversationId as string,
@@ -395,6 +399,7 @@ export function decodeOutgoing(data: Uint8Array): OutgoingMessage | Error {
     sentAt: o.sentAt as string,
     ...(isStatusQuote(o.replyToStatus) ? { replyToStatus: o.replyToStatus } : {}),
     ...(typeof o.forwardCount === "number" && o.forwardCount > 0 ? { forwardCount: o.forwardCount } : {}),
+    ...(typeof d === "number" ? { disappearingSeconds: d } : {}),
   };
 }
 

@@ -383,6 +383,34 @@ describe("JetStream queue and message worker", () => {
     expect(await inboxCount(conv)).toBe(100);
   });
 
+  test("a queued message keeps the disappearing timer it was sent under, whatever the timer is when the worker stores it", async () => {
+    const queue = await newQueue();
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
+    const sentAt = "2026-03-04T05:06:07.000Z";
+    const timer = (seconds: number) => db.updateTable("conversations").set({ disappearing_seconds: seconds }).where("id", "=", conv).execute();
+    // Sent with the timer off; the timer is turned on before the worker runs.
+    const before = outgoing(conv, a!, "before", { sentAt, disappearingSeconds: 0 });
+    await queue.publish(before);
+    await timer(86400);
+    // Sent under the timer; it is turned off again before the worker runs.
+    const under = outgoing(conv, a!, "under", { sentAt, disappearingSeconds: 86400 });
+    await queue.publish(under);
+    await timer(0);
+    // Malformed: dead-lettered, not stored under a guess.
+    await queue.js.publish(queue.subjectOf(conv), JSON.stringify({ ...outgoing(conv, a!, "bad"), disappearingSeconds: -5 }));
+
+    startWorker(queue);
+    await waitFor("consumer drained", () => drained(queue));
+    const rows = await db.selectFrom("messages").select(["client_message_id", "expires_at"]).where("conversation_id", "=", conv).orderBy("seq").execute();
+    expect(rows).toEqual([
+      { client_message_id: "before", expires_at: null },
+      { client_message_id: "under", expires_at: new Date("2026-03-05T05:06:07.000Z") },
+    ]);
+    const letters = await db.selectFrom("dead_letters").select("error").where("subject", "=", queue.subjectOf(conv)).execute();
+    expect(letters.map((l) => l.error)).toEqual([expect.stringContaining("disappearingSeconds")]);
+  });
+
   test("messages that can never be stored are dead-lettered and terminated, not redelivered; the rest of the batch is stored", async () => {
     const queue = await newQueue(1500);
     const registry = new Registry();

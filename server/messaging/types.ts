@@ -18,6 +18,11 @@ export interface OutgoingMessage {
   sentAt: string;
   /** ForwardMessages: the copy's forward count (the original's + 1); absent for a new message. */
   forwardCount?: number;
+  /**
+   * The conversation's disappearing timer in seconds when the message was sent (0: off). The message is stored
+   * under it whenever it is stored; absent (a queued message of an earlier release), the timer at store time.
+   */
+  disappearingSeconds?: number;
   /** ReplyToStatus: the status quoted (stored separately in status_replies; carried for the live event). */
   replyToStatus?: StatusQuote;
 }
@@ -38,7 +43,7 @@ export interface StoredMessage {
   createdAt: Date;
   /** The (sender, client message id) was stored before; nothing new was written. */
   duplicate: boolean;
-  /** When it disappears (the conversation's timer at store time); null when off or for a duplicate. */
+  /** When it disappears (the conversation's timer when it was sent); null when off or for a duplicate. */
   expiresAt?: Date | null;
   /**
    * Whether a push could be owed (chatwire_store_messages r_push): some

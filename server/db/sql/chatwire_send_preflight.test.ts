@@ -21,7 +21,7 @@ beforeAll(() => {
 
 const directConversation = (a: string, b: string) => insertConversation(db, [a, b], { isGroup: false });
 
-const nothing = { leftAt: null, iBlocked: false, blockedMe: false, existingConversationId: null, adminsOnly: false };
+const nothing = { leftAt: null, iBlocked: false, blockedMe: false, existingConversationId: null, adminsOnly: false, disappearingSeconds: 0 };
 
 describe("chatwire_send_preflight, through sendPreflight", () => {
   test("a participant of a direct conversation: the other participant, no blocks, no earlier send", async () => {
@@ -80,5 +80,14 @@ describe("chatwire_send_preflight, through sendPreflight", () => {
     expect(await sendPreflight(db, conv, member!, "k")).toEqual({ ...nothing, otherId: null, adminsOnly: true });
     expect(await sendPreflight(db, conv, admin!, "k")).toEqual({ ...nothing, otherId: null });
     expect(await sendPreflight(db, conv, owner!, "k")).toEqual({ ...nothing, otherId: null });
+  });
+
+  test("the conversation's disappearing timer, whoever asks; 0 for a conversation that does not exist", async () => {
+    const [a, b, stranger] = await insertUsers(db, 3);
+    const conv = await directConversation(a!, b!);
+    await db.updateTable("conversations").set({ disappearing_seconds: 604800 }).where("id", "=", conv).execute();
+    expect(await sendPreflight(db, conv, a!, "k")).toEqual({ ...nothing, otherId: b, disappearingSeconds: 604800 });
+    expect(await sendPreflight(db, conv, stranger!, "k")).toEqual({ ...nothing, leftAt: undefined, otherId: null });
+    expect(await sendPreflight(db, randomUUID(), a!, "k")).toEqual({ ...nothing, leftAt: undefined, otherId: null });
   });
 });

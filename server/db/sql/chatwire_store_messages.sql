@@ -9,10 +9,15 @@
 -- Input elements: { o: index, id, c: conversation id, s: sender id,
 -- k: client message id, t: content, u: media url, y: media type,
 -- r: reply-to message id or null, m: mention user ids (array), a: created_at,
--- f: forward count (absent: 0) }.
+-- f: forward count (absent: 0), d: the conversation's disappearing timer in
+-- seconds when the message was sent (absent: the timer at store time) }.
 -- r_status: stored | duplicate | conversation_not_found | sender_not_participant.
--- Disappearing messages (0021): a message stored while its conversation has a
+-- Disappearing messages (0021): a message sent while its conversation has a
 -- timer gets expires_at = created_at + timer (r_expires_at; null when off).
+-- The timer is the one SendMessage read as it accepted the message (d, 0027),
+-- not the one in force when the worker stores it: a message acknowledged
+-- before the timer was turned on never disappears, one acknowledged before it
+-- was turned off still does.
 -- A mentioned recipient (not the sender) also gets a mention_added event right
 -- after its message_created (r_mentions: { user id: its position }).
 -- r_push (0025): whether a push could be owed for a stored message, i.e. some
@@ -47,7 +52,7 @@ begin
   return query
   with input as (
     select t.* from jsonb_to_recordset(p_batch) as t(
-      o int, id uuid, c uuid, s uuid, k text, t text, u text, y text, r uuid, m jsonb, a timestamptz, f int)
+      o int, id uuid, c uuid, s uuid, k text, t text, u text, y text, r uuid, m jsonb, a timestamptz, f int, d int)
     limit jsonb_array_length(p_batch)
   ),
   -- One index probe per message for each fact (lateral ... limit 1 is not
@@ -90,7 +95,7 @@ begin
       (array_agg(n.c) filter (where n.stored) over (partition by n.s, n.k))[1] as d_c,
       (array_agg(n.a) filter (where n.stored) over (partition by n.s, n.k))[1] as d_a,
       (array_agg(n.id) filter (where n.stored) over (partition by n.s, n.k))[1] as d_id,
-      case when n.ds > 0 then n.a + make_interval(secs => n.ds) end as x
+      case when coalesce(n.d, n.ds) > 0 then n.a + make_interval(secs => coalesce(n.d, n.ds)) end as x
     from numbered n
   ),
   inserted as (

@@ -195,6 +195,29 @@ describe("chatwire_store_messages, through storeMessages", () => {
     expect(await pushOf(group, b!, "again")).toBe(false);
   });
 
+  test("expires_at: created_at plus the timer the message was sent under; without one, the conversation's timer now", async () => {
+    const [a, b] = await insertUsers(db, 2);
+    const conv = await insertConversation(db, [a!, b!]);
+    const sentAt = new Date("2026-03-04T05:06:07.000Z");
+    const expiryOf = async (extra: Partial<OutgoingMessage>) => {
+      const [r] = await store([outgoing(conv, a!, randomUUID(), { sentAt: sentAt.toISOString(), ...extra })]);
+      if (!r?.ok) throw new Error("not stored");
+      const row = await db.selectFrom("messages").select("expires_at").where("id", "=", r.message.id).executeTakeFirstOrThrow();
+      expect(row.expires_at).toEqual(r.message.expiresAt);
+      return r.message.expiresAt?.toISOString() ?? null;
+    };
+    // The timer is off in the conversation.
+    expect(await expiryOf({})).toBeNull();
+    expect(await expiryOf({ disappearingSeconds: 0 })).toBeNull();
+    // Sent under a day's timer that was turned off before the store: it still disappears.
+    expect(await expiryOf({ disappearingSeconds: 86400 })).toBe("2026-03-05T05:06:07.000Z");
+    await db.updateTable("conversations").set({ disappearing_seconds: 604800 }).where("id", "=", conv).execute();
+    // Sent before the timer was turned on, stored after: it stays.
+    expect(await expiryOf({ disappearingSeconds: 0 })).toBeNull();
+    // A message carrying no timer (queued by an earlier release) gets the conversation's.
+    expect(await expiryOf({})).toBe("2026-03-11T05:06:07.000Z");
+  });
+
   test("throughput: a batch of 100 messages in one transaction", async () => {
     const members = await insertUsers(db, 3);
     const convs = await Promise.all(Array.from({ length: 10 }, () => insertConversation(db, members)));

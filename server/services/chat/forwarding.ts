@@ -63,11 +63,14 @@ export function forwardHandlers(room: ChatRoom): ChatHandlers<"forwardMessages">
           Code.FailedPrecondition,
         );
       }
+      // Each target's disappearing timer as of now: the copies are stored under it.
+      const timers = new Map<string, number>();
       for (const conversationId of targets) {
         const pre = await convs.sendPreflight(db, conversationId, me, "");
         if (pre.leftAt !== null) throw notFound(conversationId);
         const refusal = directBlockRefusal(pre);
         if (refusal) throw refusal;
+        timers.set(conversationId, pre.disappearingSeconds);
       }
 
       const sentAt = clock.now();
@@ -86,6 +89,7 @@ export function forwardHandlers(room: ChatRoom): ChatHandlers<"forwardMessages">
             mentionUserIds: [],
             sentAt: sentAt.toISOString(),
             forwardCount: (src.forward_count ?? 0) + 1,
+            disappearingSeconds: timers.get(conversationId) ?? 0,
           };
         }),
       );

@@ -1,7 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { MessageKind, MessageSchema, ReceiptState } from "../../../gen/chat/chat_pb.js";
 import * as convs from "../../db/conversation-store.js";
 import * as history from "../../db/history-store.js";
 import type { NewInboxEvent } from "../../messaging/types.js";
@@ -102,6 +100,7 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
         replyToMessageId: replyTo,
         mentionUserIds: mentions,
         sentAt: sentAt.toISOString(),
+        disappearingSeconds: pre.disappearingSeconds,
       };
       let stored;
       try {
@@ -124,25 +123,9 @@ export function messageHandlers(room: ChatRoom): ChatHandlers<"sendMessage" | "l
         if (row) return { message: await messageFor(row) };
       }
       // Durable in the queue, not stored yet: seq is 0 until the worker assigns it
-      // (the realtime stream and ListMessages then carry it).
-      return {
-        message: create(MessageSchema, {
-          id,
-          conversationId,
-          senderId: me,
-          content,
-          mediaUrl,
-          mediaType: req.mediaType.trim(),
-          clientMessageId,
-          createdAt: sentAt.toISOString(),
-          seq: 0n,
-          replyToMessageId: replyTo ?? "",
-          mentionUserIds: mentions,
-          receiptState: ReceiptState.SENT,
-          kind: MessageKind.USER,
-          media: media && mediaView(media),
-        }),
-      };
+      // (the realtime stream and ListMessages then carry it). Its expiry is known already: the timer as of now.
+      const expiresAt = pre.disappearingSeconds > 0 ? new Date(sentAt.getTime() + pre.disappearingSeconds * 1000) : null;
+      return { message: Object.assign(messageFromOutgoing(outgoing, "0", sentAt, expiresAt), { media: media && mediaView(media) }) };
     },
 
     async listMessages(req, hc) {
