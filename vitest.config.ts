@@ -7,11 +7,13 @@ import { configDefaults, defineConfig } from "vitest/config";
 const PRODUCTION_ONLY = [
   "server/interceptors/errors-pg.test.ts",
   "server/messaging/bus.test.ts",
+  "server/messaging/message-worker.test.ts",
   "server/tests/multi-instance.test.ts",
   "server/tests/nats-cluster.test.ts",
   "server/tests/nats-outage.test.ts",
   "server/tests/partitions.test.ts",
   "server/tests/processes.test.ts",
+  "server/tests/startup-wait.test.ts",
 ];
 
 // Pure unit tests: no database, no NATS, no server, so the same on either profile. CI runs them once too.
@@ -33,6 +35,7 @@ const PROFILE_FREE = [
   "server/services/blocking.test.ts",
   "server/services/documented-descriptors.test.ts",
   "server/services/reflection-service.test.ts",
+  "server/tests/api-contract.test.ts",
 ];
 
 export default defineConfig({

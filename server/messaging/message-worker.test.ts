@@ -17,8 +17,11 @@ import { MessageWorker, type WorkerHooks } from "./message-worker.js";
 import { insertConversation, insertUsers, outgoing } from "../tests/helpers/fixtures.js";
 
 // JetStream is always tested against a real server: NATS_URL, else the one
-// every dev machine and CI runs on 127.0.0.1.
+// every dev machine and CI runs on 127.0.0.1. The worker only runs where NATS
+// does, on PostgreSQL (the embedded profile stores inline): DATABASE_URL's, else
+// the machine's.
 const NATS = process.env.NATS_URL || "nats://127.0.0.1:4222";
+const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 let testDb: TestDatabase;
@@ -30,7 +33,7 @@ const streams: string[] = [];
 const workers: MessageWorker[] = [];
 
 beforeAll(async () => {
-  testDb = await createTestDatabase();
+  testDb = await createTestDatabase(undefined, { kind: "postgres", adminUrl: ADMIN_URL });
   handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
   db = handle.db;
   await migrateToLatest(db, logger);
@@ -223,26 +226,14 @@ describe("JetStream queue and message worker", () => {
     const queue = await newQueue();
     const members = await insertUsers(db, 4);
     const convs = [await insertConversation(db, members), await insertConversation(db, members)];
-    // PostgreSQL: the advisory lock the server uses. PGlite (one process): a lock in memory.
-    let holder: object | undefined;
-    const leaderFor = (name: string) => {
-      if (testDb.databaseUrl) return new PgLeaderLock(testDb.databaseUrl, `test-worker:${queue.names.stream}`, logger);
-      const me = { name };
-      return {
-        acquire: async () => (holder ??= me) === me,
-        release: async () => {
-          if (holder === me) holder = undefined;
-        },
-        // A lock in memory has no connection to lose.
-        onLost: () => () => undefined,
-      };
-    };
+    // The advisory lock the server uses.
+    const leaderFor = () => new PgLeaderLock(testDb.databaseUrl!, `test-worker:${queue.names.stream}`, logger);
     // The first worker is slow, so messages are still waiting when it stops.
     let storedByFirst = 0;
     let unblockFirst!: () => void;
     const firstUnblocked = new Promise<void>((resolve) => (unblockFirst = resolve));
     const first = startWorker(queue, {
-      leader: leaderFor("first"),
+      leader: leaderFor(),
       hooks: {
         afterCommit: async (stored) => {
           storedByFirst += stored.length;
@@ -252,7 +243,7 @@ describe("JetStream queue and message worker", () => {
       },
     });
     await waitFor("the first worker to lead", async () => first.running && !first.standby);
-    const second = startWorker(queue, { leader: leaderFor("second") });
+    const second = startWorker(queue, { leader: leaderFor() });
     await waitFor("the second worker to stand by", async () => second.standby);
     const sent = new Map<string, string[]>();
     await Promise.all(
@@ -508,30 +499,9 @@ describe("JetStream queue and message worker", () => {
     const [a, b] = await insertUsers(db, 2);
     const conv = await insertConversation(db, [a!, b!]);
     const name = `test-worker:${queue.names.stream}`;
-    // PostgreSQL: the server's advisory lock, whose connection the test terminates.
-    // PGlite (one process, no lock connection): a lock in memory the test takes away.
-    let holder: object | undefined;
-    const lost = new Set<() => void>();
-    const leaderFor = (who: string): LeaderLock => {
-      if (testDb.databaseUrl) return new PgLeaderLock(testDb.databaseUrl, name, logger);
-      const me = { who };
-      return {
-        acquire: async () => (holder ??= me) === me,
-        release: async () => {
-          if (holder === me) holder = undefined;
-        },
-        onLost: (listener) => {
-          lost.add(listener);
-          return () => lost.delete(listener);
-        },
-      };
-    };
+    // The server's advisory lock, whose connection the test terminates.
+    const leaderFor = (): LeaderLock => new PgLeaderLock(testDb.databaseUrl!, name, logger);
     const killLockConnection = async (): Promise<void> => {
-      if (!testDb.databaseUrl) {
-        holder = undefined;
-        for (const listener of lost) listener();
-        return;
-      }
       // The session holding the advisory lock (key split into classid/objid as pg_locks shows it).
       const key = BigInt.asUintN(64, createHash("sha256").update(name).digest().readBigInt64BE(0));
       const { rows } = await sql<{ ok: boolean }>`
@@ -549,7 +519,7 @@ describe("JetStream queue and message worker", () => {
       },
       transformResult: async (args) => args.result,
     };
-    const first = startWorker(queue, { db: db.withPlugin(unreachable), leader: leaderFor("first"), ackWaitMs: 60_000 });
+    const first = startWorker(queue, { db: db.withPlugin(unreachable), leader: leaderFor(), ackWaitMs: 60_000 });
     await waitFor("the first worker to lead", async () => first.running && !first.standby);
     const msgs = Array.from({ length: 5 }, (_, i) => outgoing(conv, i % 2 ? a! : b!));
     for (const m of msgs) await queue.publish(m);
@@ -557,7 +527,7 @@ describe("JetStream queue and message worker", () => {
       "the first worker to hold the batch",
       async () => failures > 0 && (await jsm.consumers.info(queue.names.stream, queue.names.consumers[0]!)).num_ack_pending === 5,
     );
-    const second = startWorker(queue, { leader: leaderFor("second"), ackWaitMs: 60_000 });
+    const second = startWorker(queue, { leader: leaderFor(), ackWaitMs: 60_000 });
     await waitFor("the second worker to stand by", async () => second.standby);
 
     const killed = Date.now();

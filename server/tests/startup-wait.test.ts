@@ -169,7 +169,7 @@ describe("start-up wait", () => {
 
   test("NATS that never comes up: the same, naming NATS", async () => {
     const port = await freePort();
-    const db = await createTestDatabase(); // PostgreSQL on the production suite, PGlite on the embedded one
+    const db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres" });
     cleanups.push(() => db.drop());
     const proc = spawnChatwire({
       ...baseVars(db.dataDir, `w${randomBytes(5).toString("hex")}`),
