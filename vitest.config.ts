@@ -16,7 +16,8 @@ const PRODUCTION_ONLY = [
   "server/tests/startup-wait.test.ts",
 ];
 
-// Pure unit tests: no database, no NATS, no server, so the same on either profile. CI runs them once too.
+// Pure unit tests: no database, no NATS, no server, so the same on either profile; and config-errors, a server
+// process configured whole by the test that stops before any database. CI runs them once too.
 const PROFILE_FREE = [
   "client-sdk/src/retry.test.ts",
   "client-sdk/src/subscription.test.ts",
@@ -36,6 +37,7 @@ const PROFILE_FREE = [
   "server/services/documented-descriptors.test.ts",
   "server/services/reflection-service.test.ts",
   "server/tests/api-contract.test.ts",
+  "server/tests/config-errors.test.ts",
 ];
 
 export default defineConfig({

@@ -78,6 +78,16 @@ export function spawnChatwire(vars: Record<string, string | undefined>): Chatwir
   return { child, logs, stderr: () => stderr, exited, waitLog };
 }
 
+/** The port from the "chatwire listening on" line (PORT=0 picks one); rejects if the process exits first. */
+export async function listeningPort(proc: ChatwireProcess, timeoutMs = 60_000): Promise<number> {
+  const line = await proc.waitLog(
+    (l) => typeof l.msg === "string" && l.msg.startsWith("chatwire listening on ") && typeof l.port === "number",
+    timeoutMs,
+    "listening",
+  );
+  return line.port as number;
+}
+
 /** SIGKILLs what is still running (each process started by a test, by its own pid). */
 export async function killAll(procs: Iterable<ChatwireProcess>): Promise<void> {
   await Promise.all(
