@@ -5,6 +5,7 @@ import { configDefaults, defineConfig } from "vitest/config";
 // its production suite: `.ci/run` sets CHATWIRE_TEST_SUITE=embedded for the second suite, which leaves them out
 // (and PROFILE_FREE below).
 const PRODUCTION_ONLY = [
+  "server/db/migrate.test.ts", // PostgreSQL and PGlite both, named explicitly
   "server/interceptors/errors-pg.test.ts",
   "server/messaging/bus.test.ts",
   "server/messaging/message-worker.test.ts",
