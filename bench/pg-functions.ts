@@ -363,6 +363,7 @@ function batchOf(pairs: Pair[], n: number): OutgoingMessage[] {
       replyToMessageId: null,
       mentionUserIds: [],
       sentAt: now,
+      disappearingSeconds: 0, // as SendMessage sends it: the timer it read (off)
     };
   });
 }
