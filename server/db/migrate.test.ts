@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
+import { createTestDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from "../tests/helpers/test-database.js";
 import { IN_MEMORY_DATA_DIR, openDatabase, type DatabaseHandle } from "./database.js";
 import { MigrationError, migrateToLatest, pendingMigrations } from "./migrate.js";
 import type { Database, UserDevicesTable, UsersTable } from "./schema.js";
@@ -9,7 +9,6 @@ import { migrations } from "../../migrations/index.js";
 
 const logger = pino({ level: "silent" });
 // Both backends are always tested, whatever the environment says.
-const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 // PGlite start-up takes seconds on slow machines.
 const SLOW = 60_000;
 
@@ -179,7 +178,7 @@ describe("postgres", () => {
   let handle: DatabaseHandle;
 
   beforeAll(async () => {
-    testDb = await createTestDatabase(logger, { kind: "postgres", adminUrl: ADMIN_URL });
+    testDb = await createTestDatabase(logger, { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
     handle = await openDatabase({ databaseUrl: testDb.databaseUrl!, dataDir: testDb.dataDir, logger, poolMax: 4 });
     expect(handle.kind).toBe("postgres");
   }, SLOW);

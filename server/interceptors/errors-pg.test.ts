@@ -1,19 +1,18 @@
 import { Code } from "@connectrpc/connect";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
+import { createTestDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from "../tests/helpers/test-database.js";
 import { toConnectError } from "./errors.js";
 
 // Two connections deadlock on a real PostgreSQL (the machine's, or DATABASE_URL's; PGlite has one connection,
 // so CI runs this file once, in its production suite).
-const ADMIN = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 
 describe("a transaction PostgreSQL rolls back for another's sake", () => {
   let tdb: TestDatabase;
   const clients: pg.Client[] = [];
 
   beforeAll(async () => {
-    tdb = await createTestDatabase(undefined, { kind: "postgres", adminUrl: ADMIN });
+    tdb = await createTestDatabase(undefined, { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
     for (let i = 0; i < 2; i++) {
       const c = new pg.Client({ connectionString: tdb.databaseUrl });
       await c.connect();

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { openDatabase, type DatabaseHandle } from "../db/database.js";
 import { migrateToLatest } from "../db/migrate.js";
 import type { Database } from "../db/schema.js";
-import { createTestDatabase, type TestDatabase } from "../tests/helpers/test-database.js";
+import { createTestDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from "../tests/helpers/test-database.js";
 import { PgLeaderLock, type LeaderLock } from "../db/leader-lock.js";
 import { NatsBus } from "./bus.js";
 import { JetStreamQueue, natsMsgId } from "./jetstream-queue.js";
@@ -21,7 +21,6 @@ import { insertConversation, insertUsers, outgoing } from "../tests/helpers/fixt
 // does, on PostgreSQL (the embedded profile stores inline): DATABASE_URL's, else
 // the machine's.
 const NATS = process.env.NATS_URL || "nats://127.0.0.1:4222";
-const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 let testDb: TestDatabase;
@@ -33,7 +32,7 @@ const streams: string[] = [];
 const workers: MessageWorker[] = [];
 
 beforeAll(async () => {
-  testDb = await createTestDatabase(undefined, { kind: "postgres", adminUrl: ADMIN_URL });
+  testDb = await createTestDatabase(undefined, { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
   handle = await openDatabase({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir, logger });
   db = handle.db;
   await migrateToLatest(db, logger);

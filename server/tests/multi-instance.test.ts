@@ -9,7 +9,7 @@ import { ChatService } from "../../gen/chat/chat_pb.js";
 import { openDatabase, type DatabaseHandle } from "../db/database.js";
 import { spawnChatwire, killAll, insertDevices, type ChatwireProcess, type Device } from "./helpers/chatwire-process.js";
 import { protocolTransport, Subscription } from "./helpers/realtime.js";
-import { createTestDatabase, type TestDatabase } from "./helpers/test-database.js";
+import { createTestDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from "./helpers/test-database.js";
 import { deleteQueueStream, TEST_JWT_SECRET } from "./helpers/test-server.js";
 
 // Issue 15, item 4: two Chatwire processes on one PostgreSQL database and
@@ -31,7 +31,6 @@ import { deleteQueueStream, TEST_JWT_SECRET } from "./helpers/test-server.js";
 //
 // Always on the machine's PostgreSQL and NATS: the embedded profile is one process.
 
-const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const NATS_URL = process.env.NATS_URL || "nats://127.0.0.1:4222";
 const PAIRS = 100;
 /** A small partition count, so the two processes settle quickly at half each. */
@@ -133,7 +132,7 @@ async function sendAll(url: string, sends: Array<{ from: Device; conversationId:
 }
 
 beforeAll(async () => {
-  testDb = await createTestDatabase(pino({ level: "silent" }), { kind: "postgres", adminUrl: ADMIN_URL });
+  testDb = await createTestDatabase(pino({ level: "silent" }), { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
 });
 
 afterAll(async () => {

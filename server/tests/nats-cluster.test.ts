@@ -10,7 +10,7 @@ import { expectStoredOnceGapless, storedOutcome, until } from "./helpers/fault-l
 import { bearerTransport, login } from "./helpers/login.js";
 import { PrivateNatsCluster } from "./helpers/private-nats.js";
 import { protocolTransport, Subscription } from "./helpers/realtime.js";
-import { createTestDatabase, type TestDatabase } from "./helpers/test-database.js";
+import { createTestDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from "./helpers/test-database.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // Issue 15 item 5: a NATS cluster. Three nats-server 2.9 processes of the
@@ -31,7 +31,6 @@ const CONVERSATIONS = 10;
 const CONCURRENCY = 20;
 /** Acknowledged sends before the kill. */
 const KILL_AFTER = 1_500;
-const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let cluster: PrivateNatsCluster;
@@ -46,7 +45,7 @@ beforeAll(async () => {
   process.on("uncaughtException", onCrash);
   process.on("unhandledRejection", onCrash);
   cluster = await PrivateNatsCluster.start(3);
-  db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: ADMIN_URL });
+  db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
   const env = {
     DATABASE_URL: db.databaseUrl,
     NATS_URL: cluster.urls,

@@ -7,7 +7,7 @@ import { AuthService } from "../../gen/auth/auth_pb.js";
 import { ChatService, type Message } from "../../gen/chat/chat_pb.js";
 import { streamName } from "../messaging/jetstream-queue.js";
 import { PrivateNats } from "./helpers/private-nats.js";
-import { createTestDatabase, type TestDatabase } from "./helpers/test-database.js";
+import { createTestDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from "./helpers/test-database.js";
 import { startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // The "Done when": with NATS stopped, SendMessage fails cleanly
@@ -17,7 +17,6 @@ import { startTestServer, type TestServer } from "./helpers/test-server.js";
 // NATS on 4222, and a real PostgreSQL database (the production profile)
 // whatever the profile: CI runs it once, in the production suite (vitest.config.ts).
 
-const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------- Chatwire
@@ -32,7 +31,7 @@ let holdAfterCommit: Promise<void> | undefined;
 beforeAll(async () => {
   nats = await PrivateNats.create();
   await nats.start();
-  db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: ADMIN_URL });
+  db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
   // startTestServer makes a database of its own too; DATABASE_URL here wins over
   // it (env overrides every variable), and stop() drops the unused one.
   s = await startTestServer(

@@ -16,7 +16,7 @@ import { natsMsgId, partitionOf, queueNames, streamName } from "../messaging/jet
 import { outgoing } from "./helpers/fixtures.js";
 import { bearerTransport, login } from "./helpers/login.js";
 import { queueDrained } from "./helpers/queue-state.js";
-import { createTestDatabase, type TestDatabase } from "./helpers/test-database.js";
+import { createTestDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from "./helpers/test-database.js";
 import { deleteQueueStream, startTestServer, type TestServer } from "./helpers/test-server.js";
 
 // Issue 15 item 3: conversations hash into MESSAGE_PARTITIONS partitions, each
@@ -24,7 +24,6 @@ import { deleteQueueStream, startTestServer, type TestServer } from "./helpers/t
 // take over a dead one's. Always on a real PostgreSQL (advisory locks) and NATS,
 // whatever the profile: CI runs it once, in the production suite (vitest.config.ts).
 
-const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const NATS = process.env.NATS_URL || "nats://127.0.0.1:4222";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const MAIN = path.join(ROOT, "dist/server/main.js");
@@ -76,7 +75,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false>, 
 
 /** A deployment's first instance, on its own PostgreSQL database and stream prefix. */
 async function firstInstance(env: Record<string, string> = {}): Promise<TestServer> {
-  const db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: ADMIN_URL });
+  const db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
   databases.push(db);
   const prefix = `pt${randomBytes(5).toString("hex")}`;
   prefixes.push(prefix);
@@ -316,7 +315,7 @@ describe("partitioned message path", () => {
     });
 
     // An API-only instance of the new release: it cannot create the partition consumers yet.
-    const db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: ADMIN_URL });
+    const db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
     databases.push(db);
     const api = await startTestServer({ DATABASE_URL: db.databaseUrl!, NATS_URL: NATS, NATS_SUBJECT_PREFIX: prefix, CHATWIRE_ROLES: "api" });
     servers.push(api);

@@ -8,14 +8,13 @@ import { openDatabase, type DatabaseHandle } from "../db/database.js";
 import { spawnChatwire, killAll, insertDevices, type ChatwireProcess, type Device, type LogLine } from "./helpers/chatwire-process.js";
 import { insertConversation } from "./helpers/fixtures.js";
 import { Subscription } from "./helpers/realtime.js";
-import { createTestDatabase, type TestDatabase } from "./helpers/test-database.js";
+import { createTestDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from "./helpers/test-database.js";
 import { deleteQueueStream, TEST_JWT_SECRET } from "./helpers/test-server.js";
 
 // CHATWIRE_PROCESSES=2: `node dist/server/main.js` supervises two server
 // processes sharing the port (server/cluster.ts). Always on the machine's
 // PostgreSQL and NATS: the embedded profile refuses more than one process.
 
-const ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const NATS_URL = process.env.NATS_URL || "nats://127.0.0.1:4222";
 
 const prefix = `t${randomBytes(6).toString("hex")}`;
@@ -26,7 +25,7 @@ const managers: Http2SessionManager[] = [];
 const open: Subscription[] = [];
 
 beforeAll(async () => {
-  testDb = await createTestDatabase(pino({ level: "silent" }), { kind: "postgres", adminUrl: ADMIN_URL });
+  testDb = await createTestDatabase(pino({ level: "silent" }), { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
 });
 
 afterAll(async () => {
@@ -177,7 +176,7 @@ describe("CHATWIRE_PROCESSES=2", () => {
   }, 180_000);
 
   test("processes that keep exiting before they listen: the supervisor gives up with exit 1", async () => {
-    const missing = new URL(ADMIN_URL);
+    const missing = new URL(POSTGRES_ADMIN_URL);
     missing.pathname = `/chatwire_missing_${randomBytes(4).toString("hex")}`;
     const p = spawn({
       DATABASE_URL: missing.toString(),

@@ -7,7 +7,7 @@ import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { freePort, PrivatePostgres } from "./helpers/private-postgres.js";
-import { createTestDatabase } from "./helpers/test-database.js";
+import { createTestDatabase, POSTGRES_ADMIN_URL } from "./helpers/test-database.js";
 import { deleteQueueStream } from "./helpers/test-server.js";
 
 // Issue 13, finding 1: at start, an unreachable database or NATS is retried
@@ -169,7 +169,7 @@ describe("start-up wait", () => {
 
   test("NATS that never comes up: the same, naming NATS", async () => {
     const port = await freePort();
-    const db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres" });
+    const db = await createTestDatabase(undefined, { kind: "postgres", adminUrl: POSTGRES_ADMIN_URL });
     cleanups.push(() => db.drop());
     const proc = spawnChatwire({
       ...baseVars(db.dataDir, `w${randomBytes(5).toString("hex")}`),

@@ -10,6 +10,9 @@ import { openDatabase, type DatabaseHandle } from "../../db/database.js";
 import { migrateToLatest } from "../../db/migrate.js";
 import type { Database } from "../../db/schema.js";
 
+/** PostgreSQL for the tests that always run on it (PRODUCTION_ONLY in vitest.config.ts): DATABASE_URL's, else the machine's. */
+export const POSTGRES_ADMIN_URL = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
+
 export interface TestDatabase {
   /** Set for PostgreSQL; absent means PGlite in `dataDir`. */
   databaseUrl?: string;
